@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * base: errors, logging, clock, checksums, arenas and small helpers.
+ *
+ * Error convention (whole project): an action returns 0 or a negative code,
+ * either -errno or one of enum dprt_err. A function that fails for a reason a
+ * user must read (a bad file, a wrong shape) also records a message with
+ * err_set(); the caller that reports to the user prints err_msg().
+ * Thread-safe: the message buffer is per thread.
+ */
+#ifndef DPRT_BASE_H
+#define DPRT_BASE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define ALIGN_UP(x, a) (((x) + (a) - 1) / (a) * (a))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define UNUSED(x) ((void)(x))
+
+#if defined(__GNUC__)
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#else
+#define PRINTF_LIKE(f, a)
+#endif
+
+/* Our own codes live below -4096 so they never collide with -errno. */
+enum dprt_err {
+	DPRT_OK = 0,
+	DPRT_EBADPKG = -5001,	/* package file malformed or corrupt */
+	DPRT_EVERSION = -5002,	/* unsupported format version */
+	DPRT_ESHAPE = -5003,	/* tensor shape does not match the signature */
+	DPRT_EDTYPE = -5004,	/* tensor dtype does not match the signature */
+	DPRT_EINPUT = -5005,	/* bad input value (token id out of range...) */
+	DPRT_ENOMODEL = -5006,	/* unknown model */
+	DPRT_ENODEV = -5007,	/* no such device / no GPU driver */
+	DPRT_EDEVICE = -5008,	/* device (CUDA, cuBLAS, cuDNN) failure */
+	DPRT_EBADPLAN = -5009,	/* plan malformed or made for something else */
+	DPRT_EUNSUP = -5010,	/* valid but unsupported (op, dtype, option) */
+	DPRT_EWEIGHTS = -5011,	/* weight file lacks or mismatches a tensor */
+	DPRT_EOVERLOAD = -5012, /* queue full, try later */
+	DPRT_EUSAGE = -5013,	/* bad command-line usage */
+};
+
+/* Text for a code: our own codes and -errno alike. Any thread. */
+const char *dprt_strerror(int code);
+
+/* Record a message for this thread's last error; returns code. */
+int err_set(int code, const char *fmt, ...) PRINTF_LIKE(2, 3);
+/* This thread's last message, or dprt_strerror(code) if none was set
+ * since err_clear(). Never NULL. */
+const char *err_msg(int code);
+void err_clear(void);
+
+/* ---- logging ---- */
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+extern enum log_level log_threshold;
+void log_set_level(enum log_level lvl);
+void log_msg(enum log_level lvl, const char *fmt, ...) PRINTF_LIKE(2, 3);
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...)                                                         \
+	do {                                                                   \
+		if (log_threshold >= LOG_DEBUG)                               \
+			log_msg(LOG_DEBUG, __VA_ARGS__);                      \
+	} while (0)
+
+/* ---- clock ---- */
+/* Monotonic time in nanoseconds. Any thread, never fails. */
+uint64_t clock_ns(void);
+static inline double clock_ms_since(uint64_t t0)
+{
+	return (double)(clock_ns() - t0) / 1e6;
+}
+
+/* ---- checksums ---- */
+/* CRC32C (Castagnoli), hardware-accelerated where the CPU has SSE4.2.
+ * Start with crc = 0; feed chunks by passing the previous result. */
+uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
+/* The same CRC by the portable table path, whatever the CPU: lets tests
+ * check the hardware path against it. */
+uint32_t crc32c_portable(uint32_t crc, const void *buf, size_t len);
+/* 64-bit FNV-1a, for keys and combined checksums. */
+uint64_t hash64(uint64_t h, const void *buf, size_t len);
+#define HASH64_INIT 0xcbf29ce484222325ull
+
+/* ---- arena: bump allocator, freed all at once ---- */
+struct arena {
+	char *base;
+	size_t size, used;
+};
+int arena_init(struct arena *a, size_t size);
+void arena_fini(struct arena *a);
+/* Returns NULL when full; align must be a power of two. */
+void *arena_alloc(struct arena *a, size_t size, size_t align);
+static inline void arena_reset(struct arena *a)
+{
+	a->used = 0;
+}
+
+/* ---- small helpers ---- */
+/* Parse "123", "4K", "1.5G", "512MiB" into bytes. Returns 0 or -EINVAL. */
+int parse_size(const char *s, uint64_t *out);
+/* Format bytes as "437.9 MB" (decimal, like the paper). */
+const char *fmt_bytes(uint64_t n, char *buf, size_t len);
+/* fp16/bf16 <-> fp32, exact round-to-nearest-even. */
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+float bf16_to_f32(uint16_t h);
+uint16_t f32_to_bf16(float f);
+
+/* xoshiro256** PRNG, deterministic from a seed. */
+struct rng {
+	uint64_t s[4];
+};
+void rng_seed(struct rng *r, uint64_t seed);
+static inline uint64_t rng_next(struct rng *r)
+{
+	uint64_t *s = r->s;
+	uint64_t x = s[1] * 5;
+	uint64_t res = ((x << 7) | (x >> 57)) * 9;
+	uint64_t t = s[1] << 17;
+
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = (s[3] << 45) | (s[3] >> 19);
+	return res;
+}
+/* Uniform float in [-1, 1). */
+static inline float rng_unit(struct rng *r)
+{
+	return (float)((int64_t)rng_next(r) >> 40) * (1.0f / 8388608.0f);
+}
+
+#endif

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cpu: private face of the CPU reference backend.
+ *
+ * Kernels compute in fp32 on contiguous row-major tensors. They never
+ * allocate: scratch comes from the caller (the model's activation arena).
+ * Every element count passed here is below 2^31 (checked at plan time), so
+ * BLAS int arguments cannot overflow.
+ */
+#ifndef DPRT_EXEC_CPU_H
+#define DPRT_EXEC_CPU_H
+
+#include "exec/exec.h"
+
+/* ---- activation memory plan (plan.c) ---- */
+
+#define CPU_NO_OFFSET UINT64_MAX
+/* Bytes tensor s takes in the arena: float dtypes are held as fp32. */
+uint64_t cpu_tensor_bytes(const struct shape *s);
+/* Give every input and activation of g a byte offset in one arena, sharing
+ * memory between tensors whose lifetimes do not overlap (outputs live to
+ * the end). off[g->n_tensors] gets CPU_NO_OFFSET for weights; work is
+ * scratch of 2 * g->n_tensors entries. Returns the arena bytes needed. */
+uint64_t cpu_plan_offsets(const struct graph *g, const struct shape *shapes, uint64_t *off,
+			  uint32_t *work);
+
+/* ---- convolution and pooling (conv.c) ---- */
+
+/* x[n,c,h,w] * w[k,c/groups,kh,kw] (+ b[k]) -> y[n,k,oh,ow]. */
+struct cpu_conv {
+	int64_t n, c, h, w;
+	int64_t k, kh, kw;
+	int64_t oh, ow;
+	int64_t sh, sw, ph, pw, dh, dw;
+	int64_t groups;
+};
+/* Floats of scratch cpu_conv2d needs (0 when no im2col is needed). */
+int64_t cpu_conv2d_scratch(const struct cpu_conv *p);
+void cpu_conv2d(const struct cpu_conv *p, const float *x, const float *w, const float *b, float *y,
+		float *col);
+
+/* x[n,c,h,w] -> y[n,c,oh,ow]; window kh x kw, stride sh/sw, padding ph/pw. */
+struct cpu_pool {
+	int64_t n, c, h, w;
+	int64_t kh, kw, sh, sw, ph, pw;
+	int64_t oh, ow;
+	bool count_include_pad; /* avg only */
+};
+void cpu_maxpool(const struct cpu_pool *p, const float *x, float *y);
+void cpu_avgpool(const struct cpu_pool *p, const float *x, float *y);
+/* x[nc, hw] -> y[nc]: mean of each row. */
+void cpu_global_avgpool(const float *x, float *y, int64_t nc, int64_t hw);
+
+/* y[n,c,inner] = x * scale[c] + shift[c], then relu if asked. */
+void cpu_batchnorm(const float *x, const float *scale, const float *shift, float *y, int64_t n,
+		   int64_t c, int64_t inner, bool relu);
+void cpu_relu(const float *x, float *y, int64_t n);
+/* y = a + b, then relu if asked. */
+void cpu_add(const float *a, const float *b, float *y, int64_t n, bool relu);
+
+/* ---- transformer ops (nn.c) ---- */
+
+/* y[0..n) = v. */
+void cpu_fill(float *y, float v, int64_t n);
+
+/* y[rows,m] = x[rows,k] . w[m,k]^T (+ b[m]). */
+void cpu_linear(const float *x, const float *w, const float *b, float *y, int64_t rows, int64_t k,
+		int64_t m);
+/* y[i,:] = table[ids[i],:] for i < n. An id outside [0,v) fails with
+ * DPRT_EINPUT naming `what` (the ids tensor); y is then partly written. */
+int cpu_embedding(const int64_t *ids, const float *table, float *y, int64_t n, int64_t v, int64_t h,
+		  const char *what);
+/* pos[n,s] from ids[n,s]; mode 0: arange(s) + arg; mode 1: RoBERTa's
+ * cumsum(ids != arg) * (ids != arg) + arg. */
+void cpu_position_ids(const int64_t *ids, int64_t *pos, int64_t n, int64_t s, int mode,
+		      int64_t arg);
+/* Row-wise layer norm over h, biased variance, two passes in double. */
+void cpu_layernorm(const float *x, const float *gamma, const float *beta, float *y, int64_t rows,
+		   int64_t h, float eps);
+void cpu_gelu(const float *x, float *y, int64_t n, bool tanh_form);
+void cpu_tanh(const float *x, float *y, int64_t n);
+/* Max-subtracted softmax of each row of x[rows, cols]. */
+void cpu_softmax(const float *x, float *y, int64_t rows, int64_t cols);
+
+/* qkv[n,s,3*heads*d] (+ mask[n,s]) -> y[n,s,heads*d]. */
+struct cpu_attn {
+	int64_t n, s, heads, d;
+	bool causal;
+};
+/* Floats of scratch cpu_attention needs. */
+int64_t cpu_attention_scratch(const struct cpu_attn *p);
+void cpu_attention(const struct cpu_attn *p, const float *qkv, const int64_t *mask, float *y,
+		   float *scratch);
+/* y[n,h] = x[n,row,h] for x[n,s,h]. */
+void cpu_take_row(const float *x, float *y, int64_t n, int64_t s, int64_t h, int64_t row);
+
+#endif

@@ -1,0 +1,468 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The CUDA backend's models: weights loaded into the device pool layer by
+ * layer (PLACE_LOAD) or read in place from the host weight store through
+ * its device mapping (PLACE_DHA); a small cache of plans, one per input
+ * shape; runs that are eager the first time and replay a CUDA graph of the
+ * same work afterwards.
+ */
+#include "cuda_priv.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool dt_is_float(uint8_t dt)
+{
+	return dt == DT_F32 || dt == DT_F16 || dt == DT_BF16;
+}
+
+/* ------------------------------------------------------------- weights */
+
+/* Device address of the host region when it is pinned and device-mapped
+ * (a host weight store), else 0: a failed lookup is an answer, not an
+ * error. */
+static uint64_t host_mapping(const void *weights)
+{
+	CUdeviceptr p = 0;
+
+	if (!weights || cu.cuMemHostGetDevicePointer(&p, (void *)(uintptr_t)weights, 0) !=
+				CUDA_SUCCESS)
+		return 0;
+	return p;
+}
+
+static int load_layer(struct exec_model *m, uint32_t l)
+{
+	const struct layer *ly = &m->g->layers[l];
+	struct cuda_dev *d = m->d;
+	const void *src = m->host + ly->offset;
+	int ret;
+
+	ret = devpool_alloc(d->pool, ly->nbytes, ly->name, &m->layer_dev[l]);
+	if (ret)
+		return ret;
+	if (!ly->nbytes)
+		return 0;
+	/* Pinned memory copies asynchronously at full speed; pageable memory
+	 * only synchronously (the driver stages it). */
+	if (m->host_dev)
+		return CU(cuMemcpyHtoDAsync(m->layer_dev[l], src, ly->nbytes, d->copy));
+	return CU(cuMemcpyHtoD(m->layer_dev[l], src, ly->nbytes));
+}
+
+static int place_weights(struct exec_model *m)
+{
+	const struct graph *g = m->g;
+	uint32_t l, t;
+	int ret = 0;
+
+	for (l = 0; l < g->n_layers && !ret; l++) {
+		if (m->place[l] == PLACE_LOAD)
+			ret = load_layer(m, l);
+		else if (!m->host_dev)
+			ret = err_set(DPRT_EUNSUP, "%s: layer %s is placed DHA, which needs the "
+				      "weights in pinned, device-mapped host memory (a host "
+				      "weight store)", g->name, g->layers[l].name);
+	}
+	if (!ret)
+		ret = CU(cuStreamSynchronize(m->d->copy));
+	if (ret)
+		return ret;
+	for (t = 0; t < g->n_tensors; t++) {
+		const struct tensor *w = &g->tensors[t];
+		const struct layer *ly;
+
+		if (w->kind != TK_WEIGHT)
+			continue;
+		ly = &g->layers[w->layer];
+		if (m->place[w->layer] == PLACE_LOAD)
+			m->waddr[t] = m->layer_dev[w->layer] + (w->offset - ly->offset);
+		else
+			m->waddr[t] = m->host_dev + w->offset;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------- plans */
+
+static bool shape_same(const struct shape *a, const struct shape *b)
+{
+	return a->dtype == b->dtype && a->ndim == b->ndim &&
+	       !memcmp(a->dims, b->dims, sizeof(int64_t) * MIN(a->ndim, MAX_DIMS));
+}
+
+static bool plan_matches(const struct exec_model *m, const struct cuda_plan *pl)
+{
+	uint32_t i;
+
+	for (i = 0; i < m->g->n_inputs; i++)
+		if (!shape_same(&pl->key[i], &m->given[i]))
+			return false;
+	return true;
+}
+
+/* The plan for m->given: cached, or made in the least recently used slot
+ * (its plan, arena and graph are given back first). */
+static int get_plan(struct exec_model *m, struct cuda_plan **out)
+{
+	int i, victim = 0, ret;
+
+	for (i = 0; i < CUDA_PLANS; i++) {
+		struct cuda_plan *pl = m->plans[i];
+
+		if (pl && plan_matches(m, pl)) {
+			pl->stamp = ++m->clock;
+			*out = pl;
+			return 0;
+		}
+		if (!pl || (m->plans[victim] && pl->stamp < m->plans[victim]->stamp))
+			victim = i;
+	}
+	/* Check the shapes before evicting anything: a bad request costs no
+	 * cached plan. */
+	ret = graph_infer_shapes(m->g, m->given, m->check);
+	if (ret)
+		return ret;
+	cuda_plan_destroy(m, m->plans[victim]);
+	m->plans[victim] = NULL;
+	ret = cuda_plan_create(m, &m->plans[victim]);
+	if (ret)
+		return ret;
+	m->plans[victim]->stamp = ++m->clock;
+	*out = m->plans[victim];
+	return 0;
+}
+
+static void take_shapes(struct exec_model *m, const struct tview *in)
+{
+	uint32_t i;
+	int d;
+
+	for (i = 0; i < m->g->n_inputs; i++) {
+		const struct shape *s = &in[i].shape;
+		struct shape *k = &m->given[i];
+
+		memset(k, 0, sizeof(*k));
+		k->dtype = s->dtype;
+		k->ndim = s->ndim;
+		for (d = 0; d < MIN(s->ndim, MAX_DIMS); d++)
+			k->dims[d] = s->dims[d];
+	}
+}
+
+/* The shapes of a first plan made at load: batch 1, the model's default
+ * sequence length, optional inputs omitted. */
+static void reference_shapes(struct exec_model *m)
+{
+	const struct graph *g = m->g;
+	int64_t seq = g->def_seq ? g->def_seq : g->max_seq ? MIN(g->max_seq, 128) : 128;
+	uint32_t i;
+	int d;
+
+	for (i = 0; i < g->n_inputs; i++) {
+		const struct io_desc *io = &g->inputs[i];
+		struct shape *k = &m->given[i];
+
+		memset(k, 0, sizeof(*k));
+		if (io->flags & IO_OPTIONAL)
+			continue;
+		k->dtype = io->dtype;
+		k->ndim = io->ndim;
+		for (d = 0; d < io->ndim; d++)
+			k->dims[d] = io->dims[d] == DIM_BATCH ? 1
+				     : io->dims[d] == DIM_SEQ ? seq
+							      : io->dims[d];
+	}
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void cuda_model_destroy(struct exec_model *m)
+{
+	uint32_t i;
+
+	if (!m)
+		return;
+	cuda_dev_enter(m->d);
+	CU(cuStreamSynchronize(m->d->stream));
+	for (i = 0; i < CUDA_PLANS; i++)
+		cuda_plan_destroy(m, m->plans[i]);
+	for (i = 0; m->layer_dev && i < m->g->n_layers; i++)
+		devpool_free(m->d->pool, m->layer_dev[i]);
+	free(m->place);
+	free(m->layer_dev);
+	free(m->waddr);
+	free(m->algo);
+	free(m->algo_x);
+	free(m->given);
+	free(m->check);
+	free(m);
+}
+
+static int alloc_model(struct cuda_dev *d, const struct graph *g, struct exec_model **out)
+{
+	struct exec_model *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return -ENOMEM;
+	m->d = d;
+	m->g = g;
+	m->dt = cuda_dt_slot(g->wdtype);
+	m->place = calloc(g->n_layers + 1, sizeof(*m->place));
+	m->layer_dev = calloc(g->n_layers + 1, sizeof(*m->layer_dev));
+	m->waddr = calloc(g->n_tensors, sizeof(*m->waddr));
+	m->algo = calloc(g->n_nodes, sizeof(*m->algo));
+	m->algo_x = calloc(g->n_nodes, sizeof(*m->algo_x));
+	m->given = calloc(g->n_inputs, sizeof(*m->given));
+	m->check = calloc(g->n_tensors, sizeof(*m->check));
+	*out = m;
+	if (!m->place || !m->layer_dev || !m->waddr || !m->algo || !m->algo_x || !m->given ||
+	    !m->check)
+		return -ENOMEM;
+	return 0;
+}
+
+static int check_args(struct cuda_dev *d, const struct graph *g, const void *weights,
+		      const uint8_t *place)
+{
+	uint32_t l;
+
+	if (!d)
+		return err_set(-EINVAL, "%s: the CUDA backend needs a device from "
+			       "cuda_device_open", g->name);
+	if (cuda_dt_slot(g->wdtype) < 0)
+		return err_set(DPRT_EUNSUP, "%s: weight dtype %s is not supported on the GPU",
+			       g->name, dtype_name((enum dtype)g->wdtype));
+	if (!weights && g->weights_size)
+		return err_set(-EINVAL, "%s: no weight region given", g->name);
+	for (l = 0; place && l < g->n_layers; l++)
+		if (place[l] != PLACE_LOAD && place[l] != PLACE_DHA)
+			return err_set(-EINVAL, "%s: layer %s has placement %u", g->name,
+				       g->layers[l].name, place[l]);
+	return 0;
+}
+
+static int cuda_model_create_placed(void *dev, const struct graph *g, const void *weights,
+				    const uint8_t *place, struct exec_model **out)
+{
+	struct cuda_dev *d = dev;
+	struct exec_model *m = NULL;
+	struct cuda_plan *pl;
+	char why[512];
+	int ret;
+
+	ret = check_args(d, g, weights, place) ?: cuda_dev_enter(d);
+	if (ret)
+		return ret;
+	ret = alloc_model(d, g, &m);
+	if (ret)
+		goto out_destroy;
+	m->host = weights;
+	m->host_dev = host_mapping(weights);
+	m->no_graphs = getenv("DPRT_CUDA_GRAPHS") && !strcmp(getenv("DPRT_CUDA_GRAPHS"), "0");
+	if (place)
+		memcpy(m->place, place, g->n_layers);
+	ret = place_weights(m);
+	if (ret)
+		goto out_destroy;
+	/* Choose the convolution algorithms now, and have the common shape
+	 * ready for the first request. A model without such a shape (every
+	 * input fixed otherwise) just plans at its first run. */
+	reference_shapes(m);
+	ret = get_plan(m, &pl);
+	if (ret == DPRT_ESHAPE || ret == DPRT_EDTYPE) {
+		err_clear();
+		ret = 0;
+	}
+	if (ret)
+		goto out_destroy;
+	*out = m;
+	return 0;
+out_destroy:
+	snprintf(why, sizeof(why), "%s", err_msg(ret));
+	cuda_model_destroy(m);
+	return err_set(ret, "%s", why);
+}
+
+static int cuda_model_create(void *dev, const struct graph *g, const void *weights,
+			     struct exec_model **out)
+{
+	return cuda_model_create_placed(dev, g, weights, NULL, out);
+}
+
+/* ------------------------------------------------------------------ run */
+
+static int check_data(const struct exec_model *m, const struct tview *in)
+{
+	uint32_t i;
+
+	for (i = 0; i < m->g->n_inputs; i++) {
+		const struct shape *s = &m->given[i];
+		uint64_t need = (uint64_t)shape_numel(s) * dtype_size((enum dtype)s->dtype);
+
+		if (!s->ndim || (in[i].data && in[i].nbytes >= need))
+			continue;
+		return err_set(DPRT_EINPUT, "%s: %llu bytes of data given, its shape needs %llu",
+			       m->g->inputs[i].name,
+			       (unsigned long long)(in[i].data ? in[i].nbytes : 0),
+			       (unsigned long long)need);
+	}
+	return 0;
+}
+
+static uint64_t nbytes(const struct shape *s, uint8_t dt)
+{
+	return (uint64_t)shape_numel(s) * dtype_size((enum dtype)dt);
+}
+
+/* Say which node failed to enqueue. */
+static int node_error(const struct exec_model *m, uint32_t i, int ret)
+{
+	char why[400];
+
+	snprintf(why, sizeof(why), "%s", err_msg(ret));
+	return err_set(ret, "%s: node %u (%s): %s", m->g->name, i,
+		       op_name((enum op)m->g->nodes[i].op), why);
+}
+
+/* All the work of one run, on the device's stream: eagerly, or into a
+ * graph while the stream captures. */
+static int enqueue_run(struct exec_model *m, struct cuda_plan *pl)
+{
+	const struct graph *g = m->g;
+	CUstream st = m->d->stream;
+	uint32_t i, t;
+	int ret;
+
+	ret = CU(cuMemsetD8Async(pl->err_dev, 0xff, sizeof(struct cuda_errrec), st));
+	for (i = 0; i < g->n_inputs && !ret; i++) {
+		t = g->inputs[i].tensor;
+		ret = CU(cuMemcpyHtoDAsync(pl->raw[i], pl->stage + pl->in_off[i],
+					   nbytes(&pl->shapes[t], g->inputs[i].dtype), st));
+		if (!ret && dt_is_float(g->inputs[i].dtype) && g->inputs[i].dtype != g->wdtype)
+			ret = cuda_op_convert(m, pl, i);
+	}
+	for (i = 0; i < g->n_nodes && !ret; i++) {
+		ret = cuda_op_enqueue(m, pl, i);
+		if (ret)
+			return node_error(m, i, ret);
+	}
+	for (i = 0; i < g->n_outputs && !ret; i++) {
+		t = g->outputs[i].tensor;
+		ret = CU(cuMemcpyDtoHAsync(pl->stage + pl->out_off[i], pl->addr[t],
+					   nbytes(&pl->shapes[t], g->outputs[i].dtype), st));
+	}
+	if (!ret)
+		ret = CU(cuMemcpyDtoHAsync(pl->stage + pl->err_off, pl->err_dev,
+					   sizeof(struct cuda_errrec), st));
+	return ret;
+}
+
+/* Record the plan's run as a CUDA graph. On failure the plan keeps
+ * running eagerly (a warning, not an error). */
+static void capture(struct exec_model *m, struct cuda_plan *pl)
+{
+	CUstream st = m->d->stream;
+	CUgraph graph = NULL;
+	int ret, end;
+
+	ret = CU(cuStreamBeginCapture(st, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
+	if (!ret) {
+		ret = enqueue_run(m, pl);
+		end = CU(cuStreamEndCapture(st, &graph));
+		ret = ret ?: end;
+	}
+	if (!ret)
+		ret = CU(cuGraphInstantiate(&pl->gexec, graph, 0));
+	if (graph)
+		CU(cuGraphDestroy(graph));
+	if (!ret)
+		return;
+	log_warn("cuda: %s: cannot capture a CUDA graph, running eagerly: %s", m->g->name,
+		 err_msg(ret));
+	pl->gexec = NULL;
+	pl->no_graph = true;
+	err_clear();
+}
+
+/* The first id an embedding refused: like the CPU backend's message. */
+static int id_error(const struct exec_model *m, const struct cuda_plan *pl,
+		    const struct tview *in, uint64_t key)
+{
+	const struct graph *g = m->g;
+	uint32_t node = (uint32_t)(key >> ERRREC_SHIFT), i;
+	int64_t idx = (int64_t)(key & ((1ull << ERRREC_SHIFT) - 1));
+	const struct node *nd = &g->nodes[MIN(node, g->n_nodes - 1)];
+	int64_t v = pl->shapes[nd->in[1]].dims[0];
+	const char *name = g->tensors[nd->in[0]].name;
+
+	for (i = 0; i < g->n_inputs; i++) {
+		if (g->inputs[i].tensor != nd->in[0] || !in[i].data)
+			continue;
+		return err_set(DPRT_EINPUT, "%s: id %lld at flat index %lld is outside the "
+			       "valid range [0, %lld)", name,
+			       (long long)((const int64_t *)in[i].data)[idx], (long long)idx,
+			       (long long)v);
+	}
+	return err_set(DPRT_EINPUT, "%s: the id at flat index %lld is outside the valid "
+		       "range [0, %lld)", name, (long long)idx, (long long)v);
+}
+
+static void set_outputs(const struct exec_model *m, const struct cuda_plan *pl,
+			struct tview *out)
+{
+	uint32_t o;
+
+	for (o = 0; o < m->g->n_outputs; o++) {
+		const struct io_desc *io = &m->g->outputs[o];
+
+		out[o].shape = pl->shapes[io->tensor];
+		out[o].shape.dtype = io->dtype;
+		out[o].data = pl->stage + pl->out_off[o];
+		out[o].nbytes = nbytes(&out[o].shape, io->dtype);
+	}
+}
+
+static int cuda_model_run(struct exec_model *m, const struct tview *in, struct tview *out)
+{
+	const struct graph *g = m->g;
+	struct cuda_plan *pl;
+	struct cuda_errrec rec;
+	uint32_t i;
+	int ret;
+
+	take_shapes(m, in);
+	ret = cuda_dev_enter(m->d) ?: get_plan(m, &pl) ?: check_data(m, in);
+	if (ret)
+		return ret;
+	for (i = 0; i < g->n_inputs; i++)
+		if (in[i].shape.ndim)
+			memcpy(pl->stage + pl->in_off[i], in[i].data,
+			       nbytes(&pl->key[i], pl->key[i].dtype));
+	if (pl->gexec)
+		ret = CU(cuGraphLaunch(pl->gexec, m->d->stream));
+	else
+		ret = enqueue_run(m, pl);
+	if (!ret)
+		ret = CU(cuStreamSynchronize(m->d->stream));
+	if (ret)
+		return ret;
+	pl->runs++;
+	if (!pl->gexec && !pl->no_graph && !m->no_graphs)
+		capture(m, pl);
+	memcpy(&rec, pl->stage + pl->err_off, sizeof(rec));
+	if (rec.key != UINT64_MAX)
+		return id_error(m, pl, in, rec.key);
+	set_outputs(m, pl, out);
+	return 0;
+}
+
+const struct exec_ops cuda_backend = {
+	.name = "cuda",
+	.model_create = cuda_model_create,
+	.model_destroy = cuda_model_destroy,
+	.model_run = cuda_model_run,
+	.model_create_placed = cuda_model_create_placed,
+};

@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cuda: private face of the CUDA backend.
+ *
+ * Threads: a struct cuda_dev and every model made on it belong to the one
+ * thread that opened the device (its worker); nothing here locks.
+ *
+ * Libraries: the driver comes through mem/cudrv.h; cuBLAS and cuDNN are
+ * dlopen()ed here the same way (tables `cublas` and `cudnn`, filled by
+ * cudalibs_load()). Their status codes become dprt errors in exactly one
+ * function each (cublas_check, cudnn_check), called through the CUBLAS()
+ * and CUDNN() macros, which name the failed call.
+ */
+#ifndef DPRT_EXEC_CUDA_PRIV_H
+#define DPRT_EXEC_CUDA_PRIV_H
+
+#include <cublas_v2.h>
+#include <cudnn.h>
+
+#include "exec/exec.h"
+#include "mem/cudrv.h"
+#include "mem/mem.h"
+
+/* ---- cuBLAS and cuDNN through dlopen (cuda_libs.c) ---- */
+
+#define CUBLAS_FUNCS(X)                                                        \
+	X(cublasCreate)                                                        \
+	X(cublasDestroy)                                                       \
+	X(cublasGetVersion)                                                    \
+	X(cublasSetStream)                                                     \
+	X(cublasSetWorkspace)                                                  \
+	X(cublasSetMathMode)                                                   \
+	X(cublasGemmEx)                                                        \
+	X(cublasGemmStridedBatchedEx)                                          \
+	X(cublasGetStatusName)                                                 \
+	X(cublasGetStatusString)
+
+#define CUDNN_FUNCS(X)                                                         \
+	X(cudnnGetVersion)                                                     \
+	X(cudnnGetErrorString)                                                 \
+	X(cudnnCreate)                                                         \
+	X(cudnnDestroy)                                                        \
+	X(cudnnSetStream)                                                      \
+	X(cudnnCreateTensorDescriptor)                                         \
+	X(cudnnSetTensor4dDescriptor)                                          \
+	X(cudnnDestroyTensorDescriptor)                                        \
+	X(cudnnCreateFilterDescriptor)                                         \
+	X(cudnnSetFilter4dDescriptor)                                          \
+	X(cudnnDestroyFilterDescriptor)                                        \
+	X(cudnnCreateConvolutionDescriptor)                                    \
+	X(cudnnSetConvolution2dDescriptor)                                     \
+	X(cudnnSetConvolutionGroupCount)                                       \
+	X(cudnnSetConvolutionMathType)                                         \
+	X(cudnnDestroyConvolutionDescriptor)                                   \
+	X(cudnnGetConvolutionForwardAlgorithm_v7)                              \
+	X(cudnnGetConvolutionForwardWorkspaceSize)                             \
+	X(cudnnConvolutionForward)                                             \
+	X(cudnnCreatePoolingDescriptor)                                        \
+	X(cudnnSetPooling2dDescriptor)                                         \
+	X(cudnnDestroyPoolingDescriptor)                                       \
+	X(cudnnPoolingForward)
+
+#define CUDALIBS_MEMBER(f) __typeof__(f) *f;
+struct cublas_api {
+	CUBLAS_FUNCS(CUDALIBS_MEMBER)
+};
+struct cudnn_api {
+	CUDNN_FUNCS(CUDALIBS_MEMBER)
+};
+#undef CUDALIBS_MEMBER
+
+extern struct cublas_api cublas;
+extern struct cudnn_api cudnn;
+
+/*
+ * Load cuBLAS (required) and cuDNN (optional: without it, models with
+ * convolutions or pooling are refused), once per process, thread-safe.
+ * 0 or DPRT_ENODEV with err_set naming the library. *have_cudnn tells.
+ */
+int cudalibs_load(bool *have_cudnn);
+
+int cublas_check(cublasStatus_t s, const char *call);
+int cudnn_check(cudnnStatus_t s, const char *call);
+#define CUBLAS(call) cublas_check(cublas.call, #call)
+#define CUDNN(call) cudnn_check(cudnn.call, #call)
+
+/* ---- kernels (kernels.cu, loaded by cuda_dev.c) ---- */
+
+/* Kernels made for each activation dtype (suffix _f32, _f16, _bf16). */
+enum kern {
+	K_UNARY,
+	K_ADD,
+	K_CHAN_AFFINE,
+	K_LAYERNORM,
+	K_SOFTMAX,
+	K_ATTN_SOFTMAX,
+	K_EMBED,
+	K_TAKE_ROW,
+	K_GAP,
+	K_TYPED_COUNT,
+	/* dtype-independent kernels (no suffix) */
+	K_CVT = K_TYPED_COUNT,
+	K_POSIDS,
+	K_COUNT
+};
+#define DT_SLOTS 3 /* f32, f16, bf16 */
+
+/* Codes of kernels.cu's unary kernel. */
+enum unary_op { U_RELU = 0, U_GELU_ERF = 1, U_GELU_TANH = 2, U_TANH = 3 };
+
+/* The embedded fatbin (fatbin.c). */
+extern const unsigned char cuda_fatbin[];
+
+/* Threads per block of every kernel launch (a multiple of 32). */
+#define CUDA_BLOCK 256
+
+/* ---- device (cuda_dev.c) ---- */
+
+struct cuda_dev {
+	int ordinal;
+	CUdevice dev;
+	CUcontext ctx;
+	CUstream stream; /* runs and their graphs */
+	CUstream copy;	 /* weight uploads at model creation */
+	CUmodule mod;
+	CUfunction fn[K_COUNT][DT_SLOTS];
+	cublasHandle_t blas;
+	cudnnHandle_t dnn; /* NULL without cuDNN */
+	struct devpool *pool;
+	uint64_t blas_ws;
+	uint64_t conv_ws_limit; /* most workspace one convolution may use */
+	int sm_count;
+	int cc_major, cc_minor;
+	char name[128];
+};
+
+/* Make dev's context current on the calling thread. */
+int cuda_dev_enter(struct cuda_dev *d);
+
+/* Slot of a float dtype in cuda_dev.fn; -1 for others. */
+static inline int cuda_dt_slot(uint8_t dt)
+{
+	return dt == DT_F32 ? 0 : dt == DT_F16 ? 1 : dt == DT_BF16 ? 2 : -1;
+}
+
+/* ---- models and plans (cuda_model.c, cuda_plan.c, cuda_ops.c) ---- */
+
+/* Filled by the embedding kernels when an id is out of range: the least
+ * (node << 40 | flat index) seen, UINT64_MAX when none. */
+struct cuda_errrec {
+	uint64_t key;
+};
+#define ERRREC_SHIFT 40
+
+/* Per-node state of a plan: cuDNN descriptors and scratch. */
+struct node_rt {
+	uint64_t scratch; /* device address, or 0 */
+	uint64_t scratch_bytes;
+	cudnnTensorDescriptor_t xd, yd;
+	cudnnFilterDescriptor_t wd;
+	cudnnConvolutionDescriptor_t cd;
+	cudnnPoolingDescriptor_t pd;
+	cudnnConvolutionFwdAlgo_t algo;
+	uint64_t ws_bytes; /* convolution workspace: the start of scratch */
+};
+
+/* Everything one set of input shapes needs, made at its first run. */
+struct cuda_plan {
+	struct shape *key;    /* [n_inputs]: input shapes as given */
+	struct shape *shapes; /* [n_tensors] */
+	uint64_t *addr;	      /* [n_tensors]: device address (weights too) */
+	uint64_t *raw;	      /* [n_inputs]: input as given, before conversion */
+	uint64_t *in_off;     /* [n_inputs]: in the host staging buffer */
+	uint64_t *out_off;    /* [n_outputs] */
+	struct node_rt *rt;   /* [n_nodes] */
+	uint64_t arena, arena_bytes;
+	uint64_t err_dev;     /* device struct cuda_errrec */
+	uint64_t err_off;     /* its copy in the staging buffer */
+	char *stage;	      /* pinned host memory: inputs, outputs, errrec */
+	uint64_t stage_bytes;
+	CUgraphExec gexec;    /* the captured run, after the first run */
+	bool no_graph;	      /* capture failed once: run eagerly */
+	uint64_t stamp;
+	uint64_t runs;
+};
+
+#define CUDA_PLANS 4
+
+struct exec_model {
+	struct cuda_dev *d;
+	const struct graph *g;
+	const char *host;      /* the weight region in host memory */
+	uint64_t host_dev;     /* its device address when mapped, else 0 */
+	uint8_t *place;	       /* [n_layers]: enum exec_place */
+	uint64_t *layer_dev;   /* [n_layers]: pool allocation of LOAD layers */
+	uint64_t *waddr;       /* [n_tensors]: weights' device addresses */
+	/* [n_nodes]: convolution algorithms chosen at load for the reference
+	 * shape algo_x (its x input; ndim 0 = none chosen) */
+	cudnnConvolutionFwdAlgo_t *algo;
+	struct shape *algo_x;
+	struct shape *given;   /* [n_inputs]: this run's input shapes */
+	struct shape *check;   /* [n_tensors]: scratch for checking them */
+	struct cuda_plan *plans[CUDA_PLANS];
+	uint64_t clock;
+	int dt;		       /* slot of g->wdtype */
+	bool no_graphs;	       /* DPRT_CUDA_GRAPHS=0 at creation: always eager */
+};
+
+/* Build the plan for m->given (shapes already checked); cuda_plan.c. */
+int cuda_plan_create(struct exec_model *m, struct cuda_plan **out);
+void cuda_plan_destroy(struct exec_model *m, struct cuda_plan *pl);
+
+/* Enqueue node i of the plan on the device's stream; cuda_ops.c. */
+int cuda_op_enqueue(struct exec_model *m, struct cuda_plan *pl, uint32_t i);
+/* Enqueue the conversion of float input i from its given dtype. */
+int cuda_op_convert(struct exec_model *m, struct cuda_plan *pl, uint32_t i);
+/* Choose node i's convolution algorithm for input shape x (descriptors in
+ * rt set): the one chosen at load when x is the load-time shape, else the
+ * heuristics' best within the workspace limit. Sets rt->algo, ws_bytes. */
+int cuda_conv_choose(struct exec_model *m, uint32_t i, const struct shape *x,
+		     struct node_rt *rt);
+
+#endif

@@ -1,0 +1,414 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dprt's own CUDA kernels: everything that is not a GEMM (cuBLAS) or a
+ * convolution / pooling (cuDNN). Compiled by nvcc into a fatbin that the
+ * binary embeds and loads with cuModuleLoadData, so the names are plain C
+ * (extern "C"), one per activation dtype: NAME_f32, NAME_f16, NAME_bf16.
+ *
+ * Every kernel computes in fp32 whatever the storage dtype, and is written
+ * for any grid size (grid-stride loops over rows or elements), so the host
+ * may cap the grid. Blocks have CUDA_BLOCK (256) threads, a multiple of 32,
+ * which the block reductions rely on. Semantics follow src/model/model.h and
+ * the CPU reference backend.
+ */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <float.h>
+#include <stdint.h>
+
+typedef long long i64;
+typedef unsigned long long u64;
+
+#define FULL 0xffffffffu
+#define ERRREC_SHIFT 40 /* struct cuda_errrec in cuda_priv.h */
+
+/* ---------------------------------------------------------------- helpers */
+
+__device__ __forceinline__ float ldf(const float *p, i64 i) { return p[i]; }
+__device__ __forceinline__ float ldf(const __half *p, i64 i) { return __half2float(p[i]); }
+__device__ __forceinline__ float ldf(const __nv_bfloat16 *p, i64 i)
+{
+	return __bfloat162float(p[i]);
+}
+__device__ __forceinline__ void stf(float *p, i64 i, float v) { p[i] = v; }
+__device__ __forceinline__ void stf(__half *p, i64 i, float v) { p[i] = __float2half_rn(v); }
+__device__ __forceinline__ void stf(__nv_bfloat16 *p, i64 i, float v)
+{
+	p[i] = __float2bfloat16_rn(v);
+}
+
+#define GRID_LOOP(i, n)                                                        \
+	for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n);      \
+	     i += (i64)gridDim.x * blockDim.x)
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(FULL, v, o);
+	return v;
+}
+
+__device__ __forceinline__ float warp_max(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v = fmaxf(v, __shfl_xor_sync(FULL, v, o));
+	return v;
+}
+
+/* Sum over the block, returned to every thread. red: 32 floats of shared
+ * memory; the leading barrier lets a caller reuse red right away. */
+__device__ float block_sum(float v, float *red)
+{
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+
+	v = warp_sum(v);
+	__syncthreads();
+	if (lane == 0)
+		red[w] = v;
+	__syncthreads();
+	return warp_sum(lane < nw ? red[lane] : 0.0f);
+}
+
+__device__ float block_max(float v, float *red)
+{
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+
+	v = warp_max(v);
+	__syncthreads();
+	if (lane == 0)
+		red[w] = v;
+	__syncthreads();
+	return warp_max(lane < nw ? red[lane] : -INFINITY);
+}
+
+/* One instance per activation dtype, under a plain C name. */
+#define KERNEL3(name, params, args)                                            \
+	extern "C" __global__ void dprt_##name##_f32 params                    \
+	{                                                                      \
+		k_##name<float> args;                                          \
+	}                                                                      \
+	extern "C" __global__ void dprt_##name##_f16 params                    \
+	{                                                                      \
+		k_##name<__half> args;                                         \
+	}                                                                      \
+	extern "C" __global__ void dprt_##name##_bf16 params                   \
+	{                                                                      \
+		k_##name<__nv_bfloat16> args;                                  \
+	}
+
+/* ------------------------------------------------------------ elementwise */
+
+/* enum unary_op in cuda_priv.h */
+#define U_RELU 0
+#define U_GELU_ERF 1
+#define U_GELU_TANH 2
+#define U_TANH 3
+
+__device__ __forceinline__ float unary_f(float v, int op)
+{
+	const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
+
+	switch (op) {
+	case U_RELU:
+		return v > 0.0f ? v : 0.0f;
+	case U_GELU_ERF:
+		return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+	case U_GELU_TANH:
+		return 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
+	default:
+		return tanhf(v);
+	}
+}
+
+template <typename T>
+__device__ void k_unary(const void *xv, void *yv, i64 n, int op)
+{
+	const T *x = (const T *)xv;
+	T *y = (T *)yv;
+
+	GRID_LOOP(i, n)
+	stf(y, i, unary_f(ldf(x, i), op));
+}
+KERNEL3(unary, (const void *x, void *y, i64 n, int op), (x, y, n, op))
+
+template <typename T>
+__device__ void k_add(const void *av, const void *bv, void *yv, i64 n, int relu)
+{
+	const T *a = (const T *)av, *b = (const T *)bv;
+	T *y = (T *)yv;
+
+	GRID_LOOP(i, n)
+	{
+		float v = ldf(a, i) + ldf(b, i);
+
+		stf(y, i, relu && v < 0.0f ? 0.0f : v);
+	}
+}
+KERNEL3(add, (const void *a, const void *b, void *y, i64 n, int relu), (a, b, y, n, relu))
+
+/* y[.., c, inner] = x * scale[c] + shift[c] (+ relu): batch norm, and the
+ * bias epilogue of GEMMs (inner 1) and convolutions (inner = OH * OW).
+ * scale or shift may be NULL (1 and 0). In place is fine. */
+template <typename T>
+__device__ void k_chan_affine(const void *xv, const void *sv, const void *bv, void *yv,
+			      i64 n, i64 c, i64 inner, int relu)
+{
+	const T *x = (const T *)xv, *s = (const T *)sv, *b = (const T *)bv;
+	T *y = (T *)yv;
+
+	GRID_LOOP(i, n)
+	{
+		i64 ch = (i / inner) % c;
+		float v = ldf(x, i);
+
+		if (s)
+			v *= ldf(s, ch);
+		if (b)
+			v += ldf(b, ch);
+		stf(y, i, relu && v < 0.0f ? 0.0f : v);
+	}
+}
+KERNEL3(chan_affine,
+	(const void *x, const void *s, const void *b, void *y, i64 n, i64 c, i64 inner,
+	 int relu),
+	(x, s, b, y, n, c, inner, relu))
+
+/* Float dtype conversion; dtype codes are enum dtype (1 f32, 2 f16, 3 bf16). */
+__device__ __forceinline__ float ld_any(const void *p, int dt, i64 i)
+{
+	if (dt == 2)
+		return ldf((const __half *)p, i);
+	if (dt == 3)
+		return ldf((const __nv_bfloat16 *)p, i);
+	return ldf((const float *)p, i);
+}
+
+extern "C" __global__ void dprt_cvt(const void *x, int xdt, void *y, int ydt, i64 n)
+{
+	GRID_LOOP(i, n)
+	{
+		float v = ld_any(x, xdt, i);
+
+		if (ydt == 2)
+			stf((__half *)y, i, v);
+		else if (ydt == 3)
+			stf((__nv_bfloat16 *)y, i, v);
+		else
+			stf((float *)y, i, v);
+	}
+}
+
+/* ------------------------------------------------------------------ rows */
+
+/* Layer norm of each row of x[rows, h]: biased variance, two passes. */
+template <typename T>
+__device__ void k_layernorm(const void *xv, const void *gv, const void *bv, void *yv,
+			    i64 rows, int h, float eps)
+{
+	__shared__ float red[32];
+	const T *g = (const T *)gv, *b = (const T *)bv;
+
+	for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+		const T *x = (const T *)xv + r * h;
+		T *y = (T *)yv + r * h;
+		float s = 0.0f, mean, var, rstd;
+
+		for (int j = threadIdx.x; j < h; j += blockDim.x)
+			s += ldf(x, j);
+		mean = block_sum(s, red) / (float)h;
+		s = 0.0f;
+		for (int j = threadIdx.x; j < h; j += blockDim.x) {
+			float d = ldf(x, j) - mean;
+
+			s += d * d;
+		}
+		var = block_sum(s, red) / (float)h;
+		rstd = 1.0f / sqrtf(var + eps);
+		for (int j = threadIdx.x; j < h; j += blockDim.x)
+			stf(y, j, (ldf(x, j) - mean) * rstd * ldf(g, j) + ldf(b, j));
+	}
+}
+KERNEL3(layernorm,
+	(const void *x, const void *g, const void *b, void *y, i64 rows, int h, float eps),
+	(x, g, b, y, rows, h, eps))
+
+/* Max-subtracted softmax of each row of x[rows, cols]. */
+template <typename T>
+__device__ void k_softmax(const void *xv, void *yv, i64 rows, int cols)
+{
+	__shared__ float red[32];
+
+	for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+		const T *x = (const T *)xv + r * cols;
+		T *y = (T *)yv + r * cols;
+		float mx = -INFINITY, s = 0.0f, inv;
+
+		for (int j = threadIdx.x; j < cols; j += blockDim.x)
+			mx = fmaxf(mx, ldf(x, j));
+		mx = block_max(mx, red);
+		for (int j = threadIdx.x; j < cols; j += blockDim.x)
+			s += expf(ldf(x, j) - mx);
+		inv = 1.0f / block_sum(s, red);
+		for (int j = threadIdx.x; j < cols; j += blockDim.x)
+			stf(y, j, expf(ldf(x, j) - mx) * inv);
+	}
+}
+KERNEL3(softmax, (const void *x, void *y, i64 rows, int cols), (x, y, rows, cols))
+
+/*
+ * Attention probabilities. scores[n, head, q, k] (fp32, already scaled by
+ * 1/sqrt(d)) -> p[n, head, q, k] in T. A key the query may not see (causal:
+ * k > q; mask[n, k] == 0) gets -FLT_MAX added once, as the CPU backend and
+ * Hugging Face do: a fully masked row becomes uniform, never NaN.
+ * Grid: (s, heads, n), one row per block.
+ */
+template <typename T>
+__device__ void k_attn_softmax(const float *sc, void *pv, const i64 *mask, int s, int heads,
+			       int causal)
+{
+	__shared__ float red[32];
+	int q = blockIdx.x, h = blockIdx.y, n = blockIdx.z;
+	i64 row = (((i64)n * heads + h) * s + q) * s;
+	const float *x = sc + row;
+	const i64 *m = mask ? mask + (i64)n * s : NULL;
+	T *p = (T *)pv + row;
+	float mx = -INFINITY, sum = 0.0f, inv;
+
+#define ATTN_V(j) (x[j] + (((causal && (j) > q) || (m && m[j] == 0)) ? -FLT_MAX : 0.0f))
+	for (int j = threadIdx.x; j < s; j += blockDim.x)
+		mx = fmaxf(mx, ATTN_V(j));
+	mx = block_max(mx, red);
+	for (int j = threadIdx.x; j < s; j += blockDim.x)
+		sum += expf(ATTN_V(j) - mx);
+	inv = 1.0f / block_sum(sum, red);
+	for (int j = threadIdx.x; j < s; j += blockDim.x)
+		stf(p, j, expf(ATTN_V(j) - mx) * inv);
+#undef ATTN_V
+}
+KERNEL3(attn_softmax,
+	(const float *sc, void *p, const i64 *mask, int s, int heads, int causal),
+	(sc, p, mask, s, heads, causal))
+
+/* ----------------------------------------------------------- gather etc. */
+
+/*
+ * y[r, :] = table[ids[r], :] for r < n. An id outside [0, v) writes zeros
+ * and records (node << 40 | r) in *err with atomicMin, so the host reports
+ * the first bad id of the first embedding, like the CPU backend.
+ */
+template <typename T>
+__device__ void k_embed(const i64 *ids, const void *tv, void *yv, i64 n, i64 v, int h,
+			u64 *err, int node)
+{
+	const T *table = (const T *)tv;
+
+	for (i64 r = blockIdx.x; r < n; r += gridDim.x) {
+		i64 id = ids[r];
+		T *y = (T *)yv + r * h;
+
+		if (id < 0 || id >= v) {
+			if (threadIdx.x == 0)
+				atomicMin(err, ((u64)node << ERRREC_SHIFT) | (u64)r);
+			for (int j = threadIdx.x; j < h; j += blockDim.x)
+				stf(y, j, 0.0f);
+			continue;
+		}
+		for (int j = threadIdx.x; j < h; j += blockDim.x)
+			y[j] = table[id * h + j];
+	}
+}
+KERNEL3(embed,
+	(const i64 *ids, const void *t, void *y, i64 n, i64 v, int h, u64 *err, int node),
+	(ids, t, y, n, v, h, err, node))
+
+/*
+ * Position ids of ids[n, s], one row per block. Mode 0: j + arg. Mode 1
+ * (RoBERTa): cumsum(ids != arg) * (ids != arg) + arg, a block-wide scan
+ * over chunks of blockDim.x with a running carry.
+ */
+extern "C" __global__ void dprt_posids(const i64 *ids, i64 *pos, i64 rows, int s, int mode,
+				       i64 arg)
+{
+	__shared__ int wsum[32];
+	__shared__ i64 carry;
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+
+	for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+		const i64 *id = ids + r * s;
+		i64 *p = pos + r * s;
+
+		if (mode == 0) {
+			for (int j = threadIdx.x; j < s; j += blockDim.x)
+				p[j] = j + arg;
+			continue;
+		}
+		if (threadIdx.x == 0)
+			carry = 0;
+		__syncthreads();
+		for (int base = 0; base < s; base += blockDim.x) {
+			int j = base + threadIdx.x, f = j < s && id[j] != arg, v = f, t;
+			i64 run;
+
+			for (int o = 1; o < 32; o <<= 1) {
+				t = __shfl_up_sync(FULL, v, o);
+				if (lane >= o)
+					v += t;
+			}
+			if (lane == 31)
+				wsum[w] = v;
+			__syncthreads();
+			if (w == 0) {
+				t = lane < nw ? wsum[lane] : 0;
+				for (int o = 1; o < 32; o <<= 1) {
+					int u = __shfl_up_sync(FULL, t, o);
+					if (lane >= o)
+						t += u;
+				}
+				wsum[lane] = t;
+			}
+			__syncthreads();
+			run = carry + (w ? wsum[w - 1] : 0) + v;
+			if (j < s)
+				p[j] = f ? run + arg : arg;
+			__syncthreads();
+			if (threadIdx.x == blockDim.x - 1)
+				carry = run;
+			__syncthreads();
+		}
+	}
+}
+
+/* y[n, :] = x[n, row, :] for x[n, s, h]. */
+template <typename T>
+__device__ void k_take_row(const void *xv, void *yv, i64 n, i64 s, int h, i64 row)
+{
+	const T *x = (const T *)xv;
+	T *y = (T *)yv;
+
+	for (i64 b = blockIdx.x; b < n; b += gridDim.x)
+		for (int j = threadIdx.x; j < h; j += blockDim.x)
+			y[b * h + j] = x[(b * s + row) * h + j];
+}
+KERNEL3(take_row, (const void *x, void *y, i64 n, i64 s, int h, i64 row),
+	(x, y, n, s, h, row))
+
+/* y[r] = mean of x[r, 0..hw), one warp per row. */
+template <typename T>
+__device__ void k_gap(const void *xv, void *yv, i64 rows, int hw)
+{
+	const T *x = (const T *)xv;
+	T *y = (T *)yv;
+	int lane = threadIdx.x & 31, wpb = blockDim.x >> 5;
+
+	for (i64 r = (i64)blockIdx.x * wpb + (threadIdx.x >> 5); r < rows;
+	     r += (i64)gridDim.x * wpb) {
+		float s = 0.0f;
+
+		for (int j = lane; j < hw; j += 32)
+			s += ldf(x, r * hw + j);
+		s = warp_sum(s);
+		if (lane == 0)
+			stf(y, r, s / (float)hw);
+	}
+}
+KERNEL3(gap, (const void *x, void *y, i64 rows, int hw), (x, y, rows, hw))

@@ -1,0 +1,383 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Host weight store: pinned, device-mapped memory filled from the package
+ * with io_uring. Reads of CHUNK bytes are kept QD deep; as the read front
+ * passes the end of a layer, that layer's CRC is checked, so checking
+ * overlaps reading.
+ */
+#define _GNU_SOURCE
+#include "mem/mem.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mem/cudrv.h"
+
+#define CHUNK (4u << 20)
+#define QD 16u
+#define PAGE 4096u
+
+struct hoststore {
+	void *base;
+	uint64_t size;
+	bool mapped;	/* cuMemHostAlloc'ed; ctx holds a primary-context reference */
+	CUdevice dev;
+	CUcontext ctx;
+	struct hoststore_info info;
+};
+
+/* ------------------------------------------------------------ memory */
+
+static int pinned_alloc(struct hoststore *hs, uint64_t bytes)
+{
+	CUcontext prev;
+	int ret;
+
+	ret = CU(cuDeviceGet(&hs->dev, 0));
+	if (!ret)
+		ret = CU(cuDevicePrimaryCtxRetain(&hs->ctx, hs->dev));
+	if (ret)
+		return ret;
+	ret = CU(cuCtxPushCurrent(hs->ctx));
+	if (ret)
+		goto out_release;
+	ret = CU(cuMemHostAlloc(&hs->base, bytes,
+				CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_PORTABLE));
+	CU(cuCtxPopCurrent(&prev));
+	if (ret)
+		goto out_release;
+	hs->mapped = true;
+	return 0;
+out_release:
+	CU(cuDevicePrimaryCtxRelease(hs->dev));
+	return ret;
+}
+
+int hoststore_create(uint64_t size, struct hoststore **out)
+{
+	struct hoststore *hs = calloc(1, sizeof(*hs));
+	uint64_t bytes = ALIGN_UP(size ? size : 1, PAGE);
+	char b[32];
+	int ret;
+
+	if (!hs)
+		return -ENOMEM;
+	hs->size = size;
+	if (cudrv_load() == 0) {
+		ret = pinned_alloc(hs, bytes);
+		if (ret) {
+			free(hs);
+			return ret;
+		}
+	} else {
+		err_clear();
+		if (posix_memalign(&hs->base, PAGE, bytes)) {
+			free(hs);
+			return err_set(-ENOMEM, "host weight store: cannot allocate %s",
+				       fmt_bytes(bytes, b, sizeof(b)));
+		}
+	}
+	hs->info.size = size;
+	hs->info.mapped = hs->mapped;
+	*out = hs;
+	return 0;
+}
+
+void hoststore_destroy(struct hoststore *hs)
+{
+	CUcontext prev;
+
+	if (!hs)
+		return;
+	if (!hs->mapped) {
+		free(hs->base);
+		free(hs);
+		return;
+	}
+	if (!CU(cuCtxPushCurrent(hs->ctx))) {
+		CU(cuMemFreeHost(hs->base));
+		CU(cuCtxPopCurrent(&prev));
+	}
+	CU(cuDevicePrimaryCtxRelease(hs->dev));
+	free(hs);
+}
+
+void *hoststore_base(const struct hoststore *hs)
+{
+	return hs->base;
+}
+
+void hoststore_get_info(const struct hoststore *hs, struct hoststore_info *info)
+{
+	*info = hs->info;
+}
+
+/* ------------------------------------------------------------ reading */
+
+struct req {
+	uint64_t off, len; /* region offset and bytes still to read */
+	uint32_t chunk;
+};
+
+/* One load: the region [0, size) of the file at file_off goes to base. */
+struct reader {
+	struct pkg *p;
+	const struct graph *g;
+	const char *path;
+	int fd;
+	char *base;
+	uint64_t file_off, size, need; /* need: end of the last layer */
+	uint64_t next, front;	       /* next byte to ask for; all done below front */
+	uint32_t next_layer, n_chunks;
+	uint8_t *done;
+	struct req reqs[QD];
+	uint32_t free_reqs[QD], n_free;
+	int inflight;
+};
+
+static int rd_error(const struct reader *r, uint64_t off, int err)
+{
+	return err_set(err, "%s: reading weights at byte %llu: %s", r->path,
+		       (unsigned long long)(r->file_off + off), strerror(-err));
+}
+
+/* Check the CRC of every layer that now lies wholly below the front. */
+static int rd_verify(struct reader *r)
+{
+	int ret;
+
+	while (r->front < r->size && r->done[r->front / CHUNK])
+		r->front = MIN(r->size, r->front + CHUNK);
+	while (r->next_layer < r->g->n_layers) {
+		const struct layer *ly = &r->g->layers[r->next_layer];
+
+		if (ly->offset + ly->nbytes > r->front)
+			break;
+		ret = pkg_verify_layer(r->p, r->next_layer, r->base);
+		if (ret)
+			return ret;
+		r->next_layer++;
+	}
+	return 0;
+}
+
+static void rd_submit(struct reader *r, struct io_uring *ring, struct req *q)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	/* The ring has QD entries and at most QD requests are out. */
+	io_uring_prep_read(sqe, r->fd, r->base + q->off, (unsigned)q->len,
+			   r->file_off + q->off);
+	io_uring_sqe_set_data(sqe, q);
+	r->inflight++;
+}
+
+static void rd_fill(struct reader *r, struct io_uring *ring)
+{
+	struct req *q;
+
+	while (r->n_free && r->next < r->size) {
+		q = &r->reqs[r->free_reqs[--r->n_free]];
+		q->off = r->next;
+		q->len = MIN(CHUNK, r->size - r->next);
+		q->chunk = (uint32_t)(r->next / CHUNK);
+		r->next += q->len;
+		rd_submit(r, ring, q);
+	}
+}
+
+/* One completion: done, short (ask for the rest), EOF or an error. A
+ * regular file reads short only at its end: past the last layer that is the
+ * padding of the region, which reads as zeros. */
+static int rd_complete(struct reader *r, struct io_uring *ring, struct req *q, int res)
+{
+	r->inflight--;
+	if (res < 0)
+		return rd_error(r, q->off, res);
+	if ((uint64_t)res < q->len && q->off + (uint64_t)res >= r->need) {
+		memset(r->base + q->off + res, 0, q->len - (uint64_t)res);
+		res = (int)q->len;
+	}
+	if (res == 0)
+		return err_set(DPRT_EBADPKG, "%s: truncated: the weight region ends at byte "
+			       "%llu, its layers need %llu", r->path,
+			       (unsigned long long)(r->file_off + q->off),
+			       (unsigned long long)(r->file_off + r->need));
+	q->off += (uint64_t)res;
+	q->len -= (uint64_t)res;
+	if (q->len) {
+		rd_submit(r, ring, q);
+		return 0;
+	}
+	r->done[q->chunk] = 1;
+	r->free_reqs[r->n_free++] = (uint32_t)(q - r->reqs);
+	return 0;
+}
+
+static int rd_run(struct reader *r)
+{
+	struct io_uring ring;
+	struct io_uring_cqe *cqe;
+	uint32_t i;
+	int ret;
+
+	ret = io_uring_queue_init(QD, &ring, 0);
+	if (ret)
+		return ret;
+	for (i = 0; i < QD; i++)
+		r->free_reqs[i] = i;
+	r->n_free = QD;
+	r->inflight = 0;
+	while (!ret && r->next_layer < r->g->n_layers) {
+		rd_fill(r, &ring);
+		ret = io_uring_submit_and_wait(&ring, 1);
+		if (ret < 0)
+			break;
+		ret = 0;
+		while (!ret && io_uring_peek_cqe(&ring, &cqe) == 0) {
+			ret = rd_complete(r, &ring, io_uring_cqe_get_data(cqe), cqe->res);
+			io_uring_cqe_seen(&ring, cqe);
+		}
+		if (!ret)
+			ret = rd_verify(r);
+	}
+	/* Reads still in flight (after an error, or of the padding past the
+	 * last layer) finish before their memory can be freed or reused. */
+	io_uring_submit(&ring);
+	while (r->inflight > 0 && io_uring_wait_cqe(&ring, &cqe) == 0) {
+		r->inflight--;
+		io_uring_cqe_seen(&ring, cqe);
+	}
+	io_uring_queue_exit(&ring);
+	return ret;
+}
+
+/* Mark the chunks below the read front done and check finished layers. */
+static int rd_advance(struct reader *r, uint64_t to)
+{
+	uint64_t end;
+
+	while (r->next < to) {
+		end = MIN(to, (r->next / CHUNK + 1) * CHUNK);
+		if (end % CHUNK == 0 || end == r->size)
+			r->done[r->next / CHUNK] = 1;
+		r->next = end;
+	}
+	return rd_verify(r);
+}
+
+/* Without io_uring (old kernel, seccomp): plain preads. */
+static int rd_pread(struct reader *r)
+{
+	uint64_t len;
+	ssize_t n;
+	int ret;
+
+	while (r->next < r->size && r->next_layer < r->g->n_layers) {
+		len = MIN(CHUNK - r->next % CHUNK, r->size - r->next);
+		n = pread(r->fd, r->base + r->next, len, (off_t)(r->file_off + r->next));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return rd_error(r, r->next, -errno);
+		if (n == 0 && r->next < r->need)
+			return err_set(DPRT_EBADPKG, "%s: truncated weight region (ends at byte "
+				       "%llu)", r->path,
+				       (unsigned long long)(r->file_off + r->next));
+		if (n == 0) {
+			memset(r->base + r->next, 0, r->size - r->next);
+			n = (ssize_t)(r->size - r->next);
+		}
+		ret = rd_advance(r, r->next + (uint64_t)n);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int rd_open(struct reader *r, bool direct)
+{
+	int flags = O_RDONLY | O_CLOEXEC | (direct ? O_DIRECT : 0);
+
+	r->fd = open(r->path, flags);
+	if (r->fd < 0)
+		return -errno;
+	return 0;
+}
+
+static void rd_reset(struct reader *r)
+{
+	memset(r->done, 0, r->n_chunks);
+	r->next = r->front = 0;
+	r->next_layer = 0;
+}
+
+/* Read with O_DIRECT where possible; if the file system refuses it (open
+ * or the first read fails with EINVAL), read buffered. */
+static int rd_all(struct reader *r, bool *direct)
+{
+	int ret = -EINVAL;
+
+	*direct = r->file_off % PAGE == 0 && r->size % PAGE == 0 &&
+		  (uintptr_t)r->base % PAGE == 0;
+	if (*direct && rd_open(r, true) == 0) {
+		ret = rd_run(r);
+		close(r->fd);
+		if (ret != -EINVAL && ret != -ENOSYS && ret != -EPERM)
+			return ret;
+		if (ret == -EINVAL)
+			err_clear();
+	}
+	*direct = false;
+	rd_reset(r);
+	ret = rd_open(r, false);
+	if (ret)
+		return err_set(ret, "%s: cannot open: %s", r->path, strerror(-ret));
+	ret = rd_run(r);
+	if (ret == -ENOSYS || ret == -EPERM) {
+		rd_reset(r);
+		ret = rd_pread(r);
+	}
+	close(r->fd);
+	return ret;
+}
+
+int hoststore_load(struct pkg *p, struct hoststore **out)
+{
+	const struct graph *g = pkg_graph(p);
+	struct reader r = {.p = p, .g = g, .path = pkg_path(p)};
+	struct hoststore *hs;
+	uint64_t t0 = clock_ns();
+	int ret;
+
+	ret = hoststore_create(g->weights_size, &hs);
+	if (ret)
+		return ret;
+	r.base = hs->base;
+	r.file_off = pkg_weights_offset(p);
+	r.size = g->weights_size;
+	if (g->n_layers)
+		r.need = g->layers[g->n_layers - 1].offset + g->layers[g->n_layers - 1].nbytes;
+	r.n_chunks = (uint32_t)((r.size + CHUNK - 1) / CHUNK);
+	r.done = calloc(r.n_chunks ? r.n_chunks : 1, 1);
+	if (!r.done) {
+		ret = -ENOMEM;
+		goto out_destroy;
+	}
+	ret = rd_all(&r, &hs->info.direct);
+	free(r.done);
+	if (ret)
+		goto out_destroy;
+	hs->info.read_ms = clock_ms_since(t0);
+	hs->info.verified = r.next_layer;
+	*out = hs;
+	return 0;
+out_destroy:
+	hoststore_destroy(hs);
+	return ret;
+}

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mem: the host weight store and per-GPU device memory pools.
+ *
+ * Host weight store: ONE copy of a model's weight region (package layout,
+ * g->weights_size bytes) in pinned, device-mapped host memory
+ * (cuMemHostAlloc with DEVICEMAP | PORTABLE), so any GPU can copy from it at
+ * full PCIe speed or read it in place (DHA). Filled from the package file
+ * with io_uring reads (O_DIRECT where the file system allows it) and checked
+ * layer by layer against the package's CRCs. On a machine without a CUDA
+ * driver the store is plain page-aligned memory (good for the CPU backend).
+ *
+ * Device pool: one per GPU, owned by that GPU's worker thread. It reserves
+ * device memory in large chunks (cuMemAlloc at start or when it must grow)
+ * and sub-allocates layer ranges and activation arenas from them; nothing on
+ * a request's path allocates device memory. Addresses are CUdeviceptr values
+ * carried as uint64_t, so this header holds no CUDA type.
+ */
+#ifndef DPRT_MEM_H
+#define DPRT_MEM_H
+
+#include "model/model.h"
+
+/* ---- host weight store ---- */
+struct hoststore;
+
+struct hoststore_info {
+	uint64_t size;	   /* bytes of the region */
+	bool mapped;	   /* pinned and device-mapped (DHA and fast copies) */
+	bool direct;	   /* read with O_DIRECT (hoststore_load only) */
+	double read_ms;	   /* reading and checking the file */
+	uint32_t verified; /* layers whose CRC was checked */
+};
+
+/*
+ * Make an empty store of size bytes (contents undefined), pinned and
+ * device-mapped when a CUDA driver and GPU are present. The store holds a
+ * reference on GPU 0's primary context while it lives (a pinned allocation
+ * belongs to a context), so it works from any thread. 0 or -ENOMEM /
+ * DPRT_EDEVICE with err_set. Any thread.
+ */
+int hoststore_create(uint64_t size, struct hoststore **out);
+
+/*
+ * Make a store for package p and read its whole weight region into it with
+ * io_uring, checking every layer's CRC as its bytes arrive. Errors name the
+ * file (truncated, I/O error, CRC mismatch of a layer). Any thread; p must
+ * not be used by another thread meanwhile.
+ */
+int hoststore_load(struct pkg *p, struct hoststore **out);
+
+/* Free the store; no device may still read it. Any thread. */
+void hoststore_destroy(struct hoststore *hs);
+
+void *hoststore_base(const struct hoststore *hs);
+void hoststore_get_info(const struct hoststore *hs, struct hoststore_info *info);
+
+/* ---- device pool ---- */
+struct devpool;
+
+#define DEVPOOL_ALIGN 256u
+
+/*
+ * Make a pool for the GPU whose context is current on the calling thread.
+ * It grows by chunk bytes at a time (a request larger than chunk gets a
+ * chunk of its own) up to limit bytes reserved in all (0 = no limit but the
+ * GPU's memory). Reserves nothing until the first allocation unless
+ * reserve > 0. 0 or an error with err_set. Owner thread only (all calls).
+ */
+int devpool_create(uint64_t chunk, uint64_t limit, uint64_t reserve, struct devpool **out);
+/* Return every chunk to the driver; all allocations die with it. */
+void devpool_destroy(struct devpool *p);
+
+/*
+ * Sub-allocate size bytes (DEVPOOL_ALIGN-aligned) for what (named in the
+ * error). Returns 0 and the device address, or -ENOMEM with err_set when
+ * the limit or the GPU's memory would be exceeded.
+ */
+int devpool_alloc(struct devpool *p, uint64_t size, const char *what, uint64_t *addr);
+/* Give back an allocation (0 is ignored). The chunk stays reserved. */
+void devpool_free(struct devpool *p, uint64_t addr);
+
+/* Bytes reserved from the driver, and bytes handed out. */
+uint64_t devpool_reserved(const struct devpool *p);
+uint64_t devpool_used(const struct devpool *p);
+
+#endif

@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sched internals shared by repo.c, worker.c, req.c and sched.c.
+ * Not part of the module's face (sched.h).
+ */
+#ifndef DPRT_SCHED_INTERNAL_H
+#define DPRT_SCHED_INTERNAL_H
+
+#include <ck_ring.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+#include "mem/mem.h"
+#include "sched/sched.h"
+
+#define CACHELINE 64
+
+/* ---- intrusive doubly linked list ---- */
+struct lnode {
+	struct lnode *prev, *next;
+};
+
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+static inline void lnode_init(struct lnode *n)
+{
+	n->prev = n;
+	n->next = n;
+}
+
+static inline bool lnode_linked(const struct lnode *n)
+{
+	return n->next != n;
+}
+
+static inline void lnode_del(struct lnode *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	lnode_init(n);
+}
+
+/* Insert n right after head (head->next is the most recent). */
+static inline void lnode_add_head(struct lnode *head, struct lnode *n)
+{
+	n->next = head->next;
+	n->prev = head;
+	head->next->prev = n;
+	head->next = n;
+}
+
+/* Relaxed counters: one writer (the owner), any reader. */
+static inline void ctr_add(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+			      memory_order_relaxed);
+}
+
+static inline uint64_t ctr_get(const _Atomic uint64_t *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+/*
+ * Entry e as seen by worker w. Everything but wq is written by worker w
+ * only; wq is incremented by posters (sched_submit) and decremented by the
+ * worker when the request completes, so "wq > 0" means a request for e is
+ * queued on or running in w: the model must not be evicted from w.
+ */
+struct wslot {
+	_Atomic uint32_t wq;
+	_Atomic bool resident;
+	struct repo_entry *e; /* back pointer, constant */
+	struct exec_model *em;
+	struct lnode lru; /* in the worker's resident list */
+	uint64_t bytes;	  /* device bytes charged */
+	bool no_fuse;	  /* a fused run's outputs did not split by batch */
+	_Atomic uint64_t requests, failures, cold, bytes_loaded, lat_sum;
+	_Atomic uint64_t hist[SCHED_HIST_BUCKETS];
+} __attribute__((aligned(CACHELINE)));
+
+enum host_state { HOST_NONE = 0, HOST_READING = 1, HOST_READY = 2 };
+
+/*
+ * A model version of the repository. name, version, path, r and ws are
+ * constant; state and g may be read without the lock (atomics); the rest
+ * is under r->lock. The graph stays valid until repo_destroy (a package
+ * replaced on reload is retired, not closed).
+ */
+struct repo_entry {
+	char name[NAME_LEN];
+	uint32_t version;
+	uint64_t hash; /* of name, for lookups */
+	char path[PATH_MAX];
+	struct repo *r;
+	_Atomic int state;
+	_Atomic(const struct graph *) g;
+
+	char reason[SCHED_MSG_LEN];
+	bool present; /* model.dpk seen by the last scan */
+	struct pkg *pkg;
+	dev_t st_dev;
+	ino_t st_ino;
+	off_t st_size;
+	struct timespec st_mtim;
+
+	struct hoststore *hs;
+	_Atomic(const void *) host; /* base of hs, for snapshots */
+	uint64_t host_size;
+	uint8_t hstate;		  /* enum host_state */
+	_Atomic uint32_t users;	  /* device instances using the host copy */
+	struct lnode host_lru;	  /* in r->host_lru while users == 0 */
+
+	struct wslot *ws; /* [r->n_workers] */
+};
+
+struct repo {
+	char dir[PATH_MAX];
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* LOADING / HOST_READING finished */
+	struct repo_entry **ents;
+	uint32_t n, cap;
+	uint32_t n_workers;
+	uint64_t host_limit; /* 0 = none */
+	_Atomic uint64_t host_used;
+	struct lnode host_lru; /* unreferenced host copies, most recent first */
+	struct pkg **retired;
+	uint32_t n_retired, cap_retired;
+};
+
+int repo_create(const char *dir, uint32_t n_workers, uint64_t host_limit, struct repo **out);
+void repo_destroy(struct repo *r);
+/* Open the package and read the weights: UNAVAILABLE/FAILED -> READY. */
+int repo_load_entry(struct repo *r, struct repo_entry *e);
+/* READY/FAILED -> UNAVAILABLE; frees the host copy if nobody uses it. */
+void repo_unload_entry(struct repo *r, struct repo_entry *e);
+/* A device instance starts using e's host copy (read from the package if
+ * absent). 0 and *weights, or an error with err_set. Any worker. */
+int repo_acquire(struct repo *r, struct repo_entry *e, const void **weights);
+void repo_release(struct repo *r, struct repo_entry *e);
+/* Copy up to cap entry pointers; returns how many entries exist. */
+uint32_t repo_entries(struct repo *r, struct repo_entry **out, uint32_t cap);
+/* Entries matching name and version (0 = all versions). */
+uint32_t repo_match(struct repo *r, const char *name, uint32_t version,
+		    struct repo_entry **out, uint32_t cap);
+
+/* ---- workers ---- */
+enum worker_kick {
+	KICK_DROP = 1u << 0, /* scan for unloaded models to drop */
+	KICK_STOP = 1u << 1, /* leave the thread loop */
+};
+
+struct worker {
+	struct sched *s;
+	struct repo *repo;
+	uint32_t id;
+	struct sched_dev dev;
+	char name[16];
+	const struct exec_ops *ops;
+	void *devh;
+	uint64_t mem_limit; /* UINT64_MAX: none */
+	uint32_t max_batch;
+	uint64_t batch_delay_ns;
+	uint64_t spin_ns;
+	int efd;
+	int cpu;
+	pthread_t thread;
+	bool started;
+
+	struct ck_ring ring __attribute__((aligned(CACHELINE)));
+	struct ck_ring_buffer *rbuf;
+
+	/* Wakeup protocol, see worker_wake() and worker_idle(). */
+	_Atomic uint32_t sleeping __attribute__((aligned(CACHELINE)));
+	_Atomic uint32_t kick;
+
+	/* owner only */
+	struct lnode lru __attribute__((aligned(CACHELINE)));
+	uint64_t used;
+	struct sched_req *pending; /* a partial batch waiting for its window */
+	uint64_t pending_since;
+	uint32_t n_pending;
+	struct sched_req *held;	   /* dequeued; did not fit the last batch */
+	void *bbuf;		   /* batch input staging buffer */
+	uint64_t bbuf_cap;
+
+	/* published: written by the owner only */
+	_Atomic uint64_t busy __attribute__((aligned(CACHELINE)));
+	_Atomic uint64_t resident_bytes, resident_models;
+	_Atomic uint64_t requests, failures, cold, bytes_loaded, evictions;
+};
+
+int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev,
+		  struct worker **out);
+/* Join the thread if any (after sched drained), drop every model, free. */
+void worker_destroy(struct worker *w);
+/* Post a request (any thread); false when the ring is full. */
+bool worker_post(struct worker *w, struct sched_req *req);
+/* Ask the worker to do something (enum worker_kick) and wake it. */
+void worker_kick(struct worker *w, uint32_t what);
+/* Join the worker's thread after KICK_STOP. */
+void worker_join(struct worker *w);
+
+/* ---- the scheduler ---- */
+struct sched {
+	struct sched_opts o;
+	struct repo *repo;
+	uint32_t n_workers;
+	struct worker *w[SCHED_MAX_WORKERS];
+	int cpus[SCHED_MAX_WORKERS];
+
+	struct sched_req *reqs;
+	uint32_t n_reqs;
+	void *obufs;
+	uint64_t req_out;
+	struct ck_ring pool __attribute__((aligned(CACHELINE)));
+	struct ck_ring_buffer *pool_buf;
+	uint32_t chan_cap; /* slots of each completion ring */
+
+	_Atomic uint32_t stopping __attribute__((aligned(CACHELINE)));
+	_Atomic uint64_t inflight;
+	bool stopped;
+};
+
+/* Push a finished request into its channel and signal it (worker w). */
+void chan_push(struct sched_chan *ch, uint32_t worker, struct sched_req *req);
+/* Record status and message in a request (copies err_msg(code)). */
+void req_fail(struct sched_req *req, int code);
+/* Point the prepared outputs into the record's output buffer; 0 or
+ * DPRT_EUNSUP when it is too small. */
+int req_bind_outputs(struct sched_req *req);
+/* Bucket of a latency. */
+unsigned hist_bucket(uint64_t ns);
+
+#endif

@@ -1,0 +1,563 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The scheduler: devices and workers, placement of requests, explicit
+ * load/unload, orderly shutdown and the statistics snapshot.
+ */
+#define _GNU_SOURCE
+#include "sched/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEF_QUEUE_DEPTH 256u
+#define DEF_N_REQS 1024u
+#define DEF_REQ_OUT (1ull << 20)
+
+const uint64_t sched_hist_le_ns[SCHED_HIST_BUCKETS - 1] = {
+	100000,	   250000,    500000,	  1000000,    2500000,	  5000000,    10000000,	   25000000,
+	50000000,  100000000, 250000000, 500000000, 1000000000, 2500000000, 5000000000,
+};
+
+/* ------------------------------------------------------------ parsing */
+
+static int parse_uint(const char **p, uint32_t hi, uint32_t *out)
+{
+	uint64_t v = 0;
+	const char *s = *p;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		v = v * 10 + (uint64_t)(*s - '0');
+		if (v > hi)
+			return -EINVAL;
+	}
+	*p = s;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* "0-3,5": ascending values without repeats, each <= hi, into vals. */
+static int parse_list(const char *spec, uint32_t hi, uint32_t *vals, uint32_t max, uint32_t *n)
+{
+	const char *p = spec;
+	uint32_t a, b, k = 0;
+
+	do {
+		if (parse_uint(&p, hi, &a))
+			return -EINVAL;
+		b = a;
+		if (*p == '-' && (p++, parse_uint(&p, hi, &b) || b < a))
+			return -EINVAL;
+		for (; a <= b; a++) {
+			if (k == max || (k && a <= vals[k - 1]))
+				return -EINVAL;
+			vals[k++] = a;
+		}
+	} while (*p == ',' && *++p);
+	if (*p)
+		return -EINVAL;
+	*n = k;
+	return 0;
+}
+
+int sched_parse_devices(const char *spec, struct sched_dev *devs, uint32_t max, uint32_t *n)
+{
+	uint32_t vals[SCHED_MAX_WORKERS], k, i, cnt = 1;
+	const char *p;
+
+	if (!strncmp(spec, "cpu", 3)) {
+		p = spec + 3;
+		if (*p == ':' && (p++, parse_uint(&p, SCHED_MAX_WORKERS, &cnt) || !cnt))
+			goto out_bad;
+		if (*p || cnt > max)
+			goto out_bad;
+		for (i = 0; i < cnt; i++)
+			devs[i] = (struct sched_dev){.kind = SCHED_DEV_CPU, .id = (int32_t)i};
+		*n = cnt;
+		return 0;
+	}
+	if (parse_list(spec, 1023, vals, MIN(max, SCHED_MAX_WORKERS), &k))
+		goto out_bad;
+	for (i = 0; i < k; i++)
+		devs[i] = (struct sched_dev){.kind = SCHED_DEV_GPU, .id = (int32_t)vals[i]};
+	*n = k;
+	return 0;
+out_bad:
+	return err_set(DPRT_EUSAGE, "--gpus '%s': expected cpu, cpu:N (1..%u), or GPU ids "
+		       "like 0-3 or 0,2 (ascending, at most %u)", spec, SCHED_MAX_WORKERS,
+		       MIN(max, SCHED_MAX_WORKERS));
+}
+
+int sched_parse_cpus(const char *spec, int *cpus, uint32_t max, uint32_t *n)
+{
+	uint32_t vals[SCHED_MAX_WORKERS], k, i;
+
+	if (parse_list(spec, CPU_SETSIZE - 1, vals, MIN(max, SCHED_MAX_WORKERS), &k))
+		return err_set(DPRT_EUSAGE, "--cpus '%s': expected core numbers like 2,3 or 4-7 "
+			       "(ascending, at most %u)", spec, MIN(max, SCHED_MAX_WORKERS));
+	for (i = 0; i < k; i++)
+		cpus[i] = (int)vals[i];
+	*n = k;
+	return 0;
+}
+
+void sched_default_cpus(uint32_t n, uint32_t ncpu, int *cpus)
+{
+	uint32_t i;
+
+	if (!ncpu)
+		ncpu = 1;
+	for (i = 0; i < n; i++)
+		cpus[i] = ncpu > n ? (int)(ncpu - n + i) : (int)(i % ncpu);
+}
+
+/* ------------------------------------------------------------ setup */
+
+static int setup_cpus(struct sched *s)
+{
+	uint32_t n, i;
+	int list[SCHED_MAX_WORKERS];
+	long ncpu;
+	int ret;
+
+	if (!s->o.cpus) {
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		sched_default_cpus(s->n_workers, ncpu > 0 ? (uint32_t)ncpu : 1, s->cpus);
+		return 0;
+	}
+	ret = sched_parse_cpus(s->o.cpus, list, SCHED_MAX_WORKERS, &n);
+	if (ret)
+		return ret;
+	for (i = 0; i < s->n_workers; i++)
+		s->cpus[i] = list[i % n];
+	return 0;
+}
+
+static bool is_pow2(uint32_t v)
+{
+	return v >= 2 && !(v & (v - 1));
+}
+
+static uint32_t next_pow2(uint32_t v)
+{
+	uint32_t p = 2;
+
+	while (p < v)
+		p <<= 1;
+	return p;
+}
+
+static int check_opts(struct sched_opts *o)
+{
+	if (!o->models_dir)
+		return err_set(DPRT_EUSAGE, "no model repository (--models DIR)");
+	if (!o->gpus)
+		o->gpus = "cpu";
+	if (!o->queue_depth)
+		o->queue_depth = DEF_QUEUE_DEPTH;
+	if (!is_pow2(o->queue_depth) || o->queue_depth > (1u << 20))
+		return err_set(DPRT_EUSAGE, "queue depth %u: must be a power of two in 2..%u",
+			       o->queue_depth, 1u << 20);
+	if (!o->n_reqs)
+		o->n_reqs = DEF_N_REQS;
+	if (o->n_reqs > (1u << 20))
+		return err_set(DPRT_EUSAGE, "%u request records: at most %u", o->n_reqs, 1u << 20);
+	if (!o->req_out_bytes)
+		o->req_out_bytes = DEF_REQ_OUT;
+	if (o->max_batch > 1024)
+		return err_set(DPRT_EUSAGE, "--max-batch %u: at most 1024", o->max_batch);
+	return 0;
+}
+
+static int pool_init(struct sched *s)
+{
+	uint64_t per = ALIGN_UP(s->o.req_out_bytes, 64);
+	uint32_t i, cap = next_pow2(s->o.n_reqs + 1);
+
+	s->n_reqs = s->o.n_reqs;
+	s->req_out = per;
+	s->reqs = calloc(s->n_reqs, sizeof(*s->reqs));
+	s->obufs = aligned_alloc(64, per * s->n_reqs);
+	s->pool_buf = calloc(cap, sizeof(*s->pool_buf));
+	if (!s->reqs || !s->obufs || !s->pool_buf)
+		return err_set(-ENOMEM, "cannot allocate %u request records", s->n_reqs);
+	ck_ring_init(&s->pool, cap);
+	for (i = 0; i < s->n_reqs; i++) {
+		s->reqs[i].pool_buf = (char *)s->obufs + per * i;
+		s->reqs[i].pool_cap = per;
+		ck_ring_enqueue_mpmc(&s->pool, s->pool_buf, &s->reqs[i]);
+	}
+	s->chan_cap = cap;
+	return 0;
+}
+
+static int make_workers(struct sched *s)
+{
+	struct sched_dev devs[SCHED_MAX_WORKERS];
+	uint32_t i;
+	int ret;
+
+	ret = sched_parse_devices(s->o.gpus, devs, SCHED_MAX_WORKERS, &s->n_workers);
+	if (!ret)
+		ret = setup_cpus(s);
+	if (!ret)
+		ret = repo_create(s->o.models_dir, s->n_workers, s->o.host_mem_limit, &s->repo);
+	for (i = 0; !ret && i < s->n_workers; i++)
+		ret = worker_create(s, i, &devs[i], &s->w[i]);
+	return ret;
+}
+
+static void load_all(struct sched *s)
+{
+	struct repo_entry *ents[SCHED_STATS_MAX_MODELS];
+	uint32_t n, i;
+
+	n = repo_entries(s->repo, ents, ARRAY_SIZE(ents));
+	if (n > ARRAY_SIZE(ents))
+		log_warn("%s: %u models; loading the first %zu at start", s->o.models_dir, n,
+			 ARRAY_SIZE(ents));
+	for (i = 0; i < n && i < ARRAY_SIZE(ents); i++)
+		if (repo_load_entry(s->repo, ents[i]) == 0)
+			log_info("model '%s' version %u: ready", ents[i]->name, ents[i]->version);
+}
+
+static int start_workers(struct sched *s)
+{
+	uint32_t i;
+	int ret;
+
+	for (i = 0; i < s->n_workers; i++) {
+		ret = worker_start(s->w[i], s->o.no_pin ? -1 : s->cpus[i]);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int sched_create(const struct sched_opts *o, struct sched **out)
+{
+	struct sched *s;
+	int ret;
+
+	s = aligned_alloc(CACHELINE, ALIGN_UP(sizeof(*s), CACHELINE));
+	if (!s)
+		return -ENOMEM;
+	memset(s, 0, sizeof(*s));
+	s->o = *o;
+	ret = check_opts(&s->o);
+	if (!ret)
+		ret = make_workers(s);
+	if (!ret)
+		ret = pool_init(s);
+	if (ret)
+		goto out_destroy;
+	if (!s->o.explicit_load)
+		load_all(s);
+	if (!s->o.no_threads) {
+		ret = start_workers(s);
+		if (ret)
+			goto out_destroy;
+	}
+	*out = s;
+	return 0;
+out_destroy:
+	sched_destroy(s);
+	return ret;
+}
+
+/* ------------------------------------------------------------ shutdown */
+
+static void drain(struct sched *s)
+{
+	struct timespec ts = {0, 50000};
+	uint32_t i;
+
+	/* Acquire: pairs with the release decrement in the workers'
+	 * complete(), so every completion is pushed once this reads 0. */
+	while (atomic_load_explicit(&s->inflight, memory_order_acquire)) {
+		bool polled = false;
+
+		for (i = 0; i < s->n_workers; i++) {
+			if (s->w[i]->started)
+				continue;
+			worker_poll(s->w[i], UINT32_MAX, clock_ns());
+			polled = true;
+		}
+		if (!polled)
+			nanosleep(&ts, NULL);
+	}
+}
+
+void sched_stop(struct sched *s)
+{
+	uint32_t i;
+
+	if (s->stopped)
+		return;
+	/* seq_cst: pairs with sched_submit's increment of inflight before
+	 * its check of stopping; a submit either sees stopping or is counted
+	 * and waited for. */
+	atomic_store(&s->stopping, 1);
+	if (s->repo)
+		drain(s);
+	for (i = 0; i < s->n_workers; i++)
+		worker_join(s->w[i]);
+	s->stopped = true;
+}
+
+void sched_destroy(struct sched *s)
+{
+	uint32_t i;
+
+	if (!s)
+		return;
+	sched_stop(s);
+	for (i = 0; i < s->n_workers; i++)
+		worker_destroy(s->w[i]);
+	repo_destroy(s->repo);
+	free(s->pool_buf);
+	free(s->obufs);
+	free(s->reqs);
+	free(s);
+}
+
+struct repo *sched_repo(struct sched *s)
+{
+	return s->repo;
+}
+
+uint32_t sched_n_workers(const struct sched *s)
+{
+	return s->n_workers;
+}
+
+struct worker *sched_worker(struct sched *s, uint32_t i)
+{
+	return i < s->n_workers ? s->w[i] : NULL;
+}
+
+/* ------------------------------------------------------------ load/unload */
+
+int sched_load(struct sched *s, const char *name, uint32_t version)
+{
+	struct repo_entry *ents[64];
+	uint32_t n;
+
+	n = repo_match(s->repo, name, version, ents, ARRAY_SIZE(ents));
+	if (!n)
+		return repo_lookup(s->repo, name, version, &ents[0]);
+	/* Without a version: the highest one (entries come sorted). */
+	return repo_load_entry(s->repo, ents[MIN(n, ARRAY_SIZE(ents)) - 1]);
+}
+
+int sched_unload(struct sched *s, const char *name, uint32_t version)
+{
+	struct repo_entry *ents[64];
+	uint32_t n, i;
+
+	n = repo_match(s->repo, name, version, ents, ARRAY_SIZE(ents));
+	if (!n)
+		return repo_lookup(s->repo, name, version, &ents[0]);
+	for (i = 0; i < n && i < ARRAY_SIZE(ents); i++)
+		repo_unload_entry(s->repo, ents[i]);
+	/* The workers drop the models once nothing queued needs them. */
+	for (i = 0; i < s->n_workers; i++)
+		worker_kick(s->w[i], KICK_DROP);
+	return 0;
+}
+
+/* ------------------------------------------------------------ placement */
+
+/* The least loaded worker among those where e is resident or headed. */
+static int place_warm(struct sched *s, const struct repo_entry *e)
+{
+	uint32_t i, load, best_load = UINT32_MAX;
+	int best = -1;
+
+	for (i = 0; i < s->n_workers; i++) {
+		const struct wslot *sl = &e->ws[i];
+
+		if (!atomic_load_explicit(&sl->resident, memory_order_relaxed) &&
+		    !atomic_load_explicit(&sl->wq, memory_order_relaxed))
+			continue;
+		load = worker_queue_depth(s->w[i]);
+		if (load < best_load) {
+			best = (int)i;
+			best_load = load;
+		}
+	}
+	return best;
+}
+
+/* For a cold start: the most free device memory, then the shortest queue,
+ * among the workers whose limit can hold the model at all. */
+static int place_cold(struct sched *s, uint64_t need)
+{
+	uint64_t free_b, best_free = 0;
+	uint32_t i, load, best_load = UINT32_MAX;
+	int best = -1;
+
+	for (i = 0; i < s->n_workers; i++) {
+		const struct worker *w = s->w[i];
+		uint64_t used = worker_resident_bytes(w);
+
+		if (need > w->mem_limit)
+			continue;
+		free_b = used < w->mem_limit ? w->mem_limit - used : 0;
+		load = worker_queue_depth(w);
+		if (best < 0 || free_b > best_free || (free_b == best_free && load < best_load)) {
+			best = (int)i;
+			best_free = free_b;
+			best_load = load;
+		}
+	}
+	return best;
+}
+
+static int place(struct sched *s, const struct sched_req *req, uint32_t *out)
+{
+	const struct graph *g = repo_entry_graph(req->model);
+	char a[32];
+	int w;
+
+	w = place_warm(s, req->model);
+	if (w < 0)
+		w = place_cold(s, g->weights_size);
+	if (w < 0)
+		return err_set(DPRT_EDEVICE, "model '%s' version %u (%s) fits no device's "
+			       "memory limit", repo_entry_name(req->model),
+			       repo_entry_version(req->model), fmt_bytes(g->weights_size, a, sizeof(a)));
+	*out = (uint32_t)w;
+	return 0;
+}
+
+static int submit_check(struct sched_req *req)
+{
+	int ret;
+
+	if (!req->chan)
+		return err_set(-EINVAL, "request without a completion channel");
+	if (!(req->flags & SCHED_F_PREPARED)) {
+		ret = sched_req_prepare(req);
+		if (ret)
+			return ret;
+	}
+	if (repo_entry_state(req->model) != REPO_READY) {
+		ret = sched_req_prepare(req); /* says why it is not ready */
+		if (ret)
+			return ret;
+	}
+	return req_bind_outputs(req);
+}
+
+int sched_submit(struct sched *s, struct sched_req *req)
+{
+	struct wslot *sl;
+	uint32_t wi = 0;
+	int ret;
+
+	ret = submit_check(req);
+	if (ret)
+		goto out_fail;
+	if (!req->t_post)
+		req->t_post = clock_ns();
+	req->flags &= SCHED_F_PREPARED;
+	req->status = 0;
+	req->msg[0] = 0;
+	req->t_queue = req->t_load = req->t_exec = 0;
+	/* seq_cst: pairs with sched_stop's store of stopping. */
+	atomic_fetch_add(&s->inflight, 1);
+	if (atomic_load(&s->stopping)) {
+		ret = err_set(-ESHUTDOWN, "the server is shutting down");
+		goto out_dec;
+	}
+	ret = place(s, req, &wi);
+	if (ret)
+		goto out_dec;
+	sl = &req->model->ws[wi];
+	atomic_fetch_add(&sl->wq, 1);
+	if (!worker_post(s->w[wi], req)) {
+		atomic_fetch_sub(&sl->wq, 1);
+		ret = err_set(DPRT_EOVERLOAD, "device %s: request queue full (%u requests)",
+			      s->w[wi]->name, s->o.queue_depth - 1);
+		goto out_dec;
+	}
+	return 0;
+out_dec:
+	atomic_fetch_sub(&s->inflight, 1);
+out_fail:
+	req_fail(req, ret);
+	return ret;
+}
+
+/* ------------------------------------------------------------ statistics */
+
+static void worker_stats(const struct sched *s, uint32_t i, struct sched_worker_stats *ws)
+{
+	const struct worker *w = s->w[i];
+
+	snprintf(ws->name, sizeof(ws->name), "%s", w->name);
+	ws->kind = w->dev.kind;
+	ws->dev_id = w->dev.id;
+	ws->cpu = w->started ? w->cpu : -1;
+	ws->queue_depth = worker_queue_depth(w);
+	ws->resident_models = ctr_get(&w->resident_models);
+	ws->resident_bytes = ctr_get(&w->resident_bytes);
+	ws->mem_limit = w->mem_limit == UINT64_MAX ? 0 : w->mem_limit;
+	ws->requests = ctr_get(&w->requests);
+	ws->failures = ctr_get(&w->failures);
+	ws->cold_starts = ctr_get(&w->cold);
+	ws->bytes_loaded = ctr_get(&w->bytes_loaded);
+	ws->evictions = ctr_get(&w->evictions);
+}
+
+static void model_stats(const struct sched *s, const struct repo_entry *e,
+			struct sched_model_stats *ms)
+{
+	const struct graph *g = repo_entry_graph(e);
+	uint32_t i, b;
+
+	snprintf(ms->name, sizeof(ms->name), "%s", e->name);
+	ms->version = e->version;
+	ms->state = (uint8_t)repo_entry_state(e);
+	ms->host_bytes = repo_entry_host(e, NULL) && g ? g->weights_size : 0;
+	for (i = 0; i < s->n_workers; i++) {
+		const struct wslot *sl = &e->ws[i];
+
+		ms->requests += ctr_get(&sl->requests);
+		ms->failures += ctr_get(&sl->failures);
+		ms->cold_starts += ctr_get(&sl->cold);
+		ms->bytes_loaded += ctr_get(&sl->bytes_loaded);
+		ms->lat_sum_ns += ctr_get(&sl->lat_sum);
+		ms->in_flight += atomic_load_explicit(&sl->wq, memory_order_relaxed);
+		ms->resident_on += atomic_load_explicit(&sl->resident, memory_order_relaxed);
+		for (b = 0; b < SCHED_HIST_BUCKETS; b++)
+			ms->hist[b] += ctr_get(&sl->hist[b]);
+	}
+	for (b = 0; b < SCHED_HIST_BUCKETS; b++)
+		ms->lat_count += ms->hist[b];
+}
+
+void sched_stats(struct sched *s, struct sched_stats *st)
+{
+	struct repo_entry *ents[SCHED_STATS_MAX_MODELS];
+	uint32_t i, n;
+
+	memset(st, 0, sizeof(*st));
+	st->n_workers = s->n_workers;
+	for (i = 0; i < s->n_workers; i++)
+		worker_stats(s, i, &st->workers[i]);
+	n = repo_entries(s->repo, ents, SCHED_STATS_MAX_MODELS);
+	st->n_models_total = n;
+	st->n_models = MIN(n, SCHED_STATS_MAX_MODELS);
+	for (i = 0; i < st->n_models; i++)
+		model_stats(s, ents[i], &st->models[i]);
+	st->in_flight = atomic_load(&s->inflight);
+	st->host_used = repo_host_used(s->repo);
+	st->host_limit = s->o.host_mem_limit;
+}

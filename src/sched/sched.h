@@ -1,0 +1,311 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sched: the model repository, one worker per device, placement, eviction.
+ *
+ * Threads. Each worker owns one device (a GPU, or a CPU "device" for the
+ * reference backend) and everything on it: the models resident there, their
+ * LRU order and the device memory accounting. Other threads reach a worker
+ * only through its inbound MPSC ring of request pointers. A worker is
+ * stepped by worker_poll(w, budget, now), which any single thread may call
+ * (tests step workers deterministically); worker_start() gives it a pinned
+ * thread of its own that loops on worker_poll and sleeps on an eventfd when
+ * idle.
+ *
+ * Posters (the network threads, the CLI, tests) take a request record from
+ * the pool, fill it, and sched_submit() it on their own thread. Each poster
+ * owns a completion channel; workers push finished requests there and write
+ * the channel's eventfd. Contract: sched_submit() returns 0 and the request
+ * comes back through its channel exactly once, or returns a negative code
+ * (status and msg also set in the request) and never comes back.
+ *
+ * Repository: DIR/<name>/<version>/model.dpk, version a positive integer.
+ * An entry's state is UNAVAILABLE (found, not loaded), LOADING, READY
+ * (package open, weights readable from the host weight store) or FAILED
+ * (with the reason). READY models' weights live once in host memory, shared
+ * by every worker that runs the model; host copies nobody uses may be
+ * dropped in LRU order under the host memory limit and are read again on
+ * the next cold start. Entries are never freed before the scheduler, so an
+ * entry pointer (and its graph, once opened) stays valid until
+ * sched_destroy().
+ */
+#ifndef DPRT_SCHED_H
+#define DPRT_SCHED_H
+
+#include "exec/exec.h"
+
+#define SCHED_MAX_WORKERS 64
+#define SCHED_MAX_IO 16	   /* inputs or outputs of a model the scheduler runs */
+#define SCHED_MSG_LEN 256  /* error text of a request */
+#define SCHED_HIST_BUCKETS 16
+#define SCHED_STATS_MAX_MODELS 256
+
+/* ---- devices ---- */
+enum sched_dev_kind { SCHED_DEV_CPU = 0, SCHED_DEV_GPU = 1 };
+
+struct sched_dev {
+	uint8_t kind;
+	int32_t id; /* CPU: 0..N-1 virtual device; GPU: CUDA ordinal */
+};
+
+/*
+ * Parse a --gpus value: "cpu" (one CPU device), "cpu:N" (N virtual CPU
+ * devices), or GPU ordinals "0-3", "0,2", "0-1,3". Returns 0 and *n, or
+ * DPRT_EUSAGE with err_set. Any thread.
+ */
+int sched_parse_devices(const char *spec, struct sched_dev *devs, uint32_t max, uint32_t *n);
+/* Parse a --cpus list ("2,3", "4-7"); same conventions. */
+int sched_parse_cpus(const char *spec, int *cpus, uint32_t max, uint32_t *n);
+/*
+ * Default cores for n workers on a machine with ncpu cores: the last n
+ * cores, which skips core 0 when ncpu > n; with fewer cores than workers,
+ * workers share cores round-robin. Any thread.
+ */
+void sched_default_cpus(uint32_t n, uint32_t ncpu, int *cpus);
+
+/* ---- repository ---- */
+enum repo_state {
+	REPO_UNAVAILABLE = 0,
+	REPO_LOADING = 1,
+	REPO_READY = 2,
+	REPO_FAILED = 3,
+};
+const char *repo_state_name(enum repo_state st);
+
+struct repo;
+struct repo_entry;
+
+/* One row of the repository index. */
+struct repo_info {
+	char name[NAME_LEN];
+	uint32_t version;
+	uint8_t state;	     /* enum repo_state */
+	char reason[SCHED_MSG_LEN]; /* FAILED: why; UNAVAILABLE: "unloaded"... */
+};
+
+/*
+ * Find model name, version (0: the highest READY version, else the highest
+ * version). Returns 0 and the entry (whatever its state), or DPRT_ENOMODEL
+ * with err_set. Any thread (takes the repository lock briefly).
+ */
+int repo_lookup(struct repo *r, const char *name, uint32_t version, struct repo_entry **out);
+/* Rescan the directory: add entries for new packages, mark missing ones.
+ * Returns 0 or an error with err_set. Any thread. */
+int repo_scan(struct repo *r);
+/* Copy up to cap rows of the index (models present on disk or loaded) into
+ * out; *n gets the number of rows that exist. Any thread. */
+void repo_index(struct repo *r, struct repo_info *out, uint32_t cap, uint32_t *n);
+
+const char *repo_entry_name(const struct repo_entry *e);
+uint32_t repo_entry_version(const struct repo_entry *e);
+enum repo_state repo_entry_state(const struct repo_entry *e);
+/* The model's graph, NULL until its package was opened once. */
+const struct graph *repo_entry_graph(const struct repo_entry *e);
+/* Copy the reason text of the entry's state into buf. Any thread. */
+void repo_entry_reason(const struct repo_entry *e, char *buf, size_t len);
+/* Host weight store of the entry: base address (NULL when not in host
+ * memory) and the number of device instances using it. Any thread; a
+ * snapshot for tests and metrics. */
+const void *repo_entry_host(const struct repo_entry *e, uint32_t *users);
+/* Bytes of host memory held by weight copies, and the limit (0 = none). */
+uint64_t repo_host_used(const struct repo *r);
+
+/* ---- the scheduler ---- */
+struct sched;
+struct worker;
+struct sched_chan;
+
+struct sched_opts {
+	const char *models_dir; /* repository root (required) */
+	const char *gpus;	/* --gpus, NULL = "cpu" */
+	const char *cpus;	/* --cpus, NULL = sched_default_cpus */
+	uint64_t host_mem_limit; /* bytes, 0 = no limit */
+	uint64_t gpu_mem_limit;	 /* bytes per device, 0 = no limit */
+	uint32_t queue_depth;	 /* per-worker ring slots (power of 2), 0 = 256 */
+	uint32_t n_reqs;	 /* request records in the pool, 0 = 1024 */
+	uint64_t req_out_bytes;	 /* output buffer of each record, 0 = 1 MiB */
+	uint32_t max_batch;	 /* requests fused into one run, 0 or 1 = off */
+	uint32_t batch_delay_us; /* wait this long for a batch to fill */
+	uint32_t spin_us;	 /* idle spin before sleeping, 0 = 50 */
+	bool explicit_load;	 /* don't load every model at start */
+	bool no_threads;	 /* don't start worker threads (tests step them) */
+	bool no_pin;		 /* don't pin worker threads to cores */
+};
+
+/*
+ * Make the scheduler: parse devices, open every device (a GPU device fails
+ * with DPRT_ENODEV in a build without a CUDA backend), scan the repository,
+ * load every model unless explicit_load (a model that fails to load goes
+ * FAILED; that is not an error here), allocate the request pool, and start
+ * one pinned thread per worker unless no_threads. Returns 0 or an error
+ * with err_set. Called once, by the thread that will call sched_destroy.
+ */
+int sched_create(const struct sched_opts *o, struct sched **out);
+/*
+ * Stop accepting requests, wait until every submitted request has been
+ * completed into its channel, then stop and join the worker threads (with
+ * no_threads, this thread polls the workers until drained). Posters then
+ * drain their channels and put their records back. Idempotent.
+ */
+void sched_stop(struct sched *s);
+/* sched_stop, then free everything: models, devices, host copies, pool. */
+void sched_destroy(struct sched *s);
+
+struct repo *sched_repo(struct sched *s);
+uint32_t sched_n_workers(const struct sched *s);
+struct worker *sched_worker(struct sched *s, uint32_t i);
+
+/*
+ * Explicit repository control (Triton's load/unload). load: open the
+ * package and read its weights into host memory; READY on success, FAILED
+ * with the reason otherwise; version 0 = the highest version. unload: the
+ * model (version 0: every version) stops taking requests at once, each
+ * worker drops it when no request for it is queued there, and its host
+ * copy is freed when no device uses it. 0 or an error with err_set. Any
+ * thread but a worker's.
+ */
+int sched_load(struct sched *s, const char *name, uint32_t version);
+int sched_unload(struct sched *s, const char *name, uint32_t version);
+
+/* ---- workers ---- */
+/*
+ * Process up to budget messages from the worker's ring (requests: run them,
+ * cold-starting the model if needed, and complete them) and any pending
+ * drop of unloaded models. now: clock_ns() or a test's virtual clock; it
+ * stamps queueing time and drives the batch window. Returns the number of
+ * requests it completed. Only one thread at a time: the worker's own
+ * thread once worker_start() ran, else the caller's.
+ */
+unsigned worker_poll(struct worker *w, unsigned budget, uint64_t now);
+/* Start the worker's thread, pinned to core cpu (-1: not pinned). 0 or
+ * -errno with err_set. The thread that made the scheduler. */
+int worker_start(struct worker *w, int cpu);
+/* Requests queued on the worker (ring + the one running). Any thread. */
+uint32_t worker_queue_depth(const struct worker *w);
+/* Bytes of device memory held by resident models. Any thread. */
+uint64_t worker_resident_bytes(const struct worker *w);
+/* Whether entry e is resident on the worker. Any thread (a snapshot). */
+bool worker_has_model(const struct worker *w, const struct repo_entry *e);
+/* Resident models from most to least recently used; returns how many
+ * exist (may exceed cap). Only the thread that may poll the worker. */
+uint32_t worker_lru(const struct worker *w, struct repo_entry **out, uint32_t cap);
+
+/* ---- requests ---- */
+enum sched_req_flags {
+	SCHED_F_COLD = 1u << 0,	    /* the model was loaded onto the device for it */
+	SCHED_F_PREPARED = 1u << 1, /* sched_req_prepare succeeded */
+	SCHED_F_BATCHED = 1u << 2,  /* ran fused with other requests */
+};
+
+/*
+ * A request record. Layout public: the poster fills it on its hot path.
+ * Records come from the scheduler's pool (sched_req_get) and go back with
+ * sched_req_put; between sched_submit and its completion only the worker
+ * touches it.
+ */
+struct sched_req {
+	/* filled by the poster */
+	struct repo_entry *model;
+	struct sched_chan *chan;     /* where the completion goes */
+	void *ctx;		     /* the poster's, untouched */
+	struct tview in[SCHED_MAX_IO]; /* graph input order; caller's buffers,
+				      * valid until completion; shape.ndim 0 =
+				      * an omitted optional input */
+	uint32_t out_mask;	     /* bit i: return graph output i; 0 = all */
+	uint64_t t_post;	     /* clock_ns() at arrival; 0: sched_submit sets it */
+
+	/* filled by sched_req_prepare */
+	uint32_t n_in, n_out;
+	uint64_t out_need;	     /* bytes of output buffer needed */
+	/* out[i] for graph output i: shape (ndim 0 if not wanted) and, once
+	 * submitted, data pointing into the record's output buffer. */
+	struct tview out[SCHED_MAX_IO];
+
+	/* results, valid once completed (or after a failed submit) */
+	int status; /* 0 or a negative code */
+	char msg[SCHED_MSG_LEN];
+	uint32_t flags; /* enum sched_req_flags */
+	uint32_t worker;
+	uint64_t t_queue, t_load, t_exec; /* ns */
+
+	/* private to the scheduler */
+	void *obuf;
+	uint64_t ocap;
+	void *pool_buf;
+	uint64_t pool_cap;
+	struct sched_req *next;
+	uint32_t batch_n;
+};
+
+/* A clean record from the pool, or NULL when every record is in use
+ * (answer 503). Any thread (lock-free). */
+struct sched_req *sched_req_get(struct sched *s);
+/* Give a record back. Any thread; not while it is submitted. */
+void sched_req_put(struct sched *s, struct sched_req *req);
+/* Use buf (cap bytes, 64-byte aligned, valid until completion) for the
+ * outputs instead of the record's own buffer. Before sched_submit. */
+void sched_req_set_output(struct sched_req *req, void *buf, uint64_t cap);
+/*
+ * Validate the inputs against req->model's signature (shapes, dtypes,
+ * byte sizes) and compute the output shapes and out_need. sched_submit
+ * calls it when the poster did not. 0 or an error with err_set (and in
+ * req->status/msg). The poster's thread.
+ */
+int sched_req_prepare(struct sched_req *req);
+/*
+ * Place and post a request (the poster's thread): to the least loaded
+ * worker where its model is resident or headed, else to the worker with
+ * the most free device memory, then the shortest queue. Never blocks.
+ * Returns 0 (the request completes exactly once into req->chan) or, never
+ * to complete: DPRT_ENOMODEL (model not ready), a prepare error,
+ * DPRT_EOVERLOAD (queue full), DPRT_EDEVICE (fits no device), -ESHUTDOWN.
+ */
+int sched_submit(struct sched *s, struct sched_req *req);
+
+/* ---- completion channels: one per poster thread ---- */
+/* Make a channel able to hold every record of the pool. 0 or -errno. */
+int sched_chan_create(struct sched *s, struct sched_chan **out);
+/* Free a channel; no request may be outstanding on it. */
+void sched_chan_destroy(struct sched_chan *ch);
+/* The eventfd workers write after pushing completions (non-blocking). */
+int sched_chan_fd(const struct sched_chan *ch);
+/* Take up to max finished requests; returns how many. The channel's
+ * owner thread only. */
+unsigned sched_complete_poll(struct sched_chan *ch, struct sched_req **out, unsigned max);
+/* Wait until the channel's eventfd fires or timeout_ms passes (-1:
+ * forever). For posters without an event loop (CLI, tests). */
+void sched_chan_wait(struct sched_chan *ch, int timeout_ms);
+
+/* ---- statistics (for /metrics) ---- */
+/* Upper bounds (ns) of the latency buckets; the last bucket is +Inf. */
+extern const uint64_t sched_hist_le_ns[SCHED_HIST_BUCKETS - 1];
+
+struct sched_worker_stats {
+	char name[16]; /* "cpu0", "gpu2" */
+	uint8_t kind;  /* enum sched_dev_kind */
+	int32_t dev_id, cpu;
+	uint64_t queue_depth, resident_models, resident_bytes, mem_limit;
+	uint64_t requests, failures, cold_starts, bytes_loaded, evictions;
+};
+
+struct sched_model_stats {
+	char name[NAME_LEN];
+	uint32_t version;
+	uint8_t state; /* enum repo_state */
+	uint64_t requests, failures, cold_starts, bytes_loaded;
+	uint64_t in_flight, resident_on, host_bytes;
+	uint64_t lat_count, lat_sum_ns; /* queue + load + exec */
+	uint64_t hist[SCHED_HIST_BUCKETS]; /* not cumulative */
+};
+
+struct sched_stats {
+	uint32_t n_workers, n_models, n_models_total;
+	uint64_t in_flight, host_used, host_limit;
+	struct sched_worker_stats workers[SCHED_MAX_WORKERS];
+	struct sched_model_stats models[SCHED_STATS_MAX_MODELS];
+};
+
+/* Fill st with a snapshot of every counter (each one read atomically; the
+ * set is not one instant). Any thread. */
+void sched_stats(struct sched *s, struct sched_stats *st);
+
+#endif

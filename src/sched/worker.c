@@ -1,0 +1,811 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Workers: one per device. A worker owns its device, the models resident
+ * there (an LRU list) and the device memory accounting; it takes requests
+ * from its MPSC ring, cold-starts models on demand (evicting unused ones
+ * under the memory limit), runs them and completes the requests into their
+ * posters' channels.
+ */
+#define _GNU_SOURCE
+#include "sched/internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The GPU backend; none in a build without CUDA. */
+static const struct exec_ops *const gpu_ops = NULL;
+
+int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev,
+		  struct worker **out)
+{
+	struct worker *w;
+	int ret = -ENOMEM;
+
+	if (dev->kind == SCHED_DEV_GPU && !gpu_ops)
+		return err_set(DPRT_ENODEV, "device gpu%d: this dprt was built without CUDA, so "
+			       "it has no GPU backend (serve with --gpus cpu)", dev->id);
+	w = aligned_alloc(CACHELINE, ALIGN_UP(sizeof(*w), CACHELINE));
+	if (!w)
+		return -ENOMEM;
+	memset(w, 0, sizeof(*w));
+	w->s = s;
+	w->repo = s->repo;
+	w->id = id;
+	w->dev = *dev;
+	w->ops = dev->kind == SCHED_DEV_GPU ? gpu_ops : &cpu_backend;
+	snprintf(w->name, sizeof(w->name), "%s%d", dev->kind == SCHED_DEV_GPU ? "gpu" : "cpu",
+		 (int)dev->id);
+	w->mem_limit = s->o.gpu_mem_limit ? s->o.gpu_mem_limit : UINT64_MAX;
+	w->max_batch = s->o.max_batch > 1 ? s->o.max_batch : 1;
+	w->batch_delay_ns = (uint64_t)s->o.batch_delay_us * 1000;
+	w->spin_ns = (uint64_t)(s->o.spin_us ? s->o.spin_us : 50) * 1000;
+	w->cpu = -1;
+	lnode_init(&w->lru);
+	w->rbuf = calloc(s->o.queue_depth, sizeof(*w->rbuf));
+	if (!w->rbuf)
+		goto out_free;
+	ck_ring_init(&w->ring, s->o.queue_depth);
+	w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w->efd < 0) {
+		ret = err_set(-errno, "eventfd: %s", strerror(errno));
+		goto out_free_ring;
+	}
+	*out = w;
+	return 0;
+out_free_ring:
+	free(w->rbuf);
+out_free:
+	free(w);
+	return ret;
+}
+
+/* ------------------------------------------------------------ residency */
+
+static void publish_residency(struct worker *w, int64_t dmodels)
+{
+	ctr_add(&w->resident_models, (uint64_t)dmodels);
+	atomic_store_explicit(&w->resident_bytes, w->used, memory_order_relaxed);
+}
+
+static bool slot_in_use(const struct wslot *sl)
+{
+	return atomic_load_explicit(&sl->wq, memory_order_acquire) > 0;
+}
+
+/* Drop a resident model from the device and its reference on the host copy. */
+static void evict(struct worker *w, struct wslot *sl)
+{
+	log_debug("%s: evicting '%s' v%u", w->name, sl->e->name, sl->e->version);
+	lnode_del(&sl->lru);
+	atomic_store(&sl->resident, false);
+	w->ops->model_destroy(sl->em);
+	sl->em = NULL;
+	w->used -= sl->bytes;
+	sl->bytes = 0;
+	publish_residency(w, -1);
+	repo_release(w->repo, sl->e);
+}
+
+/* An unloaded (or failed) model leaves the device once nothing queued here
+ * needs it. */
+static void maybe_drop(struct worker *w, struct wslot *sl)
+{
+	if (sl->em && repo_entry_state(sl->e) != REPO_READY && !slot_in_use(sl))
+		evict(w, sl);
+}
+
+static void drop_unloaded(struct worker *w)
+{
+	struct lnode *n, *prev;
+
+	for (n = w->lru.prev; n != &w->lru; n = prev) {
+		prev = n->prev;
+		maybe_drop(w, container_of(n, struct wslot, lru));
+	}
+}
+
+static int no_room(struct worker *w, uint64_t busy)
+{
+	char a[32], b[32];
+
+	return err_set(DPRT_EOVERLOAD, "no room on device %s: %s of %s held by models in use",
+		       w->name, fmt_bytes(busy, a, sizeof(a)), fmt_bytes(w->mem_limit, b, sizeof(b)));
+}
+
+/*
+ * Make room for need bytes: first check that evicting every unused model
+ * would be enough (so nothing is evicted in vain), then evict unused
+ * models least recently used first until the incoming model fits. A model
+ * with a request queued or running here is never evicted. (A poster may
+ * pick this worker for a model just being evicted; its request then finds
+ * the model gone and cold-starts it again: slower, still correct.)
+ */
+static int make_room(struct worker *w, const struct repo_entry *e, uint64_t need)
+{
+	uint64_t freeable = 0, busy = 0;
+	struct lnode *n, *prev;
+	char a[32], b[32];
+
+	if (need > w->mem_limit)
+		return err_set(DPRT_EDEVICE, "device %s: model '%s' version %u needs %s, more than "
+			       "the device memory limit of %s", w->name, e->name, e->version,
+			       fmt_bytes(need, a, sizeof(a)), fmt_bytes(w->mem_limit, b, sizeof(b)));
+	if (need <= w->mem_limit - w->used)
+		return 0;
+	for (n = w->lru.next; n != &w->lru; n = n->next) {
+		struct wslot *sl = container_of(n, struct wslot, lru);
+
+		if (slot_in_use(sl))
+			busy += sl->bytes;
+		else
+			freeable += sl->bytes;
+	}
+	if (need > w->mem_limit - w->used + freeable)
+		return no_room(w, busy);
+	for (n = w->lru.prev; n != &w->lru && need > w->mem_limit - w->used; n = prev) {
+		struct wslot *sl = container_of(n, struct wslot, lru);
+
+		prev = n->prev;
+		if (slot_in_use(sl))
+			continue;
+		evict(w, sl);
+		ctr_add(&w->evictions, 1);
+	}
+	return need > w->mem_limit - w->used ? no_room(w, busy) : 0;
+}
+
+/* Cold start: bring req's model onto the device. */
+static int load_model(struct worker *w, struct wslot *sl, struct sched_req *req)
+{
+	struct repo_entry *e = sl->e;
+	const struct graph *g;
+	const void *weights;
+	uint64_t t0 = clock_ns();
+	char why[SCHED_MSG_LEN];
+	int ret;
+
+	ret = repo_acquire(w->repo, e, &weights);
+	if (ret)
+		return ret;
+	g = repo_entry_graph(e);
+	ret = make_room(w, e, g->weights_size);
+	if (ret)
+		goto out_release;
+	ret = w->ops->model_create(w->devh, g, weights, &sl->em);
+	if (ret) {
+		snprintf(why, sizeof(why), "%s", err_msg(ret));
+		ret = err_set(DPRT_EDEVICE, "device %s: cannot load model '%s' version %u: %s",
+			      w->name, e->name, e->version, why);
+		goto out_release;
+	}
+	sl->bytes = g->weights_size;
+	w->used += sl->bytes;
+	lnode_add_head(&w->lru, &sl->lru);
+	atomic_store(&sl->resident, true);
+	publish_residency(w, 1);
+	ctr_add(&w->cold, 1);
+	ctr_add(&w->bytes_loaded, sl->bytes);
+	ctr_add(&sl->cold, 1);
+	ctr_add(&sl->bytes_loaded, sl->bytes);
+	req->flags |= SCHED_F_COLD;
+	req->t_load = clock_ns() - t0;
+	return 0;
+out_release:
+	sl->em = NULL;
+	repo_release(w->repo, e);
+	return ret;
+}
+
+/* ------------------------------------------------------------ running */
+
+static bool same_shape(const struct shape *a, const struct shape *b)
+{
+	return a->dtype == b->dtype && a->ndim == b->ndim &&
+	       !memcmp(a->dims, b->dims, sizeof(a->dims[0]) * a->ndim);
+}
+
+static int copy_output(const struct graph *g, uint32_t i, struct tview *dst,
+		       const struct tview *src, uint64_t row_off)
+{
+	if (!src->data || src->nbytes < dst->nbytes + row_off)
+		return err_set(-EPROTO, "output '%s': the backend returned %llu bytes, %llu "
+			       "expected", g->outputs[i].name, (unsigned long long)src->nbytes,
+			       (unsigned long long)(dst->nbytes + row_off));
+	memcpy(dst->data, (const char *)src->data + row_off, dst->nbytes);
+	return 0;
+}
+
+static int copy_outputs(const struct graph *g, struct sched_req *req, const struct tview *out)
+{
+	uint32_t i;
+	int ret;
+
+	for (i = 0; i < req->n_out; i++) {
+		if (!(req->out_mask >> i & 1))
+			continue;
+		if (!same_shape(&req->out[i].shape, &out[i].shape))
+			return err_set(-EPROTO, "output '%s': the backend's shape differs from "
+				       "the inferred one", g->outputs[i].name);
+		ret = copy_output(g, i, &req->out[i], &out[i], 0);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int run_one(struct worker *w, struct wslot *sl, struct sched_req *req)
+{
+	const struct graph *g = repo_entry_graph(sl->e);
+	struct tview out[SCHED_MAX_IO];
+	uint64_t t0 = clock_ns();
+	int ret;
+
+	memset(out, 0, sizeof(out));
+	ret = w->ops->model_run(sl->em, req->in, out);
+	if (!ret)
+		ret = copy_outputs(g, req, out);
+	req->t_exec = clock_ns() - t0;
+	return ret;
+}
+
+unsigned hist_bucket(uint64_t ns)
+{
+	unsigned i;
+
+	for (i = 0; i < SCHED_HIST_BUCKETS - 1; i++)
+		if (ns <= sched_hist_le_ns[i])
+			return i;
+	return SCHED_HIST_BUCKETS - 1;
+}
+
+static void count(struct worker *w, struct wslot *sl, const struct sched_req *req)
+{
+	uint64_t lat = req->t_queue + req->t_load + req->t_exec;
+
+	ctr_add(&w->requests, 1);
+	ctr_add(&sl->requests, 1);
+	if (req->status) {
+		ctr_add(&w->failures, 1);
+		ctr_add(&sl->failures, 1);
+	}
+	ctr_add(&sl->lat_sum, lat);
+	ctr_add(&sl->hist[hist_bucket(lat)], 1);
+}
+
+/* Finish a request: results, counters, then hand it back to its poster.
+ * After chan_push the record belongs to the poster again. */
+static void complete(struct worker *w, struct wslot *sl, struct sched_req *req, int ret)
+{
+	struct sched_chan *ch = req->chan;
+
+	if (ret) {
+		req_fail(req, ret);
+	} else {
+		req->status = 0;
+		req->msg[0] = 0;
+	}
+	count(w, sl, req);
+	/* Release: the worker is done with everything the request counted
+	 * for before the model may be seen as unused. */
+	atomic_fetch_sub_explicit(&sl->wq, 1, memory_order_release);
+	chan_push(ch, w->id, req);
+	/* Release: pairs with sched_stop's acquire load of inflight, so a
+	 * drained scheduler has every completion pushed. */
+	atomic_fetch_sub_explicit(&w->s->inflight, 1, memory_order_release);
+	maybe_drop(w, sl);
+}
+
+static void touch(struct worker *w, struct wslot *sl)
+{
+	if (w->lru.next == &sl->lru)
+		return;
+	lnode_del(&sl->lru);
+	lnode_add_head(&w->lru, &sl->lru);
+}
+
+static void set_busy(struct worker *w, uint64_t running)
+{
+	atomic_store_explicit(&w->busy, running + w->n_pending + (w->held ? 1 : 0),
+			      memory_order_relaxed);
+}
+
+/* Run one request, cold-starting its model if it is not resident. */
+static void handle(struct worker *w, struct sched_req *req, uint64_t now)
+{
+	struct wslot *sl = &req->model->ws[w->id];
+	int ret = 0;
+
+	set_busy(w, 1);
+	req->worker = w->id;
+	req->t_queue = now > req->t_post ? now - req->t_post : 0;
+	if (!sl->em)
+		ret = load_model(w, sl, req);
+	if (!ret) {
+		touch(w, sl);
+		ret = run_one(w, sl, req);
+	}
+	complete(w, sl, req, ret);
+	set_busy(w, 0);
+}
+
+/* ------------------------------------------------------------ batching */
+
+/*
+ * Batching fuses requests for one model whose inputs differ only in dim 0,
+ * the batch dim of every input of the signature: the inputs are
+ * concatenated along dim 0, run once, and each output is cut back into
+ * per-request rows along dim 0. Whatever fails in the fused run is retried
+ * request by request, so a bad input fails only its own request.
+ */
+static bool batchable(const struct sched_req *a, const struct sched_req *b)
+{
+	const struct graph *g = repo_entry_graph(a->model);
+	uint32_t i;
+
+	if (a->model != b->model || a->out_mask != b->out_mask)
+		return false;
+	for (i = 0; i < g->n_inputs; i++) {
+		const struct shape *x = &a->in[i].shape, *y = &b->in[i].shape;
+
+		if (x->ndim != y->ndim || x->dtype != y->dtype)
+			return false;
+		if (x->ndim && (g->inputs[i].dims[0] != DIM_BATCH ||
+				memcmp(x->dims + 1, y->dims + 1, sizeof(x->dims[0]) * (x->ndim - 1))))
+			return false;
+	}
+	return true;
+}
+
+static int64_t req_batch(const struct sched_req *req)
+{
+	uint32_t i;
+
+	for (i = 0; i < req->n_in; i++)
+		if (req->in[i].shape.ndim)
+			return req->in[i].shape.dims[0];
+	return 0;
+}
+
+/* Staging memory for fused inputs; grows only when a larger batch shape
+ * first shows up, never per request. */
+static int stage_reserve(struct worker *w, uint64_t need)
+{
+	void *p;
+
+	if (need <= w->bbuf_cap)
+		return 0;
+	need = ALIGN_UP(need * 2, 4096);
+	p = aligned_alloc(64, need);
+	if (!p)
+		return err_set(-ENOMEM, "device %s: cannot allocate %llu bytes to batch inputs",
+			       w->name, (unsigned long long)need);
+	free(w->bbuf);
+	w->bbuf = p;
+	w->bbuf_cap = need;
+	return 0;
+}
+
+/* Concatenate input i of every request of the batch at w->bbuf + *off. */
+static void stage_input(struct worker *w, struct sched_req *head, uint32_t i, struct tview *v,
+			uint64_t *off)
+{
+	struct sched_req *r;
+
+	v->shape = head->in[i].shape;
+	v->shape.dims[0] = 0;
+	v->data = (char *)w->bbuf + *off;
+	v->nbytes = 0;
+	for (r = head; r; r = r->next) {
+		memcpy((char *)w->bbuf + *off, r->in[i].data, r->in[i].nbytes);
+		*off += r->in[i].nbytes;
+		v->nbytes += r->in[i].nbytes;
+		v->shape.dims[0] += r->in[i].shape.dims[0];
+	}
+	*off = ALIGN_UP(*off, 64);
+}
+
+static int stage_inputs(struct worker *w, struct sched_req *head, struct tview *in)
+{
+	struct sched_req *r;
+	uint64_t need = 0, off = 0;
+	uint32_t i;
+	int ret;
+
+	for (r = head; r; r = r->next)
+		for (i = 0; i < r->n_in; i++)
+			need += ALIGN_UP(r->in[i].nbytes, 64);
+	ret = stage_reserve(w, need);
+	if (ret)
+		return ret;
+	memset(in, 0, sizeof(*in) * SCHED_MAX_IO);
+	for (i = 0; i < head->n_in; i++)
+		if (head->in[i].shape.ndim)
+			stage_input(w, head, i, &in[i], &off);
+	return 0;
+}
+
+/* Whether fused output i is every request's output i stacked along dim 0. */
+static bool splits(const struct sched_req *head, uint32_t i, const struct tview *fused)
+{
+	const struct sched_req *r;
+	int64_t rows = 0;
+
+	for (r = head; r; r = r->next) {
+		const struct shape *s = &r->out[i].shape;
+
+		if (s->ndim < 1 || s->ndim != fused->shape.ndim || s->dtype != fused->shape.dtype ||
+		    s->dims[0] != req_batch(r) ||
+		    memcmp(s->dims + 1, fused->shape.dims + 1, sizeof(s->dims[0]) * (s->ndim - 1)))
+			return false;
+		rows += s->dims[0];
+	}
+	return rows == fused->shape.dims[0];
+}
+
+/* Cut a fused run's outputs into each request's buffer. */
+static int split_outputs(const struct graph *g, struct sched_req *head, const struct tview *out)
+{
+	uint64_t off[SCHED_MAX_IO] = {0};
+	struct sched_req *r;
+	uint32_t i;
+	int ret;
+
+	for (i = 0; i < head->n_out; i++)
+		if ((head->out_mask >> i & 1) && !splits(head, i, &out[i]))
+			return err_set(-EPROTO, "output '%s' does not split along dim 0",
+				       g->outputs[i].name);
+	for (r = head; r; r = r->next) {
+		for (i = 0; i < r->n_out; i++) {
+			if (!(r->out_mask >> i & 1))
+				continue;
+			ret = copy_output(g, i, &r->out[i], &out[i], off[i]);
+			if (ret)
+				return ret;
+			off[i] += r->out[i].nbytes;
+		}
+	}
+	return 0;
+}
+
+static int run_fused(struct worker *w, struct wslot *sl, struct sched_req *head)
+{
+	const struct graph *g = repo_entry_graph(sl->e);
+	struct tview in[SCHED_MAX_IO], out[SCHED_MAX_IO];
+	struct sched_req *r;
+	uint64_t t0 = clock_ns();
+	int ret;
+
+	ret = stage_inputs(w, head, in);
+	if (ret)
+		return ret;
+	memset(out, 0, sizeof(out));
+	ret = w->ops->model_run(sl->em, in, out);
+	if (!ret)
+		ret = split_outputs(g, head, out);
+	if (ret == -EPROTO)
+		sl->no_fuse = true;
+	for (r = head; r && !ret; r = r->next) {
+		r->flags |= SCHED_F_BATCHED;
+		r->t_exec = clock_ns() - t0;
+	}
+	return ret;
+}
+
+/* Complete every request of a list with ret (each gets its own status). */
+static unsigned complete_list(struct worker *w, struct wslot *sl, struct sched_req *head, int ret)
+{
+	struct sched_req *r, *next;
+	unsigned n = 0;
+
+	for (r = head; r; r = next, n++) {
+		next = r->next;
+		r->next = NULL;
+		complete(w, sl, r, ret);
+	}
+	return n;
+}
+
+/* Run a batch (a list through req->next, all for one model). */
+static unsigned handle_batch(struct worker *w, struct sched_req *head, uint64_t now)
+{
+	struct wslot *sl = &head->model->ws[w->id];
+	struct sched_req *r, *next;
+	unsigned n = 0;
+	int ret = 0;
+
+	set_busy(w, 1);
+	for (r = head; r; r = r->next) {
+		r->worker = w->id;
+		r->t_queue = now > r->t_post ? now - r->t_post : 0;
+	}
+	if (!sl->em)
+		ret = load_model(w, sl, head);
+	for (r = head->next; r && (head->flags & SCHED_F_COLD); r = r->next) {
+		r->flags |= SCHED_F_COLD;
+		r->t_load = head->t_load;
+	}
+	if (!ret) {
+		touch(w, sl);
+		if (head->next && !sl->no_fuse && !run_fused(w, sl, head))
+			n = complete_list(w, sl, head, 0);
+	}
+	if (ret)
+		n = complete_list(w, sl, head, ret);
+	for (r = n ? NULL : head; r; r = next, n++) {
+		next = r->next;
+		r->next = NULL;
+		complete(w, sl, r, run_one(w, sl, r));
+	}
+	set_busy(w, 0);
+	return n;
+}
+
+/* ------------------------------------------------------------ polling */
+
+static struct sched_req *take(struct worker *w)
+{
+	struct sched_req *req = NULL;
+
+	if (w->held) {
+		req = w->held;
+		w->held = NULL;
+		return req;
+	}
+	if (ck_ring_dequeue_mpsc(&w->ring, w->rbuf, &req))
+		return req;
+	return NULL;
+}
+
+/*
+ * Add following requests that fit the pending batch, up to max_batch
+ * requests and the model's batch limit. The first one that does not fit is
+ * held for the next batch (FIFO order is kept). Returns whether the batch
+ * should run now: full, cut short by a misfit, or its window closed.
+ */
+static bool gather(struct worker *w, uint64_t now)
+{
+	struct sched_req *head = w->pending, *tail = head, *r;
+	const struct graph *g = repo_entry_graph(head->model);
+	int64_t total = 0;
+
+	for (r = head; r; r = r->next) {
+		tail = r;
+		total += req_batch(r);
+	}
+	while (w->n_pending < w->max_batch && (r = take(w))) {
+		int64_t b = req_batch(r);
+
+		if (!batchable(head, r) || (g->max_batch > 0 && total + b > g->max_batch)) {
+			w->held = r;
+			return true;
+		}
+		r->next = NULL;
+		tail->next = r;
+		tail = r;
+		total += b;
+		w->n_pending++;
+	}
+	return w->n_pending >= w->max_batch || now - w->pending_since >= w->batch_delay_ns;
+}
+
+static unsigned poll_batched(struct worker *w, unsigned budget, uint64_t now)
+{
+	struct sched_req *head;
+	unsigned done = 0;
+
+	while (done < budget) {
+		if (!w->pending) {
+			head = take(w);
+			if (!head)
+				break;
+			head->next = NULL;
+			w->pending = head;
+			w->n_pending = 1;
+			w->pending_since = now;
+		}
+		if (!gather(w, now))
+			break;
+		head = w->pending;
+		w->pending = NULL;
+		w->n_pending = 0;
+		done += handle_batch(w, head, now);
+	}
+	set_busy(w, 0);
+	return done;
+}
+
+unsigned worker_poll(struct worker *w, unsigned budget, uint64_t now)
+{
+	struct sched_req *req;
+	unsigned done = 0;
+
+	/* Acquire: pairs with the seq_cst kick in sched_unload, so the new
+	 * model states are visible to drop_unloaded. */
+	if (atomic_load_explicit(&w->kick, memory_order_acquire) & KICK_DROP) {
+		atomic_fetch_and(&w->kick, ~(uint32_t)KICK_DROP);
+		drop_unloaded(w);
+	}
+	if (w->max_batch > 1)
+		return poll_batched(w, budget, now);
+	while (done < budget && (req = take(w))) {
+		handle(w, req, now);
+		done++;
+	}
+	return done;
+}
+
+/* ------------------------------------------------------------ posting */
+
+/*
+ * Wakeup protocol (Dekker style). The worker, before sleeping, stores
+ * sleeping = 1, issues a full fence (A), then checks its ring and kicks. A
+ * producer stores into the ring (or kick), issues a full fence (B), then
+ * reads sleeping. Fences A and B pair: either the worker sees the new item,
+ * or the producer sees sleeping == 1 and writes the eventfd. The exchange
+ * lets one producer, not all, pay for the write.
+ */
+static void worker_wake(struct worker *w)
+{
+	uint64_t one = 1;
+
+	atomic_thread_fence(memory_order_seq_cst); /* B, pairs with A */
+	if (!atomic_load_explicit(&w->sleeping, memory_order_relaxed))
+		return;
+	if (atomic_exchange(&w->sleeping, 0) && write(w->efd, &one, sizeof(one)) < 0)
+		log_error("%s: eventfd write: %s", w->name, strerror(errno));
+}
+
+bool worker_post(struct worker *w, struct sched_req *req)
+{
+	if (!ck_ring_enqueue_mpsc(&w->ring, w->rbuf, req))
+		return false;
+	worker_wake(w);
+	return true;
+}
+
+void worker_kick(struct worker *w, uint32_t what)
+{
+	atomic_fetch_or(&w->kick, what);
+	worker_wake(w);
+}
+
+uint32_t worker_queue_depth(const struct worker *w)
+{
+	return ck_ring_size(&w->ring) +
+	       (uint32_t)atomic_load_explicit(&w->busy, memory_order_relaxed);
+}
+
+uint64_t worker_resident_bytes(const struct worker *w)
+{
+	return atomic_load_explicit(&w->resident_bytes, memory_order_relaxed);
+}
+
+bool worker_has_model(const struct worker *w, const struct repo_entry *e)
+{
+	return atomic_load(&e->ws[w->id].resident);
+}
+
+uint32_t worker_lru(const struct worker *w, struct repo_entry **out, uint32_t cap)
+{
+	const struct lnode *n;
+	uint32_t k = 0;
+
+	for (n = w->lru.next; n != &w->lru; n = n->next, k++)
+		if (k < cap)
+			out[k] = container_of(n, struct wslot, lru)->e;
+	return k;
+}
+
+/* ------------------------------------------------------------ thread */
+
+static bool has_work(struct worker *w)
+{
+	return ck_ring_size(&w->ring) || atomic_load(&w->kick);
+}
+
+/* Sleep until a producer writes the eventfd, or until the open batch
+ * window closes. */
+static void worker_idle(struct worker *w, uint64_t now)
+{
+	struct pollfd pfd = {.fd = w->efd, .events = POLLIN};
+	struct timespec ts, *tsp = NULL;
+	uint64_t v, left;
+
+	if (w->pending) {
+		left = w->pending_since + w->batch_delay_ns > now
+			       ? w->pending_since + w->batch_delay_ns - now
+			       : 0;
+		ts.tv_sec = (time_t)(left / 1000000000u);
+		ts.tv_nsec = (long)(left % 1000000000u);
+		tsp = &ts;
+	}
+	atomic_store_explicit(&w->sleeping, 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_seq_cst); /* A, pairs with B */
+	if (!has_work(w))
+		ppoll(&pfd, 1, tsp, NULL);
+	if (read(w->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_error("%s: eventfd read: %s", w->name, strerror(errno));
+	atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
+}
+
+static void pin(struct worker *w)
+{
+	cpu_set_t set;
+
+	if (w->cpu < 0)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(w->cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		log_warn("%s: cannot pin to core %d: %s", w->name, w->cpu, strerror(errno));
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	uint64_t now, idle_since = 0;
+
+	pin(w);
+	while (!(atomic_load(&w->kick) & KICK_STOP)) {
+		now = clock_ns();
+		if (worker_poll(w, 64, now)) {
+			idle_since = 0;
+			continue;
+		}
+		if (!idle_since)
+			idle_since = now;
+		if (now - idle_since < w->spin_ns && !w->pending) {
+			ck_pr_stall();
+			continue;
+		}
+		worker_idle(w, now);
+		idle_since = 0;
+	}
+	return NULL;
+}
+
+int worker_start(struct worker *w, int cpu)
+{
+	char name[32];
+	int ret;
+
+	w->cpu = cpu;
+	ret = pthread_create(&w->thread, NULL, worker_main, w);
+	if (ret)
+		return err_set(-ret, "%s: cannot start the worker thread: %s", w->name,
+			       strerror(ret));
+	snprintf(name, sizeof(name), "dprt-%s", w->name);
+	name[15] = 0; /* the kernel's limit */
+	pthread_setname_np(w->thread, name);
+	w->started = true;
+	return 0;
+}
+
+void worker_join(struct worker *w)
+{
+	if (!w->started)
+		return;
+	worker_kick(w, KICK_STOP);
+	pthread_join(w->thread, NULL);
+	w->started = false;
+}
+
+void worker_destroy(struct worker *w)
+{
+	if (!w)
+		return;
+	worker_join(w);
+	while (lnode_linked(&w->lru))
+		evict(w, container_of(w->lru.prev, struct wslot, lru));
+	free(w->bbuf);
+	close(w->efd);
+	free(w->rbuf);
+	free(w);
+}

@@ -1,0 +1,65 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# Run every GPU test and benchmark binary that tools/gpu-bundle.sh put in
+# gpu/, on a GPU machine, and write their logs to OUTDIR:
+#
+#   machine.txt       GPU, driver, kernel (what gave the numbers)
+#   test_cuda.log     the criterion tests, verbose; test_cuda.tap: TAP
+#   bench_cuda.log    the warm-latency benchmark (fp16 and fp32)
+#   summary.txt       one line per binary: PASS/FAIL and its exit status
+#
+# Usage: tools/gpu-run.sh OUTDIR [criterion options, e.g. --filter 'cuda_ops/*']
+# Environment: GPU_BENCH=0 skips the benchmark.
+# Exits 1 if a test binary or benchmark failed.
+
+set -u
+[ $# -ge 1 ] || { echo "usage: tools/gpu-run.sh OUTDIR [criterion options]" >&2; exit 2; }
+outdir=$1
+shift
+here=$(cd "$(dirname "$0")" && pwd)
+# From the repository (tools/) or from inside the bundle (gpu/).
+if [ -d "$here/bin" ]; then gpu=$here; else gpu=$(cd "$here/../gpu" && pwd); fi
+mkdir -p "$outdir"
+outdir=$(cd "$outdir" && pwd)
+export DPRT_REQUIRE_GPU=1
+export LD_LIBRARY_PATH="$gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+{
+	date -u
+	uname -srm
+	nvidia-smi --query-gpu=index,name,driver_version,memory.total,clocks.max.sm \
+		--format=csv 2>&1
+	ls /usr/local/cuda/lib64/libcublas.so.* /usr/lib/x86_64-linux-gnu/libcudnn.so.* 2>&1
+} >"$outdir/machine.txt"
+
+status=0
+: >"$outdir/summary.txt"
+
+run()
+{
+	name=$1
+	shift
+	start=$(date +%s)
+	"$@" >"$outdir/$name.log" 2>&1
+	rc=$?
+	secs=$(($(date +%s) - start))
+	if [ $rc -eq 0 ]; then
+		echo "PASS $name (${secs}s)" >>"$outdir/summary.txt"
+	else
+		echo "FAIL $name (exit $rc, ${secs}s)" >>"$outdir/summary.txt"
+		status=1
+	fi
+}
+
+# One job: the memory test reads device-wide free memory.
+run test_cuda "$gpu/bin/test_cuda" --jobs 1 --verbose --tap="$outdir/test_cuda.tap" "$@"
+if [ "${GPU_BENCH:-1}" != 0 ]; then
+	run bench_cuda_fp16 "$gpu/bin/bench_cuda" -d fp16
+	run bench_cuda_fp32 "$gpu/bin/bench_cuda" -d fp32 -m resnet-tiny,bert-tiny,resnet50,bert-base
+fi
+cat "$outdir/summary.txt"
+grep -E "^(not ok|ok)" "$outdir/test_cuda.tap" 2>/dev/null | grep -c "^ok" |
+	sed 's/^/tests ok: /'
+grep -E "^not ok" "$outdir/test_cuda.tap" 2>/dev/null
+exit $status
