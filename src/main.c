@@ -717,7 +717,7 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
 			log_set_level(LOG_ERROR);
 		} else {
-			usage_hint(NULL, "unknown option (serving is not built yet)");
+			fprintf(stderr, "dprt: unknown option '%s'\n(see 'dprt --help')\n", a);
 			return EXIT_USAGE;
 		}
 	}

@@ -260,11 +260,11 @@ Test(cuda_models, plan_eviction_returns_memory)
 
 /* ---------------------------------------------------------------- mem */
 
-/* hoststore_load reads a real package with io_uring into pinned memory,
- * byte for byte, and refuses one whose layer CRC does not match. */
+/* hoststore_load reads a real package with io_uring into pinned memory
+ * (plain memory without a GPU), byte for byte, and refuses one whose layer
+ * CRC does not match. */
 Test(cuda_mem, hoststore_load_and_crc)
 {
-	struct cuda_dev *d = tgpu_open();
 	char path[] = "/tmp/dprt-cuda-test-XXXXXX";
 	struct hoststore_info info;
 	struct weight_source *ws;
@@ -288,7 +288,7 @@ Test(cuda_mem, hoststore_load_and_crc)
 	ret = hoststore_load(p, &hs);
 	cr_assert_eq(ret, 0, "hoststore_load: %s", err_msg(ret));
 	hoststore_get_info(hs, &info);
-	cr_assert(info.mapped, "the store is not pinned and mapped on a GPU machine");
+	cr_assert_eq(info.mapped, cuda_device_count() > 0, "pinned and mapped iff a GPU");
 	cr_assert_eq(info.verified, t.g->n_layers);
 	cr_assert(!memcmp(hoststore_base(hs), t.page, t.g->weights_size));
 	fprintf(stderr, "hoststore_load: %llu bytes in %.2f ms (O_DIRECT %s)\n",
@@ -315,7 +315,6 @@ Test(cuda_mem, hoststore_load_and_crc)
 	pkg_close(p);
 	unlink(path);
 	tm_fini(&t);
-	cuda_device_close(d);
 }
 
 Test(cuda_mem, devpool_suballocates_and_coalesces)
