@@ -976,7 +976,7 @@ static void check_weights_in_place(enum dtype dt, bool in_place)
 	og_ready(&o, 1);
 	in = tv(DT_F32, 2, xd, x);
 	og_run(&o, &in, &out);
-	memcpy(before, out.data, sizeof(before));
+	memcpy(before, out.data, dtype_size(dt) * 2);
 	memset(o.w + o.g->tensors[t[1]].offset, 0, o.g->tensors[t[1]].nbytes);
 	og_run(&o, &in, &out);
 	if (in_place)

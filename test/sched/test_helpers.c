@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "sched/helpers.h"
+#include "helpers.h"
 
 void trepo_make(char *dir, size_t len)
 {

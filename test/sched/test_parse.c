@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT */
+/* --gpus and --cpus parsing, default core choice. */
+#include <criterion/criterion.h>
+
+#include "helpers.h"
+
+Test(parse, cpu_devices)
+{
+	struct sched_dev d[SCHED_MAX_WORKERS];
+	uint32_t n = 0;
+
+	cr_assert_eq(sched_parse_devices("cpu", d, SCHED_MAX_WORKERS, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(d[0].kind, SCHED_DEV_CPU);
+	cr_assert_eq(sched_parse_devices("cpu:4", d, SCHED_MAX_WORKERS, &n), 0);
+	cr_assert_eq(n, 4);
+	cr_assert_eq(d[3].kind, SCHED_DEV_CPU);
+	cr_assert_eq(d[3].id, 3);
+}
+
+Test(parse, gpu_devices)
+{
+	struct sched_dev d[SCHED_MAX_WORKERS];
+	uint32_t n = 0;
+
+	cr_assert_eq(sched_parse_devices("0-3", d, SCHED_MAX_WORKERS, &n), 0);
+	cr_assert_eq(n, 4);
+	cr_assert_eq(d[0].kind, SCHED_DEV_GPU);
+	cr_assert_eq(d[2].id, 2);
+	cr_assert_eq(sched_parse_devices("0,2", d, SCHED_MAX_WORKERS, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(d[1].id, 2);
+	cr_assert_eq(sched_parse_devices("0-1,3", d, SCHED_MAX_WORKERS, &n), 0);
+	cr_assert_eq(n, 3);
+	cr_assert_eq(d[2].id, 3);
+}
+
+Test(parse, bad_devices)
+{
+	static const char *const bad[] = {"", "cpu:", "cpu:0", "cpu:65", "cpux", "gpu",
+					  "0-", "3-1", "1,1", "2,1", "0,,1", "0,", "-1", "1x"};
+	struct sched_dev d[SCHED_MAX_WORKERS];
+	uint32_t n;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		int ret = sched_parse_devices(bad[i], d, SCHED_MAX_WORKERS, &n);
+
+		cr_assert_eq(ret, DPRT_EUSAGE, "'%s' accepted", bad[i]);
+		cr_assert(strstr(err_msg(ret), "--gpus"), "%s", err_msg(ret));
+	}
+	cr_assert_eq(sched_parse_devices("cpu:3", d, 2, &n), DPRT_EUSAGE);
+}
+
+Test(parse, cpus)
+{
+	int c[SCHED_MAX_WORKERS];
+	uint32_t n = 0;
+
+	cr_assert_eq(sched_parse_cpus("2,3", c, SCHED_MAX_WORKERS, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(c[1], 3);
+	cr_assert_eq(sched_parse_cpus("4-7", c, SCHED_MAX_WORKERS, &n), 0);
+	cr_assert_eq(n, 4);
+	cr_assert_eq(c[0], 4);
+	cr_assert_eq(c[3], 7);
+	cr_assert_eq(sched_parse_cpus("a", c, SCHED_MAX_WORKERS, &n), DPRT_EUSAGE);
+	cr_assert_eq(sched_parse_cpus("3,2", c, SCHED_MAX_WORKERS, &n), DPRT_EUSAGE);
+}
+
+Test(parse, default_cpus)
+{
+	int c[8];
+
+	/* Enough cores: the last ones, core 0 skipped. */
+	sched_default_cpus(4, 16, c);
+	cr_assert_eq(c[0], 12);
+	cr_assert_eq(c[3], 15);
+	sched_default_cpus(1, 2, c);
+	cr_assert_eq(c[0], 1);
+	/* Fewer cores than workers: shared round-robin. */
+	sched_default_cpus(4, 2, c);
+	cr_assert_eq(c[0], 0);
+	cr_assert_eq(c[1], 1);
+	cr_assert_eq(c[2], 0);
+	cr_assert_eq(c[3], 1);
+}
+
+Test(parse, gpu_without_cuda)
+{
+	char dir[PATH_MAX];
+	struct sched_opts o;
+	struct sched *s = NULL;
+	int ret;
+
+	trepo_make(dir, sizeof(dir));
+	o = topts(dir, "0-1");
+	ret = sched_create(&o, &s);
+	cr_assert_eq(ret, DPRT_ENODEV);
+	cr_assert(strstr(err_msg(ret), "without CUDA"), "%s", err_msg(ret));
+	cr_assert_null(s);
+	trepo_rm(dir);
+}
