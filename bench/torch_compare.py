@@ -414,14 +414,19 @@ def cpu_model():
 
 
 def dprt_revision(path):
+    """`dprt --version` and the git revision of the tree it sits in."""
+    def ask(argv):
+        try:
+            p = subprocess.run(argv, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+        except OSError:
+            return "unknown"
+        out = p.stdout.strip().splitlines()
+        return out[0] if p.returncode == 0 and out else "unknown"
     d = os.path.dirname(os.path.abspath(path))
-    try:
-        p = subprocess.run(["git", "-C", d, "rev-parse", "--short", "HEAD"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                           text=True)
-    except OSError:
-        return "unknown"
-    return p.stdout.strip() if p.returncode == 0 else "unknown"
+    return "%s, git %s" % (ask([path, "--version"]),
+                           ask(["git", "-C", d, "rev-parse", "--short",
+                                "HEAD"]))
 
 
 def write_markdown(path, args, head, body, rows, verdict):
@@ -443,8 +448,9 @@ def write_markdown(path, args, head, body, rows, verdict):
                     torch.__version__, dev, torch.get_num_threads(),
                     torchvision.__version__, transformers.__version__,
                     safetensors.__version__, platform.python_version()))
-        f.write("- dprt: %s (git %s)\n" % (args.dprt,
-                                           dprt_revision(args.dprt)))
+        if not args.no_dprt:
+            f.write("- dprt: %s (%s)\n" % (args.dprt,
+                                          dprt_revision(args.dprt)))
         f.write("- command: `%s`\n" % " ".join(
             shlex.quote(a) for a in [sys.executable] + sys.argv))
         f.write("- criterion: max|dprt - torch| / max|torch| <= %g "
