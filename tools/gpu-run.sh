@@ -6,7 +6,7 @@
 #
 #   machine.txt       GPU, driver, kernel (what gave the numbers)
 #   test_cuda.log     the criterion tests, verbose; test_cuda.tap: TAP
-#   bench_cuda.log    the warm-latency benchmark (fp16 and fp32)
+#   bench_cuda_fp16.log, bench_cuda_fp32.log   the warm-latency benchmark
 #   summary.txt       one line per binary: PASS/FAIL and its exit status
 #
 # Usage: tools/gpu-run.sh OUTDIR [criterion options, e.g. --filter 'cuda_ops/*']
@@ -52,14 +52,23 @@ run()
 	fi
 }
 
+lim()
+{
+	if command -v timeout >/dev/null 2>&1; then timeout "$@"; else shift; "$@"; fi
+}
+
 # One job: the memory test reads device-wide free memory.
-run test_cuda "$gpu/bin/test_cuda" --jobs 1 --verbose --tap="$outdir/test_cuda.tap" "$@"
+run test_cuda lim "${GPU_TEST_TIMEOUT:-330}" "$gpu/bin/test_cuda" --jobs 1 --verbose \
+	--tap="$outdir/test_cuda.tap" "$@"
 if [ "${GPU_BENCH:-1}" != 0 ]; then
-	run bench_cuda_fp16 "$gpu/bin/bench_cuda" -d fp16
-	run bench_cuda_fp32 "$gpu/bin/bench_cuda" -d fp32 -m resnet-tiny,bert-tiny,resnet50,bert-base
+	run bench_cuda_fp16 lim 150 "$gpu/bin/bench_cuda" -d fp16
+	run bench_cuda_fp32 lim 90 "$gpu/bin/bench_cuda" -d fp32 \
+		-m resnet-tiny,bert-tiny,resnet50,bert-base
 fi
+
+# What a reader of the tail needs: failures in full, results, benchmarks.
+grep -E -A4 "Assertion Failed|CRASH|Timed out|\[FAIL\]" "$outdir/test_cuda.log" | head -n 80
+grep -E "^\[(PASS|FAIL|SKIP)|Synthesis|^GPU|hoststore_load:" "$outdir/test_cuda.log"
+cat "$outdir"/bench_cuda_*.log 2>/dev/null
 cat "$outdir/summary.txt"
-grep -E "^(not ok|ok)" "$outdir/test_cuda.tap" 2>/dev/null | grep -c "^ok" |
-	sed 's/^/tests ok: /'
-grep -E "^not ok" "$outdir/test_cuda.tap" 2>/dev/null
 exit $status

@@ -460,6 +460,7 @@ static int get_shape(const json_t *o, const char *name, struct shape *s)
 	if (json_array_size(v) > MAX_DIMS)
 		return err_set(DPRT_EINPUT, "%s: shape has %zu dims, at most %d are supported", name,
 			       json_array_size(v), MAX_DIMS);
+	memset(s->dims, 0, sizeof(s->dims)); /* unused dims are 0: shapes compare */
 	s->ndim = (uint8_t)json_array_size(v);
 	json_array_foreach(v, i, d) {
 		if (!json_is_integer(d) || json_integer_value(d) < 0)

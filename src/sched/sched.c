@@ -16,6 +16,7 @@
 #define DEF_QUEUE_DEPTH 256u
 #define DEF_N_REQS 1024u
 #define DEF_REQ_OUT (1ull << 20)
+#define DEF_SPILL_DEPTH 4u
 
 const uint64_t sched_hist_le_ns[SCHED_HIST_BUCKETS - 1] = {
 	100000,	   250000,    500000,	  1000000,    2500000,	  5000000,    10000000,	   25000000,
@@ -169,6 +170,8 @@ static int check_opts(struct sched_opts *o)
 		return err_set(DPRT_EUSAGE, "%u request records: at most %u", o->n_reqs, 1u << 20);
 	if (!o->req_out_bytes)
 		o->req_out_bytes = DEF_REQ_OUT;
+	if (!o->spill_depth)
+		o->spill_depth = DEF_SPILL_DEPTH;
 	if (o->max_batch > 1024)
 		return err_set(DPRT_EUSAGE, "--max-batch %u: at most 1024", o->max_batch);
 	return 0;
@@ -374,11 +377,12 @@ int sched_unload(struct sched *s, const char *name, uint32_t version)
 /* ------------------------------------------------------------ placement */
 
 /* The least loaded worker among those where e is resident or headed. */
-static int place_warm(struct sched *s, const struct repo_entry *e)
+static int place_warm(struct sched *s, const struct repo_entry *e, uint32_t *best_load)
 {
-	uint32_t i, load, best_load = UINT32_MAX;
+	uint32_t i, load;
 	int best = -1;
 
+	*best_load = UINT32_MAX;
 	for (i = 0; i < s->n_workers; i++) {
 		const struct wslot *sl = &e->ws[i];
 
@@ -386,17 +390,20 @@ static int place_warm(struct sched *s, const struct repo_entry *e)
 		    !atomic_load_explicit(&sl->wq, memory_order_relaxed))
 			continue;
 		load = worker_queue_depth(s->w[i]);
-		if (load < best_load) {
+		if (load < *best_load) {
 			best = (int)i;
-			best_load = load;
+			*best_load = load;
 		}
 	}
 	return best;
 }
 
-/* For a cold start: the most free device memory, then the shortest queue,
- * among the workers whose limit can hold the model at all. */
-static int place_cold(struct sched *s, uint64_t need)
+/*
+ * For a cold start: the most free device memory, then the shortest queue,
+ * among the workers whose limit can hold the model at all. spill: only
+ * idle workers with room for the model without evicting.
+ */
+static int place_cold(struct sched *s, uint64_t need, bool spill)
 {
 	uint64_t free_b, best_free = 0;
 	uint32_t i, load, best_load = UINT32_MAX;
@@ -410,6 +417,8 @@ static int place_cold(struct sched *s, uint64_t need)
 			continue;
 		free_b = used < w->mem_limit ? w->mem_limit - used : 0;
 		load = worker_queue_depth(w);
+		if (spill && (load || free_b < need))
+			continue;
 		if (best < 0 || free_b > best_free || (free_b == best_free && load < best_load)) {
 			best = (int)i;
 			best_free = free_b;
@@ -422,17 +431,21 @@ static int place_cold(struct sched *s, uint64_t need)
 static int place(struct sched *s, const struct sched_req *req, uint32_t *out)
 {
 	const struct graph *g = repo_entry_graph(req->model);
+	uint32_t load;
 	char a[32];
-	int w;
+	int w, c;
 
-	w = place_warm(s, req->model);
-	if (w < 0)
-		w = place_cold(s, g->weights_size);
-	if (w < 0)
+	w = place_warm(s, req->model, &load);
+	if (w >= 0 && load < s->o.spill_depth) {
+		*out = (uint32_t)w;
+		return 0;
+	}
+	c = place_cold(s, g->weights_size, w >= 0);
+	if (c < 0 && w < 0)
 		return err_set(DPRT_EDEVICE, "model '%s' version %u (%s) fits no device's "
 			       "memory limit", repo_entry_name(req->model),
 			       repo_entry_version(req->model), fmt_bytes(g->weights_size, a, sizeof(a)));
-	*out = (uint32_t)w;
+	*out = (uint32_t)(c >= 0 ? c : w);
 	return 0;
 }
 

@@ -126,6 +126,8 @@ struct sched_opts {
 	uint32_t max_batch;	 /* requests fused into one run, 0 or 1 = off */
 	uint32_t batch_delay_us; /* wait this long for a batch to fill */
 	uint32_t spin_us;	 /* idle spin before sleeping, 0 = 50 */
+	uint32_t spill_depth;	 /* queue depth at which a model also starts on
+				  * an idle device with free memory, 0 = 4 */
 	bool explicit_load;	 /* don't load every model at start */
 	bool no_threads;	 /* don't start worker threads (tests step them) */
 	bool no_pin;		 /* don't pin worker threads to cores */
@@ -253,8 +255,10 @@ void sched_req_set_output(struct sched_req *req, void *buf, uint64_t cap);
 int sched_req_prepare(struct sched_req *req);
 /*
  * Place and post a request (the poster's thread): to the least loaded
- * worker where its model is resident or headed, else to the worker with
- * the most free device memory, then the shortest queue. Never blocks.
+ * worker where its model is resident or headed, unless that one's queue
+ * reached spill_depth and an idle worker has room for another copy without
+ * evicting; else (cold start) to the worker with the most free device
+ * memory, then the shortest queue. Never blocks.
  * Returns 0 (the request completes exactly once into req->chan) or, never
  * to complete: DPRT_ENOMODEL (model not ready), a prepare error,
  * DPRT_EOVERLOAD (queue full), DPRT_EDEVICE (fits no device), -ESHUTDOWN.

@@ -111,6 +111,14 @@ Test(kserve, decode_nested_and_ints)
 	b = req.inputs[3].data; /* flat data for a [2,1] shape is fine too */
 	cr_assert_eq(b[0], 1);
 	cr_assert_eq(b[1], 0);
+	/* unused dims are 0, whatever the struct held before */
+	cr_assert_eq(decode("{\"inputs\":[{\"name\":\"a\",\"shape\":[1],\"datatype\":\"BOOL\","
+			    "\"data\":[true]},{\"name\":\"b\",\"shape\":[2],\"datatype\":\"BOOL\","
+			    "\"data\":[true,false]}]}"),
+		     0);
+	cr_assert_eq(req.inputs[1].shape.ndim, 1);
+	cr_assert_eq(req.inputs[1].shape.dims[1], 0);
+	cr_assert_eq(req.inputs[1].shape.dims[2], 0);
 }
 
 Test(kserve, decode_fp16_bf16)

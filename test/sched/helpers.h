@@ -12,7 +12,8 @@ void trepo_make(char *dir, size_t len);
 /* Write zoo model `zoo` (fp32, wsrc_random(seed)) as dir/name/version. */
 void trepo_add(const char *dir, const char *name, uint32_t version, const char *zoo,
 	       uint64_t seed);
-/* Flip bytes of dir/name/version/model.dpk at offset off from the end. */
+/* Flip 16 bytes of dir/name/version/model.dpk at offset off (< 0: from
+ * the end). */
 void trepo_corrupt(const char *dir, const char *name, uint32_t version, long off);
 /* Remove the directory tree. */
 void trepo_rm(const char *dir);

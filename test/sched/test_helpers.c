@@ -54,10 +54,12 @@ void trepo_corrupt(const char *dir, const char *name, uint32_t version, long off
 	fd = open(path, O_RDWR);
 	cr_assert(fd >= 0);
 	cr_assert_eq(fstat(fd, &st), 0);
-	cr_assert_eq(pread(fd, b, sizeof(b), st.st_size - off), (ssize_t)sizeof(b));
+	if (off < 0)
+		off += st.st_size;
+	cr_assert_eq(pread(fd, b, sizeof(b), off), (ssize_t)sizeof(b));
 	for (i = 0; i < sizeof(b); i++)
 		b[i] ^= 0x5a;
-	cr_assert_eq(pwrite(fd, b, sizeof(b), st.st_size - off), (ssize_t)sizeof(b));
+	cr_assert_eq(pwrite(fd, b, sizeof(b), off), (ssize_t)sizeof(b));
 	close(fd);
 }
 
