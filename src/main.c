@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* dprt command line: subcommands and option parsing. */
 #include "exec/exec.h"
+#include "mem/mem.h"
 #include "model/model.h"
+#include "net/server.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,8 +21,45 @@
 
 static const char usage_text[] =
 	"usage: dprt <command> [options]\n"
+	"       dprt [serve options]      (the same as 'dprt serve [options]')\n"
 	"\n"
 	"Commands:\n"
+	"  serve                      serve a model repository over HTTP/1.1 with the\n"
+	"                             KServe v2 protocol until SIGINT or SIGTERM\n"
+	"      --gpus LIST            devices: cpu, cpu:N (N virtual CPU devices), or\n"
+	"                             GPU ids like 0-3 or 0,2 (default cpu)\n"
+	"      --listen ADDR          :PORT (every address), HOST:PORT, [IPV6]:PORT;\n"
+	"                             port 0 picks a free one (default :9000)\n"
+	"      --models DIR           repository DIR/NAME/VERSION/model.dpk (default\n"
+	"                             ./models if it exists, else a demo repository of\n"
+	"                             bert-tiny, gpt2-tiny and resnet-tiny built on\n"
+	"                             first use in $DPRT_CACHE/demo, else\n"
+	"                             $XDG_CACHE_HOME/dprt/demo, else ~/.cache/dprt/demo)\n"
+	"      --load all|explicit    load every model at start (default), or only on\n"
+	"                             POST /v2/repository/models/NAME/load\n"
+	"      --cpus LIST            cores to pin the device workers to (default: the\n"
+	"                             last cores)\n"
+	"      --gpu-mem-limit SIZE   device memory for models, per device; the least\n"
+	"                             recently used idle model is evicted to make room\n"
+	"      --host-mem-limit SIZE  host memory for weight copies\n"
+	"      --max-batch N          fuse up to N queued requests of a model (default 1)\n"
+	"      --batch-delay-us N     wait up to N us for a batch to fill (default 0)\n"
+	"      --queue-depth N        requests queued per device, a power of 2\n"
+	"                             (default 256); beyond it: 503\n"
+	"      --max-body SIZE        largest request body (default 64M); beyond: 413\n"
+	"      --max-conns N          open connections (default 1024); a connection\n"
+	"                             beyond is answered 503 and closed\n"
+	"      --idle-timeout S       close a connection idle for S seconds (default 60)\n"
+	"      --request-timeout S    a request must be complete S seconds after its\n"
+	"                             first byte, else 408 and close (default 30)\n"
+	"      Endpoints: GET /v2, /v2/health/live, /v2/health/ready,\n"
+	"      /v2/models/NAME[/versions/V][/ready], /metrics (Prometheus); POST\n"
+	"      /v2/models/NAME[/versions/V]/infer (JSON or binary tensors),\n"
+	"      /v2/repository/index, /v2/repository/models/NAME/load|unload.\n"
+	"      Infer responses tell cold starts (parameter cold_start, header\n"
+	"      Dprt-Cold-Start) and timings (queue_us, load_us, compute_us, header\n"
+	"      Server-Timing). SIGINT/SIGTERM: stop accepting, answer the requests\n"
+	"      received, exit 0. SIZE takes K, M, G suffixes; S may be fractional.\n"
 	"  zoo NAME -o DIR|FILE.dpk   build a model of the zoo into a package\n"
 	"      --dtype fp32|fp16|bf16 weight and activation type (default fp32)\n"
 	"      --seed N               seed of the random weights (default 1)\n"
@@ -37,6 +76,7 @@ static const char usage_text[] =
 	"                             model's paper shape)\n"
 	"      --repeat N             run N more times and report latency\n"
 	"      --threads N            CPU threads for GEMMs (default: all cores)\n"
+	"      --gpus cpu|N           run on the CPU backend (default) or GPU N\n"
 	"\n"
 	"PATH is a model.dpk file, a directory holding one, or a repository entry\n"
 	"DIR/NAME whose highest version DIR/NAME/<v>/model.dpk is used.\n"
@@ -374,6 +414,7 @@ static int cmd_info(int argc, char **argv)
 struct run_opts {
 	const char *path, *input, *output;
 	long batch, seq, repeat, threads;
+	int gpu; /* CUDA ordinal, -1 = the CPU backend */
 };
 
 /* Vocabulary bound for an INT64 input: the smallest table of an embedding
@@ -559,9 +600,54 @@ static void run_repeat(const struct exec_ops *be, struct exec_model *m, const st
 	printf("repeat: %ld runs, mean %.3f ms, min %.3f ms\n", n, sum / (double)n, mn);
 }
 
-static int run_model(const struct run_opts *o, const struct graph *g, const void *w)
+#if HAVE_CUDA
+static const char *device_label(const struct exec_ops *be, void *dev)
 {
-	const struct exec_ops *be = &cpu_backend;
+	UNUSED(be);
+	return cuda_device_name(dev);
+}
+
+static int open_device(int gpu, const struct exec_ops **be, void **dev)
+{
+	*be = &cpu_backend;
+	*dev = NULL;
+	if (gpu < 0)
+		return 0;
+	*be = &cuda_backend;
+	return cuda_device_open(gpu, (struct cuda_dev **)dev);
+}
+
+static void close_device(void *dev)
+{
+	if (dev)
+		cuda_device_close(dev);
+}
+#else
+static const char *device_label(const struct exec_ops *be, void *dev)
+{
+	UNUSED(dev);
+	return be->name;
+}
+
+static int open_device(int gpu, const struct exec_ops **be, void **dev)
+{
+	*be = &cpu_backend;
+	*dev = NULL;
+	if (gpu >= 0)
+		return err_set(DPRT_ENODEV, "this dprt was built without CUDA (see "
+				"./configure's summary); use --gpus cpu");
+	return 0;
+}
+
+static void close_device(void *dev)
+{
+	UNUSED(dev);
+}
+#endif
+
+static int run_model(const struct run_opts *o, const struct graph *g, const void *w,
+		     const struct exec_ops *be, void *dev)
+{
 	struct tview *in = calloc(g->n_inputs, sizeof(*in));
 	struct tview *out = calloc(g->n_outputs, sizeof(*out));
 	struct exec_model *m = NULL;
@@ -572,14 +658,15 @@ static int run_model(const struct run_opts *o, const struct graph *g, const void
 	if (!ret)
 		ret = o->input ? load_inputs(g, o->input, in) : make_random_inputs(g, o, in);
 	if (!ret)
-		ret = be->model_create(NULL, g, w, &m);
+		ret = be->model_create(dev, g, w, &m);
 	if (ret)
 		goto out_free;
 	t0 = clock_ns();
 	ret = be->model_run(m, in, out);
 	if (ret)
 		goto out_destroy;
-	printf("ran %s on %s in %.3f ms\noutputs:\n", g->name, be->name, clock_ms_since(t0));
+	printf("ran %s on %s in %.3f ms (first run)\noutputs:\n", g->name,
+	       dev ? device_label(be, dev) : be->name, clock_ms_since(t0));
 	for (i = 0; i < g->n_outputs; i++)
 		print_output(g->outputs[i].name, &out[i]);
 	if (o->output)
@@ -596,29 +683,31 @@ out_free:
 	return ret;
 }
 
+
 static int run_path(const struct run_opts *o)
 {
 	char path[4096];
+	const struct exec_ops *be;
+	struct hoststore *hs = NULL;
 	struct pkg *p = NULL;
-	const struct graph *g;
-	void *w = NULL;
+	void *dev = NULL;
 	int ret;
 
+	ret = open_device(o->gpu, &be, &dev);
+	if (ret)
+		return fail("run", ret);
 	ret = resolve_pkg(o->path, path, sizeof(path));
 	if (!ret)
 		ret = pkg_open(path, &p);
-	if (ret)
-		return fail("run", ret);
-	g = pkg_graph(p);
-	if (posix_memalign(&w, LAYER_ALIGN, g->weights_size ? g->weights_size : LAYER_ALIGN))
-		ret = err_set(-ENOMEM, "%s: cannot allocate %llu bytes for weights", path,
-			      (unsigned long long)g->weights_size);
+	/* The host weight store: pinned and device-mapped where a GPU driver
+	 * is present, read with io_uring, every layer's checksum verified. */
 	if (!ret)
-		ret = pkg_read_weights(p, w);
+		ret = hoststore_load(p, &hs);
 	if (!ret)
-		ret = run_model(o, g, w);
-	free(w);
+		ret = run_model(o, pkg_graph(p), hoststore_base(hs), be, dev);
+	hoststore_destroy(hs);
 	pkg_close(p);
+	close_device(dev);
 	return ret ? fail("run", ret) : 0;
 }
 
@@ -631,8 +720,8 @@ static int cmd_run(int argc, char **argv)
 		{"threads", required_argument, 0, 't'}, {"gpus", required_argument, 0, 'g'},
 		{"help", no_argument, 0, 'h'},	       {0, 0, 0, 0},
 	};
-	struct run_opts o = {.batch = 1};
-	long *num;
+	struct run_opts o = {.batch = 1, .gpu = -1};
+	long *num, gpu;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "i:o:h", lo, NULL)) != -1) {
@@ -646,11 +735,14 @@ static int cmd_run(int argc, char **argv)
 		case 'n': num = &o.repeat; break;
 		case 't': num = &o.threads; break;
 		case 'g':
-			if (strcmp(optarg, "cpu")) {
-				usage_hint("run", "this build runs models on the CPU only "
-						  "(--gpus cpu)");
+			if (!strcmp(optarg, "cpu"))
+				o.gpu = -1;
+			else if (parse_long(optarg, 0, 1023, &gpu)) {
+				usage_hint("run", "--gpus takes cpu or one GPU number (run "
+						  "uses one device)");
 				return EXIT_USAGE;
-			}
+			} else
+				o.gpu = (int)gpu;
 			break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: usage_hint("run", "unknown option"); return EXIT_USAGE;
@@ -670,6 +762,149 @@ static int cmd_run(int argc, char **argv)
 	return run_path(&o);
 }
 
+/* ----------------------------------------------------------- serve */
+
+/* Seconds (fractions allowed) into milliseconds, 1 ms .. 1 day. */
+static int parse_secs(const char *s, uint32_t *ms)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= 0.001 && v <= 86400))
+		return -EINVAL;
+	*ms = (uint32_t)(v * 1000 + 0.5);
+	return 0;
+}
+
+static int serve_size(int c, const char *arg, struct serve_opts *o)
+{
+	uint64_t v;
+
+	if (parse_size(arg, &v) || !v)
+		return -EINVAL;
+	if (c == 'G')
+		o->sched.gpu_mem_limit = v;
+	else if (c == 'H')
+		o->sched.host_mem_limit = v;
+	else
+		o->net.max_body = v;
+	return 0;
+}
+
+static int serve_num(int c, const char *arg, struct serve_opts *o)
+{
+	long v;
+
+	if (c == 'i')
+		return parse_secs(arg, &o->net.idle_timeout_ms);
+	if (c == 'r')
+		return parse_secs(arg, &o->net.request_timeout_ms);
+	if (parse_long(arg, c == 'd' ? 0 : 1, 1L << 30, &v))
+		return -EINVAL;
+	if (c == 'b')
+		o->sched.max_batch = (uint32_t)v;
+	else if (c == 'd')
+		o->sched.batch_delay_us = (uint32_t)v;
+	else if (c == 'C')
+		o->net.max_conns = (uint32_t)v;
+	else
+		o->sched.queue_depth = (uint32_t)v;
+	return 0;
+}
+
+/* One serve option; 0, or EXIT_USAGE after a hint. */
+static int serve_opt(int c, const char *arg, struct serve_opts *o)
+{
+	static const char *const what[128] = {
+		['G'] = "--gpu-mem-limit takes a size like 512M or 8G",
+		['H'] = "--host-mem-limit takes a size like 512M or 8G",
+		['B'] = "--max-body takes a size like 64M",
+		['b'] = "--max-batch takes a positive number",
+		['d'] = "--batch-delay-us takes a number of microseconds",
+		['C'] = "--max-conns takes a positive number",
+		['Q'] = "--queue-depth takes a power of two",
+		['i'] = "--idle-timeout takes seconds (0.001 to 86400)",
+		['r'] = "--request-timeout takes seconds (0.001 to 86400)",
+	};
+	int ret;
+
+	switch (c) {
+	case 'g': o->sched.gpus = arg; return 0;
+	case 'l': o->net.listen = arg; return 0;
+	case 'm': o->sched.models_dir = arg; return 0;
+	case 'c': o->sched.cpus = arg; return 0;
+	case 'v': log_set_level(LOG_DEBUG); return 0;
+	case 'q': log_set_level(LOG_ERROR); return 0;
+	case 'L':
+		if (strcmp(arg, "all") && strcmp(arg, "explicit")) {
+			usage_hint(NULL, "--load takes all or explicit");
+			return EXIT_USAGE;
+		}
+		o->sched.explicit_load = !strcmp(arg, "explicit");
+		return 0;
+	case 'G': case 'H': case 'B':
+		ret = serve_size(c, arg, o);
+		break;
+	default:
+		ret = serve_num(c, arg, o);
+		break;
+	}
+	if (!ret)
+		return 0;
+	usage_hint(NULL, what[c & 127]);
+	return EXIT_USAGE;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"gpus", required_argument, 0, 'g'},	   {"listen", required_argument, 0, 'l'},
+		{"models", required_argument, 0, 'm'},	   {"cpus", required_argument, 0, 'c'},
+		{"gpu-mem-limit", required_argument, 0, 'G'},
+		{"host-mem-limit", required_argument, 0, 'H'},
+		{"max-batch", required_argument, 0, 'b'},
+		{"batch-delay-us", required_argument, 0, 'd'},
+		{"max-body", required_argument, 0, 'B'},   {"max-conns", required_argument, 0, 'C'},
+		{"idle-timeout", required_argument, 0, 'i'},
+		{"request-timeout", required_argument, 0, 'r'},
+		{"queue-depth", required_argument, 0, 'Q'}, {"load", required_argument, 0, 'L'},
+		{"verbose", no_argument, 0, 'v'},	   {"quiet", no_argument, 0, 'q'},
+		{"help", no_argument, 0, 'h'},		   {0, 0, 0, 0},
+	};
+	struct serve_opts o = {.net.version = DPRT_VERSION};
+	int c, ret;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hvq", lo, NULL)) != -1) {
+		if (c == 'h') {
+			fputs(usage_text, stdout);
+			return 0;
+		}
+		if (c == '?' || c == ':') {
+			fprintf(stderr, "dprt: %s '%s'\n(see 'dprt --help')\n",
+				c == ':' ? "missing value for option" : "unknown option",
+				argv[optind - 1]);
+			return EXIT_USAGE;
+		}
+		ret = serve_opt(c, optarg, &o);
+		if (ret)
+			return ret;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "dprt: unexpected argument '%s' (serve takes only options)\n"
+			"(see 'dprt --help')\n", argv[optind]);
+		return EXIT_USAGE;
+	}
+	ret = serve_main(&o);
+	if (ret == DPRT_EUSAGE) {
+		usage_hint(NULL, err_msg(ret));
+		return EXIT_USAGE;
+	}
+	return ret ? fail("serve", ret) : 0;
+}
+
 /* ------------------------------------------------------------ main */
 
 static const struct {
@@ -679,6 +914,7 @@ static const struct {
 	{"zoo", cmd_zoo},
 	{"info", cmd_info},
 	{"run", cmd_run},
+	{"serve", cmd_serve},
 };
 
 /* Take -v/-q given after the command too, and drop them from argv. */
@@ -717,8 +953,10 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
 			log_set_level(LOG_ERROR);
 		} else {
-			fprintf(stderr, "dprt: unknown option '%s'\n(see 'dprt --help')\n", a);
-			return EXIT_USAGE;
+			/* Options of the default command, serve (or unknown ones,
+			 * which it names). */
+			optind = 1;
+			return cmd_serve(argc, argv);
 		}
 	}
 	if (first >= argc) {

@@ -10,7 +10,9 @@
 #   summary.txt       one line per binary: PASS/FAIL and its exit status
 #
 # Usage: tools/gpu-run.sh OUTDIR [criterion options, e.g. --filter 'cuda_ops/*']
-# Environment: GPU_BENCH=0 skips the benchmark.
+# Environment: GPU_BENCH=0 skips the benchmark; GPU_SANITIZE=1 also runs the
+# op tests under compute-sanitizer's memcheck and the kernels that use
+# shared memory under its racecheck (memcheck.log, racecheck.log).
 # Exits 1 if a test binary or benchmark failed.
 
 set -u
@@ -64,6 +66,17 @@ if [ "${GPU_BENCH:-1}" != 0 ]; then
 	run bench_cuda_fp16 lim 150 "$gpu/bin/bench_cuda" -d fp16
 	run bench_cuda_fp32 lim 90 "$gpu/bin/bench_cuda" -d fp32 \
 		-m resnet-tiny,bert-tiny,resnet50,bert-base
+fi
+
+if [ "${GPU_SANITIZE:-0}" = 1 ]; then
+	san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+	run memcheck lim 200 "$san" --tool memcheck --target-processes all \
+		--error-exitcode 9 "$gpu/bin/test_cuda" --jobs 1 --filter 'cuda_ops/*'
+	run racecheck lim 120 "$san" --tool racecheck --target-processes all \
+		--error-exitcode 9 "$gpu/bin/test_cuda" --jobs 1 \
+		--filter 'cuda_ops/@(position_ids|layernorm|softmax|attention|pooling)'
+	grep -h -E "ERROR SUMMARY|RACECHECK SUMMARY|Synthesis" "$outdir/memcheck.log" \
+		"$outdir/racecheck.log"
 fi
 
 # What a reader of the tail needs: failures in full, results, benchmarks.

@@ -46,6 +46,7 @@
 	X(cuMemHostGetDevicePointer)                                           \
 	X(cuMemHostRegister)                                                   \
 	X(cuMemHostUnregister)                                                 \
+	X(cuPointerGetAttributes)                                              \
 	X(cuMemcpyHtoD)                                                        \
 	X(cuMemcpyDtoH)                                                        \
 	X(cuMemcpyHtoDAsync)                                                   \

@@ -16,7 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
+#if HAVE_CUDA
 #include "mem/cudrv.h"
+#endif
 
 #define CHUNK (4u << 20)
 #define QD 16u
@@ -26,13 +29,21 @@ struct hoststore {
 	void *base;
 	uint64_t size;
 	bool mapped;	/* cuMemHostAlloc'ed; ctx holds a primary-context reference */
+#if HAVE_CUDA
 	CUdevice dev;
 	CUcontext ctx;
+#endif
 	struct hoststore_info info;
 };
 
 /* ------------------------------------------------------------ memory */
 
+/*
+ * Pinned, device-mapped memory when the build has CUDA and the machine a
+ * driver; plain page-aligned memory otherwise (CPU backend, or a build
+ * without CUDA), where DHA is impossible and nothing needs pinning.
+ */
+#if HAVE_CUDA
 static int pinned_alloc(struct hoststore *hs, uint64_t bytes)
 {
 	CUcontext prev;
@@ -58,6 +69,40 @@ out_release:
 	return ret;
 }
 
+static bool pinned_possible(void)
+{
+	return cudrv_load() == 0;
+}
+
+static void pinned_free(struct hoststore *hs)
+{
+	CUcontext prev;
+
+	if (!CU(cuCtxPushCurrent(hs->ctx))) {
+		CU(cuMemFreeHost(hs->base));
+		CU(cuCtxPopCurrent(&prev));
+	}
+	CU(cuDevicePrimaryCtxRelease(hs->dev));
+}
+#else
+static bool pinned_possible(void)
+{
+	return false;
+}
+
+static int pinned_alloc(struct hoststore *hs, uint64_t bytes)
+{
+	UNUSED(hs);
+	UNUSED(bytes);
+	return -ENODEV;
+}
+
+static void pinned_free(struct hoststore *hs)
+{
+	UNUSED(hs);
+}
+#endif
+
 int hoststore_create(uint64_t size, struct hoststore **out)
 {
 	struct hoststore *hs = calloc(1, sizeof(*hs));
@@ -68,7 +113,7 @@ int hoststore_create(uint64_t size, struct hoststore **out)
 	if (!hs)
 		return -ENOMEM;
 	hs->size = size;
-	if (cudrv_load() == 0) {
+	if (pinned_possible()) {
 		ret = pinned_alloc(hs, bytes);
 		if (ret) {
 			free(hs);
@@ -90,20 +135,12 @@ int hoststore_create(uint64_t size, struct hoststore **out)
 
 void hoststore_destroy(struct hoststore *hs)
 {
-	CUcontext prev;
-
 	if (!hs)
 		return;
-	if (!hs->mapped) {
+	if (hs->mapped)
+		pinned_free(hs);
+	else
 		free(hs->base);
-		free(hs);
-		return;
-	}
-	if (!CU(cuCtxPushCurrent(hs->ctx))) {
-		CU(cuMemFreeHost(hs->base));
-		CU(cuCtxPopCurrent(&prev));
-	}
-	CU(cuDevicePrimaryCtxRelease(hs->dev));
 	free(hs);
 }
 

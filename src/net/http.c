@@ -17,26 +17,27 @@
 #include <strings.h>
 
 enum parse_state {
-	PS_START,     /* before the method; empty lines are skipped */
-	PS_START_LF,  /* CR of an empty line seen */
+	PS_START,    /* before the method; empty lines are skipped */
+	PS_START_LF, /* CR of an empty line seen */
 	PS_METHOD,
 	PS_TARGET,
 	PS_VERSION,
 	PS_RL_LF,     /* CR after the version seen */
 	PS_HDR_START, /* at the start of a header line */
 	PS_HDR_NAME,
-	PS_HDR_OWS,   /* after the colon */
+	PS_HDR_OWS, /* after the colon */
 	PS_HDR_VALUE,
-	PS_HDR_LF,    /* CR after a header value seen */
-	PS_END_LF,    /* CR of the blank line seen */
-	PS_BODY,      /* headers done; waiting for the body */
-	PS_DONE,      /* request returned; the next call starts a new one */
+	PS_HDR_LF, /* CR after a header value seen */
+	PS_END_LF, /* CR of the blank line seen */
+	PS_BODY,   /* headers done; waiting for the body */
+	PS_DONE,   /* request returned; the next call starts a new one */
 	PS_ERROR,
 };
 
 #define METHOD_MAX 16 /* a longer token is no method we implement */
 
 /* RFC 9110 token characters. */
+/* clang-format off */
 static const bool tchar[256] = {
 	['0' ... '9'] = true,
 	['a' ... 'z'] = true,
@@ -45,6 +46,7 @@ static const bool tchar[256] = {
 	['\''] = true, ['*'] = true, ['+'] = true, ['-'] = true, ['.'] = true,
 	['^'] = true, ['_'] = true, ['`'] = true, ['|'] = true, ['~'] = true,
 };
+/* clang-format on */
 
 static bool is_tchar(unsigned char c)
 {
@@ -259,7 +261,8 @@ static int hdr_expect(struct http_req *r, const char *v, size_t n)
 static int hdr_transfer_encoding(struct http_req *r, const char *v, size_t n)
 {
 	if (list_has(v, n, "chunked"))
-		return fail(r, 411, "chunked request bodies are not supported; send Content-Length");
+		return fail(r, 411,
+			    "chunked request bodies are not supported; send Content-Length");
 	return fail(r, 501, "transfer coding not implemented");
 }
 

@@ -48,10 +48,8 @@ struct http_limits {
 	uint64_t max_body;   /* Content-Length: 413 */
 };
 
-#define HTTP_LIMITS_DEFAULT                                                    \
-	((struct http_limits){.max_header = 16384,                             \
-			      .max_uri = 4096,                                 \
-			      .max_body = 256ull << 20})
+#define HTTP_LIMITS_DEFAULT                                                                        \
+	((struct http_limits){.max_header = 16384, .max_uri = 4096, .max_body = 256ull << 20})
 
 enum http_method {
 	HTTP_NONE = 0,
@@ -69,13 +67,13 @@ struct http_str {
 /* Parser state; private to http.c. Offsets are relative to buf[0]. */
 struct http_pstate {
 	uint8_t state;
-	uint8_t vpos;	/* position inside "HTTP/d.d" */
+	uint8_t vpos; /* position inside "HTTP/d.d" */
 	uint8_t major;
 	uint8_t n_host;
 	bool has_cl, conn_close, conn_keep, continue_sent;
 	const char *base; /* buf of the completing call (header lookups) */
-	uint32_t pos;	/* bytes of buf scanned */
-	uint32_t mark;	/* start of the token being scanned */
+	uint32_t pos;	  /* bytes of buf scanned */
+	uint32_t mark;	  /* start of the token being scanned */
 	uint32_t name_len, val_off, val_end;
 	uint32_t tgt_off, tgt_len;
 	uint32_t ctype_off, ctype_len;
@@ -93,10 +91,10 @@ struct http_pstate {
  * slices point into buf.
  */
 struct http_req {
-	uint8_t method;	       /* enum http_method */
-	uint8_t minor;	       /* HTTP/1.minor: 0 or 1 */
-	bool keep_alive;       /* the connection may serve another request */
-	bool expect_continue;  /* "Expect: 100-continue" (HTTP/1.1 only) */
+	uint8_t method;		      /* enum http_method */
+	uint8_t minor;		      /* HTTP/1.minor: 0 or 1 */
+	bool keep_alive;	      /* the connection may serve another request */
+	bool expect_continue;	      /* "Expect: 100-continue" (HTTP/1.1 only) */
 	struct http_str target;	      /* request target as sent */
 	struct http_str path;	      /* target up to '?', still %-encoded */
 	struct http_str query;	      /* after '?'; len 0 if none */

@@ -274,8 +274,8 @@ static int route_name(const struct seg *s, char *out, size_t cap, const char *wh
 	return 0;
 }
 
-static int route_found(const struct http_req *r, const struct route_pat *rp,
-		       const struct seg *wild, struct kserve_target *t)
+static int route_found(const struct http_req *r, const struct route_pat *rp, const struct seg *wild,
+		       struct kserve_target *t)
 {
 	uint8_t m = r->method == HTTP_POST ? M_POST : M_GET;
 	int ret;
@@ -336,7 +336,8 @@ struct dec {
 
 static int arena_full(const struct arena *a, uint64_t need)
 {
-	return err_set(-E2BIG, "request needs %" PRIu64 " more bytes than the %zu-byte decode arena has",
+	return err_set(-E2BIG,
+		       "request needs %" PRIu64 " more bytes than the %zu-byte decode arena has",
 		       need, a->size);
 }
 
@@ -370,7 +371,8 @@ static int load_body(const char *body, size_t len, int64_t json_len, const char 
 
 	if (json_len >= 0 && (uint64_t)json_len > len)
 		return err_set(DPRT_EINPUT,
-			       "Inference-Header-Content-Length %" PRId64 " is larger than the body (%zu bytes)",
+			       "Inference-Header-Content-Length %" PRId64
+			       " is larger than the body (%zu bytes)",
 			       json_len, len);
 	*bin = (struct bin){body + jl, len - jl, 0, json_len >= 0};
 	*root = json_loadb(body, jl, JSON_REJECT_DUPLICATES, &e);
@@ -441,35 +443,40 @@ static int get_dtype(const json_t *o, const char *name, uint8_t *dt)
 		return 0;
 	for (i = 0; i < ARRAY_SIZE(other_types); i++)
 		if (!strcmp(s, other_types[i]))
-			return err_set(DPRT_EINPUT,
-				       "%s: datatype %s is not supported (FP32, FP16, BF16, INT64, INT32, UINT8, BOOL are)",
-				       name, s);
+			return err_set(
+				DPRT_EINPUT,
+				"%s: datatype %s is not supported (FP32, FP16, BF16, INT64, INT32, UINT8, BOOL are)",
+				name, s);
 	return err_set(DPRT_EINPUT, "%s: unknown datatype \"%.32s\"", name, s);
 }
 
 static int get_shape(const json_t *o, const char *name, struct shape *s)
 {
 	const json_t *v = json_object_get(o, "shape"), *d;
-	uint64_t numel = 1;
+	uint64_t numel = 1, dim;
 	size_t i;
 
 	if (!json_is_array(v))
 		return err_set(DPRT_EINPUT, "%s: \"shape\" missing or not an array", name);
 	if (!json_array_size(v))
-		return err_set(DPRT_EINPUT, "%s: scalar tensors (shape []) are not supported", name);
+		return err_set(DPRT_EINPUT, "%s: scalar tensors (shape []) are not supported",
+			       name);
 	if (json_array_size(v) > MAX_DIMS)
-		return err_set(DPRT_EINPUT, "%s: shape has %zu dims, at most %d are supported", name,
-			       json_array_size(v), MAX_DIMS);
+		return err_set(DPRT_EINPUT, "%s: shape has %zu dims, at most %d are supported",
+			       name, json_array_size(v), MAX_DIMS);
 	memset(s->dims, 0, sizeof(s->dims)); /* unused dims are 0: shapes compare */
 	s->ndim = (uint8_t)json_array_size(v);
-	json_array_foreach(v, i, d) {
+	for (i = 0; i < s->ndim; i++) {
+		d = json_array_get(v, i);
 		if (!json_is_integer(d) || json_integer_value(d) < 0)
-			return err_set(DPRT_EINPUT, "%s: shape dims must be non-negative integers", name);
+			return err_set(DPRT_EINPUT, "%s: shape dims must be non-negative integers",
+				       name);
 		s->dims[i] = json_integer_value(d);
-		if ((uint64_t)s->dims[i] > MAX_NUMEL)
-			numel = MAX_NUMEL + 1;
+		dim = (uint64_t)s->dims[i];
+		if (dim > MAX_NUMEL || (dim && numel > MAX_NUMEL / dim))
+			numel = MAX_NUMEL + 1; /* and stays above */
 		else if (numel <= MAX_NUMEL)
-			numel *= (uint64_t)s->dims[i];
+			numel *= dim;
 	}
 	if (numel > MAX_NUMEL)
 		return err_set(DPRT_EINPUT, "%s: shape has more than 2^40 elements", name);
@@ -500,7 +507,8 @@ static int check_bools(const struct kserve_tensor *t, const unsigned char *p)
 
 	for (i = 0; i < t->nbytes; i++)
 		if (p[i] > 1)
-			return err_set(DPRT_EINPUT, "%s: binary BOOL element %" PRIu64 " is %u, not 0 or 1",
+			return err_set(DPRT_EINPUT,
+				       "%s: binary BOOL element %" PRIu64 " is %u, not 0 or 1",
 				       t->name, i, p[i]);
 	return 0;
 }
@@ -512,19 +520,24 @@ static int take_binary(struct dec *d, struct kserve_tensor *t, const json_t *bds
 	json_int_t size;
 
 	if (!json_is_integer(bds) || (size = json_integer_value(bds)) < 0)
-		return err_set(DPRT_EINPUT, "%s: binary_data_size must be a non-negative integer", t->name);
-	if (!b->allowed)
-		return err_set(DPRT_EINPUT,
-			       "%s has binary_data_size but the request has no Inference-Header-Content-Length header",
+		return err_set(DPRT_EINPUT, "%s: binary_data_size must be a non-negative integer",
 			       t->name);
+	if (!b->allowed)
+		return err_set(
+			DPRT_EINPUT,
+			"%s has binary_data_size but the request has no Inference-Header-Content-Length header",
+			t->name);
 	fmt_shape(sh, sizeof(sh), &t->shape);
 	if ((uint64_t)size != t->nbytes)
 		return err_set(DPRT_EINPUT,
-			       "%s: binary_data_size %" PRId64 " does not match shape %s of %s (%" PRIu64 " bytes)",
-			       t->name, (int64_t)size, sh, dtype_name((enum dtype)t->shape.dtype), t->nbytes);
+			       "%s: binary_data_size %" PRId64
+			       " does not match shape %s of %s (%" PRIu64 " bytes)",
+			       t->name, (int64_t)size, sh, dtype_name((enum dtype)t->shape.dtype),
+			       t->nbytes);
 	if ((uint64_t)size > b->len - b->used)
 		return err_set(DPRT_EINPUT,
-			       "%s: binary data runs past the end of the body (%" PRIu64 " bytes at offset %" PRIu64 ", %" PRIu64 " bytes follow the JSON)",
+			       "%s: binary data runs past the end of the body (%" PRIu64
+			       " bytes at offset %" PRIu64 ", %" PRIu64 " bytes follow the JSON)",
 			       t->name, (uint64_t)size, b->used, b->len);
 	t->binary = true;
 	if (t->shape.dtype == DT_BOOL && check_bools(t, (const unsigned char *)b->p + b->used))
@@ -547,7 +560,8 @@ struct walk {
 static int ragged(const struct walk *w)
 {
 	return err_set(DPRT_EINPUT,
-		       "%s: data is ragged (nested arrays of different lengths or depths)", w->t->name);
+		       "%s: data is ragged (nested arrays of different lengths or depths)",
+		       w->t->name);
 }
 
 static int elem_error(const struct walk *w, const json_t *v, const char *what)
@@ -555,7 +569,8 @@ static int elem_error(const struct walk *w, const json_t *v, const char *what)
 	char buf[64];
 
 	return err_set(DPRT_EINPUT, "%s: element %" PRIu64 " (%s) %s %s", w->t->name, w->n,
-		       describe(v, buf, sizeof(buf)), what, dtype_name((enum dtype)w->t->shape.dtype));
+		       describe(v, buf, sizeof(buf)), what,
+		       dtype_name((enum dtype)w->t->shape.dtype));
 }
 
 /* A JSON number, or one of the strings we write for NaN and infinities. */
@@ -701,7 +716,8 @@ static int decode_data(struct dec *d, struct kserve_tensor *t, const json_t *dat
 		return ret;
 	fmt_shape(sh, sizeof(sh), &t->shape);
 	if (w.n != numel)
-		return err_set(DPRT_EINPUT, "%s: shape %s needs %" PRIu64 " elements, data has %" PRIu64,
+		return err_set(DPRT_EINPUT,
+			       "%s: shape %s needs %" PRIu64 " elements, data has %" PRIu64,
 			       t->name, sh, numel, w.n);
 	w.out = arena_alloc(d->a, t->nbytes, 64);
 	if (!w.out)
@@ -737,7 +753,8 @@ static int decode_tensor(struct dec *d, const json_t *o, size_t i, struct kserve
 	if (bds)
 		return take_binary(d, t, bds);
 	if (!data)
-		return err_set(DPRT_EINPUT, "%s has neither \"data\" nor binary_data_size", t->name);
+		return err_set(DPRT_EINPUT, "%s has neither \"data\" nor binary_data_size",
+			       t->name);
 	return decode_data(d, t, data);
 }
 
@@ -757,12 +774,14 @@ static int decode_tensors(struct dec *d, const json_t *arr, struct kserve_tensor
 			return ret;
 		for (j = 0; j < i; j++)
 			if (!strcmp(ts[j].name, ts[i].name))
-				return err_set(DPRT_EINPUT, "two %ss are named %s", d->kind, ts[i].name);
+				return err_set(DPRT_EINPUT, "two %ss are named %s", d->kind,
+					       ts[i].name);
 		*n = (uint32_t)i + 1;
 	}
 	if (d->bin.used != d->bin.len)
 		return err_set(DPRT_EINPUT,
-			       "%" PRIu64 " bytes of binary data follow the JSON, but the %ss use %" PRIu64,
+			       "%" PRIu64
+			       " bytes of binary data follow the JSON, but the %ss use %" PRIu64,
 			       d->bin.len, d->kind, d->bin.used);
 	return 0;
 }
@@ -800,13 +819,16 @@ static int decode_output_req(const json_t *o, size_t i, struct kserve_request *r
 	if (!p)
 		return 0;
 	if (!json_is_object(p))
-		return err_set(DPRT_EINPUT, "output %s: \"parameters\" must be an object", out->name);
+		return err_set(DPRT_EINPUT, "output %s: \"parameters\" must be an object",
+			       out->name);
 	if (json_object_get(p, "classification") || json_object_get(p, "shared_memory_region"))
-		return err_set(DPRT_EINPUT, "output %s: classification and shared memory are not supported",
+		return err_set(DPRT_EINPUT,
+			       "output %s: classification and shared memory are not supported",
 			       out->name);
 	b = json_object_get(p, "binary_data");
 	if (b && !json_is_boolean(b))
-		return err_set(DPRT_EINPUT, "output %s: binary_data must be true or false", out->name);
+		return err_set(DPRT_EINPUT, "output %s: binary_data must be true or false",
+			       out->name);
 	if (b)
 		out->binary = json_is_true(b);
 	return 0;
@@ -933,7 +955,8 @@ static int check_input(const struct kserve_tensor *t, const struct io_desc *io)
 
 	if (t->shape.dtype != io->dtype)
 		return err_set(DPRT_EDTYPE, "input %s: datatype %s, the model takes %s", t->name,
-			       dtype_name((enum dtype)t->shape.dtype), dtype_name((enum dtype)io->dtype));
+			       dtype_name((enum dtype)t->shape.dtype),
+			       dtype_name((enum dtype)io->dtype));
 	memcpy(want.dims, io->dims, sizeof(want.dims));
 	for (d = 0; d < MAX_DIMS; d++)
 		want.dims[d] = want.dims[d] < 0 ? -1 : want.dims[d];
@@ -1167,10 +1190,12 @@ int kserve_write_infer_head(char *buf, size_t cap, const struct kserve_response 
 		if (!o->binary)
 			continue;
 		binary = true;
-		bin_len += (uint64_t)shape_numel(&o->shape) * dtype_size((enum dtype)o->shape.dtype);
+		bin_len +=
+			(uint64_t)shape_numel(&o->shape) * dtype_size((enum dtype)o->shape.dtype);
 	}
 	if (binary)
-		snprintf(extra, sizeof(extra), "Inference-Header-Content-Length: %zu\r\n", json_len);
+		snprintf(extra, sizeof(extra), "Inference-Header-Content-Length: %zu\r\n",
+			 json_len);
 	else
 		extra[0] = 0;
 	strcat(extra, res->cold_start ? "Dprt-Cold-Start: true\r\n" : "Dprt-Cold-Start: false\r\n");
@@ -1248,8 +1273,7 @@ static void jw_opt(struct jw *w, const char *key, const char *val, bool *first)
 	jw_str(w, val);
 }
 
-int kserve_encode_repo_index(char *buf, size_t cap, const struct kserve_repo_entry *e,
-			     uint32_t n)
+int kserve_encode_repo_index(char *buf, size_t cap, const struct kserve_repo_entry *e, uint32_t n)
 {
 	struct jw w = {buf, 0, cap, false};
 	uint32_t i;

@@ -47,9 +47,9 @@ enum kserve_route {
 /* Where a request goes. GET routes take HEAD too. */
 struct kserve_target {
 	enum kserve_route route;
-	uint16_t status;	/* 200 when routed, else 404, 405 or 400 */
-	const char *allow;	/* for 405: value of the Allow header */
-	char model[NAME_LEN];	/* percent-decoded; "" if the route has none */
+	uint16_t status;		  /* 200 when routed, else 404, 405 or 400 */
+	const char *allow;		  /* for 405: value of the Allow header */
+	char model[NAME_LEN];		  /* percent-decoded; "" if the route has none */
 	char version[KSERVE_VERSION_LEN]; /* percent-decoded; "" if absent */
 };
 
@@ -70,11 +70,11 @@ int kserve_route(const struct http_req *r, struct kserve_target *t);
 /* A decoded tensor. */
 struct kserve_tensor {
 	char name[NAME_LEN];
-	struct shape shape;  /* dtype and dims (ndim >= 1) */
-	const void *data;    /* nbytes, aligned to the element size: into the
+	struct shape shape; /* dtype and dims (ndim >= 1) */
+	const void *data;   /* nbytes, aligned to the element size: into the
 			      * body (binary, already aligned) or the arena */
-	uint64_t nbytes;     /* shape_numel * dtype_size */
-	bool binary;	     /* sent as binary data, not JSON */
+	uint64_t nbytes;    /* shape_numel * dtype_size */
+	bool binary;	    /* sent as binary data, not JSON */
 };
 
 /* An output the client asked for. */
@@ -84,10 +84,10 @@ struct kserve_output_req {
 };
 
 struct kserve_request {
-	const char *id;		/* "" if none (in the arena) */
-	bool binary_output;	/* request parameter "binary_data_output" */
+	const char *id;	    /* "" if none (in the arena) */
+	bool binary_output; /* request parameter "binary_data_output" */
 	uint32_t n_inputs;
-	uint32_t n_outputs;	/* 0: the client wants every output */
+	uint32_t n_outputs; /* 0: the client wants every output */
 	struct kserve_tensor inputs[KSERVE_MAX_TENSORS];
 	struct kserve_output_req outputs[KSERVE_MAX_TENSORS];
 };
@@ -101,8 +101,8 @@ struct kserve_request {
  * Returns 0, DPRT_EINPUT (400; the message names the input and the
  * problem) or -E2BIG (413: arena too small).
  */
-int kserve_decode_request(const char *body, size_t len, int64_t json_len,
-			  struct arena *a, struct kserve_request *req);
+int kserve_decode_request(const char *body, size_t len, int64_t json_len, struct arena *a,
+			  struct kserve_request *req);
 
 /* Should output name be returned, and as binary? */
 bool kserve_want_output(const struct kserve_request *req, const char *name, bool *binary);
@@ -179,8 +179,8 @@ struct kserve_result {
 };
 
 /* Decode an infer response body, like kserve_decode_request. */
-int kserve_decode_response(const char *body, size_t len, int64_t json_len,
-			   struct arena *a, struct kserve_result *res);
+int kserve_decode_response(const char *body, size_t len, int64_t json_len, struct arena *a,
+			   struct kserve_result *res);
 
 /* ---- other bodies; each returns bytes written, or -ENOSPC ---- */
 
@@ -207,8 +207,7 @@ struct kserve_repo_entry {
 	const char *name, *version, *state, *reason;
 };
 /* [{"name","version","state","reason"}, ...] */
-int kserve_encode_repo_index(char *buf, size_t cap, const struct kserve_repo_entry *e,
-			     uint32_t n);
+int kserve_encode_repo_index(char *buf, size_t cap, const struct kserve_repo_entry *e, uint32_t n);
 /* Body of POST /v2/repository/index: empty or {"ready": bool}. 0 or
  * DPRT_EINPUT. */
 int kserve_decode_repo_index(const char *body, size_t len, bool *ready_only);

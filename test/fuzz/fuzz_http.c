@@ -38,13 +38,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(c)                                                               \
-	do {                                                                   \
-		if (!(c)) {                                                    \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-				__LINE__, #c);                                 \
-			abort();                                               \
-		}                                                              \
+#define CHECK(c)                                                                                   \
+	do {                                                                                       \
+		if (!(c)) {                                                                        \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);      \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 static const struct http_limits lim = {.max_header = 1024, .max_uri = 256, .max_body = 1 << 16};
@@ -214,6 +213,7 @@ static void round_trip(const struct kserve_request *q, unsigned binmask)
 	char *buf;
 	int ret;
 
+	binmask &= (1u << q->n_inputs) - 1; /* a binary output needs the header */
 	for (i = 0; i < q->n_inputs; i++) {
 		outs[i] = (struct kserve_out){q->inputs[i].name, q->inputs[i].shape,
 					      q->inputs[i].data, (binmask >> i) & 1};
@@ -231,7 +231,7 @@ static void round_trip(const struct kserve_request *q, unsigned binmask)
 		memcpy(buf + off, outs[i].data, q->inputs[i].nbytes);
 		off += q->inputs[i].nbytes;
 	}
-	ret = kserve_decode_response(buf, off, bl ? (int64_t)jl : -1, &arena, &res);
+	ret = kserve_decode_response(buf, off, binmask ? (int64_t)jl : -1, &arena, &res);
 	CHECK(ret == 0 || ret == -E2BIG);
 	for (i = 0; !ret && i < q->n_inputs; i++) {
 		const struct kserve_tensor *a = &q->inputs[i], *b = &res.outputs[i];
@@ -306,14 +306,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 /* ---- seeds for an empty corpus ---- */
 
-#define REQ_JSON                                                               \
-	"{\"id\":\"1\",\"inputs\":[{\"name\":\"ids\",\"datatype\":\"INT64\","       \
-	"\"shape\":[1,3],\"data\":[[1,2,3]]},{\"name\":\"x\",\"datatype\":\"FP16\","  \
-	"\"shape\":[2],\"data\":[0.5,\"NaN\"]}],\"outputs\":[{\"name\":\"y\","       \
+#define REQ_JSON                                                                                   \
+	"{\"id\":\"1\",\"inputs\":[{\"name\":\"ids\",\"datatype\":\"INT64\","                      \
+	"\"shape\":[1,3],\"data\":[[1,2,3]]},{\"name\":\"x\",\"datatype\":\"FP16\","               \
+	"\"shape\":[2],\"data\":[0.5,\"NaN\"]}],\"outputs\":[{\"name\":\"y\","                     \
 	"\"parameters\":{\"binary_data\":true}}]}"
-#define BIN_JSON                                                               \
-	"{\"inputs\":[{\"name\":\"a\",\"datatype\":\"FP32\",\"shape\":[2],"            \
-	"\"parameters\":{\"binary_data_size\":8}},{\"name\":\"m\",\"datatype\":"       \
+#define BIN_JSON                                                                                   \
+	"{\"inputs\":[{\"name\":\"a\",\"datatype\":\"FP32\",\"shape\":[2],"                        \
+	"\"parameters\":{\"binary_data_size\":8}},{\"name\":\"m\",\"datatype\":"                   \
 	"\"BOOL\",\"shape\":[2],\"parameters\":{\"binary_data_size\":2}}]}"
 
 static void write_seed(const char *dir, int i, const char *data, size_t len)
@@ -351,7 +351,8 @@ static void write_seeds(const char *dir)
 		write_seed(dir, (int)i, text[i], strlen(text[i]));
 	n = snprintf(buf, sizeof(buf),
 		     "\x04POST /v2/models/m/infer HTTP/1.1\r\nHost: a\r\n"
-		     "Content-Length: %zu\r\n\r\n%s", strlen(REQ_JSON), REQ_JSON);
+		     "Content-Length: %zu\r\n\r\n%s",
+		     strlen(REQ_JSON), REQ_JSON);
 	write_seed(dir, (int)i++, buf, (size_t)n);
 	/* binary extension: selector, flag, JSON length, JSON, tensors */
 	buf[0] = 6;

@@ -81,9 +81,10 @@ Test(http, post_with_body)
 
 Test(http, pipelined_three)
 {
-	const char *buf = "GET /v2 HTTP/1.1\r\nHost: a\r\n\r\n"
-			  "POST /v2/repository/index HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}"
-			  "HEAD /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+	const char *buf =
+		"GET /v2 HTTP/1.1\r\nHost: a\r\n\r\n"
+		"POST /v2/repository/index HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}"
+		"HEAD /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
 	static const uint8_t methods[] = {HTTP_GET, HTTP_POST, HTTP_HEAD};
 	static const char *const paths[] = {"/v2", "/v2/repository/index", "/metrics"};
 	size_t off = 0, len = strlen(buf);
@@ -293,23 +294,31 @@ Test(http, body_limit)
 
 Test(http, content_length_variants)
 {
-	static const char *const bad[] = {"-1", "+5", "5a", "0x10", "1 2", "1,1",
-					  "18446744073709551616", "99999999999999999999999"};
+	static const char *const bad[] = {"-1",
+					  "+5",
+					  "5a",
+					  "0x10",
+					  "1 2",
+					  "1,1",
+					  "18446744073709551616",
+					  "99999999999999999999999"};
 	char buf[256];
 	struct http_req r;
 	size_t i;
 
 	for (i = 0; i < ARRAY_SIZE(bad); i++) {
-		snprintf(buf, sizeof(buf), "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %s\r\n\r\n",
-			 bad[i]);
+		snprintf(buf, sizeof(buf),
+			 "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %s\r\n\r\n", bad[i]);
 		expect_status(buf, 400);
 	}
 	expect_status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n", 400);
-	expect_status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-		      400);
+	expect_status(
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+		400);
 	/* identical duplicates and surrounding blanks are fine */
 	cr_assert_gt(parse_all(&r, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length:  2 \r\n"
-				   "content-length: 2\r\n\r\nab"), 0);
+				   "content-length: 2\r\n\r\nab"),
+		     0);
 	cr_assert(str_is(r.body, "ab"));
 	/* no Content-Length: empty body */
 	cr_assert_gt(parse_all(&r, "POST / HTTP/1.1\r\nHost: a\r\n\r\nGET"), 0);
@@ -409,7 +418,8 @@ Test(http, bad_headers)
 		expect_status(cases[i], 400);
 	/* obs-text and inner blanks are fine in values; empty values too */
 	cr_assert_gt(parse_all(&r, "GET / HTTP/1.1\r\nHost: a\r\nX: caf\xc3\xa9 \t au lait\t\r\n"
-				   "Empty:\r\nE2:   \r\n\r\n"), 0);
+				   "Empty:\r\nE2:   \r\n\r\n"),
+		     0);
 	cr_assert(http_header(&r, "x", &v) && str_is(v, "caf\xc3\xa9 \t au lait"));
 	cr_assert(http_header(&r, "empty", &v) && v.len == 0);
 	cr_assert(http_header(&r, "e2", &v) && v.len == 0);
@@ -502,8 +512,9 @@ Test(http, write_response)
 	n = http_write_response(buf, sizeof(buf), 200, "application/json", "X-A: 1\r\n", 42, true);
 	cr_assert_gt(n, 0);
 	buf[n] = 0;
-	cr_assert_str_eq(buf, "HTTP/1.1 200 OK\r\nServer: dprt\r\nContent-Type: application/json\r\n"
-			      "Content-Length: 42\r\nConnection: keep-alive\r\nX-A: 1\r\n\r\n");
+	cr_assert_str_eq(buf,
+			 "HTTP/1.1 200 OK\r\nServer: dprt\r\nContent-Type: application/json\r\n"
+			 "Content-Length: 42\r\nConnection: keep-alive\r\nX-A: 1\r\n\r\n");
 	n = http_write_response(buf, sizeof(buf), 404, NULL, NULL, 0, false);
 	buf[n] = 0;
 	cr_assert_str_eq(buf, "HTTP/1.1 404 Not Found\r\nServer: dprt\r\nContent-Length: 0\r\n"

@@ -87,15 +87,16 @@ Test(kserve, decode_nested_and_ints)
 	const int32_t *i32;
 	const uint8_t *u8, *b;
 
-	cr_assert_eq(decode("{\"inputs\":["
-			    "{\"name\":\"input_ids\",\"shape\":[2,3],\"datatype\":\"INT64\","
-			    "\"data\":[[101,-5,9223372036854775807],[1,2,-9223372036854775808]]},"
-			    "{\"name\":\"i\",\"shape\":[1,2,2],\"datatype\":\"INT32\","
-			    "\"data\":[[[2147483647,-2147483648],[0,7]]]},"
-			    "{\"name\":\"u\",\"shape\":[4],\"datatype\":\"UINT8\",\"data\":[0,1,128,255]},"
-			    "{\"name\":\"b\",\"shape\":[2,1],\"datatype\":\"BOOL\",\"data\":[true,false]}"
-			    "]}"),
-		     0, "%s", err_msg(0));
+	cr_assert_eq(
+		decode("{\"inputs\":["
+		       "{\"name\":\"input_ids\",\"shape\":[2,3],\"datatype\":\"INT64\","
+		       "\"data\":[[101,-5,9223372036854775807],[1,2,-9223372036854775808]]},"
+		       "{\"name\":\"i\",\"shape\":[1,2,2],\"datatype\":\"INT32\","
+		       "\"data\":[[[2147483647,-2147483648],[0,7]]]},"
+		       "{\"name\":\"u\",\"shape\":[4],\"datatype\":\"UINT8\",\"data\":[0,1,128,255]},"
+		       "{\"name\":\"b\",\"shape\":[2,1],\"datatype\":\"BOOL\",\"data\":[true,false]}"
+		       "]}"),
+		0, "%s", err_msg(0));
 	cr_assert_eq(req.n_inputs, 4);
 	ids = req.inputs[0].data;
 	cr_assert_eq(ids[0], 101);
@@ -148,11 +149,12 @@ Test(kserve, decode_outputs_and_params)
 {
 	bool bin;
 
-	cr_assert_eq(decode("{\"parameters\":{\"binary_data_output\":true,\"other\":1},"
-			    "\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}],"
-			    "\"outputs\":[{\"name\":\"logits\"},"
-			    "{\"name\":\"pooled\",\"parameters\":{\"binary_data\":false}}]}"),
-		     0, "%s", err_msg(0));
+	cr_assert_eq(
+		decode("{\"parameters\":{\"binary_data_output\":true,\"other\":1},"
+		       "\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}],"
+		       "\"outputs\":[{\"name\":\"logits\"},"
+		       "{\"name\":\"pooled\",\"parameters\":{\"binary_data\":false}}]}"),
+		0, "%s", err_msg(0));
 	cr_assert(req.binary_output);
 	cr_assert_eq(req.n_outputs, 2);
 	cr_assert_str_eq(req.id, "");
@@ -250,14 +252,16 @@ Test(kserve, validation_errors)
 		{"{\"inputs\":[5]}", "inputs[0] is not an object"},
 		{"{\"inputs\":[{\"shape\":[1]}]}", "inputs[0] has no \"name\""},
 		{"{\"inputs\":[{\"name\":\"\"}]}", "name must have 1 to 95 bytes"},
-		{"{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"data\":[1]}]}", "x: \"datatype\" missing"},
+		{"{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"data\":[1]}]}",
+		 "x: \"datatype\" missing"},
 		{"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP33\",\"shape\":[1],\"data\":[1]}]}",
 		 "x: unknown datatype \"FP33\""},
 		{"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP64\",\"shape\":[1],\"data\":[1]}]}",
 		 "x: datatype FP64 is not supported"},
 		{"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"BYTES\",\"shape\":[1],\"data\":[\"a\"]}]}",
 		 "datatype BYTES is not supported"},
-		{"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"data\":[1]}]}", "\"shape\" missing"},
+		{"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"data\":[1]}]}",
+		 "\"shape\" missing"},
 		{"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[],\"data\":[1]}]}",
 		 "scalar tensors"},
 		{"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,1,1,1,1,1,1],\"data\":[1]}]}",
@@ -267,6 +271,12 @@ Test(kserve, validation_errors)
 		{"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1.5],\"data\":[1]}]}",
 		 "non-negative integers"},
 		{"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1048576,1048576,2],\"data\":[1]}]}",
+		 "more than 2^40 elements"},
+		{"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1099511627776,"
+		 "1099511627776],\"data\":[]}]}",
+		 "more than 2^40 elements"},
+		{"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[2199023255552,0],"
+		 "\"data\":[]}]}",
 		 "more than 2^40 elements"},
 		{"{\"inputs\":[{\"name\":\"input_ids\",\"datatype\":\"INT64\",\"shape\":[1,8],"
 		 "\"data\":[1,2,3,4,5,6,7]}]}",
@@ -355,9 +365,10 @@ Test(kserve, too_many_and_too_deep)
 
 	n = snprintf(json, sizeof(json), "{\"inputs\":[");
 	for (i = 0; i <= KSERVE_MAX_TENSORS; i++)
-		n += snprintf(json + n, sizeof(json) - (size_t)n,
-			      "%s{\"name\":\"x%d\",\"datatype\":\"FP32\",\"shape\":[1],\"data\":[1]}",
-			      i ? "," : "", i);
+		n += snprintf(
+			json + n, sizeof(json) - (size_t)n,
+			"%s{\"name\":\"x%d\",\"datatype\":\"FP32\",\"shape\":[1],\"data\":[1]}",
+			i ? "," : "", i);
 	snprintf(json + n, sizeof(json) - (size_t)n, "]}");
 	expect_error(json, "17 inputs, at most 16");
 	n = snprintf(json, sizeof(json),
@@ -393,7 +404,8 @@ Test(kserve, binary_errors)
 			 "\"parameters\":{\"binary_data_size\":32}}]}",
 			 bin, 33, body);
 	cr_assert_eq(ret, DPRT_EINPUT);
-	cr_assert_str_eq(err_msg(ret), "33 bytes of binary data follow the JSON, but the inputs use 32");
+	cr_assert_str_eq(err_msg(ret),
+			 "33 bytes of binary data follow the JSON, but the inputs use 32");
 	ret = decode_bin("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1],"
 			 "\"data\":[1]}]}",
 			 bin, 4, body);
@@ -444,8 +456,9 @@ Test(kserve, arena_too_small)
 static char *round_trip(const struct kserve_response *res, struct kserve_result *out)
 {
 	size_t bound = kserve_response_bound(res), jl, off;
-	uint64_t bl;
 	char *buf = malloc(bound + 1), *body;
+	bool any_binary = false;
+	uint64_t bl;
 	uint32_t i;
 	int ret;
 
@@ -461,12 +474,13 @@ static char *round_trip(const struct kserve_response *res, struct kserve_result 
 
 		if (!o->binary)
 			continue;
+		any_binary = true;
 		memcpy(body + off, o->data, n);
 		off += n;
 	}
 	cr_assert_eq(off, jl + bl);
 	arena_reset(&arena);
-	ret = kserve_decode_response(body, off, bl ? (int64_t)jl : -1, &arena, out);
+	ret = kserve_decode_response(body, off, any_binary ? (int64_t)jl : -1, &arena, out);
 	cr_assert_eq(ret, 0, "decode: %s\n%.*s", err_msg(ret), (int)jl, buf);
 	free(buf);
 	return body;
@@ -491,15 +505,22 @@ Test(kserve, encode_round_trip)
 		{"b", {DT_BOOL, 1, {2}}, b, false},
 		{"f32bin", {DT_F32, 1, {7}}, f32, true},
 		{"i64bin", {DT_I64, 3, {1, 1, 3}}, i64, true},
+		{"empty", {DT_F32, 2, {0, 4}}, f32, true},
+		{"empty_json", {DT_I32, 2, {3, 0}}, i32, false},
 	};
 	struct kserve_param params[] = {
 		{.name = "queue_us", .type = KP_INT, .i = 17},
 		{.name = "note", .type = KP_STRING, .s = "a \"quoted\"\n\x01 \xff text"},
 	};
 	struct kserve_response res = {
-		.model_name = "bert-base", .model_version = "1", .id = "req-9",
-		.cold_start = true, .n_params = 2, .params = params,
-		.n_outputs = ARRAY_SIZE(outs), .outputs = outs,
+		.model_name = "bert-base",
+		.model_version = "1",
+		.id = "req-9",
+		.cold_start = true,
+		.n_params = 2,
+		.params = params,
+		.n_outputs = ARRAY_SIZE(outs),
+		.outputs = outs,
 	};
 	struct kserve_result *out = malloc(sizeof(*out));
 	char *body = round_trip(&res, out);
@@ -517,7 +538,8 @@ Test(kserve, encode_round_trip)
 		cr_assert_eq(t->shape.dtype, outs[i].shape.dtype);
 		cr_assert_eq(t->shape.ndim, outs[i].shape.ndim);
 		cr_assert_eq(memcmp(t->shape.dims, outs[i].shape.dims,
-				    sizeof(int64_t) * t->shape.ndim), 0);
+				    sizeof(int64_t) * t->shape.ndim),
+			     0);
 		cr_assert_eq(t->binary, outs[i].binary, "%s", t->name);
 		cr_assert_eq(t->nbytes, n);
 		/* bit-exact, NaN and infinities included */
@@ -670,7 +692,8 @@ Test(kserve, metadata_encoders)
 		{.name = "input_ids", .dtype = DT_I64, .ndim = 2, .dims = {DIM_BATCH, DIM_SEQ}},
 		{.name = "mask", .dtype = DT_I64, .ndim = 2, .dims = {DIM_BATCH, DIM_SEQ}},
 	};
-	struct io_desc out[1] = {{.name = "logits", .dtype = DT_F16, .ndim = 2, .dims = {-1, 1000}}};
+	struct io_desc out[1] = {
+		{.name = "logits", .dtype = DT_F16, .ndim = 2, .dims = {-1, 1000}}};
 	const char *versions[] = {"1", "2"};
 	struct kserve_model_meta m = {"bert-base", versions, 2, 2, 1, in, out};
 	char buf[2048];
@@ -697,7 +720,8 @@ Test(kserve, metadata_encoders)
 			 "binary_tensor_data");
 	json_decref(j);
 
-	j = parse_back(buf, kserve_encode_error(buf, sizeof(buf), "bad \"x\"\\\t\x01 caf\xc3\xa9 \xc3"));
+	j = parse_back(buf,
+		       kserve_encode_error(buf, sizeof(buf), "bad \"x\"\\\t\x01 caf\xc3\xa9 \xc3"));
 	cr_assert_str_eq(json_string_value(json_object_get(j, "error")),
 			 "bad \"x\"\\\t\x01 caf\xc3\xa9 \xef\xbf\xbd");
 	json_decref(j);
@@ -719,7 +743,8 @@ Test(kserve, repo_index)
 	row = json_array_get(j, 1);
 	cr_assert_str_eq(json_string_value(json_object_get(row, "name")), "gpt2");
 	cr_assert_null(json_object_get(row, "version"));
-	cr_assert_str_eq(json_string_value(json_object_get(row, "reason")), "failed to load: no space");
+	cr_assert_str_eq(json_string_value(json_object_get(row, "reason")),
+			 "failed to load: no space");
 	row = json_array_get(j, 2);
 	cr_assert_eq(json_object_size(row), 2);
 	json_decref(j);
@@ -739,17 +764,25 @@ Test(kserve, bind_to_signature)
 {
 	struct io_desc in[3] = {
 		{.name = "input_ids", .dtype = DT_I64, .ndim = 2, .dims = {DIM_BATCH, DIM_SEQ}},
-		{.name = "attention_mask", .dtype = DT_I64, .ndim = 2, .dims = {DIM_BATCH, DIM_SEQ},
+		{.name = "attention_mask",
+		 .dtype = DT_I64,
+		 .ndim = 2,
+		 .dims = {DIM_BATCH, DIM_SEQ},
 		 .flags = IO_OPTIONAL},
-		{.name = "pixel", .dtype = DT_F32, .ndim = 2, .dims = {DIM_BATCH, 3}, .flags = IO_OPTIONAL},
+		{.name = "pixel",
+		 .dtype = DT_F32,
+		 .ndim = 2,
+		 .dims = {DIM_BATCH, 3},
+		 .flags = IO_OPTIONAL},
 	};
 	struct io_desc out[1] = {{.name = "logits", .dtype = DT_F32}};
 	int order[3], ret;
 
-	cr_assert_eq(decode("{\"inputs\":[{\"name\":\"pixel\",\"datatype\":\"FP32\",\"shape\":[1,3],"
-			    "\"data\":[1,2,3]},{\"name\":\"input_ids\",\"datatype\":\"INT64\","
-			    "\"shape\":[1,2],\"data\":[1,2]}],\"outputs\":[{\"name\":\"logits\"}]}"),
-		     0);
+	cr_assert_eq(
+		decode("{\"inputs\":[{\"name\":\"pixel\",\"datatype\":\"FP32\",\"shape\":[1,3],"
+		       "\"data\":[1,2,3]},{\"name\":\"input_ids\",\"datatype\":\"INT64\","
+		       "\"shape\":[1,2],\"data\":[1,2]}],\"outputs\":[{\"name\":\"logits\"}]}"),
+		0);
 	cr_assert_eq(kserve_bind(&req, in, 3, out, 1, order), 0, "%s", err_msg(0));
 	cr_assert_eq(order[0], 1);
 	cr_assert_eq(order[1], -1);
@@ -758,8 +791,9 @@ Test(kserve, bind_to_signature)
 	decode("{\"inputs\":[{\"name\":\"ids\",\"datatype\":\"INT64\",\"shape\":[1,2],\"data\":[1,2]}]}");
 	ret = kserve_bind(&req, in, 3, out, 1, order);
 	cr_assert_eq(ret, DPRT_EINPUT);
-	cr_assert_str_eq(err_msg(ret),
-			 "the model has no input ids (its inputs: input_ids, attention_mask, pixel)");
+	cr_assert_str_eq(
+		err_msg(ret),
+		"the model has no input ids (its inputs: input_ids, attention_mask, pixel)");
 	decode("{\"inputs\":[{\"name\":\"input_ids\",\"datatype\":\"INT32\",\"shape\":[1,2],\"data\":[1,2]}]}");
 	ret = kserve_bind(&req, in, 3, out, 1, order);
 	cr_assert_eq(ret, DPRT_EDTYPE);

@@ -88,7 +88,7 @@ Test(parse, default_cpus)
 
 Test(parse, gpu_without_cuda)
 {
-	char dir[PATH_MAX];
+	char dir[256];
 	struct sched_opts o;
 	struct sched *s = NULL;
 	int ret;

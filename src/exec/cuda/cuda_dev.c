@@ -155,6 +155,9 @@ static int open_dev(struct cuda_dev *d, int ordinal)
 	if (ret)
 		return ret;
 	d->conv_ws_limit = CONV_WS_LIMIT;
+	d->convs = calloc(CONV_CACHE, sizeof(*d->convs));
+	if (!d->convs)
+		return -ENOMEM;
 	return make_handles(d, have_cudnn);
 }
 
@@ -202,6 +205,7 @@ void cuda_device_close(struct cuda_dev *d)
 		CU(cuStreamDestroy(d->stream));
 	if (d->ctx)
 		CU(cuDevicePrimaryCtxRelease(d->dev));
+	free(d->convs);
 	free(d);
 }
 

@@ -20,17 +20,26 @@ static bool dt_is_float(uint8_t dt)
 
 /* ------------------------------------------------------------- weights */
 
-/* Device address of the host region when it is pinned and device-mapped
- * (a host weight store), else 0: a failed lookup is an answer, not an
- * error. */
-static uint64_t host_mapping(const void *weights)
+/* Device address of the host region when it is pinned host memory (a
+ * host weight store: mapped, as all pinned memory is under unified
+ * addressing), else 0. cuPointerGetAttributes answers for any pointer,
+ * pageable ones included, without an error. */
+static int host_mapping(const void *weights, uint64_t *dev)
 {
+	CUpointer_attribute attr[2] = {CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
+				       CU_POINTER_ATTRIBUTE_DEVICE_POINTER};
+	CUmemorytype type = 0;
 	CUdeviceptr p = 0;
+	void *data[2] = {&type, &p};
+	int ret;
 
-	if (!weights || cu.cuMemHostGetDevicePointer(&p, (void *)(uintptr_t)weights, 0) !=
-				CUDA_SUCCESS)
+	*dev = 0;
+	if (!weights)
 		return 0;
-	return p;
+	ret = CU(cuPointerGetAttributes(2, attr, data, (CUdeviceptr)(uintptr_t)weights));
+	if (!ret && type == CU_MEMORYTYPE_HOST)
+		*dev = p;
+	return ret;
 }
 
 static int load_layer(struct exec_model *m, uint32_t l)
@@ -194,8 +203,6 @@ static void cuda_model_destroy(struct exec_model *m)
 	free(m->place);
 	free(m->layer_dev);
 	free(m->waddr);
-	free(m->algo);
-	free(m->algo_x);
 	free(m->given);
 	free(m->check);
 	free(m);
@@ -213,13 +220,10 @@ static int alloc_model(struct cuda_dev *d, const struct graph *g, struct exec_mo
 	m->place = calloc(g->n_layers + 1, sizeof(*m->place));
 	m->layer_dev = calloc(g->n_layers + 1, sizeof(*m->layer_dev));
 	m->waddr = calloc(g->n_tensors, sizeof(*m->waddr));
-	m->algo = calloc(g->n_nodes, sizeof(*m->algo));
-	m->algo_x = calloc(g->n_nodes, sizeof(*m->algo_x));
 	m->given = calloc(g->n_inputs, sizeof(*m->given));
 	m->check = calloc(g->n_tensors, sizeof(*m->check));
 	*out = m;
-	if (!m->place || !m->layer_dev || !m->waddr || !m->algo || !m->algo_x || !m->given ||
-	    !m->check)
+	if (!m->place || !m->layer_dev || !m->waddr || !m->given || !m->check)
 		return -ENOMEM;
 	return 0;
 }
@@ -260,7 +264,9 @@ static int cuda_model_create_placed(void *dev, const struct graph *g, const void
 	if (ret)
 		goto out_destroy;
 	m->host = weights;
-	m->host_dev = host_mapping(weights);
+	ret = host_mapping(weights, &m->host_dev);
+	if (ret)
+		goto out_destroy;
 	m->no_graphs = getenv("DPRT_CUDA_GRAPHS") && !strcmp(getenv("DPRT_CUDA_GRAPHS"), "0");
 	if (place)
 		memcpy(m->place, place, g->n_layers);
@@ -268,8 +274,8 @@ static int cuda_model_create_placed(void *dev, const struct graph *g, const void
 	if (ret)
 		goto out_destroy;
 	/* Choose the convolution algorithms now, and have the common shape
-	 * ready for the first request. A model without such a shape (every
-	 * input fixed otherwise) just plans at its first run. */
+	 * ready for the first request. Should that shape not fit the
+	 * signature, the model plans at its first run instead. */
 	reference_shapes(m);
 	ret = get_plan(m, &pl);
 	if (ret == DPRT_ESHAPE || ret == DPRT_EDTYPE) {

@@ -210,9 +210,32 @@ static int conv_heuristic(struct exec_model *m, struct node_rt *rt, cudnnMathTyp
 	return 0;
 }
 
-static bool same_shape(const struct shape *a, const struct shape *b)
+static void conv_key(const struct exec_model *m, uint32_t i, const struct shape *x,
+		     struct conv_key *k)
 {
-	return a->ndim == b->ndim && !memcmp(a->dims, b->dims, sizeof(int64_t) * a->ndim);
+	const struct node *nd = &m->g->nodes[i];
+	const struct tensor *w = &m->g->tensors[nd->in[1]];
+	int d;
+
+	memset(k, 0, sizeof(*k));
+	for (d = 0; d < 4; d++) {
+		k->x[d] = (int32_t)x->dims[d];
+		k->w[d] = (int32_t)w->dims[d];
+	}
+	for (d = 0; d < 7; d++)
+		k->geom[d] = (int32_t)nd->ia[d];
+	k->dtype = m->g->wdtype;
+}
+
+static const struct conv_choice *conv_lookup(const struct cuda_dev *d,
+					     const struct conv_key *k)
+{
+	uint32_t i;
+
+	for (i = 0; i < d->n_convs; i++)
+		if (!memcmp(&d->convs[i].key, k, sizeof(*k)))
+			return &d->convs[i];
+	return NULL;
 }
 
 int cuda_conv_choose(struct exec_model *m, uint32_t i, const struct shape *x,
@@ -220,26 +243,30 @@ int cuda_conv_choose(struct exec_model *m, uint32_t i, const struct shape *x,
 {
 	/* fp32 stays fp32: CUDNN_DEFAULT_MATH would allow TF32 on sm_80+. */
 	cudnnMathType_t want = m->g->wdtype == DT_F32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
+	struct cuda_dev *d = m->d;
+	const struct conv_choice *c;
+	struct conv_key key;
 	size_t ws = 0;
 	int ret;
 
 	ret = CUDNN(cudnnSetConvolutionMathType(rt->cd, want));
 	if (ret)
 		return ret;
-	if (m->algo_x[i].ndim && same_shape(&m->algo_x[i], x))
-		rt->algo = m->algo[i];
+	conv_key(m, i, x, &key);
+	c = conv_lookup(d, &key);
+	if (c)
+		rt->algo = c->algo;
 	else
 		ret = conv_heuristic(m, rt, want);
 	if (!ret)
-		ret = CUDNN(cudnnGetConvolutionForwardWorkspaceSize(m->d->dnn, rt->xd, rt->wd,
-								    rt->cd, rt->yd, rt->algo,
-								    &ws));
+		ret = CUDNN(cudnnGetConvolutionForwardWorkspaceSize(d->dnn, rt->xd, rt->wd, rt->cd,
+								    rt->yd, rt->algo, &ws));
 	if (ret)
 		return ret;
 	rt->ws_bytes = ws;
-	if (!m->algo_x[i].ndim) {
-		m->algo[i] = rt->algo;
-		m->algo_x[i] = *x;
+	if (!c && d->n_convs < CONV_CACHE) {
+		d->convs[d->n_convs].key = key;
+		d->convs[d->n_convs++].algo = rt->algo;
 	}
 	return 0;
 }

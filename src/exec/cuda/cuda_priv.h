@@ -79,6 +79,9 @@ extern struct cudnn_api cudnn;
  */
 int cudalibs_load(bool *have_cudnn);
 
+/* The one conversion of each library's status: 0 on success, else
+ * DPRT_EDEVICE (-ENOMEM for allocation failures, DPRT_EUNSUP for "not
+ * supported") with err_set naming the call and the library's text. */
 int cublas_check(cublasStatus_t s, const char *call);
 int cudnn_check(cudnnStatus_t s, const char *call);
 #define CUBLAS(call) cublas_check(cublas.call, #call)
@@ -116,6 +119,20 @@ extern const unsigned char cuda_fatbin[];
 
 /* ---- device (cuda_dev.c) ---- */
 
+/* A convolution as cuDNN sees it, for the device's algorithm cache; kept
+ * zeroed around its fields so memcmp compares it. */
+struct conv_key {
+	int32_t x[4], w[4];   /* NCHW input, KCRS filter */
+	int32_t geom[7];      /* stride h/w, pad h/w, dilation h/w, groups */
+	int32_t dtype;
+};
+
+#define CONV_CACHE 512
+struct conv_choice {
+	struct conv_key key;
+	cudnnConvolutionFwdAlgo_t algo;
+};
+
 struct cuda_dev {
 	int ordinal;
 	CUdevice dev;
@@ -129,6 +146,11 @@ struct cuda_dev {
 	struct devpool *pool;
 	uint64_t blas_ws;
 	uint64_t conv_ws_limit; /* most workspace one convolution may use */
+	/* Algorithms chosen so far, so that a model's load (and the next
+	 * model of the same architecture) asks cuDNN once per distinct
+	 * convolution; full means no more remembering, not an error. */
+	struct conv_choice *convs;
+	uint32_t n_convs;
 	int sm_count;
 	int cc_major, cc_minor;
 	char name[128];
@@ -194,10 +216,6 @@ struct exec_model {
 	uint8_t *place;	       /* [n_layers]: enum exec_place */
 	uint64_t *layer_dev;   /* [n_layers]: pool allocation of LOAD layers */
 	uint64_t *waddr;       /* [n_tensors]: weights' device addresses */
-	/* [n_nodes]: convolution algorithms chosen at load for the reference
-	 * shape algo_x (its x input; ndim 0 = none chosen) */
-	cudnnConvolutionFwdAlgo_t *algo;
-	struct shape *algo_x;
 	struct shape *given;   /* [n_inputs]: this run's input shapes */
 	struct shape *check;   /* [n_tensors]: scratch for checking them */
 	struct cuda_plan *plans[CUDA_PLANS];
@@ -206,8 +224,10 @@ struct exec_model {
 	bool no_graphs;	       /* DPRT_CUDA_GRAPHS=0 at creation: always eager */
 };
 
-/* Build the plan for m->given (shapes already checked); cuda_plan.c. */
+/* Build the plan for m->given: shapes, cuDNN setup, arena from the device
+ * pool, pinned staging; cuda_plan.c. 0 or an error with err_set. */
 int cuda_plan_create(struct exec_model *m, struct cuda_plan **out);
+/* Give back everything a plan holds (its graph, arena, staging). NULL ok. */
 void cuda_plan_destroy(struct exec_model *m, struct cuda_plan *pl);
 
 /* Enqueue node i of the plan on the device's stream; cuda_ops.c. */
@@ -215,8 +235,9 @@ int cuda_op_enqueue(struct exec_model *m, struct cuda_plan *pl, uint32_t i);
 /* Enqueue the conversion of float input i from its given dtype. */
 int cuda_op_convert(struct exec_model *m, struct cuda_plan *pl, uint32_t i);
 /* Choose node i's convolution algorithm for input shape x (descriptors in
- * rt set): the one chosen at load when x is the load-time shape, else the
- * heuristics' best within the workspace limit. Sets rt->algo, ws_bytes. */
+ * rt set): the device's earlier choice for the same convolution and shape,
+ * else the cuDNN heuristics' best within the workspace limit, remembered.
+ * Sets rt->algo and rt->ws_bytes. */
 int cuda_conv_choose(struct exec_model *m, uint32_t i, const struct shape *x,
 		     struct node_rt *rt);
 

@@ -321,60 +321,64 @@ KERNEL3(embed,
 	(const i64 *ids, const void *t, void *y, i64 n, i64 v, int h, u64 *err, int node),
 	(ids, t, y, n, v, h, err, node))
 
-/*
- * Position ids of ids[n, s], one row per block. Mode 0: j + arg. Mode 1
- * (RoBERTa): cumsum(ids != arg) * (ids != arg) + arg, a block-wide scan
- * over chunks of blockDim.x with a running carry.
- */
+/* Inclusive prefix sum of v over the block; wsum: 32 ints of shared
+ * memory, whose last used entry holds the block's total on return. */
+__device__ int block_scan(int v, int *wsum)
+{
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5, t;
+
+	for (int o = 1; o < 32; o <<= 1) {
+		t = __shfl_up_sync(FULL, v, o);
+		v += lane >= o ? t : 0;
+	}
+	__syncthreads(); /* earlier readers of wsum are done */
+	if (lane == 31)
+		wsum[w] = v;
+	__syncthreads();
+	if (w == 0) {
+		t = lane < nw ? wsum[lane] : 0;
+		for (int o = 1; o < 32; o <<= 1) {
+			int u = __shfl_up_sync(FULL, t, o);
+
+			t += lane >= o ? u : 0;
+		}
+		wsum[lane] = t;
+	}
+	__syncthreads();
+	return v + (w ? wsum[w - 1] : 0);
+}
+
+/* RoBERTa's position ids of one row: cumsum(id != pad) * (id != pad) + pad,
+ * scanned in chunks of blockDim.x with a running carry. */
+__device__ void roberta_row(const i64 *id, i64 *p, int s, i64 pad, int *wsum)
+{
+	int nw = blockDim.x >> 5;
+	i64 carry = 0;
+
+	for (int base = 0; base < s; base += blockDim.x) {
+		int j = base + threadIdx.x, f = j < s && id[j] != pad;
+		int run = block_scan(f, wsum);
+
+		if (j < s)
+			p[j] = f ? carry + run + pad : pad;
+		carry += wsum[nw - 1];
+	}
+}
+
+/* Position ids of ids[rows, s], one row per block. Mode 0: j + arg;
+ * mode 1: RoBERTa's, with pad = arg. */
 extern "C" __global__ void dprt_posids(const i64 *ids, i64 *pos, i64 rows, int s, int mode,
 				       i64 arg)
 {
 	__shared__ int wsum[32];
-	__shared__ i64 carry;
-	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
 
 	for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
-		const i64 *id = ids + r * s;
-		i64 *p = pos + r * s;
-
-		if (mode == 0) {
-			for (int j = threadIdx.x; j < s; j += blockDim.x)
-				p[j] = j + arg;
+		if (mode == 1) {
+			roberta_row(ids + r * s, pos + r * s, s, arg, wsum);
 			continue;
 		}
-		if (threadIdx.x == 0)
-			carry = 0;
-		__syncthreads();
-		for (int base = 0; base < s; base += blockDim.x) {
-			int j = base + threadIdx.x, f = j < s && id[j] != arg, v = f, t;
-			i64 run;
-
-			for (int o = 1; o < 32; o <<= 1) {
-				t = __shfl_up_sync(FULL, v, o);
-				if (lane >= o)
-					v += t;
-			}
-			if (lane == 31)
-				wsum[w] = v;
-			__syncthreads();
-			if (w == 0) {
-				t = lane < nw ? wsum[lane] : 0;
-				for (int o = 1; o < 32; o <<= 1) {
-					int u = __shfl_up_sync(FULL, t, o);
-					if (lane >= o)
-						t += u;
-				}
-				wsum[lane] = t;
-			}
-			__syncthreads();
-			run = carry + (w ? wsum[w - 1] : 0) + v;
-			if (j < s)
-				p[j] = f ? run + arg : arg;
-			__syncthreads();
-			if (threadIdx.x == blockDim.x - 1)
-				carry = run;
-			__syncthreads();
-		}
+		for (int j = threadIdx.x; j < s; j += blockDim.x)
+			pos[r * s + j] = j + arg;
 	}
 }
 

@@ -300,6 +300,8 @@ void tcheck(struct cuda_dev *d, const struct tmodel *t, const struct tview *in,
 	for (o = 0; o < g->n_outputs; o++) {
 		check_shape(&go[o], &co[o], w, g->outputs[o].name);
 		e = tnorm_err(&go[o], &co[o]);
+		fprintf(stderr, "  %-48s %-18s err %.2e (tol %.0e)\n", w, g->outputs[o].name, e,
+			tol);
 		cr_assert(e <= tol, "%s: output %s: normalised max error %.3g > %.3g", w,
 			  g->outputs[o].name, e, tol);
 	}

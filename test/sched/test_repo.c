@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Repository: scan layout, versions, lookup, explicit load/unload, corrupt
+ * packages, the host weight store and its LRU under --host-mem-limit.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "helpers.h"
+
+static char dir[256];
+
+static void setup(void)
+{
+	trepo_make(dir, sizeof(dir));
+}
+
+static void teardown(void)
+{
+	trepo_rm(dir);
+}
+
+TestSuite(repo, .init = setup, .fini = teardown);
+
+static struct repo_entry *find(struct sched *s, const char *name, uint32_t version)
+{
+	struct repo_entry *e = NULL;
+	int ret;
+
+	ret = repo_lookup(sched_repo(s), name, version, &e);
+	cr_assert_eq(ret, 0, "lookup %s/%u: %s", name, version, err_msg(ret));
+	return e;
+}
+
+/* Run one request for e on the scheduler's workers; returns its status. */
+static int run(struct sched *s, struct sched_chan *ch, const char *name, uint32_t version)
+{
+	struct sched_req *req = treq(s, ch, name, version, 1, 0, 7), *done;
+	int ret;
+
+	ret = sched_submit(s, req);
+	if (ret) {
+		treq_put(s, req);
+		return ret;
+	}
+	tcollect(s, ch, &done, 1);
+	cr_assert_eq(done, req);
+	ret = done->status;
+	treq_put(s, done);
+	return ret;
+}
+
+Test(repo, scan_layout_and_versions)
+{
+	struct repo_info info[8];
+	struct sched_opts o;
+	struct sched *s;
+	struct repo_entry *e;
+	char path[PATH_MAX];
+	uint32_t n;
+
+	trepo_add(dir, "bert", 1, "bert-tiny", 1);
+	trepo_add(dir, "bert", 2, "bert-tiny", 2);
+	trepo_add(dir, "gpt", 3, "gpt2-tiny", 3);
+	/* not models: a non-numeric version, a leading zero, no package,
+	 * a hidden directory */
+	snprintf(path, sizeof(path), "%s/bert/latest", dir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/bert/07", dir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/empty", dir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/empty/1", dir);
+	mkdir(path, 0755);
+	trepo_add(dir, ".hidden", 1, "bert-tiny", 1);
+
+	o = topts(dir, "cpu");
+	o.explicit_load = true;
+	s = tsched(&o);
+	repo_index(sched_repo(s), info, ARRAY_SIZE(info), &n);
+	cr_assert_eq(n, 3);
+	cr_assert_str_eq(info[0].name, "bert");
+	cr_assert_eq(info[0].version, 1);
+	cr_assert_eq(info[1].version, 2);
+	cr_assert_str_eq(info[2].name, "gpt");
+	cr_assert_eq(info[2].state, REPO_UNAVAILABLE);
+
+	/* Nothing READY: the default is the highest version. */
+	e = find(s, "bert", 0);
+	cr_assert_eq(repo_entry_version(e), 2);
+	cr_assert_eq(repo_entry_state(e), REPO_UNAVAILABLE);
+	cr_assert_eq(repo_lookup(sched_repo(s), "bert", 5, &e), DPRT_ENOMODEL);
+	cr_assert(strstr(err_msg(DPRT_ENOMODEL), "no version 5"), "%s", err_msg(DPRT_ENOMODEL));
+	cr_assert_eq(repo_lookup(sched_repo(s), "nope", 0, &e), DPRT_ENOMODEL);
+	cr_assert(strstr(err_msg(DPRT_ENOMODEL), "unknown model 'nope'"));
+
+	/* Load version 1 explicitly: now it is the default. */
+	cr_assert_eq(sched_load(s, "bert", 1), 0, "%s", err_msg(-1));
+	e = find(s, "bert", 0);
+	cr_assert_eq(repo_entry_version(e), 1);
+	cr_assert_eq(repo_entry_state(e), REPO_READY);
+	cr_assert_not_null(repo_entry_host(e, NULL));
+	cr_assert_eq(repo_host_used(sched_repo(s)), trepo_wsize(dir, "bert", 1));
+	/* Load without a version takes the highest. */
+	cr_assert_eq(sched_load(s, "bert", 0), 0);
+	cr_assert_eq(repo_entry_version(find(s, "bert", 0)), 2);
+	cr_assert_eq(sched_load(s, "nope", 0), DPRT_ENOMODEL);
+
+	/* Rescan finds a model added later. */
+	trepo_add(dir, "resnet", 1, "resnet-tiny", 4);
+	cr_assert_eq(repo_lookup(sched_repo(s), "resnet", 0, &e), DPRT_ENOMODEL);
+	cr_assert_eq(repo_scan(sched_repo(s)), 0);
+	e = find(s, "resnet", 0);
+	cr_assert_eq(repo_entry_state(e), REPO_UNAVAILABLE);
+	sched_destroy(s);
+}
+
+Test(repo, load_all_at_start_and_serve)
+{
+	struct sched_chan *ch;
+	struct sched_opts o;
+	struct sched *s;
+
+	trepo_add(dir, "bert", 1, "bert-tiny", 1);
+	trepo_add(dir, "gpt", 1, "gpt2-tiny", 2);
+	trepo_add(dir, "resnet", 1, "resnet-tiny", 3);
+	o = topts(dir, "cpu");
+	s = tsched(&o);
+	cr_assert_eq(sched_chan_create(s, &ch), 0);
+	cr_assert_eq(repo_entry_state(find(s, "bert", 0)), REPO_READY);
+	cr_assert_eq(repo_entry_state(find(s, "gpt", 0)), REPO_READY);
+	cr_assert_eq(run(s, ch, "bert", 0), 0);
+	cr_assert_eq(run(s, ch, "gpt", 1), 0);
+	cr_assert_eq(run(s, ch, "resnet", 0), 0);
+	sched_stop(s);
+	sched_chan_destroy(ch);
+	sched_destroy(s);
+}
+
+static uint64_t first_weight_byte(const char *name)
+{
+	char path[PATH_MAX];
+	struct pkg *p;
+	uint64_t off;
+
+	snprintf(path, sizeof(path), "%s/%s/1/model.dpk", dir, name);
+	cr_assert_eq(pkg_open(path, &p), 0);
+	off = pkg_weights_offset(p) + pkg_graph(p)->layers[0].offset + 8;
+	pkg_close(p);
+	return off;
+}
+
+Test(repo, corrupt_packages_fail_others_serve)
+{
+	struct sched_chan *ch;
+	struct sched_opts o;
+	struct sched *s;
+	struct repo_entry *e;
+	char why[SCHED_MSG_LEN];
+	struct sched_req *req;
+	int ret;
+
+	trepo_add(dir, "good", 1, "bert-tiny", 1);
+	trepo_add(dir, "badhdr", 1, "bert-tiny", 2);
+	trepo_add(dir, "badw", 1, "gpt2-tiny", 3);
+	trepo_corrupt(dir, "badhdr", 1, 0);
+	trepo_corrupt(dir, "badw", 1, (long)first_weight_byte("badw"));
+	o = topts(dir, "cpu");
+	s = tsched(&o);
+	cr_assert_eq(sched_chan_create(s, &ch), 0);
+
+	e = find(s, "badhdr", 0);
+	cr_assert_eq(repo_entry_state(e), REPO_FAILED);
+	repo_entry_reason(e, why, sizeof(why));
+	cr_assert(strstr(why, "badhdr/1/model.dpk"), "reason: %s", why);
+	cr_assert(strstr(why, "not a dprt package"), "reason: %s", why);
+
+	e = find(s, "badw", 0);
+	cr_assert_eq(repo_entry_state(e), REPO_FAILED);
+	repo_entry_reason(e, why, sizeof(why));
+	cr_assert(strstr(why, "badw/1/model.dpk"), "reason: %s", why);
+	cr_assert(strstr(why, "corrupt"), "reason: %s", why);
+	cr_assert_null(repo_entry_host(e, NULL));
+
+	/* A request for a failed model is refused at once, with the reason. */
+	req = sched_req_get(s);
+	req->model = e;
+	req->chan = ch;
+	ret = sched_submit(s, req);
+	cr_assert_eq(ret, DPRT_ENOMODEL);
+	cr_assert_eq(req->status, DPRT_ENOMODEL);
+	cr_assert(strstr(req->msg, "not ready (FAILED: "), "%s", req->msg);
+	sched_req_put(s, req);
+
+	cr_assert_eq(run(s, ch, "good", 0), 0);
+	cr_assert_eq(repo_host_used(sched_repo(s)), trepo_wsize(dir, "good", 1));
+	sched_stop(s);
+	sched_chan_destroy(ch);
+	sched_destroy(s);
+}
+
+Test(repo, unload_drops_from_devices_and_host)
+{
+	struct sched_req *req, *done[2];
+	struct sched_chan *ch;
+	struct sched_opts o;
+	struct sched *s;
+	struct repo_entry *e;
+	uint32_t users;
+	int ret;
+
+	trepo_add(dir, "bert", 1, "bert-tiny", 1);
+	trepo_add(dir, "gpt", 1, "gpt2-tiny", 2);
+	o = topts(dir, "cpu");
+	s = tsched(&o);
+	cr_assert_eq(sched_chan_create(s, &ch), 0);
+	e = find(s, "bert", 0);
+	cr_assert_eq(run(s, ch, "bert", 0), 0);
+	cr_assert(worker_has_model(sched_worker(s, 0), e));
+	cr_assert_not_null(repo_entry_host(e, &users));
+	cr_assert_eq(users, 1);
+
+	/* A request queued before the unload still runs. */
+	req = treq(s, ch, "bert", 0, 1, 0, 3);
+	cr_assert_eq(sched_submit(s, req), 0);
+	cr_assert_eq(sched_unload(s, "bert", 0), 0);
+	cr_assert_eq(repo_entry_state(e), REPO_UNAVAILABLE);
+	/* ...but new ones are refused. */
+	done[1] = treq(s, ch, "bert", 1, 1, 0, 4);
+	ret = sched_submit(s, done[1]);
+	cr_assert_eq(ret, DPRT_ENOMODEL);
+	cr_assert(strstr(done[1]->msg, "not ready (UNAVAILABLE: unloaded)"), "%s", done[1]->msg);
+	treq_put(s, done[1]);
+
+	tcollect(s, ch, done, 1);
+	cr_assert_eq(done[0]->status, 0, "%s", done[0]->msg);
+	treq_put(s, done[0]);
+	/* Idle now: dropped from the device, host memory freed. */
+	worker_poll(sched_worker(s, 0), 1, clock_ns());
+	cr_assert_not(worker_has_model(sched_worker(s, 0), e));
+	cr_assert_eq(worker_resident_bytes(sched_worker(s, 0)), 0);
+	cr_assert_null(repo_entry_host(e, &users));
+	cr_assert_eq(users, 0);
+	cr_assert_eq(repo_host_used(sched_repo(s)), trepo_wsize(dir, "gpt", 1));
+	cr_assert_eq(sched_unload(s, "nope", 0), DPRT_ENOMODEL);
+
+	/* Load again: serves again. */
+	cr_assert_eq(sched_load(s, "bert", 1), 0);
+	cr_assert_eq(run(s, ch, "bert", 1), 0);
+	sched_stop(s);
+	sched_chan_destroy(ch);
+	sched_destroy(s);
+}
+
+Test(repo, host_lru_under_limit)
+{
+	struct sched_chan *ch;
+	struct sched_opts o;
+	struct sched *s;
+	struct repo_entry *a, *b, *c;
+	uint64_t sz;
+	char why[SCHED_MSG_LEN];
+
+	trepo_add(dir, "a", 1, "bert-tiny", 1);
+	trepo_add(dir, "b", 1, "bert-tiny", 2);
+	trepo_add(dir, "c", 1, "bert-tiny", 3);
+	sz = trepo_wsize(dir, "a", 1);
+	o = topts(dir, "cpu");
+	o.explicit_load = true;
+	o.host_mem_limit = 2 * sz + sz / 2;
+	s = tsched(&o);
+	cr_assert_eq(sched_chan_create(s, &ch), 0);
+	a = find(s, "a", 0);
+	b = find(s, "b", 0);
+	c = find(s, "c", 0);
+	cr_assert_eq(sched_load(s, "a", 0), 0);
+	cr_assert_eq(sched_load(s, "b", 0), 0);
+	/* c needs room: a's copy (least recent, unused) goes; a stays READY. */
+	cr_assert_eq(sched_load(s, "c", 0), 0);
+	cr_assert_null(repo_entry_host(a, NULL));
+	cr_assert_not_null(repo_entry_host(b, NULL));
+	cr_assert_not_null(repo_entry_host(c, NULL));
+	cr_assert_eq(repo_entry_state(a), REPO_READY);
+	cr_assert_eq(repo_host_used(sched_repo(s)), 2 * sz);
+
+	/* A request for a reads it again (dropping b, now least recent). */
+	cr_assert_eq(run(s, ch, "a", 0), 0);
+	cr_assert_not_null(repo_entry_host(a, NULL));
+	cr_assert_null(repo_entry_host(b, NULL));
+	cr_assert_eq(repo_host_used(sched_repo(s)), 2 * sz);
+
+	/* a is in use on the device and c is cached: b can take c's place
+	 * only; with a limit of one copy, nothing can be dropped. */
+	cr_assert_eq(run(s, ch, "b", 0), 0);
+	cr_assert_null(repo_entry_host(c, NULL));
+	sched_stop(s);
+	sched_chan_destroy(ch);
+	sched_destroy(s);
+
+	/* Host limit below two models, both in use: the load fails. */
+	o.host_mem_limit = sz + sz / 2;
+	o.explicit_load = false;
+	s = tsched(&o);
+	cr_assert_eq(sched_chan_create(s, &ch), 0);
+	cr_assert_eq(run(s, ch, "a", 0), 0);
+	c = find(s, "c", 0);
+	cr_assert_eq(sched_unload(s, "c", 0), 0);
+	cr_assert_eq(sched_load(s, "c", 0), DPRT_EOVERLOAD);
+	repo_entry_reason(c, why, sizeof(why));
+	cr_assert(strstr(why, "host memory full"), "%s", why);
+	cr_assert_eq(repo_entry_state(c), REPO_FAILED);
+	sched_stop(s);
+	sched_chan_destroy(ch);
+	sched_destroy(s);
+}
