@@ -95,12 +95,14 @@ static int group(struct plan_sim *s, uint32_t n, uint32_t n_links, const uint8_t
 	return 0;
 }
 
-/* One link's transfer in flight. */
+/*
+ * One link's transfer in flight. At time t0 it had ovh (fixed part, at
+ * alone speed) and work (the rest, at rate) left; both are consumed in that
+ * order, so it ends at next unless its rate changes first (retime).
+ */
 struct xfer {
 	uint32_t pos, end; /* into s->queue; pos == end: the link is done */
-	double ovh, work;  /* left: fixed part (alone speed), the rest */
-	double rate;	   /* of work, during the current interval */
-	double next;	   /* absolute time of its next event */
+	double t0, ovh, work, rate, next;
 };
 
 enum ex_state {
@@ -117,65 +119,92 @@ struct run {
 	const uint8_t *asg;
 	uint32_t n_links, busy, unknown; /* busy links; arrivals not yet known */
 	bool demand;
+	double share[PLAN_MAX_GPUS + 1]; /* plan_link_share by busy links */
 	struct xfer x[PLAN_MAX_GPUS];
-	double t, ingress, last_arrival, prev_end;
-	uint32_t i; /* the exec stream's layer */
+	double ingress, last_arrival, prev_end;
+	/* the exec stream: layer i; a read is timed like a transfer */
+	uint32_t i;
 	enum ex_state st;
-	double read_left, read_rate, run_end;
+	double t0, read_left, read_rate, read_end, run_end;
 };
 
-static void xfer_begin(struct run *r, uint32_t l)
+/* Bring x's state to time t and give it a new rate. */
+static void xfer_retime(struct xfer *x, double t, double rate)
+{
+	double dt = t - x->t0;
+
+	if (dt <= x->ovh) {
+		x->ovh -= dt;
+	} else {
+		x->work = fmax(x->work - (dt - x->ovh) * x->rate, 0);
+		x->ovh = 0;
+	}
+	x->t0 = t;
+	x->rate = rate;
+	x->next = t + x->ovh + x->work / rate;
+}
+
+static double link_rate(const struct run *r, uint32_t l)
+{
+	double f = l == 0 && r->st == EX_READ ? r->pf->link.dha_copy_share : 1.0;
+
+	return r->share[r->busy] * f;
+}
+
+/* The read of the current DHA layer: bring it to t at its new rate. */
+static void read_retime(struct run *r, double t)
+{
+	double rate = r->x[0].pos < r->x[0].end ? r->pf->link.dha_read_share : 1.0;
+
+	if (r->st != EX_READ)
+		return;
+	r->read_left = fmax(r->read_left - (t - r->t0) * r->read_rate, 0);
+	r->t0 = t;
+	r->read_rate = rate;
+	r->read_end = t + r->read_left / rate;
+}
+
+/* Link l starts its next transfer at t, or is done. */
+static void xfer_begin(struct run *r, uint32_t l, double t)
 {
 	struct xfer *x = &r->x[l];
 	double load;
 
 	if (x->pos >= x->end) {
-		r->busy--;
+		x->next = INFINITY;
 		return;
 	}
 	load = (double)r->pf->layers[r->s->queue[x->pos]].load_ns;
 	x->ovh = fmin((double)r->pf->link.xfer_ovh_ns, load);
 	x->work = load - x->ovh;
+	x->t0 = t;
+	x->rate = link_rate(r, l);
+	x->next = t + x->ovh + x->work / x->rate;
 }
 
-static bool copying(const struct xfer *x)
+/* Every busy link's rate may have changed at t. */
+static void links_retime(struct run *r, double t)
 {
-	return x->pos < x->end && x->ovh <= 0;
+	uint32_t l;
+
+	for (l = 0; l < r->n_links; l++)
+		if (r->x[l].pos < r->x[l].end)
+			xfer_retime(&r->x[l], t, link_rate(r, l));
 }
 
-/* Absolute time the exec stream's next event happens (INFINITY: waits
- * for an arrival not known yet). Sets r->read_rate for the interval. */
-static double exec_next(struct run *r)
+/* Absolute time of the exec stream's next event (INFINITY: it waits for
+ * an arrival not known yet). */
+static double exec_next(const struct run *r)
 {
 	switch (r->st) {
 	case EX_WAIT:
 		if (r->demand && r->i == 0)
 			return r->unknown ? INFINITY : r->last_arrival;
 		return r->s->arrival[r->i];
-	case EX_READ:
-		r->read_rate = copying(&r->x[0]) ? r->pf->link.dha_read_share : 1.0;
-		return r->t + r->read_left / r->read_rate;
+	case EX_READ: return r->read_end;
 	case EX_RUN: return r->run_end;
 	default: return INFINITY;
 	}
-}
-
-/* Next event time of every busy link, at the rates of this interval. */
-static double links_next(struct run *r)
-{
-	double sh = plan_link_share(&r->pf->link, r->busy), tn = INFINITY;
-	uint32_t l;
-
-	for (l = 0; l < r->n_links; l++) {
-		struct xfer *x = &r->x[l];
-
-		if (x->pos >= x->end)
-			continue;
-		x->rate = sh * (l == 0 && r->st == EX_READ ? r->pf->link.dha_copy_share : 1.0);
-		x->next = r->t + (x->ovh > 0 ? x->ovh : x->work / x->rate);
-		tn = fmin(tn, x->next);
-	}
-	return tn;
 }
 
 /* Layer `layer` is usable on the target at time `at`. */
@@ -186,98 +215,106 @@ static void arrive(struct run *r, uint32_t layer, double at)
 	r->unknown--;
 }
 
-/* A helper's H2D copy of `layer` finished now: queue its peer copy. */
-static void peer_copy(struct run *r, uint32_t layer)
+/* A helper's H2D copy of `layer` finished at t: queue its peer copy. */
+static void peer_copy(struct run *r, uint32_t layer, double t)
 {
 	const struct plan_links *lk = &r->pf->link;
-	double st = fmax(r->t, r->ingress);
+	double st = fmax(t, r->ingress);
 
 	r->ingress = st + (double)r->pf->layers[layer].bytes / lk->peer_bw * 1e9 +
 		     (double)lk->peer_lat_ns;
 	arrive(r, layer, r->ingress);
 }
 
-/* Move every link to time tn (dt after r->t); handle finished copies. */
-static void links_advance(struct run *r, double tn)
+/* The links whose transfers end at t, ordered by layer (peer copies that
+ * become ready together queue in layer order). Returns how many. */
+static uint32_t links_due(const struct run *r, double t, uint32_t *due)
 {
-	uint32_t done[PLAN_MAX_GPUS], n_done = 0, l, k, j;
-	double dt = tn - r->t;
+	uint32_t n = 0, l, j, tmp;
 
 	for (l = 0; l < r->n_links; l++) {
-		struct xfer *x = &r->x[l];
-		bool fired = x->pos < x->end && x->next <= tn;
-
-		if (x->pos >= x->end)
+		if (r->x[l].next > t)
 			continue;
-		if (x->ovh > 0) {
-			x->ovh = fired ? 0 : x->ovh - dt;
-			if (!fired || x->work > 0)
-				continue;
-		} else {
-			x->work = fired ? 0 : x->work - dt * x->rate;
-			if (!fired)
-				continue;
+		due[n] = l;
+		for (j = n++; j > 0 && r->s->queue[r->x[due[j]].pos] <
+					       r->s->queue[r->x[due[j - 1]].pos]; j--) {
+			tmp = due[j];
+			due[j] = due[j - 1];
+			due[j - 1] = tmp;
 		}
-		done[n_done++] = l;
 	}
-	r->t = tn;
-	/* Peer copies queue in layer order when H2D copies end together. */
-	for (k = 1; k < n_done; k++)
-		for (j = k; j > 0 && r->s->queue[r->x[done[j]].pos] <
-					     r->s->queue[r->x[done[j - 1]].pos]; j--) {
-			l = done[j];
-			done[j] = done[j - 1];
-			done[j - 1] = l;
-		}
-	for (k = 0; k < n_done; k++) {
-		struct xfer *x = &r->x[done[k]];
-		uint32_t layer = r->s->queue[x->pos++];
-
-		if (done[k])
-			peer_copy(r, layer);
-		else
-			arrive(r, layer, r->t);
-		xfer_begin(r, done[k]);
-	}
+	return n;
 }
 
-/* Start the body of layer i at r->t: LOAD computes; DHA reads, then
- * computes what is left of its DHA time. */
-static void exec_body(struct run *r)
+/* Finish the transfers that end at t and start the next ones. */
+static void links_advance(struct run *r, double t)
+{
+	uint32_t due[PLAN_MAX_GPUS], n, k, busy = r->busy;
+	bool link0_was_busy = r->x[0].pos < r->x[0].end;
+
+	n = links_due(r, t, due);
+	for (k = 0; k < n; k++) {
+		struct xfer *x = &r->x[due[k]];
+		uint32_t layer = r->s->queue[x->pos++];
+
+		if (due[k])
+			peer_copy(r, layer, t);
+		else
+			arrive(r, layer, t);
+		if (x->pos >= x->end)
+			r->busy--;
+	}
+	for (k = 0; k < n; k++)
+		xfer_begin(r, due[k], t);
+	if (r->busy != busy)
+		links_retime(r, t);
+	if (link0_was_busy && r->x[0].pos >= r->x[0].end)
+		read_retime(r, t);
+}
+
+/* Start the body of layer i at t: LOAD computes; DHA reads, then computes
+ * what is left of its DHA time. */
+static void exec_body(struct run *r, double t)
 {
 	const struct plan_layer_prof *lp = &r->pf->layers[r->i];
 	double dha = (double)lp->dha_ns, exec = (double)lp->exec_ns;
 
-	r->s->start[r->i] = r->t;
+	r->s->start[r->i] = t;
 	if (r->asg[r->i] != PLAN_ASG_DHA) {
 		r->st = EX_RUN;
-		r->run_end = r->t + exec;
+		r->run_end = t + exec;
 		return;
 	}
-	r->read_left = fmax(dha - exec, 0);
-	r->run_end = fmin(exec, dha); /* relative until the reads end */
 	r->st = EX_READ;
+	r->t0 = t;
+	r->read_left = fmax(dha - exec, 0);
+	r->read_rate = 1.0;
+	r->read_end = t;
+	r->run_end = fmin(exec, dha); /* relative until the reads end */
+	read_retime(r, t);
+	links_retime(r, t);
 }
 
-/* Let the exec stream do everything it can at time r->t. */
-static void exec_advance(struct run *r)
+/* Let the exec stream do everything it can at time t. */
+static void exec_advance(struct run *r, double t)
 {
 	for (;;) {
 		switch (r->st) {
 		case EX_WAIT:
-			if (exec_next(r) > r->t)
+			if (exec_next(r) > t)
 				return;
-			r->s->stall_ns += r->t - r->prev_end;
-			exec_body(r);
+			r->s->stall_ns += t - r->prev_end;
+			exec_body(r, t);
 			break;
 		case EX_READ:
-			if (r->read_left > 0)
+			if (r->read_end > t)
 				return;
 			r->st = EX_RUN;
-			r->run_end += r->t;
+			r->run_end += t;
+			links_retime(r, t);
 			break;
 		case EX_RUN:
-			if (r->run_end > r->t)
+			if (r->run_end > t)
 				return;
 			r->s->end[r->i] = r->prev_end = r->run_end;
 			if (++r->i == r->pf->n_layers) {
@@ -285,7 +322,7 @@ static void exec_advance(struct run *r)
 				return;
 			}
 			if (r->asg[r->i] == PLAN_ASG_DHA)
-				exec_body(r);
+				exec_body(r, t);
 			else
 				r->st = EX_WAIT;
 			break;
@@ -305,20 +342,22 @@ static void run_init(struct run *r, struct plan_sim *s, const struct plan_profil
 	r->asg = asg;
 	r->n_links = n_links;
 	r->demand = demand;
-	r->busy = n_links;
+	for (l = 0; l <= n_links; l++)
+		r->share[l] = plan_link_share(&pf->link, l);
 	r->unknown = s->first[n_links];
 	for (i = 0; i < pf->n_layers; i++)
 		s->arrival[i] = asg[i] == PLAN_ASG_DHA ? 0 : INFINITY;
 	for (l = 0; l < n_links; l++) {
 		r->x[l].pos = s->first[l];
 		r->x[l].end = s->first[l + 1];
-		xfer_begin(r, l);
+		r->busy += r->x[l].pos < r->x[l].end;
 	}
+	r->st = EX_WAIT;
+	for (l = 0; l < n_links; l++)
+		xfer_begin(r, l, 0);
 	s->stall_ns = 0;
-	if (demand || asg[0] != PLAN_ASG_DHA)
-		r->st = EX_WAIT;
-	else
-		exec_body(r);
+	if (!demand && asg[0] == PLAN_ASG_DHA)
+		exec_body(r, 0);
 }
 
 /* Simulate one cold start; see plan.h. Pure, deterministic. */
@@ -326,7 +365,8 @@ int plan_sim_run(struct plan_sim *s, const struct plan_profile *pf, uint32_t n_l
 		 const uint8_t *asg, const uint32_t *order, bool demand)
 {
 	struct run r;
-	double tn, ex;
+	uint32_t l;
+	double tn;
 	int ret;
 
 	if (!n_links || n_links > pf->link.n_gpus || !pf->n_layers || pf->n_layers > s->cap)
@@ -335,16 +375,15 @@ int plan_sim_run(struct plan_sim *s, const struct plan_profile *pf, uint32_t n_l
 	if (ret)
 		return ret;
 	run_init(&r, s, pf, n_links, asg, demand);
-	exec_advance(&r);
+	exec_advance(&r, 0);
 	while (r.st != EX_DONE) {
-		ex = exec_next(&r);
-		tn = fmin(ex, links_next(&r));
+		tn = exec_next(&r);
+		for (l = 0; l < n_links; l++)
+			tn = fmin(tn, r.x[l].next);
 		if (tn == INFINITY)
 			return -EINVAL; /* cannot happen: every LOAD layer is queued */
-		if (r.st == EX_READ)
-			r.read_left = tn >= ex ? 0 : r.read_left - (tn - r.t) * r.read_rate;
 		links_advance(&r, tn);
-		exec_advance(&r);
+		exec_advance(&r, tn);
 	}
 	s->total_ns = r.prev_end;
 	s->links_done_ns = r.last_arrival;
