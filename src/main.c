@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* dprt command line: subcommands and option parsing. */
+#include "cli.h"
 #include "exec/exec.h"
 #include "mem/mem.h"
 #include "model/model.h"
@@ -77,6 +78,16 @@ static const char usage_text[] =
 	"      --repeat N             run N more times and report latency\n"
 	"      --threads N            CPU threads for GEMMs (default: all cores)\n"
 	"      --gpus cpu|N           run on the CPU backend (default) or GPU N\n"
+	"  plan PATH                  profile and plan cold starts (DHA, PT)\n"
+	"      --gpus 0[,1,2,3]       target GPU first, then helper GPUs\n"
+	"      --mode M               dprt (default), deepplan-v1, deepplan,\n"
+	"                             pipeline, pt, pt+dha, demand\n"
+	"      --plans DIR            plan repository (default PATH's plans/;\n"
+	"                             env PLAN_REPO)\n"
+	"      --profile FILE         plan from a saved profile; --save-profile\n"
+	"      --synthetic-profile    plan from a profile derived from the\n"
+	"                             package and the paper's H100 figures\n"
+	"      --show                 print the plan as a table\n"
 	"\n"
 	"PATH is a model.dpk file, a directory holding one, or a repository entry\n"
 	"DIR/NAME whose highest version DIR/NAME/<v>/model.dpk is used.\n"
@@ -914,6 +925,7 @@ static const struct {
 	{"zoo", cmd_zoo},
 	{"info", cmd_info},
 	{"run", cmd_run},
+	{"plan", cmd_plan},
 	{"serve", cmd_serve},
 };
 

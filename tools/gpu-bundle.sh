@@ -1,18 +1,27 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 #
-# Build the GPU test and benchmark binaries in a self-contained form into
-# gpu/ (git-ignored), for a GPU machine that has the CUDA driver, cuBLAS and
-# cuDNN but none of dprt's other libraries (see /work/shared/DEVICE.md):
+# Build the GPU binaries in a self-contained form, for a GPU machine that
+# has the CUDA driver, cuBLAS and cuDNN but none of dprt's other libraries
+# (see /work/shared/DEVICE.md), and pack them into gpu/:
 #
-#   gpu/bin/test_cuda    criterion tests of src/exec/cuda and src/mem
-#   gpu/bin/bench_cuda   warm-latency benchmark
-#   gpu/lib/             criterion and its shared libraries (the binaries'
-#                        rpath is $ORIGIN/../lib)
+#   bin/test_cuda      criterion tests of src/exec/cuda and src/mem
+#   bin/bench_cuda     warm-latency benchmark
+#   bin/fullsize_cuda  the paper's models against the CPU backend at full
+#                      size; memory over many runs
+#   bin/bandwidth      copy, DHA, peer and GEMM ceilings
+#   bin/dprt           the command line (liburing, libck, jansson and
+#                      OpenBLAS linked statically, like --static-deps)
+#   lib/               criterion and its shared libraries (the binaries'
+#                      rpath is $ORIGIN/../lib)
 #
-# liburing and OpenBLAS are linked statically; libcuda, cuBLAS and cuDNN are
-# dlopen()ed at run time, so nothing CUDA is linked. Run them there with
-# tools/gpu-run.sh OUTDIR.
+# The binaries are staged in build/gpu-stage and packed into
+# gpu/bundle.tar.xz (the statically linked OpenBLAS makes each binary that
+# holds the CPU backend ~26 MB, too much to carry unpacked); tools/gpu-run.sh
+# and bench/warm.sh unpack it into gpu/ on the GPU machine. libcuda, cuBLAS
+# and cuDNN are dlopen()ed at run time, so nothing CUDA is linked. Carry gpu/
+# (it is git-ignored) and run there with tools/gpu-run.sh OUTDIR or
+# bench/warm.sh OUTDIR.
 #
 # Usage: tools/gpu-bundle.sh          (from anywhere; builds in build/gpu-obj)
 # Environment: CC (default cc), NVCC (default nvcc on PATH, else
@@ -27,10 +36,11 @@ if [ -z "${NVCC:-}" ]; then
 fi
 CUDA_INC=${CUDA_INC:-/usr/local/cuda/include}
 obj=build/gpu-obj
+stage=build/gpu-stage
 out=gpu
 
-cflags="-std=gnu11 -O2 -g -pthread -Wall -Wextra -Wmissing-prototypes -Wvla -Wshadow -Werror"
-cflags="$cflags -Isrc -Iinclude -I$CUDA_INC"
+warn="-Wall -Wextra -Wmissing-prototypes -Wvla -Wshadow"
+cflags="-std=gnu11 -O2 -g -pthread $warn -Werror -Isrc -Iinclude -Ibuild -I$CUDA_INC"
 nvcc_flags="-O3 -std=c++17 -Xcompiler -Wall,-Wextra --Werror all-warnings"
 nvcc_flags="$nvcc_flags -gencode arch=compute_80,code=sm_80"
 nvcc_flags="$nvcc_flags -gencode arch=compute_90,code=sm_90"
@@ -38,6 +48,9 @@ nvcc_flags="$nvcc_flags -gencode arch=compute_90,code=compute_90"
 
 # Everything the GPU binaries need from src/ (not main.c, net/, sched/).
 srcs="src/base/*.c src/model/*.c src/exec/cpu/*.c src/exec/cuda/*.c src/mem/*.c"
+# What the dprt command adds (as in build.ninja's libdprt.a).
+cli_srcs="src/net/http.c src/net/kserve.c src/net/server.c src/net/metrics.c src/net/demo.c
+src/sched/repo.c src/sched/req.c src/sched/sched.c src/sched/worker.c src/main.c"
 
 static_lib()
 {
@@ -46,54 +59,101 @@ static_lib()
 	echo "$p"
 }
 
-mkdir -p "$obj/kernels" "$out/bin" "$out/lib"
+# cc_obj FILE [extra flags]: compile FILE into $obj unless up to date;
+# prints the object's path.
+cc_obj()
+{
+	f=$1
+	shift
+	o=$obj/$(echo "$f" | tr / _ | sed 's/\.c$/.o/')
+	if [ ! -f "$o" ] || [ "$f" -nt "$o" ] || [ "$f" = src/exec/cuda/fatbin.c ] ||
+		[ "$f" = bench/bandwidth.c ] ||
+		[ -n "$(find src test/exec/cuda -name '*.h' -newer "$o" 2>/dev/null | head -n 1)" ]; then
+		echo "CC $f" >&2
+		$CC $cflags "$@" -c "$f" -o "$o"
+	fi
+	echo "$o"
+}
+
+mkdir -p "$obj/kernels" "$stage/bin" "$stage/lib" "$out"
 grep -qsx '/gpu/' .git/info/exclude || echo '/gpu/' >>.git/info/exclude
 
 echo "NVCC src/exec/cuda/kernels.cu"
 "$NVCC" $nvcc_flags -fatbin -o "$obj/kernels/kernels.fatbin" src/exec/cuda/kernels.cu
+echo "NVCC bench/bw_kernels.cu"
+"$NVCC" $nvcc_flags -fatbin -o "$obj/kernels/bw_kernels.fatbin" bench/bw_kernels.cu
 
 objs=
 for f in $srcs; do
-	o=$obj/$(echo "$f" | tr / _ | sed 's/\.c$/.o/')
-	extra=
-	[ "$f" = src/exec/cuda/fatbin.c ] && extra="-Wa,-I$obj/kernels"
-	if [ ! -f "$o" ] || [ "$f" -nt "$o" ] || [ "$f" = src/exec/cuda/fatbin.c ] ||
-		[ -n "$(find src -name '*.h' -newer "$o" 2>/dev/null | head -n 1)" ]; then
-		echo "CC $f"
-		$CC $cflags $extra -c "$f" -o "$o"
+	if [ "$f" = src/exec/cuda/fatbin.c ]; then
+		objs="$objs $(cc_obj "$f" "-Wa,-I$obj/kernels")"
+	else
+		objs="$objs $(cc_obj "$f")"
 	fi
-	objs="$objs $o"
 done
 rm -f "$obj/libdprt-gpu.a"
 ar crs "$obj/libdprt-gpu.a" $objs
 
-libs="$obj/libdprt-gpu.a $(static_lib uring) $(static_lib jansson) $(static_lib openblas) -lm -ldl -lpthread"
+blas="$(static_lib openblas)"
+for l in gfortran quadmath; do
+	p=$($CC -print-file-name="lib$l.a")
+	[ -f "$p" ] && blas="$blas $p"
+done
+libs="$obj/libdprt-gpu.a $(static_lib uring) $(static_lib jansson) $blas -lm -ldl -lpthread"
 rpath="-Wl,-rpath,\$ORIGIN/../lib -Wl,--enable-new-dtags"
 
 tobjs=
 for f in test/exec/cuda/helpers.c test/exec/cuda/test_*.c; do
+	tobjs="$tobjs $(cc_obj "$f")"
+done
+echo "LINK test_cuda"
+$CC -pthread -o "$stage/bin/test_cuda" $tobjs $libs -lcriterion $rpath
+
+progs=$(cc_obj test/exec/cuda/progs.c)
+echo "LINK bench_cuda"
+$CC -pthread -o "$stage/bin/bench_cuda" "$(cc_obj test/exec/cuda/bench_cuda.c)" $progs $libs \
+	$rpath
+echo "LINK fullsize_cuda"
+$CC -pthread -o "$stage/bin/fullsize_cuda" "$(cc_obj test/exec/cuda/fullsize.c)" $progs \
+	$libs $rpath
+echo "LINK bandwidth"
+$CC -pthread -o "$stage/bin/bandwidth" "$(cc_obj bench/bandwidth.c "-Wa,-I$obj/kernels")" \
+	$libs $rpath
+
+# dprt itself: others' modules are built without -Werror (a warning there
+# must not stop a GPU run), linked statically but for glibc and CUDA.
+cobjs=
+for f in $cli_srcs; do
 	o=$obj/$(echo "$f" | tr / _ | sed 's/\.c$/.o/')
 	echo "CC $f"
-	$CC $cflags -c "$f" -o "$o"
-	tobjs="$tobjs $o"
+	$CC -std=gnu11 -O2 -g -pthread $warn -Isrc -Iinclude -Ibuild -I"$CUDA_INC" -c "$f" -o "$o"
+	cobjs="$cobjs $o"
 done
-echo "LINK $out/bin/test_cuda"
-$CC -pthread -o "$out/bin/test_cuda" $tobjs $libs -lcriterion $rpath
-
-echo "CC test/exec/cuda/bench_cuda.c"
-$CC $cflags -c test/exec/cuda/bench_cuda.c -o "$obj/bench_cuda.o"
-echo "LINK $out/bin/bench_cuda"
-$CC -pthread -o "$out/bin/bench_cuda" "$obj/bench_cuda.o" $libs $rpath
+echo "LINK dprt"
+$CC -pthread -o "$stage/bin/dprt" -Wl,--start-group $cobjs $libs $(static_lib ck) \
+	-Wl,--end-group
 
 # Ship the shared libraries criterion needs, but never glibc's own.
-rm -f "$out"/lib/*
-ldd "$out/bin/test_cuda" | awk '$3 ~ /^\// { print $3 }' | while read -r l; do
+rm -f "$stage"/lib/*
+ldd "$stage/bin/test_cuda" | awk '$3 ~ /^\// { print $3 }' | while read -r l; do
 	case $(basename "$l") in
 	libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | \
 		ld-linux*.so.* | libresolv.so.* | libgcc_s.so.*) ;;
-	*) cp -L "$l" "$out/lib/" ;;
+	*) cp -L "$l" "$stage/lib/" ;;
 	esac
 done
+for b in "$stage"/bin/*; do
+	if ldd "$b" | grep -q "not found"; then
+		echo "gpu-bundle: $b lacks a library:" >&2
+		ldd "$b" | grep "not found" >&2
+		exit 1
+	fi
+done
+strip --strip-debug "$stage"/bin/*
+
+echo "XZ gpu/bundle.tar.xz"
+rm -rf "$out/bin" "$out/lib"
+tar -C "$stage" -cf - bin lib | xz -T0 -6 >"$out/bundle.tar.xz"
 cp tools/gpu-run.sh "$out/"
-echo "gpu-bundle: $(du -sh "$out" | cut -f1) in $out/:"
-ls -l "$out/bin" "$out/lib"
+echo "gpu-bundle: $(du -sh "$stage" | cut -f1) packed into $(du -sh "$out/bundle.tar.xz" | cut -f1):"
+ls -l "$stage/bin" "$out"

@@ -7,6 +7,10 @@
 #   machine.txt       GPU, driver, kernel (what gave the numbers)
 #   test_cuda.log     the criterion tests, verbose; test_cuda.tap: TAP
 #   bench_cuda_fp16.log, bench_cuda_fp32.log   the warm-latency benchmark
+#
+# The binaries come packed (gpu/bundle.tar.xz, from tools/gpu-bundle.sh):
+# the first run unpacks them into gpu/bin and gpu/lib. bench/warm.sh runs
+# the full-size checks and the benchmarks against PyTorch.
 #   summary.txt       one line per binary: PASS/FAIL and its exit status
 #
 # Usage: tools/gpu-run.sh OUTDIR [criterion options, e.g. --filter 'cuda_ops/*']
@@ -21,7 +25,15 @@ outdir=$1
 shift
 here=$(cd "$(dirname "$0")" && pwd)
 # From the repository (tools/) or from inside the bundle (gpu/).
-if [ -d "$here/bin" ]; then gpu=$here; else gpu=$(cd "$here/../gpu" && pwd); fi
+if [ -f "$here/bundle.tar.xz" ] || [ -d "$here/bin" ]; then gpu=$here; else
+	gpu=$(cd "$here/../gpu" && pwd)
+fi
+# tools/gpu-bundle.sh packs the binaries; unpack them once.
+if [ ! -x "$gpu/bin/test_cuda" ] && [ -f "$gpu/bundle.tar.xz" ]; then
+	tar -C "$gpu" -xJf "$gpu/bundle.tar.xz" 2>/dev/null ||
+		python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+			"$gpu/bundle.tar.xz" "$gpu" || exit 2
+fi
 mkdir -p "$outdir"
 outdir=$(cd "$outdir" && pwd)
 export DPRT_REQUIRE_GPU=1

@@ -52,6 +52,10 @@
 	X(cuMemcpyHtoDAsync)                                                   \
 	X(cuMemcpyDtoHAsync)                                                   \
 	X(cuMemsetD8Async)                                                     \
+	X(cuMemcpyDtoDAsync)                                                   \
+	X(cuMemcpyPeerAsync)                                                   \
+	X(cuDeviceCanAccessPeer)                                               \
+	X(cuCtxEnablePeerAccess)                                               \
 	X(cuStreamCreate)                                                      \
 	X(cuStreamDestroy)                                                     \
 	X(cuStreamSynchronize)                                                 \

@@ -54,7 +54,7 @@ static int demo_dir(char *dir, size_t len)
 		n = snprintf(dir, len, "%s/.cache/dprt/demo", v);
 	else
 		return err_set(-ENOENT, "no place for the demo repository: set DPRT_CACHE or "
-			       "HOME, or give --models DIR");
+					"HOME, or give --models DIR");
 	if (n < 0 || (size_t)n >= len)
 		return err_set(-ENAMETOOLONG, "demo repository path too long");
 	return 0;

@@ -58,7 +58,10 @@ static void esc(struct sbuf *b, const char *s)
 	const char *run = s;
 
 	for (; *s; s++) {
-		const char *rep = *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" : *s == '\n' ? "\\n" : NULL;
+		const char *rep = *s == '\\' ? "\\\\" :
+				  *s == '"'  ? "\\\"" :
+				  *s == '\n' ? "\\n" :
+					       NULL;
 
 		if (!rep)
 			continue;
@@ -82,7 +85,7 @@ static void model_series(struct sbuf *b, const char *name, const struct sched_mo
 }
 
 static void model_metric(struct sbuf *b, const struct sched_stats *st, const char *name,
-			  const char *type, const char *help, size_t off)
+			 const char *type, const char *help, size_t off)
 {
 	uint32_t i;
 
@@ -97,7 +100,7 @@ static void model_metric(struct sbuf *b, const struct sched_stats *st, const cha
 }
 
 static void device_metric(struct sbuf *b, const struct sched_stats *st, const char *name,
-			 const char *type, const char *help, size_t off)
+			  const char *type, const char *help, size_t off)
 {
 	uint32_t i;
 
@@ -118,7 +121,8 @@ static void histogram(struct sbuf *b, const struct sched_stats *st)
 	uint64_t cum;
 	uint32_t i, k;
 
-	family(b, name, "histogram", "Time from a request's arrival to its completion "
+	family(b, name, "histogram",
+	       "Time from a request's arrival to its completion "
 	       "(queue + load + compute), by model.");
 	for (i = 0; i < st->n_models; i++) {
 		const struct sched_model_stats *m = &st->models[i];
@@ -176,18 +180,18 @@ static void residency(struct sbuf *b, const struct sched_stats *st, const uint8_
 static void model_metrics(struct sbuf *b, const struct sched_stats *st, const uint8_t *resident)
 {
 	model_metric(b, st, "dprt_requests_total", "counter",
-		      "Inference requests run by the workers (completed or failed).",
-		      MOFF(requests));
+		     "Inference requests run by the workers (completed or failed).",
+		     MOFF(requests));
 	model_metric(b, st, "dprt_request_failures_total", "counter",
-		      "Inference requests that a worker failed.", MOFF(failures));
+		     "Inference requests that a worker failed.", MOFF(failures));
 	model_metric(b, st, "dprt_cold_starts_total", "counter",
-		      "Requests that loaded their model onto a device first.", MOFF(cold_starts));
+		     "Requests that loaded their model onto a device first.", MOFF(cold_starts));
 	model_metric(b, st, "dprt_model_bytes_loaded_total", "counter",
-		      "Weight bytes loaded onto devices for the model.", MOFF(bytes_loaded));
+		     "Weight bytes loaded onto devices for the model.", MOFF(bytes_loaded));
 	model_metric(b, st, "dprt_model_in_flight", "gauge",
-		      "Requests for the model queued or running.", MOFF(in_flight));
+		     "Requests for the model queued or running.", MOFF(in_flight));
 	model_metric(b, st, "dprt_model_host_bytes", "gauge",
-		      "Bytes of the model's weights held in host memory.", MOFF(host_bytes));
+		     "Bytes of the model's weights held in host memory.", MOFF(host_bytes));
 	histogram(b, st);
 	model_states(b, st);
 	if (resident)
@@ -197,23 +201,23 @@ static void model_metrics(struct sbuf *b, const struct sched_stats *st, const ui
 static void device_metrics(struct sbuf *b, const struct sched_stats *st)
 {
 	device_metric(b, st, "dprt_queue_depth", "gauge",
-		     "Requests queued on the device, the running one included.",
-		     WOFF(queue_depth));
+		      "Requests queued on the device, the running one included.",
+		      WOFF(queue_depth));
 	device_metric(b, st, "dprt_bytes_loaded_total", "counter",
-		     "Weight bytes loaded onto the device.", WOFF(bytes_loaded));
+		      "Weight bytes loaded onto the device.", WOFF(bytes_loaded));
 	device_metric(b, st, "dprt_resident_models", "gauge",
-		     "Models resident in the device's memory.", WOFF(resident_models));
+		      "Models resident in the device's memory.", WOFF(resident_models));
 	device_metric(b, st, "dprt_resident_bytes", "gauge",
-		     "Bytes of device memory held by resident models.", WOFF(resident_bytes));
+		      "Bytes of device memory held by resident models.", WOFF(resident_bytes));
 	device_metric(b, st, "dprt_device_memory_limit_bytes", "gauge",
-		     "Device memory models may use (--gpu-mem-limit); 0: no limit.",
-		     WOFF(mem_limit));
+		      "Device memory models may use (--gpu-mem-limit); 0: no limit.",
+		      WOFF(mem_limit));
 	device_metric(b, st, "dprt_evictions_total", "counter",
-		     "Models evicted from the device to make room.", WOFF(evictions));
-	device_metric(b, st, "dprt_device_requests_total", "counter",
-		     "Requests run on the device.", WOFF(requests));
+		      "Models evicted from the device to make room.", WOFF(evictions));
+	device_metric(b, st, "dprt_device_requests_total", "counter", "Requests run on the device.",
+		      WOFF(requests));
 	device_metric(b, st, "dprt_device_cold_starts_total", "counter",
-		     "Cold starts on the device.", WOFF(cold_starts));
+		      "Cold starts on the device.", WOFF(cold_starts));
 }
 
 static void server_metrics(struct sbuf *b, const struct sched_stats *st,

@@ -39,10 +39,10 @@
 #define CQ_ENTRIES 16384u
 #define CQE_BATCH 256u
 #define RBUF_MIN 16384u
-#define RBUF_KEEP (64u << 10)	   /* shrink the receive buffer above this */
-#define ARENA_KEEP (4u << 20)	   /* free a decode arena above this */
-#define OBUF_LIMIT (1ull << 30)	   /* outputs of one request, at most */
-#define LINGER_NS 2000000000ull	   /* lingering close: drain input this long */
+#define RBUF_KEEP (64u << 10)	     /* shrink the receive buffer above this */
+#define ARENA_KEEP (4u << 20)	     /* free a decode arena above this */
+#define OBUF_LIMIT (1ull << 30)	     /* outputs of one request, at most */
+#define LINGER_NS 2000000000ull	     /* lingering close: drain input this long */
 #define STOP_GRACE_NS 30000000000ull /* shutdown: then close what is left */
 #define MAX_JOBS 16u
 #define MAX_REJECTING 64u
@@ -55,8 +55,8 @@ enum ud_tag {
 	UD_ACCEPT = 1,
 	UD_RECV = 2,
 	UD_SEND = 3,
-	UD_CHAN = 4,   /* the completion channel's eventfd */
-	UD_JOBS = 5,   /* the helper threads' eventfd */
+	UD_CHAN = 4, /* the completion channel's eventfd */
+	UD_JOBS = 5, /* the helper threads' eventfd */
 	UD_SIGNAL = 6,
 	UD_TICK = 7,
 };
@@ -82,16 +82,16 @@ struct conn {
 	struct server *srv;
 	struct conn *prev, *next; /* srv->conns */
 	int fd;
-	uint8_t state;		  /* enum conn_state */
+	uint8_t state; /* enum conn_state */
 	bool recv_armed, send_armed;
-	bool cont_inflight;	  /* the armed send is the 100 Continue */
-	bool close_after;	  /* close once this response is sent */
-	bool reject;		  /* over --max-conns */
-	bool inflight;		  /* sreq is with a worker */
-	uint32_t cont_left;	  /* bytes of "100 Continue" still to send */
-	uint64_t t_active;	  /* last progress */
-	uint64_t t_req;		  /* first byte of the request being read */
-	uint64_t t_done;	  /* the request was complete */
+	bool cont_inflight; /* the armed send is the 100 Continue */
+	bool close_after;   /* close once this response is sent */
+	bool reject;	    /* over --max-conns */
+	bool inflight;	    /* sreq is with a worker */
+	uint32_t cont_left; /* bytes of "100 Continue" still to send */
+	uint64_t t_active;  /* last progress */
+	uint64_t t_req;	    /* first byte of the request being read */
+	uint64_t t_done;    /* the request was complete */
 
 	char *rbuf;
 	size_t rlen, rcap, req_len;
@@ -106,7 +106,7 @@ struct conn {
 	struct job *job;
 	uint32_t out_bin; /* bit i: graph output i goes out as binary */
 	char ver[16];
-	void *obuf;	  /* outputs too big for the record's buffer */
+	void *obuf; /* outputs too big for the record's buffer */
 	uint64_t ocap;
 
 	/* the response */
@@ -157,9 +157,9 @@ struct server {
 
 	struct sched_stats *stats; /* /metrics scratch */
 	uint8_t *resident;
-	struct repo_info *index;   /* index scratch */
+	struct repo_info *index; /* index scratch */
 	uint32_t index_cap;
-	char (*dev)[16];	   /* worker names */
+	char (*dev)[16]; /* worker names */
 } __attribute__((aligned(64)));
 
 static void conn_parse(struct conn *c);
@@ -294,8 +294,7 @@ static void conn_send_response(struct conn *c, int status, size_t hlen, uint32_t
 }
 
 /* A response whose body (len bytes) is in c->wbuf, or none. */
-static void conn_reply(struct conn *c, int status, const char *ctype, const char *extra,
-		       size_t len)
+static void conn_reply(struct conn *c, int status, const char *ctype, const char *extra, size_t len)
 {
 	int hlen;
 
@@ -610,9 +609,9 @@ static void probe_inputs(const struct graph *g, int64_t batch, int64_t seq, stru
 		in[i].dtype = io->dtype;
 		in[i].ndim = io->ndim;
 		for (d = 0; d < io->ndim; d++)
-			in[i].dims[d] = io->dims[d] == DIM_BATCH ? batch
-					: io->dims[d] == DIM_SEQ ? seq
-								 : io->dims[d];
+			in[i].dims[d] = io->dims[d] == DIM_BATCH ? batch :
+					io->dims[d] == DIM_SEQ	 ? seq :
+								   io->dims[d];
 	}
 }
 
@@ -723,9 +722,12 @@ static void ep_model_meta(struct conn *c)
 	ret = meta_output_dims(g, outs);
 	if (ret)
 		log_warn("model '%s': cannot infer its output shapes: %s", g->name, err_msg(ret));
-	mc->m = (struct kserve_model_meta){.name = repo_entry_name(e), .versions = mc->vptr,
-		.n_inputs = g->n_inputs, .n_outputs = g->n_outputs, .inputs = g->inputs,
-		.outputs = outs};
+	mc->m = (struct kserve_model_meta){.name = repo_entry_name(e),
+					   .versions = mc->vptr,
+					   .n_inputs = g->n_inputs,
+					   .n_outputs = g->n_outputs,
+					   .inputs = g->inputs,
+					   .outputs = outs};
 	meta_versions(c->srv, repo_entry_name(e), mc);
 	ret = conn_body(c, enc_model_meta, mc);
 	if (ret < 0)
@@ -753,7 +755,7 @@ static void ep_repo_index(struct conn *c)
 {
 	struct server *srv = c->srv;
 	struct index_ctx ic = {0};
-	char (*vs)[12] = NULL;
+	char(*vs)[12] = NULL;
 	bool ready_only;
 	uint32_t n = 0, i;
 	int ret;
@@ -769,8 +771,9 @@ static void ep_repo_index(struct conn *c)
 		if (ready_only && ri->state != REPO_READY)
 			continue;
 		snprintf(vs[ic.n], sizeof(vs[0]), "%u", ri->version);
-		ic.rows[ic.n] = (struct kserve_repo_entry){ri->name, vs[ic.n],
-			repo_state_name((enum repo_state)ri->state), ri->reason};
+		ic.rows[ic.n] = (struct kserve_repo_entry){
+			ri->name, vs[ic.n], repo_state_name((enum repo_state)ri->state),
+			ri->reason};
 		ic.n++;
 	}
 	if (!ret)
@@ -797,8 +800,8 @@ static void ep_metrics(struct conn *c)
 		bool found = !repo_lookup(sched_repo(srv->s), ms->name, ms->version, &e);
 
 		for (w = 0; w < nw; w++)
-			srv->resident[m * nw + w] =
-				found && worker_has_model(sched_worker(srv->s, w), e);
+			srv->resident[m * nw + w] = found &&
+						    worker_has_model(sched_worker(srv->s, w), e);
 	}
 	if (metrics_render(&b, srv->stats, srv->resident, &srv->cnt)) {
 		sbuf_free(&b);
@@ -1002,8 +1005,8 @@ static int infer_check(struct conn *c, const struct graph **g, int *order)
 
 	ret = conn_arena(c, q->body.len);
 	if (!ret)
-		ret = kserve_decode_request(q->body.p, q->body.len, q->infer_header_len,
-					    &c->arena, &c->kr);
+		ret = kserve_decode_request(q->body.p, q->body.len, q->infer_header_len, &c->arena,
+					    &c->kr);
 	if (!ret)
 		ret = lookup(c, &c->e);
 	if (ret)
@@ -1014,8 +1017,8 @@ static int infer_check(struct conn *c, const struct graph **g, int *order)
 	if ((*g)->n_inputs > SCHED_MAX_IO || (*g)->n_outputs > SCHED_MAX_IO)
 		return err_set(DPRT_EUNSUP, "model '%s' has more than %u inputs or outputs",
 			       (*g)->name, SCHED_MAX_IO);
-	return kserve_bind(&c->kr, (*g)->inputs, (*g)->n_inputs, (*g)->outputs,
-			   (*g)->n_outputs, order);
+	return kserve_bind(&c->kr, (*g)->inputs, (*g)->n_inputs, (*g)->outputs, (*g)->n_outputs,
+			   order);
 }
 
 static void ep_infer(struct conn *c)
@@ -1073,8 +1076,12 @@ static void infer_reply(struct conn *c)
 		{.name = "device", .type = KP_STRING, .s = c->srv->dev[r->worker]},
 	};
 	struct kserve_response res = {.model_name = repo_entry_name(r->model),
-		.model_version = c->ver, .id = c->kr.id, .cold_start = r->flags & SCHED_F_COLD,
-		.n_params = 4, .params = par, .outputs = outs};
+				      .model_version = c->ver,
+				      .id = c->kr.id,
+				      .cold_start = r->flags & SCHED_F_COLD,
+				      .n_params = 4,
+				      .params = par,
+				      .outputs = outs};
 	uint32_t i, nb = 1;
 	uint64_t bin_len;
 	size_t jl;
@@ -1083,7 +1090,8 @@ static void infer_reply(struct conn *c)
 	for (i = 0; i < r->n_out; i++)
 		if (r->out_mask >> i & 1)
 			outs[res.n_outputs++] = (struct kserve_out){g->outputs[i].name,
-				r->out[i].shape, r->out[i].data, c->out_bin >> i & 1};
+								    r->out[i].shape, r->out[i].data,
+								    c->out_bin >> i & 1};
 	c->close_after = !keep_alive(c);
 	if (grow(&c->wbuf, &c->wcap, kserve_response_bound(&res)) ||
 	    kserve_encode_response(&res, c->wbuf, c->wcap, &jl, &bin_len) ||
@@ -1095,7 +1103,8 @@ static void infer_reply(struct conn *c)
 	for (i = 0; i < res.n_outputs; i++)
 		if (outs[i].binary)
 			c->iov[nb++] = (struct iovec){(void *)outs[i].data,
-				(size_t)shape_numel(&outs[i].shape) * dtype_size(outs[i].shape.dtype)};
+						      (size_t)shape_numel(&outs[i].shape) *
+							      dtype_size(outs[i].shape.dtype)};
 	conn_send_response(c, 200, (size_t)hl, nb - 1);
 }
 
@@ -1127,17 +1136,39 @@ static void conn_dispatch(struct conn *c)
 		return;
 	}
 	switch (c->tgt.route) {
-	case KR_SERVER_META: ep_server_meta(c); break;
-	case KR_LIVE: ep_health(c, false); break;
-	case KR_READY: ep_health(c, true); break;
-	case KR_MODEL_META: ep_model_meta(c); break;
-	case KR_MODEL_READY: ep_model_ready(c); break;
-	case KR_INFER: ep_infer(c); break;
-	case KR_REPO_INDEX: ep_repo_index(c); break;
-	case KR_REPO_LOAD: ep_repo_control(c, true); break;
-	case KR_REPO_UNLOAD: ep_repo_control(c, false); break;
-	case KR_METRICS: ep_metrics(c); break;
-	default: conn_error(c, 404, "no such endpoint", false); break;
+	case KR_SERVER_META:
+		ep_server_meta(c);
+		break;
+	case KR_LIVE:
+		ep_health(c, false);
+		break;
+	case KR_READY:
+		ep_health(c, true);
+		break;
+	case KR_MODEL_META:
+		ep_model_meta(c);
+		break;
+	case KR_MODEL_READY:
+		ep_model_ready(c);
+		break;
+	case KR_INFER:
+		ep_infer(c);
+		break;
+	case KR_REPO_INDEX:
+		ep_repo_index(c);
+		break;
+	case KR_REPO_LOAD:
+		ep_repo_control(c, true);
+		break;
+	case KR_REPO_UNLOAD:
+		ep_repo_control(c, false);
+		break;
+	case KR_METRICS:
+		ep_metrics(c);
+		break;
+	default:
+		conn_error(c, 404, "no such endpoint", false);
+		break;
 	}
 }
 
@@ -1148,7 +1179,8 @@ static int conn_room(struct conn *c)
 	uint64_t hdr_cap = (uint64_t)c->srv->lim.max_header + 1;
 
 	if (!need)
-		need = c->rlen < c->rcap ? c->rcap : MIN(2 * (uint64_t)c->rcap, MAX(hdr_cap, c->rcap));
+		need = c->rlen < c->rcap ? c->rcap :
+					   MIN(2 * (uint64_t)c->rcap, MAX(hdr_cap, c->rcap));
 	if (need <= c->rcap)
 		return 0;
 	return grow(&c->rbuf, &c->rcap, (size_t)need);
@@ -1398,8 +1430,8 @@ static void begin_stop(struct server *srv, bool force)
 	if (!srv->stopping) {
 		srv->stopping = true;
 		srv->stop_at = clock_ns();
-		log_info("shutting down: %u connections open, %u loads in progress",
-			 srv->n_active, srv->n_jobs);
+		log_info("shutting down: %u connections open, %u loads in progress", srv->n_active,
+			 srv->n_jobs);
 		if (srv->accept_armed) {
 			cancel_op(srv, ud(srv, UD_ACCEPT));
 		} else if (srv->lfd >= 0) {
@@ -1440,30 +1472,66 @@ static void dispatch_cqe(struct server *srv, uint64_t data, int res, uint32_t fl
 	void *p = (void *)(uintptr_t)(data & ~UD_TAG_MASK);
 
 	switch ((enum ud_tag)(data & UD_TAG_MASK)) {
-	case UD_IGNORE: break;
-	case UD_ACCEPT: on_accept(srv, res, flags); break;
-	case UD_RECV: on_recv(p, res); break;
-	case UD_SEND: on_send(p, res); break;
-	case UD_CHAN: on_chan(srv, res); break;
-	case UD_JOBS: on_jobs(srv, res); break;
-	case UD_SIGNAL: on_signal(srv, res); break;
-	case UD_TICK: on_tick(srv); break;
+	case UD_IGNORE:
+		break;
+	case UD_ACCEPT:
+		on_accept(srv, res, flags);
+		break;
+	case UD_RECV:
+		on_recv(p, res);
+		break;
+	case UD_SEND:
+		on_send(p, res);
+		break;
+	case UD_CHAN:
+		on_chan(srv, res);
+		break;
+	case UD_JOBS:
+		on_jobs(srv, res);
+		break;
+	case UD_SIGNAL:
+		on_signal(srv, res);
+		break;
+	case UD_TICK:
+		on_tick(srv);
+		break;
 	}
 }
 
 /* ------------------------------------------------------------ setup */
 
+static pthread_t signal_thread;
+
+/*
+ * Threads started before the signals were blocked (OpenBLAS makes its pool
+ * when the library loads) still take SIGINT/SIGTERM: pass the signal on
+ * to the thread that blocked it, where the signalfd sees it.
+ */
+static void forward_signal(int sig)
+{
+	int saved = errno;
+
+	pthread_kill(signal_thread, sig);
+	errno = saved;
+}
+
 int server_signals_block(void)
 {
+	struct sigaction sa = {.sa_handler = forward_signal, .sa_flags = SA_RESTART};
 	sigset_t set;
 	int ret;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	/* Block first: the handler must never run on this thread. */
 	ret = pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (ret)
 		return err_set(-ret, "cannot block SIGINT/SIGTERM: %s", strerror(ret));
+	signal_thread = pthread_self();
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL))
+		return err_set(-errno, "sigaction: %s", strerror(errno));
 	signal(SIGPIPE, SIG_IGN);
 	return 0;
 }
@@ -1538,8 +1606,8 @@ static void describe_bound(struct server *srv)
  * the descriptor, or -errno with *why set. */
 static int listen_first(const char *host, const char *port, int family, const char **why)
 {
-	struct addrinfo hints = {.ai_family = family, .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE};
+	struct addrinfo hints = {
+		.ai_family = family, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
 	struct addrinfo *res, *ai;
 	int ret, fd = -EADDRNOTAVAIL;
 
@@ -1562,8 +1630,10 @@ static int bind_listen(struct server *srv, const char *spec)
 	int fd;
 
 	if (split_listen(spec, host, sizeof(host), port, sizeof(port)))
-		return err_set(DPRT_EUSAGE, "--listen '%s': expected :PORT, HOST:PORT or "
-			       "[IPV6]:PORT", spec);
+		return err_set(DPRT_EUSAGE,
+			       "--listen '%s': expected :PORT, HOST:PORT or "
+			       "[IPV6]:PORT",
+			       spec);
 	/* No host: every address, IPv6 dual-stack where the kernel has IPv6. */
 	fd = listen_first(host, port, host[0] ? AF_UNSPEC : AF_INET6, &why);
 	if (fd < 0 && fd != -EADDRINUSE && !host[0])
@@ -1578,8 +1648,8 @@ static int bind_listen(struct server *srv, const char *spec)
 static int ring_init(struct server *srv)
 {
 	struct io_uring_params p = {
-		.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
-			 IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER,
+		.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
+			 IORING_SETUP_SINGLE_ISSUER,
 		.cq_entries = CQ_ENTRIES,
 	};
 	int ret = io_uring_queue_init_params(RING_ENTRIES, &srv->ring, &p);
@@ -1592,9 +1662,11 @@ static int ring_init(struct server *srv)
 		ret = io_uring_queue_init_params(RING_ENTRIES, &srv->ring, &p);
 	}
 	if (ret)
-		return err_set(ret, "io_uring_queue_init: %s (io_uring needs Linux 5.19 or "
+		return err_set(ret,
+			       "io_uring_queue_init: %s (io_uring needs Linux 5.19 or "
 			       "later, and may be disabled by the kernel.io_uring_disabled "
-			       "sysctl or a seccomp filter)", strerror(-ret));
+			       "sysctl or a seccomp filter)",
+			       strerror(-ret));
 	srv->ring_ok = true;
 	return 0;
 }
@@ -1836,8 +1908,8 @@ static void log_models(struct sched *s, const char *dir)
 	for (i = 0; i < st->n_workers && l < sizeof(devs); i++)
 		l += (size_t)snprintf(devs + l, sizeof(devs) - l, "%s%s", i ? ", " : "",
 				      st->workers[i].name);
-	log_info("repository %s: %u models, %u ready; devices: %s", dir, st->n_models_total,
-		 ready, devs);
+	log_info("repository %s: %u models, %u ready; devices: %s", dir, st->n_models_total, ready,
+		 devs);
 	free(st);
 }
 

@@ -75,8 +75,10 @@ struct server;
 /*
  * Block SIGINT and SIGTERM in the calling thread, so that every thread it
  * starts afterwards inherits the mask and the signals reach the server's
- * signalfd only, and ignore SIGPIPE. Call it before any thread exists
- * (before sched_create). 0 or -errno with err_set.
+ * signalfd (read on this thread) only; threads that existed before (a BLAS
+ * pool) forward them here from a handler. Ignore SIGPIPE. Call it before
+ * sched_create, on the thread that will call server_run. 0 or -errno with
+ * err_set.
  */
 int server_signals_block(void);
 
@@ -96,16 +98,18 @@ int server_port(const struct server *srv);
  * itself failed (io_uring). The thread that made the server.
  */
 int server_run(struct server *srv, struct sched *s);
-/* Close everything the server holds. After server_run returned. */
+/* Close everything the server holds. After server_run returned and
+ * sched_stop (so that every record the server submitted is back in its
+ * channel, to be put back here); before sched_destroy. */
 void server_destroy(struct server *srv);
 
 /* ---- metrics (metrics.c) ---- */
 
 /* The server's own counters that /metrics shows next to sched_stats. */
 struct server_counters {
-	uint64_t http[600];	/* responses by status code */
-	uint64_t conns_open;	/* connections now open */
-	uint64_t conns_total;	/* connections accepted */
+	uint64_t http[600];	 /* responses by status code */
+	uint64_t conns_open;	 /* connections now open */
+	uint64_t conns_total;	 /* connections accepted */
 	uint64_t conns_rejected; /* answered 503 for --max-conns */
 	uint64_t infer_rejected; /* infer requests refused before a worker */
 };

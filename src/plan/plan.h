@@ -35,9 +35,10 @@
  *    first reads host memory for max(dha_ns - exec_ns, 0) (its DHA penalty,
  *    at alone speed), then computes for min(exec_ns, dha_ns). Its reads
  *    cross the target's PCIe link, which the target's own copies use too:
- *    while both are on the wire the copy's bandwidth part runs at
- *    dha_copy_share and the reads at dha_read_share of their speed
- *    (1 and 1: no interference; then a DHA layer simply takes dha_ns);
+ *    while the target's link still has layers to copy, the reads run at
+ *    dha_read_share of their speed and the copy's bandwidth part at
+ *    dha_copy_share (1 and 1: no interference; a DHA layer then simply
+ *    takes dha_ns, as in DeepPlan's model, which ignores it);
  *  - in demand mode the first layer waits for every LOAD layer to arrive.
  * Stall = time the exec stream waits for bytes. Total = end of the last
  * layer.
@@ -56,7 +57,7 @@
 #include "model/model.h"
 
 #define PLAN_MAX_GPUS 16
-#define PLAN_GPU_LEN 64		/* GPU model name, NUL included */
+#define PLAN_GPU_LEN 64 /* GPU model name, NUL included */
 #define PLAN_MAX_LAYERS (1u << 20)
 #define PLAN_NO_ORDER UINT32_MAX /* order of a DHA row */
 #define PLAN_ASG_DHA 0xffu	 /* plan_sim_run: layer runs by DHA */
@@ -71,14 +72,20 @@ enum plan_place {
 	PLAN_DHA = 1,
 };
 
+/*
+ * What a plan may use. dprt searches DHA and PT together over widths 1..n
+ * and records the width that predicts fastest (helpers are lent only where
+ * they shorten the cold start); pt+dha is the same search under the paper's
+ * name for the mode, so benchmarks can name it.
+ */
 enum plan_mode {
-	PLAN_DPRT = 0,	      /* dprt's planner, best PT width 1..n */
+	PLAN_DPRT = 0,	      /* dprt's planner: DHA and PT, best width 1..n */
 	PLAN_DEEPPLAN_V1 = 1, /* DeepPlan's own DHA greedy and equal-size PT split */
 	PLAN_PIPELINE = 2,    /* all LOAD on the target's link (PipeSwitch) */
 	PLAN_PT = 3,	      /* all LOAD over up to n links, dprt's split */
-	PLAN_PT_DHA = 4,      /* dprt's planner over up to n links */
+	PLAN_PT_DHA = 4,      /* = dprt */
 	PLAN_DEMAND = 5,      /* all LOAD on the target's link, run after all arrive */
-	PLAN_DEEPPLAN = 6,    /* dprt's planner on the target's link only */
+	PLAN_DEEPPLAN = 6,    /* dprt's planner on the target's link only (DHA) */
 	PLAN_MODE_COUNT
 };
 /* "dprt", "deepplan-v1", "pipeline", "pt", "pt+dha", "demand", "deepplan". */
@@ -88,21 +95,27 @@ int plan_mode_parse(const char *s);
 
 /*
  * Facts of the transfer links, measured on the machine (bandwidths in
- * bytes per second, times in nanoseconds). Invariants (checked by the
- * readers and plan_profile_validate): 1 <= n_gpus <= PLAN_MAX_GPUS;
- * h2d_bw, peer_bw and agg_bw[0..n_gpus-1] finite and > 0;
- * agg_bw[n_gpus..] == 0; the DHA shares in (0, 1].
+ * bytes per second, times in nanoseconds). What the GPU profiler measures:
+ *  h2d_bw       a large (1 GiB) H2D copy from pinned memory, one GPU;
+ *  agg_bw[k-1]  the sum of k GPUs' H2D bandwidth, all copying at once;
+ *  peer_bw      a large peer copy from a helper into the target;
+ *  peer_lat_ns, xfer_ovh_ns  the time of a small (4 KiB) peer / H2D copy;
+ *  dha_*_share  a kernel streaming pinned host memory (DHA) and an H2D copy
+ *               on the target at once: the throughput of each relative to
+ *               the same work alone.
+ * Invariants (checked by the readers and plan_profile_validate):
+ * 1 <= n_gpus <= PLAN_MAX_GPUS; h2d_bw, peer_bw and agg_bw[0..n_gpus-1]
+ * finite and > 0; agg_bw[n_gpus..] == 0; the DHA shares in (0, 1].
  */
 struct plan_links {
-	uint32_t n_gpus;		   /* GPUs whose links were measured */
-	double h2d_bw;			   /* one link's H2D from pinned memory, alone */
-	double agg_bw[PLAN_MAX_GPUS];	   /* [k-1]: aggregate H2D with k links busy */
-	double peer_bw;			   /* peer copy (NVLink) into the target */
-	uint64_t peer_lat_ns;		   /* fixed cost of one peer copy */
-	uint64_t xfer_ovh_ns;		   /* fixed cost of one H2D (a small copy) */
-	/* A DHA kernel and an H2D copy on the target's link at once: each
-	 * one's speed relative to alone, in (0, 1]. */
-	double dha_copy_share, dha_read_share;
+	uint32_t n_gpus;	      /* GPUs whose links were measured */
+	double h2d_bw;		      /* one link's H2D from pinned memory, alone */
+	double agg_bw[PLAN_MAX_GPUS]; /* [k-1]: aggregate H2D with k links busy */
+	double peer_bw;		      /* peer copy (NVLink) into the target */
+	uint64_t peer_lat_ns;	      /* fixed cost of one peer copy */
+	uint64_t xfer_ovh_ns;	      /* fixed cost of one H2D */
+	double dha_copy_share;	      /* an H2D copy's speed beside DHA reads */
+	double dha_read_share;	      /* DHA reads' speed beside an H2D copy */
 };
 
 /*
@@ -188,13 +201,18 @@ int plan_profile_read(const char *path, struct plan_profile **out);
  * of the cold start.
  */
 struct plan_sim {
-	uint32_t cap;		    /* layers the workspace holds */
+	uint32_t cap; /* layers the workspace holds */
+	/* Input, INFINITY after plan_sim_init: a run stops as soon as its
+	 * total must exceed cutoff and then reports total_ns = INFINITY
+	 * (the other results are partial). For searches. */
+	double cutoff;
 	double *arrival, *start, *end; /* [cap] */
-	double total_ns;	    /* end of the last layer */
-	double stall_ns;	    /* exec stream waiting for bytes, summed */
-	double links_done_ns;	    /* when the last transfer finished */
+	double total_ns;	       /* end of the last layer */
+	double stall_ns;	       /* exec stream waiting for bytes, summed */
+	double links_done_ns;	       /* when the last transfer finished */
 	/* scratch */
-	uint32_t *queue;	    /* [cap] layers grouped by link, in order */
+	double *rest;	 /* [cap + 1] least time of layers i.. */
+	uint32_t *queue; /* [cap] layers grouped by link, in order */
 	uint32_t first[PLAN_MAX_GPUS + 1];
 };
 /* share(k) of the model above: the speed of each of k busy links relative
@@ -248,7 +266,7 @@ struct plan {
  * the given mode. dprt, pt and pt+dha use up to n_gpus links, deepplan-v1
  * exactly n_gpus (the original's split), the other modes one. The plan's
  * predicted times come from plan_sim_run. 0 or an error with err_set.
- * Any thread; dprt on 209 layers and 4 links takes well under 100 ms.
+ * Any thread; dprt on 209 layers and 4 links takes some 30-90 ms.
  */
 int plan_build(const struct plan_profile *pf, enum plan_mode mode, uint32_t n_gpus,
 	       struct plan **out);
@@ -283,8 +301,8 @@ int plan_validate(const struct plan *p, const char *what);
  * GPU count. what names the plan file. 0 or DPRT_EBADPLAN with a message
  * such as "plan x.dpp was made for package 1234..., this is 5678...".
  */
-int plan_check_key(const struct plan *p, const char *what, uint64_t pkg_checksum,
-		   const char *gpu, uint32_t n_gpus);
+int plan_check_key(const struct plan *p, const char *what, uint64_t pkg_checksum, const char *gpu,
+		   uint32_t n_gpus);
 
 /* Write p to path atomically (temp file + rename), after plan_validate.
  * 0 or error with err_set. */
@@ -310,14 +328,13 @@ void plan_get_stats(const struct plan *p, struct plan_stats *st);
  * set and not empty; else <directory of pkg_path>/plans. 0 or
  * -ENAMETOOLONG with err_set.
  */
-int plan_repo_dir(const char *dir, const char *pkg_path, const char *model,
-		  uint64_t pkg_checksum, char *out, size_t len);
+int plan_repo_dir(const char *dir, const char *pkg_path, const char *model, uint64_t pkg_checksum,
+		  char *out, size_t len);
 /* File name of a plan: "<gpu slug>-<n>gpu-<mode slug>.dpp", the slug being
  * the name in lower case with runs of other characters than [a-z0-9] as
  * one '-' (e.g. "nvidia-h100-80gb-hbm3-4gpu-pt-dha.dpp"). 0 or
  * -ENAMETOOLONG. */
-int plan_file_name(const char *gpu, uint32_t n_gpus, enum plan_mode mode, char *out,
-		   size_t len);
+int plan_file_name(const char *gpu, uint32_t n_gpus, enum plan_mode mode, char *out, size_t len);
 /*
  * Find and read the plan for (package, GPU model, GPU count, mode) in
  * directory dir, refusing one made for something else. 0; -ENOENT with

@@ -18,12 +18,20 @@
  * schedules (each LOAD layer, in order, to the link where it would arrive
  * first, or start first) over the DHA choices of the start, of DeepPlan and
  * of none. Local search moves one layer at a time to DHA, to LOAD or to
- * another link and keeps a move when it strictly improves (predicted total,
- * then a tie-break cost that prefers the target's own link, then LOAD over
- * DHA), in passes over the layers, bounded. The result is never worse than
- * any candidate, so never worse than DeepPlan's plan. Widths are tried
- * 1..n, each width starting from the best of the one before, so more links
- * never predict a slower plan.
+ * another link and keeps a move when it strictly improves the predicted
+ * total, or keeps the total and lowers a tie-break cost (the helpers'
+ * transfer time plus the DHA penalties: equal totals prefer the target's
+ * link, then LOAD). It passes over the layers while a pass shortens the
+ * total by more than MIN_GAIN, at most MAX_PASSES times. The result is
+ * never worse than any candidate, so never worse than DeepPlan's plan.
+ * Widths are tried 1..n, each width starting from the best of the one
+ * before, so more links never predict a slower plan (the search for n
+ * links repeats the one for n - 1 first).
+ *
+ * Cost: a simulation is O(layers x links); most of the time goes to the
+ * local search, whose simulations stop once they cannot win (cutoff).
+ * Measured 2026-11-26 on an idle H200 host's CPU: resnet101 (209 layers)
+ * on 4 GPUs in 28 ms; random 209-layer profiles 40-45 ms, 89 ms at worst.
  */
 #include "plan.h"
 
@@ -33,13 +41,14 @@
 #include <string.h>
 
 #define V1_LOAD_FACTOR 1.5 /* dha_exec <= exec + 1.5 * load */
-#define MAX_PASSES 8	   /* local search passes over the layers */
-#define EVAL_BUDGET 60000  /* simulations per width */
+#define MAX_PASSES 4	   /* local search passes over the layers, at most */
+#define MIN_GAIN 1e-4	   /* a pass must gain this fraction to go on */
+#define STEP_BUDGET 5e7	   /* simulated layers per width, for huge models */
 
 static const char *const mode_names[PLAN_MODE_COUNT] = {
-	[PLAN_DPRT] = "dprt",	     [PLAN_DEEPPLAN_V1] = "deepplan-v1",
+	[PLAN_DPRT] = "dprt",	      [PLAN_DEEPPLAN_V1] = "deepplan-v1",
 	[PLAN_PIPELINE] = "pipeline", [PLAN_PT] = "pt",
-	[PLAN_PT_DHA] = "pt+dha",    [PLAN_DEMAND] = "demand",
+	[PLAN_PT_DHA] = "pt+dha",     [PLAN_DEMAND] = "demand",
 	[PLAN_DEEPPLAN] = "deepplan",
 };
 
@@ -112,8 +121,8 @@ static int v1_cmp(const void *a, const void *b)
 }
 
 /* Take candidates for the stall of layer t; asg and stall are updated. */
-static void v1_fix_stall(const struct plan_profile *pf, const struct v1_key *by_gap,
-			 uint32_t t, uint8_t *asg, double *stall)
+static void v1_fix_stall(const struct plan_profile *pf, const struct v1_key *by_gap, uint32_t t,
+			 uint8_t *asg, double *stall)
 {
 	double st = stall[t];
 	uint32_t k;
@@ -233,6 +242,7 @@ static bool better(double total, double tie, double b_total, double b_tie)
 static bool eval(struct search *s, const uint8_t *asg, double *total, double *tie)
 {
 	s->evals++;
+	s->sim.cutoff = s->total + 1e-3;
 	if (plan_sim_run(&s->sim, s->pf, s->w, asg, NULL, false))
 		return false;
 	*total = s->sim.total_ns;
@@ -252,8 +262,7 @@ static void consider(struct search *s)
 	}
 }
 
-static double xfer_ns(const struct plan_profile *pf, const struct plan_layer_prof *lp,
-		      double sh)
+static double xfer_ns(const struct plan_profile *pf, const struct plan_layer_prof *lp, double sh)
 {
 	double load = (double)lp->load_ns, ovh = fmin((double)pf->link.xfer_ovh_ns, load);
 
@@ -353,15 +362,19 @@ static bool improve_layer(struct search *s, uint32_t i)
 	return false;
 }
 
+/* Passes over the layers while a pass still shortens the total by more
+ * than MIN_GAIN (a pass that only improves the tie-break ends the search). */
 static void local_search(struct search *s)
 {
-	uint32_t pass, i;
-	bool improved = true;
+	uint32_t pass, i, n = s->pf->n_layers;
+	double before, max_evals = STEP_BUDGET / n;
 
-	for (pass = 0; pass < MAX_PASSES && improved; pass++) {
-		improved = false;
-		for (i = 0; i < s->pf->n_layers && s->evals < EVAL_BUDGET; i++)
-			improved |= improve_layer(s, i);
+	for (pass = 0; pass < MAX_PASSES; pass++) {
+		before = s->total;
+		for (i = 0; i < n && s->evals < max_evals; i++)
+			improve_layer(s, i);
+		if (!(s->total < before * (1 - MIN_GAIN)))
+			break;
 	}
 }
 
@@ -396,6 +409,7 @@ int plan_optimize(const struct plan_profile *pf, uint32_t n_links, bool dha, uin
 	s.cand = buf + n;
 	memcpy(s.cur, asg, n);
 	memcpy(buf + 2 * n, asg, n);
+	s.total = INFINITY;
 	eval(&s, s.cur, &s.total, &s.tie);
 	ret = dha ? plan_v1_dha(pf, buf + 3 * n) : 0;
 	if (!ret) {
@@ -502,7 +516,8 @@ static int fill_rows(struct plan *p, const uint8_t *asg, bool demand)
 	return 0;
 }
 
-/* Best plan over widths 1..n, each width starting from the one before. */
+/* Best plan over widths 1..n, each width starting from the one before.
+ * The search for n links thus begins with the search for n - 1. */
 static int cascade(const struct plan_profile *pf, uint32_t n, bool dha, uint8_t *asg)
 {
 	double t;
@@ -523,17 +538,24 @@ static int assign(const struct plan_profile *pf, enum plan_mode mode, uint8_t *a
 	memset(asg, 0, pf->n_layers);
 	switch (mode) {
 	case PLAN_PIPELINE:
-	case PLAN_DEMAND: return 0;
-	case PLAN_PT: return cascade(pf, n, false, asg);
-	default: break;
+	case PLAN_DEMAND:
+		return 0;
+	case PLAN_PT:
+		return cascade(pf, n, false, asg);
+	default:
+		break;
 	}
 	ret = plan_v1_dha(pf, asg);
 	if (ret)
 		return ret;
 	switch (mode) {
-	case PLAN_DEEPPLAN_V1: plan_v1_split(pf, n, asg); return 0;
-	case PLAN_DEEPPLAN: return plan_optimize(pf, 1, true, asg, &t);
-	default: return cascade(pf, n, true, asg);
+	case PLAN_DEEPPLAN_V1:
+		plan_v1_split(pf, n, asg);
+		return 0;
+	case PLAN_DEEPPLAN:
+		return plan_optimize(pf, 1, true, asg, &t);
+	default:
+		return cascade(pf, n, true, asg);
 	}
 }
 

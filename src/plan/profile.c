@@ -22,19 +22,18 @@
 
 #define SYN_GPU "synthetic H100 (PAPER.md figures)"
 #define SYN_MAX_GPUS 8
-#define H2D_BW 54.7e9	      /* H100 x1, pinned, 1 GiB */
-#define XFER_OVH_NS 5000u     /* fit of 64 KiB / 1 MiB / 4 MiB copies: 6, 24, 81 us */
-#define PEER_BW 396e9	      /* NVLink peer copy, H200 x4 */
-#define PEER_LAT_NS 5000u     /* not measured: taken equal to an H2D's */
-#define DHA_BW 51.0e9	      /* kernel reading pinned host memory */
-#define DHA_SHARE 0.5	      /* DHA reads and a copy split the target's link */
-#define GEMM_TILE 128	      /* rows of a GEMM tile: a DHA GEMM reads its
-			       * weights once per tile of rows */
-#define HBM_BW 2.0e12	      /* effective device memory bandwidth */
-#define GEMM_FP32 19e12	      /* PyTorch fp32 GEMMs on the H100 (no TF32) */
-#define GEMM_HALF 60e12	      /* fp16/bf16: bert-large 232 GFLOP in 3.70 ms */
-#define LAUNCH_NS 2000.0      /* each kernel costs at least this */
-#define MAX_TIME_NS 1e15      /* larger times are garbage (11 days) */
+#define H2D_BW 54.7e9	  /* H100 x1, pinned, 1 GiB */
+#define XFER_OVH_NS 5000u /* fit of 64 KiB / 1 MiB / 4 MiB copies: 6, 24, 81 us */
+#define PEER_BW 396e9	  /* NVLink peer copy, H200 x4 */
+#define PEER_LAT_NS 5000u /* not measured: taken equal to an H2D's */
+#define DHA_BW 51.0e9	  /* kernel reading pinned host memory */
+#define DHA_SHARE 0.5	  /* DHA reads and a copy split the target's link */
+#define GEMM_TILE 128	  /* a DHA GEMM reads its weights once per 128 rows */
+#define HBM_BW 2.0e12	  /* effective device memory bandwidth */
+#define GEMM_FP32 19e12	  /* PyTorch fp32 GEMMs on the H100 (no TF32) */
+#define GEMM_HALF 60e12	  /* fp16/bf16: bert-large 232 GFLOP in 3.70 ms */
+#define LAUNCH_NS 2000.0  /* each kernel costs at least this */
+#define MAX_TIME_NS 1e15  /* larger times are garbage (11 days) */
 
 /* Aggregate H2D with k = 1..4 links busy (H200 x4 host); more links add
  * nothing (the host is the limit). */
@@ -72,8 +71,7 @@ void plan_profile_destroy(struct plan_profile *pf)
 }
 
 /* Names, ops and bytes of g's layers; times and links zero. Any thread. */
-int plan_profile_from_graph(const struct graph *g, uint64_t pkg_checksum,
-			    struct plan_profile **out)
+int plan_profile_from_graph(const struct graph *g, uint64_t pkg_checksum, struct plan_profile **out)
 {
 	struct plan_profile *pf;
 	uint32_t l;
@@ -112,8 +110,8 @@ static struct node_cost cost_of(const struct graph *g, const struct node *nd,
 {
 	const struct shape *out = &sh[nd->out], *x = &sh[nd->in[0]];
 	struct node_cost c = {0, numel_bytes(out)};
-	const struct tensor *w = nd->n_in > 1 && nd->in[1] != NO_TENSOR ? &g->tensors[nd->in[1]]
-									 : NULL;
+	const struct tensor *w = nd->n_in > 1 && nd->in[1] != NO_TENSOR ? &g->tensors[nd->in[1]] :
+									  NULL;
 	int k;
 
 	for (k = 0; k < nd->n_in; k++)
@@ -124,13 +122,18 @@ static struct node_cost cost_of(const struct graph *g, const struct node *nd,
 		c.flops = 2.0 * (double)shape_numel(out) *
 			  (double)(w->dims[1] * w->dims[2] * w->dims[3]);
 		break;
-	case OP_LINEAR: c.flops = 2.0 * (double)shape_numel(out) * (double)w->dims[1]; break;
+	case OP_LINEAR:
+		c.flops = 2.0 * (double)shape_numel(out) * (double)w->dims[1];
+		break;
 	case OP_ATTENTION: /* q.k and p.v: 2 * 2 * N * S * S * H */
 		c.flops = 4.0 * (double)x->dims[0] * (double)x->dims[1] * (double)x->dims[1] *
 			  (double)(x->dims[2] / 3);
 		break;
-	case OP_EMBEDDING: c.bytes += numel_bytes(out); break; /* the rows read */
-	default: break;
+	case OP_EMBEDDING:
+		c.bytes += numel_bytes(out);
+		break; /* the rows read */
+	default:
+		break;
 	}
 	return c;
 }
@@ -139,7 +142,7 @@ static double exec_of(struct node_cost c, enum dtype wdt)
 {
 	double rate = wdt == DT_F32 ? GEMM_FP32 : GEMM_HALF;
 
-	return LAUNCH_NS + fmax(c.flops / rate, c.bytes / HBM_BW);
+	return LAUNCH_NS + fmax(c.flops / rate, c.bytes / HBM_BW) * 1e9;
 }
 
 /* Bytes a layer's node reads from host memory when it runs by DHA: an
@@ -151,10 +154,16 @@ static double dha_bytes(const struct node *nd, const struct shape *sh, uint64_t 
 	double rows = 1;
 
 	switch (nd->op) {
-	case OP_EMBEDDING: return fmin((double)layer_bytes, numel_bytes(out));
-	case OP_LINEAR: rows = (double)(shape_numel(out) / out->dims[out->ndim - 1]); break;
-	case OP_CONV2D: rows = (double)(out->dims[0] * out->dims[2] * out->dims[3]); break;
-	default: break;
+	case OP_EMBEDDING:
+		return fmin((double)layer_bytes, numel_bytes(out));
+	case OP_LINEAR:
+		rows = (double)(shape_numel(out) / out->dims[out->ndim - 1]);
+		break;
+	case OP_CONV2D:
+		rows = (double)(out->dims[0] * out->dims[2] * out->dims[3]);
+		break;
+	default:
+		break;
 	}
 	return (double)layer_bytes * ceil(rows / GEMM_TILE);
 }
@@ -177,9 +186,9 @@ static int paper_shapes(const struct graph *g, struct shape *shapes)
 		in[i].dtype = io->dtype;
 		in[i].ndim = io->ndim;
 		for (d = 0; d < io->ndim; d++)
-			in[i].dims[d] = io->dims[d] == DIM_BATCH ? 1
-					: io->dims[d] == DIM_SEQ ? seq
-								 : io->dims[d];
+			in[i].dims[d] = io->dims[d] == DIM_BATCH ? 1 :
+					io->dims[d] == DIM_SEQ	 ? seq :
+								   io->dims[d];
 	}
 	ret = graph_infer_shapes(g, in, shapes);
 	free(in);
@@ -202,8 +211,7 @@ static void synthetic_links(struct plan_links *lk, uint32_t n_gpus)
 }
 
 /* Fill the times of pf's layers from the node costs at shapes sh. */
-static int synthetic_times(struct plan_profile *pf, const struct graph *g,
-			   const struct shape *sh)
+static int synthetic_times(struct plan_profile *pf, const struct graph *g, const struct shape *sh)
 {
 	enum dtype wdt = (enum dtype)g->wdtype;
 	uint32_t i, cur = 0;
@@ -340,8 +348,7 @@ int plan_profile_validate(const struct plan_profile *pf, const char *what)
 		return bad(what, "%u layers (1..%u allowed)", pf->n_layers, PLAN_MAX_LAYERS);
 	if (!has_nul(pf->gpu, sizeof(pf->gpu)) || !pf->gpu[0] ||
 	    !has_nul(pf->model, sizeof(pf->model)))
-		return err_set(DPRT_EBADPLAN, "%s: GPU or model name is not a valid string",
-			       what);
+		return err_set(DPRT_EBADPLAN, "%s: GPU or model name is not a valid string", what);
 	if (pf->flags & ~PLAN_F_ALL)
 		return bad(what, "unknown flags %#x", pf->flags);
 	ret = check_links(&pf->link, what);

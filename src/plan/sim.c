@@ -18,6 +18,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* fmin/fmax without their NaN rules (no NaN arises here): inlined. */
+static inline double dmin(double a, double b)
+{
+	return a < b ? a : b;
+}
+
+static inline double dmax(double a, double b)
+{
+	return a > b ? a : b;
+}
+
 /* Make a workspace for up to n layers. Any thread. */
 int plan_sim_init(struct plan_sim *s, uint32_t n)
 {
@@ -27,12 +38,14 @@ int plan_sim_init(struct plan_sim *s, uint32_t n)
 	s->arrival = calloc(m, sizeof(double));
 	s->start = calloc(m, sizeof(double));
 	s->end = calloc(m, sizeof(double));
+	s->rest = calloc(m + 1, sizeof(double));
 	s->queue = calloc(m, sizeof(uint32_t));
-	if (!s->arrival || !s->start || !s->end || !s->queue) {
+	if (!s->arrival || !s->start || !s->end || !s->rest || !s->queue) {
 		plan_sim_fini(s);
 		return -ENOMEM;
 	}
 	s->cap = n;
+	s->cutoff = INFINITY;
 	return 0;
 }
 
@@ -42,6 +55,7 @@ void plan_sim_fini(struct plan_sim *s)
 	free(s->arrival);
 	free(s->start);
 	free(s->end);
+	free(s->rest);
 	free(s->queue);
 	memset(s, 0, sizeof(*s));
 }
@@ -57,18 +71,26 @@ double plan_link_share(const struct plan_links *lk, uint32_t k)
 	return r < 1.0 ? r : 1.0;
 }
 
-/* Group LOAD layers by link into s->queue; s->first[l] .. first[l + 1]. */
-static int group(struct plan_sim *s, uint32_t n, uint32_t n_links, const uint8_t *asg,
-		 const uint32_t *order)
+/* Group LOAD layers by link into s->queue (s->first[l] .. first[l + 1])
+ * and sum the least time the layers from i on take into s->rest[i]. */
+static int group(struct plan_sim *s, const struct plan_profile *pf, uint32_t n_links,
+		 const uint8_t *asg, const uint32_t *order)
 {
+	uint32_t n = pf->n_layers;
 	uint32_t cnt[PLAN_MAX_GPUS] = {0}, pos[PLAN_MAX_GPUS], i, l, slot;
 
-	for (i = 0; i < n; i++) {
-		if (asg[i] == PLAN_ASG_DHA)
+	s->rest[n] = 0;
+	for (i = n; i-- > 0;) {
+		const struct plan_layer_prof *lp = &pf->layers[i];
+
+		if (asg[i] == PLAN_ASG_DHA) {
+			s->rest[i] = s->rest[i + 1] + (double)lp->dha_ns;
 			continue;
+		}
 		if (asg[i] >= n_links)
 			return -EINVAL;
 		cnt[asg[i]]++;
+		s->rest[i] = s->rest[i + 1] + (double)lp->exec_ns;
 	}
 	s->first[0] = 0;
 	for (l = 0; l < n_links; l++) {
@@ -136,7 +158,7 @@ static void xfer_retime(struct xfer *x, double t, double rate)
 	if (dt <= x->ovh) {
 		x->ovh -= dt;
 	} else {
-		x->work = fmax(x->work - (dt - x->ovh) * x->rate, 0);
+		x->work = dmax(x->work - (dt - x->ovh) * x->rate, 0);
 		x->ovh = 0;
 	}
 	x->t0 = t;
@@ -158,7 +180,7 @@ static void read_retime(struct run *r, double t)
 
 	if (r->st != EX_READ)
 		return;
-	r->read_left = fmax(r->read_left - (t - r->t0) * r->read_rate, 0);
+	r->read_left = dmax(r->read_left - (t - r->t0) * r->read_rate, 0);
 	r->t0 = t;
 	r->read_rate = rate;
 	r->read_end = t + r->read_left / rate;
@@ -175,7 +197,7 @@ static void xfer_begin(struct run *r, uint32_t l, double t)
 		return;
 	}
 	load = (double)r->pf->layers[r->s->queue[x->pos]].load_ns;
-	x->ovh = fmin((double)r->pf->link.xfer_ovh_ns, load);
+	x->ovh = dmin((double)r->pf->link.xfer_ovh_ns, load);
 	x->work = load - x->ovh;
 	x->t0 = t;
 	x->rate = link_rate(r, l);
@@ -201,9 +223,12 @@ static double exec_next(const struct run *r)
 		if (r->demand && r->i == 0)
 			return r->unknown ? INFINITY : r->last_arrival;
 		return r->s->arrival[r->i];
-	case EX_READ: return r->read_end;
-	case EX_RUN: return r->run_end;
-	default: return INFINITY;
+	case EX_READ:
+		return r->read_end;
+	case EX_RUN:
+		return r->run_end;
+	default:
+		return INFINITY;
 	}
 }
 
@@ -211,7 +236,7 @@ static double exec_next(const struct run *r)
 static void arrive(struct run *r, uint32_t layer, double at)
 {
 	r->s->arrival[layer] = at;
-	r->last_arrival = fmax(r->last_arrival, at);
+	r->last_arrival = dmax(r->last_arrival, at);
 	r->unknown--;
 }
 
@@ -219,7 +244,7 @@ static void arrive(struct run *r, uint32_t layer, double at)
 static void peer_copy(struct run *r, uint32_t layer, double t)
 {
 	const struct plan_links *lk = &r->pf->link;
-	double st = fmax(t, r->ingress);
+	double st = dmax(t, r->ingress);
 
 	r->ingress = st + (double)r->pf->layers[layer].bytes / lk->peer_bw * 1e9 +
 		     (double)lk->peer_lat_ns;
@@ -236,8 +261,9 @@ static uint32_t links_due(const struct run *r, double t, uint32_t *due)
 		if (r->x[l].next > t)
 			continue;
 		due[n] = l;
-		for (j = n++; j > 0 && r->s->queue[r->x[due[j]].pos] <
-					       r->s->queue[r->x[due[j - 1]].pos]; j--) {
+		for (j = n++;
+		     j > 0 && r->s->queue[r->x[due[j]].pos] < r->s->queue[r->x[due[j - 1]].pos];
+		     j--) {
 			tmp = due[j];
 			due[j] = due[j - 1];
 			due[j - 1] = tmp;
@@ -287,10 +313,10 @@ static void exec_body(struct run *r, double t)
 	}
 	r->st = EX_READ;
 	r->t0 = t;
-	r->read_left = fmax(dha - exec, 0);
+	r->read_left = dmax(dha - exec, 0);
 	r->read_rate = 1.0;
 	r->read_end = t;
-	r->run_end = fmin(exec, dha); /* relative until the reads end */
+	r->run_end = dmin(exec, dha); /* relative until the reads end */
 	read_retime(r, t);
 	links_retime(r, t);
 }
@@ -317,7 +343,8 @@ static void exec_advance(struct run *r, double t)
 			if (r->run_end > t)
 				return;
 			r->s->end[r->i] = r->prev_end = r->run_end;
-			if (++r->i == r->pf->n_layers) {
+			if (++r->i == r->pf->n_layers ||
+			    r->prev_end + r->s->rest[r->i] > r->s->cutoff) {
 				r->st = EX_DONE;
 				return;
 			}
@@ -326,7 +353,8 @@ static void exec_advance(struct run *r, double t)
 			else
 				r->st = EX_WAIT;
 			break;
-		default: return;
+		default:
+			return;
 		}
 	}
 }
@@ -371,7 +399,7 @@ int plan_sim_run(struct plan_sim *s, const struct plan_profile *pf, uint32_t n_l
 
 	if (!n_links || n_links > pf->link.n_gpus || !pf->n_layers || pf->n_layers > s->cap)
 		return -EINVAL;
-	ret = group(s, pf->n_layers, n_links, asg, order);
+	ret = group(s, pf, n_links, asg, order);
 	if (ret)
 		return ret;
 	run_init(&r, s, pf, n_links, asg, demand);
@@ -379,13 +407,13 @@ int plan_sim_run(struct plan_sim *s, const struct plan_profile *pf, uint32_t n_l
 	while (r.st != EX_DONE) {
 		tn = exec_next(&r);
 		for (l = 0; l < n_links; l++)
-			tn = fmin(tn, r.x[l].next);
+			tn = dmin(tn, r.x[l].next);
 		if (tn == INFINITY)
 			return -EINVAL; /* cannot happen: every LOAD layer is queued */
 		links_advance(&r, tn);
 		exec_advance(&r, tn);
 	}
-	s->total_ns = r.prev_end;
+	s->total_ns = r.i == pf->n_layers ? r.prev_end : INFINITY;
 	s->links_done_ns = r.last_arrival;
 	return 0;
 }

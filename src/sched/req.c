@@ -26,6 +26,7 @@ struct sched_req *sched_req_get(struct sched *s)
 
 	if (!ck_ring_dequeue_mpmc(&s->pool, s->pool_buf, &req))
 		return NULL;
+	HANDOFF_ACQUIRE(req);
 	buf = req->pool_buf;
 	cap = req->pool_cap;
 	memset(req, 0, sizeof(*req));
@@ -37,6 +38,7 @@ struct sched_req *sched_req_get(struct sched *s)
 void sched_req_put(struct sched *s, struct sched_req *req)
 {
 	/* The ring holds every record, so this cannot fail. */
+	HANDOFF_RELEASE(req);
 	if (!ck_ring_enqueue_mpmc(&s->pool, s->pool_buf, req))
 		log_error("request pool: record %p put twice", (void *)req);
 }
@@ -305,6 +307,7 @@ void chan_push(struct sched_chan *ch, uint32_t worker, struct sched_req *req)
 
 	/* Cannot be full (see struct sched_chan); if a caller broke that by
 	 * sharing records between schedulers, wait rather than lose one. */
+	HANDOFF_RELEASE(req);
 	while (!ck_ring_enqueue_spsc(&cr->ring, cr->buf, req))
 		ck_pr_stall();
 	if (write(ch->efd, &one, sizeof(one)) < 0)
@@ -324,7 +327,7 @@ unsigned sched_complete_poll(struct sched_chan *ch, struct sched_req **out, unsi
 		struct chan_ring *cr = &ch->rings[(ch->next + k) % ch->n_rings];
 
 		while (n < max && ck_ring_dequeue_spsc(&cr->ring, cr->buf, &out[n]))
-			n++;
+			HANDOFF_ACQUIRE(out[n++]);
 	}
 	ch->next = (ch->next + 1) % ch->n_rings;
 	for (k = 0; n == max && k < ch->n_rings; k++) {

@@ -59,7 +59,7 @@ static int parse_list(const char *spec, uint32_t hi, uint32_t *vals, uint32_t ma
 				return -EINVAL;
 			vals[k++] = a;
 		}
-	} while (*p == ',' && *++p);
+	} while (*p == ',' && *p++);
 	if (*p)
 		return -EINVAL;
 	*n = k;
@@ -119,7 +119,7 @@ void sched_default_cpus(uint32_t n, uint32_t ncpu, int *cpus)
 
 /* ------------------------------------------------------------ setup */
 
-static int setup_cpus(struct sched *s)
+static int setup_cpus(struct sched *s, uint32_t n_workers)
 {
 	uint32_t n, i;
 	int list[SCHED_MAX_WORKERS];
@@ -128,13 +128,13 @@ static int setup_cpus(struct sched *s)
 
 	if (!s->o.cpus) {
 		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-		sched_default_cpus(s->n_workers, ncpu > 0 ? (uint32_t)ncpu : 1, s->cpus);
+		sched_default_cpus(n_workers, ncpu > 0 ? (uint32_t)ncpu : 1, s->cpus);
 		return 0;
 	}
 	ret = sched_parse_cpus(s->o.cpus, list, SCHED_MAX_WORKERS, &n);
 	if (ret)
 		return ret;
-	for (i = 0; i < s->n_workers; i++)
+	for (i = 0; i < n_workers; i++)
 		s->cpus[i] = list[i % n];
 	return 0;
 }
@@ -202,16 +202,20 @@ static int pool_init(struct sched *s)
 static int make_workers(struct sched *s)
 {
 	struct sched_dev devs[SCHED_MAX_WORKERS];
-	uint32_t i;
+	uint32_t n, i;
 	int ret;
 
-	ret = sched_parse_devices(s->o.gpus, devs, SCHED_MAX_WORKERS, &s->n_workers);
+	ret = sched_parse_devices(s->o.gpus, devs, SCHED_MAX_WORKERS, &n);
 	if (!ret)
-		ret = setup_cpus(s);
+		ret = setup_cpus(s, n);
 	if (!ret)
-		ret = repo_create(s->o.models_dir, s->n_workers, s->o.host_mem_limit, &s->repo);
-	for (i = 0; !ret && i < s->n_workers; i++)
+		ret = repo_create(s->o.models_dir, n, s->o.host_mem_limit, &s->repo);
+	/* n_workers counts the workers made, for sched_destroy. */
+	for (i = 0; !ret && i < n; i++) {
 		ret = worker_create(s, i, &devs[i], &s->w[i]);
+		if (!ret)
+			s->n_workers++;
+	}
 	return ret;
 }
 
@@ -281,7 +285,8 @@ static void drain(struct sched *s)
 	uint32_t i;
 
 	/* Acquire: pairs with the release decrement in the workers'
-	 * complete(), so every completion is pushed once this reads 0. */
+	 * complete(). A worker thread may still be pushing its last
+	 * completion when this reads 0; sched_stop joins it next. */
 	while (atomic_load_explicit(&s->inflight, memory_order_acquire)) {
 		bool polled = false;
 

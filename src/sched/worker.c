@@ -295,10 +295,11 @@ static void complete(struct worker *w, struct wslot *sl, struct sched_req *req, 
 	/* Release: the worker is done with everything the request counted
 	 * for before the model may be seen as unused. */
 	atomic_fetch_sub_explicit(&sl->wq, 1, memory_order_release);
-	chan_push(ch, w->id, req);
-	/* Release: pairs with sched_stop's acquire load of inflight, so a
-	 * drained scheduler has every completion pushed. */
+	/* Before the push, so a poster holding its completion never sees it
+	 * counted in flight. sched_stop, which waits for 0, then joins this
+	 * thread, so the push below still lands before it returns. */
 	atomic_fetch_sub_explicit(&w->s->inflight, 1, memory_order_release);
+	chan_push(ch, w->id, req);
 	maybe_drop(w, sl);
 }
 
@@ -558,9 +559,10 @@ static struct sched_req *take(struct worker *w)
 		w->held = NULL;
 		return req;
 	}
-	if (ck_ring_dequeue_mpsc(&w->ring, w->rbuf, &req))
-		return req;
-	return NULL;
+	if (!ck_ring_dequeue_mpsc(&w->ring, w->rbuf, &req))
+		return NULL;
+	HANDOFF_ACQUIRE(req);
+	return req;
 }
 
 /*
@@ -664,6 +666,7 @@ static void worker_wake(struct worker *w)
 
 bool worker_post(struct worker *w, struct sched_req *req)
 {
+	HANDOFF_RELEASE(req);
 	if (!ck_ring_enqueue_mpsc(&w->ring, w->rbuf, req))
 		return false;
 	worker_wake(w);

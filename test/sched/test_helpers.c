@@ -109,6 +109,7 @@ struct sched *tsched(const struct sched_opts *o)
 	struct sched *s = NULL;
 	int ret;
 
+	log_set_level(LOG_WARN); /* no "model ready" lines in test output */
 	ret = sched_create(o, &s);
 	cr_assert_eq(ret, 0, "sched_create: %s", err_msg(ret));
 	return s;

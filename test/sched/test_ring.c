@@ -21,7 +21,7 @@ static struct ck_ring_buffer rbuf[RING];
 Test(ring, size_n_holds_n_minus_1)
 {
 	uintptr_t i;
-	void *p;
+	void *p = NULL;
 
 	ck_ring_init(&ring, 8);
 	for (i = 1; i <= 7; i++)
@@ -56,7 +56,7 @@ Test(ring, mpsc_every_item_once)
 	uint8_t *seen = calloc(N_PROD * (size_t)PER_PROD, 1);
 	unsigned got = 0;
 	uintptr_t i;
-	void *p;
+	void *p = NULL;
 
 	cr_assert(seen);
 	ck_ring_init(&ring, RING);

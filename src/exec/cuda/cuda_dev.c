@@ -11,7 +11,7 @@
 #include <stdlib.h>
 
 #define POOL_CHUNK (256ull << 20)
-#define BLAS_WORKSPACE (32ull << 20) /* what NVIDIA advises for Hopper */
+#define BLAS_WORKSPACE CUDA_BLAS_WS
 #define CONV_WS_LIMIT (256ull << 20)
 
 static const char *const kern_names[K_COUNT] = {
@@ -29,6 +29,8 @@ static const char *const kern_names[K_COUNT] = {
 };
 
 static const char *const dt_suffix[DT_SLOTS] = {"_f32", "_f16", "_bf16"};
+static const char *const flash_dts[FLASH_DTS] = {"f16", "bf16"};
+static const int flash_ds[FLASH_DS] = {16, 32, 64};
 
 int cuda_device_count(void)
 {
@@ -61,6 +63,16 @@ static int load_kernels(struct cuda_dev *d)
 			snprintf(name, sizeof(name), "%s%s", kern_names[k],
 				 k < K_TYPED_COUNT ? dt_suffix[s] : "");
 			ret = CU(cuModuleGetFunction(&d->fn[k][s], d->mod, name));
+			if (ret)
+				return err_set(ret, "cuda: kernel %s missing from the embedded "
+					       "fatbin", name);
+		}
+	}
+	for (k = 0; k < FLASH_DTS; k++) {
+		for (s = 0; s < FLASH_DS; s++) {
+			snprintf(name, sizeof(name), "dprt_flash_%s_d%d", flash_dts[k],
+				 flash_ds[s]);
+			ret = CU(cuModuleGetFunction(&d->flash[k][s], d->mod, name));
 			if (ret)
 				return err_set(ret, "cuda: kernel %s missing from the embedded "
 					       "fatbin", name);
@@ -121,7 +133,8 @@ static int make_handles(struct cuda_dev *d, bool have_cudnn)
 	ret = CUBLAS(cublasSetStream(d->blas, d->stream)) ?:
 	      CUBLAS(cublasSetWorkspace(d->blas, (void *)(uintptr_t)d->blas_ws,
 					BLAS_WORKSPACE)) ?:
-	      CUBLAS(cublasSetMathMode(d->blas, CUBLAS_DEFAULT_MATH));
+	      CUBLAS(cublasSetMathMode(d->blas, CUBLAS_DEFAULT_MATH)) ?:
+	      CUBLASLT(cublasLtCreate(&d->lt));
 	if (ret || !have_cudnn)
 		return ret;
 	ret = CUDNN(cudnnCreate(&d->dnn));
@@ -156,7 +169,8 @@ static int open_dev(struct cuda_dev *d, int ordinal)
 		return ret;
 	d->conv_ws_limit = CONV_WS_LIMIT;
 	d->convs = calloc(CONV_CACHE, sizeof(*d->convs));
-	if (!d->convs)
+	d->gemms = calloc(GEMM_CACHE, sizeof(*d->gemms));
+	if (!d->convs || !d->gemms)
 		return -ENOMEM;
 	return make_handles(d, have_cudnn);
 }
@@ -194,6 +208,8 @@ void cuda_device_close(struct cuda_dev *d)
 		CU(cuStreamSynchronize(d->stream));
 	if (d->dnn)
 		CUDNN(cudnnDestroy(d->dnn));
+	if (d->lt)
+		CUBLASLT(cublasLtDestroy(d->lt));
 	if (d->blas)
 		CUBLAS(cublasDestroy(d->blas));
 	devpool_destroy(d->pool);
@@ -206,6 +222,7 @@ void cuda_device_close(struct cuda_dev *d)
 	if (d->ctx)
 		CU(cuDevicePrimaryCtxRelease(d->dev));
 	free(d->convs);
+	free(d->gemms);
 	free(d);
 }
 

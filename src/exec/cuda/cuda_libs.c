@@ -15,6 +15,7 @@
 #define XSTR(s) STR(s) /* cublas_v2.h renames: cublasCreate_v2 */
 
 struct cublas_api cublas;
+struct cublaslt_api cublaslt;
 struct cudnn_api cudnn;
 
 static pthread_once_t libs_once = PTHREAD_ONCE_INIT;
@@ -42,18 +43,40 @@ static void *open_lib(const char *const *dirs, size_t n, const char *name, int f
 	return h;
 }
 
-static int load_cublas(void)
+static int load_cublaslt(void)
 {
 	void *h, *sym;
 
 	/* cuBLAS needs cuBLASLt: loaded first and global, the dynamic linker
 	 * finds it by soname whatever cuBLAS's own search path says. */
-	if (!open_lib(cublas_dirs, ARRAY_SIZE(cublas_dirs), "libcublasLt.so.13",
-		      RTLD_NOW | RTLD_GLOBAL)) {
+	h = open_lib(cublas_dirs, ARRAY_SIZE(cublas_dirs), "libcublasLt.so.13",
+		     RTLD_NOW | RTLD_GLOBAL);
+	if (!h) {
 		snprintf(libs_msg, sizeof(libs_msg), "cannot load libcublasLt.so.13 (%s)",
 			 dlerror());
 		return DPRT_ENODEV;
 	}
+#define LOAD_CUBLASLT(f)                                                       \
+	sym = dlsym(h, #f);                                                    \
+	if (!sym) {                                                            \
+		snprintf(libs_msg, sizeof(libs_msg),                           \
+			 "libcublasLt.so.13 lacks %s", #f);                     \
+		return DPRT_ENODEV;                                            \
+	}                                                                      \
+	memcpy(&cublaslt.f, &sym, sizeof(sym));
+	CUBLASLT_FUNCS(LOAD_CUBLASLT)
+#undef LOAD_CUBLASLT
+	return 0;
+}
+
+static int load_cublas(void)
+{
+	void *h, *sym;
+	int ret;
+
+	ret = load_cublaslt();
+	if (ret)
+		return ret;
 	h = open_lib(cublas_dirs, ARRAY_SIZE(cublas_dirs), "libcublas.so.13",
 		     RTLD_NOW | RTLD_LOCAL);
 	if (!h) {

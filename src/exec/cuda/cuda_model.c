@@ -267,7 +267,11 @@ static int cuda_model_create_placed(void *dev, const struct graph *g, const void
 	ret = host_mapping(weights, &m->host_dev);
 	if (ret)
 		goto out_destroy;
-	m->no_graphs = getenv("DPRT_CUDA_GRAPHS") && !strcmp(getenv("DPRT_CUDA_GRAPHS"), "0");
+	m->no_graphs = !cuda_env_on("DPRT_CUDA_GRAPHS");
+	m->use_lt = cuda_env_on("DPRT_CUDA_LT");
+	m->lt_gelu = cuda_env_on("DPRT_CUDA_LT_GELU");
+	m->use_flash = cuda_env_on("DPRT_CUDA_FLASH");
+	m->conv_find = cuda_env_on("DPRT_CUDNN_FIND");
 	if (place)
 		memcpy(m->place, place, g->n_layers);
 	ret = place_weights(m);

@@ -174,6 +174,24 @@ static int op_attention(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 	return ret;
 }
 
+/* Attention in one kernel (kernels.cu dprt_flash_*): 16-bit activations
+ * and head sizes 16, 32, 64; setup_attention decides (rt->flash). */
+static int op_flash(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+{
+	const struct node *nd = &m->g->nodes[i];
+	const struct shape *x = &pl->shapes[nd->in[0]];
+	int s = (int)x->dims[1], heads = (int)nd->ia[0], causal = nd->ia[1] != 0;
+	int dh = (int)(x->dims[2] / 3 / heads);
+	uint64_t qkv = in_addr(pl, nd, 0), mask = in_addr(pl, nd, 1), y = pl->addr[nd->out];
+	float scale = (float)(1.0 / sqrt((double)dh));
+	CUfunction f = m->d->flash[m->g->wdtype == DT_BF16][dh == 16 ? 0 : dh == 32 ? 1 : 2];
+	void *args[] = {&qkv, &y, &mask, &s, &heads, &causal, &scale};
+
+	return CU(cuLaunchKernel(f, (unsigned)((s + FLASH_Q - 1) / FLASH_Q), (unsigned)heads,
+				 (unsigned)x->dims[0], FLASH_THREADS, 1, 1, 0, m->d->stream, args,
+				 NULL));
+}
+
 /* ---------------------------------------------------------------- cuDNN */
 
 static bool algo_fits(const cudnnConvolutionFwdAlgoPerf_t *p, uint64_t limit,
@@ -225,6 +243,7 @@ static void conv_key(const struct exec_model *m, uint32_t i, const struct shape 
 	for (d = 0; d < 7; d++)
 		k->geom[d] = (int32_t)nd->ia[d];
 	k->dtype = m->g->wdtype;
+	k->timed = m->conv_find;
 }
 
 static const struct conv_choice *conv_lookup(const struct cuda_dev *d,
@@ -236,6 +255,26 @@ static const struct conv_choice *conv_lookup(const struct cuda_dev *d,
 		if (!memcmp(&d->convs[i].key, k, sizeof(*k)))
 			return &d->convs[i];
 	return NULL;
+}
+
+/* The fastest algorithm within the workspace limit, by cuDNN's own timing
+ * of each (it allocates its buffers itself, outside the pool). */
+static int conv_timed(struct exec_model *m, struct node_rt *rt, cudnnMathType_t want)
+{
+	cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+	int n = 0, k, ret;
+
+	ret = CUDNN(cudnnFindConvolutionForwardAlgorithm(m->d->dnn, rt->xd, rt->wd, rt->cd,
+							 rt->yd, ARRAY_SIZE(perf), &n, perf));
+	if (ret)
+		return ret;
+	for (k = 0; k < n; k++) {
+		if (!algo_fits(&perf[k], m->d->conv_ws_limit, want))
+			continue;
+		rt->algo = perf[k].algo;
+		return 0;
+	}
+	return conv_heuristic(m, rt, want);
 }
 
 int cuda_conv_choose(struct exec_model *m, uint32_t i, const struct shape *x,
@@ -256,6 +295,8 @@ int cuda_conv_choose(struct exec_model *m, uint32_t i, const struct shape *x,
 	c = conv_lookup(d, &key);
 	if (c)
 		rt->algo = c->algo;
+	else if (m->conv_find)
+		ret = conv_timed(m, rt, want);
 	else
 		ret = conv_heuristic(m, rt, want);
 	if (!ret)
@@ -374,6 +415,8 @@ int cuda_op_enqueue(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 {
 	const struct node *nd = &m->g->nodes[i];
 
+	if (pl->rt[i].skip) /* an earlier GEMM's epilogue did it */
+		return 0;
 	switch (nd->op) {
 	case OP_CONV2D: return op_conv(m, pl, i);
 	case OP_BATCHNORM: return op_batchnorm(m, pl, nd);
@@ -382,14 +425,16 @@ int cuda_op_enqueue(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 	case OP_AVGPOOL: return op_pool(m, pl, i);
 	case OP_GLOBAL_AVGPOOL: return op_gap(m, pl, nd);
 	case OP_ADD: return op_add(m, pl, nd);
-	case OP_LINEAR: return op_linear(m, pl, nd);
+	case OP_LINEAR:
+		return pl->rt[i].lt ? cuda_gemm_enqueue(m, pl, i) : op_linear(m, pl, nd);
 	case OP_EMBEDDING: return op_embedding(m, pl, i);
 	case OP_POSITION_IDS: return op_posids(m, pl, nd);
 	case OP_LAYERNORM: return op_layernorm(m, pl, nd);
 	case OP_GELU: return op_unary(m, pl, nd, nd->ia[0] ? U_GELU_TANH : U_GELU_ERF);
 	case OP_TANH: return op_unary(m, pl, nd, U_TANH);
 	case OP_SOFTMAX: return op_softmax(m, pl, nd);
-	case OP_ATTENTION: return op_attention(m, pl, i);
+	case OP_ATTENTION:
+		return pl->rt[i].flash ? op_flash(m, pl, i) : op_attention(m, pl, i);
 	case OP_TAKE_ROW: return op_take_row(m, pl, nd);
 	default:
 		return err_set(DPRT_EUNSUP, "%s: node %u has op %u, which the CUDA backend does "

@@ -187,7 +187,14 @@ static void setup_attention(struct exec_model *m, struct cuda_plan *pl, uint32_t
 	const struct shape *x = &pl->shapes[nd->in[0]];
 	uint64_t cells = (uint64_t)x->dims[0] * (uint64_t)nd->ia[0] * (uint64_t)x->dims[1] *
 			 (uint64_t)x->dims[1];
+	int64_t h = x->dims[2] / 3, dh = h / nd->ia[0];
 
+	/* The fused kernel: 16-bit activations, head sizes 16, 32 or 64. */
+	if (m->use_flash && m->g->wdtype != DT_F32 && h % nd->ia[0] == 0 &&
+	    (dh == 16 || dh == 32 || dh == 64)) {
+		pl->rt[i].flash = true;
+		return;
+	}
 	pl->rt[i].scratch_bytes = ALIGN_UP(cells * sizeof(float), DEVPOOL_ALIGN) +
 				  cells * dtype_size((enum dtype)m->g->wdtype);
 }
@@ -230,6 +237,8 @@ static int setup_nodes(struct exec_model *m, struct cuda_plan *pl)
 			ret = setup_pool(m, pl, i);
 		else if (!ret && nd->op == OP_ATTENTION)
 			setup_attention(m, pl, i);
+		else if (!ret && nd->op == OP_LINEAR && m->use_lt)
+			ret = cuda_gemm_setup(m, pl, i);
 		if (ret)
 			return ret;
 	}
@@ -296,8 +305,11 @@ static uint32_t collect(struct exec_model *m, struct cuda_plan *pl, const int64_
 	for (i = 0; i < g->n_nodes; i++) {
 		const struct node *nd = &g->nodes[i];
 
-		add(it, &n, tensor_bytes(&pl->shapes[nd->out]), i, MAX(last[nd->out], (int64_t)i),
-		    &pl->addr[nd->out]);
+		/* a node done by an earlier GEMM's epilogue: written there */
+		int64_t first = pl->rt[i].skip ? pl->rt[i].first : (int64_t)i;
+
+		add(it, &n, tensor_bytes(&pl->shapes[nd->out]), first,
+		    MAX(last[nd->out], (int64_t)i), &pl->addr[nd->out]);
 		if (pl->rt[i].scratch_bytes)
 			add(it, &n, pl->rt[i].scratch_bytes, i, i, &pl->rt[i].scratch);
 	}
@@ -419,6 +431,8 @@ int cuda_plan_create(struct exec_model *m, struct cuda_plan **out)
 	if (!ret)
 		ret = make_arena(m, pl);
 	if (!ret)
+		ret = cuda_gemm_tune(m, pl);
+	if (!ret)
 		ret = make_stage(m, pl);
 	if (ret)
 		goto out_destroy;
@@ -442,6 +456,7 @@ static void destroy_rt(struct node_rt *rt)
 		CUDNN(cudnnDestroyConvolutionDescriptor(rt->cd));
 	if (rt->pd)
 		CUDNN(cudnnDestroyPoolingDescriptor(rt->pd));
+	cuda_gemm_release(rt);
 }
 
 void cuda_plan_destroy(struct exec_model *m, struct cuda_plan *pl)

@@ -14,6 +14,7 @@
 #ifndef DPRT_EXEC_CUDA_PRIV_H
 #define DPRT_EXEC_CUDA_PRIV_H
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cudnn.h>
 
@@ -35,6 +36,21 @@
 	X(cublasGetStatusName)                                                 \
 	X(cublasGetStatusString)
 
+/* cuBLASLt: GEMMs with fused epilogues (cuda_gemm.c). */
+#define CUBLASLT_FUNCS(X)                                                      \
+	X(cublasLtCreate)                                                      \
+	X(cublasLtDestroy)                                                     \
+	X(cublasLtMatmulDescCreate)                                            \
+	X(cublasLtMatmulDescDestroy)                                           \
+	X(cublasLtMatmulDescSetAttribute)                                      \
+	X(cublasLtMatrixLayoutCreate)                                          \
+	X(cublasLtMatrixLayoutDestroy)                                         \
+	X(cublasLtMatmulPreferenceCreate)                                      \
+	X(cublasLtMatmulPreferenceDestroy)                                     \
+	X(cublasLtMatmulPreferenceSetAttribute)                                \
+	X(cublasLtMatmulAlgoGetHeuristic)                                      \
+	X(cublasLtMatmul)
+
 #define CUDNN_FUNCS(X)                                                         \
 	X(cudnnGetVersion)                                                     \
 	X(cudnnGetErrorString)                                                 \
@@ -53,6 +69,7 @@
 	X(cudnnSetConvolutionMathType)                                         \
 	X(cudnnDestroyConvolutionDescriptor)                                   \
 	X(cudnnGetConvolutionForwardAlgorithm_v7)                              \
+	X(cudnnFindConvolutionForwardAlgorithm)                                \
 	X(cudnnGetConvolutionForwardWorkspaceSize)                             \
 	X(cudnnConvolutionForward)                                             \
 	X(cudnnCreatePoolingDescriptor)                                        \
@@ -64,12 +81,16 @@
 struct cublas_api {
 	CUBLAS_FUNCS(CUDALIBS_MEMBER)
 };
+struct cublaslt_api {
+	CUBLASLT_FUNCS(CUDALIBS_MEMBER)
+};
 struct cudnn_api {
 	CUDNN_FUNCS(CUDALIBS_MEMBER)
 };
 #undef CUDALIBS_MEMBER
 
 extern struct cublas_api cublas;
+extern struct cublaslt_api cublaslt;
 extern struct cudnn_api cudnn;
 
 /*
@@ -85,6 +106,7 @@ int cudalibs_load(bool *have_cudnn);
 int cublas_check(cublasStatus_t s, const char *call);
 int cudnn_check(cudnnStatus_t s, const char *call);
 #define CUBLAS(call) cublas_check(cublas.call, #call)
+#define CUBLASLT(call) cublas_check(cublaslt.call, #call)
 #define CUDNN(call) cudnn_check(cudnn.call, #call)
 
 /* ---- kernels (kernels.cu, loaded by cuda_dev.c) ---- */
@@ -111,8 +133,19 @@ enum kern {
 /* Codes of kernels.cu's unary kernel. */
 enum unary_op { U_RELU = 0, U_GELU_ERF = 1, U_GELU_TANH = 2, U_TANH = 3 };
 
+/* Fused attention (kernels.cu dprt_flash_<dtype>_d<D>): 16-bit
+ * activations, head sizes 16, 32 and 64; FLASH_Q queries per block of
+ * FLASH_THREADS threads. */
+#define FLASH_DTS 2 /* f16, bf16 */
+#define FLASH_DS 3  /* D = 16, 32, 64 */
+#define FLASH_Q 64
+#define FLASH_THREADS 128
+
 /* The embedded fatbin (fatbin.c). */
 extern const unsigned char cuda_fatbin[];
+
+/* The cuBLAS / cuBLASLt workspace (NVIDIA's advice for Hopper). */
+#define CUDA_BLAS_WS (32ull << 20)
 
 /* Threads per block of every kernel launch (a multiple of 32). */
 #define CUDA_BLOCK 256
@@ -125,12 +158,32 @@ struct conv_key {
 	int32_t x[4], w[4];   /* NCHW input, KCRS filter */
 	int32_t geom[7];      /* stride h/w, pad h/w, dilation h/w, groups */
 	int32_t dtype;
+	int32_t timed;	      /* chosen by timing (cudnnFind), not heuristics */
 };
 
 #define CONV_CACHE 512
 struct conv_choice {
 	struct conv_key key;
 	cudnnConvolutionFwdAlgo_t algo;
+};
+
+/* A cuBLASLt GEMM as tuned: D[m, n] = op(A)[m, k] . B[k, n] (column-major
+ * terms) with an epilogue; kept zeroed around its fields for memcmp. */
+struct gemm_key {
+	int32_t m, n, k;
+	int32_t dtype;
+	int32_t epilogue;     /* cublasLtEpilogue_t */
+	int32_t beta;	      /* 1: C (a residual) is added */
+	int32_t host_a;	      /* A (the weight) read from host memory */
+};
+
+#define GEMM_CACHE 256
+#define GEMM_CANDIDATES 8
+struct gemm_choice {
+	struct gemm_key key;
+	cublasLtMatmulAlgo_t algo[GEMM_CANDIDATES];
+	int n_algo;	      /* heuristic candidates */
+	int pick;	      /* index of the fastest, -1 until timed */
 };
 
 struct cuda_dev {
@@ -141,7 +194,9 @@ struct cuda_dev {
 	CUstream copy;	 /* weight uploads at model creation */
 	CUmodule mod;
 	CUfunction fn[K_COUNT][DT_SLOTS];
+	CUfunction flash[FLASH_DTS][FLASH_DS];
 	cublasHandle_t blas;
+	cublasLtHandle_t lt;
 	cudnnHandle_t dnn; /* NULL without cuDNN */
 	struct devpool *pool;
 	uint64_t blas_ws;
@@ -151,6 +206,9 @@ struct cuda_dev {
 	 * convolution; full means no more remembering, not an error. */
 	struct conv_choice *convs;
 	uint32_t n_convs;
+	/* GEMM algorithms found by heuristics and timed, likewise. */
+	struct gemm_choice *gemms;
+	uint32_t n_gemms;
 	int sm_count;
 	int cc_major, cc_minor;
 	char name[128];
@@ -184,6 +242,17 @@ struct node_rt {
 	cudnnPoolingDescriptor_t pd;
 	cudnnConvolutionFwdAlgo_t algo;
 	uint64_t ws_bytes; /* convolution workspace: the start of scratch */
+	/* cuBLASLt (OP_LINEAR when the model uses it) */
+	cublasLtMatmulDesc_t mm;
+	cublasLtMatrixLayout_t la, lb, lc;
+	int32_t gemm;	   /* index in the device's gemm cache, -1: untuned */
+	uint32_t fused;	   /* node whose work this GEMM's epilogue does, or 0 */
+	uint32_t resid;	   /* tensor added by the epilogue (beta 1), or NO_TENSOR */
+	cublasLtMatmulAlgo_t algo_lt;
+	bool lt;
+	bool skip;	   /* done by an earlier node's epilogue */
+	bool flash;	   /* attention through the fused kernel */
+	int64_t first;	   /* skip: the node that writes its output */
 };
 
 /* Everything one set of input shapes needs, made at its first run. */
@@ -222,6 +291,12 @@ struct exec_model {
 	uint64_t clock;
 	int dt;		       /* slot of g->wdtype */
 	bool no_graphs;	       /* DPRT_CUDA_GRAPHS=0 at creation: always eager */
+	/* Paths, each on unless its variable is "0" at creation (for
+	 * comparisons): DPRT_CUDA_LT cuBLASLt GEMMs with fused bias and
+	 * residual epilogues, DPRT_CUDA_LT_GELU the GELU epilogue too,
+	 * DPRT_CUDA_FLASH fused attention, DPRT_CUDNN_FIND convolution
+	 * algorithms chosen by timing. */
+	bool use_lt, lt_gelu, use_flash, conv_find;
 };
 
 /* Build the plan for m->given: shapes, cuDNN setup, arena from the device
@@ -240,5 +315,22 @@ int cuda_op_convert(struct exec_model *m, struct cuda_plan *pl, uint32_t i);
  * Sets rt->algo and rt->ws_bytes. */
 int cuda_conv_choose(struct exec_model *m, uint32_t i, const struct shape *x,
 		     struct node_rt *rt);
+
+/* cuBLASLt GEMMs (cuda_gemm.c). Setup, at plan creation before the arena:
+ * node i (OP_LINEAR) gets its descriptors and heuristic candidates, and
+ * takes over its output's only consumer when an epilogue can do that
+ * node's work (a residual ADD; a tanh GELU with lt_gelu), marking it skip
+ * and moving its output's first use to i. Without candidates the node
+ * stays on cublasGemmEx. 0 or an error with err_set. */
+int cuda_gemm_setup(struct exec_model *m, struct cuda_plan *pl, uint32_t i);
+/* After the arena: time the candidates of every untimed GEMM of the plan
+ * on its own buffers and keep the fastest (cached per device). */
+int cuda_gemm_tune(struct exec_model *m, struct cuda_plan *pl);
+/* Enqueue node i's cuBLASLt GEMM. */
+int cuda_gemm_enqueue(struct exec_model *m, struct cuda_plan *pl, uint32_t i);
+/* Give back node i's cuBLASLt descriptors. */
+void cuda_gemm_release(struct node_rt *rt);
+/* 1 unless environment variable name is "0". */
+bool cuda_env_on(const char *name);
 
 #endif

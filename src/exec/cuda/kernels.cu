@@ -14,6 +14,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <float.h>
+#include <mma.h>
 #include <stdint.h>
 
 typedef long long i64;
@@ -156,9 +157,10 @@ __device__ void k_chan_affine(const void *xv, const void *sv, const void *bv, vo
 	const T *x = (const T *)xv, *s = (const T *)sv, *b = (const T *)bv;
 	T *y = (T *)yv;
 
+	/* n < 2^31 (the plan refuses larger tensors): 32-bit division */
 	GRID_LOOP(i, n)
 	{
-		i64 ch = (i / inner) % c;
+		unsigned ch = ((unsigned)i / (unsigned)inner) % (unsigned)c;
 		float v = ldf(x, i);
 
 		if (s)
@@ -416,3 +418,197 @@ __device__ void k_gap(const void *xv, void *yv, i64 rows, int hw)
 	}
 }
 KERNEL3(gap, (const void *x, void *y, i64 rows, int hw), (x, y, rows, hw))
+
+/* --------------------------------------------------------- fused attention */
+
+/*
+ * Attention in one pass over the keys (flash attention), for 16-bit
+ * activations and head size D (16, 32 or 64), same semantics as
+ * op_attention's three steps: scores = q.k * scale in fp32, -FLT_MAX added
+ * once to a key the query may not see (causal: key > query; mask == 0), a
+ * softmax over all s keys, then p (rounded to T, as the unfused path
+ * stores it) times v, accumulated in fp32.
+ *
+ * Grid (ceil(s / 64), heads, n), 128 threads: each of the 4 warps owns 16
+ * queries. Per 64-key tile: S = Q K^T on the tensor cores (WMMA), into the
+ * warp's shared scratch; an online softmax, two lanes per query row (lane
+ * parity picks the even or odd columns); P V into the same scratch, which
+ * the lanes add to their running output with the rescaling factor. Key
+ * tiles wholly after a causal query tile are skipped when no key of the
+ * batch row is masked: their probabilities would be exactly zero (a row
+ * always sees key 0), whereas with padding a row may be fully masked and
+ * then spreads over all s keys, as the CPU reference does.
+ */
+#define FA_BQ 64
+#define FA_BK 64
+#define FA_WARPS 4
+
+using namespace nvcuda;
+
+template <typename T, int D> struct fa_smem {
+	static constexpr int LDH = D + 8;		      /* 16-bit tiles */
+	static constexpr int SW = (FA_BK > D ? FA_BK : D) + 4; /* fp32 scratch */
+	static constexpr int LDP = FA_BK + 8;		      /* P */
+	T k[FA_BK * LDH];
+	T v[FA_BK * LDH];
+	float s[FA_WARPS][16 * SW];
+	T p[FA_WARPS][16 * LDP];
+};
+
+/* Rows [row0, row0 + 64) of a q, k or v slice (row stride ld3 elements)
+ * into a tile; rows at or past s are zeros. 16-byte copies. */
+template <typename T, int D>
+__device__ __forceinline__ void fa_tile(T *dst, const T *src, i64 ld3, int row0, int s)
+{
+	constexpr int VPR = D / 8, LDH = fa_smem<T, D>::LDH;
+
+	for (int v = threadIdx.x; v < FA_BK * VPR; v += blockDim.x) {
+		int r = v / VPR, c = (v % VPR) * 8;
+		uint4 val = make_uint4(0u, 0u, 0u, 0u);
+
+		if (row0 + r < s)
+			val = *(const uint4 *)(src + (i64)(row0 + r) * ld3 + c);
+		*(uint4 *)(dst + r * LDH + c) = val;
+	}
+}
+
+template <typename T, int D>
+__device__ void k_flash(const T *qkv, T *y, const i64 *mask, int s, int heads, int causal,
+			float scale)
+{
+	typedef fa_smem<T, D> S;
+	typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> frag_a;
+	typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> frag_bt;
+	typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> frag_b;
+	typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> frag_c;
+	__shared__ __align__(128) S sm;
+	__shared__ int masked;
+	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+	const int r = lane >> 1, par = lane & 1;
+	const int q0 = blockIdx.x * FA_BQ, h = blockIdx.y, b = blockIdx.z;
+	const int hid = heads * D, qrow = q0 + warp * 16 + r;
+	const i64 ld3 = 3 * (i64)hid;
+	const T *base = qkv + (i64)b * s * ld3 + (i64)h * D;
+	const i64 *mrow = mask ? mask + (i64)b * s : NULL;
+	float *srow = sm.s[warp] + r * S::SW;
+	T *prow = sm.p[warp] + r * S::LDP;
+	frag_a qf[D / 16];
+	float o[D / 2], mrun = -INFINITY, lrun = 0.0f;
+	int tiles = (s + FA_BK - 1) / FA_BK;
+
+	if (threadIdx.x == 0)
+		masked = 0;
+	__syncthreads();
+	for (int j = threadIdx.x; mrow && j < s; j += blockDim.x)
+		if (mrow[j] == 0)
+			masked = 1;
+	fa_tile<T, D>(sm.k, base, ld3, q0, s); /* Q, staged in the K tile */
+	__syncthreads();
+#pragma unroll
+	for (int kk = 0; kk < D / 16; kk++)
+		wmma::load_matrix_sync(qf[kk], sm.k + warp * 16 * S::LDH + kk * 16, S::LDH);
+	if (!masked)
+		mrow = NULL;
+	if (causal && !masked)
+		tiles = min(tiles, (q0 + FA_BQ - 1) / FA_BK + 1);
+#pragma unroll
+	for (int c = 0; c < D / 2; c++)
+		o[c] = 0.0f;
+
+	for (int kt = 0; kt < tiles; kt++) {
+		const int k0 = kt * FA_BK;
+		float v[FA_BK / 2], tmax = -INFINITY, mnew, corr, psum = 0.0f;
+
+		__syncthreads(); /* done with the previous tiles (or Q) */
+		fa_tile<T, D>(sm.k, base + hid, ld3, k0, s);
+		fa_tile<T, D>(sm.v, base + 2 * hid, ld3, k0, s);
+		__syncthreads();
+#pragma unroll
+		for (int n = 0; n < FA_BK / 16; n++) {
+			frag_c acc;
+
+			wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+			for (int kk = 0; kk < D / 16; kk++) {
+				frag_bt kf;
+
+				wmma::load_matrix_sync(kf, sm.k + n * 16 * S::LDH + kk * 16, S::LDH);
+				wmma::mma_sync(acc, qf[kk], kf, acc);
+			}
+			wmma::store_matrix_sync(sm.s[warp] + n * 16, acc, S::SW, wmma::mem_row_major);
+		}
+		__syncwarp();
+#pragma unroll
+		for (int c = 0; c < FA_BK / 2; c++) {
+			int key = k0 + 2 * c + par;
+			float x = -INFINITY;
+
+			if (key < s) {
+				x = srow[2 * c + par] * scale;
+				if ((causal && key > qrow) || (mrow && mrow[key] == 0))
+					x += -FLT_MAX;
+			}
+			v[c] = x;
+			tmax = fmaxf(tmax, x);
+		}
+		/* key k0 < s is in every tile: tmax, hence mnew, is finite */
+		tmax = fmaxf(tmax, __shfl_xor_sync(FULL, tmax, 1));
+		mnew = fmaxf(mrun, tmax);
+		corr = mrun == -INFINITY ? 0.0f : expf(mrun - mnew);
+#pragma unroll
+		for (int c = 0; c < FA_BK / 2; c++) {
+			float p = v[c] == -INFINITY ? 0.0f : expf(v[c] - mnew);
+
+			psum += p;
+			prow[2 * c + par] = (T)p;
+		}
+		psum += __shfl_xor_sync(FULL, psum, 1);
+		lrun = lrun * corr + psum;
+		mrun = mnew;
+		__syncwarp(); /* S read, P written: the scratch takes P V */
+#pragma unroll
+		for (int n = 0; n < D / 16; n++) {
+			frag_c acc;
+
+			wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+			for (int kk = 0; kk < FA_BK / 16; kk++) {
+				frag_a pf;
+				frag_b vf;
+
+				wmma::load_matrix_sync(pf, sm.p[warp] + kk * 16, S::LDP);
+				wmma::load_matrix_sync(vf, sm.v + kk * 16 * S::LDH + n * 16, S::LDH);
+				wmma::mma_sync(acc, pf, vf, acc);
+			}
+			wmma::store_matrix_sync(sm.s[warp] + n * 16, acc, S::SW, wmma::mem_row_major);
+		}
+		__syncwarp();
+#pragma unroll
+		for (int c = 0; c < D / 2; c++)
+			o[c] = o[c] * corr + srow[2 * c + par];
+		__syncwarp(); /* the scratch is read before the next S lands */
+	}
+	if (qrow < s) {
+		T *yr = y + ((i64)b * s + qrow) * hid + (i64)h * D;
+		float inv = 1.0f / lrun;
+
+#pragma unroll
+		for (int c = 0; c < D / 2; c++)
+			yr[2 * c + par] = (T)(o[c] * inv);
+	}
+}
+
+#define FLASH(tname, T, D)                                                     \
+	extern "C" __global__ void __launch_bounds__(128)                      \
+		dprt_flash_##tname##_d##D(const void *qkv, void *y, const i64 *mask, \
+					  int s, int heads, int causal, float scale) \
+	{                                                                      \
+		k_flash<T, D>((const T *)qkv, (T *)y, mask, s, heads, causal,  \
+			      scale);                                          \
+	}
+FLASH(f16, __half, 16)
+FLASH(f16, __half, 32)
+FLASH(f16, __half, 64)
+FLASH(bf16, __nv_bfloat16, 16)
+FLASH(bf16, __nv_bfloat16, 32)
+FLASH(bf16, __nv_bfloat16, 64)

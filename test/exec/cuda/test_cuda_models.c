@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The CUDA backend end to end: the zoo's tiny models against the CPU
- * reference, graph replay across several cached shapes, bad requests,
- * device memory over 1,000 runs, and the mem module (host weight store
- * read from a real package, device pool).
+ * reference (also on the fallback paths), graph replay across several
+ * cached shapes, bad requests, device memory over 1,000 runs, and the mem
+ * module (host weight store read from a real package, device pool).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -46,6 +46,24 @@ Test(cuda_models, roberta_tiny) { check_zoo("roberta-tiny", DT_F32); }
 Test(cuda_models, roberta_tiny_fp16) { check_zoo("roberta-tiny", DT_F16); }
 Test(cuda_models, gpt2_tiny) { check_zoo("gpt2-tiny", DT_F32); }
 Test(cuda_models, gpt2_tiny_fp16) { check_zoo("gpt2-tiny", DT_F16); }
+Test(cuda_models, gpt2_tiny_bf16) { check_zoo("gpt2-tiny", DT_BF16); }
+Test(cuda_models, bert_tiny_bf16) { check_zoo("bert-tiny", DT_BF16); }
+
+/* The paths the DPRT_CUDA_* variables fall back to (cublasGemmEx with a
+ * separate bias kernel, three-step attention, heuristic convolution
+ * algorithms; no GELU epilogue) stay right too. */
+Test(cuda_models, legacy_paths)
+{
+	setenv("DPRT_CUDA_LT", "0", 1);
+	setenv("DPRT_CUDA_FLASH", "0", 1);
+	setenv("DPRT_CUDNN_FIND", "0", 1);
+	check_zoo("gpt2-tiny", DT_F16);
+	check_zoo("bert-tiny", DT_F32);
+	check_zoo("resnet-tiny", DT_F32);
+	setenv("DPRT_CUDA_LT", "1", 1);
+	setenv("DPRT_CUDA_LT_GELU", "0", 1);
+	check_zoo("gpt2-tiny", DT_F16);
+}
 
 /* ------------------------------------------------------------ replay */
 

@@ -375,6 +375,33 @@ Test(cuda_ops, attention)
 		 .in = {QKV(2, 5, 16)},
 		 .n_in = 1,
 		 .ia = {1, 0}},
+		/* 16-bit, head size 64: the fused kernel over 4 key tiles,
+		 * skipping the causal tiles past the diagonal */
+		{.name = "attention-fused-causal",
+		 .op = OP_ATTENTION,
+		 .in = {QKV(2, 200, 128)},
+		 .n_in = 1,
+		 .ia = {2, 1}},
+		/* padding: no tile may be skipped */
+		{.name = "attention-fused-causal-pad",
+		 .op = OP_ATTENTION,
+		 .in = {QKV(3, 150, 128), MASK(3, 150)},
+		 .n_in = 2,
+		 .ia = {2, 1},
+		 .pad = 70},
+		/* rows after the first wholly masked: uniform over all keys */
+		{.name = "attention-fused-all-masked",
+		 .op = OP_ATTENTION,
+		 .in = {QKV(2, 100, 64), MASK(2, 100)},
+		 .n_in = 2,
+		 .ia = {2, 1},
+		 .pad = 100},
+		{.name = "attention-fused-noncausal",
+		 .op = OP_ATTENTION,
+		 .in = {QKV(2, 130, 64), MASK(2, 130)},
+		 .n_in = 2,
+		 .ia = {1, 0},
+		 .pad = 7},
 	};
 
 	check_all(s, ARRAY_SIZE(s));
