@@ -48,9 +48,11 @@ nvcc_flags="$nvcc_flags -gencode arch=compute_90,code=compute_90"
 
 # Everything the GPU binaries need from src/ (not main.c, net/, sched/).
 srcs="src/base/*.c src/model/*.c src/exec/cpu/*.c src/exec/cuda/*.c src/mem/*.c"
-# What the dprt command adds (as in build.ninja's libdprt.a).
-cli_srcs="src/net/http.c src/net/kserve.c src/net/server.c src/net/metrics.c src/net/demo.c
-src/sched/repo.c src/sched/req.c src/sched/sched.c src/sched/worker.c src/main.c"
+# What the dprt command adds: build.ninja's C sources that $srcs lacks.
+cli_srcs=
+for f in $(grep -o 'cc src/[^ ]*\.c' build.ninja | cut -d' ' -f2); do
+	case " $(echo $srcs) " in *" $f "*) ;; *) cli_srcs="$cli_srcs $f" ;; esac
+done
 
 static_lib()
 {
@@ -120,18 +122,25 @@ echo "LINK bandwidth"
 $CC -pthread -o "$stage/bin/bandwidth" "$(cc_obj bench/bandwidth.c "-Wa,-I$obj/kernels")" \
 	$libs $rpath
 
-# dprt itself: others' modules are built without -Werror (a warning there
-# must not stop a GPU run), linked statically but for glibc and CUDA.
-cobjs=
-for f in $cli_srcs; do
-	o=$obj/$(echo "$f" | tr / _ | sed 's/\.c$/.o/')
-	echo "CC $f"
-	$CC -std=gnu11 -O2 -g -pthread $warn -Isrc -Iinclude -Ibuild -I"$CUDA_INC" -c "$f" -o "$o"
-	cobjs="$cobjs $o"
-done
-echo "LINK dprt"
-$CC -pthread -o "$stage/bin/dprt" -Wl,--start-group $cobjs $libs $(static_lib ck) \
-	-Wl,--end-group
+# dprt itself: the rest of build.ninja's sources, without -Werror (a
+# warning there must not stop a GPU run), linked statically but for glibc
+# and CUDA. A module that does not build leaves the bundle without dprt.
+build_dprt()
+{
+	cobjs=
+	for f in $cli_srcs; do
+		o=$obj/$(echo "$f" | tr / _ | sed 's/\.c$/.o/')
+		echo "CC $f"
+		$CC -std=gnu11 -O2 -g -pthread $warn -Isrc -Iinclude -Ibuild -I"$CUDA_INC" \
+			-c "$f" -o "$o" || return 1
+		cobjs="$cobjs $o"
+	done
+	echo "LINK dprt"
+	$CC -pthread -o "$stage/bin/dprt" -Wl,--start-group $cobjs $libs $(static_lib ck) \
+		-Wl,--end-group
+}
+rm -f "$stage/bin/dprt"
+build_dprt || { rm -f "$stage/bin/dprt"; echo "gpu-bundle: WARNING: no dprt in the bundle" >&2; }
 
 # Ship the shared libraries criterion needs, but never glibc's own.
 rm -f "$stage"/lib/*

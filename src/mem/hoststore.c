@@ -183,7 +183,7 @@ static int rd_error(const struct reader *r, uint64_t off, int err)
 		       (unsigned long long)(r->file_off + off), strerror(-err));
 }
 
-/* Check the CRC of every layer that now lies wholly below the front. */
+/* Check every layer whose padded range now lies wholly below the front. */
 static int rd_verify(struct reader *r)
 {
 	int ret;
@@ -193,7 +193,7 @@ static int rd_verify(struct reader *r)
 	while (r->next_layer < r->g->n_layers) {
 		const struct layer *ly = &r->g->layers[r->next_layer];
 
-		if (ly->offset + ly->nbytes > r->front)
+		if (ALIGN_UP(ly->offset + ly->nbytes, LAYER_ALIGN) > r->front)
 			break;
 		ret = pkg_verify_layer(r->p, r->next_layer, r->base);
 		if (ret)

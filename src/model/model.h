@@ -229,7 +229,8 @@ uint64_t pkg_weights_offset(const struct pkg *p);
 /* Read the whole weight region into dst (g->weights_size bytes) and check
  * every layer's CRC. */
 int pkg_read_weights(struct pkg *p, void *dst);
-/* Check one layer's CRC against bytes already in memory (region base). */
+/* Check one layer against bytes already in memory (region base): its CRC,
+ * and that its padding up to the next LAYER_ALIGN boundary is zero. */
 int pkg_verify_layer(const struct pkg *p, uint32_t layer, const void *region);
 
 /* Weight filler for pkg_write: write tensor t's bytes (t->nbytes, dtype

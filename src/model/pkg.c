@@ -990,13 +990,17 @@ static int corrupt(const struct pkg *p, uint32_t l, const char *why)
 int pkg_verify_layer(const struct pkg *p, uint32_t layer, const void *region)
 {
 	const struct layer *ly;
+	uint64_t end;
 
 	if (layer >= p->g->n_layers)
 		return err_set(-EINVAL, "%s: no layer %u (the model has %u)", p->path, layer,
 			       p->g->n_layers);
 	ly = &p->g->layers[layer];
+	end = ly->offset + ly->nbytes;
 	if (crc32c(0, (const uint8_t *)region + ly->offset, ly->nbytes) != ly->crc)
 		return corrupt(p, layer, "checksum mismatch");
+	if (!all_zero((const uint8_t *)region + end, ALIGN_UP(end, LAYER_ALIGN) - end))
+		return corrupt(p, layer, "nonzero padding after its weights");
 	return 0;
 }
 
@@ -1017,8 +1021,6 @@ static int verify_upto(const struct pkg *p, const uint8_t *region, uint64_t done
 		ret = pkg_verify_layer(p, *next, region);
 		if (ret)
 			return ret;
-		if (!all_zero(region + end, pad_end - end))
-			return corrupt(p, *next, "nonzero padding after its weights");
 		(*next)++;
 	}
 	return 0;
