@@ -82,4 +82,94 @@ const char *cuda_device_name(const struct cuda_dev *d);
 uint64_t cuda_device_reserved(const struct cuda_dev *d);
 uint64_t cuda_device_used(const struct cuda_dev *d);
 
+/* ---- cold starts on the CUDA backend (src/exec/cuda/cold.c) ----
+ *
+ * A cold model is made from a plan (plan/plan.h): its DHA layers stay in
+ * the host weight store, its LOAD layers are brought into device memory by
+ * each cold start over the links the plan names and returned to the pool
+ * by an eviction. A cold start runs the first inference while the weights
+ * arrive: per-link copy streams record one event per group of adjacent
+ * layers (events pooled, made with the model or link); the exec stream
+ * waits on them, the CPU never does. A one-link plan replays one captured
+ * graph of copies and run; plans with helpers run eagerly. Helper k of a
+ * plan is lent by the first free link of the model's helper list, claimed
+ * through an atomic for that one cold start; a slot with no free link
+ * falls back to the target's own link. After a cold start the model is
+ * resident and runs warm (its CUDA graph) through cuda_backend.model_run;
+ * model_run on an evicted model makes a cold start.
+ */
+struct plan;
+struct plan_profile;
+
+/* One GPU's transfer link for other GPUs' cold starts: a host-to-device
+ * and a peer copy stream, two staging slots in its device memory, events.
+ * Made and destroyed by the thread that owns d (it takes from d's pool);
+ * claimed and used by any thread. */
+struct cuda_link;
+int cuda_link_create(struct cuda_dev *d, struct cuda_link **out);
+void cuda_link_destroy(struct cuda_link *lk);
+/* Take the link for one cold start (false: someone else has it) / give it
+ * back. Any thread. */
+bool cuda_link_claim(struct cuda_link *lk);
+void cuda_link_release(struct cuda_link *lk);
+
+#define CUDA_COLD_LINKS 16
+/* What one cold start did. */
+struct cuda_cold_stats {
+	bool cold;	    /* weights were brought in (false: was resident) */
+	bool graph;	    /* ran as one captured graph */
+	bool replanned;	    /* weights landed elsewhere than last time: the
+			     * shape plans (and their graphs) were remade */
+	uint32_t links;	    /* links that carried bytes, the target's included */
+	uint32_t fallbacks; /* helper slots that found no free link */
+	uint32_t copies;    /* host-to-device copies (one per group) */
+	uint64_t bytes_link[CUDA_COLD_LINKS]; /* bytes per plan link */
+	uint64_t bytes_loaded;		       /* all links */
+	uint64_t bytes_dha;		       /* left in host memory */
+};
+
+/*
+ * Make a model for cold starts by plan p (made for g: same layers and
+ * bytes) on device d, with weights in a host weight store (pinned and
+ * mapped). helpers[n_helpers] are the links that may lend themselves
+ * (NULL/0: none; a plan's helper slot without one falls back to the
+ * target's link). The model starts evicted. Device d's thread. 0 or an
+ * error with err_set.
+ */
+int cuda_cold_model_create(struct cuda_dev *d, const struct graph *g, const void *weights,
+			   const struct plan *p, struct cuda_link *const *helpers,
+			   uint32_t n_helpers, struct exec_model **out);
+/* Change m's plan (a model of cuda_cold_model_create; evicts it first).
+ * A plan with another DHA set remakes the shape plans. p may be freed
+ * afterwards. 0 or an error with err_set. */
+int cuda_cold_set_plan(struct exec_model *m, const struct plan *p);
+/* Whether m's LOAD layers are in device memory. */
+bool cuda_cold_resident(const struct exec_model *m);
+/*
+ * One inference that brings m's weights in by its plan if m is evicted
+ * (else a warm run); out as for model_run. st (may be NULL) tells what
+ * happened. On failure m is left evicted and usable. Device's thread.
+ */
+int cuda_cold_run(struct exec_model *m, const struct tview *in, struct tview *out,
+		  struct cuda_cold_stats *st);
+/* Return m's LOAD layers' device memory to the pool (no-op if evicted).
+ * 0 or an error with err_set (-EINVAL for a model without cold state). */
+int cuda_cold_evict(struct exec_model *m);
+
+/*
+ * The GPU profiler: measure graph g (weights in a host weight store, the
+ * package's checksum pkg_checksum) on devs[0] as the target, with
+ * devs[1..n_devs-1] as helpers for the link facts, and fill a profile
+ * (plan.h): per layer the H2D time of its range, its exec time with
+ * weights resident and with them read from host memory (10 warm-up + 10
+ * timed runs, CUDA events, batch 1 at the model's default shape); per
+ * link the H2D bandwidth alone and with k links busy, peer bandwidth and
+ * latency, and the DHA interference shares. The calling thread must own
+ * every device (a profiling run, not a serving one); it takes a few
+ * seconds and about 1 GiB of pinned memory and of each GPU's memory.
+ * 0 or an error with err_set.
+ */
+int cuda_profile(struct cuda_dev *const *devs, uint32_t n_devs, const struct graph *g,
+		 const void *weights, uint64_t pkg_checksum, struct plan_profile **out);
+
 #endif

@@ -64,6 +64,9 @@
 	X(cuEventCreate)                                                       \
 	X(cuEventDestroy)                                                      \
 	X(cuEventRecord)                                                       \
+	X(cuEventRecordWithFlags)                                              \
+	X(cuEventQuery)                                                        \
+	X(cuStreamWaitEvent)                                                   \
 	X(cuEventSynchronize)                                                  \
 	X(cuEventElapsedTime)                                                  \
 	X(cuModuleLoadData)                                                    \

@@ -196,6 +196,7 @@ static void cuda_model_destroy(struct exec_model *m)
 		return;
 	cuda_dev_enter(m->d);
 	CU(cuStreamSynchronize(m->d->stream));
+	cuda_cold_free(m);
 	for (i = 0; i < CUDA_PLANS; i++)
 		cuda_plan_destroy(m, m->plans[i]);
 	for (i = 0; m->layer_dev && i < m->g->n_layers; i++)
@@ -338,8 +339,8 @@ static int node_error(const struct exec_model *m, uint32_t i, int ret)
 }
 
 /* All the work of one run, on the device's stream: eagerly, or into a
- * graph while the stream captures. */
-static int enqueue_run(struct exec_model *m, struct cuda_plan *pl)
+ * graph while the stream captures; h (may be NULL) sees every node first. */
+static int enqueue_run(struct exec_model *m, struct cuda_plan *pl, const struct cuda_hook *h)
 {
 	const struct graph *g = m->g;
 	CUstream st = m->d->stream;
@@ -355,10 +356,12 @@ static int enqueue_run(struct exec_model *m, struct cuda_plan *pl)
 			ret = cuda_op_convert(m, pl, i);
 	}
 	for (i = 0; i < g->n_nodes && !ret; i++) {
-		ret = cuda_op_enqueue(m, pl, i);
+		ret = (h ? h->node(h->ctx, i) : 0) ?: cuda_op_enqueue(m, pl, i);
 		if (ret)
 			return node_error(m, i, ret);
 	}
+	if (!ret && h)
+		ret = h->node(h->ctx, g->n_nodes);
 	for (i = 0; i < g->n_outputs && !ret; i++) {
 		t = g->outputs[i].tensor;
 		ret = CU(cuMemcpyDtoHAsync(pl->stage + pl->out_off[i], pl->addr[t],
@@ -380,7 +383,7 @@ static void capture(struct exec_model *m, struct cuda_plan *pl)
 
 	ret = CU(cuStreamBeginCapture(st, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
 	if (!ret) {
-		ret = enqueue_run(m, pl);
+		ret = enqueue_run(m, pl, NULL);
 		end = CU(cuStreamEndCapture(st, &graph));
 		ret = ret ?: end;
 	}
@@ -435,26 +438,56 @@ static void set_outputs(const struct exec_model *m, const struct cuda_plan *pl,
 	}
 }
 
-static int cuda_model_run(struct exec_model *m, const struct tview *in, struct tview *out)
+int cuda_model_prepare(struct exec_model *m, const struct tview *in, struct cuda_plan **out)
 {
-	const struct graph *g = m->g;
 	struct cuda_plan *pl;
-	struct cuda_errrec rec;
 	uint32_t i;
 	int ret;
 
 	take_shapes(m, in);
-	ret = cuda_dev_enter(m->d) ?: get_plan(m, &pl) ?: check_data(m, in);
+	ret = get_plan(m, &pl) ?: check_data(m, in);
 	if (ret)
 		return ret;
-	for (i = 0; i < g->n_inputs; i++)
+	for (i = 0; i < m->g->n_inputs; i++)
 		if (in[i].shape.ndim)
 			memcpy(pl->stage + pl->in_off[i], in[i].data,
 			       nbytes(&pl->key[i], pl->key[i].dtype));
+	*out = pl;
+	return 0;
+}
+
+int cuda_model_enqueue(struct exec_model *m, struct cuda_plan *pl, const struct cuda_hook *h)
+{
+	return enqueue_run(m, pl, h);
+}
+
+int cuda_model_finish(struct exec_model *m, struct cuda_plan *pl, const struct tview *in,
+		      struct tview *out)
+{
+	struct cuda_errrec rec;
+
+	memcpy(&rec, pl->stage + pl->err_off, sizeof(rec));
+	if (rec.key != UINT64_MAX)
+		return id_error(m, pl, in, rec.key);
+	set_outputs(m, pl, out);
+	return 0;
+}
+
+static int cuda_model_run(struct exec_model *m, const struct tview *in, struct tview *out)
+{
+	struct cuda_plan *pl;
+	int ret;
+
+	/* An evicted model (cold.c) first brings its weights in. */
+	if (m->cold && !cuda_cold_resident(m))
+		return cuda_cold_run(m, in, out, NULL);
+	ret = cuda_dev_enter(m->d) ?: cuda_model_prepare(m, in, &pl);
+	if (ret)
+		return ret;
 	if (pl->gexec)
 		ret = CU(cuGraphLaunch(pl->gexec, m->d->stream));
 	else
-		ret = enqueue_run(m, pl);
+		ret = enqueue_run(m, pl, NULL);
 	if (!ret)
 		ret = CU(cuStreamSynchronize(m->d->stream));
 	if (ret)
@@ -462,11 +495,7 @@ static int cuda_model_run(struct exec_model *m, const struct tview *in, struct t
 	pl->runs++;
 	if (!pl->gexec && !pl->no_graph && !m->no_graphs)
 		capture(m, pl);
-	memcpy(&rec, pl->stage + pl->err_off, sizeof(rec));
-	if (rec.key != UINT64_MAX)
-		return id_error(m, pl, in, rec.key);
-	set_outputs(m, pl, out);
-	return 0;
+	return cuda_model_finish(m, pl, in, out);
 }
 
 const struct exec_ops cuda_backend = {

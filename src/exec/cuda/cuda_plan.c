@@ -467,6 +467,8 @@ void cuda_plan_destroy(struct exec_model *m, struct cuda_plan *pl)
 		return;
 	if (pl->gexec)
 		CU(cuGraphExecDestroy(pl->gexec));
+	if (pl->cold_gexec)
+		CU(cuGraphExecDestroy(pl->cold_gexec));
 	for (i = 0; pl->rt && i < m->g->n_nodes; i++)
 		destroy_rt(&pl->rt[i]);
 	if (pl->arena)

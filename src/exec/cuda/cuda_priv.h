@@ -270,6 +270,8 @@ struct cuda_plan {
 	char *stage;	      /* pinned host memory: inputs, outputs, errrec */
 	uint64_t stage_bytes;
 	CUgraphExec gexec;    /* the captured run, after the first run */
+	CUgraphExec cold_gexec; /* cold.c: the captured cold start (copies
+				 * and run), made at the first cold run */
 	bool no_graph;	      /* capture failed once: run eagerly */
 	uint64_t stamp;
 	uint64_t runs;
@@ -297,7 +299,35 @@ struct exec_model {
 	 * DPRT_CUDA_FLASH fused attention, DPRT_CUDNN_FIND convolution
 	 * algorithms chosen by timing. */
 	bool use_lt, lt_gelu, use_flash, conv_find;
+	struct cuda_cold *cold; /* cold.c: cold-start state (models made by
+				 * cuda_cold_model_create), else NULL */
 };
+
+/* ---- run hooks (cuda_model.c) for the cold-start engine and profiler ---- */
+
+/* Called by cuda_model_enqueue before node i is enqueued on the device's
+ * stream, and once more with i == n_nodes before the output copies; it may
+ * enqueue waits and event records on that stream. Non-zero stops the run. */
+struct cuda_hook {
+	int (*node)(void *ctx, uint32_t i);
+	void *ctx;
+};
+
+/* The three steps of cuda_backend.model_run, for callers that put their
+ * own work around a run (device's thread, its context current):
+ * prepare takes in's shapes, finds or makes their plan, checks the data
+ * and copies the inputs into the plan's staging; enqueue puts one run of
+ * pl on the device's stream, eagerly or into a graph while that stream
+ * captures, calling h (NULL: none); finish, once the stream is done, checks
+ * the embedding error record and fills out. 0 or an error with err_set. */
+int cuda_model_prepare(struct exec_model *m, const struct tview *in, struct cuda_plan **out);
+int cuda_model_enqueue(struct exec_model *m, struct cuda_plan *pl, const struct cuda_hook *h);
+int cuda_model_finish(struct exec_model *m, struct cuda_plan *pl, const struct tview *in,
+		      struct tview *out);
+
+/* cold.c's side of cuda_model.c: free the cold state at model
+ * destruction (stream idle; NULL state ignored). */
+void cuda_cold_free(struct exec_model *m);
 
 /* Build the plan for m->given: shapes, cuDNN setup, arena from the device
  * pool, pinned staging; cuda_plan.c. 0 or an error with err_set. */
