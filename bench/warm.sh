@@ -29,7 +29,7 @@ set -u
 out=$1
 models=${2:-resnet50,resnet101,bert-base,bert-large,roberta-base,roberta-large,gpt2,gpt2-medium}
 root=$(cd "$(dirname "$0")/.." && pwd)
-gpu=$root/gpu
+gpu=${GPU_DIR:-$root/gpu} # GPU_DIR: a bundle other than gpu/
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 if [ ! -x "$gpu/bin/bench_cuda" ]; then
@@ -71,7 +71,8 @@ step bandwidth bandwidth.log 90 "$gpu/bin/bandwidth"
 step dprt-fp16 dprt.log 100 "$gpu/bin/bench_cuda" -V default -d fp16 -m "$models"
 step dprt-fp32 dprt.log 120 "$gpu/bin/bench_cuda" -V default -d fp32 -m "$models"
 step torch torch.log 200 python3 "$root/bench/torch_warm.py" --models "$models"
-step test_cuda test_cuda.log 100 "$gpu/bin/test_cuda" --jobs 1 --verbose
+step test_cuda test_cuda.log 100 "$gpu/bin/test_cuda" --jobs 1 --verbose \
+	--filter 'cuda_@(ops|models|mem|dev)/*'
 step fullsize-paper fullsize.log 200 "$gpu/bin/fullsize_cuda" -c paper -m "$models" -r 10000
 step fullsize-b4 fullsize.log 100 "$gpu/bin/fullsize_cuda" -c b4 -m "$models"
 for dt in fp16 fp32; do

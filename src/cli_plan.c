@@ -4,12 +4,19 @@
  * plan repository; --show prints one as a table (like the paper's Table 3)
  * with the predicted totals of the other modes beside it.
  *
- * Profiles come from the GPU profiler (--profile FILE, written on the GPU
- * machine) or, for demonstrations on a machine without a GPU, from
- * --synthetic-profile, which every output labels as an estimate.
+ * Profiles come from the GPU profiler: run here on the GPUs of --gpus when
+ * the CUDA backend is built in and a GPU is there, or earlier (--profile
+ * FILE, written with --save-profile on the GPU machine); for
+ * demonstrations on a machine without a GPU, --synthetic-profile, which
+ * every output labels as an estimate.
  */
 #include "cli.h"
+#include "config.h"
 #include "plan/plan.h"
+#if HAVE_CUDA
+#include "exec/exec.h"
+#include "mem/mem.h"
+#endif
 
 #include <dirent.h>
 #include <errno.h>
@@ -46,6 +53,7 @@ struct plan_opts {
 	const char *model, *plans, *profile, *save_profile;
 	int mode;	 /* enum plan_mode or MODE_ALL */
 	uint32_t n_gpus; /* 0: the profile's */
+	int gpu_ids[PLAN_MAX_GPUS]; /* --gpus, ascending: the target first */
 	bool synthetic, show;
 };
 
@@ -170,8 +178,9 @@ static int mkdir_p(const char *path)
 
 /* ---------------------------------------------------------- options */
 
-/* "0", "0,1,2,3", "0-3", "1,3-4": the number of distinct GPUs, or 0. */
-static uint32_t parse_gpus(const char *s)
+/* "0", "0,1,2,3", "0-3", "1,3-4": the number of distinct GPUs (ids[]
+ * gets them in ascending order), or 0. */
+static uint32_t parse_gpus(const char *s, int *ids)
 {
 	bool seen[PLAN_MAX_GPUS] = {0};
 	unsigned long a, b, i;
@@ -193,6 +202,9 @@ static uint32_t parse_gpus(const char *s)
 			seen[i] = true;
 		}
 	}
+	for (i = 0, a = 0; i < PLAN_MAX_GPUS; i++)
+		if (seen[i])
+			ids[a++] = (int)i;
 	return n;
 }
 
@@ -210,7 +222,7 @@ static int parse_opt(struct plan_opts *o, int c)
 {
 	switch (c) {
 	case 'g':
-		o->n_gpus = parse_gpus(optarg);
+		o->n_gpus = parse_gpus(optarg, o->gpu_ids);
 		if (!o->n_gpus) {
 			usage_hint("--gpus takes GPU numbers 0..15: 0,1,2,3 or 0-3");
 			return EXIT_USAGE;
@@ -281,6 +293,42 @@ static int parse_args(int argc, char **argv, struct plan_opts *o)
 
 /* ---------------------------------------------------------- profile */
 
+#if HAVE_CUDA
+/* Measure the package with the GPU profiler on the GPUs of --gpus (GPU 0
+ * without it), the first as the target. */
+static int gpu_profile(struct plan_job *j)
+{
+	const struct plan_opts *o = j->o;
+	struct cuda_dev *devs[PLAN_MAX_GPUS] = {0};
+	struct hoststore *hs = NULL;
+	uint32_t n = o->n_gpus ? o->n_gpus : 1, k;
+	char why[400];
+	int ret = 0;
+
+	for (k = 0; k < n && !ret; k++)
+		ret = cuda_device_open(o->n_gpus ? o->gpu_ids[k] : 0, &devs[k]);
+	if (ret == DPRT_ENODEV) {
+		snprintf(why, sizeof(why), "%s", err_msg(ret));
+		ret = err_set(ret, "no GPU to profile %s on (%s); give --profile FILE (written "
+			      "by the profiler on the GPU machine) or --synthetic-profile (an "
+			      "estimate from PAPER.md's figures)", j->pkg_path, why);
+	}
+	if (!ret)
+		ret = hoststore_load(j->pkg, &hs);
+	if (!ret && j->tty)
+		fprintf(stderr, "profiling %s on %u GPU%s ... ", j->g->name, n, n == 1 ? "" : "s");
+	if (!ret)
+		ret = cuda_profile(devs, n, j->g, hoststore_base(hs), pkg_checksum(j->pkg), &j->pf);
+	if (j->tty)
+		fprintf(stderr, "\r%40s\r", "");
+	hoststore_destroy(hs);
+	for (k = 0; k < n; k++)
+		if (devs[k])
+			cuda_device_close(devs[k]);
+	return ret;
+}
+#endif
+
 static int get_profile(struct plan_job *j)
 {
 	const struct plan_opts *o = j->o;
@@ -289,6 +337,10 @@ static int get_profile(struct plan_job *j)
 
 	if (o->synthetic)
 		return plan_profile_synthetic(j->g, sum, o->n_gpus ? o->n_gpus : 1, &j->pf);
+#if HAVE_CUDA
+	if (!o->profile)
+		return gpu_profile(j);
+#else
 	if (!o->profile)
 		return err_set(DPRT_ENODEV,
 			       "this dprt has no GPU profiler (the CUDA backend is not built "
@@ -296,6 +348,7 @@ static int get_profile(struct plan_job *j)
 			       "the profiler on the GPU machine) or --synthetic-profile (an "
 			       "estimate from PAPER.md's figures)",
 			       j->pkg_path);
+#endif
 	ret = plan_profile_read(o->profile, &j->pf);
 	if (!ret)
 		ret = plan_profile_match(j->pf, o->profile, sum, j->g);

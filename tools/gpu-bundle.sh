@@ -10,6 +10,7 @@
 #   bin/fullsize_cuda  the paper's models against the CPU backend at full
 #                      size; memory over many runs
 #   bin/bandwidth      copy, DHA, peer and GEMM ceilings
+#   bin/coldstart      cold-start latency by engine mode (bench/coldstart.c)
 #   bin/dprt           the command line (liburing, libck, jansson and
 #                      OpenBLAS linked statically, like --static-deps)
 #   lib/               criterion and its shared libraries (the binaries'
@@ -24,6 +25,9 @@
 # bench/warm.sh OUTDIR.
 #
 # Usage: tools/gpu-bundle.sh          (from anywhere; builds in build/gpu-obj)
+# GPU_BUNDLE=DIR packs into DIR instead of gpu/ (git-ignored the same way),
+# building in build/DIR-obj and build/DIR-stage: separate bundles for runs
+# prepared side by side.
 # Environment: CC (default cc), NVCC (default nvcc on PATH, else
 # /usr/local/cuda/bin/nvcc), CUDA_INC (default /usr/local/cuda/include).
 
@@ -35,9 +39,13 @@ if [ -z "${NVCC:-}" ]; then
 	NVCC=$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
 fi
 CUDA_INC=${CUDA_INC:-/usr/local/cuda/include}
+out=${GPU_BUNDLE:-gpu}
 obj=build/gpu-obj
 stage=build/gpu-stage
-out=gpu
+if [ "$out" != gpu ]; then
+	obj=build/$out-obj
+	stage=build/$out-stage
+fi
 
 warn="-Wall -Wextra -Wmissing-prototypes -Wvla -Wshadow"
 cflags="-std=gnu11 -O2 -g -pthread $warn -Werror -Isrc -Iinclude -Ibuild -I$CUDA_INC"
@@ -47,7 +55,7 @@ nvcc_flags="$nvcc_flags -gencode arch=compute_90,code=sm_90"
 nvcc_flags="$nvcc_flags -gencode arch=compute_90,code=compute_90"
 
 # Everything the GPU binaries need from src/ (not main.c, net/, sched/).
-srcs="src/base/*.c src/model/*.c src/exec/cpu/*.c src/exec/cuda/*.c src/mem/*.c"
+srcs="src/base/*.c src/model/*.c src/exec/cpu/*.c src/exec/cuda/*.c src/mem/*.c src/plan/*.c"
 # What the dprt command adds: build.ninja's C sources that $srcs lacks.
 cli_srcs=
 for f in $(grep -o 'cc src/[^ ]*\.c' build.ninja | cut -d' ' -f2); do
@@ -78,7 +86,7 @@ cc_obj()
 }
 
 mkdir -p "$obj/kernels" "$stage/bin" "$stage/lib" "$out"
-grep -qsx '/gpu/' .git/info/exclude || echo '/gpu/' >>.git/info/exclude
+grep -qsx "/$out/" .git/info/exclude || echo "/$out/" >>.git/info/exclude
 
 echo "NVCC src/exec/cuda/kernels.cu"
 "$NVCC" $nvcc_flags -fatbin -o "$obj/kernels/kernels.fatbin" src/exec/cuda/kernels.cu
@@ -121,6 +129,8 @@ $CC -pthread -o "$stage/bin/fullsize_cuda" "$(cc_obj test/exec/cuda/fullsize.c)"
 echo "LINK bandwidth"
 $CC -pthread -o "$stage/bin/bandwidth" "$(cc_obj bench/bandwidth.c "-Wa,-I$obj/kernels")" \
 	$libs $rpath
+echo "LINK coldstart"
+$CC -pthread -o "$stage/bin/coldstart" "$(cc_obj bench/coldstart.c)" $progs $libs $rpath
 
 # dprt itself: the rest of build.ninja's sources, without -Werror (a
 # warning there must not stop a GPU run), linked statically but for glibc

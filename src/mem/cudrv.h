@@ -72,6 +72,7 @@
 	X(cuModuleLoadData)                                                    \
 	X(cuModuleUnload)                                                      \
 	X(cuModuleGetFunction)                                                 \
+	X(cuFuncSetAttribute)                                                  \
 	X(cuLaunchKernel)                                                      \
 	X(cuGraphInstantiate)                                                  \
 	X(cuGraphLaunch)                                                       \

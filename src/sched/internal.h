@@ -146,7 +146,10 @@ struct repo {
 	uint32_t n_retired, cap_retired;
 };
 
+/* Open the repository at dir and scan it (entries UNAVAILABLE); entries
+ * carry n_workers slots. 0 or an error with err_set. */
 int repo_create(const char *dir, uint32_t n_workers, uint64_t host_limit, struct repo **out);
+/* Free every entry, package and host copy; no device may use them. */
 void repo_destroy(struct repo *r);
 /* Open the package and read the weights: UNAVAILABLE/FAILED -> READY. */
 int repo_load_entry(struct repo *r, struct repo_entry *e);
@@ -208,6 +211,8 @@ struct worker {
 	_Atomic uint64_t requests, failures, cold, bytes_loaded, evictions;
 };
 
+/* Make worker id for device dev (not started). 0 or an error with err_set;
+ * a GPU device fails with DPRT_ENODEV in a build without a GPU backend. */
 int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev,
 		  struct worker **out);
 /* Join the thread if any (after sched drained), drop every model, free. */

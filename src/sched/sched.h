@@ -106,7 +106,7 @@ void repo_entry_reason(const struct repo_entry *e, char *buf, size_t len);
  * memory) and the number of device instances using it. Any thread; a
  * snapshot for tests and metrics. */
 const void *repo_entry_host(const struct repo_entry *e, uint32_t *users);
-/* Bytes of host memory held by weight copies, and the limit (0 = none). */
+/* Bytes of host memory held by weight copies. Any thread. */
 uint64_t repo_host_used(const struct repo *r);
 
 /* ---- the scheduler ---- */
@@ -234,8 +234,7 @@ struct sched_req {
 	uint64_t ocap;
 	void *pool_buf;
 	uint64_t pool_cap;
-	struct sched_req *next;
-	uint32_t batch_n;
+	struct sched_req *next; /* in a worker's batch */
 };
 
 /* A clean record from the pool, or NULL when every record is in use
@@ -261,7 +260,12 @@ int sched_req_prepare(struct sched_req *req);
  * memory, then the shortest queue. Never blocks.
  * Returns 0 (the request completes exactly once into req->chan) or, never
  * to complete: DPRT_ENOMODEL (model not ready), a prepare error,
+ * DPRT_EUNSUP (outputs exceed the output buffer: req->out_need says how
+ * much; attach one with sched_req_set_output and submit again),
  * DPRT_EOVERLOAD (queue full), DPRT_EDEVICE (fits no device), -ESHUTDOWN.
+ * A request that was posted may still fail on its worker: DPRT_EOVERLOAD
+ * (no room on the device: every resident model is in use), DPRT_EDEVICE
+ * (the device could not load the model), or the backend's error.
  */
 int sched_submit(struct sched *s, struct sched_req *req);
 

@@ -513,12 +513,26 @@ static unsigned complete_list(struct worker *w, struct wslot *sl, struct sched_r
 	return n;
 }
 
+/* Run each request of a list on its own. */
+static unsigned run_each(struct worker *w, struct wslot *sl, struct sched_req *head)
+{
+	struct sched_req *r, *next;
+	unsigned n = 0;
+
+	for (r = head; r; r = next, n++) {
+		next = r->next;
+		r->next = NULL;
+		complete(w, sl, r, run_one(w, sl, r));
+	}
+	return n;
+}
+
 /* Run a batch (a list through req->next, all for one model). */
 static unsigned handle_batch(struct worker *w, struct sched_req *head, uint64_t now)
 {
 	struct wslot *sl = &head->model->ws[w->id];
-	struct sched_req *r, *next;
-	unsigned n = 0;
+	struct sched_req *r;
+	unsigned n;
 	int ret = 0;
 
 	set_busy(w, 1);
@@ -532,18 +546,14 @@ static unsigned handle_batch(struct worker *w, struct sched_req *head, uint64_t 
 		r->flags |= SCHED_F_COLD;
 		r->t_load = head->t_load;
 	}
-	if (!ret) {
+	if (!ret)
 		touch(w, sl);
-		if (head->next && !sl->no_fuse && !run_fused(w, sl, head))
-			n = complete_list(w, sl, head, 0);
-	}
 	if (ret)
 		n = complete_list(w, sl, head, ret);
-	for (r = n ? NULL : head; r; r = next, n++) {
-		next = r->next;
-		r->next = NULL;
-		complete(w, sl, r, run_one(w, sl, r));
-	}
+	else if (head->next && !sl->no_fuse && !run_fused(w, sl, head))
+		n = complete_list(w, sl, head, 0);
+	else
+		n = run_each(w, sl, head);
 	set_busy(w, 0);
 	return n;
 }

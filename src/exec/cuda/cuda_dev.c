@@ -31,6 +31,7 @@ static const char *const kern_names[K_COUNT] = {
 static const char *const dt_suffix[DT_SLOTS] = {"_f32", "_f16", "_bf16"};
 static const char *const flash_dts[FLASH_DTS] = {"f16", "bf16"};
 static const int flash_ds[FLASH_DS] = {16, 32, 64};
+static const int flash_ws[FLASH_WS] = {1, 2, 4};
 
 int cuda_device_count(void)
 {
@@ -68,15 +69,20 @@ static int load_kernels(struct cuda_dev *d)
 					       "fatbin", name);
 		}
 	}
-	for (k = 0; k < FLASH_DTS; k++) {
-		for (s = 0; s < FLASH_DS; s++) {
-			snprintf(name, sizeof(name), "dprt_flash_%s_d%d", flash_dts[k],
-				 flash_ds[s]);
-			ret = CU(cuModuleGetFunction(&d->flash[k][s], d->mod, name));
-			if (ret)
-				return err_set(ret, "cuda: kernel %s missing from the embedded "
-					       "fatbin", name);
-		}
+	for (k = 0; k < FLASH_DTS * FLASH_DS * FLASH_WS; k++) {
+		int t = k / (FLASH_DS * FLASH_WS), x = k / FLASH_WS % FLASH_DS, w = k % FLASH_WS;
+		CUfunction *f = &d->flash[t][x][w];
+
+		snprintf(name, sizeof(name), "dprt_flash_%s_d%d_w%d", flash_dts[t], flash_ds[x],
+			 flash_ws[w]);
+		ret = CU(cuModuleGetFunction(f, d->mod, name));
+		if (ret)
+			return err_set(ret, "cuda: kernel %s missing from the embedded fatbin",
+				       name);
+		ret = CU(cuFuncSetAttribute(*f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+					    (int)flash_smem(flash_ds[x], flash_ws[w])));
+		if (ret)
+			return ret;
 	}
 	return 0;
 }

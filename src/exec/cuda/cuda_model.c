@@ -249,6 +249,18 @@ static int check_args(struct cuda_dev *d, const struct graph *g, const void *wei
 	return 0;
 }
 
+/* DPRT_CUDA_ATTN: see struct exec_model. */
+static int attn_force(void)
+{
+	const char *v = getenv("DPRT_CUDA_ATTN");
+
+	if (!v || !*v)
+		return 0;
+	if (!strcmp(v, "unfused"))
+		return -1;
+	return !strcmp(v, "1") ? 1 : !strcmp(v, "2") ? 2 : !strcmp(v, "4") ? 4 : 0;
+}
+
 static int cuda_model_create_placed(void *dev, const struct graph *g, const void *weights,
 				    const uint8_t *place, struct exec_model **out)
 {
@@ -272,7 +284,8 @@ static int cuda_model_create_placed(void *dev, const struct graph *g, const void
 	m->use_lt = cuda_env_on("DPRT_CUDA_LT");
 	m->lt_gelu = cuda_env_on("DPRT_CUDA_LT_GELU");
 	m->use_flash = cuda_env_on("DPRT_CUDA_FLASH");
-	m->conv_find = cuda_env_on("DPRT_CUDNN_FIND");
+	m->conv_find = getenv("DPRT_CUDNN_FIND") && !strcmp(getenv("DPRT_CUDNN_FIND"), "1");
+	m->attn_force = attn_force();
 	if (place)
 		memcpy(m->place, place, g->n_layers);
 	ret = place_weights(m);

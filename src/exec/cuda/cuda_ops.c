@@ -174,22 +174,122 @@ static int op_attention(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 	return ret;
 }
 
-/* Attention in one kernel (kernels.cu dprt_flash_*): 16-bit activations
- * and head sizes 16, 32, 64; setup_attention decides (rt->flash). */
-static int op_flash(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+/* Attention in one kernel (kernels.cu dprt_flash_*) with w warps per
+ * block: 16-bit activations and head sizes 16, 32, 64 (setup_attention
+ * checks). timing: no mask (the tuner's buffers hold no real one). */
+static int op_flash(struct exec_model *m, struct cuda_plan *pl, uint32_t i, int w, bool timing)
 {
 	const struct node *nd = &m->g->nodes[i];
 	const struct shape *x = &pl->shapes[nd->in[0]];
 	int s = (int)x->dims[1], heads = (int)nd->ia[0], causal = nd->ia[1] != 0;
-	int dh = (int)(x->dims[2] / 3 / heads);
-	uint64_t qkv = in_addr(pl, nd, 0), mask = in_addr(pl, nd, 1), y = pl->addr[nd->out];
+	int dh = (int)(x->dims[2] / 3 / heads), di = dh == 16 ? 0 : dh == 32 ? 1 : 2;
+	uint64_t qkv = in_addr(pl, nd, 0), y = pl->addr[nd->out];
+	uint64_t mask = timing ? 0 : in_addr(pl, nd, 1);
 	float scale = (float)(1.0 / sqrt((double)dh));
-	CUfunction f = m->d->flash[m->g->wdtype == DT_BF16][dh == 16 ? 0 : dh == 32 ? 1 : 2];
+	CUfunction f = m->d->flash[m->g->wdtype == DT_BF16][di][w == 1 ? 0 : w == 2 ? 1 : 2];
 	void *args[] = {&qkv, &y, &mask, &s, &heads, &causal, &scale};
 
-	return CU(cuLaunchKernel(f, (unsigned)((s + FLASH_Q - 1) / FLASH_Q), (unsigned)heads,
-				 (unsigned)x->dims[0], FLASH_THREADS, 1, 1, 0, m->d->stream, args,
-				 NULL));
+	return CU(cuLaunchKernel(f, (unsigned)((s + 16 * w - 1) / (16 * w)), (unsigned)heads,
+				 (unsigned)x->dims[0], 32u * (unsigned)w, 1, 1, flash_smem(dh, w),
+				 m->d->stream, args, NULL));
+}
+
+/* One attention candidate: 0 unfused, else the fused kernel's W. */
+static int attn_run(struct exec_model *m, struct cuda_plan *pl, uint32_t i, int cand)
+{
+	return cand ? op_flash(m, pl, i, cand, true) : op_attention(m, pl, i);
+}
+
+/* Milliseconds of 3 runs of candidate cand (after one untimed). */
+static int attn_time(struct exec_model *m, struct cuda_plan *pl, uint32_t i, int cand,
+		     CUevent ev[2], float *ms)
+{
+	CUstream st = m->d->stream;
+	int r, ret;
+
+	ret = attn_run(m, pl, i, cand) ?: CU(cuEventRecord(ev[0], st));
+	for (r = 0; r < 3 && !ret; r++)
+		ret = attn_run(m, pl, i, cand);
+	ret = ret ?: CU(cuEventRecord(ev[1], st)) ?: CU(cuEventSynchronize(ev[1]));
+	return ret ?: CU(cuEventElapsedTime(ms, ev[0], ev[1]));
+}
+
+static void attn_key(const struct exec_model *m, const struct cuda_plan *pl, uint32_t i,
+		     struct attn_key *k)
+{
+	const struct node *nd = &m->g->nodes[i];
+	const struct shape *x = &pl->shapes[nd->in[0]];
+
+	memset(k, 0, sizeof(*k));
+	k->n = (int32_t)x->dims[0];
+	k->s = (int32_t)x->dims[1];
+	k->heads = (int32_t)nd->ia[0];
+	k->d = (int32_t)(x->dims[2] / 3 / nd->ia[0]);
+	k->causal = nd->ia[1] != 0;
+	k->dtype = m->g->wdtype;
+}
+
+/* Node i's fastest candidate: the device's earlier choice, else timed. */
+static int attn_pick(struct exec_model *m, struct cuda_plan *pl, uint32_t i, CUevent ev[2],
+		     int *pick)
+{
+	static const int cands[] = {0, 1, 2, 4};
+	struct cuda_dev *d = m->d;
+	struct attn_key key;
+	float best = 1e30f, ms;
+	uint32_t k;
+	int ret;
+
+	attn_key(m, pl, i, &key);
+	for (k = 0; k < d->n_attns; k++) {
+		if (!memcmp(&d->attns[k].key, &key, sizeof(key))) {
+			*pick = d->attns[k].flash;
+			return 0;
+		}
+	}
+	for (k = 0; k < ARRAY_SIZE(cands); k++) {
+		if (!cands[k] && !pl->rt[i].scratch_bytes) /* unfused: no scratch */
+			continue;
+		ret = attn_time(m, pl, i, cands[k], ev, &ms);
+		if (ret)
+			return ret;
+		if (ms < best) {
+			best = ms;
+			*pick = cands[k];
+		}
+	}
+	if (d->n_attns < ATTN_CACHE) {
+		d->attns[d->n_attns].key = key;
+		d->attns[d->n_attns++].flash = *pick;
+	}
+	return 0;
+}
+
+int cuda_attn_tune(struct exec_model *m, struct cuda_plan *pl, bool *relayout)
+{
+	CUevent ev[2] = {NULL, NULL};
+	uint32_t i;
+	int ret;
+
+	*relayout = false;
+	ret = CU(cuEventCreate(&ev[0], CU_EVENT_DEFAULT)) ?:
+	      CU(cuEventCreate(&ev[1], CU_EVENT_DEFAULT));
+	for (i = 0; i < m->g->n_nodes && !ret; i++) {
+		struct node_rt *rt = &pl->rt[i];
+
+		if (!rt->attn_tune)
+			continue;
+		ret = attn_pick(m, pl, i, ev, &rt->flash);
+		if (!ret && rt->flash) { /* the unfused path's scratch is not needed */
+			rt->scratch_bytes = 0;
+			*relayout = true;
+		}
+	}
+	if (ev[0])
+		CU(cuEventDestroy(ev[0]));
+	if (ev[1])
+		CU(cuEventDestroy(ev[1]));
+	return ret;
 }
 
 /* ---------------------------------------------------------------- cuDNN */
@@ -434,7 +534,8 @@ int cuda_op_enqueue(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 	case OP_TANH: return op_unary(m, pl, nd, U_TANH);
 	case OP_SOFTMAX: return op_softmax(m, pl, nd);
 	case OP_ATTENTION:
-		return pl->rt[i].flash ? op_flash(m, pl, i) : op_attention(m, pl, i);
+		return pl->rt[i].flash ? op_flash(m, pl, i, pl->rt[i].flash, false)
+				       : op_attention(m, pl, i);
 	case OP_TAKE_ROW: return op_take_row(m, pl, nd);
 	default:
 		return err_set(DPRT_EUNSUP, "%s: node %u has op %u, which the CUDA backend does "

@@ -18,6 +18,8 @@
 
 #define ELEM_LIMIT ((int64_t)1 << 31) /* int sizes of kernels and libraries */
 #define STAGE_ALIGN 64u
+/* Largest unfused-attention scratch worth allocating only to time it */
+#define ATTN_SCRATCH_TUNE (256ull << 20)
 
 /* One block of the arena: bytes needed while nodes [first, last] run;
  * -1 is before the first node (input copies), n_nodes after the last
@@ -188,15 +190,23 @@ static void setup_attention(struct exec_model *m, struct cuda_plan *pl, uint32_t
 	uint64_t cells = (uint64_t)x->dims[0] * (uint64_t)nd->ia[0] * (uint64_t)x->dims[1] *
 			 (uint64_t)x->dims[1];
 	int64_t h = x->dims[2] / 3, dh = h / nd->ia[0];
+	uint64_t scratch = ALIGN_UP(cells * sizeof(float), DEVPOOL_ALIGN) +
+			   cells * dtype_size((enum dtype)m->g->wdtype);
+	struct node_rt *rt = &pl->rt[i];
+	/* The fused kernels: 16-bit activations, head sizes 16, 32 or 64. */
+	bool fused = m->use_flash && m->g->wdtype != DT_F32 && h % nd->ia[0] == 0 &&
+		     (dh == 16 || dh == 32 || dh == 64);
 
-	/* The fused kernel: 16-bit activations, head sizes 16, 32 or 64. */
-	if (m->use_flash && m->g->wdtype != DT_F32 && h % nd->ia[0] == 0 &&
-	    (dh == 16 || dh == 32 || dh == 64)) {
-		pl->rt[i].flash = true;
+	rt->flash = 0;
+	if (fused && m->attn_force > 0) {
+		rt->flash = m->attn_force;
 		return;
 	}
-	pl->rt[i].scratch_bytes = ALIGN_UP(cells * sizeof(float), DEVPOOL_ALIGN) +
-				  cells * dtype_size((enum dtype)m->g->wdtype);
+	/* Timed after the arena is laid out (cuda_attn_tune), the unfused
+	 * path among the candidates unless its scratch would be large. */
+	rt->attn_tune = fused && !m->attn_force;
+	if (!rt->attn_tune || scratch <= ATTN_SCRATCH_TUNE)
+		rt->scratch_bytes = scratch;
 }
 
 static int check_node(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
@@ -395,6 +405,21 @@ static int make_stage(struct exec_model *m, struct cuda_plan *pl)
 	return 0;
 }
 
+/* Choose the attention paths by timing; lay the arena out again without
+ * the scratch of the nodes that take a fused kernel. */
+static int tune_attention(struct exec_model *m, struct cuda_plan *pl)
+{
+	bool relayout = false;
+	int ret;
+
+	ret = cuda_attn_tune(m, pl, &relayout);
+	if (ret || !relayout)
+		return ret;
+	devpool_free(m->d->pool, pl->arena);
+	pl->arena = 0;
+	return make_arena(m, pl);
+}
+
 /* ------------------------------------------------------------ lifecycle */
 
 static int alloc_arrays(const struct graph *g, struct cuda_plan *pl)
@@ -430,6 +455,8 @@ int cuda_plan_create(struct exec_model *m, struct cuda_plan **out)
 		ret = setup_nodes(m, pl);
 	if (!ret)
 		ret = make_arena(m, pl);
+	if (!ret)
+		ret = tune_attention(m, pl);
 	if (!ret)
 		ret = cuda_gemm_tune(m, pl);
 	if (!ret)

@@ -133,13 +133,21 @@ enum kern {
 /* Codes of kernels.cu's unary kernel. */
 enum unary_op { U_RELU = 0, U_GELU_ERF = 1, U_GELU_TANH = 2, U_TANH = 3 };
 
-/* Fused attention (kernels.cu dprt_flash_<dtype>_d<D>): 16-bit
- * activations, head sizes 16, 32 and 64; FLASH_Q queries per block of
- * FLASH_THREADS threads. */
+/* Fused attention (kernels.cu dprt_flash_<dtype>_d<D>_w<W>): 16-bit
+ * activations, head sizes 16, 32 and 64; W warps of 16 queries each per
+ * block (W = 1, 2, 4), dynamic shared memory of flash_smem(D, W) bytes. */
 #define FLASH_DTS 2 /* f16, bf16 */
 #define FLASH_DS 3  /* D = 16, 32, 64 */
-#define FLASH_Q 64
-#define FLASH_THREADS 128
+#define FLASH_WS 3  /* W = 1, 2, 4 */
+#define FLASH_KEYS 64
+
+static inline unsigned flash_smem(int d, int w)
+{
+	/* K and V tiles twice, W fp32 scratches, W P tiles (kernels.cu) */
+	return (unsigned)(4 * FLASH_KEYS * (d + 8) * 2 +
+			  w * 16 * ((FLASH_KEYS > d ? FLASH_KEYS : d) + 4) * 4 +
+			  w * 16 * (FLASH_KEYS + 8) * 2);
+}
 
 /* The embedded fatbin (fatbin.c). */
 extern const unsigned char cuda_fatbin[];
@@ -177,6 +185,17 @@ struct gemm_key {
 	int32_t host_a;	      /* A (the weight) read from host memory */
 };
 
+/* An attention node as tuned: which of the unfused path and the fused
+ * kernels (W warps) ran fastest for this shape. */
+struct attn_key {
+	int32_t n, s, heads, d, causal, dtype;
+};
+#define ATTN_CACHE 64
+struct attn_choice {
+	struct attn_key key;
+	int flash; /* 0: unfused; else W */
+};
+
 #define GEMM_CACHE 256
 #define GEMM_CANDIDATES 8
 struct gemm_choice {
@@ -194,7 +213,7 @@ struct cuda_dev {
 	CUstream copy;	 /* weight uploads at model creation */
 	CUmodule mod;
 	CUfunction fn[K_COUNT][DT_SLOTS];
-	CUfunction flash[FLASH_DTS][FLASH_DS];
+	CUfunction flash[FLASH_DTS][FLASH_DS][FLASH_WS];
 	cublasHandle_t blas;
 	cublasLtHandle_t lt;
 	cudnnHandle_t dnn; /* NULL without cuDNN */
@@ -209,6 +228,8 @@ struct cuda_dev {
 	/* GEMM algorithms found by heuristics and timed, likewise. */
 	struct gemm_choice *gemms;
 	uint32_t n_gemms;
+	struct attn_choice attns[ATTN_CACHE];
+	uint32_t n_attns;
 	int sm_count;
 	int cc_major, cc_minor;
 	char name[128];
@@ -251,7 +272,8 @@ struct node_rt {
 	cublasLtMatmulAlgo_t algo_lt;
 	bool lt;
 	bool skip;	   /* done by an earlier node's epilogue */
-	bool flash;	   /* attention through the fused kernel */
+	int flash;	   /* attention: 0 unfused, else the fused kernel's W */
+	bool attn_tune;	   /* attention: choose by timing after the arena */
 	int64_t first;	   /* skip: the node that writes its output */
 };
 
@@ -293,12 +315,17 @@ struct exec_model {
 	uint64_t clock;
 	int dt;		       /* slot of g->wdtype */
 	bool no_graphs;	       /* DPRT_CUDA_GRAPHS=0 at creation: always eager */
-	/* Paths, each on unless its variable is "0" at creation (for
-	 * comparisons): DPRT_CUDA_LT cuBLASLt GEMMs with fused bias and
-	 * residual epilogues, DPRT_CUDA_LT_GELU the GELU epilogue too,
-	 * DPRT_CUDA_FLASH fused attention, DPRT_CUDNN_FIND convolution
-	 * algorithms chosen by timing. */
+	/* Paths, read from the environment at creation (for comparisons),
+	 * each on unless its variable is "0": DPRT_CUDA_LT cuBLASLt GEMMs with
+	 * fused bias and residual epilogues, DPRT_CUDA_LT_GELU the GELU
+	 * epilogue too (16-bit), DPRT_CUDA_FLASH the fused attention kernels
+	 * as candidates. Off unless "1": DPRT_CUDNN_FIND, convolution
+	 * algorithms by cudnnFind's timing instead of the heuristics (slower
+	 * end to end on an H100, 2026-11-26). */
 	bool use_lt, lt_gelu, use_flash, conv_find;
+	/* DPRT_CUDA_ATTN: "unfused", "1", "2" or "4" forces that attention
+	 * path where it applies (tests); unset: the fastest, by timing. */
+	int attn_force; /* 0: by timing; -1: unfused; else W */
 	struct cuda_cold *cold; /* cold.c: cold-start state (models made by
 				 * cuda_cold_model_create), else NULL */
 };
@@ -337,6 +364,11 @@ void cuda_plan_destroy(struct exec_model *m, struct cuda_plan *pl);
 
 /* Enqueue node i of the plan on the device's stream; cuda_ops.c. */
 int cuda_op_enqueue(struct exec_model *m, struct cuda_plan *pl, uint32_t i);
+/* Time the attention candidates of every attention node marked attn_tune
+ * (the unfused path needs its scratch in the arena) and keep the fastest
+ * (cached per device); *relayout: some node no longer needs its scratch.
+ * cuda_ops.c. */
+int cuda_attn_tune(struct exec_model *m, struct cuda_plan *pl, bool *relayout);
 /* Enqueue the conversion of float input i from its given dtype. */
 int cuda_op_convert(struct exec_model *m, struct cuda_plan *pl, uint32_t i);
 /* Choose node i's convolution algorithm for input shape x (descriptors in

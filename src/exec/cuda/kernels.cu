@@ -429,69 +429,100 @@ KERNEL3(gap, (const void *x, void *y, i64 rows, int hw), (x, y, rows, hw))
  * softmax over all s keys, then p (rounded to T, as the unfused path
  * stores it) times v, accumulated in fp32.
  *
- * Grid (ceil(s / 64), heads, n), 128 threads: each of the 4 warps owns 16
- * queries. Per 64-key tile: S = Q K^T on the tensor cores (WMMA), into the
- * warp's shared scratch; an online softmax, two lanes per query row (lane
- * parity picks the even or odd columns); P V into the same scratch, which
- * the lanes add to their running output with the rescaling factor. Key
- * tiles wholly after a causal query tile are skipped when no key of the
- * batch row is masked: their probabilities would be exactly zero (a row
- * always sees key 0), whereas with padding a row may be fully masked and
- * then spreads over all s keys, as the CPU reference does.
+ * Grid (ceil(s / 16W), heads, n), 32W threads: each of the W warps owns 16
+ * queries; blocks with the most keys to see (causal: the last queries)
+ * start first. Per 64-key tile, double-buffered in dynamic shared memory
+ * (cp.async loads the next tile while this one is used): S = Q K^T on the
+ * tensor cores (WMMA) into the warp's shared scratch; an online softmax,
+ * two lanes per query row (lane parity picks the even or odd columns);
+ * P V into the same scratch, which the lanes add to their running output
+ * with the rescaling factor. Key tiles wholly after a causal query tile are
+ * skipped when no key of the batch row is masked: their probabilities
+ * would be exactly zero (a row always sees key 0), whereas with padding a
+ * row may be fully masked and then spreads over all s keys, as the CPU
+ * reference does.
  */
-#define FA_BQ 64
 #define FA_BK 64
-#define FA_WARPS 4
 
 using namespace nvcuda;
 
-template <typename T, int D> struct fa_smem {
+/* Dynamic shared memory: K0 V0 K1 V1 tiles, then W fp32 scratches, then W
+ * P tiles; every part a multiple of 128 bytes. cuda_dev.c sizes it the
+ * same way (flash_smem). */
+template <typename T, int D, int W> struct fa_layout {
 	static constexpr int LDH = D + 8;		      /* 16-bit tiles */
 	static constexpr int SW = (FA_BK > D ? FA_BK : D) + 4; /* fp32 scratch */
 	static constexpr int LDP = FA_BK + 8;		      /* P */
-	T k[FA_BK * LDH];
-	T v[FA_BK * LDH];
-	float s[FA_WARPS][16 * SW];
-	T p[FA_WARPS][16 * LDP];
+	static constexpr int TILE = FA_BK * LDH;	      /* elements */
+	static constexpr int S_OFF = 4 * TILE * 2;	      /* bytes */
+	static constexpr int P_OFF = S_OFF + W * 16 * SW * 4;
+	static constexpr int BYTES = P_OFF + W * 16 * LDP * 2;
 };
 
-/* Rows [row0, row0 + 64) of a q, k or v slice (row stride ld3 elements)
- * into a tile; rows at or past s are zeros. 16-byte copies. */
-template <typename T, int D>
-__device__ __forceinline__ void fa_tile(T *dst, const T *src, i64 ld3, int row0, int s)
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool valid)
 {
-	constexpr int VPR = D / 8, LDH = fa_smem<T, D>::LDH;
+	unsigned dst = (unsigned)__cvta_generic_to_shared(smem);
+	int n = valid ? 16 : 0; /* 0: zero-fill, nothing read */
 
-	for (int v = threadIdx.x; v < FA_BK * VPR; v += blockDim.x) {
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem),
+		     "r"(n));
+}
+
+__device__ __forceinline__ void cp_async_commit(void)
+{
+	asm volatile("cp.async.commit_group;\n" ::);
+}
+
+template <int N> __device__ __forceinline__ void cp_async_wait(void)
+{
+	asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+/* Rows [row0, row0 + rows) of a q, k or v slice (row stride ld3 elements)
+ * into a tile; rows at or past s are zeros. 16-byte copies: cp.async, or
+ * plain loads and stores (sync). */
+template <typename T, int D, int LDH>
+__device__ __forceinline__ void fa_tile(T *dst, const T *src, i64 ld3, int row0, int rows, int s,
+					bool sync)
+{
+	constexpr int VPR = D / 8;
+
+	for (int v = threadIdx.x; v < rows * VPR; v += blockDim.x) {
 		int r = v / VPR, c = (v % VPR) * 8;
-		uint4 val = make_uint4(0u, 0u, 0u, 0u);
+		bool ok = row0 + r < s;
+		const T *g = src + (i64)(ok ? row0 + r : 0) * ld3 + c;
 
-		if (row0 + r < s)
-			val = *(const uint4 *)(src + (i64)(row0 + r) * ld3 + c);
-		*(uint4 *)(dst + r * LDH + c) = val;
+		if (!sync) {
+			cp_async16(dst + r * LDH + c, g, ok);
+			continue;
+		}
+		*(uint4 *)(dst + r * LDH + c) = ok ? *(const uint4 *)g : make_uint4(0u, 0u, 0u, 0u);
 	}
 }
 
-template <typename T, int D>
+template <typename T, int D, int W>
 __device__ void k_flash(const T *qkv, T *y, const i64 *mask, int s, int heads, int causal,
 			float scale)
 {
-	typedef fa_smem<T, D> S;
+	typedef fa_layout<T, D, W> L;
 	typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> frag_a;
 	typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> frag_bt;
 	typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> frag_b;
 	typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> frag_c;
-	__shared__ __align__(128) S sm;
+	extern __shared__ __align__(128) unsigned char fa_raw[];
 	__shared__ int masked;
+	T *const kb = (T *)fa_raw; /* K0 V0 K1 V1 */
+	float *const sw = (float *)(fa_raw + L::S_OFF);
+	T *const pw = (T *)(fa_raw + L::P_OFF);
 	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 	const int r = lane >> 1, par = lane & 1;
-	const int q0 = blockIdx.x * FA_BQ, h = blockIdx.y, b = blockIdx.z;
+	const int q0 = (gridDim.x - 1 - blockIdx.x) * 16 * W, h = blockIdx.y, b = blockIdx.z;
 	const int hid = heads * D, qrow = q0 + warp * 16 + r;
 	const i64 ld3 = 3 * (i64)hid;
 	const T *base = qkv + (i64)b * s * ld3 + (i64)h * D;
 	const i64 *mrow = mask ? mask + (i64)b * s : NULL;
-	float *srow = sm.s[warp] + r * S::SW;
-	T *prow = sm.p[warp] + r * S::LDP;
+	float *const sws = sw + warp * 16 * L::SW, *const srow = sws + r * L::SW;
+	T *const pws = pw + warp * 16 * L::LDP, *const prow = pws + r * L::LDP;
 	frag_a qf[D / 16];
 	float o[D / 2], mrun = -INFINITY, lrun = 0.0f;
 	int tiles = (s + FA_BK - 1) / FA_BK;
@@ -502,26 +533,41 @@ __device__ void k_flash(const T *qkv, T *y, const i64 *mask, int s, int heads, i
 	for (int j = threadIdx.x; mrow && j < s; j += blockDim.x)
 		if (mrow[j] == 0)
 			masked = 1;
-	fa_tile<T, D>(sm.k, base, ld3, q0, s); /* Q, staged in the K tile */
+	/* Q, staged in the K1 tile */
+	fa_tile<T, D, L::LDH>(kb + 2 * L::TILE, base, ld3, q0, 16 * W, s, true);
 	__syncthreads();
 #pragma unroll
 	for (int kk = 0; kk < D / 16; kk++)
-		wmma::load_matrix_sync(qf[kk], sm.k + warp * 16 * S::LDH + kk * 16, S::LDH);
+		wmma::load_matrix_sync(qf[kk], kb + 2 * L::TILE + warp * 16 * L::LDH + kk * 16,
+				       L::LDH);
 	if (!masked)
 		mrow = NULL;
 	if (causal && !masked)
-		tiles = min(tiles, (q0 + FA_BQ - 1) / FA_BK + 1);
+		tiles = min(tiles, (q0 + 16 * W - 1) / FA_BK + 1);
 #pragma unroll
 	for (int c = 0; c < D / 2; c++)
 		o[c] = 0.0f;
+	__syncthreads(); /* every warp has its Q: K1 may be overwritten */
+	fa_tile<T, D, L::LDH>(kb, base + hid, ld3, 0, FA_BK, s, false);
+	fa_tile<T, D, L::LDH>(kb + L::TILE, base + 2 * hid, ld3, 0, FA_BK, s, false);
+	cp_async_commit();
 
 	for (int kt = 0; kt < tiles; kt++) {
 		const int k0 = kt * FA_BK;
+		const T *ks = kb + (kt & 1) * 2 * L::TILE, *vs = ks + L::TILE;
 		float v[FA_BK / 2], tmax = -INFINITY, mnew, corr, psum = 0.0f;
 
-		__syncthreads(); /* done with the previous tiles (or Q) */
-		fa_tile<T, D>(sm.k, base + hid, ld3, k0, s);
-		fa_tile<T, D>(sm.v, base + 2 * hid, ld3, k0, s);
+		if (kt + 1 < tiles) { /* the next tile, into the other buffer */
+			T *nk = kb + ((kt + 1) & 1) * 2 * L::TILE;
+
+			fa_tile<T, D, L::LDH>(nk, base + hid, ld3, k0 + FA_BK, FA_BK, s, false);
+			fa_tile<T, D, L::LDH>(nk + L::TILE, base + 2 * hid, ld3, k0 + FA_BK, FA_BK,
+					      s, false);
+			cp_async_commit();
+			cp_async_wait<1>();
+		} else {
+			cp_async_wait<0>();
+		}
 		__syncthreads();
 #pragma unroll
 		for (int n = 0; n < FA_BK / 16; n++) {
@@ -532,10 +578,10 @@ __device__ void k_flash(const T *qkv, T *y, const i64 *mask, int s, int heads, i
 			for (int kk = 0; kk < D / 16; kk++) {
 				frag_bt kf;
 
-				wmma::load_matrix_sync(kf, sm.k + n * 16 * S::LDH + kk * 16, S::LDH);
+				wmma::load_matrix_sync(kf, ks + n * 16 * L::LDH + kk * 16, L::LDH);
 				wmma::mma_sync(acc, qf[kk], kf, acc);
 			}
-			wmma::store_matrix_sync(sm.s[warp] + n * 16, acc, S::SW, wmma::mem_row_major);
+			wmma::store_matrix_sync(sws + n * 16, acc, L::SW, wmma::mem_row_major);
 		}
 		__syncwarp();
 #pragma unroll
@@ -554,10 +600,10 @@ __device__ void k_flash(const T *qkv, T *y, const i64 *mask, int s, int heads, i
 		/* key k0 < s is in every tile: tmax, hence mnew, is finite */
 		tmax = fmaxf(tmax, __shfl_xor_sync(FULL, tmax, 1));
 		mnew = fmaxf(mrun, tmax);
-		corr = mrun == -INFINITY ? 0.0f : expf(mrun - mnew);
+		corr = mrun == -INFINITY ? 0.0f : __expf(mrun - mnew);
 #pragma unroll
 		for (int c = 0; c < FA_BK / 2; c++) {
-			float p = v[c] == -INFINITY ? 0.0f : expf(v[c] - mnew);
+			float p = v[c] == -INFINITY ? 0.0f : __expf(v[c] - mnew);
 
 			psum += p;
 			prow[2 * c + par] = (T)p;
@@ -576,17 +622,17 @@ __device__ void k_flash(const T *qkv, T *y, const i64 *mask, int s, int heads, i
 				frag_a pf;
 				frag_b vf;
 
-				wmma::load_matrix_sync(pf, sm.p[warp] + kk * 16, S::LDP);
-				wmma::load_matrix_sync(vf, sm.v + kk * 16 * S::LDH + n * 16, S::LDH);
+				wmma::load_matrix_sync(pf, pws + kk * 16, L::LDP);
+				wmma::load_matrix_sync(vf, vs + kk * 16 * L::LDH + n * 16, L::LDH);
 				wmma::mma_sync(acc, pf, vf, acc);
 			}
-			wmma::store_matrix_sync(sm.s[warp] + n * 16, acc, S::SW, wmma::mem_row_major);
+			wmma::store_matrix_sync(sws + n * 16, acc, L::SW, wmma::mem_row_major);
 		}
 		__syncwarp();
 #pragma unroll
 		for (int c = 0; c < D / 2; c++)
 			o[c] = o[c] * corr + srow[2 * c + par];
-		__syncwarp(); /* the scratch is read before the next S lands */
+		__syncthreads(); /* this buffer is read: the next prefetch may fill it */
 	}
 	if (qrow < s) {
 		T *yr = y + ((i64)b * s + qrow) * hid + (i64)h * D;
@@ -598,17 +644,23 @@ __device__ void k_flash(const T *qkv, T *y, const i64 *mask, int s, int heads, i
 	}
 }
 
-#define FLASH(tname, T, D)                                                     \
-	extern "C" __global__ void __launch_bounds__(128)                      \
-		dprt_flash_##tname##_d##D(const void *qkv, void *y, const i64 *mask, \
-					  int s, int heads, int causal, float scale) \
+#define FLASH(tname, T, D, W)                                                  \
+	extern "C" __global__ void __launch_bounds__(32 * W)                   \
+		dprt_flash_##tname##_d##D##_w##W(const void *qkv, void *y,     \
+						 const i64 *mask, int s,        \
+						 int heads, int causal,         \
+						 float scale)                   \
 	{                                                                      \
-		k_flash<T, D>((const T *)qkv, (T *)y, mask, s, heads, causal,  \
-			      scale);                                          \
+		k_flash<T, D, W>((const T *)qkv, (T *)y, mask, s, heads,       \
+				 causal, scale);                               \
 	}
-FLASH(f16, __half, 16)
-FLASH(f16, __half, 32)
-FLASH(f16, __half, 64)
-FLASH(bf16, __nv_bfloat16, 16)
-FLASH(bf16, __nv_bfloat16, 32)
-FLASH(bf16, __nv_bfloat16, 64)
+#define FLASH_W(tname, T, D)                                                   \
+	FLASH(tname, T, D, 1)                                                  \
+	FLASH(tname, T, D, 2)                                                  \
+	FLASH(tname, T, D, 4)
+FLASH_W(f16, __half, 16)
+FLASH_W(f16, __half, 32)
+FLASH_W(f16, __half, 64)
+FLASH_W(bf16, __nv_bfloat16, 16)
+FLASH_W(bf16, __nv_bfloat16, 32)
+FLASH_W(bf16, __nv_bfloat16, 64)

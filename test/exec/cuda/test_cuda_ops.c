@@ -7,6 +7,8 @@
  * wants the first run's outputs bit for bit.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "helpers.h"
@@ -340,71 +342,88 @@ Test(cuda_ops, softmax)
 #define MASK(n, s) {"mask", DT_I64, 2, {n, s}}
 /* clang-format on */
 
+static const struct spec attn_specs[] = {
+	{.name = "attention",
+	 .op = OP_ATTENTION,
+	 .in = {QKV(2, 13, 64)},
+	 .n_in = 1,
+	 .ia = {4, 0}},
+	{.name = "attention-mask",
+	 .op = OP_ATTENTION,
+	 .in = {QKV(2, 13, 64), MASK(2, 13)},
+	 .n_in = 2,
+	 .ia = {4, 0},
+	 .pad = 4},
+	{.name = "attention-causal",
+	 .op = OP_ATTENTION,
+	 .in = {QKV(2, 13, 64)},
+	 .n_in = 1,
+	 .ia = {4, 1}},
+	{.name = "attention-causal-mask",
+	 .op = OP_ATTENTION,
+	 .in = {QKV(3, 9, 48), MASK(3, 9)},
+	 .n_in = 2,
+	 .ia = {2, 1},
+	 .pad = 3},
+	{.name = "attention-long",
+	 .op = OP_ATTENTION,
+	 .in = {QKV(1, 300, 96), MASK(1, 300)},
+	 .n_in = 2,
+	 .ia = {3, 0}},
+	{.name = "attention-1head",
+	 .op = OP_ATTENTION,
+	 .in = {QKV(2, 5, 16)},
+	 .n_in = 1,
+	 .ia = {1, 0}},
+	/* 16-bit, head size 64: the fused kernel over 4 key tiles,
+	 * skipping the causal tiles past the diagonal */
+	{.name = "attention-fused-causal",
+	 .op = OP_ATTENTION,
+	 .in = {QKV(2, 200, 128)},
+	 .n_in = 1,
+	 .ia = {2, 1}},
+	/* padding: no tile may be skipped */
+	{.name = "attention-fused-causal-pad",
+	 .op = OP_ATTENTION,
+	 .in = {QKV(3, 150, 128), MASK(3, 150)},
+	 .n_in = 2,
+	 .ia = {2, 1},
+	 .pad = 70},
+	/* rows after the first wholly masked: uniform over all keys */
+	{.name = "attention-fused-all-masked",
+	 .op = OP_ATTENTION,
+	 .in = {QKV(2, 100, 64), MASK(2, 100)},
+	 .n_in = 2,
+	 .ia = {2, 1},
+	 .pad = 100},
+	{.name = "attention-fused-noncausal",
+	 .op = OP_ATTENTION,
+	 .in = {QKV(2, 130, 64), MASK(2, 130)},
+	 .n_in = 2,
+	 .ia = {1, 0},
+	 .pad = 7},
+};
+
+/* Each attention path picks itself by timing; 16-bit head sizes 16/32/64
+ * take a fused kernel when it is the fastest. */
 Test(cuda_ops, attention)
 {
-	static const struct spec s[] = {
-		{.name = "attention",
-		 .op = OP_ATTENTION,
-		 .in = {QKV(2, 13, 64)},
-		 .n_in = 1,
-		 .ia = {4, 0}},
-		{.name = "attention-mask",
-		 .op = OP_ATTENTION,
-		 .in = {QKV(2, 13, 64), MASK(2, 13)},
-		 .n_in = 2,
-		 .ia = {4, 0},
-		 .pad = 4},
-		{.name = "attention-causal",
-		 .op = OP_ATTENTION,
-		 .in = {QKV(2, 13, 64)},
-		 .n_in = 1,
-		 .ia = {4, 1}},
-		{.name = "attention-causal-mask",
-		 .op = OP_ATTENTION,
-		 .in = {QKV(3, 9, 48), MASK(3, 9)},
-		 .n_in = 2,
-		 .ia = {2, 1},
-		 .pad = 3},
-		{.name = "attention-long",
-		 .op = OP_ATTENTION,
-		 .in = {QKV(1, 300, 96), MASK(1, 300)},
-		 .n_in = 2,
-		 .ia = {3, 0}},
-		{.name = "attention-1head",
-		 .op = OP_ATTENTION,
-		 .in = {QKV(2, 5, 16)},
-		 .n_in = 1,
-		 .ia = {1, 0}},
-		/* 16-bit, head size 64: the fused kernel over 4 key tiles,
-		 * skipping the causal tiles past the diagonal */
-		{.name = "attention-fused-causal",
-		 .op = OP_ATTENTION,
-		 .in = {QKV(2, 200, 128)},
-		 .n_in = 1,
-		 .ia = {2, 1}},
-		/* padding: no tile may be skipped */
-		{.name = "attention-fused-causal-pad",
-		 .op = OP_ATTENTION,
-		 .in = {QKV(3, 150, 128), MASK(3, 150)},
-		 .n_in = 2,
-		 .ia = {2, 1},
-		 .pad = 70},
-		/* rows after the first wholly masked: uniform over all keys */
-		{.name = "attention-fused-all-masked",
-		 .op = OP_ATTENTION,
-		 .in = {QKV(2, 100, 64), MASK(2, 100)},
-		 .n_in = 2,
-		 .ia = {2, 1},
-		 .pad = 100},
-		{.name = "attention-fused-noncausal",
-		 .op = OP_ATTENTION,
-		 .in = {QKV(2, 130, 64), MASK(2, 130)},
-		 .n_in = 2,
-		 .ia = {1, 0},
-		 .pad = 7},
-	};
+	check_all(attn_specs, ARRAY_SIZE(attn_specs));
+}
 
-	check_all(s, ARRAY_SIZE(s));
+/* Every path forced in turn (DPRT_CUDA_ATTN), so that each is right
+ * whichever the timing picks on a given GPU. */
+Test(cuda_ops, attention_paths)
+{
+	static const char *const paths[] = {"unfused", "1", "2", "4"};
+	size_t k;
+
+	for (k = 0; k < ARRAY_SIZE(paths); k++) {
+		setenv("DPRT_CUDA_ATTN", paths[k], 1);
+		fprintf(stderr, "attention path %s\n", paths[k]);
+		check_all(attn_specs, ARRAY_SIZE(attn_specs));
+	}
+	unsetenv("DPRT_CUDA_ATTN");
 }
 
 Test(cuda_ops, take_row)
