@@ -19,8 +19,56 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
+
 /* The GPU backend; none in a build without CUDA. */
+#if HAVE_CUDA
+static const struct exec_ops *const gpu_ops = &cuda_backend;
+
+static int gpu_count(void)
+{
+	return cuda_device_count();
+}
+
+static int gpu_open(int ordinal, void **devh)
+{
+	return cuda_device_open(ordinal, (struct cuda_dev **)devh);
+}
+
+static void gpu_close(void *devh)
+{
+	cuda_device_close(devh);
+}
+
+static const char *gpu_label(void *devh)
+{
+	return cuda_device_name(devh);
+}
+#else
 static const struct exec_ops *const gpu_ops = NULL;
+
+static int gpu_count(void)
+{
+	return 0;
+}
+
+static int gpu_open(int ordinal, void **devh)
+{
+	UNUSED(devh);
+	return err_set(DPRT_ENODEV, "gpu%d: built without CUDA", ordinal);
+}
+
+static void gpu_close(void *devh)
+{
+	UNUSED(devh);
+}
+
+static const char *gpu_label(void *devh)
+{
+	UNUSED(devh);
+	return "";
+}
+#endif
 
 int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev,
 		  struct worker **out)
@@ -31,6 +79,10 @@ int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev,
 	if (dev->kind == SCHED_DEV_GPU && !gpu_ops)
 		return err_set(DPRT_ENODEV, "device gpu%d: this dprt was built without CUDA, so "
 			       "it has no GPU backend (serve with --gpus cpu)", dev->id);
+	if (dev->kind == SCHED_DEV_GPU && dev->id >= gpu_count())
+		return err_set(DPRT_ENODEV, "device gpu%d: no such GPU (the driver sees %d; "
+			       "serve with --gpus cpu on a machine without GPUs)", dev->id,
+			       gpu_count());
 	w = aligned_alloc(CACHELINE, ALIGN_UP(sizeof(*w), CACHELINE));
 	if (!w)
 		return -ENOMEM;
@@ -162,6 +214,50 @@ static int make_room(struct worker *w, const struct repo_entry *e, uint64_t need
 }
 
 /* Cold start: bring req's model onto the device. */
+/*
+ * A GPU's context, streams and handles belong to the thread that opened
+ * it, so the device is opened by the thread that polls the worker, when
+ * its first model arrives, and closed by it (worker_release_device).
+ */
+static int worker_open_device(struct worker *w)
+{
+	int ret;
+
+	if (w->dev.kind != SCHED_DEV_GPU || w->devh)
+		return 0;
+	ret = gpu_open(w->dev.id, &w->devh);
+	if (ret)
+		return err_set(DPRT_EDEVICE, "device %s: %s", w->name, err_msg(ret));
+	log_info("%s: %s", w->name, gpu_label(w->devh));
+	return 0;
+}
+
+/*
+ * Make a model; when the device runs out of memory before the configured
+ * limit (no --gpu-mem-limit, or one above what the GPU has), evict the
+ * least recently used idle model and try again.
+ */
+static int create_evicting(struct worker *w, const struct graph *g, const void *weights,
+			   struct exec_model **out)
+{
+	struct lnode *n;
+	int ret;
+
+	for (;;) {
+		ret = w->ops->model_create(w->devh, g, weights, out);
+		if (ret != -ENOMEM && ret != DPRT_EOVERLOAD)
+			return ret;
+		for (n = w->lru.prev; n != &w->lru; n = n->prev)
+			if (!slot_in_use(container_of(n, struct wslot, lru)))
+				break;
+		if (n == &w->lru)
+			return ret;
+		log_info("%s: out of device memory, evicting the least recently used model",
+			 w->name);
+		evict(w, container_of(n, struct wslot, lru));
+	}
+}
+
 static int load_model(struct worker *w, struct wslot *sl, struct sched_req *req)
 {
 	struct repo_entry *e = sl->e;
@@ -171,6 +267,9 @@ static int load_model(struct worker *w, struct wslot *sl, struct sched_req *req)
 	char why[SCHED_MSG_LEN];
 	int ret;
 
+	ret = worker_open_device(w);
+	if (ret)
+		return ret;
 	ret = repo_acquire(w->repo, e, &weights);
 	if (ret)
 		return ret;
@@ -178,7 +277,7 @@ static int load_model(struct worker *w, struct wslot *sl, struct sched_req *req)
 	ret = make_room(w, e, g->weights_size);
 	if (ret)
 		goto out_release;
-	ret = w->ops->model_create(w->devh, g, weights, &sl->em);
+	ret = create_evicting(w, g, weights, &sl->em);
 	if (ret) {
 		snprintf(why, sizeof(why), "%s", err_msg(ret));
 		ret = err_set(DPRT_EDEVICE, "device %s: cannot load model '%s' version %u: %s",
@@ -760,6 +859,16 @@ static void pin(struct worker *w)
 		log_warn("%s: cannot pin to core %d: %s", w->name, w->cpu, strerror(errno));
 }
 
+/* Evict every model and close the device: the thread that polls. */
+static void worker_release_device(struct worker *w)
+{
+	while (lnode_linked(&w->lru))
+		evict(w, container_of(w->lru.prev, struct wslot, lru));
+	if (w->devh)
+		gpu_close(w->devh);
+	w->devh = NULL;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -781,6 +890,7 @@ static void *worker_main(void *arg)
 		worker_idle(w, now);
 		idle_since = 0;
 	}
+	worker_release_device(w);
 	return NULL;
 }
 
@@ -815,8 +925,7 @@ void worker_destroy(struct worker *w)
 	if (!w)
 		return;
 	worker_join(w);
-	while (lnode_linked(&w->lru))
-		evict(w, container_of(w->lru.prev, struct wslot, lru));
+	worker_release_device(w); /* no_threads: the caller polled it */
 	free(w->bbuf);
 	close(w->efd);
 	free(w->rbuf);
