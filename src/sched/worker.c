@@ -875,6 +875,11 @@ static void *worker_main(void *arg)
 	uint64_t now, idle_since = 0;
 
 	pin(w);
+	/* Open the GPU now rather than at the first cold start, which would
+	 * otherwise pay for the context, cuBLAS and cuDNN handles. A failure
+	 * is logged; requests then fail with it and the next one retries. */
+	if (worker_open_device(w))
+		log_error("%s", err_msg(0));
 	while (!(atomic_load(&w->kick) & KICK_STOP)) {
 		now = clock_ns();
 		if (worker_poll(w, 64, now)) {
