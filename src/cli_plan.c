@@ -157,7 +157,8 @@ int cli_resolve_pkg(const char *path, char *out, size_t len)
 	return 0;
 }
 
-static int mkdir_p(const char *path)
+/* mkdir -p; see cli.h. */
+int cli_mkdir_p(const char *path)
 {
 	char tmp[4096];
 	char *p;
@@ -462,7 +463,7 @@ static int store(struct plan_job *j, const struct plan *p, double pipeline_ns)
 
 	ret = plan_file_name(p->prof.gpu, j->n_gpus, (enum plan_mode)p->mode, name, sizeof(name));
 	if (!ret)
-		ret = mkdir_p(j->dir);
+		ret = cli_mkdir_p(j->dir);
 	if (ret)
 		return ret;
 	snprintf(path, sizeof(path), "%s/%s", j->dir, name);

@@ -123,81 +123,6 @@ static int parse_long(const char *s, long lo, long hi, long *out)
 
 /* ------------------------------------------------------------ paths */
 
-static bool is_dir(const char *p)
-{
-	struct stat st;
-
-	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static bool is_file(const char *p)
-{
-	struct stat st;
-
-	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* Highest numeric version subdirectory of dir holding a model.dpk, or -1. */
-static long highest_version(const char *dir)
-{
-	char p[4096];
-	struct dirent *de;
-	long best = -1, v;
-	DIR *d = opendir(dir);
-
-	if (!d)
-		return -1;
-	while ((de = readdir(d))) {
-		if (parse_long(de->d_name, 0, 1L << 40, &v) || v <= best)
-			continue;
-		snprintf(p, sizeof(p), "%s/%s/model.dpk", dir, de->d_name);
-		if (is_file(p))
-			best = v;
-	}
-	closedir(d);
-	return best;
-}
-
-static int resolve_pkg(const char *path, char *out, size_t len)
-{
-	long v;
-
-	if (is_file(path)) {
-		snprintf(out, len, "%s", path);
-		return 0;
-	}
-	if (!is_dir(path))
-		return err_set(-ENOENT, "%s: no such package or directory", path);
-	snprintf(out, len, "%s/model.dpk", path);
-	if (is_file(out))
-		return 0;
-	v = highest_version(path);
-	if (v < 0)
-		return err_set(-ENOENT, "%s: no model.dpk in it nor in a version directory "
-				"(expected %s/1/model.dpk)", path, path);
-	snprintf(out, len, "%s/%ld/model.dpk", path, v);
-	return 0;
-}
-
-static int mkdir_p(const char *path)
-{
-	char tmp[4096];
-	char *p;
-
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, 0755) && errno != EEXIST)
-			return err_set(-errno, "cannot create %s: %s", tmp, strerror(errno));
-		*p = '/';
-	}
-	if (mkdir(tmp, 0755) && errno != EEXIST)
-		return err_set(-errno, "cannot create %s: %s", tmp, strerror(errno));
-	return 0;
-}
-
 static bool ends_with(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), m = strlen(suffix);
@@ -241,11 +166,11 @@ static int zoo_write(const struct zoo_opts *o)
 		snprintf(path, sizeof(path), "%s", o->out);
 		snprintf(dir, sizeof(dir), "%s", o->out);
 		*strrchr(dir, '/') = 0;
-		ret = strchr(o->out, '/') ? mkdir_p(dir) : 0;
+		ret = strchr(o->out, '/') ? cli_mkdir_p(dir) : 0;
 	} else {
 		snprintf(dir, sizeof(dir), "%s/%s/1", o->out, o->name);
 		snprintf(path, sizeof(path), "%s/model.dpk", dir);
-		ret = mkdir_p(dir);
+		ret = cli_mkdir_p(dir);
 	}
 	if (ret)
 		return fail("zoo", ret);
@@ -406,7 +331,7 @@ static int cmd_info(int argc, char **argv)
 		usage_hint("info", "usage: dprt info PATH");
 		return EXIT_USAGE;
 	}
-	ret = resolve_pkg(argv[1], path, sizeof(path));
+	ret = cli_resolve_pkg(argv[1], path, sizeof(path));
 	if (!ret)
 		ret = pkg_open(path, &p);
 	if (ret)
@@ -707,7 +632,7 @@ static int run_path(const struct run_opts *o)
 	ret = open_device(o->gpu, &be, &dev);
 	if (ret)
 		return fail("run", ret);
-	ret = resolve_pkg(o->path, path, sizeof(path));
+	ret = cli_resolve_pkg(o->path, path, sizeof(path));
 	if (!ret)
 		ret = pkg_open(path, &p);
 	/* The host weight store: pinned and device-mapped where a GPU driver
