@@ -43,6 +43,8 @@ static const char usage_text[] =
 	"      --host-mem-limit SIZE  host memory for weight copies\n"
 	"      --max-batch N          fuse up to N queued requests of a model (default 1)\n"
 	"      --batch-delay-us N     wait up to N us for a batch to fill (default 0)\n"
+	"      --spin-us N            an idle worker polls N us before it sleeps\n"
+	"                             (default 50; longer trades CPU for latency)\n"
 	"      --queue-depth N        requests queued per device, a power of 2\n"
 	"                             (default 256); beyond it: 503\n"
 	"      --max-body SIZE        largest request body (default 64M); beyond: 413\n"
@@ -743,6 +745,8 @@ static int serve_num(int c, const char *arg, struct serve_opts *o)
 		o->sched.batch_delay_us = (uint32_t)v;
 	else if (c == 'C')
 		o->net.max_conns = (uint32_t)v;
+	else if (c == 'S')
+		o->sched.spin_us = (uint32_t)v;
 	else
 		o->sched.queue_depth = (uint32_t)v;
 	return 0;
@@ -759,6 +763,7 @@ static int serve_opt(int c, const char *arg, struct serve_opts *o)
 		['d'] = "--batch-delay-us takes a number of microseconds",
 		['C'] = "--max-conns takes a positive number",
 		['Q'] = "--queue-depth takes a power of two",
+		['S'] = "--spin-us takes a number of microseconds (1 or more)",
 		['i'] = "--idle-timeout takes seconds (0.001 to 86400)",
 		['r'] = "--request-timeout takes seconds (0.001 to 86400)",
 	};
@@ -804,6 +809,7 @@ static int cmd_serve(int argc, char **argv)
 		{"idle-timeout", required_argument, 0, 'i'},
 		{"request-timeout", required_argument, 0, 'r'},
 		{"queue-depth", required_argument, 0, 'Q'}, {"load", required_argument, 0, 'L'},
+		{"spin-us", required_argument, 0, 'S'},
 		{"verbose", no_argument, 0, 'v'},	   {"quiet", no_argument, 0, 'q'},
 		{"help", no_argument, 0, 'h'},		   {0, 0, 0, 0},
 	};
