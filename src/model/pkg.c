@@ -59,6 +59,7 @@
  * writes a file the reader refuses.
  */
 #include "model.h"
+#include "base/lebuf.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -109,108 +110,6 @@ struct pkg_hdr {
 static const uint8_t zero_page[4096];
 
 /* ------------------------------------------------------ field encoding */
-
-/* A cursor over a buffer whose size the caller checked beforehand. */
-struct cur {
-	uint8_t *p;
-};
-
-static void put8(struct cur *c, uint8_t v)
-{
-	*c->p++ = v;
-}
-
-static void put16(struct cur *c, uint16_t v)
-{
-	put8(c, (uint8_t)v);
-	put8(c, (uint8_t)(v >> 8));
-}
-
-static void put32(struct cur *c, uint32_t v)
-{
-	put16(c, (uint16_t)v);
-	put16(c, (uint16_t)(v >> 16));
-}
-
-static void put64(struct cur *c, uint64_t v)
-{
-	put32(c, (uint32_t)v);
-	put32(c, (uint32_t)(v >> 32));
-}
-
-static void put_f32(struct cur *c, float f)
-{
-	uint32_t v;
-
-	memcpy(&v, &f, sizeof(v));
-	put32(c, v);
-}
-
-static void put_f64(struct cur *c, double f)
-{
-	uint64_t v;
-
-	memcpy(&v, &f, sizeof(v));
-	put64(c, v);
-}
-
-/* s must hold a NUL within len (checked by check_graph). */
-static void put_str(struct cur *c, const char *s, size_t len)
-{
-	size_t n = strnlen(s, len);
-
-	memcpy(c->p, s, n);
-	memset(c->p + n, 0, len - n);
-	c->p += len;
-}
-
-struct rcur {
-	const uint8_t *p;
-};
-
-static uint8_t get8(struct rcur *c)
-{
-	return *c->p++;
-}
-
-static uint16_t get16(struct rcur *c)
-{
-	uint16_t v = get8(c);
-
-	return (uint16_t)(v | (uint16_t)get8(c) << 8);
-}
-
-static uint32_t get32(struct rcur *c)
-{
-	uint32_t v = get16(c);
-
-	return v | (uint32_t)get16(c) << 16;
-}
-
-static uint64_t get64(struct rcur *c)
-{
-	uint64_t v = get32(c);
-
-	return v | (uint64_t)get32(c) << 32;
-}
-
-static float get_f32(struct rcur *c)
-{
-	uint32_t v = get32(c);
-	float f;
-
-	memcpy(&f, &v, sizeof(f));
-	return f;
-}
-
-static double get_f64(struct rcur *c)
-{
-	uint64_t v = get64(c);
-	double f;
-
-	memcpy(&f, &v, sizeof(f));
-	return f;
-}
 
 /* Copy a string field; false unless it holds a NUL and zeros after it. */
 static bool get_str(struct rcur *c, char *dst, size_t len)

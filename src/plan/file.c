@@ -38,6 +38,7 @@
  * readers refuse.
  */
 #include "plan.h"
+#include "base/lebuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -71,94 +72,6 @@ static const struct kind_info kinds[] = {
 };
 
 /* ------------------------------------------------------ field encoding */
-
-/* A cursor over a buffer whose size the caller checked beforehand. */
-struct cur {
-	uint8_t *p;
-};
-
-static void put8(struct cur *c, uint8_t v)
-{
-	*c->p++ = v;
-}
-
-static void put32(struct cur *c, uint32_t v)
-{
-	int i;
-
-	for (i = 0; i < 4; i++)
-		put8(c, (uint8_t)(v >> (8 * i)));
-}
-
-static void put64(struct cur *c, uint64_t v)
-{
-	put32(c, (uint32_t)v);
-	put32(c, (uint32_t)(v >> 32));
-}
-
-static void put16(struct cur *c, uint16_t v)
-{
-	put8(c, (uint8_t)v);
-	put8(c, (uint8_t)(v >> 8));
-}
-
-static void put_f64(struct cur *c, double f)
-{
-	uint64_t v;
-
-	memcpy(&v, &f, sizeof(v));
-	put64(c, v);
-}
-
-/* s holds a NUL within len (validated before writing). */
-static void put_str(struct cur *c, const char *s, size_t len)
-{
-	size_t n = strnlen(s, len);
-
-	memcpy(c->p, s, n);
-	memset(c->p + n, 0, len - n);
-	c->p += len;
-}
-
-struct rcur {
-	const uint8_t *p;
-	bool nonzero; /* a field that must be zero was not */
-};
-
-static uint8_t get8(struct rcur *c)
-{
-	return *c->p++;
-}
-
-static uint16_t get16(struct rcur *c)
-{
-	uint16_t v = get8(c);
-
-	return (uint16_t)(v | (uint16_t)get8(c) << 8);
-}
-
-static uint32_t get32(struct rcur *c)
-{
-	uint32_t v = get16(c);
-
-	return v | (uint32_t)get16(c) << 16;
-}
-
-static uint64_t get64(struct rcur *c)
-{
-	uint64_t v = get32(c);
-
-	return v | (uint64_t)get32(c) << 32;
-}
-
-static double get_f64(struct rcur *c)
-{
-	uint64_t v = get64(c);
-	double f;
-
-	memcpy(&f, &v, sizeof(f));
-	return f;
-}
 
 /* Skip n bytes that must be zero. */
 static void get_zero(struct rcur *c, size_t n)
