@@ -353,30 +353,10 @@ struct run_opts {
 	int gpu; /* CUDA ordinal, -1 = the CPU backend */
 };
 
-/* Vocabulary bound for an INT64 input: the smallest table of an embedding
- * that reads it (directly or through position ids); 0 if none. */
-static int64_t id_bound(const struct graph *g, uint32_t tensor)
-{
-	int64_t bound = 0;
-	uint32_t i;
-
-	for (i = 0; i < g->n_nodes; i++) {
-		const struct node *nd = &g->nodes[i];
-		int64_t v;
-
-		if (nd->op != OP_EMBEDDING || nd->in[0] != tensor)
-			continue;
-		v = g->tensors[nd->in[1]].dims[0];
-		if (!bound || v < bound)
-			bound = v;
-	}
-	return bound;
-}
-
 static void fill_random(const struct graph *g, const struct io_desc *io, struct tview *tv,
 			struct rng *r)
 {
-	int64_t n = shape_numel(&tv->shape), i, bound = id_bound(g, io->tensor);
+	int64_t n = shape_numel(&tv->shape), i, bound = graph_id_bound(g, io->tensor);
 
 	for (i = 0; i < n; i++) {
 		switch (io->dtype) {

@@ -260,6 +260,23 @@ void graph_output(struct graph *g, const char *name, uint32_t tensor)
 	io->dtype = g->tensors[tensor].dtype;
 }
 
+int64_t graph_id_bound(const struct graph *g, uint32_t t)
+{
+	int64_t bound = 0, v;
+	uint32_t i;
+
+	for (i = 0; i < g->n_nodes; i++) {
+		const struct node *nd = &g->nodes[i];
+
+		if (nd->op != OP_EMBEDDING || nd->in[0] != t)
+			continue;
+		v = g->tensors[nd->in[1]].dims[0];
+		if (!bound || v < bound)
+			bound = v;
+	}
+	return bound;
+}
+
 int graph_finalize(struct graph *g)
 {
 	uint64_t off = 0;

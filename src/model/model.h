@@ -179,6 +179,10 @@ uint32_t graph_weight(struct graph *g, const char *name, int ndim, const int64_t
 uint32_t graph_node(struct graph *g, enum op op, const uint32_t *in, int n_in,
 		    const int64_t *ia, int n_ia, const float *fa, int n_fa);
 void graph_output(struct graph *g, const char *name, uint32_t tensor);
+/* Number of rows of the smallest embedding table that reads tensor t (an
+ * input of token ids): ids must lie in [0, that). 0 if no embedding reads
+ * it. Any thread. */
+int64_t graph_id_bound(const struct graph *g, uint32_t t);
 /* Lay out the weight region, count params, check invariants. 0 or -errno
  * with err_set. */
 int graph_finalize(struct graph *g);

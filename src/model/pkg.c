@@ -226,7 +226,7 @@ static void encode_header(uint8_t *b, const struct pkg_hdr *h)
  * malformed. */
 static bool decode_header(const uint8_t *b, struct pkg_hdr *h)
 {
-	struct rcur c = {b + 12};
+	struct rcur c = {.p = b + 12};
 	bool ok;
 
 	h->header_size = get32(&c);
@@ -424,7 +424,7 @@ static int bad_rec(const char *path, const char *what, uint32_t i)
 /* Decode the meta section into g, whose counts and arrays are set. */
 static int decode_meta(const uint8_t *b, struct graph *g, const char *path)
 {
-	struct rcur c = {b};
+	struct rcur c = {.p = b};
 	uint32_t i;
 
 	for (i = 0; i < g->n_inputs; i++)
@@ -619,7 +619,7 @@ static int check_graph(const struct graph *g, const char *path)
 static int check_magic(const uint8_t *b, uint64_t size, const char *path)
 {
 	uint32_t version;
-	struct rcur c = {b + 8};
+	struct rcur c = {.p = b + 8};
 
 	if (size == 0)
 		return err_set(DPRT_EBADPKG, "%s: empty file, not a dprt package", path);

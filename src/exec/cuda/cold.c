@@ -242,26 +242,6 @@ static void take_plan(struct cuda_cold *c, const struct plan *p)
 	}
 }
 
-/* Every weight's device address from the layers' current places. */
-static void rebind(struct exec_model *m)
-{
-	const struct graph *g = m->g;
-	uint32_t t;
-
-	for (t = 0; t < g->n_tensors; t++) {
-		const struct tensor *w = &g->tensors[t];
-		const struct layer *ly;
-
-		if (w->kind != TK_WEIGHT)
-			continue;
-		ly = &g->layers[w->layer];
-		if (m->place[w->layer] == PLACE_LOAD)
-			m->waddr[t] = m->layer_dev[w->layer] + (w->offset - ly->offset);
-		else
-			m->waddr[t] = m->host_dev + w->offset;
-	}
-}
-
 static void drop_plans(struct exec_model *m)
 {
 	int i;
@@ -678,7 +658,7 @@ static int cold_start(struct cuda_cold *c, const struct tview *in, struct cuda_p
 	if (ret)
 		return ret;
 	if (moved) {
-		rebind(m);
+		cuda_model_bind_weights(m);
 		drop_plans(m);
 		st->replanned = true;
 	}
@@ -920,7 +900,7 @@ int cuda_cold_set_plan(struct exec_model *m, const struct plan *p)
 			c->last[l] = 0;
 		}
 		drop_plans(m);
-		rebind(m);
+		cuda_model_bind_weights(m);
 	}
 	take_plan(c, p);
 	c->graph_failed = false;

@@ -61,10 +61,31 @@ static int load_layer(struct exec_model *m, uint32_t l)
 	return CU(cuMemcpyHtoD(m->layer_dev[l], src, ly->nbytes));
 }
 
+/* Every weight's device address from its layer's current place: its
+ * layer's device range (LOAD) or the host store's mapping (DHA). */
+void cuda_model_bind_weights(struct exec_model *m)
+{
+	const struct graph *g = m->g;
+	uint32_t t;
+
+	for (t = 0; t < g->n_tensors; t++) {
+		const struct tensor *w = &g->tensors[t];
+		const struct layer *ly;
+
+		if (w->kind != TK_WEIGHT)
+			continue;
+		ly = &g->layers[w->layer];
+		if (m->place[w->layer] == PLACE_LOAD)
+			m->waddr[t] = m->layer_dev[w->layer] + (w->offset - ly->offset);
+		else
+			m->waddr[t] = m->host_dev + w->offset;
+	}
+}
+
 static int place_weights(struct exec_model *m)
 {
 	const struct graph *g = m->g;
-	uint32_t l, t;
+	uint32_t l;
 	int ret = 0;
 
 	for (l = 0; l < g->n_layers && !ret; l++) {
@@ -79,18 +100,7 @@ static int place_weights(struct exec_model *m)
 		ret = CU(cuStreamSynchronize(m->d->copy));
 	if (ret)
 		return ret;
-	for (t = 0; t < g->n_tensors; t++) {
-		const struct tensor *w = &g->tensors[t];
-		const struct layer *ly;
-
-		if (w->kind != TK_WEIGHT)
-			continue;
-		ly = &g->layers[w->layer];
-		if (m->place[w->layer] == PLACE_LOAD)
-			m->waddr[t] = m->layer_dev[w->layer] + (w->offset - ly->offset);
-		else
-			m->waddr[t] = m->host_dev + w->offset;
-	}
+	cuda_model_bind_weights(m);
 	return 0;
 }
 

@@ -347,6 +347,10 @@ struct cuda_hook {
  * pl on the device's stream, eagerly or into a graph while that stream
  * captures, calling h (NULL: none); finish, once the stream is done, checks
  * the embedding error record and fills out. 0 or an error with err_set. */
+/* Set every weight's device address (m->waddr) from its layer's place:
+ * the layer's device range (LOAD) or the host store's mapping (DHA). The
+ * model's device thread. */
+void cuda_model_bind_weights(struct exec_model *m);
 int cuda_model_prepare(struct exec_model *m, const struct tview *in, struct cuda_plan **out);
 int cuda_model_enqueue(struct exec_model *m, struct cuda_plan *pl, const struct cuda_hook *h);
 int cuda_model_finish(struct exec_model *m, struct cuda_plan *pl, const struct tview *in,

@@ -82,27 +82,9 @@ static int time_loads(struct prof *p)
 	return ret;
 }
 
-/* Inputs at batch 1 and the default shape: ids spread below the smallest
- * table that reads them, masks 1, floats in [-1, 1); optional ones left
- * out. */
-static int64_t id_bound(const struct graph *g, uint32_t t)
-{
-	int64_t bound = 0;
-	uint32_t i;
-
-	for (i = 0; i < g->n_nodes; i++) {
-		const struct node *nd = &g->nodes[i];
-
-		if (nd->op == OP_EMBEDDING && nd->in[0] == t &&
-		    (!bound || g->tensors[nd->in[1]].dims[0] < bound))
-			bound = g->tensors[nd->in[1]].dims[0];
-	}
-	return bound ? bound : 2;
-}
-
 static void fill_input(const struct graph *g, const struct io_desc *io, struct tview *tv)
 {
-	int64_t n = shape_numel(&tv->shape), b = id_bound(g, io->tensor), i;
+	int64_t n = shape_numel(&tv->shape), b = graph_id_bound(g, io->tensor), i;
 	bool mask = strstr(io->name, "mask") != NULL;
 
 	for (i = 0; i < n; i++) {

@@ -130,27 +130,10 @@ int tmodel_create_gpu(struct cuda_dev *d, const struct tmodel *t, enum tplace p,
 
 /* ------------------------------------------------------------- inputs */
 
-static int64_t id_bound(const struct graph *g, uint32_t tensor)
-{
-	int64_t bound = 0, v;
-	uint32_t i;
-
-	for (i = 0; i < g->n_nodes; i++) {
-		const struct node *nd = &g->nodes[i];
-
-		if (nd->op != OP_EMBEDDING || nd->in[0] != tensor)
-			continue;
-		v = g->tensors[nd->in[1]].dims[0];
-		if (!bound || v < bound)
-			bound = v;
-	}
-	return bound;
-}
-
 static void fill_input(const struct graph *g, const struct io_desc *io, struct tview *tv,
 		       int64_t pad, int64_t id_range, struct rng *r)
 {
-	int64_t n = shape_numel(&tv->shape), i, bound = id_bound(g, io->tensor);
+	int64_t n = shape_numel(&tv->shape), i, bound = graph_id_bound(g, io->tensor);
 	int64_t s = tv->shape.dims[tv->shape.ndim - 1];
 	bool mask = strstr(io->name, "mask") != NULL;
 

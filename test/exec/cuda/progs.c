@@ -31,29 +31,11 @@ int prog_model(const char *name, enum dtype dt, uint64_t seed, struct graph **g,
 	return ret;
 }
 
-/* The rows of the smallest embedding table that reads tensor t; 0: none. */
-static int64_t id_bound(const struct graph *g, uint32_t t)
-{
-	int64_t bound = 0, v;
-	uint32_t i;
-
-	for (i = 0; i < g->n_nodes; i++) {
-		const struct node *nd = &g->nodes[i];
-
-		if (nd->op != OP_EMBEDDING || nd->in[0] != t)
-			continue;
-		v = g->tensors[nd->in[1]].dims[0];
-		if (!bound || v < bound)
-			bound = v;
-	}
-	return bound;
-}
-
 static void fill(const struct graph *g, const struct io_desc *io, struct tview *tv,
 		 int64_t pad, struct rng *r)
 {
 	int64_t n = shape_numel(&tv->shape), s = tv->shape.dims[tv->shape.ndim - 1], i;
-	int64_t bound = id_bound(g, io->tensor);
+	int64_t bound = graph_id_bound(g, io->tensor);
 	bool mask = strstr(io->name, "mask") != NULL;
 
 	if (!bound)
