@@ -2,11 +2,13 @@
 /*
  * coldstart: cold-start latency of the paper's models by engine mode.
  *
- *   coldstart -m MODEL[,MODEL...] [-e MODE[,MODE...]|all] -d GPU [GPU...]
+ *   coldstart -m MODEL[,MODEL...] [-e MODE[@K][,MODE[@K]...]|all] -d GPU [GPU...]
  *             [-t fp32|fp16|bf16] [-w WARM] [-n RUNS] [-W WARM] [-N RUNS]
  *             [-B BYTES] [-c CYCLES]
  *
- * The first GPU is the target, the others lend their links (PT). For each
+ * The first GPU is the target, the others lend their links (PT); MODE@K
+ * plans the mode for the first K of them (default: all), so one run can
+ * measure pt on 2 and on 4 GPUs from one profile. For each
  * model (zoo weights, seeded, in a host weight store; batch 1 at the
  * paper's shape) the GPU profiler measures it on these GPUs, then for each
  * mode the planner makes a plan and a cold model runs it:
@@ -18,11 +20,13 @@
  * Models with more than -B bytes of weights (default 1 GB) use -W/-N
  * (default 10 + 50) instead of -w/-n (default 20 + 200, the paper's).
  *
- * Each row: mean, p50, p99, min, max (ms); MB loaded over PCIe and left in
+ * Each row (mode@K): mean, p50, p99, min, max (ms); MB loaded over PCIe and left in
  * host memory (DHA); effective bandwidth (loaded bytes / mean); the
  * planner's prediction; the floor = max(loaded bytes / measured H2D
  * bandwidth, warm latency) with the warm latency of the model all in
- * device memory (its CUDA graph, p50), and mean / floor. Also the mode's
+ * device memory (its CUDA graph, p50), and mean / floor. Before the rows,
+ * the model's PCIe floor on K GPUs: all its weight bytes (DHA reads cross
+ * PCIe too) / the measured aggregate H2D bandwidth of K links. Also the mode's
  * own warm latency once resident, how many runs replayed one graph, and
  * how many remade their plans (weights landing elsewhere).
  * -c N: N more cold/evict cycles of the first mode of the first model,
@@ -65,7 +69,7 @@ struct bench {
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: coldstart -m MODEL[,MODEL...] [-e MODE[,MODE...]|all] -d GPU "
+	fprintf(stderr, "usage: coldstart -m MODEL[,MODEL...] [-e MODE[@K][,MODE[@K]...]|all] -d GPU "
 			"[GPU...] [-t fp32|fp16|bf16] [-w WARM] [-n RUNS] [-W WARM] [-N RUNS] "
 			"[-B BYTES] [-c CYCLES]\nmodes: " ALL_MODES "\n");
 	return 2;
@@ -159,7 +163,7 @@ static int warm_reference(struct bench *b)
 /* -------------------------------------------------------------- modes */
 
 struct row {
-	const char *mode;
+	char mode[32]; /* name@K */
 	struct prog_stats s;
 	double max, predicted, floor, warm_mode, agg_floor;
 	uint64_t loaded, dha;
@@ -241,7 +245,7 @@ static int cycles(struct bench *b, struct exec_model *m, int n)
 
 static void print_row(const struct bench *b, const struct row *r)
 {
-	printf("%-13s %-11s %u/%u %8.3f %8.3f %8.3f %8.3f %8.3f %8.1f %7.1f %6.1f %8.3f %8.3f "
+	printf("%-13s %-13s %u/%u %8.3f %8.3f %8.3f %8.3f %8.3f %8.1f %7.1f %6.1f %8.3f %8.3f "
 	       "%5.2f %8.3f %3u/%-3u %2u %s\n",
 	       b->g->name, r->mode, r->links, r->width, r->s.mean, r->s.p50, r->s.p99, r->s.min,
 	       r->max, (double)r->loaded / 1e6, (double)r->dha / 1e6,
@@ -251,22 +255,23 @@ static void print_row(const struct bench *b, const struct row *r)
 	fflush(stdout);
 }
 
-static int run_mode(struct bench *b, enum plan_mode mode, bool first)
+static int run_mode(struct bench *b, enum plan_mode mode, uint32_t k, bool first)
 {
 	const struct opts *o = b->o;
 	bool big = b->g->weights_size > o->big;
 	struct exec_model *m = NULL;
 	struct plan *p = NULL;
-	struct row r = {.mode = plan_mode_name(mode)};
+	struct row r = {0};
 	int ret;
 
-	ret = plan_build(b->pf, mode, o->n_gpus, &p);
+	snprintf(r.mode, sizeof(r.mode), "%s@%u", plan_mode_name(mode), k);
+	ret = plan_build(b->pf, mode, k, &p);
 	if (ret)
 		return ret;
 	r.predicted = p->total_ns / 1e6;
 	r.width = p->width;
 	ret = cuda_cold_model_create(b->devs[0], b->g, hoststore_base(b->hs), p, b->links + 1,
-				     o->n_gpus - 1, &m);
+				     k - 1, &m);
 	plan_destroy(p);
 	if (ret)
 		return ret;
@@ -309,9 +314,32 @@ static void print_profile(const struct bench *b)
 	       "%.2f\n", lk->n_gpus > 1 ? "peer" : "d2d (no peer)", lk->peer_bw / 1e9,
 	       (double)lk->peer_lat_ns / 1e3, (double)lk->xfer_ovh_ns / 1e3, lk->dha_read_share,
 	       lk->dha_copy_share);
-	printf("%-13s %-11s %3s %8s %8s %8s %8s %8s %8s %7s %6s %8s %8s %5s %8s %7s %2s %s\n",
+	printf("pcie-floor %s", b->g->name);
+	for (k = 0; k < lk->n_gpus; k++)
+		printf(" %u:%.3f", k + 1, (double)b->g->weights_size / lk->agg_bw[k] * 1e3);
+	printf(" ms (all weight bytes / aggregate H2D of K GPUs)\n");
+	printf("%-13s %-13s %3s %8s %8s %8s %8s %8s %8s %7s %6s %8s %8s %5s %8s %7s %2s %s\n",
 	       "model", "mode", "lnk", "mean", "p50", "p99", "min", "max", "MB_load", "MB_dha",
 	       "GB/s", "predict", "floor", "x_flr", "warm_md", "graphs", "rp", "bits");
+}
+
+/* "pt+dha@2": the mode and its GPU count (default: all of -d). */
+static int parse_mode(const struct bench *b, char *tok, int *mode, uint32_t *k)
+{
+	char *at = strchr(tok, '@');
+	unsigned long n = b->o->n_gpus;
+
+	if (at) {
+		*at = 0;
+		n = strtoul(at + 1, NULL, 10);
+	}
+	*mode = plan_mode_parse(tok);
+	*k = (uint32_t)n;
+	if (*mode < 0)
+		return err_set(-EINVAL, "unknown mode %s", tok);
+	if (n < 1 || n > b->o->n_gpus)
+		return err_set(-EINVAL, "mode %s@%s: 1..%u GPUs (-d)", tok, at + 1, b->o->n_gpus);
+	return 0;
 }
 
 static int bench_model(struct bench *b, const char *name)
@@ -320,6 +348,7 @@ static int bench_model(struct bench *b, const char *name)
 	char modes[256], *mode, *save = NULL;
 	uint64_t t0 = clock_ns();
 	bool first = true;
+	uint32_t k;
 	int ret, mo;
 
 	ret = prog_model(name, o->dt, 1, &b->g, &b->hs);
@@ -337,9 +366,7 @@ static int bench_model(struct bench *b, const char *name)
 	snprintf(modes, sizeof(modes), "%s", o->modes);
 	for (mode = strtok_r(modes, ",", &save); mode && !ret;
 	     mode = strtok_r(NULL, ",", &save)) {
-		mo = plan_mode_parse(mode);
-		ret = mo < 0 ? err_set(-EINVAL, "unknown mode %s", mode) :
-			       run_mode(b, (enum plan_mode)mo, first);
+		ret = parse_mode(b, mode, &mo, &k) ?: run_mode(b, (enum plan_mode)mo, k, first);
 		first = false;
 	}
 out_in:

@@ -97,6 +97,14 @@ uint64_t cuda_device_used(const struct cuda_dev *d);
  * falls back to the target's own link. After a cold start the model is
  * resident and runs warm (its CUDA graph) through cuda_backend.model_run;
  * model_run on an evicted model makes a cold start.
+ *
+ * Promotion (opt-in): cuda_cold_promote queues copies of a resident
+ * model's DHA layers into device ranges of their own and returns; the next
+ * cuda_cold_run (or cuda_cold_promoted) that finds them arrived switches
+ * those layers to device memory (the shape plans are remade once). With
+ * DPRT_COLD_PROMOTE=1 set when the model is made (default off),
+ * cuda_cold_run promotes after every successful cold start. An eviction
+ * gives the ranges back and the next cold start runs the plan as before.
  */
 struct plan;
 struct plan_profile;
@@ -126,6 +134,8 @@ struct cuda_cold_stats {
 	uint64_t bytes_link[CUDA_COLD_LINKS]; /* bytes per plan link */
 	uint64_t bytes_loaded;		       /* all links */
 	uint64_t bytes_dha;		       /* left in host memory */
+	uint64_t bytes_promoted; /* DHA layers' bytes this run switched to
+				  * device memory (a finished promotion) */
 };
 
 /*
@@ -155,6 +165,23 @@ int cuda_cold_run(struct exec_model *m, const struct tview *in, struct tview *ou
 /* Return m's LOAD layers' device memory to the pool (no-op if evicted).
  * 0 or an error with err_set (-EINVAL for a model without cold state). */
 int cuda_cold_evict(struct exec_model *m);
+/*
+ * Start promoting m's DHA layers into device memory: take ranges from the
+ * device pool (adjacent layers share one, as in cold starts), queue their
+ * copies on the device's copy stream and return without waiting. Runs
+ * read the layers from host memory until cuda_cold_run or
+ * cuda_cold_promoted finds the copies done and switches (cuda_backend's
+ * model_run alone does not switch). An evicted model, one without DHA
+ * layers, or one promoted or promoting: 0, nothing done. Pool full: the
+ * model stays as it was, an error with err_set naming it (-ENOMEM). A
+ * model without cold state: -EINVAL. Device's thread. An eviction (also
+ * by cuda_cold_set_plan) or destruction gives the ranges back.
+ */
+int cuda_cold_promote(struct exec_model *m);
+/* Whether m's DHA layers run from device memory now: a finished
+ * promotion switches here if no run has yet; never waits. A failed copy
+ * is logged and the promotion dropped (false). Device's thread. */
+bool cuda_cold_promoted(struct exec_model *m);
 
 /*
  * The GPU profiler: measure graph g (weights in a host weight store, the

@@ -38,6 +38,20 @@
  * and the GEMM descriptors that hold bias pointers) are remade; activation
  * arenas stay with their plans across evictions.
  *
+ * Promotion (cuda_cold_promote; after every cold start with
+ * DPRT_COLD_PROMOTE=1, read at model creation, default off): a resident
+ * model's DHA layers are copied into device ranges of their own on the
+ * target's copy stream, grouped like LOAD layers (adjacent layers up to
+ * GROUP_BYTES share a range laid out like the host range: small layers
+ * cost no copy and no allocation each, and no range is much larger than
+ * a big layer alone, so ranges still fit the pool's holes), with one event
+ * after the last copy. Nothing waits on it: the next cuda_cold_run (or
+ * cuda_cold_promoted) that finds the event done switches those layers to
+ * LOAD and remakes the shape plans (GEMM algorithms and addresses depend
+ * on the places); until then runs read them from host memory. An eviction
+ * gives the ranges back and puts the layers back to DHA, so the next cold
+ * start runs the plan as before (its shape plans remade).
+ *
  * Threads: a cold model is its device's thread's, like every model; links
  * are shared and claimed (claim = acquire, release = release).
  */
@@ -74,6 +88,13 @@ struct cold_group {
 	CUevent ev;	/* recorded once the range is on the target */
 };
 
+/* Where a promotion of the DHA layers stands. */
+enum promo_state {
+	PROMO_NONE,    /* DHA layers read from host memory, no ranges */
+	PROMO_COPYING, /* ranges taken, copies queued, layers still DHA */
+	PROMO_DONE,    /* layers LOAD in the ranges, shape plans remade */
+};
+
 struct cuda_cold {
 	struct exec_model *m;
 	uint32_t n_layers, width;
@@ -96,6 +117,13 @@ struct cuda_cold {
 	uint32_t n_helpers;
 	struct cuda_link *slot[CUDA_COLD_LINKS]; /* this run's lent links */
 	uint64_t bytes_dha;
+	bool auto_promote;	 /* DPRT_COLD_PROMOTE=1: promote after cold starts */
+	bool remade;		 /* an unpromotion dropped the shape plans */
+	enum promo_state promo;
+	struct cold_group *pgrp; /* [n_layers]: promoted ranges of DHA layers */
+	uint32_t n_pgrp;
+	CUevent promo_ev;	 /* recorded after the promotion's copies */
+	uint64_t bytes_promoted; /* DHA layers' bytes in the ranges */
 };
 
 /* --------------------------------------------------------------- links */
@@ -279,27 +307,35 @@ static uint64_t span(const struct graph *g, uint32_t first, uint32_t last)
 	return g->layers[last].offset + g->layers[last].nbytes - g->layers[first].offset;
 }
 
+/* Layer l joins group open (the last of grp[*n], or NULL) if it follows
+ * open's last layer and the span stays within GROUP_BYTES, else opens
+ * grp[(*n)++] on link k. Returns l's group. */
+static struct cold_group *add_layer(const struct graph *g, struct cold_group *grp, uint32_t *n,
+				    struct cold_group *open, uint32_t l, uint32_t k)
+{
+	if (open && open->first + open->n == l && span(g, open->first, l) <= GROUP_BYTES) {
+		open->n++;
+		open->bytes = span(g, open->first, l);
+		return open;
+	}
+	open = &grp[(*n)++];
+	memset(open, 0, sizeof(*open));
+	open->first = l;
+	open->n = 1;
+	open->link = k;
+	open->bytes = g->layers[l].nbytes;
+	return open;
+}
+
 static void group_link(struct cuda_cold *c, uint32_t k)
 {
-	const struct graph *g = c->m->g;
 	struct cold_group *open = NULL;
 	uint32_t l;
 
 	for (l = 0; l < c->n_layers; l++) {
 		if (c->m->place[l] != PLACE_LOAD || eff_link(c, l) != k)
 			continue;
-		if (open && open->first + open->n == l &&
-		    span(g, open->first, l) <= GROUP_BYTES) {
-			open->n++;
-			open->bytes = span(g, open->first, l);
-		} else {
-			open = &c->grp[c->n_grp++];
-			memset(open, 0, sizeof(*open));
-			open->first = l;
-			open->n = 1;
-			open->link = k;
-			open->bytes = g->layers[l].nbytes;
-		}
+		open = add_layer(c->m->g, c->grp, &c->n_grp, open, l, k);
 		c->lgrp[l] = (uint32_t)(open - c->grp);
 	}
 	c->tail[k] = open ? (uint32_t)(open - c->grp) + 1 : 0;
@@ -462,6 +498,196 @@ static int copy_own_after_inputs(struct cuda_cold *c)
 
 	return CU(cuEventRecord(c->fork, d->stream)) ?: CU(cuStreamWaitEvent(d->copy, c->fork, 0)) ?:
 	       copy_own(c);
+}
+
+/* --------------------------------------------------------- promotion */
+
+/* The DHA layers' groups, by the LOAD groups' rule. */
+static void make_promo_groups(struct cuda_cold *c)
+{
+	struct cold_group *open = NULL;
+	uint32_t l;
+
+	c->n_pgrp = 0;
+	for (l = 0; l < c->n_layers; l++)
+		if (c->m->place[l] == PLACE_DHA)
+			open = add_layer(c->m->g, c->pgrp, &c->n_pgrp, open, l, 0);
+}
+
+/* A range per promoted group; on failure none is kept. */
+static int alloc_promoted(struct cuda_cold *c)
+{
+	struct exec_model *m = c->m;
+	uint32_t i;
+	int ret;
+
+	for (i = 0; i < c->n_pgrp; i++) {
+		struct cold_group *gr = &c->pgrp[i];
+
+		ret = devpool_alloc(m->d->pool, gr->bytes, m->g->layers[gr->first].name,
+				    &gr->dev);
+		if (ret) {
+			while (i--)
+				devpool_free(m->d->pool, c->pgrp[i].dev);
+			c->n_pgrp = 0;
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* Give the promoted ranges back; no copy may still write them. */
+static void free_promoted(struct cuda_cold *c)
+{
+	uint32_t i;
+
+	for (i = 0; i < c->n_pgrp; i++)
+		devpool_free(c->m->d->pool, c->pgrp[i].dev);
+	c->n_pgrp = 0;
+	c->promo = PROMO_NONE;
+}
+
+/* Queue the copies on the target's copy stream, then the event. */
+static int copy_promoted(struct cuda_cold *c)
+{
+	struct exec_model *m = c->m;
+	uint32_t i;
+	int ret = 0;
+
+	for (i = 0; i < c->n_pgrp && !ret; i++) {
+		const struct cold_group *gr = &c->pgrp[i];
+
+		if (gr->bytes)
+			ret = CU(cuMemcpyHtoDAsync(gr->dev, m->host + m->g->layers[gr->first].offset,
+						   gr->bytes, m->d->copy));
+	}
+	return ret ?: CU(cuEventRecord(c->promo_ev, m->d->copy));
+}
+
+/* Start copying m's DHA layers into device memory; see exec.h. */
+int cuda_cold_promote(struct exec_model *m)
+{
+	struct cuda_cold *c = m->cold;
+	char why[512];
+	int ret;
+
+	if (!c)
+		return err_set(-EINVAL, "%s: not a cold model (see cuda_cold_model_create)",
+			       m->g->name);
+	if (!c->resident || c->promo != PROMO_NONE)
+		return 0;
+	ret = cuda_dev_enter(m->d);
+	if (ret)
+		return ret;
+	make_promo_groups(c);
+	if (!c->n_pgrp)
+		return 0;
+	ret = alloc_promoted(c);
+	if (!ret)
+		ret = copy_promoted(c);
+	if (!ret) {
+		c->promo = PROMO_COPYING;
+		return 0;
+	}
+	snprintf(why, sizeof(why), "%s", err_msg(ret));
+	if (c->n_pgrp) { /* a copy failed: let those queued finish first */
+		CU(cuStreamSynchronize(m->d->copy));
+		free_promoted(c);
+	}
+	return err_set(ret, "%s: cannot promote its DHA layers into device memory: %s",
+		       m->g->name, why);
+}
+
+/* The copies are done: the promoted layers become LOAD in their ranges
+ * and the shape plans are remade for them at the next run. */
+static void switch_promoted(struct cuda_cold *c)
+{
+	struct exec_model *m = c->m;
+	const struct graph *g = m->g;
+	uint32_t i, l;
+
+	c->bytes_promoted = 0;
+	for (i = 0; i < c->n_pgrp; i++) {
+		const struct cold_group *gr = &c->pgrp[i];
+
+		for (l = gr->first; l < gr->first + gr->n; l++) {
+			m->place[l] = PLACE_LOAD;
+			m->layer_dev[l] = gr->dev + (g->layers[l].offset - g->layers[gr->first].offset);
+			c->bytes_promoted += g->layers[l].nbytes;
+		}
+	}
+	drop_plans(m);
+	cuda_model_bind_weights(m);
+	c->promo = PROMO_DONE;
+}
+
+/* Switch if the promotion's copies are done, never waiting; the device's
+ * context is current. True once switched. A failed copy gives the ranges
+ * back (logged): the layers stay DHA. */
+static bool poll_promoted(struct cuda_cold *c, struct cuda_cold_stats *st)
+{
+	struct exec_model *m = c->m;
+	CUresult r;
+
+	if (c->promo != PROMO_COPYING)
+		return c->promo == PROMO_DONE;
+	r = cu.cuEventQuery(c->promo_ev);
+	if (r == CUDA_ERROR_NOT_READY)
+		return false;
+	if (r != CUDA_SUCCESS) {
+		log_warn("cuda: %s: promotion of its DHA layers failed, reading them from host "
+			 "memory: %s", m->g->name, err_msg(cudrv_check(r, "cuEventQuery")));
+		CU(cuStreamSynchronize(m->d->copy));
+		err_clear();
+		free_promoted(c);
+		return false;
+	}
+	switch_promoted(c);
+	if (st)
+		st->bytes_promoted = c->bytes_promoted;
+	return true;
+}
+
+/* Whether m's DHA layers now run from device memory; see exec.h. */
+bool cuda_cold_promoted(struct exec_model *m)
+{
+	struct cuda_cold *c = m->cold;
+
+	if (!c || c->promo == PROMO_NONE)
+		return false;
+	if (c->promo == PROMO_COPYING && cuda_dev_enter(m->d)) {
+		err_clear();
+		return false;
+	}
+	return poll_promoted(c, NULL);
+}
+
+/* Back to the plan's DHA layers, the promoted ranges given back; no copy
+ * may still write them. remake: drop the shape plans and rebind the
+ * weights if the layers had switched (not at model destruction). */
+static void unpromote(struct cuda_cold *c, bool remake)
+{
+	struct exec_model *m = c->m;
+	bool switched = c->promo == PROMO_DONE;
+	uint32_t i, l;
+
+	if (c->promo == PROMO_NONE)
+		return;
+	for (i = 0; switched && i < c->n_pgrp; i++) {
+		const struct cold_group *gr = &c->pgrp[i];
+
+		for (l = gr->first; l < gr->first + gr->n; l++) {
+			m->place[l] = PLACE_DHA;
+			m->layer_dev[l] = 0;
+		}
+	}
+	free_promoted(c);
+	c->bytes_promoted = 0;
+	if (switched && remake) {
+		drop_plans(m);
+		cuda_model_bind_weights(m);
+		c->remade = true;
+	}
 }
 
 /* --------------------------------------------------------------- run */
@@ -660,8 +886,9 @@ static int cold_start(struct cuda_cold *c, const struct tview *in, struct cuda_p
 	if (moved) {
 		cuda_model_bind_weights(m);
 		drop_plans(m);
-		st->replanned = true;
 	}
+	st->replanned = moved || c->remade;
+	c->remade = false;
 	ret = cuda_model_prepare(m, in, pl) ?: launch(c, *pl, st);
 	if (!ret)
 		ret = CU(cuStreamSynchronize(m->d->stream));
@@ -688,6 +915,12 @@ int cuda_cold_run(struct exec_model *m, const struct tview *in, struct tview *ou
 	if (!c)
 		return err_set(-EINVAL, "%s: not a cold model (see cuda_cold_model_create)",
 			       m->g->name);
+	if (c->resident && c->promo == PROMO_COPYING) {
+		ret = cuda_dev_enter(m->d);
+		if (ret)
+			return ret;
+		poll_promoted(c, st);
+	}
 	if (c->resident)
 		return cuda_backend.model_run(m, in, out);
 	ret = cuda_dev_enter(m->d);
@@ -702,10 +935,17 @@ int cuda_cold_run(struct exec_model *m, const struct tview *in, struct tview *ou
 	}
 	c->resident = true;
 	fill_stats(c, st);
+	if (c->auto_promote) {
+		ret = cuda_cold_promote(m);
+		if (ret) {
+			log_warn("%s", err_msg(ret));
+			err_clear();
+		}
+	}
 	return cuda_model_finish(m, pl, in, out);
 }
 
-/* Give m's LOAD ranges back to the pool; see exec.h. */
+/* Give m's LOAD (and promoted) ranges back to the pool; see exec.h. */
 int cuda_cold_evict(struct exec_model *m)
 {
 	struct cuda_cold *c = m->cold;
@@ -720,6 +960,7 @@ int cuda_cold_evict(struct exec_model *m)
 	      CU(cuStreamSynchronize(m->d->copy));
 	if (ret)
 		return ret;
+	unpromote(c, true);
 	free_ranges(c);
 	return 0;
 }
@@ -740,17 +981,22 @@ void cuda_cold_free(struct exec_model *m)
 
 	if (!c)
 		return;
+	if (c->promo == PROMO_COPYING)
+		CU(cuEventSynchronize(c->promo_ev));
+	unpromote(c, false);
 	if (c->resident)
 		free_ranges(c);
 	for (i = 0; c->ev && i < c->n_layers; i++)
 		destroy_event(c->ev[i]);
 	destroy_event(c->fork);
 	destroy_event(c->join);
+	destroy_event(c->promo_ev);
 	free(c->ev);
 	free(c->link);
 	free(c->last);
 	free(c->lgrp);
 	free(c->grp);
+	free(c->pgrp);
 	free(c->waited);
 	free(c->helpers);
 	free(c);
@@ -772,10 +1018,12 @@ static int alloc_cold(struct exec_model *m, struct cuda_link *const *helpers, ui
 	c->last = calloc(n, sizeof(*c->last));
 	c->lgrp = calloc(n, sizeof(*c->lgrp));
 	c->grp = calloc(n, sizeof(*c->grp));
+	c->pgrp = calloc(n, sizeof(*c->pgrp));
 	c->waited = calloc(n, sizeof(*c->waited));
 	c->ev = calloc(n, sizeof(*c->ev));
 	c->helpers = calloc(n_helpers + 1, sizeof(*c->helpers));
-	if (!c->link || !c->last || !c->lgrp || !c->grp || !c->waited || !c->ev || !c->helpers)
+	if (!c->link || !c->last || !c->lgrp || !c->grp || !c->pgrp || !c->waited || !c->ev ||
+	    !c->helpers)
 		return err_set(-ENOMEM, "%s: out of memory", m->g->name);
 	for (i = 0; i < n_helpers; i++)
 		if (helpers[i] && helpers[i]->d != m->d && c->n_helpers < 32)
@@ -783,7 +1031,8 @@ static int alloc_cold(struct exec_model *m, struct cuda_link *const *helpers, ui
 	for (i = 0; i < c->n_layers && !ret; i++)
 		ret = CU(cuEventCreate(&c->ev[i], CU_EVENT_DISABLE_TIMING));
 	return ret ?: CU(cuEventCreate(&c->fork, CU_EVENT_DISABLE_TIMING)) ?:
-		      CU(cuEventCreate(&c->join, CU_EVENT_DISABLE_TIMING));
+		      CU(cuEventCreate(&c->join, CU_EVENT_DISABLE_TIMING)) ?:
+		      CU(cuEventCreate(&c->promo_ev, CU_EVENT_DISABLE_TIMING));
 }
 
 /* Access from a's context to b's memory; already enabled is fine. */
@@ -862,6 +1111,8 @@ int cuda_cold_model_create(struct cuda_dev *d, const struct graph *g, const void
 		goto out_destroy;
 	take_plan(m->cold, p);
 	m->cold->use_graph = cuda_env_on("DPRT_COLD_GRAPH");
+	m->cold->auto_promote = getenv("DPRT_COLD_PROMOTE") &&
+				!strcmp(getenv("DPRT_COLD_PROMOTE"), "1");
 	m->cold->per_layer = true;
 	m->cold->resident = true;
 	ret = cuda_cold_evict(m);

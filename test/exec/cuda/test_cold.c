@@ -7,14 +7,21 @@
  * one model; helper slots fall back to the target's link when no link is
  * free, and with two GPUs a helper really carries layers; bad plans and
  * bad inputs fail cleanly; 1,000 cold/evict cycles leak no device or host
- * memory; a measured profile plans and runs.
+ * memory; a measured profile plans and runs. Promotion of the DHA layers
+ * into device memory: the promoted model's outputs equal an all-LOAD
+ * model's, an eviction brings the plan's cold start back bit for bit,
+ * promote/evict cycles (explicit and by DPRT_COLD_PROMOTE=1) leak nothing,
+ * promoting an evicted, a promoted or an all-LOAD model does nothing, and
+ * with the pool full it fails cleanly, the model still serving by its plan.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "exec/cuda/cuda_priv.h"
 #include "helpers.h"
 #include "mem/cudrv.h"
 #include "plan/plan.h"
@@ -442,6 +449,397 @@ Test(cuda_cold, cycles_leak_nothing, .timeout = 240)
 	case_init(&k, "bert-tiny", 1);
 	cycles(d, &k, true, 500);
 	cycles(d, &k, false, 500);
+	case_fini(&k);
+	cuda_device_close(d);
+}
+
+/* ------------------------------------------------------------ promotion */
+
+/* Every output of a equals b's bit for bit. */
+static void same_bits(const struct graph *g, const struct tview *a, const struct tview *b,
+		      const char *what, const char *against)
+{
+	uint32_t o;
+
+	for (o = 0; o < g->n_outputs; o++)
+		cr_assert(a[o].nbytes == b[o].nbytes && !memcmp(a[o].data, b[o].data, a[o].nbytes),
+			  "%s: output %s differs from %s", what, g->outputs[o].name, against);
+}
+
+/* Wait (polling, 1 ms apart, up to 5 s) until m's promotion has switched:
+ * by warm runs (by_run; the run that switches says how many bytes) or by
+ * cuda_cold_promoted. Then one run on the promoted layers into out. */
+static void run_promoted(struct cold_case *k, struct exec_model *m, bool by_run,
+			 uint64_t dha_bytes, struct tview *out, const char *what)
+{
+	struct cuda_cold_stats st;
+	uint64_t switched = 0;
+	int i, ret;
+
+	for (i = 0; i < 5000 && !switched; i++) {
+		if (by_run) {
+			ret = cuda_cold_run(m, k->in, out, &st);
+			cr_assert_eq(ret, 0, "%s: run while promoting: %s", what, err_msg(ret));
+			cr_assert(!st.cold, "%s: a cold start while resident", what);
+			switched = st.bytes_promoted;
+		} else {
+			switched = cuda_cold_promoted(m);
+		}
+		if (!switched)
+			usleep(1000);
+	}
+	cr_assert(switched, "%s: promotion not done after 5 s", what);
+	if (by_run)
+		cr_assert_eq(switched, dha_bytes, "%s: %llu bytes promoted, %llu DHA", what,
+			     (unsigned long long)switched, (unsigned long long)dha_bytes);
+	cr_assert(cuda_cold_promoted(m) && cuda_cold_resident(m), "%s: not promoted", what);
+	ret = cuda_cold_run(m, k->in, out, &st);
+	cr_assert_eq(ret, 0, "%s: promoted run: %s", what, err_msg(ret));
+	cr_assert(!st.cold && !st.bytes_promoted, "%s: promoted run cold %d, %llu bytes", what,
+		  st.cold, (unsigned long long)st.bytes_promoted);
+}
+
+/*
+ * Cold (DHA) run, promotion, run on the promoted layers, eviction, cold run.
+ * The promoted model's GEMMs read every weight from device memory, which
+ * selects other cuBLASLt algorithms than host reads may (gemm_key.host_a):
+ * its outputs are compared bit for bit with an all-LOAD model's on the same
+ * device (same algorithm cache) and with the CPU within tolerance, not with
+ * the DHA run's. The cold run after the eviction equals the first.
+ */
+static void check_promote(const char *model)
+{
+	static const int modes[] = {FORCE_MIXED, PLAN_DEEPPLAN};
+	struct cuda_dev *d = tgpu_open();
+	struct tview out[MAX_IO], load[MAX_IO], cold[MAX_IO];
+	struct cuda_cold_stats st;
+	struct exec_model *m, *all;
+	struct cold_case k;
+	struct plan *p;
+	uint64_t dha, used;
+	char what[128];
+	uint32_t o;
+	size_t i;
+	int graph, ret;
+
+	case_init(&k, model, 1);
+	ret = tmodel_create_gpu(d, &k.t, TP_LOAD_PINNED, &all) ?:
+	      cuda_backend.model_run(all, k.in, out);
+	cr_assert_eq(ret, 0, "%s all LOAD: %s", model, err_msg(ret));
+	keep(k.t.g, out, load);
+	for (graph = 0; graph < 2; graph++) {
+		setenv("DPRT_COLD_GRAPH", graph ? "1" : "0", 1);
+		for (i = 0; i < ARRAY_SIZE(modes); i++) {
+			snprintf(what, sizeof(what), "%s %s (%s)", model, mode_label(modes[i]),
+				 graph ? "graph" : "eager");
+			p = make_plan(&k, modes[i], 1);
+			dha = dha_bytes_of(p);
+			if (!dha && modes[i] != FORCE_MIXED) {
+				fprintf(stderr, "%s: no DHA layers, nothing to promote\n", what);
+				plan_destroy(p);
+				continue;
+			}
+			cr_assert(dha > 0, "%s: no DHA layers", what);
+			ret = cuda_cold_model_create(d, k.t.g, hoststore_base(k.t.hs), p, NULL, 0,
+						     &m);
+			cr_assert_eq(ret, 0, "%s: create: %s", what, err_msg(ret));
+			ret = cuda_cold_run(m, k.in, out, &st);
+			cr_assert(!ret && st.cold && st.bytes_dha == dha, "%s: cold run: %s", what,
+				  err_msg(ret));
+			keep(k.t.g, out, cold);
+			cr_assert(!cuda_cold_promoted(m), "%s: promoted before promoting", what);
+			used = cuda_device_used(d);
+			ret = cuda_cold_promote(m);
+			cr_assert_eq(ret, 0, "%s: promote: %s", what, err_msg(ret));
+			cr_assert(cuda_device_used(d) >= used + dha, "%s: promotion took %llu bytes "
+				  "for %llu DHA", what,
+				  (unsigned long long)(cuda_device_used(d) - used),
+				  (unsigned long long)dha);
+			run_promoted(&k, m, i == 0, dha, out, what);
+			same_bits(k.t.g, out, load, what, "the all-LOAD model's");
+			for (o = 0; o < k.t.g->n_outputs; o++)
+				cr_assert(tnorm_err(&out[o], &k.ref[o]) <= ttol(DT_F32),
+					  "%s: promoted output %s off the CPU's", what,
+					  k.t.g->outputs[o].name);
+			ret = cuda_cold_evict(m);
+			cr_assert_eq(ret, 0, "%s: evict: %s", what, err_msg(ret));
+			cr_assert(!cuda_cold_promoted(m) && !cuda_cold_resident(m));
+			ret = cuda_cold_run(m, k.in, out, &st);
+			cr_assert(!ret && st.cold && st.bytes_dha == dha && st.replanned,
+				  "%s: cold run after the promotion: %s (replanned %d)", what,
+				  err_msg(ret), st.replanned);
+			same_bits(k.t.g, out, cold, what, "the first cold run's");
+			drop(k.t.g, cold);
+			cuda_backend.model_destroy(m);
+			plan_destroy(p);
+		}
+	}
+	unsetenv("DPRT_COLD_GRAPH");
+	drop(k.t.g, load);
+	cuda_backend.model_destroy(all);
+	case_fini(&k);
+	cuda_device_close(d);
+}
+
+Test(cuda_cold, promote_matches_bert_tiny) { check_promote("bert-tiny"); }
+Test(cuda_cold, promote_matches_gpt2_tiny) { check_promote("gpt2-tiny"); }
+
+/* 20 warm-up and n measured cycles of cold run, promotion (by a call, or
+ * by DPRT_COLD_PROMOTE=1), wait, run, eviction: pool, GPU free memory
+ * and resident memory end where they began; every cold output equals the
+ * first cold one and every promoted output the first promoted one. */
+static void promote_cycles(struct cuda_dev *d, struct cold_case *k, bool by_env, int n)
+{
+	struct tview out[MAX_IO], first[MAX_IO], prom[MAX_IO];
+	struct cuda_cold_stats st;
+	struct exec_model *m;
+	struct plan *p;
+	uint64_t used = 0, reserved = 0, dha;
+	size_t free0 = 0;
+	long rss0 = 0;
+	int i, ret;
+
+	if (by_env)
+		setenv("DPRT_COLD_PROMOTE", "1", 1);
+	p = make_plan(k, FORCE_MIXED, 1);
+	dha = dha_bytes_of(p);
+	ret = cuda_cold_model_create(d, k->t.g, hoststore_base(k->t.hs), p, NULL, 0, &m);
+	unsetenv("DPRT_COLD_PROMOTE");
+	cr_assert_eq(ret, 0, "create: %s", err_msg(ret));
+	for (i = 0; i < 20 + n; i++) {
+		if (i == 20) {
+			used = cuda_device_used(d);
+			reserved = cuda_device_reserved(d);
+			free0 = free_mem();
+			rss0 = rss_kib();
+		}
+		ret = cuda_cold_run(m, k->in, out, &st);
+		cr_assert(!ret && st.cold, "cycle %d: cold run: %s", i, err_msg(ret));
+		if (i == 0)
+			keep(k->t.g, out, first);
+		else
+			same_bits(k->t.g, out, first, "cold run", "the first cycle's");
+		if (!by_env) {
+			ret = cuda_cold_promote(m);
+			cr_assert_eq(ret, 0, "cycle %d: promote: %s", i, err_msg(ret));
+		}
+		run_promoted(k, m, i % 2, dha, out, by_env ? "DPRT_COLD_PROMOTE" : "promote");
+		if (i == 0)
+			keep(k->t.g, out, prom);
+		else
+			same_bits(k->t.g, out, prom, "promoted run", "the first cycle's");
+		ret = cuda_cold_evict(m);
+		cr_assert_eq(ret, 0, "cycle %d: evict: %s", i, err_msg(ret));
+	}
+	cr_assert_eq(cuda_device_used(d), used, "pool: %llu bytes in use, %llu before",
+		     (unsigned long long)cuda_device_used(d), (unsigned long long)used);
+	cr_assert_eq(cuda_device_reserved(d), reserved);
+	cr_assert_eq(free_mem(), free0, "GPU free memory %zu, %zu before", free_mem(), free0);
+	cr_assert(rss_kib() <= rss0 + 2048, "resident memory %ld KiB, %ld before", rss_kib(),
+		  rss0);
+	drop(k->t.g, first);
+	drop(k->t.g, prom);
+	cuda_backend.model_destroy(m);
+	plan_destroy(p);
+}
+
+Test(cuda_cold, promote_cycles_leak_nothing, .timeout = 240)
+{
+	struct cuda_dev *d = tgpu_open();
+	struct cold_case k;
+
+	case_init(&k, "bert-tiny", 1);
+	promote_cycles(d, &k, false, 200);
+	promote_cycles(d, &k, true, 100);
+	case_fini(&k);
+	cuda_device_close(d);
+}
+
+/* On evicted m: cold run, promotion, promotion again (nothing more taken),
+ * eviction before anything polled: the pool is back where it was and the
+ * next cold run is unchanged (not replanned). Leaves m evicted. */
+static void promote_evict_early(struct cold_case *k, struct cuda_dev *d, struct exec_model *m,
+				const struct tview *cold)
+{
+	struct tview out[MAX_IO];
+	struct cuda_cold_stats st;
+	uint64_t used_evicted = cuda_device_used(d), used;
+	int ret;
+
+	ret = cuda_cold_run(m, k->in, out, &st);
+	cr_assert(!ret && st.cold, "cold run: %s", err_msg(ret));
+	ret = cuda_cold_promote(m);
+	cr_assert_eq(ret, 0, "promote: %s", err_msg(ret));
+	used = cuda_device_used(d);
+	ret = cuda_cold_promote(m);
+	cr_assert_eq(ret, 0, "promote twice: %s", err_msg(ret));
+	cr_assert_eq(cuda_device_used(d), used, "a second promotion took memory");
+	ret = cuda_cold_evict(m);
+	cr_assert_eq(ret, 0, "evict while promoting: %s", err_msg(ret));
+	cr_assert_eq(cuda_device_used(d), used_evicted, "pool: %llu bytes after the eviction, "
+		     "%llu before the cold run", (unsigned long long)cuda_device_used(d),
+		     (unsigned long long)used_evicted);
+	cr_assert(!cuda_cold_promoted(m));
+	ret = cuda_cold_run(m, k->in, out, &st);
+	cr_assert(!ret && st.cold && !st.replanned, "cold run after: %s (replanned %d)",
+		  err_msg(ret), st.replanned);
+	same_bits(k->t.g, out, cold, "after an early eviction", "the first cold run's");
+	ret = cuda_cold_evict(m);
+	cr_assert_eq(ret, 0, "evict: %s", err_msg(ret));
+}
+
+/* Promotion does nothing on an evicted model, an all-LOAD one or one
+ * already promoted; fails on a model without cold state; an eviction
+ * while the copies may be in flight, a plan change and a destruction of
+ * a promoted or promoting model give everything back. */
+Test(cuda_cold, promote_edges)
+{
+	struct cuda_dev *d = tgpu_open();
+	struct tview out[MAX_IO], cold[MAX_IO];
+	struct exec_model *m, *plain;
+	struct cuda_cold_stats st;
+	struct cold_case k;
+	struct plan *p, *all;
+	uint64_t base, used;
+	int ret, rep;
+
+	case_init(&k, "gpt2-tiny", 1);
+	ret = tmodel_create_gpu(d, &k.t, TP_LOAD_PINNED, &plain);
+	cr_assert_eq(ret, 0);
+	cr_assert_eq(cuda_cold_promote(plain), -EINVAL);
+	cr_assert(!cuda_cold_promoted(plain));
+	cuda_backend.model_destroy(plain);
+
+	/* all LOAD: nothing to promote */
+	all = make_plan(&k, PLAN_PIPELINE, 1);
+	cr_assert_eq(dha_bytes_of(all), 0);
+	ret = cuda_cold_model_create(d, k.t.g, hoststore_base(k.t.hs), all, NULL, 0, &m);
+	cr_assert_eq(ret, 0, "create: %s", err_msg(ret));
+	ret = cuda_cold_run(m, k.in, out, &st);
+	cr_assert_eq(ret, 0, "all LOAD cold run: %s", err_msg(ret));
+	used = cuda_device_used(d);
+	cr_assert_eq(cuda_cold_promote(m), 0);
+	cr_assert(cuda_device_used(d) == used && !cuda_cold_promoted(m),
+		  "an all-LOAD model was promoted");
+	cuda_backend.model_destroy(m);
+
+	base = cuda_device_used(d);
+	p = make_plan(&k, FORCE_MIXED, 1);
+	ret = cuda_cold_model_create(d, k.t.g, hoststore_base(k.t.hs), p, NULL, 0, &m);
+	cr_assert_eq(ret, 0, "create: %s", err_msg(ret));
+	/* evicted: nothing */
+	used = cuda_device_used(d);
+	cr_assert_eq(cuda_cold_promote(m), 0);
+	cr_assert(cuda_device_used(d) == used && !cuda_cold_promoted(m) &&
+		  !cuda_cold_resident(m), "an evicted model was promoted");
+	ret = cuda_cold_run(m, k.in, out, &st) ?: cuda_cold_evict(m);
+	cr_assert_eq(ret, 0, "cold/evict: %s", err_msg(ret));
+	ret = cuda_cold_run(m, k.in, out, &st);
+	cr_assert(!ret && st.cold && !cuda_cold_promoted(m), "cold run: %s", err_msg(ret));
+	keep(k.t.g, out, cold);
+	cr_assert_eq(cuda_cold_evict(m), 0);
+	for (rep = 0; rep < 3; rep++)
+		promote_evict_early(&k, d, m, cold);
+
+	/* promoted, promoted again, then a plan change (which evicts) */
+	ret = cuda_cold_run(m, k.in, out, &st) ?: cuda_cold_promote(m);
+	cr_assert_eq(ret, 0, "cold run and promote: %s", err_msg(ret));
+	run_promoted(&k, m, false, dha_bytes_of(p), out, "before set_plan");
+	used = cuda_device_used(d);
+	cr_assert_eq(cuda_cold_promote(m), 0);
+	cr_assert(cuda_device_used(d) == used && cuda_cold_promoted(m));
+	ret = cuda_cold_set_plan(m, p);
+	cr_assert_eq(ret, 0, "set_plan: %s", err_msg(ret));
+	cr_assert(!cuda_cold_promoted(m) && !cuda_cold_resident(m));
+	ret = cuda_cold_run(m, k.in, out, &st);
+	cr_assert(!ret && st.cold && st.bytes_dha == dha_bytes_of(p), "cold run after set_plan: %s",
+		  err_msg(ret));
+	same_bits(k.t.g, out, cold, "after set_plan", "the first cold run's");
+
+	/* destroyed while promoted, and while promoting */
+	ret = cuda_cold_promote(m);
+	cr_assert_eq(ret, 0, "promote: %s", err_msg(ret));
+	run_promoted(&k, m, true, dha_bytes_of(p), out, "before destroy");
+	cuda_backend.model_destroy(m);
+	cr_assert_eq(cuda_device_used(d), base, "pool: %llu bytes after destroying a promoted "
+		     "model, %llu before", (unsigned long long)cuda_device_used(d),
+		     (unsigned long long)base);
+	ret = cuda_cold_model_create(d, k.t.g, hoststore_base(k.t.hs), p, NULL, 0, &m) ?:
+	      cuda_cold_run(m, k.in, out, &st) ?: cuda_cold_promote(m);
+	cr_assert_eq(ret, 0, "create, cold run and promote: %s", err_msg(ret));
+	cuda_backend.model_destroy(m);
+	cr_assert_eq(cuda_device_used(d), base, "pool: %llu bytes after destroying a promoting "
+		     "model, %llu before", (unsigned long long)cuda_device_used(d),
+		     (unsigned long long)base);
+	drop(k.t.g, cold);
+	plan_destroy(p);
+	plan_destroy(all);
+	case_fini(&k);
+	cuda_device_close(d);
+}
+
+#define FILL_MAX 4096
+
+/* Take everything d's pool can still give (down to DEVPOOL_ALIGN bytes)
+ * into fill[]; returns how many allocations that took. */
+static uint32_t fill_pool(struct cuda_dev *d, uint64_t *fill)
+{
+	static const uint64_t sizes[] = {1ull << 30, 64ull << 20, 4ull << 20, 256ull << 10,
+					 16ull << 10, 1ull << 10, DEVPOOL_ALIGN};
+	uint32_t n = 0;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(sizes); i++)
+		while (n < FILL_MAX && !devpool_alloc(d->pool, sizes[i], "filler", &fill[n]))
+			n++;
+	err_clear();
+	cr_assert(n < FILL_MAX, "the pool took more than %u fillers", FILL_MAX);
+	return n;
+}
+
+/* A promotion that finds the pool full fails with the model named, takes
+ * nothing and leaves the model running by its plan; once there is room
+ * it works. */
+Test(cuda_cold, promote_pool_full, .timeout = 120)
+{
+	struct cuda_dev *d = tgpu_open();
+	struct tview out[MAX_IO], cold[MAX_IO];
+	struct cuda_cold_stats st;
+	struct exec_model *m;
+	struct cold_case k;
+	struct plan *p;
+	uint64_t *fill, used;
+	uint32_t n, i;
+	int ret;
+
+	case_init(&k, "gpt2-tiny", 1);
+	p = make_plan(&k, FORCE_MIXED, 1);
+	ret = cuda_cold_model_create(d, k.t.g, hoststore_base(k.t.hs), p, NULL, 0, &m) ?:
+	      cuda_cold_run(m, k.in, out, &st);
+	cr_assert_eq(ret, 0, "create and cold run: %s", err_msg(ret));
+	keep(k.t.g, out, cold);
+	fill = calloc(FILL_MAX, sizeof(*fill));
+	cr_assert(fill);
+	n = fill_pool(d, fill);
+	used = cuda_device_used(d);
+	ret = cuda_cold_promote(m);
+	cr_assert_eq(ret, -ENOMEM, "promote with the pool full: %d %s", ret, err_msg(ret));
+	cr_assert(strstr(err_msg(ret), k.t.g->name), "error without the model's name: %s",
+		  err_msg(ret));
+	cr_assert_eq(cuda_device_used(d), used, "a failed promotion kept memory");
+	cr_assert(!cuda_cold_promoted(m) && cuda_cold_resident(m));
+	ret = cuda_cold_run(m, k.in, out, &st);
+	cr_assert(!ret && !st.cold && !st.bytes_promoted, "run after: %s", err_msg(ret));
+	same_bits(k.t.g, out, cold, "after a failed promotion", "the cold run's");
+	for (i = 0; i < n; i++)
+		devpool_free(d->pool, fill[i]);
+	free(fill);
+	ret = cuda_cold_promote(m);
+	cr_assert_eq(ret, 0, "promote with room: %s", err_msg(ret));
+	run_promoted(&k, m, true, dha_bytes_of(p), out, "with room");
+	drop(k.t.g, cold);
+	cuda_backend.model_destroy(m);
+	plan_destroy(p);
 	case_fini(&k);
 	cuda_device_close(d);
 }
