@@ -90,8 +90,9 @@ uint64_t cuda_device_used(const struct cuda_dev *d);
  * by an eviction. A cold start runs the first inference while the weights
  * arrive: per-link copy streams record one event per group of adjacent
  * layers (events pooled, made with the model or link); the exec stream
- * waits on them, the CPU never does. A one-link plan replays one captured
- * graph of copies and run; plans with helpers run eagerly. Helper k of a
+ * waits on them, the CPU never does. A cold start replays one captured
+ * graph of the target's copies and run (helpers' copies are queued before
+ * it, and it waits on their events). Helper k of a
  * plan is lent by the first free link of the model's helper list, claimed
  * through an atomic for that one cold start; a slot with no free link
  * falls back to the target's own link. After a cold start the model is

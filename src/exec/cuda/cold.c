@@ -28,10 +28,13 @@
  * copy queued behind the weights on the host-to-device engine would hold
  * the whole run back until every weight had arrived.
  *
- * Graphs: a one-link plan's cold start (the run with its waits, the copy
- * stream forked from it after the input copies and joined at the end) is
- * captured once per shape plan and replayed, which removes the launch
- * gaps of an eager run. The captured addresses stay right as long as the
+ * Graphs: a cold start (the run with its waits, the copy stream forked
+ * from it after the input copies and joined at the end) is captured once
+ * per shape plan and replayed, which removes the launch gaps of an eager
+ * run. With helpers, their copies stay outside the graph: they are queued
+ * just before each launch, and the graph waits on their group events as
+ * external events; a graph is kept only while the same links are lent
+ * (the events and the fallen-back groups are the links'). The captured addresses stay right as long as the
  * groups land where they did before: the pool is first-fit and an eviction
  * gives back every range, so a model that is evicted and cold-started again
  * gets the same ranges. When they move, the shape plans (with their graphs
@@ -116,6 +119,9 @@ struct cuda_cold {
 	struct cuda_link **helpers;
 	uint32_t n_helpers;
 	struct cuda_link *slot[CUDA_COLD_LINKS]; /* this run's lent links */
+	struct cuda_link *gslot[CUDA_COLD_LINKS]; /* links of the captured graphs */
+	bool capturing;	     /* a cold start is being captured */
+	bool helpers_queued; /* this run's helper copies are queued already */
 	uint64_t bytes_dha;
 	bool auto_promote;	 /* DPRT_COLD_PROMOTE=1: promote after cold starts */
 	bool remade;		 /* an unpromotion dropped the shape plans */
@@ -697,12 +703,16 @@ struct cold_run {
 	struct cuda_plan *pl;
 };
 
+/* A helper's group is copied outside a captured graph (before its
+ * launch), so the graph waits on its event as an external event. */
 static int wait_group(struct cuda_cold *c, uint32_t gi)
 {
+	unsigned flags = c->capturing && c->grp[gi].link ? CU_EVENT_WAIT_EXTERNAL : 0;
+
 	if (c->waited[gi])
 		return 0;
 	c->waited[gi] = 1;
-	return CU(cuStreamWaitEvent(c->m->d->stream, c->grp[gi].ev, 0));
+	return CU(cuStreamWaitEvent(c->m->d->stream, c->grp[gi].ev, flags));
 }
 
 static int wait_inputs(struct cuda_cold *c, const struct node *nd)
@@ -735,7 +745,7 @@ static int cold_hook(void *ctx, uint32_t i)
 	int ret = 0;
 
 	if (!i)
-		ret = copy_own_after_inputs(c) ?: copy_helpers(c);
+		ret = copy_own_after_inputs(c) ?: (c->helpers_queued ? 0 : copy_helpers(c));
 	/* demand: everything before the first node; all: everything before
 	 * the outputs, so no copy outlives the run */
 	if (!ret && (i >= g->n_nodes || (c->demand && !i))) {
@@ -773,8 +783,10 @@ static int capture_cold(struct cuda_cold *c, struct cuda_plan *pl)
 	ret = CU(cuStreamBeginCapture(d->stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
 	if (ret)
 		return ret;
+	c->capturing = true;
 	ret = enqueue_cold(c, pl) ?: CU(cuEventRecord(c->join, d->copy)) ?:
 	      CU(cuStreamWaitEvent(d->stream, c->join, 0));
+	c->capturing = false;
 	end = CU(cuStreamEndCapture(d->stream, &graph));
 	ret = ret ?: end;
 	if (!ret)
@@ -788,14 +800,39 @@ static int capture_cold(struct cuda_cold *c, struct cuda_plan *pl)
 
 static bool graph_ok(const struct cuda_cold *c, const struct cuda_plan *pl)
 {
-	return c->use_graph && !c->graph_failed && c->width == 1 && !pl->no_graph &&
-	       !c->m->no_graphs;
+	return c->use_graph && !c->graph_failed && !pl->no_graph && !c->m->no_graphs;
+}
+
+/*
+ * With helpers, a graph holds the target's part (its copies and the run,
+ * waiting on the helpers' group events as external events); the helpers'
+ * copies are queued eagerly just before it is launched. The graph is right
+ * only for the links it was captured with (their events, and the groups
+ * that fell back to the target's link): other links, other graphs.
+ */
+static int launch_helpers(struct cuda_cold *c)
+{
+	int ret;
+
+	if (memcmp(c->gslot, c->slot, sizeof(c->slot))) {
+		drop_cold_graphs(c->m);
+		memcpy(c->gslot, c->slot, sizeof(c->slot));
+	}
+	ret = copy_helpers(c);
+	c->helpers_queued = !ret;
+	return ret;
 }
 
 static int launch(struct cuda_cold *c, struct cuda_plan *pl, struct cuda_cold_stats *st)
 {
 	int ret;
 
+	c->helpers_queued = false;
+	if (graph_ok(c, pl) && c->width > 1) {
+		ret = launch_helpers(c);
+		if (ret)
+			return ret;
+	}
 	if (graph_ok(c, pl) && !pl->cold_gexec) {
 		ret = capture_cold(c, pl);
 		if (ret) {

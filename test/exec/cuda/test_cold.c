@@ -262,7 +262,7 @@ Test(cuda_cold, helper_fallback)
 	ret = cuda_cold_model_create(d, k.t.g, hoststore_base(k.t.hs), p, NULL, 0, &m);
 	cr_assert_eq(ret, 0, "create: %s", err_msg(ret));
 	cold_then_warm(&k, m, "no helper", &st);
-	cr_assert(st.fallbacks == 1 && st.links == 1 && !st.graph, "fallbacks %u links %u",
+	cr_assert(st.fallbacks == 1 && st.links == 1 && st.graph, "fallbacks %u links %u",
 		  st.fallbacks, st.links);
 	cuda_backend.model_destroy(m);
 	if (cuda_device_count() > 1) {
@@ -278,7 +278,8 @@ Test(cuda_cold, helper_fallback)
 		cuda_link_release(lk);
 		cuda_cold_evict(m);
 		cold_then_warm(&k, m, "helper free", &st);
-		cr_assert(st.fallbacks == 0 && st.links == 2 && st.bytes_link[1] > 0,
+		/* another link than the graph was captured with: captured anew */
+		cr_assert(st.fallbacks == 0 && st.links == 2 && st.bytes_link[1] > 0 && st.graph,
 			  "fallbacks %u links %u", st.fallbacks, st.links);
 		cuda_backend.model_destroy(m);
 		cuda_link_destroy(lk);
@@ -289,8 +290,8 @@ Test(cuda_cold, helper_fallback)
 	cuda_device_close(d);
 }
 
-/* Parallel transmission through GPU 1, staged and direct: many groups on
- * the helper, both staging slots in turn. */
+/* Parallel transmission through GPU 1, staged and direct, captured as a
+ * graph and eager: many groups on the helper, both staging slots in turn. */
 Test(cuda_cold, pt_two_gpus)
 {
 	static const char *const models[] = {"gpt2-tiny", "resnet-tiny"};
@@ -308,15 +309,18 @@ Test(cuda_cold, pt_two_gpus)
 	d = tgpu_open();
 	ret = cuda_device_open(1, &h) ?: cuda_link_create(h, &lk);
 	cr_assert_eq(ret, 0, "GPU 1: %s", err_msg(ret));
-	for (i = 0; i < 2 * ARRAY_SIZE(models); i++) {
+	for (i = 0; i < 4 * ARRAY_SIZE(models); i++) {
 		setenv("DPRT_PT_DIRECT", i % 2 ? "1" : "0", 1);
-		case_init(&k, models[i / 2], 2);
+		setenv("DPRT_COLD_GRAPH", i / 2 % 2 ? "1" : "0", 1);
+		case_init(&k, models[i / 4], 2);
 		p = make_plan(&k, FORCE_PT2, 2);
 		ret = cuda_cold_model_create(d, k.t.g, hoststore_base(k.t.hs), p, &lk, 1, &m);
 		cr_assert_eq(ret, 0, "create: %s", err_msg(ret));
 		for (rep = 0; rep < 20; rep++) {
-			cold_then_warm(&k, m, models[i / 2], &st);
+			cold_then_warm(&k, m, models[i / 4], &st);
 			cr_assert(st.links == 2 && st.bytes_link[1] > 0);
+			cr_assert_eq(st.graph, i / 2 % 2 == 1, "%s: graph %d", models[i / 4],
+				     st.graph);
 			cuda_cold_evict(m);
 		}
 		cuda_backend.model_destroy(m);
@@ -324,6 +328,7 @@ Test(cuda_cold, pt_two_gpus)
 		case_fini(&k);
 	}
 	unsetenv("DPRT_PT_DIRECT");
+	unsetenv("DPRT_COLD_GRAPH");
 	cuda_link_destroy(lk);
 	cuda_device_close(h);
 	cuda_device_close(d);
