@@ -262,7 +262,7 @@ Test(cuda_cold, helper_fallback)
 	ret = cuda_cold_model_create(d, k.t.g, hoststore_base(k.t.hs), p, NULL, 0, &m);
 	cr_assert_eq(ret, 0, "create: %s", err_msg(ret));
 	cold_then_warm(&k, m, "no helper", &st);
-	cr_assert(st.fallbacks == 1 && st.links == 1 && st.graph, "fallbacks %u links %u",
+	cr_assert(st.fallbacks == 1 && st.links == 1, "fallbacks %u links %u",
 		  st.fallbacks, st.links);
 	cuda_backend.model_destroy(m);
 	if (cuda_device_count() > 1) {
@@ -278,8 +278,7 @@ Test(cuda_cold, helper_fallback)
 		cuda_link_release(lk);
 		cuda_cold_evict(m);
 		cold_then_warm(&k, m, "helper free", &st);
-		/* another link than the graph was captured with: captured anew */
-		cr_assert(st.fallbacks == 0 && st.links == 2 && st.bytes_link[1] > 0 && st.graph,
+		cr_assert(st.fallbacks == 0 && st.links == 2 && st.bytes_link[1] > 0,
 			  "fallbacks %u links %u", st.fallbacks, st.links);
 		cuda_backend.model_destroy(m);
 		cuda_link_destroy(lk);
@@ -302,7 +301,7 @@ Test(cuda_cold, pt_two_gpus)
 	struct exec_model *m;
 	struct plan *p;
 	size_t i;
-	int ret, rep;
+	int ret, rep, graphs;
 
 	if (cuda_device_count() < 2 && !getenv("DPRT_REQUIRE_GPUS2"))
 		cr_skip_test("one GPU here: the helper path needs two");
@@ -316,13 +315,16 @@ Test(cuda_cold, pt_two_gpus)
 		p = make_plan(&k, FORCE_PT2, 2);
 		ret = cuda_cold_model_create(d, k.t.g, hoststore_base(k.t.hs), p, &lk, 1, &m);
 		cr_assert_eq(ret, 0, "create: %s", err_msg(ret));
-		for (rep = 0; rep < 20; rep++) {
+		/* with graphs: eager first, then captured, then the faster */
+		for (rep = 0, graphs = 0; rep < 20; rep++) {
 			cold_then_warm(&k, m, models[i / 4], &st);
 			cr_assert(st.links == 2 && st.bytes_link[1] > 0);
-			cr_assert_eq(st.graph, i / 2 % 2 == 1, "%s: graph %d", models[i / 4],
-				     st.graph);
+			cr_assert(!st.graph || i / 2 % 2, "%s: a graph with DPRT_COLD_GRAPH=0",
+				  models[i / 4]);
+			graphs += st.graph;
 			cuda_cold_evict(m);
 		}
+		cr_assert(graphs >= (i / 2 % 2 ? 1 : 0), "%s: %d graph runs", models[i / 4], graphs);
 		cuda_backend.model_destroy(m);
 		plan_destroy(p);
 		case_fini(&k);
