@@ -400,6 +400,33 @@ static long rss_kib(void)
 	return kib;
 }
 
+/* Where the device pool, the GPU's free memory and the process's RSS
+ * stand; mark_check: back where they stood (RSS within slack KiB). */
+struct mem_mark {
+	uint64_t used, reserved;
+	size_t free;
+	long rss;
+};
+
+static void mark_take(struct cuda_dev *d, struct mem_mark *mk)
+{
+	mk->used = cuda_device_used(d);
+	mk->reserved = cuda_device_reserved(d);
+	mk->free = free_mem();
+	mk->rss = rss_kib();
+}
+
+static void mark_check(struct cuda_dev *d, const struct mem_mark *mk, long slack)
+{
+	cr_assert_eq(cuda_device_used(d), mk->used, "pool: %llu bytes in use, %llu before",
+		     (unsigned long long)cuda_device_used(d), (unsigned long long)mk->used);
+	cr_assert_eq(cuda_device_reserved(d), mk->reserved);
+	cr_assert_eq(free_mem(), mk->free, "GPU free memory %zu, %zu before", free_mem(),
+		     mk->free);
+	cr_assert(rss_kib() <= mk->rss + slack, "resident memory %ld KiB, %ld before",
+		  rss_kib(), mk->rss);
+}
+
 /* 20 warm-up and n measured cold/evict cycles of a mixed plan: the pool,
  * the GPU's free memory and the process's resident memory end where they
  * began, every output equals the first, and nothing is replanned. */
@@ -409,9 +436,7 @@ static void cycles(struct cuda_dev *d, struct cold_case *k, bool graph, int n)
 	struct tview out[MAX_IO], first[MAX_IO];
 	struct exec_model *m;
 	struct plan *p;
-	uint64_t used = 0, reserved = 0;
-	size_t free0 = 0;
-	long rss0 = 0;
+	struct mem_mark mk = {0};
 	int i, ret, replans = 0;
 
 	setenv("DPRT_COLD_GRAPH", graph ? "1" : "0", 1);
@@ -419,12 +444,8 @@ static void cycles(struct cuda_dev *d, struct cold_case *k, bool graph, int n)
 	ret = cuda_cold_model_create(d, k->t.g, hoststore_base(k->t.hs), p, NULL, 0, &m);
 	cr_assert_eq(ret, 0, "create: %s", err_msg(ret));
 	for (i = 0; i < 20 + n; i++) {
-		if (i == 20) {
-			used = cuda_device_used(d);
-			reserved = cuda_device_reserved(d);
-			free0 = free_mem();
-			rss0 = rss_kib();
-		}
+		if (i == 20)
+			mark_take(d, &mk);
 		ret = cuda_cold_run(m, k->in, out, &st) ?: cuda_cold_evict(m);
 		cr_assert_eq(ret, 0, "cycle %d: %s", i, err_msg(ret));
 		cr_assert_eq(st.graph, graph);
@@ -435,12 +456,7 @@ static void cycles(struct cuda_dev *d, struct cold_case *k, bool graph, int n)
 			cr_assert(!memcmp(first[0].data, out[0].data, out[0].nbytes),
 				  "cycle %d: output differs from the first cycle's", i);
 	}
-	cr_assert_eq(cuda_device_used(d), used, "pool: %llu bytes in use, %llu before",
-		     (unsigned long long)cuda_device_used(d), (unsigned long long)used);
-	cr_assert_eq(cuda_device_reserved(d), reserved);
-	cr_assert_eq(free_mem(), free0, "GPU free memory %zu, %zu before", free_mem(), free0);
-	cr_assert(rss_kib() <= rss0 + 1024, "resident memory %ld KiB, %ld before", rss_kib(),
-		  rss0);
+	mark_check(d, &mk, 1024);
 	cr_assert_eq(replans, 0, "%d cycles had to remake their plans", replans);
 	unsetenv("DPRT_COLD_GRAPH");
 	drop(k->t.g, first);
@@ -601,9 +617,8 @@ static void promote_cycles(struct cuda_dev *d, struct cold_case *k, bool by_env,
 	struct cuda_cold_stats st;
 	struct exec_model *m;
 	struct plan *p;
-	uint64_t used = 0, reserved = 0, dha;
-	size_t free0 = 0;
-	long rss0 = 0;
+	struct mem_mark mk = {0};
+	uint64_t dha;
 	int i, ret;
 
 	if (by_env)
@@ -614,12 +629,8 @@ static void promote_cycles(struct cuda_dev *d, struct cold_case *k, bool by_env,
 	unsetenv("DPRT_COLD_PROMOTE");
 	cr_assert_eq(ret, 0, "create: %s", err_msg(ret));
 	for (i = 0; i < 20 + n; i++) {
-		if (i == 20) {
-			used = cuda_device_used(d);
-			reserved = cuda_device_reserved(d);
-			free0 = free_mem();
-			rss0 = rss_kib();
-		}
+		if (i == 20)
+			mark_take(d, &mk);
 		ret = cuda_cold_run(m, k->in, out, &st);
 		cr_assert(!ret && st.cold, "cycle %d: cold run: %s", i, err_msg(ret));
 		if (i == 0)
@@ -638,12 +649,7 @@ static void promote_cycles(struct cuda_dev *d, struct cold_case *k, bool by_env,
 		ret = cuda_cold_evict(m);
 		cr_assert_eq(ret, 0, "cycle %d: evict: %s", i, err_msg(ret));
 	}
-	cr_assert_eq(cuda_device_used(d), used, "pool: %llu bytes in use, %llu before",
-		     (unsigned long long)cuda_device_used(d), (unsigned long long)used);
-	cr_assert_eq(cuda_device_reserved(d), reserved);
-	cr_assert_eq(free_mem(), free0, "GPU free memory %zu, %zu before", free_mem(), free0);
-	cr_assert(rss_kib() <= rss0 + 2048, "resident memory %ld KiB, %ld before", rss_kib(),
-		  rss0);
+	mark_check(d, &mk, 2048);
 	drop(k->t.g, first);
 	drop(k->t.g, prom);
 	cuda_backend.model_destroy(m);
