@@ -68,6 +68,9 @@ def main():
     ap.add_argument("--only", help="comma-separated subset of the models")
     ap.add_argument("--warm", type=int, default=20)
     ap.add_argument("--concurrent", type=int, default=16, help="requests per model")
+    ap.add_argument("--rounds", type=int, default=0,
+                    help="then N rounds over the models in turn, each answer checked "
+                         "(under a --gpu-mem-limit that holds one model, each a cold start)")
     a = ap.parse_args()
     if a.only:
         for m in list(MODELS):
@@ -79,7 +82,7 @@ def main():
         time.sleep(0.1)
     else:
         print("server never became ready"); return 1
-    rnd, bad = random.Random(1), 0
+    rnd, bad, refs = random.Random(1), 0, {}
     tmp = tempfile.mkdtemp()
     print("%-15s %8s %8s %8s %6s %10s  %s" % ("model", "cold ms", "warm ms", "warm p50", "cold?",
                                               "max rel", "device"))
@@ -99,9 +102,25 @@ def main():
         tol = 2e-2 if "fp16" in m else 1e-4
         ok = len(p) == len(ref) and err <= tol and cold == "true"
         bad += not ok
+        refs[m] = (kin, ref, tol)
         print("%-15s %8.2f %8.2f %8.2f %6s %10.2e  %s %s" % (
             m, cold_ms, sum(warm) / len(warm), warm[len(warm) // 2], cold, err,
             r.get("parameters", {}).get("device", "?"), "ok" if ok else "FAIL"))
+    # Rounds: the models in turn, every answer against the CPU's.
+    times = {m: [] for m in MODELS}
+    for _ in range(a.rounds):
+        for m, (kin, ref, tol) in refs.items():
+            r, hd, ms = infer(a.url, m, kin, MODELS[m][3])
+            p = {x["name"]: x for x in r["outputs"]}[MODELS[m][3]]["data"]
+            err = max(abs(x - y) for x, y in zip(p, ref)) / max(abs(y) for y in ref)
+            bad += not (len(p) == len(ref) and err <= tol)
+            times[m].append((ms, hd.get("Dprt-Cold-Start") == "true", err))
+    for m, ts in times.items():
+        if ts:
+            cold = sorted(t for t, c, _ in ts if c)
+            print("rounds %-15s %d requests, %d cold starts, cold p50 %.2f ms, max rel %.2e"
+                  % (m, len(ts), len(cold), cold[len(cold) // 2] if cold else 0,
+                     max(e for _, _, e in ts)))
     # Concurrent load over every model: every answer must come back right.
     jobs = [(m, make_input(m, rnd)[1]) for m in MODELS for _ in range(a.concurrent)]
     t0 = time.perf_counter()

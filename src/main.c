@@ -43,6 +43,17 @@ static const char usage_text[] =
 	"      --host-mem-limit SIZE  host memory for weight copies\n"
 	"      --max-batch N          fuse up to N queued requests of a model (default 1)\n"
 	"      --batch-delay-us N     wait up to N us for a batch to fill (default 0)\n"
+	"      --cold-mode MODE       how a GPU brings a model in: load (default: the\n"
+	"                             whole model, then the run), auto (by the\n"
+	"                             model's stored one-GPU dprt plan if 'dprt plan\n"
+	"                             MODEL --gpus 0' made one, else whole), or a\n"
+	"                             plan mode: dprt, deepplan, deepplan-v1,\n"
+	"                             pipeline, demand (without a stored plan, the\n"
+	"                             first cold start profiles the model on its GPU\n"
+	"                             and stores the plan). An evicted model keeps\n"
+	"                             its plans; its next cold start moves weights only\n"
+	"      --plans DIR            plan repository (default: $PLAN_REPO/<model>-<id>,\n"
+	"                             else plans/ beside the model's package)\n"
 	"      --spin-us N            an idle worker polls N us before it sleeps\n"
 	"                             (default 50; longer trades CPU for latency)\n"
 	"      --queue-depth N        requests queued per device, a power of 2\n"
@@ -754,6 +765,14 @@ static int serve_opt(int c, const char *arg, struct serve_opts *o)
 	case 'l': o->net.listen = arg; return 0;
 	case 'm': o->sched.models_dir = arg; return 0;
 	case 'c': o->sched.cpus = arg; return 0;
+	case 'p': o->sched.plans_dir = arg; return 0;
+	case 'M':
+		if (sched_cold_mode_parse(arg, &ret)) {
+			usage_hint(NULL, err_msg(0));
+			return EXIT_USAGE;
+		}
+		o->sched.cold_mode = arg;
+		return 0;
 	case 'v': log_set_level(LOG_DEBUG); return 0;
 	case 'q': log_set_level(LOG_ERROR); return 0;
 	case 'L':
@@ -790,6 +809,7 @@ static int cmd_serve(int argc, char **argv)
 		{"request-timeout", required_argument, 0, 'r'},
 		{"queue-depth", required_argument, 0, 'Q'}, {"load", required_argument, 0, 'L'},
 		{"spin-us", required_argument, 0, 'S'},
+		{"cold-mode", required_argument, 0, 'M'}, {"plans", required_argument, 0, 'p'},
 		{"verbose", no_argument, 0, 'v'},	   {"quiet", no_argument, 0, 'q'},
 		{"help", no_argument, 0, 'h'},		   {0, 0, 0, 0},
 	};

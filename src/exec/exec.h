@@ -78,6 +78,8 @@ void cuda_device_close(struct cuda_dev *d);
 int cuda_device_count(void);
 /* "NVIDIA H100 80GB HBM3, sm_90, 132 SMs" for logs. */
 const char *cuda_device_name(const struct cuda_dev *d);
+/* "NVIDIA H100 80GB HBM3": the model name profiles and plans are keyed by. */
+const char *cuda_device_model(const struct cuda_dev *d);
 /* Bytes of device memory the device's pool has reserved / handed out. */
 uint64_t cuda_device_reserved(const struct cuda_dev *d);
 uint64_t cuda_device_used(const struct cuda_dev *d);

@@ -93,6 +93,9 @@ struct wslot {
 	struct lnode lru; /* in the worker's resident list */
 	uint64_t bytes;	  /* device bytes charged */
 	bool no_fuse;	  /* a fused run's outputs did not split by batch */
+	bool by_plan;	  /* em is the cold engine's: kept when evicted */
+	uint64_t keep;	  /* cold: device bytes em holds while evicted */
+	uint64_t load;	  /* cold: device bytes its weights take when in */
 	_Atomic uint64_t requests, failures, cold, bytes_loaded, lat_sum;
 	_Atomic uint64_t hist[SCHED_HIST_BUCKETS];
 } __attribute__((aligned(CACHELINE)));
@@ -183,6 +186,7 @@ struct worker {
 	uint32_t max_batch;
 	uint64_t batch_delay_ns;
 	uint64_t spin_ns;
+	int cold_mode; /* WCOLD_* or an enum plan_mode */
 	int efd;
 	int cpu;
 	pthread_t thread;
@@ -197,6 +201,7 @@ struct worker {
 
 	/* owner only */
 	struct lnode lru __attribute__((aligned(CACHELINE)));
+	struct lnode standby; /* evicted cold models kept, most recent first */
 	uint64_t used;
 	struct sched_req *pending; /* a partial batch waiting for its window */
 	uint64_t pending_since;
@@ -210,6 +215,21 @@ struct worker {
 	_Atomic uint64_t resident_bytes, resident_models;
 	_Atomic uint64_t requests, failures, cold, bytes_loaded, evictions;
 };
+
+/* ---- cold starts by plan on GPU workers (src/sched/cold.c) ---- */
+enum { WCOLD_LOAD = -1, WCOLD_AUTO = -2 };
+/* A cold model for e on w's GPU, by the plan stored for it or, in an
+ * explicit mode without one, by a plan made now from a profile measured
+ * on this GPU (and stored). -ENOENT in auto mode without a stored plan.
+ * The model comes evicted: its first run is a cold start. */
+int wcold_create(struct worker *w, struct repo_entry *e, const void *weights,
+		 struct exec_model **out);
+/* Give a cold model's weight ranges back (it stays usable). */
+int wcold_evict(struct exec_model *m);
+/* Whether a cold model's weights are on the device. */
+bool wcold_resident(const struct exec_model *m);
+/* Device bytes in use on w's GPU (its pool). */
+uint64_t wcold_used(struct worker *w);
 
 /* Make worker id for device dev (not started). 0 or an error with err_set;
  * a GPU device fails with DPRT_ENODEV in a build without a GPU backend. */

@@ -128,10 +128,22 @@ struct sched_opts {
 	uint32_t spin_us;	 /* idle spin before sleeping, 0 = 50 */
 	uint32_t spill_depth;	 /* queue depth at which a model also starts on
 				  * an idle device with free memory, 0 = 4 */
+	const char *cold_mode;	 /* GPU cold starts: NULL or "load" (whole
+				  * model), "auto" (the stored one-GPU dprt
+				  * plan if `dprt plan` made one, else whole),
+				  * or a plan mode: demand, pipeline, deepplan,
+				  * deepplan-v1, dprt (planned for one GPU,
+				  * profiled on it at the first cold start if
+				  * no plan is stored) */
+	const char *plans_dir;	 /* plan repository, NULL = plan_repo_dir's */
 	bool explicit_load;	 /* don't load every model at start */
 	bool no_threads;	 /* don't start worker threads (tests step them) */
 	bool no_pin;		 /* don't pin worker threads to cores */
 };
+
+/* --cold-mode: "auto" -> -2, NULL or "load" -> -1, a one-GPU plan mode ->
+ * its enum plan_mode; else -EINVAL with err_set. */
+int sched_cold_mode_parse(const char *s, int *mode);
 
 /*
  * Make the scheduler: parse devices, open every device (a GPU device fails

@@ -100,7 +100,15 @@ int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev,
 	w->spin_ns = (uint64_t)(s->o.spin_us ? s->o.spin_us : 50) * 1000;
 	w->cpu = -1;
 	lnode_init(&w->lru);
+	lnode_init(&w->standby);
+	w->cold_mode = WCOLD_LOAD;
+	if (dev->kind == SCHED_DEV_GPU) {
+		ret = sched_cold_mode_parse(s->o.cold_mode, &w->cold_mode);
+		if (ret)
+			goto out_free;
+	}
 	w->rbuf = calloc(s->o.queue_depth, sizeof(*w->rbuf));
+	ret = -ENOMEM;
 	if (!w->rbuf)
 		goto out_free;
 	ck_ring_init(&w->ring, s->o.queue_depth);
@@ -131,36 +139,69 @@ static bool slot_in_use(const struct wslot *sl)
 	return atomic_load_explicit(&sl->wq, memory_order_acquire) > 0;
 }
 
-/* Drop a resident model from the device and its reference on the host copy. */
+/* Destroy a model (resident or kept evicted) and drop its reference on
+ * the host copy. */
+static void destroy(struct worker *w, struct wslot *sl)
+{
+	lnode_del(&sl->lru);
+	w->ops->model_destroy(sl->em);
+	sl->em = NULL;
+	sl->by_plan = false;
+	w->used -= sl->bytes;
+	sl->bytes = 0;
+	atomic_store_explicit(&w->resident_bytes, w->used, memory_order_relaxed);
+	repo_release(w->repo, sl->e);
+}
+
+/*
+ * Take a resident model off the device. A cold model of a loaded entry
+ * only gives its weight ranges back and waits in the standby list (its
+ * plans, graphs and the host copy stay), so its next cold start moves
+ * nothing but weights; any other model is destroyed.
+ */
 static void evict(struct worker *w, struct wslot *sl)
 {
 	log_debug("%s: evicting '%s' v%u", w->name, sl->e->name, sl->e->version);
 	lnode_del(&sl->lru);
 	atomic_store(&sl->resident, false);
-	w->ops->model_destroy(sl->em);
-	sl->em = NULL;
-	w->used -= sl->bytes;
-	sl->bytes = 0;
+	if (sl->by_plan && repo_entry_state(sl->e) == REPO_READY && !wcold_evict(sl->em)) {
+		w->used -= sl->bytes - sl->keep;
+		sl->bytes = sl->keep;
+		lnode_add_head(&w->standby, &sl->lru);
+		publish_residency(w, -1);
+		return;
+	}
+	err_clear();
+	destroy(w, sl);
 	publish_residency(w, -1);
-	repo_release(w->repo, sl->e);
 }
 
 /* An unloaded (or failed) model leaves the device once nothing queued here
  * needs it. */
 static void maybe_drop(struct worker *w, struct wslot *sl)
 {
-	if (sl->em && repo_entry_state(sl->e) != REPO_READY && !slot_in_use(sl))
+	if (!sl->em || repo_entry_state(sl->e) == REPO_READY || slot_in_use(sl))
+		return;
+	if (atomic_load(&sl->resident))
 		evict(w, sl);
+	else
+		destroy(w, sl);
+}
+
+static void drop_list(struct worker *w, struct lnode *head)
+{
+	struct lnode *n, *prev;
+
+	for (n = head->prev; n != head; n = prev) {
+		prev = n->prev;
+		maybe_drop(w, container_of(n, struct wslot, lru));
+	}
 }
 
 static void drop_unloaded(struct worker *w)
 {
-	struct lnode *n, *prev;
-
-	for (n = w->lru.prev; n != &w->lru; n = prev) {
-		prev = n->prev;
-		maybe_drop(w, container_of(n, struct wslot, lru));
-	}
+	drop_list(w, &w->lru);
+	drop_list(w, &w->standby);
 }
 
 static int no_room(struct worker *w, uint64_t busy)
@@ -179,26 +220,57 @@ static int no_room(struct worker *w, uint64_t busy)
  * pick this worker for a model just being evicted; its request then finds
  * the model gone and cold-starts it again: slower, still correct.)
  */
-static int make_room(struct worker *w, const struct repo_entry *e, uint64_t need)
+static void count_bytes(const struct lnode *head, const struct wslot *self, uint64_t *busy,
+			uint64_t *freeable)
 {
+	const struct lnode *n;
+
+	for (n = head->next; n != head; n = n->next) {
+		const struct wslot *sl = container_of(n, struct wslot, lru);
+
+		if (sl == self || slot_in_use(sl))
+			*busy += sl->bytes;
+		else
+			*freeable += sl->bytes;
+	}
+}
+
+/* Destroy kept cold models, least recently used first, until need fits. */
+static void drop_standby(struct worker *w, const struct wslot *self, uint64_t need)
+{
+	struct lnode *n, *prev;
+
+	for (n = w->standby.prev; n != &w->standby && need > w->mem_limit - w->used; n = prev) {
+		struct wslot *sl = container_of(n, struct wslot, lru);
+
+		prev = n->prev;
+		if (sl != self && !slot_in_use(sl))
+			destroy(w, sl);
+	}
+}
+
+/*
+ * Make room for need more bytes for self (a kept cold model coming back is
+ * never dropped to make its own room): first check that evicting every
+ * unused model would be enough (so nothing is evicted in vain), then evict
+ * unused models least recently used first, then destroy kept cold models
+ * (evicting a cold model frees its weights; destroying it, the rest).
+ */
+static int make_room(struct worker *w, const struct wslot *self, uint64_t need)
+{
+	const struct repo_entry *e = self->e;
 	uint64_t freeable = 0, busy = 0;
 	struct lnode *n, *prev;
 	char a[32], b[32];
 
-	if (need > w->mem_limit)
+	if (need > w->mem_limit - (self->em ? self->bytes : 0))
 		return err_set(DPRT_EDEVICE, "device %s: model '%s' version %u needs %s, more than "
 			       "the device memory limit of %s", w->name, e->name, e->version,
 			       fmt_bytes(need, a, sizeof(a)), fmt_bytes(w->mem_limit, b, sizeof(b)));
 	if (need <= w->mem_limit - w->used)
 		return 0;
-	for (n = w->lru.next; n != &w->lru; n = n->next) {
-		struct wslot *sl = container_of(n, struct wslot, lru);
-
-		if (slot_in_use(sl))
-			busy += sl->bytes;
-		else
-			freeable += sl->bytes;
-	}
+	count_bytes(&w->lru, self, &busy, &freeable);
+	count_bytes(&w->standby, self, &busy, &freeable);
 	if (need > w->mem_limit - w->used + freeable)
 		return no_room(w, busy);
 	for (n = w->lru.prev; n != &w->lru && need > w->mem_limit - w->used; n = prev) {
@@ -210,6 +282,7 @@ static int make_room(struct worker *w, const struct repo_entry *e, uint64_t need
 		evict(w, sl);
 		ctr_add(&w->evictions, 1);
 	}
+	drop_standby(w, self, need);
 	return need > w->mem_limit - w->used ? no_room(w, busy) : 0;
 }
 
@@ -237,25 +310,115 @@ static int worker_open_device(struct worker *w)
  * limit (no --gpu-mem-limit, or one above what the GPU has), evict the
  * least recently used idle model and try again.
  */
-static int create_evicting(struct worker *w, const struct graph *g, const void *weights,
-			   struct exec_model **out)
+/* Out of device memory: evict the least recently used idle model, else
+ * destroy the least recently used kept cold model (never self). false if
+ * there is none. */
+static bool free_one(struct worker *w, const struct wslot *self)
 {
 	struct lnode *n;
+
+	for (n = w->lru.prev; n != &w->lru; n = n->prev) {
+		struct wslot *sl = container_of(n, struct wslot, lru);
+
+		if (sl == self || slot_in_use(sl))
+			continue;
+		log_info("%s: out of device memory, evicting the least recently used model",
+			 w->name);
+		evict(w, sl);
+		return true;
+	}
+	for (n = w->standby.prev; n != &w->standby; n = n->prev) {
+		struct wslot *sl = container_of(n, struct wslot, lru);
+
+		if (sl == self || slot_in_use(sl))
+			continue;
+		destroy(w, sl);
+		return true;
+	}
+	return false;
+}
+
+static bool out_of_memory(int ret)
+{
+	return ret == -ENOMEM || ret == DPRT_EOVERLOAD;
+}
+
+/* A cold model by plan if the worker's cold mode has one for e (see
+ * cold.c); else the backend's whole-model load. */
+static int create_model(struct worker *w, struct wslot *sl, const void *weights)
+{
+	const struct graph *g = repo_entry_graph(sl->e);
+	int ret;
+
+	sl->by_plan = false;
+	if (w->cold_mode != WCOLD_LOAD && w->dev.kind == SCHED_DEV_GPU) {
+		ret = wcold_create(w, sl->e, weights, &sl->em);
+		if (!ret) {
+			sl->by_plan = true;
+			return 0;
+		}
+		if (w->cold_mode != WCOLD_AUTO || out_of_memory(ret))
+			return ret;
+		/* auto: without a usable stored plan, a whole-model load */
+		if (ret != -ENOENT)
+			log_warn("%s: '%s': loading it whole: %s", w->name, sl->e->name,
+				 err_msg(ret));
+		err_clear();
+	}
+	return w->ops->model_create(w->devh, g, weights, &sl->em);
+}
+
+/* Make sl's model, evicting on device OOM; *held: the device bytes the
+ * new model took. */
+static int create_evicting(struct worker *w, struct wslot *sl, const void *weights,
+			   uint64_t *held)
+{
+	uint64_t used0;
 	int ret;
 
 	for (;;) {
-		ret = w->ops->model_create(w->devh, g, weights, out);
-		if (ret != -ENOMEM && ret != DPRT_EOVERLOAD)
+		used0 = wcold_used(w);
+		ret = create_model(w, sl, weights);
+		*held = ret ? 0 : wcold_used(w) - used0;
+		if (!out_of_memory(ret) || !free_one(w, sl))
 			return ret;
-		for (n = w->lru.prev; n != &w->lru; n = n->prev)
-			if (!slot_in_use(container_of(n, struct wslot, lru)))
-				break;
-		if (n == &w->lru)
-			return ret;
-		log_info("%s: out of device memory, evicting the least recently used model",
-			 w->name);
-		evict(w, container_of(n, struct wslot, lru));
 	}
+}
+
+static void count_cold(struct worker *w, struct wslot *sl, struct sched_req *req, uint64_t t0,
+		       uint64_t bytes)
+{
+	ctr_add(&w->cold, 1);
+	ctr_add(&w->bytes_loaded, bytes);
+	ctr_add(&sl->cold, 1);
+	ctr_add(&sl->bytes_loaded, bytes);
+	req->flags |= SCHED_F_COLD;
+	req->t_load = clock_ns() - t0;
+}
+
+static void make_resident(struct worker *w, struct wslot *sl)
+{
+	lnode_del(&sl->lru);
+	lnode_add_head(&w->lru, &sl->lru);
+	atomic_store(&sl->resident, true);
+	publish_residency(w, 1);
+}
+
+/* A kept cold model comes back: room for its weights, which its next run
+ * brings in by its plan (the cold start proper runs in run_one). */
+static int load_kept(struct worker *w, struct wslot *sl, struct sched_req *req)
+{
+	uint64_t t0 = clock_ns();
+	int ret;
+
+	ret = make_room(w, sl, sl->load);
+	if (ret)
+		return ret;
+	sl->bytes = sl->keep + sl->load;
+	w->used += sl->load;
+	make_resident(w, sl);
+	count_cold(w, sl, req, t0, sl->load);
+	return 0;
 }
 
 static int load_model(struct worker *w, struct wslot *sl, struct sched_req *req)
@@ -263,10 +426,12 @@ static int load_model(struct worker *w, struct wslot *sl, struct sched_req *req)
 	struct repo_entry *e = sl->e;
 	const struct graph *g;
 	const void *weights;
-	uint64_t t0 = clock_ns();
+	uint64_t t0 = clock_ns(), held;
 	char why[SCHED_MSG_LEN];
 	int ret;
 
+	if (sl->em)
+		return load_kept(w, sl, req);
 	ret = worker_open_device(w);
 	if (ret)
 		return ret;
@@ -274,30 +439,29 @@ static int load_model(struct worker *w, struct wslot *sl, struct sched_req *req)
 	if (ret)
 		return ret;
 	g = repo_entry_graph(e);
-	ret = make_room(w, e, g->weights_size);
+	ret = make_room(w, sl, g->weights_size);
 	if (ret)
 		goto out_release;
-	ret = create_evicting(w, g, weights, &sl->em);
+	ret = create_evicting(w, sl, weights, &held);
 	if (ret) {
 		snprintf(why, sizeof(why), "%s", err_msg(ret));
 		ret = err_set(DPRT_EDEVICE, "device %s: cannot load model '%s' version %u: %s",
 			      w->name, e->name, e->version, why);
 		goto out_release;
 	}
-	sl->bytes = g->weights_size;
+	/* A cold model is made evicted: what it holds now it keeps while
+	 * evicted; its weights are charged until its first cold start
+	 * measures them. */
+	sl->keep = sl->by_plan ? held : 0;
+	sl->load = sl->by_plan ? g->weights_size : 0;
+	sl->bytes = sl->by_plan ? sl->keep + sl->load : g->weights_size;
 	w->used += sl->bytes;
-	lnode_add_head(&w->lru, &sl->lru);
-	atomic_store(&sl->resident, true);
-	publish_residency(w, 1);
-	ctr_add(&w->cold, 1);
-	ctr_add(&w->bytes_loaded, sl->bytes);
-	ctr_add(&sl->cold, 1);
-	ctr_add(&sl->bytes_loaded, sl->bytes);
-	req->flags |= SCHED_F_COLD;
-	req->t_load = clock_ns() - t0;
+	make_resident(w, sl);
+	count_cold(w, sl, req, t0, g->weights_size);
 	return 0;
 out_release:
 	sl->em = NULL;
+	sl->by_plan = false;
 	repo_release(w->repo, e);
 	return ret;
 }
@@ -339,6 +503,38 @@ static int copy_outputs(const struct graph *g, struct sched_req *req, const stru
 	return 0;
 }
 
+/* A cold model's cold start measures what its weights take on the device. */
+static void charge_load(struct worker *w, struct wslot *sl, uint64_t load)
+{
+	w->used = w->used - sl->load + load;
+	sl->load = load;
+	sl->bytes = sl->keep + load;
+	atomic_store_explicit(&w->resident_bytes, w->used, memory_order_relaxed);
+}
+
+/* Run sl's model; a cold model's run may be its cold start, which takes
+ * device memory: on OOM, evict another model and try again. */
+static int run_model(struct worker *w, struct wslot *sl, const struct tview *in,
+		     struct tview *out)
+{
+	uint64_t used0;
+	bool cold;
+	int ret;
+
+	if (!sl->by_plan)
+		return w->ops->model_run(sl->em, in, out);
+	for (;;) {
+		cold = !wcold_resident(sl->em);
+		used0 = wcold_used(w);
+		ret = w->ops->model_run(sl->em, in, out);
+		if (!ret && cold)
+			charge_load(w, sl, wcold_used(w) - used0);
+		if (!out_of_memory(ret) || !cold || !free_one(w, sl))
+			return ret;
+		err_clear();
+	}
+}
+
 static int run_one(struct worker *w, struct wslot *sl, struct sched_req *req)
 {
 	const struct graph *g = repo_entry_graph(sl->e);
@@ -347,7 +543,7 @@ static int run_one(struct worker *w, struct wslot *sl, struct sched_req *req)
 	int ret;
 
 	memset(out, 0, sizeof(out));
-	ret = w->ops->model_run(sl->em, req->in, out);
+	ret = run_model(w, sl, req->in, out);
 	if (!ret)
 		ret = copy_outputs(g, req, out);
 	req->t_exec = clock_ns() - t0;
@@ -425,7 +621,7 @@ static void handle(struct worker *w, struct sched_req *req, uint64_t now)
 	set_busy(w, 1);
 	req->worker = w->id;
 	req->t_queue = now > req->t_post ? now - req->t_post : 0;
-	if (!sl->em)
+	if (!atomic_load(&sl->resident))
 		ret = load_model(w, sl, req);
 	if (!ret) {
 		touch(w, sl);
@@ -586,7 +782,7 @@ static int run_fused(struct worker *w, struct wslot *sl, struct sched_req *head)
 	if (ret)
 		return ret;
 	memset(out, 0, sizeof(out));
-	ret = w->ops->model_run(sl->em, in, out);
+	ret = run_model(w, sl, in, out);
 	if (!ret)
 		ret = split_outputs(g, head, out);
 	if (ret == -EPROTO)
@@ -639,7 +835,7 @@ static unsigned handle_batch(struct worker *w, struct sched_req *head, uint64_t 
 		r->worker = w->id;
 		r->t_queue = now > r->t_post ? now - r->t_post : 0;
 	}
-	if (!sl->em)
+	if (!atomic_load(&sl->resident))
 		ret = load_model(w, sl, head);
 	for (r = head->next; r && (head->flags & SCHED_F_COLD); r = r->next) {
 		r->flags |= SCHED_F_COLD;
@@ -864,6 +1060,8 @@ static void worker_release_device(struct worker *w)
 {
 	while (lnode_linked(&w->lru))
 		evict(w, container_of(w->lru.prev, struct wslot, lru));
+	while (lnode_linked(&w->standby))
+		destroy(w, container_of(w->standby.prev, struct wslot, lru));
 	if (w->devh)
 		gpu_close(w->devh);
 	w->devh = NULL;

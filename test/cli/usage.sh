@@ -53,6 +53,14 @@ run zoo no-such-model -o "$tmp/m"
 [ "$rc" -ne 0 ] || fail "zoo of an unknown model succeeded"
 expect_err "no-such-model" "unknown model is named"
 
+run serve --cold-mode bogus
+expect_rc 2 "serve --cold-mode bogus"
+expect_err "unknown cold mode 'bogus'" "bad cold mode is named"
+
+run serve --cold-mode pt+dha
+expect_rc 2 "serve --cold-mode pt+dha"
+expect_err "one GPU" "PT in serving: why not"
+
 run info "$tmp/does-not-exist"
 [ "$rc" -ne 0 ] || fail "info of a missing path succeeded"
 expect_err "does-not-exist" "missing path is named"

@@ -89,10 +89,10 @@ static int load_kernels(struct cuda_dev *d)
 
 static int describe(struct cuda_dev *d)
 {
-	char gpu[96];
+	char *gpu = d->model;
 	int ret;
 
-	ret = CU(cuDeviceGetName(gpu, sizeof(gpu), d->dev)) ?:
+	ret = CU(cuDeviceGetName(gpu, sizeof(d->model), d->dev)) ?:
 	      CU(cuDeviceGetAttribute(&d->cc_major,
 				      CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, d->dev)) ?:
 	      CU(cuDeviceGetAttribute(&d->cc_minor,
@@ -235,6 +235,12 @@ void cuda_device_close(struct cuda_dev *d)
 const char *cuda_device_name(const struct cuda_dev *d)
 {
 	return d->name;
+}
+
+/* The GPU's model name alone (the key of profiles and plans). */
+const char *cuda_device_model(const struct cuda_dev *d)
+{
+	return d->model;
 }
 
 uint64_t cuda_device_reserved(const struct cuda_dev *d)

@@ -233,6 +233,7 @@ struct cuda_dev {
 	int sm_count;
 	int cc_major, cc_minor;
 	char name[128];
+	char model[96]; /* cuDeviceGetName: the key of profiles and plans */
 };
 
 /* Make dev's context current on the calling thread. */

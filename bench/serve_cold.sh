@@ -1,0 +1,52 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Serving with cold starts by plan on one GPU, end to end, from the bundle
+# of tools/gpu-bundle.sh (gpu/ carried). A repository of bert-base, gpt2
+# and resnet50 (fp32); `dprt plan` stores a one-GPU plan for bert-base only.
+#  1. --cold-mode auto: bert-base comes in by its stored plan, the others
+#     by whole-model loads;
+#  2. --cold-mode deepplan: every model is profiled on the GPU at its first
+#     cold start and its plan stored; a third server start finds them.
+# Each server runs under a --gpu-mem-limit that holds one model, so the
+# client's rounds over the models make every request a cold start (kept
+# cold models come back by their plans); every answer is checked against
+# the CPU backend; SIGTERM must drain and exit 0.
+#   sh bench/serve_cold.sh OUTDIR [GPU]
+set -u
+out=${1:?usage: serve_cold.sh OUTDIR [GPU]}
+gpu=${2:-0}
+cd "$(dirname "$0")/.."
+mkdir -p "$out"
+[ -x gpu/bin/dprt ] || tar -xJf gpu/bundle.tar.xz -C gpu
+export LD_LIBRARY_PATH=$PWD/gpu/lib
+dprt=$PWD/gpu/bin/dprt
+repo=$(mktemp -d)
+rc=0
+for m in bert-base gpt2 resnet50; do
+	"$dprt" zoo $m -o "$repo" >>"$out/setup.log" 2>&1 || rc=1
+done
+"$dprt" plan "$repo/bert-base" --gpus "$gpu" --show 2>&1 | grep -v '^ *[0-9]' >>"$out/setup.log"
+
+serve()
+{
+	name=$1
+	shift
+	"$dprt" --gpus "$gpu" --listen 127.0.0.1:9000 --models "$repo" --gpu-mem-limit 900M "$@" \
+		>"$out/server-$name.log" 2>&1 &
+	pid=$!
+	python3 bench/serve_client.py --dprt "$dprt" --repo "$repo" --url http://127.0.0.1:9000 \
+		--warm 10 --concurrent 0 --rounds 6 >"$out/client-$name.log" 2>&1 || rc=1
+	kill -TERM $pid
+	wait $pid || { echo "$name: server exit status $? after SIGTERM" >>"$out/client-$name.log"; rc=1; }
+	echo "== $name ($*)"
+	cat "$out/client-$name.log"
+	grep -E "plan|profiled|cold|error|warn" "$out/server-$name.log" | head -20
+}
+
+serve auto --cold-mode auto
+serve deepplan --cold-mode deepplan
+ls "$repo"/*/1/plans >>"$out/setup.log" 2>&1
+serve deepplan-stored --cold-mode deepplan
+cat "$out/setup.log"
+rm -rf "$repo"
+exit $rc

@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Cold starts by plan on GPU workers: the worker's model for a repository
+ * entry is the cold engine's (exec.h, cold.c) instead of a whole-model
+ * load. Its plan comes from the plan repository (`dprt plan` stores them,
+ * keyed by package checksum, GPU model and GPU count); in an explicit mode
+ * without a stored plan, the worker profiles the model on its GPU at the
+ * first cold start, plans it and stores the plan for the next run. A cold
+ * model that is evicted keeps its shape plans and graphs (the worker
+ * charges that memory), so the next cold start only moves weights.
+ *
+ * Serving plans for one GPU: parallel transmission needs links of other
+ * workers' GPUs, which serving does not lend yet. Off unless --cold-mode
+ * names auto or a mode (the default, load, loads models whole).
+ */
+#include "sched/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "plan/plan.h"
+
+int sched_cold_mode_parse(const char *s, int *mode)
+{
+	int m;
+
+	if (s && !strcmp(s, "auto")) {
+		*mode = WCOLD_AUTO;
+		return 0;
+	}
+	if (!s || !strcmp(s, "load")) {
+		*mode = WCOLD_LOAD;
+		return 0;
+	}
+	m = plan_mode_parse(s);
+	if (m == PLAN_PT || m == PLAN_PT_DHA)
+		return err_set(-EINVAL, "cold mode '%s': serving plans cold starts for one GPU; "
+			       "parallel transmission runs in `dprt plan` and bench/coldstart", s);
+	if (m < 0)
+		return err_set(-EINVAL, "unknown cold mode '%s' (auto, load, demand, pipeline, "
+			       "deepplan, deepplan-v1 or dprt)", s);
+	*mode = m;
+	return 0;
+}
+
+#if HAVE_CUDA
+/* mkdir -p of the plan repository (best effort: storing a plan is an
+ * optimisation). */
+static void make_dirs(char *path)
+{
+	char *p;
+
+	for (p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		mkdir(path, 0755);
+		*p = '/';
+	}
+	mkdir(path, 0755);
+}
+
+static void store_plan(const struct worker *w, const char *dir, const struct plan *p)
+{
+	char path[4096], name[256], d[4096];
+	int n;
+
+	if (plan_file_name(p->prof.gpu, 1, (enum plan_mode)p->mode, name, sizeof(name)))
+		return;
+	snprintf(d, sizeof(d), "%s", dir);
+	make_dirs(d);
+	n = snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (n < 0 || (size_t)n >= sizeof(path) || plan_write(path, p)) {
+		log_warn("%s: cannot store the plan in %s: %s", w->name, dir, err_msg(0));
+		err_clear();
+		return;
+	}
+	log_info("%s: plan stored: %s", w->name, path);
+}
+
+/* Profile e on w's GPU and plan it in mode. */
+static int make_plan(struct worker *w, const struct graph *g, uint64_t sum, const void *weights,
+		     enum plan_mode mode, struct plan **out)
+{
+	struct cuda_dev *d = w->devh;
+	struct plan_profile *pf = NULL;
+	uint64_t t0 = clock_ns();
+	int ret;
+
+	ret = cuda_profile(&d, 1, g, weights, sum, &pf) ?: plan_build(pf, mode, 1, out);
+	plan_profile_destroy(pf);
+	if (!ret)
+		log_info("%s: %s profiled and planned (%s) in %.1f s", w->name, g->name,
+			 plan_mode_name(mode), (double)(clock_ns() - t0) / 1e9);
+	return ret;
+}
+
+static int find_plan(struct worker *w, struct repo_entry *e, const void *weights,
+		     struct plan **out)
+{
+	const struct graph *g = repo_entry_graph(e);
+	enum plan_mode mode = w->cold_mode == WCOLD_AUTO ? PLAN_DPRT : (enum plan_mode)w->cold_mode;
+	uint64_t sum = pkg_checksum(e->pkg);
+	char dir[4096];
+	int ret;
+
+	ret = plan_repo_dir(w->s->o.plans_dir, e->path, g->name, sum, dir, sizeof(dir));
+	if (ret)
+		return ret;
+	ret = plan_find(dir, sum, cuda_device_model(w->devh), 1, mode, out);
+	if (!ret || w->cold_mode == WCOLD_AUTO)
+		return ret;
+	if (ret != -ENOENT) /* made for another package, or damaged */
+		log_warn("%s: %s: the stored plan is of no use, planning anew: %s", w->name,
+			 g->name, err_msg(ret));
+	err_clear();
+	ret = make_plan(w, g, sum, weights, mode, out);
+	if (!ret)
+		store_plan(w, dir, *out);
+	return ret;
+}
+
+int wcold_create(struct worker *w, struct repo_entry *e, const void *weights,
+		 struct exec_model **out)
+{
+	struct plan *p = NULL;
+	int ret;
+
+	ret = find_plan(w, e, weights, &p);
+	if (ret)
+		return ret;
+	ret = cuda_cold_model_create(w->devh, repo_entry_graph(e), weights, p, NULL, 0, out);
+	plan_destroy(p);
+	return ret;
+}
+
+int wcold_evict(struct exec_model *m)
+{
+	return cuda_cold_evict(m);
+}
+
+bool wcold_resident(const struct exec_model *m)
+{
+	return cuda_cold_resident(m);
+}
+
+uint64_t wcold_used(struct worker *w)
+{
+	return w->devh ? cuda_device_used(w->devh) : 0;
+}
+#else
+int wcold_create(struct worker *w, struct repo_entry *e, const void *weights,
+		 struct exec_model **out)
+{
+	UNUSED(w);
+	UNUSED(weights);
+	UNUSED(out);
+	return err_set(DPRT_EUNSUP, "%s: cold starts by plan need the CUDA backend", e->name);
+}
+
+int wcold_evict(struct exec_model *m)
+{
+	UNUSED(m);
+	return err_set(DPRT_EUNSUP, "cold starts by plan need the CUDA backend");
+}
+
+bool wcold_resident(const struct exec_model *m)
+{
+	UNUSED(m);
+	return true;
+}
+
+uint64_t wcold_used(struct worker *w)
+{
+	UNUSED(w);
+	return 0;
+}
+#endif
