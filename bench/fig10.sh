@@ -17,7 +17,9 @@
 #   plans  `dprt plan --gpus 0-3 --show` of the 8 models (fp32), profiles
 #          saved to OUTDIR/profiles/ for planning 1, 2 and 4 GPUs anywhere
 #   tests  the cold-start criterion tests
-#   report bench/fig10_report.py over OUTDIR (markdown table and PNG)
+#   report bench/fig10_report.py over OUTDIR (markdown table and PNG); with
+#          FIG10_RESULTS=bench/results also bench/results/fig10-<GPU>.md
+#          (with the raw logs) and .png, for a run whose logs were fetched
 #   all    tests fp32 fp16 plans report
 #
 # Logs: OUTDIR/machine.txt, coldstart-fp32.log, coldstart-fp16.log,
@@ -103,7 +105,7 @@ run_part()
 	fp32 | fp16) machine; coldstart "$1"; torch "$1" ;;
 	plans) machine; plans ;;
 	tests) step test_cold timeout 300 "$gpu/bin/test_cuda" --jobs 1 --verbose --filter 'cuda_cold/*' ;;
-	report) python3 "$root/bench/fig10_report.py" "$out" ;;
+	report) python3 "$root/bench/fig10_report.py" "$out" ${FIG10_RESULTS:+--results "$FIG10_RESULTS"} ;;
 	all) for p in tests fp32 fp16 plans report; do run_part $p; done ;;
 	*) echo "fig10.sh: unknown part $1" >&2; exit 2 ;;
 	esac

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 """Figure 10 report: tables and a plot from the logs of bench/fig10.sh.
 
-    python3 bench/fig10_report.py OUTDIR [--md FILE] [--png FILE]
+    python3 bench/fig10_report.py OUTDIR [--md FILE] [--png FILE] [--results DIR]
 
 Reads OUTDIR/machine.txt, coldstart-fp32.log, coldstart-fp16.log,
 torch_cold-fp32.log and torch_cold-fp16.log (whichever are there); writes a markdown report (default
@@ -10,6 +10,9 @@ OUTDIR/fig10.md) with, per dtype, the mean cold-start latency of every mode
 beside PyTorch's (pinned and pageable) and the PCIe floor, the speed-ups,
 and the issue's targets with their measured ratios; and a PNG (default
 OUTDIR/fig10.png; skipped with a note when matplotlib is missing).
+With --results DIR (bench/fig10.sh passes bench/results), also
+DIR/fig10-<gpu>.md (the report, then every log raw) and DIR/fig10-<gpu>.png,
+<gpu> naming the machine's GPUs (e.g. 4x-nvidia-h200).
 Exit status 1 when a log shows a cold output that differed from the warm
 one ("FAIL").
 """
@@ -206,6 +209,7 @@ def main():
     ap.add_argument("outdir")
     ap.add_argument("--md")
     ap.add_argument("--png")
+    ap.add_argument("--results")
     a = ap.parse_args()
     md = a.md or os.path.join(a.outdir, "fig10.md")
     png = a.png or os.path.join(a.outdir, "fig10.png")
@@ -231,7 +235,26 @@ def main():
     with open(md, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+    if a.results:
+        results(a.outdir, a.results, gpu, lines, per_dt, torch)
     return 1 if fails else 0
+
+
+def results(outdir, rdir, gpu, lines, per_dt, torch):
+    """The report with the raw logs behind it, and the plot, into rdir."""
+    slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
+    png = os.path.join(rdir, "fig10-%s.png" % slug)
+    plot(png, per_dt, torch, gpu)
+    out = lines[:-1] + ["![Figure 10](fig10-%s.png)" % slug, "", "## Raw output", ""]
+    for name in ("machine.txt", "summary.txt", "test_cold.log", "coldstart-fp32.log",
+                 "torch_cold-fp32.log", "coldstart-fp16.log", "torch_cold-fp16.log"):
+        text = read(os.path.join(outdir, name))
+        if text:
+            text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+            out += [name, "```", text.rstrip("\n"), "```", ""]
+    with open(os.path.join(rdir, "fig10-%s.md" % slug), "w") as f:
+        f.write("\n".join(out) + "\n")
+    print("results: %s, %s" % (os.path.join(rdir, "fig10-%s.md" % slug), png))
 
 
 if __name__ == "__main__":
