@@ -20,8 +20,4 @@ int cmd_plan(int argc, char **argv);
  */
 int cli_resolve_pkg(const char *path, char *out, size_t len);
 
-/* Create a directory and its parents (mode 0755). 0 or -errno with
- * err_set naming the directory that could not be made. */
-int cli_mkdir_p(const char *path);
-
 #endif

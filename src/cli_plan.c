@@ -157,26 +157,6 @@ int cli_resolve_pkg(const char *path, char *out, size_t len)
 	return 0;
 }
 
-/* mkdir -p; see cli.h. */
-int cli_mkdir_p(const char *path)
-{
-	char tmp[4096];
-	char *p;
-
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, 0755) && errno != EEXIST)
-			return err_set(-errno, "cannot create %s: %s", tmp, strerror(errno));
-		*p = '/';
-	}
-	if (mkdir(tmp, 0755) && errno != EEXIST)
-		return err_set(-errno, "cannot create %s: %s", tmp, strerror(errno));
-	return 0;
-}
-
 /* ---------------------------------------------------------- options */
 
 /* "0", "0,1,2,3", "0-3", "1,3-4": the number of distinct GPUs (ids[]
@@ -463,7 +443,7 @@ static int store(struct plan_job *j, const struct plan *p, double pipeline_ns)
 
 	ret = plan_file_name(p->prof.gpu, j->n_gpus, (enum plan_mode)p->mode, name, sizeof(name));
 	if (!ret)
-		ret = cli_mkdir_p(j->dir);
+		ret = mkdir_p(j->dir);
 	if (ret)
 		return ret;
 	snprintf(path, sizeof(path), "%s/%s", j->dir, name);

@@ -177,11 +177,11 @@ static int zoo_write(const struct zoo_opts *o)
 		snprintf(path, sizeof(path), "%s", o->out);
 		snprintf(dir, sizeof(dir), "%s", o->out);
 		*strrchr(dir, '/') = 0;
-		ret = strchr(o->out, '/') ? cli_mkdir_p(dir) : 0;
+		ret = strchr(o->out, '/') ? mkdir_p(dir) : 0;
 	} else {
 		snprintf(dir, sizeof(dir), "%s/%s/1", o->out, o->name);
 		snprintf(path, sizeof(path), "%s/model.dpk", dir);
-		ret = cli_mkdir_p(dir);
+		ret = mkdir_p(dir);
 	}
 	if (ret)
 		return fail("zoo", ret);

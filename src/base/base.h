@@ -106,6 +106,9 @@ static inline void arena_reset(struct arena *a)
 /* ---- small helpers ---- */
 /* Parse "123", "4K", "1.5G", "512MiB" into bytes. Returns 0 or -EINVAL. */
 int parse_size(const char *s, uint64_t *out);
+/* mkdir -p: make path and its missing parents (0755). 0, or an error with
+ * err_set naming the directory that could not be made. */
+int mkdir_p(const char *path);
 /* Format bytes as "437.9 MB" (decimal, like the paper). */
 const char *fmt_bytes(uint64_t n, char *buf, size_t len);
 /* fp16/bf16 <-> fp32, exact round-to-nearest-even. */

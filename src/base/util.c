@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 
 uint64_t clock_ns(void)
@@ -269,4 +270,25 @@ void rng_seed(struct rng *r, uint64_t seed)
 		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 		r->s[i] = z ^ (z >> 31);
 	}
+}
+
+/* mkdir -p; see base.h. */
+int mkdir_p(const char *path)
+{
+	char tmp[4096];
+	char *p;
+
+	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+		return err_set(-ENAMETOOLONG, "%s: path too long", path);
+	for (p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, 0755) && errno != EEXIST)
+			return err_set(-errno, "cannot create %s: %s", tmp, strerror(errno));
+		*p = '/';
+	}
+	if (mkdir(tmp, 0755) && errno != EEXIST)
+		return err_set(-errno, "cannot create %s: %s", tmp, strerror(errno));
+	return 0;
 }

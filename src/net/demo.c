@@ -19,26 +19,6 @@
 
 static const char *const demo_models[] = {"bert-tiny", "gpt2-tiny", "resnet-tiny"};
 
-static int mkdir_p(const char *path)
-{
-	char tmp[4096];
-	char *p;
-
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-		return err_set(-ENAMETOOLONG, "%s: path too long", path);
-	for (p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, 0755) && errno != EEXIST)
-			return err_set(-errno, "cannot create %s: %s", tmp, strerror(errno));
-		*p = '/';
-	}
-	if (mkdir(tmp, 0755) && errno != EEXIST)
-		return err_set(-errno, "cannot create %s: %s", tmp, strerror(errno));
-	return 0;
-}
-
 /* $DPRT_CACHE/demo, $XDG_CACHE_HOME/dprt/demo or ~/.cache/dprt/demo. */
 static int demo_dir(char *dir, size_t len)
 {

@@ -18,7 +18,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "config.h"
 #include "plan/plan.h"
@@ -47,33 +46,17 @@ int sched_cold_mode_parse(const char *s, int *mode)
 }
 
 #if HAVE_CUDA
-/* mkdir -p of the plan repository (best effort: storing a plan is an
- * optimisation). */
-static void make_dirs(char *path)
-{
-	char *p;
-
-	for (p = path + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		mkdir(path, 0755);
-		*p = '/';
-	}
-	mkdir(path, 0755);
-}
-
+/* Store a plan made here for the next run (best effort: it only saves
+ * profiling again). */
 static void store_plan(const struct worker *w, const char *dir, const struct plan *p)
 {
-	char path[4096], name[256], d[4096];
+	char path[4096], name[256];
 	int n;
 
 	if (plan_file_name(p->prof.gpu, 1, (enum plan_mode)p->mode, name, sizeof(name)))
 		return;
-	snprintf(d, sizeof(d), "%s", dir);
-	make_dirs(d);
 	n = snprintf(path, sizeof(path), "%s/%s", dir, name);
-	if (n < 0 || (size_t)n >= sizeof(path) || plan_write(path, p)) {
+	if (n < 0 || (size_t)n >= sizeof(path) || mkdir_p(dir) || plan_write(path, p)) {
 		log_warn("%s: cannot store the plan in %s: %s", w->name, dir, err_msg(0));
 		err_clear();
 		return;
