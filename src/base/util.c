@@ -292,3 +292,126 @@ int mkdir_p(const char *path)
 		return err_set(-errno, "cannot create %s: %s", tmp, strerror(errno));
 	return 0;
 }
+
+/* 10^0 .. 10^22 are exact doubles; larger powers come from two factors. */
+static double pow10_of(int k)
+{
+	static const double p[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+				   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+				   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+	return k <= 22 ? p[k] : p[22] * pow10_of(k - 22);
+}
+
+/* v * 10^k, k of either sign, in one rounding where 10^|k| is exact. */
+static double scale10(double v, int k)
+{
+	if (k >= 0)
+		return v * pow10_of(k);
+	return -k <= 22 ? v / pow10_of(-k) : v / pow10_of(22) / pow10_of(-k - 22);
+}
+
+/* The prec significant digits of a (> 0) and its decimal exponent, rounded
+ * as printf does; false where double arithmetic cannot tell (a tie within
+ * its error, or a value out of its range). */
+static bool digits_of(double a, int prec, uint64_t *q, int *e10)
+{
+	uint64_t lo = (uint64_t)pow10_of(prec - 1), hi = lo * 10;
+	double m, r;
+	int e2, e;
+
+	if (a < 1e-300 || a > 1e300)
+		return false;
+	/* a = f * 2^e2, f in [0.5, 1): log10(a) >= (e2 - 1) log10(2), less
+	 * than one above it; the loop corrects an estimate one too low */
+	frexp(a, &e2);
+	e = (int)floor((e2 - 1) * 0.30102999566398120);
+	for (int tries = 0; tries < 2; tries++) {
+		m = scale10(a, prec - 1 - e);
+		r = (double)(uint64_t)m;
+		/* m is within a few ulps (m * 1e-15) of a * 10^k: the rounding
+		 * is right unless the fraction is that close to a half */
+		if (fabs(m - r - 0.5) <= m * 1e-15)
+			return false;
+		*q = (uint64_t)r + (m - r > 0.5);
+		if (*q >= lo && *q < hi) {
+			*e10 = e;
+			return true;
+		}
+		if (*q == hi) { /* 9.999..95 rounded up to the next decade */
+			*q = lo;
+			*e10 = e + 1;
+			return true;
+		}
+		e += *q < lo ? -1 : 1; /* log10's estimate was off by one */
+	}
+	return false;
+}
+
+static size_t put_exp(char *o, int e)
+{
+	size_t n = 0;
+
+	o[n++] = 'e';
+	o[n++] = e < 0 ? '-' : '+';
+	e = e < 0 ? -e : e;
+	if (e >= 100)
+		o[n++] = (char)('0' + e / 100);
+	o[n++] = (char)('0' + e / 10 % 10);
+	o[n++] = (char)('0' + e % 10);
+	return n;
+}
+
+/* %g's layout of digits d[0..nd) (no trailing zeros) with exponent e. */
+static size_t layout_g(char *o, const char *d, int nd, int e, int prec)
+{
+	size_t n = 0;
+	int i;
+
+	if (e < -4 || e >= prec) {
+		o[n++] = d[0];
+		if (nd > 1)
+			o[n++] = '.';
+		for (i = 1; i < nd; i++)
+			o[n++] = d[i];
+		return n + put_exp(o + n, e);
+	}
+	if (e < 0) {
+		o[n++] = '0';
+		o[n++] = '.';
+		for (i = 0; i < -e - 1; i++)
+			o[n++] = '0';
+		for (i = 0; i < nd; i++)
+			o[n++] = d[i];
+		return n;
+	}
+	for (i = 0; i <= e; i++)
+		o[n++] = i < nd ? d[i] : '0';
+	if (nd > e + 1)
+		o[n++] = '.';
+	for (i = e + 1; i < nd; i++)
+		o[n++] = d[i];
+	return n;
+}
+
+/* snprintf's %.*g, faster; see base.h. */
+size_t fmt_g(char *out, double v, int prec)
+{
+	char d[20];
+	uint64_t q;
+	size_t n = 0;
+	int e, nd, i;
+
+	if (prec < 1 || prec > 15 || !isfinite(v) || v == 0 ||
+	    !digits_of(fabs(v), prec, &q, &e))
+		return (size_t)snprintf(out, 32, "%.*g", prec, v);
+	for (i = prec - 1; i >= 0; i--, q /= 10)
+		d[i] = (char)('0' + q % 10);
+	for (nd = prec; nd > 1 && d[nd - 1] == '0'; nd--)
+		;
+	if (v < 0)
+		out[n++] = '-';
+	n += layout_g(out + n, d, nd, e, prec);
+	out[n] = 0;
+	return n;
+}

@@ -158,7 +158,7 @@ static void jw_float(struct jw *w, double f, int digits)
 	else if (f == 0 && signbit(f))
 		jw_lit(w, "-0.0"); /* "-0" would read back as the integer 0 */
 	else
-		jw_raw(w, tmp, (size_t)snprintf(tmp, sizeof(tmp), "%.*g", digits, f));
+		jw_raw(w, tmp, fmt_g(tmp, f, digits));
 }
 
 static void jw_bool(struct jw *w, bool b)

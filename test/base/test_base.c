@@ -502,3 +502,60 @@ Test(rng, deterministic_and_in_range)
 		cr_assert(u >= -1.0f && u < 1.0f, "%g", (double)u);
 	}
 }
+
+/* fmt_g must print what snprintf's %.*g prints, byte for byte. */
+static void same_as_printf(double v, int prec)
+{
+	char a[64], b[64];
+	size_t n = fmt_g(a, v, prec);
+
+	snprintf(b, sizeof(b), "%.*g", prec, v);
+	cr_assert_str_eq(a, b, "%.17g at precision %d: '%s', printf '%s'", v, prec, a, b);
+	cr_assert_eq(n, strlen(b));
+}
+
+Test(fmt_g, edges)
+{
+	static const double v[] = {1,	   -1,	    0.5,     100,     1e9,	1e8,
+				   999999999, 9999999995.0, 0.0001, 0.00001, 1e-5,	123456789,
+				   1234567890, 0.1,	     1e15,    1e16,    1e-300, 5e-324,
+				   1e300,   3.4028234663852886e38, 1.1754943508222875e-38,
+				   -0.0,    0.0,	     9.5,     0.95,    2.5e-7};
+	static const int precs[] = {1, 4, 5, 9, 15, 17};
+	size_t i, k;
+
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		for (k = 0; k < sizeof(precs) / sizeof(precs[0]); k++)
+			same_as_printf(v[i], precs[k]);
+	same_as_printf(INFINITY, 9);
+	same_as_printf(NAN, 9);
+}
+
+/* Random fp32 bit patterns (every magnitude), fp16 and bf16 values, and
+ * random doubles, at the precisions the JSON encoder uses and more. */
+Test(fmt_g, random_values_like_printf)
+{
+	struct rng r;
+	union {
+		uint32_t u;
+		float f;
+	} x;
+	int i, k;
+
+	rng_seed(&r, 11);
+	for (i = 0; i < 300000; i++) {
+		x.u = (uint32_t)rng_next(&r);
+		if (!isfinite(x.f))
+			continue;
+		same_as_printf(x.f, 9);
+		same_as_printf(f16_to_f32((uint16_t)x.u), 5);
+		same_as_printf(bf16_to_f32((uint16_t)x.u), 4);
+	}
+	for (i = 0; i < 100000; i++) {
+		double d = ldexp((double)(rng_next(&r) >> 11), (int)(rng_next(&r) % 200) - 150);
+
+		for (k = 1; k <= 15; k += 7)
+			same_as_printf(i % 2 ? -d : d, k);
+		same_as_printf(d, 15);
+	}
+}
