@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/jnum.h"
+
 #define MAX_NUMEL (1ull << 40) /* elements of one tensor */
 /* Doubles at or above this round to infinity as floats (FLT_MAX + half an
  * ulp, a tie that rounds to the even infinity). */
@@ -332,7 +334,52 @@ struct dec {
 	struct arena *a;
 	struct bin bin;
 	const char *kind; /* "input" or "output" */
+	const char *js;	  /* the JSON text */
+	struct jnum_span span[KSERVE_MAX_TENSORS]; /* numeric "data" arrays, blanked */
 };
+
+/* Bodies from this size on take the numeric fast path (jnum.h): all. */
+static size_t fast_min;
+
+void kserve_set_fast_min(size_t bytes)
+{
+	fast_min = bytes;
+}
+
+/* The JSON text with every span's array emptied ("[]"), in a per-thread
+ * buffer that grows to the largest body seen and is reused; *n its length.
+ * NULL if memory is short. */
+static const char *compacted(const char *js, size_t len, const struct jnum_span *sp, size_t *n)
+{
+	static __thread char *buf;
+	static __thread size_t cap;
+	size_t at = 0, i, k, next;
+	char *p;
+
+	if (len > cap) {
+		p = realloc(buf, len);
+		if (!p)
+			return NULL;
+		buf = p;
+		cap = len;
+	}
+	*n = 0;
+	for (;;) { /* spans are in text order, the empty ones skipped */
+		next = len;
+		for (i = 0, k = KSERVE_MAX_TENSORS; i < KSERVE_MAX_TENSORS; i++)
+			if (sp[i].len && sp[i].off >= at && sp[i].off < next) {
+				next = sp[i].off;
+				k = i;
+			}
+		memcpy(buf + *n, js + at, next - at);
+		*n += next - at;
+		if (k == KSERVE_MAX_TENSORS)
+			return buf;
+		memcpy(buf + *n, "[]", 2);
+		*n += 2;
+		at = sp[k].off + sp[k].len;
+	}
+}
 
 static int arena_full(const struct arena *a, uint64_t need)
 {
@@ -364,9 +411,11 @@ static const char *describe(const json_t *v, char *buf, size_t n)
 }
 
 static int load_body(const char *body, size_t len, int64_t json_len, const char *what,
-		     json_t **root, struct bin *bin)
+		     json_t **root, struct dec *d)
 {
 	size_t jl = json_len < 0 ? len : (size_t)json_len;
+	const char *js = body;
+	size_t n = 0;
 	json_error_t e;
 
 	if (json_len >= 0 && (uint64_t)json_len > len)
@@ -374,8 +423,22 @@ static int load_body(const char *body, size_t len, int64_t json_len, const char 
 			       "Inference-Header-Content-Length %" PRId64
 			       " is larger than the body (%zu bytes)",
 			       json_len, len);
-	*bin = (struct bin){body + jl, len - jl, 0, json_len >= 0};
+	d->bin = (struct bin){body + jl, len - jl, 0, json_len >= 0};
+	d->js = body;
+	memset(d->span, 0, sizeof(d->span));
+	if (jl >= fast_min && d->a &&
+	    jnum_scan(body, jl, !strcmp(d->kind, "input") ? "inputs" : "outputs", d->span,
+		      KSERVE_MAX_TENSORS, KSERVE_MAX_DEPTH))
+		js = compacted(body, jl, d->span, &n);
+	if (js != body) {
+		/* the skeleton; where it fails, the whole body tells where */
+		*root = js ? json_loadb(js, n, JSON_REJECT_DUPLICATES, &e) : NULL;
+		if (*root)
+			goto loaded;
+		memset(d->span, 0, sizeof(d->span));
+	}
 	*root = json_loadb(body, jl, JSON_REJECT_DUPLICATES, &e);
+loaded:
 	if (!*root)
 		return err_set(DPRT_EINPUT, "%s is not valid JSON: %s (line %d, column %d)", what,
 			       e.text, e.line, e.column);
@@ -700,6 +763,34 @@ static int walk_dims(struct walk *w, const json_t *a)
 	return 0;
 }
 
+static int decode_data(struct dec *d, struct kserve_tensor *t, const json_t *data);
+
+/* A data array the fast path blanked: decoded from its text, or, where
+ * jnum_decode leaves it to the tree path, parsed alone and decoded as
+ * before (same results, same messages). */
+static int decode_span(struct dec *d, struct kserve_tensor *t, const struct jnum_span *sp)
+{
+	uint64_t numel = t->nbytes / dtype_size((enum dtype)t->shape.dtype);
+	size_t used = d->a->used;
+	json_error_t e;
+	json_t *data;
+	void *out;
+	int ret;
+
+	out = arena_alloc(d->a, t->nbytes, 64);
+	if (out && !jnum_decode(d->js + sp->off, sp->len, t->shape.dtype, numel, out)) {
+		t->data = out;
+		return 0;
+	}
+	d->a->used = used;
+	data = json_loadb(d->js + sp->off, sp->len, 0, &e);
+	if (!data)
+		return err_set(DPRT_EINPUT, "%s: data: %s", t->name, e.text); /* not reached */
+	ret = decode_data(d, t, data);
+	json_decref(data);
+	return ret;
+}
+
 static int decode_data(struct dec *d, struct kserve_tensor *t, const json_t *data)
 {
 	uint64_t numel = t->nbytes / dtype_size((enum dtype)t->shape.dtype);
@@ -755,6 +846,9 @@ static int decode_tensor(struct dec *d, const json_t *o, size_t i, struct kserve
 	if (!data)
 		return err_set(DPRT_EINPUT, "%s has neither \"data\" nor binary_data_size",
 			       t->name);
+	if (i < KSERVE_MAX_TENSORS && d->span[i].len && json_is_array(data) &&
+	    !json_array_size(data))
+		return decode_span(d, t, &d->span[i]);
 	return decode_data(d, t, data);
 }
 
@@ -865,7 +959,7 @@ int kserve_decode_request(const char *body, size_t len, int64_t json_len, struct
 	req->id = "";
 	req->binary_output = false;
 	req->n_inputs = req->n_outputs = 0;
-	ret = load_body(body, len, json_len, "request", &root, &d.bin);
+	ret = load_body(body, len, json_len, "request", &root, &d);
 	if (ret)
 		return ret;
 	ret = arena_str(a, root, "id", false, &req->id);
@@ -894,7 +988,7 @@ int kserve_decode_response(const char *body, size_t len, int64_t json_len, struc
 
 	res->model_name = res->model_version = res->id = "";
 	res->n_outputs = 0;
-	ret = load_body(body, len, json_len, "response", &root, &d.bin);
+	ret = load_body(body, len, json_len, "response", &root, &d);
 	if (ret)
 		return ret;
 	ret = arena_str(a, root, "model_name", true, &res->model_name);
@@ -1295,7 +1389,7 @@ int kserve_encode_repo_index(char *buf, size_t cap, const struct kserve_repo_ent
 
 int kserve_decode_repo_index(const char *body, size_t len, bool *ready_only)
 {
-	struct bin bin;
+	struct dec d = {.kind = "index"};
 	json_t *root;
 	const json_t *r;
 	int ret = 0;
@@ -1303,7 +1397,7 @@ int kserve_decode_repo_index(const char *body, size_t len, bool *ready_only)
 	*ready_only = false;
 	if (!len)
 		return 0;
-	ret = load_body(body, len, -1, "repository index request", &root, &bin);
+	ret = load_body(body, len, -1, "repository index request", &root, &d);
 	if (ret)
 		return ret;
 	r = json_object_get(root, "ready");

@@ -103,6 +103,10 @@ struct kserve_request {
  */
 int kserve_decode_request(const char *body, size_t len, int64_t json_len, struct arena *a,
 			  struct kserve_request *req);
+/* JSON bodies of at least this many bytes decode their numeric "data"
+ * arrays without a JSON tree (net/jnum.h); default 0, every body. For
+ * tests and benchmarks: SIZE_MAX = never (the tree path alone). */
+void kserve_set_fast_min(size_t bytes);
 
 /* Should output name be returned, and as binary? */
 bool kserve_want_output(const struct kserve_request *req, const char *name, bool *binary);

@@ -5,7 +5,7 @@
  *
  * libFuzzer, ASan and UBSan, 60 seconds (from the repository root):
  *   clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude \
- *     test/fuzz/fuzz_http.c src/net/http.c src/net/kserve.c src/base/[a-z]*.c src/model/[a-z]*.c \
+ *     test/fuzz/fuzz_http.c src/net/http.c src/net/kserve.c src/net/jnum.c src/base/[a-z]*.c src/model/[a-z]*.c \
  *     -ljansson -lm -o /tmp/fuzz_http
  *   mkdir -p /tmp/fuzz_http_corpus
  *   /tmp/fuzz_http -max_total_time=60 -artifact_prefix=/tmp/ \
@@ -14,7 +14,7 @@
  *
  * Standalone (no libFuzzer; replays files such as a corpus or a crash):
  *   gcc -std=gnu11 -g -fsanitize=address,undefined -DFUZZ_STANDALONE -Isrc -Iinclude \
- *     test/fuzz/fuzz_http.c src/net/http.c src/net/kserve.c src/base/[a-z]*.c src/model/[a-z]*.c \
+ *     test/fuzz/fuzz_http.c src/net/http.c src/net/kserve.c src/net/jnum.c src/base/[a-z]*.c src/model/[a-z]*.c \
  *     -ljansson -lm -o /tmp/fuzz_http_replay && /tmp/fuzz_http_replay FILE...
  *
  * The first input byte picks a target; the rest is its input:
@@ -23,6 +23,8 @@
  *         result as feeding them at once.
  *   2     infer request: a flag byte, two length bytes, the body. An odd
  *         flag makes the length bytes its Inference-Header-Content-Length.
+ *         Decoded with and without the numeric fast path (net/jnum.h): the
+ *         same tensors, or the same error message.
  *         The decoded tensors are encoded as a response and decoded back:
  *         every one must come back (bit-exact except NaN payloads).
  *   3     infer response body and repository index body.
@@ -47,8 +49,8 @@
 	} while (0)
 
 static const struct http_limits lim = {.max_header = 1024, .max_uri = 256, .max_body = 1 << 16};
-static struct arena arena;
-static struct kserve_request req;
+static struct arena arena, arena2;
+static struct kserve_request req, req2;
 static struct kserve_result res;
 
 /* What one parse call says, in buffer-independent terms. */
@@ -250,6 +252,7 @@ static void round_trip(const struct kserve_request *q, unsigned binmask)
 static void fuzz_request(const char *buf, size_t len)
 {
 	int64_t jl = -1;
+	char msg[512];
 	uint32_t i;
 	int ret;
 
@@ -257,12 +260,24 @@ static void fuzz_request(const char *buf, size_t len)
 		return;
 	if (buf[0] & 1) /* at most one byte past the body: that is refused */
 		jl = ((unsigned char)buf[1] | (unsigned char)buf[2] << 8) % (len - 1);
+	/* the tree path, then the numeric fast path: the same outcome */
+	arena_reset(&arena2);
+	kserve_set_fast_min(SIZE_MAX);
+	ret = kserve_decode_request(buf + 3, len - 3, jl, &arena2, &req2);
+	snprintf(msg, sizeof(msg), "%s", ret ? err_msg(ret) : "");
 	arena_reset(&arena);
-	ret = kserve_decode_request(buf + 3, len - 3, jl, &arena, &req);
+	kserve_set_fast_min(0);
+	CHECK(kserve_decode_request(buf + 3, len - 3, jl, &arena, &req) == ret);
+	CHECK(!strcmp(msg, ret ? err_msg(ret) : ""));
 	CHECK(ret == 0 || ret == DPRT_EINPUT || ret == -E2BIG);
 	CHECK(ret == 0 || err_msg(ret)[0]);
 	if (ret)
 		return;
+	CHECK(req.n_inputs == req2.n_inputs);
+	for (i = 0; i < req.n_inputs; i++)
+		CHECK(req.inputs[i].nbytes == req2.inputs[i].nbytes &&
+		      !memcmp(&req.inputs[i].shape, &req2.inputs[i].shape, sizeof(req.inputs[i].shape)) &&
+		      !memcmp(req.inputs[i].data, req2.inputs[i].data, req.inputs[i].nbytes));
 	CHECK(req.n_inputs >= 1 && req.n_inputs <= KSERVE_MAX_TENSORS);
 	for (i = 0; i < req.n_inputs; i++)
 		check_tensor(&req.inputs[i]);
@@ -286,7 +301,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *buf = (const char *)data + 1;
 
-	if (!arena.base && arena_init(&arena, 4u << 20))
+	if (!arena.base && (arena_init(&arena, 4u << 20) || arena_init(&arena2, 4u << 20)))
 		abort();
 	if (!size)
 		return 0;

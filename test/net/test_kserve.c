@@ -829,3 +829,177 @@ Test(kserve, http_status_map)
 	cr_assert_eq(kserve_http_status(DPRT_EDEVICE), 500);
 	cr_assert_eq(kserve_http_status(-ENOMEM), 500);
 }
+
+/* ---- the numeric fast path (net/jnum.h) against the tree path ---- */
+
+struct rnd {
+	uint64_t s;
+};
+
+static uint32_t rn(struct rnd *r, uint32_t n)
+{
+	r->s = r->s * 6364136223846793005ull + 1442695040888963407ull;
+	return (uint32_t)(r->s >> 33) % n;
+}
+
+/* One element, spelt in one of many ways, of the type's range (dt: index
+ * in dtypes below); with bad, sometimes a wrong one. */
+static int put_num(struct rnd *r, char *p, int bad, int dt)
+{
+	static const char *const odd[] = {"\"NaN\"", "true", "null", "\"1\"", "1e400",
+					  "-1e999", "99999999999999999999", "01", "1.", "-",
+					  "[]", "{}", "1e", "0x10", "9223372036854775808",
+					  "-9223372036854775809", "65504.1", "3.5e38", "70000",
+					  "2147483648", "-1", "256", "0.5", "1e2"};
+	double v;
+
+	if (bad && !rn(r, bad))
+		return sprintf(p, "%s", odd[rn(r, ARRAY_SIZE(odd))]);
+	if (dt == 6)
+		return sprintf(p, rn(r, 2) ? "true" : "false");
+	if (dt == 5)
+		return sprintf(p, "%u", rn(r, 256));
+	if (dt == 4)
+		return sprintf(p, "%s%u", rn(r, 2) ? "-" : "", rn(r, 1u << 31));
+	if (dt == 3)
+		return sprintf(p, "%lld", (long long)(((uint64_t)rn(r, 1u << 31) << 32 |
+						       rn(r, 1u << 31)) * (rn(r, 2) ? 1 : -1)) >>
+						      rn(r, 40));
+	switch (rn(r, 9)) {
+	case 0: return sprintf(p, "%d", (int)rn(r, 600) - 300);
+	case 1: return sprintf(p, "%d", (int)rn(r, 60000) - 30000);
+	case 2: return sprintf(p, "-0");
+	case 3: return sprintf(p, "-0.0");
+	case 4: v = ((double)rn(r, 1u << 30) - (1 << 29)) / (1 << rn(r, 30)); break;
+	case 5: v = ldexp((double)rn(r, 1u << 30), (int)rn(r, dt == 1 ? 40 : 200) -
+						    (dt == 1 ? 60 : 130));
+		break;
+	case 6: return sprintf(p, "%u.%0*u", rn(r, 100), (int)rn(r, 25) + 1, rn(r, 1000000));
+	case 7: return sprintf(p, "%ue%d", rn(r, 100), (int)rn(r, dt == 1 ? 10 : 60) - 40);
+	default: return sprintf(p, "12345678901234567890.125e-%u", rn(r, 20) + (dt == 1 ? 16 : 0));
+	}
+	if (dt == 1 && fabs(v) > 60000)
+		v = 1 / v;
+	return sprintf(p, rn(r, 2) ? "%.17g" : "%.9g", v);
+}
+
+static const char *const dtypes[] = {"FP32", "FP16", "BF16", "INT64", "INT32", "UINT8", "BOOL"};
+
+/* A random request: 1-3 inputs, nested or flat data, sometimes ragged,
+ * short or miscounted, sometimes broken JSON elsewhere. */
+static size_t make_body(struct rnd *r, char *b)
+{
+	uint32_t n_in = rn(r, 3) + 1, i, k, rows, cols, nest, bad = rn(r, 3) ? 0 : 40;
+	size_t l = 0;
+	int dt;
+
+	l += (size_t)sprintf(b + l, "{%s\"inputs\":[", rn(r, 4) ? "" : "\"id\":\"x\",\n");
+	for (i = 0; i < n_in; i++) {
+		rows = rn(r, 4) + 1;
+		cols = rn(r, 40) + 1;
+		nest = rn(r, 3);
+		dt = (int)rn(r, ARRAY_SIZE(dtypes));
+		l += (size_t)sprintf(b + l, "%s{\"name\":\"in%u\",\"datatype\":\"%s\","
+				     "\"shape\":[%u,%u],\"data\":[", i ? ",\n" : "", i,
+				     dtypes[dt], rows, cols + (rn(r, 20) ? 0 : 1));
+		for (k = 0; k < rows; k++) {
+			uint32_t c, cn = cols - (bad && !rn(r, 8) ? 1 : 0);
+
+			l += (size_t)sprintf(b + l, "%s%s", k ? (rn(r, 5) ? "," : " ,\n ") : "",
+					     nest == 2 ? "[" : "");
+			for (c = 0; c < cn; c++) {
+				if (c)
+					b[l++] = ',';
+				l += (size_t)put_num(r, b + l, bad, dt);
+			}
+			l += (size_t)sprintf(b + l, "%s", nest == 2 ? "]" : "");
+		}
+		l += (size_t)sprintf(b + l, "]%s}", rn(r, 30) ? "" : ",\"data\":[1]");
+	}
+	l += (size_t)sprintf(b + l, "]%s}", rn(r, 25) ? "" : ",\"outputs\":[{\"name\":tru}]");
+	if (!rn(r, 40))
+		l -= 1 + rn(r, 3); /* cut short */
+	b[l] = 0;
+	return l;
+}
+
+struct outcome {
+	int ret;
+	char msg[512];
+	uint32_t n;
+	struct kserve_tensor t[KSERVE_MAX_TENSORS];
+	char *data[KSERVE_MAX_TENSORS];
+};
+
+static void decode_with(const char *b, size_t l, size_t fast_min, struct outcome *o)
+{
+	uint32_t i;
+
+	kserve_set_fast_min(fast_min);
+	arena_reset(&arena);
+	err_clear();
+	memset(o, 0, sizeof(*o));
+	o->ret = kserve_decode_request(b, l, -1, &arena, &req);
+	snprintf(o->msg, sizeof(o->msg), "%s", o->ret ? err_msg(o->ret) : "");
+	o->n = o->ret ? 0 : req.n_inputs;
+	for (i = 0; i < o->n; i++) {
+		o->t[i] = req.inputs[i];
+		o->data[i] = malloc(req.inputs[i].nbytes + 1);
+		memcpy(o->data[i], req.inputs[i].data, req.inputs[i].nbytes);
+	}
+	kserve_set_fast_min(0);
+}
+
+Test(kserve, fast_path_decodes_like_the_tree, .timeout = 120)
+{
+	static char b[1 << 20];
+	struct outcome *fast = malloc(sizeof(*fast)), *tree = malloc(sizeof(*tree));
+	struct rnd r = {20261126};
+	int i, fast_ok = 0, errors = 0;
+	uint32_t k;
+	size_t l;
+
+	for (i = 0; i < 3000; i++) {
+		l = make_body(&r, b);
+		decode_with(b, l, 0, fast);
+		decode_with(b, l, SIZE_MAX, tree);
+		cr_assert_eq(fast->ret, tree->ret, "case %d: %d vs %d (%s | %s)\n%s", i, fast->ret,
+			     tree->ret, fast->msg, tree->msg, b);
+		cr_assert_str_eq(fast->msg, tree->msg, "case %d\n%s", i, b);
+		cr_assert_eq(fast->n, tree->n);
+		for (k = 0; k < fast->n; k++) {
+			cr_assert_str_eq(fast->t[k].name, tree->t[k].name);
+			cr_assert(!memcmp(&fast->t[k].shape, &tree->t[k].shape,
+					  sizeof(fast->t[k].shape)));
+			cr_assert_eq(fast->t[k].nbytes, tree->t[k].nbytes);
+			cr_assert(!memcmp(fast->data[k], tree->data[k], fast->t[k].nbytes),
+				  "case %d: input %u decodes differently\n%s", i, k, b);
+			free(fast->data[k]);
+			free(tree->data[k]);
+		}
+		fast_ok += !fast->ret;
+		errors += fast->ret != 0;
+	}
+	/* both kinds of outcome are exercised */
+	cr_assert(fast_ok > 300 && errors > 300, "%d decoded, %d refused", fast_ok, errors);
+	free(fast);
+	free(tree);
+}
+
+/* A big request, and the numbers land. */
+Test(kserve, fast_path_big_request)
+{
+	static char b[4 << 20];
+	size_t l = 0;
+	int i;
+
+	l += (size_t)sprintf(b, "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\","
+			     "\"shape\":[1,3,224,224],\"data\":[");
+	for (i = 0; i < 3 * 224 * 224; i++)
+		l += (size_t)sprintf(b + l, "%s%.9g", i ? "," : "", (i % 1000) * 0.001 - 0.5);
+	l += (size_t)sprintf(b + l, "]}]}");
+	cr_assert_eq(decode(b), 0, "%s", err_msg(0));
+	cr_assert_eq(req.inputs[0].nbytes, 3 * 224 * 224 * 4);
+	for (i = 0; i < 3 * 224 * 224; i += 997)
+		cr_assert_eq(((const float *)req.inputs[0].data)[i], (float)((i % 1000) * 0.001 - 0.5));
+}
