@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* --gpus and --cpus parsing, default core choice. */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
 
 #include "helpers.h"
 
@@ -103,4 +105,29 @@ Test(parse, gpu_without_gpus)
 		  "%s", err_msg(ret));
 	cr_assert_null(s);
 	trepo_rm(dir);
+}
+
+/* --cold-mode: load is the default, pt modes are refused with a reason. */
+Test(parse, cold_modes)
+{
+	static const char *const good[] = {"load", "auto", "dprt", "deepplan", "deepplan-v1",
+					   "pipeline", "demand"};
+	int mode = 7;
+	size_t i;
+
+	cr_assert_eq(sched_cold_mode_parse(NULL, &mode), 0);
+	cr_assert_eq(mode, -1, "NULL: whole-model loads");
+	cr_assert_eq(sched_cold_mode_parse("load", &mode), 0);
+	cr_assert_eq(mode, -1);
+	cr_assert_eq(sched_cold_mode_parse("auto", &mode), 0);
+	cr_assert_eq(mode, -2);
+	for (i = 2; i < sizeof(good) / sizeof(good[0]); i++) {
+		cr_assert_eq(sched_cold_mode_parse(good[i], &mode), 0, "%s", good[i]);
+		cr_assert(mode >= 0, "%s: a plan mode", good[i]);
+	}
+	cr_assert_eq(sched_cold_mode_parse("pt", &mode), -EINVAL);
+	cr_assert(strstr(err_msg(0), "one GPU"), "%s", err_msg(0));
+	cr_assert_eq(sched_cold_mode_parse("pt+dha", &mode), -EINVAL);
+	cr_assert_eq(sched_cold_mode_parse("fast", &mode), -EINVAL);
+	cr_assert(strstr(err_msg(0), "'fast'"), "%s", err_msg(0));
 }
