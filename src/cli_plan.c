@@ -35,7 +35,8 @@ static const char plan_usage[] =
 	"usage: dprt plan MODEL [options]\n"
 	"\n"
 	"Plan cold starts of MODEL (a model.dpk, a directory holding one, or a\n"
-	"repository entry DIR/NAME) and store the plans in its plan repository.\n"
+	"repository entry DIR/NAME) and store the plans in its plan repository,\n"
+	"with the measured profile (from which `dprt serve` makes other plans).\n"
 	"\n"
 	"  --gpus LIST           GPUs to plan for, e.g. 0 or 0,1,2,3 or 0-3 (only\n"
 	"                        their number matters; default: the profile's)\n"
@@ -438,16 +439,10 @@ static int build(struct plan_job *j, enum plan_mode m, struct plan **out)
 
 static int store(struct plan_job *j, const struct plan *p, double pipeline_ns)
 {
-	char name[256], path[4400];
+	char path[4400];
 	int ret;
 
-	ret = plan_file_name(p->prof.gpu, j->n_gpus, (enum plan_mode)p->mode, name, sizeof(name));
-	if (!ret)
-		ret = mkdir_p(j->dir);
-	if (ret)
-		return ret;
-	snprintf(path, sizeof(path), "%s/%s", j->dir, name);
-	ret = plan_write(path, p);
+	ret = plan_store(j->dir, p, path, sizeof(path));
 	if (!ret)
 		print_summary(j, p, path, pipeline_ns);
 	return ret;
@@ -510,6 +505,15 @@ static int plan_modes(struct plan_job *j)
 	return ret;
 }
 
+/* A measured profile goes into the plan repository too, where the server
+ * makes any other plan from it (plan_get); an estimate does not. */
+static int store_profile(struct plan_job *j)
+{
+	char path[4400];
+
+	return synthetic(j->pf) ? 0 : plan_profile_store(j->dir, j->pf, path, sizeof(path));
+}
+
 static int run_job(struct plan_job *j)
 {
 	const struct plan_opts *o = j->o;
@@ -538,7 +542,7 @@ static int run_job(struct plan_job *j)
 	}
 	ret = plan_repo_dir(o->plans, j->pkg_path, j->g->name, pkg_checksum(j->pkg), j->dir,
 			    sizeof(j->dir));
-	return ret ? ret : plan_modes(j);
+	return ret ?: store_profile(j) ?: plan_modes(j);
 }
 
 /* `dprt plan`; see cli.h. Main thread. */

@@ -736,3 +736,97 @@ int plan_find(const char *dir, uint64_t pkg_checksum, const char *gpu, uint32_t 
 	*out = p;
 	return 0;
 }
+
+/* File name of a stored profile. Any thread. */
+int plan_profile_file_name(const char *gpu, uint32_t n_gpus, char *out, size_t len)
+{
+	char g[PLAN_GPU_LEN];
+
+	slug(gpu, g, sizeof(g));
+	if ((size_t)snprintf(out, len, "%s-%ugpu.dpprof", g[0] ? g : "gpu", n_gpus) >= len)
+		return err_set(-ENAMETOOLONG, "profile file name for '%s' is too long", gpu);
+	return 0;
+}
+
+/* The stored profile of the most GPUs (at least min_gpus) for a package
+ * and GPU model in dir. Any thread. */
+int plan_profile_find(const char *dir, uint64_t pkg_checksum, const char *gpu, uint32_t min_gpus,
+		      struct plan_profile **out)
+{
+	char name[256], path[4096];
+	struct plan_profile *pf;
+	uint32_t n;
+	int ret;
+
+	*out = NULL;
+	for (n = PLAN_MAX_GPUS; n >= MAX(min_gpus, 1); n--) {
+		ret = plan_profile_file_name(gpu, n, name, sizeof(name));
+		if (ret)
+			return ret;
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
+			return err_set(-ENAMETOOLONG, "%s/%s: path too long", dir, name);
+		if (access(path, F_OK))
+			continue;
+		ret = plan_profile_read(path, &pf);
+		if (ret)
+			return ret;
+		if (pf->pkg_checksum != pkg_checksum || strcmp(pf->gpu, gpu) || pf->link.n_gpus != n) {
+			plan_profile_destroy(pf);
+			return err_set(DPRT_EBADPLAN, "profile %s was made for another package or GPU",
+				       path);
+		}
+		*out = pf;
+		return 0;
+	}
+	return err_set(-ENOENT, "no profile for %s in %s (make one with 'dprt plan')", gpu, dir);
+}
+
+/* dir/name into out. */
+static int join(const char *dir, const char *name, char *out, size_t len)
+{
+	if ((size_t)snprintf(out, len, "%s/%s", dir, name) >= len)
+		return err_set(-ENAMETOOLONG, "%s/%s: path too long", dir, name);
+	return 0;
+}
+
+/* Write p into dir under its key. Any thread. */
+int plan_store(const char *dir, const struct plan *p, char *path, size_t len)
+{
+	char name[256];
+
+	return plan_file_name(p->prof.gpu, p->prof.link.n_gpus, (enum plan_mode)p->mode, name,
+			      sizeof(name)) ?:
+	       join(dir, name, path, len) ?: mkdir_p(dir) ?: plan_write(path, p);
+}
+
+/* Write pf into dir under its key. Any thread. */
+int plan_profile_store(const char *dir, const struct plan_profile *pf, char *path, size_t len)
+{
+	char name[256];
+
+	return plan_profile_file_name(pf->gpu, pf->link.n_gpus, name, sizeof(name)) ?:
+	       join(dir, name, path, len) ?: mkdir_p(dir) ?: plan_profile_write(path, pf);
+}
+
+/* The stored plan, else one made from the stored profile (and stored, if
+ * store); see plan.h. Any thread. */
+int plan_get(const char *dir, uint64_t pkg_checksum, const char *gpu, uint32_t n_gpus,
+	     enum plan_mode mode, bool store, struct plan **out)
+{
+	struct plan_profile *pf = NULL;
+	char path[4096];
+	int ret;
+
+	ret = plan_find(dir, pkg_checksum, gpu, n_gpus, mode, out);
+	if (ret != -ENOENT)
+		return ret;
+	err_clear();
+	ret = plan_profile_find(dir, pkg_checksum, gpu, n_gpus, &pf);
+	if (ret)
+		return ret;
+	ret = plan_build(pf, mode, n_gpus, out);
+	plan_profile_destroy(pf);
+	if (!ret && store && plan_store(dir, *out, path, sizeof(path)))
+		err_clear(); /* a plan not stored is made again next time */
+	return ret;
+}

@@ -342,5 +342,28 @@ int plan_file_name(const char *gpu, uint32_t n_gpus, enum plan_mode mode, char *
  */
 int plan_find(const char *dir, uint64_t pkg_checksum, const char *gpu, uint32_t n_gpus,
 	      enum plan_mode mode, struct plan **out);
+/* Write p / pf into dir (made if missing) under its key's file name; path
+ * gets the file's path. 0 or an error with err_set. */
+int plan_store(const char *dir, const struct plan *p, char *path, size_t len);
+int plan_profile_store(const char *dir, const struct plan_profile *pf, char *path, size_t len);
+/* File name of a stored profile: "<gpu slug>-<n>gpu.dpprof". 0 or
+ * -ENAMETOOLONG. */
+int plan_profile_file_name(const char *gpu, uint32_t n_gpus, char *out, size_t len);
+/*
+ * Read the profile `dprt plan` stored in dir for (package, GPU model) with
+ * the most GPUs, at least min_gpus. 0; -ENOENT with err_set if there is
+ * none; DPRT_EBADPLAN for one made for something else; read errors.
+ */
+int plan_profile_find(const char *dir, uint64_t pkg_checksum, const char *gpu, uint32_t min_gpus,
+		      struct plan_profile **out);
+/*
+ * The plan for (package, GPU model, n_gpus, mode): the stored one, else one
+ * made now from the stored profile (a profile of n_gpus or more GPUs
+ * serves any count up to its own), written to dir if store. 0; -ENOENT
+ * with err_set if neither plan nor profile is there; the errors of
+ * plan_find, plan_profile_find and plan_build.
+ */
+int plan_get(const char *dir, uint64_t pkg_checksum, const char *gpu, uint32_t n_gpus,
+	     enum plan_mode mode, bool store, struct plan **out);
 
 #endif

@@ -2,10 +2,11 @@
 /*
  * Cold starts by plan on GPU workers: the worker's model for a repository
  * entry is the cold engine's (exec.h, cold.c) instead of a whole-model
- * load. Its plan comes from the plan repository (`dprt plan` stores them,
- * keyed by package checksum, GPU model and GPU count); in an explicit mode
- * without a stored plan, the worker profiles the model on its GPU at the
- * first cold start, plans it and stores the plan for the next run. A cold
+ * load. Its plan comes from the plan repository (`dprt plan` stores plans
+ * and the measured profile, keyed by package checksum, GPU model and GPU
+ * count): the stored plan, else one made from the stored profile; in an
+ * explicit mode without either, the worker profiles the model on its GPU
+ * at the first cold start, plans it and stores both for the next run. A cold
  * model that is evicted keeps its shape plans and graphs (the worker
  * charges that memory), so the next cold start only moves weights.
  *
@@ -46,27 +47,26 @@ int sched_cold_mode_parse(const char *s, int *mode)
 }
 
 #if HAVE_CUDA
-/* Store a plan made here for the next run (best effort: it only saves
- * profiling again). */
-static void store_plan(const struct worker *w, const char *dir, const struct plan *p)
+/* Store what was measured and planned here for the next run (best effort:
+ * it only saves profiling again). */
+static void store(const struct worker *w, const char *dir, const struct plan_profile *pf,
+		  const struct plan *p)
 {
-	char path[4096], name[256];
-	int n;
+	char path[4096];
 
-	if (plan_file_name(p->prof.gpu, 1, (enum plan_mode)p->mode, name, sizeof(name)))
-		return;
-	n = snprintf(path, sizeof(path), "%s/%s", dir, name);
-	if (n < 0 || (size_t)n >= sizeof(path) || mkdir_p(dir) || plan_write(path, p)) {
-		log_warn("%s: cannot store the plan in %s: %s", w->name, dir, err_msg(0));
+	if (plan_profile_store(dir, pf, path, sizeof(path)) ||
+	    plan_store(dir, p, path, sizeof(path))) {
+		log_warn("%s: cannot store the profile and plan in %s: %s", w->name, dir,
+			 err_msg(0));
 		err_clear();
 		return;
 	}
-	log_info("%s: plan stored: %s", w->name, path);
+	log_info("%s: profile and plan stored in %s", w->name, dir);
 }
 
-/* Profile e on w's GPU and plan it in mode. */
+/* Profile g on w's GPU, plan it in mode, store both. */
 static int make_plan(struct worker *w, const struct graph *g, uint64_t sum, const void *weights,
-		     enum plan_mode mode, struct plan **out)
+		     enum plan_mode mode, const char *dir, struct plan **out)
 {
 	struct cuda_dev *d = w->devh;
 	struct plan_profile *pf = NULL;
@@ -74,13 +74,17 @@ static int make_plan(struct worker *w, const struct graph *g, uint64_t sum, cons
 	int ret;
 
 	ret = cuda_profile(&d, 1, g, weights, sum, &pf) ?: plan_build(pf, mode, 1, out);
-	plan_profile_destroy(pf);
-	if (!ret)
+	if (!ret) {
 		log_info("%s: %s profiled and planned (%s) in %.1f s", w->name, g->name,
 			 plan_mode_name(mode), (double)(clock_ns() - t0) / 1e9);
+		store(w, dir, pf, *out);
+	}
+	plan_profile_destroy(pf);
 	return ret;
 }
 
+/* The stored plan, or one made from the stored profile (plan_get); in an
+ * explicit mode without either, one made from a profile measured now. */
 static int find_plan(struct worker *w, struct repo_entry *e, const void *weights,
 		     struct plan **out)
 {
@@ -93,17 +97,14 @@ static int find_plan(struct worker *w, struct repo_entry *e, const void *weights
 	ret = plan_repo_dir(w->s->o.plans_dir, e->path, g->name, sum, dir, sizeof(dir));
 	if (ret)
 		return ret;
-	ret = plan_find(dir, sum, cuda_device_model(w->devh), 1, mode, out);
+	ret = plan_get(dir, sum, cuda_device_model(w->devh), 1, mode, true, out);
 	if (!ret || w->cold_mode == WCOLD_AUTO)
 		return ret;
 	if (ret != -ENOENT) /* made for another package, or damaged */
 		log_warn("%s: %s: the stored plan is of no use, planning anew: %s", w->name,
 			 g->name, err_msg(ret));
 	err_clear();
-	ret = make_plan(w, g, sum, weights, mode, out);
-	if (!ret)
-		store_plan(w, dir, *out);
-	return ret;
+	return make_plan(w, g, sum, weights, mode, dir, out);
 }
 
 int wcold_create(struct worker *w, struct repo_entry *e, const void *weights,

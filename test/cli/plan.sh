@@ -21,6 +21,8 @@ expect_out "synthetic" "synthetic plans say so"
 expect_out "embeddings.word_embeddings" "the table lists the layers"
 expect_out "predicted" "the table gives the predicted total"
 ls "$tmp/models/bert-tiny/1/plans/"*.dpp >/dev/null 2>&1 || fail "no plan file next to the package"
+# an estimate is not stored as the package's profile (the server plans from those)
+! ls "$tmp/models/bert-tiny/1/plans/"*.dpprof >/dev/null 2>&1 || fail "a synthetic profile was stored"
 
 # A saved profile plans the same model again, in every mode.
 for mode in dprt deepplan-v1 deepplan pipeline pt pt+dha demand; do

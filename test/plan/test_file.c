@@ -420,3 +420,40 @@ Test(file, find_in_repository)
 	cr_expect_neq(strstr(err_msg(DPRT_EBADPLAN), "holds mode deepplan"), NULL);
 	plan_destroy(p);
 }
+
+/* plan_get: the stored plan, else one made from the stored profile of as
+ * many GPUs or more (and stored), else -ENOENT. */
+Test(file, plan_get_from_stored_profile)
+{
+	char name[256], ppath[600], sub[300];
+	struct plan *p, *q;
+
+	snprintf(sub, sizeof(sub), "%s/repo", dir);
+	cr_assert_eq(plan_get(sub, 0xfeed, pf->gpu, 1, PLAN_DEEPPLAN, true, &p), -ENOENT);
+	cr_assert_neq(strstr(err_msg(0), "dprt plan"), NULL, "%s", err_msg(0));
+	/* the 3-GPU profile, stored as `dprt plan` stores it */
+	cr_assert_eq(mkdir(sub, 0755), 0);
+	cr_assert_eq(plan_profile_file_name(pf->gpu, 3, name, sizeof(name)), 0);
+	snprintf(ppath, sizeof(ppath), "%s/%s", sub, name);
+	cr_assert_eq(plan_profile_write(ppath, pf), 0);
+	cr_assert_eq(plan_get(sub, 0xfeed, pf->gpu, 4, PLAN_PT, true, &p), -ENOENT,
+		     "a 3-GPU profile cannot plan 4 GPUs");
+	cr_assert_eq(plan_get(sub, 0xfeed, pf->gpu, 1, PLAN_DEEPPLAN, true, &p), 0, "%s",
+		     err_msg(0));
+	q = build(PLAN_DEEPPLAN, 1);
+	expect_same_plan(p, q);
+	plan_destroy(q);
+	plan_destroy(p);
+	/* now stored: plan_find finds it */
+	cr_assert_eq(plan_find(sub, 0xfeed, pf->gpu, 1, PLAN_DEEPPLAN, &q), 0, "%s", err_msg(0));
+	plan_destroy(q);
+	/* two GPUs from the same profile, not stored */
+	cr_assert_eq(plan_get(sub, 0xfeed, pf->gpu, 2, PLAN_PT_DHA, false, &p), 0, "%s",
+		     err_msg(0));
+	cr_assert_eq(p->prof.link.n_gpus, 2);
+	plan_destroy(p);
+	cr_assert_eq(plan_find(sub, 0xfeed, pf->gpu, 2, PLAN_PT_DHA, &q), -ENOENT);
+	/* another package's profile is refused, not used */
+	cr_assert_eq(plan_get(sub, 0xbad, pf->gpu, 1, PLAN_DPRT, true, &p), DPRT_EBADPLAN);
+	cr_assert_neq(strstr(err_msg(0), name), NULL, "%s", err_msg(0));
+}
