@@ -107,8 +107,8 @@ static int find_plan(struct worker *w, struct repo_entry *e, const void *weights
 	return make_plan(w, g, sum, weights, mode, dir, out);
 }
 
-int wcold_create(struct worker *w, struct repo_entry *e, const void *weights,
-		 struct exec_model **out)
+static int wcold_create(struct worker *w, struct repo_entry *e, const void *weights,
+			struct exec_model **out)
 {
 	struct plan *p = NULL;
 	int ret;
@@ -121,23 +121,23 @@ int wcold_create(struct worker *w, struct repo_entry *e, const void *weights,
 	return ret;
 }
 
-int wcold_evict(struct exec_model *m)
+static int wcold_evict(struct exec_model *m)
 {
 	return cuda_cold_evict(m);
 }
 
-bool wcold_resident(const struct exec_model *m)
+static bool wcold_resident(const struct exec_model *m)
 {
 	return cuda_cold_resident(m);
 }
 
-uint64_t wcold_used(struct worker *w)
+static uint64_t wcold_used(struct worker *w)
 {
 	return w->devh ? cuda_device_used(w->devh) : 0;
 }
 #else
-int wcold_create(struct worker *w, struct repo_entry *e, const void *weights,
-		 struct exec_model **out)
+static int wcold_create(struct worker *w, struct repo_entry *e, const void *weights,
+			struct exec_model **out)
 {
 	UNUSED(w);
 	UNUSED(weights);
@@ -145,21 +145,23 @@ int wcold_create(struct worker *w, struct repo_entry *e, const void *weights,
 	return err_set(DPRT_EUNSUP, "%s: cold starts by plan need the CUDA backend", e->name);
 }
 
-int wcold_evict(struct exec_model *m)
+static int wcold_evict(struct exec_model *m)
 {
 	UNUSED(m);
 	return err_set(DPRT_EUNSUP, "cold starts by plan need the CUDA backend");
 }
 
-bool wcold_resident(const struct exec_model *m)
+static bool wcold_resident(const struct exec_model *m)
 {
 	UNUSED(m);
 	return true;
 }
 
-uint64_t wcold_used(struct worker *w)
+static uint64_t wcold_used(struct worker *w)
 {
 	UNUSED(w);
 	return 0;
 }
 #endif
+
+const struct wcold_ops wcold_cuda = {wcold_create, wcold_evict, wcold_resident, wcold_used};

@@ -187,6 +187,7 @@ struct worker {
 	uint64_t batch_delay_ns;
 	uint64_t spin_ns;
 	int cold_mode; /* WCOLD_* or an enum plan_mode */
+	const struct wcold_ops *cops; /* cold models: wcold_cuda, or a test's */
 	int efd;
 	int cpu;
 	pthread_t thread;
@@ -218,18 +219,24 @@ struct worker {
 
 /* ---- cold starts by plan on GPU workers (src/sched/cold.c) ---- */
 enum { WCOLD_LOAD = -1, WCOLD_AUTO = -2 };
-/* A cold model for e on w's GPU, by the plan stored for it or, in an
- * explicit mode without one, by a plan made now from a profile measured
- * on this GPU (and stored). -ENOENT in auto mode without a stored plan.
- * The model comes evicted: its first run is a cold start. */
-int wcold_create(struct worker *w, struct repo_entry *e, const void *weights,
-		 struct exec_model **out);
-/* Give a cold model's weight ranges back (it stays usable). */
-int wcold_evict(struct exec_model *m);
-/* Whether a cold model's weights are on the device. */
-bool wcold_resident(const struct exec_model *m);
-/* Device bytes in use on w's GPU (its pool). */
-uint64_t wcold_used(struct worker *w);
+/* How a worker makes and moves cold models: cold.c's on the CUDA backend
+ * (wcold_cuda); a test may give a worker its own. */
+struct wcold_ops {
+	/* A cold model for e on w's device, by the plan stored for it (or
+	 * made from the stored profile) or, in an explicit mode without
+	 * either, by a plan made now from a profile measured on the device
+	 * (and stored). -ENOENT in auto mode with nothing stored. The model
+	 * comes evicted: its first run is a cold start. */
+	int (*create)(struct worker *w, struct repo_entry *e, const void *weights,
+		      struct exec_model **out);
+	/* Give a cold model's weight ranges back (it stays usable). */
+	int (*evict)(struct exec_model *m);
+	/* Whether a cold model's weights are on the device. */
+	bool (*resident)(const struct exec_model *m);
+	/* Device bytes in use on w's device. */
+	uint64_t (*used)(struct worker *w);
+};
+extern const struct wcold_ops wcold_cuda;
 
 /* Make worker id for device dev (not started). 0 or an error with err_set;
  * a GPU device fails with DPRT_ENODEV in a build without a GPU backend. */

@@ -102,6 +102,7 @@ int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev,
 	lnode_init(&w->lru);
 	lnode_init(&w->standby);
 	w->cold_mode = WCOLD_LOAD;
+	w->cops = &wcold_cuda;
 	if (dev->kind == SCHED_DEV_GPU) {
 		ret = sched_cold_mode_parse(s->o.cold_mode, &w->cold_mode);
 		if (ret)
@@ -164,7 +165,7 @@ static void evict(struct worker *w, struct wslot *sl)
 	log_debug("%s: evicting '%s' v%u", w->name, sl->e->name, sl->e->version);
 	lnode_del(&sl->lru);
 	atomic_store(&sl->resident, false);
-	if (sl->by_plan && repo_entry_state(sl->e) == REPO_READY && !wcold_evict(sl->em)) {
+	if (sl->by_plan && repo_entry_state(sl->e) == REPO_READY && !w->cops->evict(sl->em)) {
 		w->used -= sl->bytes - sl->keep;
 		sl->bytes = sl->keep;
 		lnode_add_head(&w->standby, &sl->lru);
@@ -338,6 +339,39 @@ static bool free_one(struct worker *w, const struct wslot *self)
 	return false;
 }
 
+/*
+ * Back under the limit after a model turned out to hold more than was
+ * charged before it was made (a cold model's plans, arenas and graphs
+ * are only known once made): kept models go first, then idle resident
+ * ones, least recently used first; never self.
+ */
+static void trim(struct worker *w, const struct wslot *self)
+{
+	struct lnode *n;
+	bool dropped = true;
+
+	while (w->used > w->mem_limit && dropped) {
+		dropped = false;
+		for (n = w->standby.prev; n != &w->standby && !dropped; n = n->prev) {
+			struct wslot *sl = container_of(n, struct wslot, lru);
+
+			if (sl != self && !slot_in_use(sl)) {
+				destroy(w, sl);
+				dropped = true;
+			}
+		}
+		for (n = w->lru.prev; n != &w->lru && !dropped; n = n->prev) {
+			struct wslot *sl = container_of(n, struct wslot, lru);
+
+			if (sl != self && !slot_in_use(sl)) {
+				evict(w, sl);
+				ctr_add(&w->evictions, 1);
+				dropped = true;
+			}
+		}
+	}
+}
+
 static bool out_of_memory(int ret)
 {
 	return ret == -ENOMEM || ret == DPRT_EOVERLOAD;
@@ -351,8 +385,8 @@ static int create_model(struct worker *w, struct wslot *sl, const void *weights)
 	int ret;
 
 	sl->by_plan = false;
-	if (w->cold_mode != WCOLD_LOAD && w->dev.kind == SCHED_DEV_GPU) {
-		ret = wcold_create(w, sl->e, weights, &sl->em);
+	if (w->cold_mode != WCOLD_LOAD) { /* GPU workers; see worker_create */
+		ret = w->cops->create(w, sl->e, weights, &sl->em);
 		if (!ret) {
 			sl->by_plan = true;
 			return 0;
@@ -377,9 +411,9 @@ static int create_evicting(struct worker *w, struct wslot *sl, const void *weigh
 	int ret;
 
 	for (;;) {
-		used0 = wcold_used(w);
+		used0 = w->cops->used(w);
 		ret = create_model(w, sl, weights);
-		*held = ret ? 0 : wcold_used(w) - used0;
+		*held = ret ? 0 : w->cops->used(w) - used0;
 		if (!out_of_memory(ret) || !free_one(w, sl))
 			return ret;
 	}
@@ -457,6 +491,7 @@ static int load_model(struct worker *w, struct wslot *sl, struct sched_req *req)
 	sl->bytes = sl->by_plan ? sl->keep + sl->load : g->weights_size;
 	w->used += sl->bytes;
 	make_resident(w, sl);
+	trim(w, sl);
 	count_cold(w, sl, req, t0, g->weights_size);
 	return 0;
 out_release:
@@ -524,11 +559,13 @@ static int run_model(struct worker *w, struct wslot *sl, const struct tview *in,
 	if (!sl->by_plan)
 		return w->ops->model_run(sl->em, in, out);
 	for (;;) {
-		cold = !wcold_resident(sl->em);
-		used0 = wcold_used(w);
+		cold = !w->cops->resident(sl->em);
+		used0 = w->cops->used(w);
 		ret = w->ops->model_run(sl->em, in, out);
-		if (!ret && cold)
-			charge_load(w, sl, wcold_used(w) - used0);
+		if (!ret && cold) {
+			charge_load(w, sl, w->cops->used(w) - used0);
+			trim(w, sl);
+		}
 		if (!out_of_memory(ret) || !cold || !free_one(w, sl))
 			return ret;
 		err_clear();
