@@ -26,6 +26,8 @@ for m in bert-base gpt2 resnet50; do
 	"$dprt" zoo $m -o "$repo" >>"$out/setup.log" 2>&1 || rc=1
 done
 "$dprt" plan "$repo/bert-base" --gpus "$gpu" --show 2>&1 | grep -v '^ *[0-9]' >>"$out/setup.log"
+# gpt2: a pipeline plan and the profile; auto's dprt plan is made from the profile
+"$dprt" plan "$repo/gpt2" --gpus "$gpu" --mode pipeline >>"$out/setup.log" 2>&1
 
 serve()
 {
