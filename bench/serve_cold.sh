@@ -2,11 +2,13 @@
 # SPDX-License-Identifier: MIT
 # Serving with cold starts by plan on one GPU, end to end, from the bundle
 # of tools/gpu-bundle.sh (gpu/ carried). A repository of bert-base, gpt2
-# and resnet50 (fp32); `dprt plan` stores a one-GPU plan for bert-base only.
-#  1. --cold-mode auto: bert-base comes in by its stored plan, the others
-#     by whole-model loads;
-#  2. --cold-mode deepplan: every model is profiled on the GPU at its first
-#     cold start and its plan stored; a third server start finds them.
+# and resnet50 (fp32); `dprt plan` stores a one-GPU dprt plan for bert-base
+# and a pipeline plan for gpt2 (each with its profile), nothing for resnet50.
+#  1. --cold-mode auto: bert-base comes in by its stored plan, gpt2 by a
+#     dprt plan made from its stored profile, resnet50 by a whole load;
+#  2. --cold-mode deepplan: plans made from the stored profiles, resnet50
+#     profiled on the GPU at its first cold start (and stored); a third
+#     server start finds them all.
 # Each server runs under a --gpu-mem-limit that holds one model, so the
 # client's rounds over the models make every request a cold start (kept
 # cold models come back by their plans); every answer is checked against
