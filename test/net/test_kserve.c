@@ -1003,3 +1003,51 @@ Test(kserve, fast_path_big_request)
 	for (i = 0; i < 3 * 224 * 224; i += 997)
 		cr_assert_eq(((const float *)req.inputs[0].data)[i], (float)((i % 1000) * 0.001 - 0.5));
 }
+
+/* Bodies that stress the scan: escaped keys, keys elsewhere named like the
+ * path, data before datatype, odd spacing, deep nesting, broken tails. */
+Test(kserve, fast_path_tricky_bodies)
+{
+	static const char *const bodies[] = {
+		"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[2],\"d\\u0061ta\":[1,2]}]}",
+		"{\"parameters\":{\"inputs\":[{\"data\":[9]}]},\"inputs\":[{\"name\":\"x\","
+		"\"datatype\":\"INT64\",\"shape\":[2],\"data\":[1,2]}]}",
+		"{\"inputs\":[{\"data\":[[1.5, -2e3],\n [ 3 , 4 ]],\"shape\":[2,2],"
+		"\"name\":\"x\",\"datatype\":\"FP32\"}]}",
+		"{ \"inputs\" : [ { \"name\" : \"x\" , \"datatype\" : \"FP16\" , \"shape\" : [ 3 ] ,"
+		" \"data\" : [ 1 , 2.5 , -0 ] } ] }",
+		"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1],\"data\":[[[[[[[[[[["
+		"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}]}",
+		"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[2],\"data\":[1,2]}],"
+		"\"inputs\":[]}",
+		"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[2],\"data\":[1,2]}]} x",
+		"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[2],\"data\":[1,2]},"
+		"{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[2],\"data\":[3,4]}]}",
+		"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"INT32\",\"shape\":[2],\"data\":[1,2.0]}]}",
+		"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[2],\"data\":[1,2]}],"
+		"\"outputs\":[{\"name\":\"y\",\"parameters\":{\"binary_data\":true}}]}",
+		"{\"inputs\":[\"x\",{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1],\"data\":[1]}]}",
+		"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[2],\"data\":[1,\"2\"]}]}",
+	};
+	struct outcome *fast = malloc(sizeof(*fast)), *tree = malloc(sizeof(*tree));
+	size_t i;
+	uint32_t k;
+
+	for (i = 0; i < ARRAY_SIZE(bodies); i++) {
+		decode_with(bodies[i], strlen(bodies[i]), 0, fast);
+		decode_with(bodies[i], strlen(bodies[i]), SIZE_MAX, tree);
+		cr_assert_eq(fast->ret, tree->ret, "body %zu: %d vs %d (%s | %s)", i, fast->ret,
+			     tree->ret, fast->msg, tree->msg);
+		cr_assert_str_eq(fast->msg, tree->msg, "body %zu", i);
+		cr_assert_eq(fast->n, tree->n);
+		for (k = 0; k < fast->n; k++) {
+			cr_assert_eq(fast->t[k].nbytes, tree->t[k].nbytes);
+			cr_assert(!memcmp(fast->data[k], tree->data[k], fast->t[k].nbytes),
+				  "body %zu input %u", i, k);
+			free(fast->data[k]);
+			free(tree->data[k]);
+		}
+	}
+	free(fast);
+	free(tree);
+}
