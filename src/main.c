@@ -394,7 +394,6 @@ static int make_random_inputs(const struct graph *g, const struct run_opts *o,
 	int64_t seq = o->seq ? o->seq : g->def_seq ? g->def_seq : MIN(g->max_seq, 128);
 	struct rng r;
 	uint32_t i;
-	int d;
 
 	rng_seed(&r, 42);
 	for (i = 0; i < g->n_inputs; i++) {
@@ -403,13 +402,7 @@ static int make_random_inputs(const struct graph *g, const struct run_opts *o,
 
 		if (io->flags & IO_OPTIONAL)
 			continue;
-		tv->shape.dtype = io->dtype;
-		tv->shape.ndim = io->ndim;
-		for (d = 0; d < io->ndim; d++)
-			tv->shape.dims[d] = io->dims[d] == DIM_BATCH ? o->batch
-					    : io->dims[d] == DIM_SEQ ? seq
-								     : io->dims[d];
-		tv->nbytes = (uint64_t)shape_numel(&tv->shape) * dtype_size((enum dtype)io->dtype);
+		tv->nbytes = io_shape(io, o->batch, seq, &tv->shape);
 		tv->data = malloc(tv->nbytes ? tv->nbytes : 1);
 		if (!tv->data)
 			return -ENOMEM;

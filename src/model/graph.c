@@ -260,6 +260,19 @@ void graph_output(struct graph *g, const char *name, uint32_t tensor)
 	io->dtype = g->tensors[tensor].dtype;
 }
 
+uint64_t io_shape(const struct io_desc *io, int64_t batch, int64_t seq, struct shape *out)
+{
+	int d;
+
+	out->dtype = io->dtype;
+	out->ndim = io->ndim;
+	for (d = 0; d < io->ndim; d++)
+		out->dims[d] = io->dims[d] == DIM_BATCH ? batch
+			       : io->dims[d] == DIM_SEQ ? seq
+							: io->dims[d];
+	return (uint64_t)shape_numel(out) * dtype_size((enum dtype)io->dtype);
+}
+
 int64_t graph_id_bound(const struct graph *g, uint32_t t)
 {
 	int64_t bound = 0, v;

@@ -204,6 +204,9 @@ static inline int64_t shape_numel(const struct shape *s)
 		n *= s->dims[i];
 	return n;
 }
+/* The concrete shape of signature entry io for a batch and a sequence
+ * length (DIM_BATCH -> batch, DIM_SEQ -> seq); returns its bytes. */
+uint64_t io_shape(const struct io_desc *io, int64_t batch, int64_t seq, struct shape *out);
 /*
  * Check the given input shapes against the signature (dtype, rank, fixed
  * dims, one batch and one seq value across inputs, limits) and infer every

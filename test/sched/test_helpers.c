@@ -119,16 +119,9 @@ static void fill_input(const struct io_desc *io, struct tview *v, int64_t batch,
 		       struct rng *r)
 {
 	int64_t n, k;
-	int d;
 
-	v->shape.dtype = io->dtype;
-	v->shape.ndim = io->ndim;
-	for (d = 0; d < io->ndim; d++)
-		v->shape.dims[d] = io->dims[d] == DIM_BATCH ? batch
-				   : io->dims[d] == DIM_SEQ ? seq
-							    : io->dims[d];
+	v->nbytes = io_shape(io, batch, seq, &v->shape);
 	n = shape_numel(&v->shape);
-	v->nbytes = (uint64_t)n * dtype_size((enum dtype)io->dtype);
 	v->data = malloc(v->nbytes ? v->nbytes : 1);
 	cr_assert(v->data);
 	for (k = 0; k < n; k++) {

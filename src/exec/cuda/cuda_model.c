@@ -178,7 +178,6 @@ static void reference_shapes(struct exec_model *m)
 	const struct graph *g = m->g;
 	int64_t seq = g->def_seq ? g->def_seq : g->max_seq ? MIN(g->max_seq, 128) : 128;
 	uint32_t i;
-	int d;
 
 	for (i = 0; i < g->n_inputs; i++) {
 		const struct io_desc *io = &g->inputs[i];
@@ -187,12 +186,7 @@ static void reference_shapes(struct exec_model *m)
 		memset(k, 0, sizeof(*k));
 		if (io->flags & IO_OPTIONAL)
 			continue;
-		k->dtype = io->dtype;
-		k->ndim = io->ndim;
-		for (d = 0; d < io->ndim; d++)
-			k->dims[d] = io->dims[d] == DIM_BATCH ? 1
-				     : io->dims[d] == DIM_SEQ ? seq
-							      : io->dims[d];
+		io_shape(io, 1, seq, k);
 	}
 }
 

@@ -107,7 +107,6 @@ static int make_inputs(const struct graph *g, struct tview *in)
 {
 	int64_t seq = g->def_seq ? g->def_seq : g->max_seq ? MIN(g->max_seq, 128) : 128;
 	uint32_t i;
-	int k;
 
 	for (i = 0; i < g->n_inputs; i++) {
 		const struct io_desc *io = &g->inputs[i];
@@ -115,13 +114,7 @@ static int make_inputs(const struct graph *g, struct tview *in)
 
 		if (io->flags & IO_OPTIONAL)
 			continue;
-		tv->shape.dtype = io->dtype;
-		tv->shape.ndim = io->ndim;
-		for (k = 0; k < io->ndim; k++)
-			tv->shape.dims[k] = io->dims[k] == DIM_BATCH ? 1
-					    : io->dims[k] == DIM_SEQ ? seq
-								     : io->dims[k];
-		tv->nbytes = (uint64_t)shape_numel(&tv->shape) * dtype_size((enum dtype)io->dtype);
+		tv->nbytes = io_shape(io, 1, seq, &tv->shape);
 		tv->data = malloc(tv->nbytes ? tv->nbytes : 1);
 		if (!tv->data)
 			return err_set(-ENOMEM, "profile: out of memory for input %s", io->name);

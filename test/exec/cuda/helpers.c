@@ -153,7 +153,6 @@ void tin_make(const struct graph *g, int64_t batch, int64_t seq, int64_t pad,
 	      int64_t id_range, bool omit_optional, struct rng *r, struct tview *in)
 {
 	uint32_t i;
-	int k;
 
 	for (i = 0; i < g->n_inputs; i++) {
 		const struct io_desc *io = &g->inputs[i];
@@ -162,13 +161,7 @@ void tin_make(const struct graph *g, int64_t batch, int64_t seq, int64_t pad,
 		memset(tv, 0, sizeof(*tv));
 		if (omit_optional && (io->flags & IO_OPTIONAL))
 			continue;
-		tv->shape.dtype = io->dtype;
-		tv->shape.ndim = io->ndim;
-		for (k = 0; k < io->ndim; k++)
-			tv->shape.dims[k] = io->dims[k] == DIM_BATCH ? batch
-					    : io->dims[k] == DIM_SEQ ? seq
-								     : io->dims[k];
-		tv->nbytes = (uint64_t)shape_numel(&tv->shape) * dtype_size((enum dtype)io->dtype);
+		tv->nbytes = io_shape(io, batch, seq, &tv->shape);
 		tv->data = malloc(tv->nbytes);
 		cr_assert(tv->data);
 		fill_input(g, io, tv, pad, id_range, r);

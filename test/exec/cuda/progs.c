@@ -61,7 +61,6 @@ int prog_inputs(const struct graph *g, int64_t batch, int64_t seq, int64_t pad,
 {
 	struct rng r;
 	uint32_t i;
-	int k;
 
 	if (!seq)
 		seq = g->def_seq ? g->def_seq : 128;
@@ -73,13 +72,7 @@ int prog_inputs(const struct graph *g, int64_t batch, int64_t seq, int64_t pad,
 
 		if (omit_optional && (io->flags & IO_OPTIONAL))
 			continue;
-		tv->shape.dtype = io->dtype;
-		tv->shape.ndim = io->ndim;
-		for (k = 0; k < io->ndim; k++)
-			tv->shape.dims[k] = io->dims[k] == DIM_BATCH ? batch
-					    : io->dims[k] == DIM_SEQ ? seq
-								     : io->dims[k];
-		tv->nbytes = (uint64_t)shape_numel(&tv->shape) * dtype_size((enum dtype)io->dtype);
+		tv->nbytes = io_shape(io, batch, seq, &tv->shape);
 		tv->data = malloc(tv->nbytes);
 		if (!tv->data)
 			return -ENOMEM;
