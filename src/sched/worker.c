@@ -236,18 +236,35 @@ static void count_bytes(const struct lnode *head, const struct wslot *self, uint
 	}
 }
 
-/* Destroy kept cold models, least recently used first, until need fits. */
-static void drop_standby(struct worker *w, const struct wslot *self, uint64_t need)
+/*
+ * Free one idle model's device memory (never self's): evict the least
+ * recently used resident one (a cold model goes to standby, freeing its
+ * weights), else destroy the least recently used kept cold model. count:
+ * an eviction counts as one (for /metrics). false if there is none.
+ */
+static bool drop_one(struct worker *w, const struct wslot *self, bool count)
 {
-	struct lnode *n, *prev;
+	struct lnode *n;
 
-	for (n = w->standby.prev; n != &w->standby && need > w->mem_limit - w->used; n = prev) {
+	for (n = w->lru.prev; n != &w->lru; n = n->prev) {
 		struct wslot *sl = container_of(n, struct wslot, lru);
 
-		prev = n->prev;
-		if (sl != self && !slot_in_use(sl))
-			destroy(w, sl);
+		if (sl == self || slot_in_use(sl))
+			continue;
+		evict(w, sl);
+		if (count)
+			ctr_add(&w->evictions, 1);
+		return true;
 	}
+	for (n = w->standby.prev; n != &w->standby; n = n->prev) {
+		struct wslot *sl = container_of(n, struct wslot, lru);
+
+		if (sl == self || slot_in_use(sl))
+			continue;
+		destroy(w, sl);
+		return true;
+	}
+	return false;
 }
 
 /*
@@ -261,7 +278,6 @@ static int make_room(struct worker *w, const struct wslot *self, uint64_t need)
 {
 	const struct repo_entry *e = self->e;
 	uint64_t freeable = 0, busy = 0;
-	struct lnode *n, *prev;
 	char a[32], b[32];
 
 	if (need > w->mem_limit - (self->em ? self->bytes : 0))
@@ -274,16 +290,8 @@ static int make_room(struct worker *w, const struct wslot *self, uint64_t need)
 	count_bytes(&w->standby, self, &busy, &freeable);
 	if (need > w->mem_limit - w->used + freeable)
 		return no_room(w, busy);
-	for (n = w->lru.prev; n != &w->lru && need > w->mem_limit - w->used; n = prev) {
-		struct wslot *sl = container_of(n, struct wslot, lru);
-
-		prev = n->prev;
-		if (slot_in_use(sl))
-			continue;
-		evict(w, sl);
-		ctr_add(&w->evictions, 1);
-	}
-	drop_standby(w, self, need);
+	while (need > w->mem_limit - w->used && drop_one(w, self, true))
+		;
 	return need > w->mem_limit - w->used ? no_room(w, busy) : 0;
 }
 
@@ -306,70 +314,23 @@ static int worker_open_device(struct worker *w)
 	return 0;
 }
 
-/*
- * Make a model; when the device runs out of memory before the configured
- * limit (no --gpu-mem-limit, or one above what the GPU has), evict the
- * least recently used idle model and try again.
- */
-/* Out of device memory: evict the least recently used idle model, else
- * destroy the least recently used kept cold model (never self). false if
- * there is none. */
+/* Out of device memory below the configured limit (no --gpu-mem-limit,
+ * or one above what the GPU has): free one idle model's memory. */
 static bool free_one(struct worker *w, const struct wslot *self)
 {
-	struct lnode *n;
-
-	for (n = w->lru.prev; n != &w->lru; n = n->prev) {
-		struct wslot *sl = container_of(n, struct wslot, lru);
-
-		if (sl == self || slot_in_use(sl))
-			continue;
-		log_info("%s: out of device memory, evicting the least recently used model",
-			 w->name);
-		evict(w, sl);
-		return true;
-	}
-	for (n = w->standby.prev; n != &w->standby; n = n->prev) {
-		struct wslot *sl = container_of(n, struct wslot, lru);
-
-		if (sl == self || slot_in_use(sl))
-			continue;
-		destroy(w, sl);
-		return true;
-	}
-	return false;
+	if (!drop_one(w, self, false))
+		return false;
+	log_info("%s: out of device memory: freed the least recently used idle model", w->name);
+	return true;
 }
 
-/*
- * Back under the limit after a model turned out to hold more than was
- * charged before it was made (a cold model's plans, arenas and graphs
- * are only known once made): kept models go first, then idle resident
- * ones, least recently used first; never self.
- */
+/* Back under the limit after a model turned out to hold more than was
+ * charged before it was made (a cold model's plans, arenas and graphs are
+ * only known once made). */
 static void trim(struct worker *w, const struct wslot *self)
 {
-	struct lnode *n;
-	bool dropped = true;
-
-	while (w->used > w->mem_limit && dropped) {
-		dropped = false;
-		for (n = w->standby.prev; n != &w->standby && !dropped; n = n->prev) {
-			struct wslot *sl = container_of(n, struct wslot, lru);
-
-			if (sl != self && !slot_in_use(sl)) {
-				destroy(w, sl);
-				dropped = true;
-			}
-		}
-		for (n = w->lru.prev; n != &w->lru && !dropped; n = n->prev) {
-			struct wslot *sl = container_of(n, struct wslot, lru);
-
-			if (sl != self && !slot_in_use(sl)) {
-				evict(w, sl);
-				ctr_add(&w->evictions, 1);
-				dropped = true;
-			}
-		}
-	}
+	while (w->used > w->mem_limit && drop_one(w, self, true))
+		;
 }
 
 static bool out_of_memory(int ret)
