@@ -4,8 +4,9 @@
  * jnum.h. The scan is permissive about the rest of the document: jansson
  * still parses it (with the data arrays emptied; where that fails, the
  * whole body again, for the error's position) and reports whatever is
- * wrong there. It is strict about what it empties: only arrays of JSON
- * numbers that jansson would read without error.
+ * wrong there. It empties only arrays of number characters, and reads
+ * their numbers once, in jnum_decode: a token jansson would refuse there
+ * sends the body down the tree path, which reports it.
  */
 #include "net/jnum.h"
 
@@ -154,26 +155,36 @@ static double real_of(const struct num *n)
 
 /* ---- the scan ---- */
 
-/* An array of numbers (nested up to depth levels) at s->p ('['). */
+/* What an array of numbers (nested up to depth levels) at s->p ('[') may
+ * hold: brackets, commas, spaces and number characters. Only its extent is
+ * found here; jnum_decode reads the numbers (and leaves anything wrong in
+ * them to the tree path). */
 static bool num_array(struct scan *s, uint32_t depth)
 {
-	struct num n;
+	/* 1: a character numbers and their separators may use; 2: a digit */
+	static const uint8_t kind[256] = {
+		[','] = 1, ['.'] = 1, ['-'] = 1, ['+'] = 1, ['e'] = 1, ['E'] = 1,
+		[' '] = 1, ['\t'] = 1, ['\r'] = 1, ['\n'] = 1, ['['] = 1, [']'] = 1,
+		['0'] = 2, ['1'] = 2, ['2'] = 2, ['3'] = 2, ['4'] = 2,
+		['5'] = 2, ['6'] = 2, ['7'] = 2, ['8'] = 2, ['9'] = 2,
+	};
+	uint32_t level = 0;
+	uint8_t seen = 0;
 
-	if (!depth)
-		return false;
-	s->p++;
-	if (eat(s, ']'))
-		return false; /* empty: the tree path's */
-	do {
-		ws(s);
-		if (s->p < s->end && *s->p == '[') {
-			if (!num_array(s, depth - 1))
-				return false;
-		} else if (!number(s, &n)) {
+	for (; s->p < s->end; s->p++) {
+		uint8_t c = (uint8_t)*s->p, k = kind[c];
+
+		seen |= k;
+		if (!k)
 			return false;
+		if (c == '[' && ++level > depth)
+			return false;
+		if (c == ']' && !--level) {
+			s->p++;
+			return seen & 2; /* [] and [[]]: the tree path's */
 		}
-	} while (eat(s, ','));
-	return eat(s, ']');
+	}
+	return false;
 }
 
 static bool value(struct scan *s, uint32_t depth);
@@ -362,6 +373,7 @@ int jnum_decode(const char *text, size_t len, int dt, uint64_t numel, void *dst)
 	uint64_t dims[64] = {0}, count[64] = {0}, n = 0;
 	size_t esz = dtype_size((enum dtype)dt);
 	int depth = -1, leaf = -1;
+	bool comma = false; /* a value must come next */
 	struct num x;
 
 	if (dt == DT_BOOL || !esz)
@@ -374,11 +386,12 @@ int jnum_decode(const char *text, size_t len, int dt, uint64_t numel, void *dst)
 			if (++depth >= 64 || (leaf >= 0 && depth > leaf))
 				return -1; /* deeper than the first leaf: ragged */
 			count[depth] = 0;
+			comma = false;
 			s.p++;
 			continue;
 		}
 		if (*s.p == ']') {
-			if (depth < 0 || !count[depth])
+			if (comma || depth < 0 || !count[depth])
 				return -1; /* empty arrays: the tree path's */
 			if (!dims[depth])
 				dims[depth] = count[depth];
@@ -388,25 +401,19 @@ int jnum_decode(const char *text, size_t len, int dt, uint64_t numel, void *dst)
 			if (--depth < 0)
 				break;
 			count[depth]++;
-			if (eat(&s, ','))
-				continue;
-			ws(&s);
-			if (s.p >= s.end || *s.p != ']')
+		} else {
+			if (leaf < 0)
+				leaf = depth;
+			if (depth < 0 || depth != leaf || n >= numel || !number(&s, &x) ||
+			    put(dt, &x, (char *)dst + n * esz))
 				return -1;
-			continue;
+			n++;
+			count[depth]++;
 		}
-		if (leaf < 0)
-			leaf = depth;
-		if (depth != leaf || n >= numel || !number(&s, &x) ||
-		    put(dt, &x, (char *)dst + n * esz))
+		comma = eat(&s, ',');
+		ws(&s);
+		if (!comma && (s.p >= s.end || *s.p != ']'))
 			return -1;
-		n++;
-		count[depth]++;
-		if (!eat(&s, ',')) {
-			ws(&s);
-			if (s.p >= s.end || *s.p != ']')
-				return -1;
-		}
 	}
 	ws(&s);
 	return s.p == s.end && n == numel ? 0 : -1;

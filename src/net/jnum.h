@@ -6,8 +6,8 @@
  * network thread); this scans the text once, finds the spans of the
  * tensors' "data" arrays, and decodes an array of plain numbers straight
  * into the tensor's bytes, while jansson parses the rest with those arrays
- * emptied. Anything it is not sure of is left to jansson, so results and
- * error messages stay those of the tree path.
+ * emptied. Anything it is not sure of sends the whole body down the tree
+ * path, so results and error messages stay that path's.
  */
 #ifndef DPRT_NET_JNUM_H
 #define DPRT_NET_JNUM_H
@@ -24,13 +24,12 @@ struct jnum_span {
 /*
  * Scan JSON text js[0..len) (a whole document) for the "data" arrays of the
  * objects of the root's array member `key` ("inputs" or "outputs"), the
- * i-th object's into spans[i] (i < max). Only arrays made of JSON numbers
- * that jansson reads without error (no integer beyond int64, no real
- * beyond double; nested up to max_depth deep) count. Returns true if the
- * path to them is unambiguous (no duplicate or escaped keys on it) and the
- * rest has the shape of JSON: then jansson may parse the document with
- * those arrays emptied, and jnum_decode decode them. The rest is only
- * skimmed: jansson still judges it.
+ * i-th object's into spans[i] (i < max). Only arrays that hold nothing but
+ * number characters (nested up to max_depth deep) count; their numbers are
+ * read by jnum_decode. Returns true if the path to them is unambiguous (no
+ * duplicate or escaped keys on it) and the rest has the shape of JSON:
+ * then jansson may parse the document with those arrays emptied. The rest
+ * is only skimmed: jansson still judges it.
  */
 bool jnum_scan(const char *js, size_t len, const char *key, struct jnum_span *spans,
 	       uint32_t max, uint32_t max_depth);
@@ -38,9 +37,11 @@ bool jnum_scan(const char *js, size_t len, const char *key, struct jnum_span *sp
 /*
  * Decode a span jnum_scan found into numel elements of dtype dt at dst,
  * converting as the tree path does (reals rounded to double, then to the
- * type; integers exact). Returns 0, or -1 if the tree path must decide
- * (ragged or empty nesting, a count other than numel, a value out of range
- * or a real where an integer is needed): it then reports the error.
+ * type; integers exact). Returns 0, or -1 if the tree path must decide:
+ * a token that is no JSON number (or one jansson refuses: an integer
+ * beyond int64, a real beyond double), ragged or empty nesting, a count
+ * other than numel, a value out of range or a real where an integer is
+ * needed. The tree path then gives the answer or the error.
  */
 int jnum_decode(const char *s, size_t len, int dt, uint64_t numel, void *dst);
 

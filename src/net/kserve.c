@@ -335,8 +335,24 @@ struct dec {
 	struct bin bin;
 	const char *kind; /* "input" or "output" */
 	const char *js;	  /* the JSON text */
-	struct jnum_span span[KSERVE_MAX_TENSORS]; /* numeric "data" arrays, blanked */
+	bool fast;	  /* try the numeric fast path (jnum.h) */
+	struct jnum_span span[KSERVE_MAX_TENSORS]; /* its "data" arrays, emptied */
 };
+
+/* A decode that took the fast path and failed: the body is decoded again,
+ * all by the tree path, whose errors (and their order) are the answer. The
+ * fast path answers successes only (positive: never an error code). */
+#define TREE_AGAIN 1
+
+static bool took_fast_path(const struct dec *d)
+{
+	uint32_t i;
+
+	for (i = 0; i < KSERVE_MAX_TENSORS; i++)
+		if (d->span[i].len)
+			return true;
+	return false;
+}
 
 /* Bodies from this size on take the numeric fast path (jnum.h): all. */
 static size_t fast_min;
@@ -426,7 +442,7 @@ static int load_body(const char *body, size_t len, int64_t json_len, const char 
 	d->bin = (struct bin){body + jl, len - jl, 0, json_len >= 0};
 	d->js = body;
 	memset(d->span, 0, sizeof(d->span));
-	if (jl >= fast_min && d->a &&
+	if (d->fast && jl >= fast_min &&
 	    jnum_scan(body, jl, !strcmp(d->kind, "input") ? "inputs" : "outputs", d->span,
 		      KSERVE_MAX_TENSORS, KSERVE_MAX_DEPTH))
 		js = compacted(body, jl, d->span, &n);
@@ -763,32 +779,18 @@ static int walk_dims(struct walk *w, const json_t *a)
 	return 0;
 }
 
-static int decode_data(struct dec *d, struct kserve_tensor *t, const json_t *data);
-
-/* A data array the fast path blanked: decoded from its text, or, where
- * jnum_decode leaves it to the tree path, parsed alone and decoded as
- * before (same results, same messages). */
+/* A data array the fast path emptied, decoded from its text; whatever
+ * jnum_decode cannot decide (a bad token, ragged nesting, a miscount, a
+ * value out of range) is the tree path's. */
 static int decode_span(struct dec *d, struct kserve_tensor *t, const struct jnum_span *sp)
 {
 	uint64_t numel = t->nbytes / dtype_size((enum dtype)t->shape.dtype);
-	size_t used = d->a->used;
-	json_error_t e;
-	json_t *data;
-	void *out;
-	int ret;
+	void *out = arena_alloc(d->a, t->nbytes, 64);
 
-	out = arena_alloc(d->a, t->nbytes, 64);
-	if (out && !jnum_decode(d->js + sp->off, sp->len, t->shape.dtype, numel, out)) {
-		t->data = out;
-		return 0;
-	}
-	d->a->used = used;
-	data = json_loadb(d->js + sp->off, sp->len, 0, &e);
-	if (!data)
-		return err_set(DPRT_EINPUT, "%s: data: %s", t->name, e.text); /* not reached */
-	ret = decode_data(d, t, data);
-	json_decref(data);
-	return ret;
+	if (!out || jnum_decode(d->js + sp->off, sp->len, t->shape.dtype, numel, out))
+		return TREE_AGAIN;
+	t->data = out;
+	return 0;
 }
 
 static int decode_data(struct dec *d, struct kserve_tensor *t, const json_t *data)
@@ -949,10 +951,10 @@ static int decode_output_reqs(const json_t *arr, struct kserve_request *req)
 	return 0;
 }
 
-int kserve_decode_request(const char *body, size_t len, int64_t json_len, struct arena *a,
-			  struct kserve_request *req)
+static int decode_request(const char *body, size_t len, int64_t json_len, struct arena *a,
+			  struct kserve_request *req, bool fast)
 {
-	struct dec d = {.a = a, .kind = "input"};
+	struct dec d = {.a = a, .kind = "input", .fast = fast};
 	json_t *root;
 	int ret;
 
@@ -976,13 +978,25 @@ int kserve_decode_request(const char *body, size_t len, int64_t json_len, struct
 	ret = decode_output_reqs(json_object_get(root, "outputs"), req);
 out_put:
 	json_decref(root);
-	return ret;
+	return ret && took_fast_path(&d) ? TREE_AGAIN : ret;
 }
 
-int kserve_decode_response(const char *body, size_t len, int64_t json_len, struct arena *a,
-			   struct kserve_result *res)
+int kserve_decode_request(const char *body, size_t len, int64_t json_len, struct arena *a,
+			  struct kserve_request *req)
 {
-	struct dec d = {.a = a, .kind = "output"};
+	size_t used = a->used;
+	int ret = decode_request(body, len, json_len, a, req, true);
+
+	if (ret != TREE_AGAIN)
+		return ret;
+	a->used = used;
+	return decode_request(body, len, json_len, a, req, false);
+}
+
+static int decode_response(const char *body, size_t len, int64_t json_len, struct arena *a,
+			   struct kserve_result *res, bool fast)
+{
+	struct dec d = {.a = a, .kind = "output", .fast = fast};
 	json_t *root;
 	int ret;
 
@@ -1000,7 +1014,19 @@ int kserve_decode_response(const char *body, size_t len, int64_t json_len, struc
 		ret = decode_tensors(&d, json_object_get(root, "outputs"), res->outputs,
 				     &res->n_outputs);
 	json_decref(root);
-	return ret;
+	return ret && took_fast_path(&d) ? TREE_AGAIN : ret;
+}
+
+int kserve_decode_response(const char *body, size_t len, int64_t json_len, struct arena *a,
+			   struct kserve_result *res)
+{
+	size_t used = a->used;
+	int ret = decode_response(body, len, json_len, a, res, true);
+
+	if (ret != TREE_AGAIN)
+		return ret;
+	a->used = used;
+	return decode_response(body, len, json_len, a, res, false);
 }
 
 bool kserve_want_output(const struct kserve_request *req, const char *name, bool *binary)
