@@ -4,8 +4,9 @@
  * a request record, binds the caller's tensors by name to the model's
  * signature, submits it and waits on a completion channel. Channels (one
  * per call in flight, each with an output buffer that grows to the largest
- * answer) come from a pool that grows to the peak concurrency and is then
- * reused, so a call allocates nothing once warm.
+ * answer) come from a free list that grows to the peak concurrency and is
+ * then reused, so a call allocates nothing once warm; dprt_close, with no
+ * call running, finds them all there.
  */
 #include "dprt.h"
 
@@ -35,9 +36,7 @@ struct waiter {
 struct dprt {
 	struct sched *s;
 	pthread_mutex_t lock;
-	struct waiter *free;   /* idle waiters */
-	struct waiter **owned; /* every waiter, to free them */
-	uint32_t n_owned, cap_owned;
+	struct waiter *free; /* idle waiters: all of them once no call runs */
 };
 
 const char *dprt_last_error(void)
@@ -78,17 +77,17 @@ int dprt_open(const struct dprt_options *o, dprt **out)
 
 void dprt_close(dprt *d)
 {
-	uint32_t i;
+	struct waiter *w, *next;
 
 	if (!d)
 		return;
 	sched_destroy(d->s);
-	for (i = 0; i < d->n_owned; i++) {
-		sched_chan_destroy(d->owned[i]->ch);
-		free(d->owned[i]->obuf);
-		free(d->owned[i]);
+	for (w = d->free; w; w = next) {
+		next = w->next;
+		sched_chan_destroy(w->ch);
+		free(w->obuf);
+		free(w);
 	}
-	free(d->owned);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 }
@@ -107,7 +106,7 @@ int dprt_unload(dprt *d, const char *model, uint32_t version)
 
 static int waiter_new(struct dprt *d, struct waiter **out)
 {
-	struct waiter *w = calloc(1, sizeof(*w)), **n;
+	struct waiter *w = calloc(1, sizeof(*w));
 	int ret;
 
 	if (!w)
@@ -117,20 +116,6 @@ static int waiter_new(struct dprt *d, struct waiter **out)
 		free(w);
 		return ret;
 	}
-	pthread_mutex_lock(&d->lock);
-	if (d->n_owned == d->cap_owned) {
-		n = realloc(d->owned, sizeof(*n) * (d->cap_owned ? 2 * d->cap_owned : 8));
-		if (!n) {
-			pthread_mutex_unlock(&d->lock);
-			sched_chan_destroy(w->ch);
-			free(w);
-			return err_set(-ENOMEM, "dprt_infer: out of memory");
-		}
-		d->owned = n;
-		d->cap_owned = d->cap_owned ? 2 * d->cap_owned : 8;
-	}
-	d->owned[d->n_owned++] = w;
-	pthread_mutex_unlock(&d->lock);
 	*out = w;
 	return 0;
 }
