@@ -106,6 +106,8 @@ static inline void arena_reset(struct arena *a)
 /* ---- small helpers ---- */
 /* Parse "123", "4K", "1.5G", "512MiB" into bytes. Returns 0 or -EINVAL. */
 int parse_size(const char *s, uint64_t *out);
+/* 10^k for 0 <= k <= 22: the powers of ten a double holds exactly. */
+double pow10_exact(int k);
 /* snprintf(out, 32, "%.*g", prec, v), byte for byte, for finite v and prec
  * 1..17; ~10x faster for prec <= 15 (JSON tensors). Returns the length. */
 size_t fmt_g(char *out, double v, int prec);

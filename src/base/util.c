@@ -293,14 +293,20 @@ int mkdir_p(const char *path)
 	return 0;
 }
 
-/* 10^0 .. 10^22 are exact doubles; larger powers come from two factors. */
-static double pow10_of(int k)
+/* 10^k, exact; see base.h. */
+double pow10_exact(int k)
 {
 	static const double p[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
 				   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 				   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-	return k <= 22 ? p[k] : p[22] * pow10_of(k - 22);
+	return p[k];
+}
+
+/* 10^k for k >= 0: exact up to 22, larger powers from two factors. */
+static double pow10_of(int k)
+{
+	return k <= 22 ? pow10_exact(k) : pow10_exact(22) * pow10_of(k - 22);
 }
 
 /* v * 10^k, k of either sign, in one rounding where 10^|k| is exact. */

@@ -133,9 +133,6 @@ static bool number(struct scan *s, struct num *n)
 /* The double strtod gives for n. */
 static double real_of(const struct num *n)
 {
-	static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-				     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-				     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 	char buf[400];
 	size_t len = (size_t)(n->end - n->start);
 	double v;
@@ -143,7 +140,7 @@ static double real_of(const struct num *n)
 	/* Clinger: an exact mantissa and an exact power of ten, one rounding */
 	if (n->digits <= 19 && n->mant <= (1ull << 53) && n->exp10 >= -22 && n->exp10 <= 22) {
 		v = (double)n->mant;
-		v = n->exp10 >= 0 ? v * p10[n->exp10] : v / p10[-n->exp10];
+		v = n->exp10 >= 0 ? v * pow10_exact(n->exp10) : v / pow10_exact(-n->exp10);
 		return n->neg ? -v : v;
 	}
 	if (len >= sizeof(buf))
