@@ -10,13 +10,7 @@
  * demonstrations on a machine without a GPU, --synthetic-profile, which
  * every output labels as an estimate.
  */
-#include "cli.h"
-#include "config.h"
-#include "plan/plan.h"
-#if HAVE_CUDA
-#include "exec/exec.h"
-#include "mem/mem.h"
-#endif
+#include "cli/cli.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -27,7 +21,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define EXIT_USAGE 2
 #define MODE_ALL (-2)
 #define SYNTHETIC_NOTE "synthetic profile: an estimate from PAPER.md's figures, not a measurement"
 
@@ -49,25 +42,6 @@ static const char plan_usage[] =
 	"                        H100 figures (an estimate, for machines without GPU)\n"
 	"  --save-profile FILE   also write the profile used to FILE\n"
 	"  --show                print the plan and the other modes' predictions\n";
-
-struct plan_opts {
-	const char *model, *plans, *profile, *save_profile;
-	int mode;	 /* enum plan_mode or MODE_ALL */
-	uint32_t n_gpus; /* 0: the profile's */
-	int gpu_ids[PLAN_MAX_GPUS]; /* --gpus, ascending: the target first */
-	bool synthetic, show;
-};
-
-/* State of one `dprt plan` run. */
-struct plan_job {
-	const struct plan_opts *o;
-	char pkg_path[4096], dir[4096];
-	struct pkg *pkg;
-	const struct graph *g;
-	struct plan_profile *pf;
-	uint32_t n_gpus;
-	bool tty;
-};
 
 static void usage_hint(const char *msg)
 {
@@ -273,69 +247,7 @@ static int parse_args(int argc, char **argv, struct plan_opts *o)
 	return 0;
 }
 
-/* ---------------------------------------------------------- profile */
-
-#if HAVE_CUDA
-/* Measure the package with the GPU profiler on the GPUs of --gpus (GPU 0
- * without it), the first as the target. */
-static int gpu_profile(struct plan_job *j)
-{
-	const struct plan_opts *o = j->o;
-	struct cuda_dev *devs[PLAN_MAX_GPUS] = {0};
-	struct hoststore *hs = NULL;
-	uint32_t n = o->n_gpus ? o->n_gpus : 1, k;
-	char why[400];
-	int ret = 0;
-
-	for (k = 0; k < n && !ret; k++)
-		ret = cuda_device_open(o->n_gpus ? o->gpu_ids[k] : 0, &devs[k]);
-	if (ret == DPRT_ENODEV) {
-		snprintf(why, sizeof(why), "%s", err_msg(ret));
-		ret = err_set(ret, "no GPU to profile %s on (%s); give --profile FILE (written "
-			      "by the profiler on the GPU machine) or --synthetic-profile (an "
-			      "estimate from PAPER.md's figures)", j->pkg_path, why);
-	}
-	if (!ret)
-		ret = hoststore_load(j->pkg, &hs);
-	if (!ret && j->tty)
-		fprintf(stderr, "profiling %s on %u GPU%s ... ", j->g->name, n, n == 1 ? "" : "s");
-	if (!ret)
-		ret = cuda_profile(devs, n, j->g, hoststore_base(hs), pkg_checksum(j->pkg), &j->pf);
-	if (j->tty)
-		fprintf(stderr, "\r%40s\r", "");
-	hoststore_destroy(hs);
-	for (k = 0; k < n; k++)
-		if (devs[k])
-			cuda_device_close(devs[k]);
-	return ret;
-}
-#endif
-
-static int get_profile(struct plan_job *j)
-{
-	const struct plan_opts *o = j->o;
-	uint64_t sum = pkg_checksum(j->pkg);
-	int ret;
-
-	if (o->synthetic)
-		return plan_profile_synthetic(j->g, sum, o->n_gpus ? o->n_gpus : 1, &j->pf);
-#if HAVE_CUDA
-	if (!o->profile)
-		return gpu_profile(j);
-#else
-	if (!o->profile)
-		return err_set(DPRT_ENODEV,
-			       "this dprt has no GPU profiler (the CUDA backend is not built "
-			       "in), so it cannot measure %s; give --profile FILE (written by "
-			       "the profiler on the GPU machine) or --synthetic-profile (an "
-			       "estimate from PAPER.md's figures)",
-			       j->pkg_path);
-#endif
-	ret = plan_profile_read(o->profile, &j->pf);
-	if (!ret)
-		ret = plan_profile_match(j->pf, o->profile, sum, j->g);
-	return ret;
-}
+/* ---------------------------------------- profile (got in device.c) */
 
 static bool synthetic(const struct plan_profile *pf)
 {
@@ -525,7 +437,7 @@ static int run_job(struct plan_job *j)
 	if (ret)
 		return ret;
 	j->g = pkg_graph(j->pkg);
-	ret = get_profile(j);
+	ret = cli_get_profile(j);
 	if (ret)
 		return ret;
 	j->n_gpus = o->n_gpus ? o->n_gpus : j->pf->link.n_gpus;
