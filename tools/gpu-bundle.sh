@@ -54,7 +54,7 @@ nvcc_flags="$nvcc_flags -gencode arch=compute_80,code=sm_80"
 nvcc_flags="$nvcc_flags -gencode arch=compute_90,code=sm_90"
 nvcc_flags="$nvcc_flags -gencode arch=compute_90,code=compute_90"
 
-# Everything the GPU binaries need from src/ (not main.c, net/, sched/).
+# Everything the GPU binaries need from src/ (not cli/, net/, sched/, api.c).
 srcs="src/base/*.c src/model/*.c src/exec/cpu/*.c src/exec/cuda/*.c src/mem/*.c src/plan/*.c"
 # What the dprt command adds: build.ninja's C sources that $srcs lacks.
 cli_srcs=
@@ -86,7 +86,10 @@ cc_obj()
 }
 
 mkdir -p "$obj/kernels" "$stage/bin" "$stage/lib" "$out"
-grep -qsx "/$out/" .git/info/exclude || echo "/$out/" >>.git/info/exclude
+# Keep the bundle out of git: .gitignore has gpu/ and gpu-*/, another DIR
+# goes into info/exclude (a worktree's .git is a file: ask git for the path).
+git check-ignore -q "$out/" ||
+	echo "/$out/" >>"$(git rev-parse --git-path info/exclude)"
 
 echo "NVCC src/exec/cuda/kernels.cu"
 "$NVCC" $nvcc_flags -fatbin -o "$obj/kernels/kernels.fatbin" src/exec/cuda/kernels.cu
