@@ -82,7 +82,7 @@ struct plan_job {
  * 0 or a negative code with err_set (DPRT_ENODEV without CUDA). */
 int cli_open_device(int gpu, const struct exec_ops **be, void **dev);
 /* Close what cli_open_device opened; dev may be NULL. */
-void cli_close_device(void *dev);
+void cli_close_device(const struct exec_ops *be, void *dev);
 /* The device's name for `dprt run`'s report. */
 const char *cli_device_label(const struct exec_ops *be, void *dev);
 

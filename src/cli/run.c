@@ -238,7 +238,7 @@ static int run_path(const struct run_opts *o)
 		ret = run_model(o, pkg_graph(p), hoststore_base(hs), be, dev);
 	hoststore_destroy(hs);
 	pkg_close(p);
-	cli_close_device(dev);
+	cli_close_device(be, dev);
 	return ret ? cli_fail("run", ret) : 0;
 }
 

@@ -96,6 +96,12 @@ static int serve_opt(int c, const char *arg, struct serve_opts *o)
 		}
 		o->sched.cold_mode = arg;
 		return 0;
+	case 'E':
+		if (sched_evict_parse(arg, &o->sched.evict_policy)) {
+			cli_usage_hint(NULL, err_msg(0));
+			return EXIT_USAGE;
+		}
+		return 0;
 	case 'v': log_set_level(LOG_DEBUG); return 0;
 	case 'q': log_set_level(LOG_ERROR); return 0;
 	case 'L':
@@ -133,6 +139,7 @@ int cmd_serve(int argc, char **argv)
 		{"queue-depth", required_argument, 0, 'Q'}, {"load", required_argument, 0, 'L'},
 		{"spin-us", required_argument, 0, 'S'},
 		{"cold-mode", required_argument, 0, 'M'}, {"plans", required_argument, 0, 'p'},
+		{"evict", required_argument, 0, 'E'},
 		{"verbose", no_argument, 0, 'v'},	   {"quiet", no_argument, 0, 'q'},
 		{"help", no_argument, 0, 'h'},		   {0, 0, 0, 0},
 	};

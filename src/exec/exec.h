@@ -30,24 +30,95 @@ enum exec_place {
 			 * device-mapped, i.e. a host weight store (mem.h) */
 };
 
+struct plan;
+struct plan_profile;
+
+/* What one cold start by plan did (exec_ops.cold_run). */
+struct exec_cold_info {
+	bool cold;	       /* weights were brought in (false: was resident) */
+	uint32_t links;	       /* links that carried bytes, the target's included */
+	uint64_t bytes_loaded; /* copied to the device, all links */
+	uint64_t bytes_dha;    /* left in host memory, read in place */
+};
+
+/*
+ * A backend: its devices, its models and, optionally, cold starts by plan.
+ * Members marked optional may be NULL; the front end's defaults are said
+ * beside them. A device handle (void *dev) is the backend's own; a device
+ * is used by the thread that opened it only (its worker), except where a
+ * member says "any thread".
+ */
 struct exec_ops {
 	const char *name;
-	/* Make a runnable model. dev: backend's device handle (NULL for cpu).
-	 * Called by the thread that owns the device. */
+
+	/* ---- devices ---- */
+	/* Devices the backend can open (any thread); 0 when it has none
+	 * (no driver). */
+	int (*dev_count)(void);
+	/* Open device ordinal for the calling thread, which owns it from then
+	 * on. DPRT_ENODEV when there is no such device; else 0 and *out. */
+	int (*dev_open)(int ordinal, void **out);
+	/* Close a device; every model made on it must be destroyed first. */
+	void (*dev_close)(void *dev);
+	/* "NVIDIA H100 80GB HBM3, sm_90, 132 SMs": for logs. */
+	const char *(*dev_label)(const void *dev);
+	/* "NVIDIA H100 80GB HBM3": what profiles and plans are keyed by. */
+	const char *(*dev_model)(const void *dev);
+	/* Device bytes handed out to models now (any thread; a snapshot). */
+	uint64_t (*dev_used)(const void *dev);
+
+	/* ---- models ---- */
+	/* Make a runnable model on dev (NULL: the CPU backend's implicit
+	 * device). Called by the thread that owns the device. */
 	int (*model_create)(void *dev, const struct graph *g, const void *weights,
 			    struct exec_model **out);
 	void (*model_destroy)(struct exec_model *m);
 	/* Run one inference. in[g->n_inputs]; out[g->n_outputs] is filled with
 	 * shapes and pointers to buffers owned by the model, valid until the
 	 * next run or destroy. Bad input (shape, dtype, token id) returns an
-	 * error with err_set and leaves the model usable. */
+	 * error with err_set and leaves the model usable. A cold model that is
+	 * evicted makes a cold start. */
 	int (*model_run)(struct exec_model *m, const struct tview *in, struct tview *out);
 	/* Optional (NULL: the backend has no device memory; use model_create).
 	 * Like model_create, with place[g->n_layers] giving each layer's enum
 	 * exec_place; place == NULL means every layer PLACE_LOAD. */
 	int (*model_create_placed)(void *dev, const struct graph *g, const void *weights,
 				   const uint8_t *place, struct exec_model **out);
+
+	/* ---- cold starts by plan (optional: all NULL, or all set) ----
+	 * A cold model is made from a plan (plan/plan.h) for one device: its
+	 * DHA layers stay in host memory (weights must be a host weight
+	 * store), its LOAD layers are brought in by each cold start and given
+	 * back by an eviction; what else it holds (shape plans, graphs) stays
+	 * while it is evicted. */
+	/* Measure g on devs[0] (devs[1..n-1]: helpers for the link facts) and
+	 * fill a profile for plans. The calling thread owns every device; it
+	 * may take seconds. 0 or an error with err_set. */
+	int (*profile)(void *const *devs, uint32_t n_devs, const struct graph *g,
+		       const void *weights, uint64_t pkg_checksum, struct plan_profile **out);
+	/* A cold model of g by plan p on dev, made evicted (its first run is
+	 * a cold start). p may be freed afterwards. */
+	int (*cold_create)(void *dev, const struct graph *g, const void *weights,
+			   const struct plan *p, struct exec_model **out);
+	/* Give m's LOAD layers' device memory back (no-op when evicted). */
+	int (*cold_evict)(struct exec_model *m);
+	/* Whether m's LOAD layers are in device memory. */
+	bool (*cold_resident)(const struct exec_model *m);
+	/* model_run that says what happened (info may be NULL). On failure m
+	 * is left evicted and usable. */
+	int (*cold_run)(struct exec_model *m, const struct tview *in, struct tview *out,
+			struct exec_cold_info *info);
 };
+
+/* The GPU backend of this build (&cuda_backend), or NULL in a build
+ * without one. */
+extern const struct exec_ops *const exec_gpu_backend;
+
+/* Whether a backend makes cold models by plan. */
+static inline bool exec_has_cold(const struct exec_ops *be)
+{
+	return be && be->cold_create;
+}
 
 /* The CPU reference backend (OpenBLAS GEMMs, plain C elsewhere).
  * Computes in fp32 whatever the weight dtype; FP16/BF16 outputs are
@@ -55,6 +126,20 @@ struct exec_ops {
 extern const struct exec_ops cpu_backend;
 /* Threads the CPU backend's GEMMs may use (0 = BLAS default). */
 void cpu_set_threads(int n);
+/*
+ * The CPU backend's devices are virtual: dev_open(i) makes device "cpu<i>"
+ * whose device memory is simulated (a byte budget, no limit by default).
+ * Its cold models copy their plan's LOAD layers into memory of their own
+ * at each cold start (the transfer) and read the DHA layers in place; runs
+ * compute from the host weights either way. Profiles are the synthetic
+ * estimate (plan_profile_synthetic), keyed by the device model "cpu".
+ * Set the simulated capacity of a device (0: none); a cold start or model
+ * beyond it fails with -ENOMEM. Owner thread.
+ */
+void cpu_dev_set_capacity(void *dev, uint64_t bytes);
+/* What a CPU cold model holds on its device while evicted (simulating a
+ * GPU model's shape plans, graphs and events). */
+#define CPU_COLD_KEEP 4096u
 
 /* The CUDA backend (cuBLAS GEMMs, cuDNN convolutions and pooling, dprt's
  * own kernels elsewhere; fp32 without TF32, fp16/bf16 with fp32
@@ -109,9 +194,6 @@ uint64_t cuda_device_used(const struct cuda_dev *d);
  * cuda_cold_run promotes after every successful cold start. An eviction
  * gives the ranges back and the next cold start runs the plan as before.
  */
-struct plan;
-struct plan_profile;
-
 /* One GPU's transfer link for other GPUs' cold starts: a host-to-device
  * and a peer copy stream, two staging slots in its device memory, events.
  * Made and destroyed by the thread that owns d (it takes from d's pool);

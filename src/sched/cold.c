@@ -1,18 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Cold starts by plan on GPU workers: the worker's model for a repository
- * entry is the cold engine's (exec.h, cold.c) instead of a whole-model
+ * Cold starts by plan: a worker's model for a repository entry is its
+ * backend's cold model (exec.h: cold_create) instead of a whole-model
  * load. Its plan comes from the plan repository (`dprt plan` stores plans
- * and the measured profile, keyed by package checksum, GPU model and GPU
- * count): the stored plan, else one made from the stored profile; in an
- * explicit mode without either, the worker profiles the model on its GPU
- * at the first cold start, plans it and stores both for the next run. A cold
- * model that is evicted keeps its shape plans and graphs (the worker
- * charges that memory), so the next cold start only moves weights.
+ * and the measured profile, keyed by package checksum, device model and
+ * device count): the stored plan, else one made from the stored profile;
+ * in a planning mode without either, the worker profiles the model on its
+ * device and stores profile and plan for the next run. Plans are found
+ * when a model is loaded, by the worker between requests (worker.c:
+ * prepare), so no request waits for a profile of another model; a request
+ * that arrives first finds the plan itself. A cold model that is evicted
+ * keeps its shape plans and graphs (the worker charges that memory), so
+ * the next cold start only moves weights.
  *
- * Serving plans for one GPU: parallel transmission needs links of other
- * workers' GPUs, which serving does not lend yet. Off unless --cold-mode
- * names auto or a mode (the default, load, loads models whole).
+ * Serving plans for one device: parallel transmission needs links of other
+ * workers' devices, which serving does not lend yet.
  */
 #include "sched/internal.h"
 
@@ -20,18 +22,21 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
 #include "plan/plan.h"
 
 int sched_cold_mode_parse(const char *s, int *mode)
 {
 	int m;
 
-	if (s && !strcmp(s, "auto")) {
+	if (!s) {
+		*mode = WCOLD_DEFAULT;
+		return 0;
+	}
+	if (!strcmp(s, "auto")) {
 		*mode = WCOLD_AUTO;
 		return 0;
 	}
-	if (!s || !strcmp(s, "load")) {
+	if (!strcmp(s, "load")) {
 		*mode = WCOLD_LOAD;
 		return 0;
 	}
@@ -40,13 +45,32 @@ int sched_cold_mode_parse(const char *s, int *mode)
 		return err_set(-EINVAL, "cold mode '%s': serving plans cold starts for one GPU; "
 			       "parallel transmission runs in `dprt plan` and bench/coldstart", s);
 	if (m < 0)
-		return err_set(-EINVAL, "unknown cold mode '%s' (auto, load, demand, pipeline, "
-			       "deepplan, deepplan-v1 or dprt)", s);
+		return err_set(-EINVAL, "unknown cold mode '%s' (dprt, deepplan, deepplan-v1, "
+			       "pipeline, demand, auto or load)", s);
 	*mode = m;
 	return 0;
 }
 
-#if HAVE_CUDA
+int sched_evict_parse(const char *s, uint8_t *out)
+{
+	if (s && !strcmp(s, "cost"))
+		*out = SCHED_EVICT_COST;
+	else if (s && !strcmp(s, "lru"))
+		*out = SCHED_EVICT_LRU;
+	else
+		return err_set(-EINVAL, "unknown eviction policy '%s' (cost or lru)", s ? s : "");
+	return 0;
+}
+
+int sched_cold_mode_resolve(int mode, const struct exec_ops *be, bool gpu)
+{
+	if (!exec_has_cold(be))
+		return WCOLD_LOAD;
+	if (mode == WCOLD_DEFAULT)
+		return gpu ? (int)PLAN_DPRT : WCOLD_LOAD;
+	return mode;
+}
+
 /* Store what was measured and planned here for the next run (best effort:
  * it only saves profiling again). */
 static void store(const struct worker *w, const char *dir, const struct plan_profile *pf,
@@ -64,16 +88,15 @@ static void store(const struct worker *w, const char *dir, const struct plan_pro
 	log_info("%s: profile and plan stored in %s", w->name, dir);
 }
 
-/* Profile g on w's GPU, plan it in mode, store both. */
+/* Profile g on w's device, plan it in mode, store both. */
 static int make_plan(struct worker *w, const struct graph *g, uint64_t sum, const void *weights,
 		     enum plan_mode mode, const char *dir, struct plan **out)
 {
-	struct cuda_dev *d = w->devh;
 	struct plan_profile *pf = NULL;
 	uint64_t t0 = clock_ns();
 	int ret;
 
-	ret = cuda_profile(&d, 1, g, weights, sum, &pf) ?: plan_build(pf, mode, 1, out);
+	ret = w->ops->profile(&w->devh, 1, g, weights, sum, &pf) ?: plan_build(pf, mode, 1, out);
 	if (!ret) {
 		log_info("%s: %s profiled and planned (%s) in %.1f s", w->name, g->name,
 			 plan_mode_name(mode), (double)(clock_ns() - t0) / 1e9);
@@ -83,10 +106,8 @@ static int make_plan(struct worker *w, const struct graph *g, uint64_t sum, cons
 	return ret;
 }
 
-/* The stored plan, or one made from the stored profile (plan_get); in an
- * explicit mode without either, one made from a profile measured now. */
-static int find_plan(struct worker *w, struct repo_entry *e, const void *weights,
-		     struct plan **out)
+int sched_find_plan(struct worker *w, struct repo_entry *e, const void *weights,
+		    struct plan **out)
 {
 	const struct graph *g = repo_entry_graph(e);
 	enum plan_mode mode = w->cold_mode == WCOLD_AUTO ? PLAN_DPRT : (enum plan_mode)w->cold_mode;
@@ -97,7 +118,7 @@ static int find_plan(struct worker *w, struct repo_entry *e, const void *weights
 	ret = plan_repo_dir(w->s->o.plans_dir, e->path, g->name, sum, dir, sizeof(dir));
 	if (ret)
 		return ret;
-	ret = plan_get(dir, sum, cuda_device_model(w->devh), 1, mode, true, out);
+	ret = plan_get(dir, sum, w->ops->dev_model(w->devh), 1, mode, true, out);
 	if (!ret || w->cold_mode == WCOLD_AUTO)
 		return ret;
 	if (ret != -ENOENT) /* made for another package, or damaged */
@@ -106,62 +127,3 @@ static int find_plan(struct worker *w, struct repo_entry *e, const void *weights
 	err_clear();
 	return make_plan(w, g, sum, weights, mode, dir, out);
 }
-
-static int wcold_create(struct worker *w, struct repo_entry *e, const void *weights,
-			struct exec_model **out)
-{
-	struct plan *p = NULL;
-	int ret;
-
-	ret = find_plan(w, e, weights, &p);
-	if (ret)
-		return ret;
-	ret = cuda_cold_model_create(w->devh, repo_entry_graph(e), weights, p, NULL, 0, out);
-	plan_destroy(p);
-	return ret;
-}
-
-static int wcold_evict(struct exec_model *m)
-{
-	return cuda_cold_evict(m);
-}
-
-static bool wcold_resident(const struct exec_model *m)
-{
-	return cuda_cold_resident(m);
-}
-
-static uint64_t wcold_used(struct worker *w)
-{
-	return w->devh ? cuda_device_used(w->devh) : 0;
-}
-#else
-static int wcold_create(struct worker *w, struct repo_entry *e, const void *weights,
-			struct exec_model **out)
-{
-	UNUSED(w);
-	UNUSED(weights);
-	UNUSED(out);
-	return err_set(DPRT_EUNSUP, "%s: cold starts by plan need the CUDA backend", e->name);
-}
-
-static int wcold_evict(struct exec_model *m)
-{
-	UNUSED(m);
-	return err_set(DPRT_EUNSUP, "cold starts by plan need the CUDA backend");
-}
-
-static bool wcold_resident(const struct exec_model *m)
-{
-	UNUSED(m);
-	return true;
-}
-
-static uint64_t wcold_used(struct worker *w)
-{
-	UNUSED(w);
-	return 0;
-}
-#endif
-
-const struct wcold_ops wcold_cuda = {wcold_create, wcold_evict, wcold_resident, wcold_used};

@@ -96,9 +96,17 @@ struct wslot {
 	bool by_plan;	  /* em is the cold engine's: kept when evicted */
 	uint64_t keep;	  /* cold: device bytes em holds while evicted */
 	uint64_t load;	  /* cold: device bytes its weights take when in */
+	struct plan *plan; /* cold: its plan, found once (prepare or first use) */
+	uint8_t prep;	  /* enum slot_prep */
+	bool made_once;	  /* a model was made here before (re-creations) */
+	double rate;	  /* requests per second, decaying (cost policy) */
+	uint64_t rate_t;  /* when rate was last updated */
 	_Atomic uint64_t requests, failures, cold, bytes_loaded, lat_sum;
 	_Atomic uint64_t hist[SCHED_HIST_BUCKETS];
 } __attribute__((aligned(CACHELINE)));
+
+/* Where a slot stands with its plan. */
+enum slot_prep { PREP_NONE = 0, PREP_DONE = 1, PREP_FAILED = 2 };
 
 enum host_state { HOST_NONE = 0, HOST_READING = 1, HOST_READY = 2 };
 
@@ -172,6 +180,7 @@ uint32_t repo_match(struct repo *r, const char *name, uint32_t version,
 enum worker_kick {
 	KICK_DROP = 1u << 0, /* scan for unloaded models to drop */
 	KICK_STOP = 1u << 1, /* leave the thread loop */
+	KICK_PREPARE = 1u << 2, /* models were loaded: find their plans */
 };
 
 struct worker {
@@ -187,7 +196,7 @@ struct worker {
 	uint64_t batch_delay_ns;
 	uint64_t spin_ns;
 	int cold_mode; /* WCOLD_* or an enum plan_mode */
-	const struct wcold_ops *cops; /* cold models: wcold_cuda, or a test's */
+	int evict_policy; /* enum sched_evict */
 	int efd;
 	int cpu;
 	pthread_t thread;
@@ -215,28 +224,22 @@ struct worker {
 	_Atomic uint64_t busy __attribute__((aligned(CACHELINE)));
 	_Atomic uint64_t resident_bytes, resident_models;
 	_Atomic uint64_t requests, failures, cold, bytes_loaded, evictions;
+	_Atomic uint64_t standby_hits, creations, recreations, destroys, plans_made;
+	bool prep_pending; /* owner: some slot may still need its plan */
 };
 
-/* ---- cold starts by plan on GPU workers (src/sched/cold.c) ---- */
-enum { WCOLD_LOAD = -1, WCOLD_AUTO = -2 };
-/* How a worker makes and moves cold models: cold.c's on the CUDA backend
- * (wcold_cuda); a test may give a worker its own. */
-struct wcold_ops {
-	/* A cold model for e on w's device, by the plan stored for it (or
-	 * made from the stored profile) or, in an explicit mode without
-	 * either, by a plan made now from a profile measured on the device
-	 * (and stored). -ENOENT in auto mode with nothing stored. The model
-	 * comes evicted: its first run is a cold start. */
-	int (*create)(struct worker *w, struct repo_entry *e, const void *weights,
-		      struct exec_model **out);
-	/* Give a cold model's weight ranges back (it stays usable). */
-	int (*evict)(struct exec_model *m);
-	/* Whether a cold model's weights are on the device. */
-	bool (*resident)(const struct exec_model *m);
-	/* Device bytes in use on w's device. */
-	uint64_t (*used)(struct worker *w);
-};
-extern const struct wcold_ops wcold_cuda;
+/* ---- cold starts by plan (src/sched/cold.c) ---- */
+/* Worker cold modes besides an enum plan_mode: load models whole; the
+ * stored plan only (else whole); the default (dprt's planner on GPUs,
+ * whole loads on CPU devices, whose memory is the host's). */
+enum { WCOLD_LOAD = -1, WCOLD_AUTO = -2, WCOLD_DEFAULT = -3 };
+/* The cold mode a worker of backend be runs in for a parsed mode. */
+int sched_cold_mode_resolve(int mode, const struct exec_ops *be, bool gpu);
+/* The plan of e on w's device in w's cold mode: stored, made from the
+ * stored profile, or (a planning mode) made from a profile measured now
+ * and stored. -ENOENT in auto mode with nothing stored. w's thread. */
+int sched_find_plan(struct worker *w, struct repo_entry *e, const void *weights,
+		    struct plan **out);
 
 /* Make worker id for device dev (not started). 0 or an error with err_set;
  * a GPU device fails with DPRT_ENODEV in a build without a GPU backend. */

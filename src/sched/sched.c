@@ -233,6 +233,14 @@ static void load_all(struct sched *s)
 			log_info("model '%s' version %u: ready", ents[i]->name, ents[i]->version);
 }
 
+static void kick_all(struct sched *s, uint32_t what)
+{
+	uint32_t i;
+
+	for (i = 0; i < s->n_workers; i++)
+		worker_kick(s->w[i], what);
+}
+
 static int start_workers(struct sched *s)
 {
 	uint32_t i;
@@ -265,6 +273,7 @@ int sched_create(const struct sched_opts *o, struct sched **out)
 		goto out_destroy;
 	if (!s->o.explicit_load)
 		load_all(s);
+	kick_all(s, KICK_PREPARE);
 	if (!s->o.no_threads) {
 		ret = start_workers(s);
 		if (ret)
@@ -355,12 +364,16 @@ int sched_load(struct sched *s, const char *name, uint32_t version)
 {
 	struct repo_entry *ents[64];
 	uint32_t n;
+	int ret;
 
 	n = repo_match(s->repo, name, version, ents, ARRAY_SIZE(ents));
 	if (!n)
 		return repo_lookup(s->repo, name, version, &ents[0]);
 	/* Without a version: the highest one (entries come sorted). */
-	return repo_load_entry(s->repo, ents[MIN(n, ARRAY_SIZE(ents)) - 1]);
+	ret = repo_load_entry(s->repo, ents[MIN(n, ARRAY_SIZE(ents)) - 1]);
+	if (!ret)
+		kick_all(s, KICK_PREPARE);
+	return ret;
 }
 
 int sched_unload(struct sched *s, const char *name, uint32_t version)
@@ -374,8 +387,7 @@ int sched_unload(struct sched *s, const char *name, uint32_t version)
 	for (i = 0; i < n && i < ARRAY_SIZE(ents); i++)
 		repo_unload_entry(s->repo, ents[i]);
 	/* The workers drop the models once nothing queued needs them. */
-	for (i = 0; i < s->n_workers; i++)
-		worker_kick(s->w[i], KICK_DROP);
+	kick_all(s, KICK_DROP);
 	return 0;
 }
 
@@ -532,6 +544,12 @@ static void worker_stats(const struct sched *s, uint32_t i, struct sched_worker_
 	ws->cold_starts = ctr_get(&w->cold);
 	ws->bytes_loaded = ctr_get(&w->bytes_loaded);
 	ws->evictions = ctr_get(&w->evictions);
+	ws->standby_hits = ctr_get(&w->standby_hits);
+	ws->creations = ctr_get(&w->creations);
+	ws->recreations = ctr_get(&w->recreations);
+	ws->destroys = ctr_get(&w->destroys);
+	ws->plans = ctr_get(&w->plans_made);
+	ws->cold_mode = w->cold_mode;
 }
 
 static void model_stats(const struct sched *s, const struct repo_entry *e,

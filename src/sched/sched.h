@@ -114,6 +114,15 @@ struct sched;
 struct worker;
 struct sched_chan;
 
+/* Which idle model an eviction picks. */
+enum sched_evict {
+	SCHED_EVICT_COST = 0, /* the least expected reload time per byte freed:
+			       * its cold-start time (plan) x its recent rate */
+	SCHED_EVICT_LRU = 1,  /* the least recently used */
+};
+/* "cost" or "lru" -> enum sched_evict; else -EINVAL with err_set. */
+int sched_evict_parse(const char *s, uint8_t *out);
+
 struct sched_opts {
 	const char *models_dir; /* repository root (required) */
 	const char *gpus;	/* --gpus, NULL = "cpu" */
@@ -128,14 +137,19 @@ struct sched_opts {
 	uint32_t spin_us;	 /* idle spin before sleeping, 0 = 50 */
 	uint32_t spill_depth;	 /* queue depth at which a model also starts on
 				  * an idle device with free memory, 0 = 4 */
-	const char *cold_mode;	 /* GPU cold starts: NULL or "load" (whole
-				  * model), "auto" (the stored one-GPU dprt
-				  * plan if `dprt plan` made one, else whole),
-				  * or a plan mode: demand, pipeline, deepplan,
-				  * deepplan-v1, dprt (planned for one GPU,
-				  * profiled on it at the first cold start if
-				  * no plan is stored) */
+	const char *cold_mode;	 /* cold starts: a plan mode (dprt, deepplan,
+				  * deepplan-v1, pipeline, demand: the stored
+				  * one-device plan, else one made from the
+				  * stored profile, else the model is profiled
+				  * on its device when loaded, between
+				  * requests, and both stored), "auto" (a
+				  * stored dprt plan, else whole), "load"
+				  * (whole models); NULL = dprt on GPUs, load
+				  * on CPU devices */
 	const char *plans_dir;	 /* plan repository, NULL = plan_repo_dir's */
+	uint8_t evict_policy;	 /* enum sched_evict */
+	uint64_t cpu_dev_capacity; /* simulated memory of each CPU device
+				    * (bytes, 0 = none; tests) */
 	bool explicit_load;	 /* don't load every model at start */
 	bool no_threads;	 /* don't start worker threads (tests step them) */
 	bool no_pin;		 /* don't pin worker threads to cores */
@@ -193,6 +207,11 @@ unsigned worker_poll(struct worker *w, unsigned budget, uint64_t now);
 /* Start the worker's thread, pinned to core cpu (-1: not pinned). 0 or
  * -errno with err_set. The thread that made the scheduler. */
 int worker_start(struct worker *w, int cpu);
+/* One step of background work: find the plan of one loaded model that
+ * has none on this worker yet (profiling it if the mode plans and nothing
+ * is stored). Returns whether it did something. Called by the worker's
+ * thread when it has no requests, or by the thread that polls it. */
+bool worker_prepare(struct worker *w);
 /* Requests queued on the worker (ring + the one running). Any thread. */
 uint32_t worker_queue_depth(const struct worker *w);
 /* Bytes of device memory held by resident models. Any thread. */
@@ -305,6 +324,12 @@ struct sched_worker_stats {
 	int32_t dev_id, cpu;
 	uint64_t queue_depth, resident_models, resident_bytes, mem_limit;
 	uint64_t requests, failures, cold_starts, bytes_loaded, evictions;
+	uint64_t standby_hits; /* cold starts of a kept (evicted) cold model */
+	uint64_t creations;    /* models made here for the first time */
+	uint64_t recreations;  /* models made again after being destroyed */
+	uint64_t destroys;     /* models destroyed (room, unload, shutdown) */
+	uint64_t plans;	       /* cold-start plans found or made */
+	int32_t cold_mode;     /* the worker's: an enum plan_mode, or < 0 */
 };
 
 struct sched_model_stats {

@@ -10,6 +10,7 @@
 #include "sched/internal.h"
 
 #include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdio.h>
@@ -19,56 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
-
-/* The GPU backend; none in a build without CUDA. */
-#if HAVE_CUDA
-static const struct exec_ops *const gpu_ops = &cuda_backend;
-
-static int gpu_count(void)
-{
-	return cuda_device_count();
-}
-
-static int gpu_open(int ordinal, void **devh)
-{
-	return cuda_device_open(ordinal, (struct cuda_dev **)devh);
-}
-
-static void gpu_close(void *devh)
-{
-	cuda_device_close(devh);
-}
-
-static const char *gpu_label(void *devh)
-{
-	return cuda_device_name(devh);
-}
-#else
-static const struct exec_ops *const gpu_ops = NULL;
-
-static int gpu_count(void)
-{
-	return 0;
-}
-
-static int gpu_open(int ordinal, void **devh)
-{
-	UNUSED(devh);
-	return err_set(DPRT_ENODEV, "gpu%d: built without CUDA", ordinal);
-}
-
-static void gpu_close(void *devh)
-{
-	UNUSED(devh);
-}
-
-static const char *gpu_label(void *devh)
-{
-	UNUSED(devh);
-	return "";
-}
-#endif
+#include "plan/plan.h"
 
 int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev,
 		  struct worker **out)
@@ -76,13 +28,15 @@ int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev,
 	struct worker *w;
 	int ret = -ENOMEM;
 
-	if (dev->kind == SCHED_DEV_GPU && !gpu_ops)
+	const struct exec_ops *be = dev->kind == SCHED_DEV_GPU ? exec_gpu_backend : &cpu_backend;
+
+	if (!be)
 		return err_set(DPRT_ENODEV, "device gpu%d: this dprt was built without CUDA, so "
 			       "it has no GPU backend (serve with --gpus cpu)", dev->id);
-	if (dev->kind == SCHED_DEV_GPU && dev->id >= gpu_count())
+	if (dev->id >= be->dev_count())
 		return err_set(DPRT_ENODEV, "device gpu%d: no such GPU (the driver sees %d; "
 			       "serve with --gpus cpu on a machine without GPUs)", dev->id,
-			       gpu_count());
+			       be->dev_count());
 	w = aligned_alloc(CACHELINE, ALIGN_UP(sizeof(*w), CACHELINE));
 	if (!w)
 		return -ENOMEM;
@@ -91,7 +45,7 @@ int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev,
 	w->repo = s->repo;
 	w->id = id;
 	w->dev = *dev;
-	w->ops = dev->kind == SCHED_DEV_GPU ? gpu_ops : &cpu_backend;
+	w->ops = be;
 	snprintf(w->name, sizeof(w->name), "%s%d", dev->kind == SCHED_DEV_GPU ? "gpu" : "cpu",
 		 (int)dev->id);
 	w->mem_limit = s->o.gpu_mem_limit ? s->o.gpu_mem_limit : UINT64_MAX;
@@ -101,13 +55,11 @@ int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev,
 	w->cpu = -1;
 	lnode_init(&w->lru);
 	lnode_init(&w->standby);
-	w->cold_mode = WCOLD_LOAD;
-	w->cops = &wcold_cuda;
-	if (dev->kind == SCHED_DEV_GPU) {
-		ret = sched_cold_mode_parse(s->o.cold_mode, &w->cold_mode);
-		if (ret)
-			goto out_free;
-	}
+	w->evict_policy = s->o.evict_policy;
+	ret = sched_cold_mode_parse(s->o.cold_mode, &w->cold_mode);
+	if (ret)
+		goto out_free;
+	w->cold_mode = sched_cold_mode_resolve(w->cold_mode, be, dev->kind == SCHED_DEV_GPU);
 	w->rbuf = calloc(s->o.queue_depth, sizeof(*w->rbuf));
 	ret = -ENOMEM;
 	if (!w->rbuf)
@@ -144,6 +96,7 @@ static bool slot_in_use(const struct wslot *sl)
  * the host copy. */
 static void destroy(struct worker *w, struct wslot *sl)
 {
+	ctr_add(&w->destroys, 1);
 	lnode_del(&sl->lru);
 	w->ops->model_destroy(sl->em);
 	sl->em = NULL;
@@ -165,7 +118,7 @@ static void evict(struct worker *w, struct wslot *sl)
 	log_debug("%s: evicting '%s' v%u", w->name, sl->e->name, sl->e->version);
 	lnode_del(&sl->lru);
 	atomic_store(&sl->resident, false);
-	if (sl->by_plan && repo_entry_state(sl->e) == REPO_READY && !w->cops->evict(sl->em)) {
+	if (sl->by_plan && repo_entry_state(sl->e) == REPO_READY && !w->ops->cold_evict(sl->em)) {
 		w->used -= sl->bytes - sl->keep;
 		sl->bytes = sl->keep;
 		lnode_add_head(&w->standby, &sl->lru);
@@ -175,6 +128,13 @@ static void evict(struct worker *w, struct wslot *sl)
 	err_clear();
 	destroy(w, sl);
 	publish_residency(w, -1);
+}
+
+static void forget_plan(struct wslot *sl)
+{
+	plan_destroy(sl->plan);
+	sl->plan = NULL;
+	sl->prep = PREP_NONE;
 }
 
 /* An unloaded (or failed) model leaves the device once nothing queued here
@@ -187,6 +147,7 @@ static void maybe_drop(struct worker *w, struct wslot *sl)
 		evict(w, sl);
 	else
 		destroy(w, sl);
+	forget_plan(sl);
 }
 
 static void drop_list(struct worker *w, struct lnode *head)
@@ -236,6 +197,64 @@ static void count_bytes(const struct lnode *head, const struct wslot *self, uint
 	}
 }
 
+/* Decay of a model's request rate: requests further back than this count
+ * for less than 1/e. */
+#define RATE_TAU_NS (30 * 1000000000.0)
+/* Reload speed assumed for a whole-model load without a plan. */
+#define WHOLE_LOAD_BPS 25e9
+
+static double rate_at(const struct wslot *sl, uint64_t now)
+{
+	return now > sl->rate_t ? sl->rate * exp(-(double)(now - sl->rate_t) / RATE_TAU_NS)
+				: sl->rate;
+}
+
+/* A request for sl arrived at now: its decaying rate (per second). */
+static void count_rate(struct wslot *sl, uint64_t now)
+{
+	sl->rate = rate_at(sl, now) + 1e9 / RATE_TAU_NS;
+	sl->rate_t = MAX(sl->rate_t, now);
+}
+
+/* What evicting sl is expected to cost per second, per byte it frees:
+ * the time of bringing it back times how often it is asked for. */
+static double evict_cost(const struct wslot *sl, uint64_t now)
+{
+	const struct graph *g = repo_entry_graph(sl->e);
+	uint64_t freed = sl->by_plan ? sl->bytes - sl->keep : sl->bytes;
+	double reload_ns = sl->by_plan && sl->plan ? sl->plan->total_ns
+						  : (double)g->weights_size / WHOLE_LOAD_BPS * 1e9;
+
+	return rate_at(sl, now) * reload_ns / (double)(freed ? freed : 1);
+}
+
+/* The idle resident model to evict (never self): the least recently used,
+ * or under the cost policy the cheapest to lose (ties: the least recently
+ * used). NULL if none is idle. */
+static struct wslot *pick_victim(struct worker *w, const struct wslot *self)
+{
+	struct wslot *best = NULL;
+	double best_cost = 0;
+	uint64_t now = clock_ns();
+	struct lnode *n;
+
+	for (n = w->lru.prev; n != &w->lru; n = n->prev) {
+		struct wslot *sl = container_of(n, struct wslot, lru);
+		double c;
+
+		if (sl == self || slot_in_use(sl))
+			continue;
+		if (w->evict_policy == SCHED_EVICT_LRU)
+			return sl;
+		c = evict_cost(sl, now);
+		if (!best || c < best_cost) {
+			best = sl;
+			best_cost = c;
+		}
+	}
+	return best;
+}
+
 /*
  * Free one idle model's device memory (never self's): evict the least
  * recently used resident one (a cold model goes to standby, freeing its
@@ -244,14 +263,11 @@ static void count_bytes(const struct lnode *head, const struct wslot *self, uint
  */
 static bool drop_one(struct worker *w, const struct wslot *self, bool count)
 {
+	struct wslot *victim = pick_victim(w, self);
 	struct lnode *n;
 
-	for (n = w->lru.prev; n != &w->lru; n = n->prev) {
-		struct wslot *sl = container_of(n, struct wslot, lru);
-
-		if (sl == self || slot_in_use(sl))
-			continue;
-		evict(w, sl);
+	if (victim) {
+		evict(w, victim);
 		if (count)
 			ctr_add(&w->evictions, 1);
 		return true;
@@ -305,12 +321,14 @@ static int worker_open_device(struct worker *w)
 {
 	int ret;
 
-	if (w->dev.kind != SCHED_DEV_GPU || w->devh)
+	if (w->devh)
 		return 0;
-	ret = gpu_open(w->dev.id, &w->devh);
+	ret = w->ops->dev_open(w->dev.id, &w->devh);
 	if (ret)
 		return err_set(DPRT_EDEVICE, "device %s: %s", w->name, err_msg(ret));
-	log_info("%s: %s", w->name, gpu_label(w->devh));
+	log_info("%s: %s", w->name, w->ops->dev_label(w->devh));
+	if (w->dev.kind == SCHED_DEV_CPU && w->s->o.cpu_dev_capacity)
+		cpu_dev_set_capacity(w->devh, w->s->o.cpu_dev_capacity);
 	return 0;
 }
 
@@ -338,6 +356,30 @@ static bool out_of_memory(int ret)
 	return ret == -ENOMEM || ret == DPRT_EOVERLOAD;
 }
 
+/*
+ * Find sl's plan once (cold.c). Without one (auto mode and nothing
+ * stored, or planning failed) the model is loaded whole: PREP_FAILED,
+ * logged once.
+ */
+static void prepare_slot(struct worker *w, struct wslot *sl, const void *weights)
+{
+	int ret;
+
+	if (sl->prep != PREP_NONE)
+		return;
+	ret = sched_find_plan(w, sl->e, weights, &sl->plan);
+	/* out of memory while profiling: whole this time, try again later */
+	sl->prep = !ret ? PREP_DONE : out_of_memory(ret) ? PREP_NONE : PREP_FAILED;
+	if (!ret) {
+		ctr_add(&w->plans_made, 1);
+		return;
+	}
+	if (ret != -ENOENT)
+		log_warn("%s: '%s' v%u: no plan, it is loaded whole: %s", w->name, sl->e->name,
+			 sl->e->version, err_msg(ret));
+	err_clear();
+}
+
 /* A cold model by plan if the worker's cold mode has one for e (see
  * cold.c); else the backend's whole-model load. */
 static int create_model(struct worker *w, struct wslot *sl, const void *weights)
@@ -346,19 +388,15 @@ static int create_model(struct worker *w, struct wslot *sl, const void *weights)
 	int ret;
 
 	sl->by_plan = false;
-	if (w->cold_mode != WCOLD_LOAD) { /* GPU workers; see worker_create */
-		ret = w->cops->create(w, sl->e, weights, &sl->em);
-		if (!ret) {
-			sl->by_plan = true;
-			return 0;
-		}
-		if (w->cold_mode != WCOLD_AUTO || out_of_memory(ret))
+	ctr_add(sl->made_once ? &w->recreations : &w->creations, 1);
+	sl->made_once = true;
+	if (w->cold_mode != WCOLD_LOAD) {
+		prepare_slot(w, sl, weights);
+		if (sl->prep == PREP_DONE) {
+			ret = w->ops->cold_create(w->devh, g, weights, sl->plan, &sl->em);
+			sl->by_plan = !ret;
 			return ret;
-		/* auto: without a usable stored plan, a whole-model load */
-		if (ret != -ENOENT)
-			log_warn("%s: '%s': loading it whole: %s", w->name, sl->e->name,
-				 err_msg(ret));
-		err_clear();
+		}
 	}
 	return w->ops->model_create(w->devh, g, weights, &sl->em);
 }
@@ -372,9 +410,9 @@ static int create_evicting(struct worker *w, struct wslot *sl, const void *weigh
 	int ret;
 
 	for (;;) {
-		used0 = w->cops->used(w);
+		used0 = w->ops->dev_used(w->devh);
 		ret = create_model(w, sl, weights);
-		*held = ret ? 0 : w->cops->used(w) - used0;
+		*held = ret ? 0 : w->ops->dev_used(w->devh) - used0;
 		if (!out_of_memory(ret) || !free_one(w, sl))
 			return ret;
 	}
@@ -425,8 +463,10 @@ static int load_model(struct worker *w, struct wslot *sl, struct sched_req *req)
 	char why[SCHED_MSG_LEN];
 	int ret;
 
-	if (sl->em)
+	if (sl->em) {
+		ctr_add(&w->standby_hits, 1);
 		return load_kept(w, sl, req);
+	}
 	ret = worker_open_device(w);
 	if (ret)
 		return ret;
@@ -520,11 +560,11 @@ static int run_model(struct worker *w, struct wslot *sl, const struct tview *in,
 	if (!sl->by_plan)
 		return w->ops->model_run(sl->em, in, out);
 	for (;;) {
-		cold = !w->cops->resident(sl->em);
-		used0 = w->cops->used(w);
+		cold = !w->ops->cold_resident(sl->em);
+		used0 = w->ops->dev_used(w->devh);
 		ret = w->ops->model_run(sl->em, in, out);
 		if (!ret && cold) {
-			charge_load(w, sl, w->cops->used(w) - used0);
+			charge_load(w, sl, w->ops->dev_used(w->devh) - used0);
 			trim(w, sl);
 		}
 		if (!out_of_memory(ret) || !cold || !free_one(w, sl))
@@ -598,6 +638,7 @@ static void complete(struct worker *w, struct wslot *sl, struct sched_req *req, 
 
 static void touch(struct worker *w, struct wslot *sl)
 {
+	count_rate(sl, clock_ns());
 	if (w->lru.next == &sl->lru)
 		return;
 	lnode_del(&sl->lru);
@@ -937,6 +978,10 @@ unsigned worker_poll(struct worker *w, unsigned budget, uint64_t now)
 		atomic_fetch_and(&w->kick, ~(uint32_t)KICK_DROP);
 		drop_unloaded(w);
 	}
+	if (atomic_load_explicit(&w->kick, memory_order_acquire) & KICK_PREPARE) {
+		atomic_fetch_and(&w->kick, ~(uint32_t)KICK_PREPARE);
+		w->prep_pending = w->cold_mode != WCOLD_LOAD;
+	}
 	if (w->max_batch > 1)
 		return poll_batched(w, budget, now);
 	while (done < budget && (req = take(w))) {
@@ -944,6 +989,58 @@ unsigned worker_poll(struct worker *w, unsigned budget, uint64_t now)
 		done++;
 	}
 	return done;
+}
+
+/* ------------------------------------------------------------ preparing */
+
+/* The first READY entry whose slot here has no plan yet, or NULL. */
+static struct repo_entry *next_unprepared(struct worker *w)
+{
+	struct repo_entry **ents, *found = NULL;
+	uint32_t n, i;
+
+	n = repo_entries(w->repo, NULL, 0);
+	ents = n ? malloc(n * sizeof(*ents)) : NULL;
+	if (!ents)
+		return NULL;
+	n = MIN(n, repo_entries(w->repo, ents, n));
+	for (i = 0; i < n && !found; i++)
+		if (repo_entry_state(ents[i]) == REPO_READY && ents[i]->ws[w->id].prep == PREP_NONE &&
+		    !ents[i]->ws[w->id].em)
+			found = ents[i];
+	free(ents);
+	return found;
+}
+
+bool worker_prepare(struct worker *w)
+{
+	struct repo_entry *e;
+	const void *weights;
+
+	if (!w->prep_pending)
+		return false;
+	if (worker_open_device(w)) {
+		log_error("%s", err_msg(0));
+		w->prep_pending = false;
+		return false;
+	}
+	e = next_unprepared(w);
+	if (!e) {
+		w->prep_pending = false;
+		return false;
+	}
+	if (repo_acquire(w->repo, e, &weights)) {
+		log_warn("%s: '%s' v%u: cannot plan it now: %s", w->name, e->name, e->version,
+			 err_msg(0));
+		err_clear();
+		e->ws[w->id].prep = PREP_FAILED;
+		return true;
+	}
+	prepare_slot(w, &e->ws[w->id], weights);
+	if (e->ws[w->id].prep == PREP_NONE) /* out of memory: whole loads for now */
+		e->ws[w->id].prep = PREP_FAILED;
+	repo_release(w->repo, e);
+	return true;
 }
 
 /* ------------------------------------------------------------ posting */
@@ -1061,7 +1158,7 @@ static void worker_release_device(struct worker *w)
 	while (lnode_linked(&w->standby))
 		destroy(w, container_of(w->standby.prev, struct wslot, lru));
 	if (w->devh)
-		gpu_close(w->devh);
+		w->ops->dev_close(w->devh);
 	w->devh = NULL;
 }
 
@@ -1078,7 +1175,7 @@ static void *worker_main(void *arg)
 		log_error("%s", err_msg(0));
 	while (!(atomic_load(&w->kick) & KICK_STOP)) {
 		now = clock_ns();
-		if (worker_poll(w, 64, now)) {
+		if (worker_poll(w, 64, now) || worker_prepare(w)) {
 			idle_since = 0;
 			continue;
 		}
@@ -1121,12 +1218,28 @@ void worker_join(struct worker *w)
 	w->started = false;
 }
 
+static void forget_plans(struct worker *w)
+{
+	struct repo_entry **ents;
+	uint32_t n, i;
+
+	n = repo_entries(w->repo, NULL, 0);
+	ents = n ? malloc(n * sizeof(*ents)) : NULL;
+	if (!ents)
+		return;
+	n = MIN(n, repo_entries(w->repo, ents, n));
+	for (i = 0; i < n; i++)
+		forget_plan(&ents[i]->ws[w->id]);
+	free(ents);
+}
+
 void worker_destroy(struct worker *w)
 {
 	if (!w)
 		return;
 	worker_join(w);
 	worker_release_device(w); /* no_threads: the caller polled it */
+	forget_plans(w);
 	free(w->bbuf);
 	close(w->efd);
 	free(w->rbuf);

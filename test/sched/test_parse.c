@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "helpers.h"
+#include "plan/plan.h"
+#include "sched/internal.h"
 
 Test(parse, cpu_devices)
 {
@@ -107,7 +109,8 @@ Test(parse, gpu_without_gpus)
 	trepo_rm(dir);
 }
 
-/* --cold-mode: load is the default, pt modes are refused with a reason. */
+/* --cold-mode: the default resolves per device (dprt's planner on GPUs),
+ * pt modes are refused with a reason. */
 Test(parse, cold_modes)
 {
 	static const char *const good[] = {"load", "auto", "dprt", "deepplan", "deepplan-v1",
@@ -116,7 +119,10 @@ Test(parse, cold_modes)
 	size_t i;
 
 	cr_assert_eq(sched_cold_mode_parse(NULL, &mode), 0);
-	cr_assert_eq(mode, -1, "NULL: whole-model loads");
+	cr_assert_eq(mode, -3, "NULL: the default");
+	cr_assert_eq(sched_cold_mode_resolve(mode, &cpu_backend, true), PLAN_DPRT);
+	cr_assert_eq(sched_cold_mode_resolve(mode, &cpu_backend, false), -1, "CPU: whole");
+	cr_assert_eq(sched_cold_mode_resolve(PLAN_DEEPPLAN, &cpu_backend, false), PLAN_DEEPPLAN);
 	cr_assert_eq(sched_cold_mode_parse("load", &mode), 0);
 	cr_assert_eq(mode, -1);
 	cr_assert_eq(sched_cold_mode_parse("auto", &mode), 0);

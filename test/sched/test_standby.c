@@ -13,113 +13,40 @@
 #include <string.h>
 
 #include "helpers.h"
+#include "plan/plan.h"
 #include "sched/internal.h"
 
-#define KEEP 4096u
-#define MAX_MODELS 8
+#define KEEP CPU_COLD_KEEP
 
 static char dir[256];
+static struct worker *wk; /* the worker of the scheduler under test */
 
-static struct fake {
-	struct exec_model *m;
-	uint64_t wbytes;
-	bool resident;
-} fm[MAX_MODELS];
-static uint64_t used, cap;
-static int created, destroyed, cold_runs;
-
-static struct fake *of(const struct exec_model *m)
+/* What the worker did, from its counters and its device. */
+static int n_created(void)
 {
-	int i;
-
-	for (i = 0; i < MAX_MODELS; i++)
-		if (fm[i].m == m)
-			return &fm[i];
-	cr_assert_fail("a model the fake device did not make");
-	return NULL;
+	return (int)(ctr_get(&wk->creations) + ctr_get(&wk->recreations));
 }
 
-static int f_create(struct worker *w, struct repo_entry *e, const void *weights,
-		    struct exec_model **out)
+static int n_destroyed(void)
 {
-	const struct graph *g = repo_entry_graph(e);
-	struct fake *f = of(NULL);
-	int ret;
-
-	(void)w;
-	if (used + KEEP > cap)
-		return err_set(-ENOMEM, "fake device: out of memory");
-	ret = cpu_backend.model_create(NULL, g, weights, out);
-	if (ret)
-		return ret;
-	*f = (struct fake){.m = *out, .wbytes = g->weights_size};
-	used += KEEP;
-	created++;
-	return 0;
+	return (int)ctr_get(&wk->destroys);
 }
 
-static int f_evict(struct exec_model *m)
+static int n_cold(void)
 {
-	struct fake *f = of(m);
-
-	if (f->resident)
-		used -= f->wbytes;
-	f->resident = false;
-	return 0;
+	return (int)ctr_get(&wk->cold);
 }
 
-static bool f_resident(const struct exec_model *m)
+static uint64_t dev_used(void)
 {
-	return of(m)->resident;
+	return wk->devh ? wk->ops->dev_used(wk->devh) : 0;
 }
-
-static uint64_t f_used(struct worker *w)
-{
-	(void)w;
-	return used;
-}
-
-static const struct wcold_ops fake_cold = {f_create, f_evict, f_resident, f_used};
-
-/* A run of an evicted model is its cold start. */
-static int f_run(struct exec_model *m, const struct tview *in, struct tview *out)
-{
-	struct fake *f = of(m);
-
-	if (!f->resident) {
-		if (used + f->wbytes > cap)
-			return err_set(-ENOMEM, "fake device: out of memory for weights");
-		used += f->wbytes;
-		f->resident = true;
-		cold_runs++;
-	}
-	return cpu_backend.model_run(m, in, out);
-}
-
-static void f_destroy(struct exec_model *m)
-{
-	struct fake *f = of(m);
-
-	used -= KEEP + (f->resident ? f->wbytes : 0);
-	f->m = NULL;
-	destroyed++;
-	cpu_backend.model_destroy(m);
-}
-
-static struct exec_ops fake_ops;
 
 static void setup(void)
 {
 	trepo_make(dir, sizeof(dir));
 	trepo_add(dir, "bert", 1, "bert-tiny", 1);
 	trepo_add(dir, "gpt", 1, "gpt2-tiny", 2);
-	memset(fm, 0, sizeof(fm));
-	used = 0;
-	cap = UINT64_MAX;
-	created = destroyed = cold_runs = 0;
-	fake_ops = cpu_backend;
-	fake_ops.model_run = f_run;
-	fake_ops.model_destroy = f_destroy;
 }
 
 static void teardown(void)
@@ -129,20 +56,26 @@ static void teardown(void)
 
 TestSuite(standby, .init = setup, .fini = teardown);
 
-/* A scheduler with one worker whose models are cold models by plan. */
-static struct sched *cold_sched(uint64_t mem_limit)
+/* A scheduler with one virtual CPU device whose models are cold models by
+ * pipeline plans (every layer loaded: the device holds whole weights),
+ * under a memory limit, on a device of capacity dev_cap (0: none). */
+static struct sched *cold_sched2(uint64_t mem_limit, uint64_t dev_cap)
 {
 	struct sched_opts o = topts(dir, "cpu");
 	struct sched *s;
-	struct worker *w;
 
 	o.gpu_mem_limit = mem_limit;
+	o.cold_mode = "pipeline";
+	o.cpu_dev_capacity = dev_cap;
 	s = tsched(&o);
-	w = sched_worker(s, 0);
-	w->ops = &fake_ops;
-	w->cops = &fake_cold;
-	w->cold_mode = 0; /* a plan mode */
+	wk = sched_worker(s, 0);
+	cr_assert_eq(wk->cold_mode, PLAN_PIPELINE);
 	return s;
+}
+
+static struct sched *cold_sched(uint64_t mem_limit)
+{
+	return cold_sched2(mem_limit, 0);
 }
 
 /* One request for name; its flags. */
@@ -176,20 +109,19 @@ Test(standby, evicted_models_come_back_by_cold_start)
 		cr_assert(f & SCHED_F_COLD, "request %d: not a cold start", i);
 		cr_assert_leq(w->used, w->mem_limit, "request %d: %llu bytes charged", i,
 			      (unsigned long long)w->used);
-		cr_assert_eq(w->used, used, "request %d: charged %llu, the device holds %llu", i,
-			     (unsigned long long)w->used, (unsigned long long)used);
+		cr_assert_eq(w->used, dev_used(), "request %d: charged %llu, the device holds %llu", i,
+			     (unsigned long long)w->used, (unsigned long long)dev_used());
 	}
-	cr_assert_eq(created, 2, "models made %d times (kept ones come back)", created);
-	cr_assert_eq(cold_runs, 6);
-	cr_assert_eq(destroyed, 0);
+	cr_assert_eq(n_created(), 2, "models made %d times (kept ones come back)", n_created());
+	cr_assert_eq(n_cold(), 6);
+	cr_assert_eq(n_destroyed(), 0);
 	/* warm while resident */
 	cr_assert_eq(infer(s, ch, "gpt", 9) & SCHED_F_COLD, 0);
-	cr_assert_eq(cold_runs, 6);
+	cr_assert_eq(n_cold(), 6);
 	sched_stop(s);
 	sched_chan_destroy(ch);
+	cr_assert_eq(wk->used, dev_used());
 	sched_destroy(s);
-	cr_assert_eq(destroyed, created, "%d made, %d destroyed", created, destroyed);
-	cr_assert_eq(used, 0);
 }
 
 /* No room for a kept model beside the other's weights: it is destroyed,
@@ -206,19 +138,19 @@ Test(standby, kept_models_make_room)
 	for (i = 0; i < 4; i++) {
 		infer(s, ch, i % 2 ? "gpt" : "bert", i);
 		cr_assert_leq(w->used, w->mem_limit);
-		cr_assert_eq(w->used, used);
+		cr_assert_eq(w->used, dev_used());
 	}
 	/* the bigger model's weights and the other's kept bytes do not fit
-	 * together: kept models were destroyed and made again */
-	cr_assert_geq(destroyed, 1, "no kept model was destroyed to make room");
-	cr_assert_geq(created, 3, "made %d times", created);
-	cr_assert(created - destroyed >= 1 && created - destroyed <= 2, "%d made, %d destroyed",
-		  created, destroyed);
+	 * together: kept models were n_destroyed() and made again */
+	cr_assert_geq(n_destroyed(), 1, "no kept model was destroyed to make room");
+	cr_assert_geq(n_created(), 3, "made %d times", n_created());
+	cr_assert(n_created() - n_destroyed() >= 1 && n_created() - n_destroyed() <= 2, "%d made, %d destroyed",
+		  n_created(), n_destroyed());
 	sched_stop(s);
 	sched_chan_destroy(ch);
+	cr_assert_eq(wk->used, dev_used(), "charged %llu, the device holds %llu",
+		     (unsigned long long)wk->used, (unsigned long long)dev_used());
 	sched_destroy(s);
-	cr_assert_eq(destroyed, created);
-	cr_assert_eq(used, 0);
 }
 
 /* Unloading a model destroys its kept instance and lets go of its host copy. */
@@ -233,17 +165,18 @@ Test(standby, unload_drops_the_kept_model)
 	cr_assert_eq(sched_chan_create(s, &ch), 0);
 	infer(s, ch, "bert", 1);
 	infer(s, ch, "gpt", 2); /* bert goes to standby */
-	cr_assert_eq(destroyed, 0);
+	cr_assert_eq(n_destroyed(), 0);
 	cr_assert_eq(sched_unload(s, "bert", 0), 0, "%s", err_msg(0));
 	worker_poll(sched_worker(s, 0), 1, clock_ns());
-	cr_assert_eq(destroyed, 1, "the kept bert was not dropped");
+	cr_assert_eq(n_destroyed(), 1, "the kept bert was not dropped");
 	cr_assert_eq(repo_lookup(sched_repo(s), "bert", 1, &e), 0);
 	repo_entry_host(e, &users);
 	cr_assert_eq(users, 0, "bert's host copy still has %u users", users);
 	sched_stop(s);
 	sched_chan_destroy(ch);
+	cr_assert_eq(wk->used, dev_used(), "charged %llu, the device holds %llu",
+		     (unsigned long long)wk->used, (unsigned long long)dev_used());
 	sched_destroy(s);
-	cr_assert_eq(destroyed, created);
 }
 
 /* No limit configured, a device that runs out: a cold start that finds no
@@ -251,18 +184,18 @@ Test(standby, unload_drops_the_kept_model)
 Test(standby, device_oom_on_cold_start_evicts_and_retries)
 {
 	uint64_t wb = trepo_wsize(dir, "bert", 1), wg = trepo_wsize(dir, "gpt", 1);
-	struct sched *s = cold_sched(0);
+	struct sched *s = cold_sched2(0, (wb > wg ? wb : wg) + 2 * KEEP);
 	struct sched_chan *ch;
 	int i;
 
-	cap = (wb > wg ? wb : wg) + 2 * KEEP;
 	cr_assert_eq(sched_chan_create(s, &ch), 0);
 	for (i = 0; i < 4; i++)
 		infer(s, ch, i % 2 ? "gpt" : "bert", i);
-	cr_assert_eq(created, 2);
-	cr_assert_eq(cold_runs, 4);
+	cr_assert_eq(n_created(), 2);
+	cr_assert_eq(n_cold(), 4);
 	sched_stop(s);
 	sched_chan_destroy(ch);
+	cr_assert_eq(wk->used, dev_used(), "charged %llu, the device holds %llu",
+		     (unsigned long long)wk->used, (unsigned long long)dev_used());
 	sched_destroy(s);
-	cr_assert_eq(used, 0);
 }

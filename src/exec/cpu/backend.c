@@ -42,6 +42,9 @@ struct exec_model {
 	uint64_t arena_cap;
 	void **out; /* [n_outputs]: output buffers in the output dtype */
 	uint64_t *out_cap;
+	void *dev;	     /* virtual device (device.c), or NULL */
+	uint64_t charged;    /* its device bytes for this model */
+	struct cpu_cold *cold; /* a cold model by plan, else NULL */
 };
 
 static bool dt_is_float(uint8_t dt)
@@ -141,12 +144,14 @@ static int load_weights(struct exec_model *m, const void *weights)
 	return 0;
 }
 
-static void cpu_model_destroy(struct exec_model *m)
+void cpu_model_destroy(struct exec_model *m)
 {
 	uint32_t i;
 
 	if (!m)
 		return;
+	cpu_cold_fini(m->dev, m->cold);
+	cpu_dev_uncharge(m->dev, m->charged);
 	for (i = 0; i <= CPU_PLANS; i++) {
 		free(m->plans[i].key);
 		free(m->plans[i].shapes);
@@ -190,19 +195,27 @@ static int alloc_tables(struct exec_model *m)
 	return 0;
 }
 
-static int cpu_model_create(void *dev, const struct graph *g, const void *weights,
-			    struct exec_model **out)
+/* A model computing from weights; on a virtual device it is charged
+ * `charge` bytes of simulated device memory. */
+static int make_model(void *dev, const struct graph *g, const void *weights, uint64_t charge,
+		      struct exec_model **out)
 {
 	struct exec_model *m;
 	int ret;
 
-	UNUSED(dev);
 	if (!weights && g->weights_size)
 		return err_set(-EINVAL, "%s: no weight region given", g->name);
+	ret = cpu_dev_charge(dev, charge, g->name);
+	if (ret)
+		return ret;
 	m = calloc(1, sizeof(*m));
-	if (!m)
+	if (!m) {
+		cpu_dev_uncharge(dev, charge);
 		return -ENOMEM;
+	}
 	m->g = g;
+	m->dev = dev;
+	m->charged = charge;
 	ret = alloc_tables(m);
 	if (!ret)
 		ret = load_weights(m, weights);
@@ -214,6 +227,43 @@ static int cpu_model_create(void *dev, const struct graph *g, const void *weight
 out_destroy:
 	cpu_model_destroy(m);
 	return err_set(ret, "%s: out of memory creating the CPU model", g->name);
+}
+
+int cpu_model_create(void *dev, const struct graph *g, const void *weights,
+		     struct exec_model **out)
+{
+	return make_model(dev, g, weights, g->weights_size, out);
+}
+
+int cpu_cold_model_create(void *dev, const struct graph *g, const void *weights,
+			  const struct plan *p, struct exec_model **out)
+{
+	struct exec_model *m;
+	int ret;
+
+	ret = make_model(dev, g, weights, cpu_cold_keep(), &m);
+	if (ret)
+		return ret;
+	ret = cpu_cold_init(&m->cold, g, weights, p);
+	if (ret) {
+		cpu_model_destroy(m);
+		return ret;
+	}
+	*out = m;
+	return 0;
+}
+
+int cpu_cold_model_evict(struct exec_model *m)
+{
+	if (!m->cold)
+		return err_set(-EINVAL, "%s: not a cold model", m->g->name);
+	cpu_cold_evict(m->dev, m->cold);
+	return 0;
+}
+
+bool cpu_cold_model_resident(const struct exec_model *m)
+{
+	return !m->cold || cpu_cold_resident(m->cold);
 }
 
 /* ----------------------------------------------------------- parameters */
@@ -640,7 +690,7 @@ static void store_output(struct exec_model *m, const struct cpu_plan *pl, uint32
 		memcpy(v->data, src, v->nbytes);
 }
 
-static int cpu_model_run(struct exec_model *m, const struct tview *in, struct tview *out)
+static int run(struct exec_model *m, const struct tview *in, struct tview *out)
 {
 	const struct graph *g = m->g;
 	struct cpu_plan *pl;
@@ -667,12 +717,25 @@ static int cpu_model_run(struct exec_model *m, const struct tview *in, struct tv
 	return 0;
 }
 
-const struct exec_ops cpu_backend = {
-	.name = "cpu",
-	.model_create = cpu_model_create,
-	.model_destroy = cpu_model_destroy,
-	.model_run = cpu_model_run,
-};
+int cpu_cold_model_run(struct exec_model *m, const struct tview *in, struct tview *out,
+		       struct exec_cold_info *info)
+{
+	int ret;
+
+	if (info)
+		*info = (struct exec_cold_info){0};
+	if (m->cold) {
+		ret = cpu_cold_bring_in(m->dev, m->cold, info);
+		if (ret)
+			return ret;
+	}
+	return run(m, in, out);
+}
+
+int cpu_model_run(struct exec_model *m, const struct tview *in, struct tview *out)
+{
+	return cpu_cold_model_run(m, in, out, NULL);
+}
 
 /* Call from the thread that sets up the backends, before workers run. */
 void cpu_set_threads(int n)

@@ -12,6 +12,38 @@
 
 #include "exec/exec.h"
 
+/* ---- models (backend.c) and virtual devices (device.c) ---- */
+
+int cpu_model_create(void *dev, const struct graph *g, const void *weights,
+		     struct exec_model **out);
+void cpu_model_destroy(struct exec_model *m);
+int cpu_model_run(struct exec_model *m, const struct tview *in, struct tview *out);
+int cpu_cold_model_create(void *dev, const struct graph *g, const void *weights,
+			  const struct plan *p, struct exec_model **out);
+int cpu_cold_model_evict(struct exec_model *m);
+bool cpu_cold_model_resident(const struct exec_model *m);
+int cpu_cold_model_run(struct exec_model *m, const struct tview *in, struct tview *out,
+		       struct exec_cold_info *info);
+
+/* Simulated device memory: take bytes (-ENOMEM with err_set naming what
+ * beyond the device's capacity) or give them back. dev may be NULL (the
+ * implicit device: no accounting). */
+int cpu_dev_charge(void *dev, uint64_t bytes, const char *what);
+void cpu_dev_uncharge(void *dev, uint64_t bytes);
+
+/* A cold model's state: which layers its plan loads, and their device
+ * copy while resident. */
+struct cpu_cold;
+int cpu_cold_init(struct cpu_cold **out, const struct graph *g, const void *weights,
+		  const struct plan *p);
+void cpu_cold_fini(void *dev, struct cpu_cold *c);
+/* Device bytes a cold model holds while evicted. */
+uint64_t cpu_cold_keep(void);
+bool cpu_cold_resident(const struct cpu_cold *c);
+/* Copy the LOAD layers in if evicted (info: what moved; may be NULL). */
+int cpu_cold_bring_in(void *dev, struct cpu_cold *c, struct exec_cold_info *info);
+void cpu_cold_evict(void *dev, struct cpu_cold *c);
+
 /* ---- activation memory plan (plan.c) ---- */
 
 #define CPU_NO_OFFSET UINT64_MAX

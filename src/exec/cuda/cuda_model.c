@@ -7,6 +7,7 @@
  * same work afterwards.
  */
 #include "cuda_priv.h"
+#include "exec/cuda/device.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -517,8 +518,19 @@ static int cuda_model_run(struct exec_model *m, const struct tview *in, struct t
 
 const struct exec_ops cuda_backend = {
 	.name = "cuda",
+	.dev_count = cudadev_count,
+	.dev_open = cudadev_open,
+	.dev_close = cudadev_close,
+	.dev_label = cudadev_label,
+	.dev_model = cudadev_model,
+	.dev_used = cudadev_used,
 	.model_create = cuda_model_create,
 	.model_destroy = cuda_model_destroy,
 	.model_run = cuda_model_run,
 	.model_create_placed = cuda_model_create_placed,
+	.profile = cudadev_profile,
+	.cold_create = cudadev_cold_create,
+	.cold_evict = cudadev_cold_evict,
+	.cold_resident = cudadev_cold_resident,
+	.cold_run = cudadev_cold_run,
 };

@@ -831,7 +831,8 @@ def eviction_lru(fx):
     one, as /metrics shows."""
     repo = make_repo(fx, "lru", 9)
     limit = 2 * BERT_W + 100000
-    srv = fx.server("lru", repo, "--gpus", "cpu:4", "--gpu-mem-limit", str(limit))
+    srv = fx.server("lru", repo, "--gpus", "cpu:4", "--gpu-mem-limit", str(limit),
+                    "--evict", "lru")
     p = srv.port
     ins, want = fx.ref("bert-tiny")
 
@@ -869,6 +870,37 @@ def eviction_lru(fx):
     for d in range(1, 4):
         check(sample(fams, "dprt_evictions", device=f"cpu{d}") == 0, f"evictions cpu{d}")
     check(srv.stop() == 0, "lru server: exit status")
+
+
+@test
+def eviction_cost(fx):
+    """The default policy evicts the idle model whose loss costs least: of
+    two models as large as each other, the one asked for less often, even
+    when it was used more recently (LRU would evict the other)."""
+    repo = make_repo(fx, "cost", 3)
+    limit = 2 * BERT_W + 100000
+    srv = fx.server("cost", repo, "--gpus", "cpu", "--gpu-mem-limit", str(limit))
+    p = srv.port
+    ins, want = fx.ref("bert-tiny")
+
+    def go(m, cold):
+        wait_idle(p)
+        js, outs, _ = infer(p, m, ins)
+        check(js["parameters"]["cold_start"] == cold,
+              f"{m}: cold start {js['parameters']['cold_start']}, expected {cold}")
+        close_enough(outs["pooler_output"], want["pooler_output"], f"{m} output")
+
+    go("m0", True)
+    for _ in range(4):
+        go("m0", False)     # m0: asked for often
+    go("m1", True)          # m1: once, and the most recent
+    go("m2", True)          # evicts m1, not the least recently used m0
+    fams = metrics(p)
+    check(sample(fams, "dprt_model_resident", model="m1", device="cpu0") == 0,
+          "m1 (rarely asked for) not evicted")
+    check(sample(fams, "dprt_model_resident", model="m0", device="cpu0") == 1,
+          "m0 (often asked for) evicted")
+    check(srv.stop() == 0, "cost server: exit status")
 
 
 @test

@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The CPU backend's virtual devices and its cold models by plan. A device
+ * simulates device memory with a byte budget; a cold model's cold start
+ * copies its plan's LOAD layers from the host weight region into memory of
+ * its own (the transfer a GPU would make) and leaves the DHA layers in
+ * place; an eviction gives that memory back. Runs compute from the host
+ * weights either way, so answers equal the backend's whole-model ones. The
+ * scheduler drives these exactly as it drives the CUDA backend, so its
+ * cold-start path is tested without a GPU.
+ */
+#include "cpu.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plan/plan.h"
+
+struct cpu_dev {
+	int id;
+	uint64_t cap; /* 0: no limit */
+	_Atomic uint64_t used;
+	char label[32];
+};
+
+struct cpu_cold {
+	const struct graph *g;
+	const uint8_t *weights;
+	uint8_t *load;	     /* [n_layers]: 1 = LOAD by the plan */
+	uint64_t load_bytes; /* LOAD layers' bytes */
+	uint64_t dha_bytes;
+	void *mem; /* the LOAD layers while resident; NULL when evicted */
+};
+
+static int cpu_dev_count(void)
+{
+	return 1024; /* virtual: as many as asked for */
+}
+
+static int cpu_dev_open(int ordinal, void **out)
+{
+	struct cpu_dev *d;
+
+	if (ordinal < 0)
+		return err_set(DPRT_ENODEV, "cpu%d: no such device", ordinal);
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->id = ordinal;
+	snprintf(d->label, sizeof(d->label), "cpu%d (virtual)", ordinal);
+	*out = d;
+	return 0;
+}
+
+static void cpu_dev_close(void *dev)
+{
+	free(dev);
+}
+
+static const char *cpu_dev_label(const void *dev)
+{
+	return dev ? ((const struct cpu_dev *)dev)->label : "cpu";
+}
+
+static const char *cpu_dev_model(const void *dev)
+{
+	UNUSED(dev);
+	return "cpu";
+}
+
+static uint64_t cpu_dev_used(const void *dev)
+{
+	return dev ? atomic_load_explicit(&((const struct cpu_dev *)dev)->used,
+					  memory_order_relaxed)
+		   : 0;
+}
+
+void cpu_dev_set_capacity(void *dev, uint64_t bytes)
+{
+	((struct cpu_dev *)dev)->cap = bytes;
+}
+
+int cpu_dev_charge(void *dev, uint64_t bytes, const char *what)
+{
+	struct cpu_dev *d = dev;
+	uint64_t used;
+	char a[32], b[32];
+
+	if (!d || !bytes)
+		return 0;
+	used = atomic_load_explicit(&d->used, memory_order_relaxed);
+	if (d->cap && used + bytes > d->cap)
+		return err_set(-ENOMEM, "%s: out of device memory: %s needs %s, %s free", d->label,
+			       what, fmt_bytes(bytes, a, sizeof(a)),
+			       fmt_bytes(d->cap - used, b, sizeof(b)));
+	atomic_store_explicit(&d->used, used + bytes, memory_order_relaxed);
+	return 0;
+}
+
+void cpu_dev_uncharge(void *dev, uint64_t bytes)
+{
+	struct cpu_dev *d = dev;
+
+	if (d)
+		atomic_store_explicit(&d->used,
+				      atomic_load_explicit(&d->used, memory_order_relaxed) - bytes,
+				      memory_order_relaxed);
+}
+
+/* ---------------------------------------------------------- cold models */
+
+static int cpu_profile(void *const *devs, uint32_t n_devs, const struct graph *g,
+		       const void *weights, uint64_t pkg_checksum, struct plan_profile **out)
+{
+	UNUSED(devs);
+	UNUSED(weights);
+	return plan_profile_synthetic(g, pkg_checksum, n_devs ? n_devs : 1, out);
+}
+
+int cpu_cold_init(struct cpu_cold **out, const struct graph *g, const void *weights,
+		  const struct plan *p)
+{
+	struct cpu_cold *c;
+	uint32_t i;
+
+	if (p->prof.n_layers != g->n_layers)
+		return err_set(DPRT_EBADPLAN, "%s: the plan has %u layers, the model %u", g->name,
+			       p->prof.n_layers, g->n_layers);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->load = calloc(g->n_layers ? g->n_layers : 1, 1);
+	if (!c->load) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->g = g;
+	c->weights = weights;
+	for (i = 0; i < g->n_layers; i++) {
+		c->load[i] = p->rows[i].place == PLAN_LOAD;
+		if (c->load[i])
+			c->load_bytes += g->layers[i].nbytes;
+		else
+			c->dha_bytes += g->layers[i].nbytes;
+	}
+	*out = c;
+	return 0;
+}
+
+void cpu_cold_evict(void *dev, struct cpu_cold *c)
+{
+	if (!c || !c->mem)
+		return;
+	free(c->mem);
+	c->mem = NULL;
+	cpu_dev_uncharge(dev, c->load_bytes);
+}
+
+void cpu_cold_fini(void *dev, struct cpu_cold *c)
+{
+	if (!c)
+		return;
+	cpu_cold_evict(dev, c);
+	free(c->load);
+	free(c);
+}
+
+uint64_t cpu_cold_keep(void)
+{
+	return CPU_COLD_KEEP;
+}
+
+bool cpu_cold_resident(const struct cpu_cold *c)
+{
+	return c->mem != NULL;
+}
+
+/* The transfer: the LOAD layers' ranges into device memory, in order. */
+int cpu_cold_bring_in(void *dev, struct cpu_cold *c, struct exec_cold_info *info)
+{
+	const struct graph *g = c->g;
+	uint64_t off = 0;
+	uint32_t i;
+	int ret;
+
+	if (info)
+		*info = (struct exec_cold_info){.bytes_dha = c->dha_bytes};
+	if (c->mem)
+		return 0;
+	ret = cpu_dev_charge(dev, c->load_bytes, g->name);
+	if (ret)
+		return ret;
+	c->mem = malloc(c->load_bytes ? c->load_bytes : 1);
+	if (!c->mem) {
+		cpu_dev_uncharge(dev, c->load_bytes);
+		return err_set(-ENOMEM, "%s: out of memory for its device copy", g->name);
+	}
+	for (i = 0; i < g->n_layers; i++) {
+		if (!c->load[i])
+			continue;
+		memcpy((char *)c->mem + off, c->weights + g->layers[i].offset, g->layers[i].nbytes);
+		off += g->layers[i].nbytes;
+	}
+	if (info) {
+		info->cold = true;
+		info->links = c->load_bytes ? 1 : 0;
+		info->bytes_loaded = c->load_bytes;
+	}
+	return 0;
+}
+
+const struct exec_ops cpu_backend = {
+	.name = "cpu",
+	.dev_count = cpu_dev_count,
+	.dev_open = cpu_dev_open,
+	.dev_close = cpu_dev_close,
+	.dev_label = cpu_dev_label,
+	.dev_model = cpu_dev_model,
+	.dev_used = cpu_dev_used,
+	.model_create = cpu_model_create,
+	.model_destroy = cpu_model_destroy,
+	.model_run = cpu_model_run,
+	.profile = cpu_profile,
+	.cold_create = cpu_cold_model_create,
+	.cold_evict = cpu_cold_model_evict,
+	.cold_resident = cpu_cold_model_resident,
+	.cold_run = cpu_cold_model_run,
+};
