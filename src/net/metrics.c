@@ -214,6 +214,18 @@ static void device_metrics(struct sbuf *b, const struct sched_stats *st)
 		      WOFF(mem_limit));
 	device_metric(b, st, "dprt_evictions_total", "counter",
 		      "Models evicted from the device to make room.", WOFF(evictions));
+	device_metric(b, st, "dprt_standby_hits_total", "counter",
+		      "Cold starts of a model kept on the device while evicted (only its "
+		      "weights moved).", WOFF(standby_hits));
+	device_metric(b, st, "dprt_model_creations_total", "counter",
+		      "Models made on the device for the first time.", WOFF(creations));
+	device_metric(b, st, "dprt_model_recreations_total", "counter",
+		      "Models made on the device again after they were destroyed.",
+		      WOFF(recreations));
+	device_metric(b, st, "dprt_model_destroys_total", "counter",
+		      "Models destroyed on the device (room, unload, shutdown).", WOFF(destroys));
+	device_metric(b, st, "dprt_plans_total", "counter",
+		      "Cold-start plans found or made for models on the device.", WOFF(plans));
 	device_metric(b, st, "dprt_device_requests_total", "counter", "Requests run on the device.",
 		      WOFF(requests));
 	device_metric(b, st, "dprt_device_cold_starts_total", "counter",

@@ -226,6 +226,7 @@ struct worker {
 	_Atomic uint64_t requests, failures, cold, bytes_loaded, evictions;
 	_Atomic uint64_t standby_hits, creations, recreations, destroys, plans_made;
 	bool prep_pending; /* owner: some slot may still need its plan */
+	uint64_t headroom; /* owner: the largest model made here (bytes) */
 };
 
 /* ---- cold starts by plan (src/sched/cold.c) ---- */

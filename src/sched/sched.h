@@ -152,6 +152,8 @@ struct sched_opts {
 				    * (bytes, 0 = none; tests) */
 	bool explicit_load;	 /* don't load every model at start */
 	bool no_threads;	 /* don't start worker threads (tests step them) */
+	bool no_prewarm;	 /* don't make and warm up planned models in
+				  * idle time (worker_prepare) */
 	bool no_pin;		 /* don't pin worker threads to cores */
 };
 

@@ -450,17 +450,50 @@ static int load_kept(struct worker *w, struct wslot *sl, struct sched_req *req)
 	sl->bytes = sl->keep + sl->load;
 	w->used += sl->load;
 	make_resident(w, sl);
-	count_cold(w, sl, req, t0, sl->load);
+	count_cold(w, sl, req, t0, 0); /* bytes: counted by the cold start */
+	return 0;
+}
+
+/*
+ * Make sl's model (room made first) and make it resident: a cold model
+ * comes evicted, holding what it keeps while evicted; its weights are
+ * charged until its first cold start measures them. The host copy is
+ * acquired by the caller; on failure the caller releases it.
+ */
+static int make_model(struct worker *w, struct wslot *sl, const void *weights)
+{
+	const struct repo_entry *e = sl->e;
+	const struct graph *g = repo_entry_graph(e);
+	char why[SCHED_MSG_LEN];
+	uint64_t held;
+	int ret;
+
+	ret = make_room(w, sl, g->weights_size);
+	if (ret)
+		return ret;
+	ret = create_evicting(w, sl, weights, &held);
+	if (ret) {
+		snprintf(why, sizeof(why), "%s", err_msg(ret));
+		sl->em = NULL;
+		sl->by_plan = false;
+		return err_set(DPRT_EDEVICE, "device %s: cannot load model '%s' version %u: %s",
+			       w->name, e->name, e->version, why);
+	}
+	sl->keep = sl->by_plan ? held : 0;
+	sl->load = sl->by_plan ? g->weights_size : 0;
+	sl->bytes = sl->by_plan ? sl->keep + sl->load : g->weights_size;
+	w->used += sl->bytes;
+	w->headroom = MAX(w->headroom, g->weights_size);
+	make_resident(w, sl);
+	trim(w, sl);
 	return 0;
 }
 
 static int load_model(struct worker *w, struct wslot *sl, struct sched_req *req)
 {
 	struct repo_entry *e = sl->e;
-	const struct graph *g;
 	const void *weights;
-	uint64_t t0 = clock_ns(), held;
-	char why[SCHED_MSG_LEN];
+	uint64_t t0 = clock_ns();
 	int ret;
 
 	if (sl->em) {
@@ -473,33 +506,13 @@ static int load_model(struct worker *w, struct wslot *sl, struct sched_req *req)
 	ret = repo_acquire(w->repo, e, &weights);
 	if (ret)
 		return ret;
-	g = repo_entry_graph(e);
-	ret = make_room(w, sl, g->weights_size);
-	if (ret)
-		goto out_release;
-	ret = create_evicting(w, sl, weights, &held);
+	ret = make_model(w, sl, weights);
 	if (ret) {
-		snprintf(why, sizeof(why), "%s", err_msg(ret));
-		ret = err_set(DPRT_EDEVICE, "device %s: cannot load model '%s' version %u: %s",
-			      w->name, e->name, e->version, why);
-		goto out_release;
+		repo_release(w->repo, e);
+		return ret;
 	}
-	/* A cold model is made evicted: what it holds now it keeps while
-	 * evicted; its weights are charged until its first cold start
-	 * measures them. */
-	sl->keep = sl->by_plan ? held : 0;
-	sl->load = sl->by_plan ? g->weights_size : 0;
-	sl->bytes = sl->by_plan ? sl->keep + sl->load : g->weights_size;
-	w->used += sl->bytes;
-	make_resident(w, sl);
-	trim(w, sl);
-	count_cold(w, sl, req, t0, g->weights_size);
+	count_cold(w, sl, req, t0, sl->by_plan ? 0 : repo_entry_graph(e)->weights_size);
 	return 0;
-out_release:
-	sl->em = NULL;
-	sl->by_plan = false;
-	repo_release(w->repo, e);
-	return ret;
 }
 
 /* ------------------------------------------------------------ running */
@@ -553,6 +566,7 @@ static void charge_load(struct worker *w, struct wslot *sl, uint64_t load)
 static int run_model(struct worker *w, struct wslot *sl, const struct tview *in,
 		     struct tview *out)
 {
+	struct exec_cold_info info;
 	uint64_t used0;
 	bool cold;
 	int ret;
@@ -562,9 +576,11 @@ static int run_model(struct worker *w, struct wslot *sl, const struct tview *in,
 	for (;;) {
 		cold = !w->ops->cold_resident(sl->em);
 		used0 = w->ops->dev_used(w->devh);
-		ret = w->ops->model_run(sl->em, in, out);
+		ret = w->ops->cold_run(sl->em, in, out, &info);
 		if (!ret && cold) {
 			charge_load(w, sl, w->ops->dev_used(w->devh) - used0);
+			ctr_add(&w->bytes_loaded, info.bytes_loaded);
+			ctr_add(&sl->bytes_loaded, info.bytes_loaded);
 			trim(w, sl);
 		}
 		if (!out_of_memory(ret) || !cold || !free_one(w, sl))
@@ -1012,11 +1028,81 @@ static struct repo_entry *next_unprepared(struct worker *w)
 	return found;
 }
 
+/* Zero inputs at g's default shape (batch 1), for a warm-up run. */
+static int zero_inputs(const struct graph *g, struct tview *in)
+{
+	int64_t seq = g->def_seq ? g->def_seq : g->max_seq ? MIN(g->max_seq, 128) : 128;
+	uint32_t i;
+
+	memset(in, 0, sizeof(*in) * SCHED_MAX_IO);
+	for (i = 0; i < g->n_inputs && i < SCHED_MAX_IO; i++) {
+		if (g->inputs[i].flags & IO_OPTIONAL)
+			continue;
+		in[i].nbytes = io_shape(&g->inputs[i], 1, seq, &in[i].shape);
+		in[i].data = calloc(1, in[i].nbytes ? in[i].nbytes : 1);
+		if (!in[i].data)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * A model planned here and not made yet is made and run once on zero
+ * inputs (its first cold start: shape plans, arenas and graphs of the
+ * default shape), then evicted into standby, so that the first request
+ * for it pays only for moving its weights. Only while it fits beside
+ * everything else with room to spare: warming up never evicts.
+ */
+static void prewarm(struct worker *w, struct wslot *sl)
+{
+	const void *weights;
+	const struct graph *g = repo_entry_graph(sl->e);
+	struct tview in[SCHED_MAX_IO], out[SCHED_MAX_IO];
+	uint64_t need = g->weights_size + MAX(w->headroom, g->weights_size);
+	uint32_t i;
+	int ret;
+
+	if (sl->prep != PREP_DONE || sl->em || need > w->mem_limit - w->used)
+		return;
+	if (repo_acquire(w->repo, sl->e, &weights))
+		goto out_clear;
+	if (make_model(w, sl, weights)) {
+		repo_release(w->repo, sl->e);
+		goto out_clear;
+	}
+	ret = zero_inputs(g, in);
+	memset(out, 0, sizeof(out));
+	if (!ret)
+		ret = run_model(w, sl, in, out);
+	for (i = 0; i < SCHED_MAX_IO; i++)
+		free(in[i].data);
+	if (ret)
+		log_debug("%s: '%s' v%u: warm-up run: %s", w->name, sl->e->name, sl->e->version,
+			  err_msg(ret));
+	evict(w, sl);
+out_clear:
+	err_clear();
+}
+
+/* Under a memory limit that holds at least four of the largest model made
+ * here, keep room for one free while idle, so a cold start finds it
+ * without evicting: evict the model an eviction would pick next. Whether
+ * it evicted one. */
+static bool reclaim(struct worker *w)
+{
+	if (w->mem_limit == UINT64_MAX || w->mem_limit / 4 < w->headroom ||
+	    w->mem_limit - MIN(w->used, w->mem_limit) >= w->headroom)
+		return false;
+	return drop_one(w, NULL, true);
+}
+
 bool worker_prepare(struct worker *w)
 {
 	struct repo_entry *e;
 	const void *weights;
 
+	if (reclaim(w))
+		return true;
 	if (!w->prep_pending)
 		return false;
 	if (worker_open_device(w)) {
@@ -1039,6 +1125,8 @@ bool worker_prepare(struct worker *w)
 	prepare_slot(w, &e->ws[w->id], weights);
 	if (e->ws[w->id].prep == PREP_NONE) /* out of memory: whole loads for now */
 		e->ws[w->id].prep = PREP_FAILED;
+	if (!w->s->o.no_prewarm)
+		prewarm(w, &e->ws[w->id]);
 	repo_release(w->repo, e);
 	return true;
 }

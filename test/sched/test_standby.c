@@ -11,6 +11,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
+#include <stdio.h>
 
 #include "helpers.h"
 #include "plan/plan.h"
@@ -197,5 +199,101 @@ Test(standby, device_oom_on_cold_start_evicts_and_retries)
 	sched_chan_destroy(ch);
 	cr_assert_eq(wk->used, dev_used(), "charged %llu, the device holds %llu",
 		     (unsigned long long)wk->used, (unsigned long long)dev_used());
+	sched_destroy(s);
+}
+
+/* Step the worker's background work until it has none left. */
+static int prepare_all(struct worker *w)
+{
+	int steps = 0;
+
+	while (worker_prepare(w))
+		cr_assert_lt(++steps, 1000, "background work does not end");
+	return steps;
+}
+
+/* Models loaded at start are planned and warmed up between requests: the
+ * first request for each finds it kept and moves only its weights. */
+Test(standby, loaded_models_are_planned_and_warmed_up)
+{
+	struct sched *s = cold_sched(0);
+	struct sched_chan *ch;
+	char path[512];
+
+	cr_assert_eq(worker_poll(wk, 1, clock_ns()), 0); /* takes the kick */
+	cr_assert_eq(prepare_all(wk), 2);
+	cr_assert_eq(ctr_get(&wk->plans_made), 2);
+	cr_assert_eq(n_created(), 2);
+	cr_assert_eq(n_cold(), 0, "warm-ups count as cold starts");
+	cr_assert_eq(worker_lru(wk, NULL, 0), 0, "warmed-up models stay resident");
+	cr_assert_eq(dev_used(), 2 * KEEP, "kept models hold %llu bytes",
+		     (unsigned long long)dev_used());
+	cr_assert_eq(wk->used, dev_used());
+	/* the synthetic profile and the plan were stored beside the package */
+	snprintf(path, sizeof(path), "%s/bert/1/plans", dir);
+	cr_assert(access(path, F_OK) == 0, "nothing stored in %s", path);
+
+	cr_assert_eq(sched_chan_create(s, &ch), 0);
+	cr_assert(infer(s, ch, "bert", 1) & SCHED_F_COLD);
+	cr_assert_eq(ctr_get(&wk->standby_hits), 1, "the first request made the model again");
+	cr_assert_eq(n_created(), 2);
+	cr_assert(!(infer(s, ch, "bert", 2) & SCHED_F_COLD));
+	sched_stop(s);
+	sched_chan_destroy(ch);
+	sched_destroy(s);
+}
+
+/* auto mode with nothing stored: no plan, models load whole, no warm-up. */
+Test(standby, auto_without_stored_plans_loads_whole)
+{
+	struct sched_opts o = topts(dir, "cpu");
+	struct sched *s;
+
+	o.cold_mode = "auto";
+	s = tsched(&o);
+	wk = sched_worker(s, 0);
+	worker_poll(wk, 1, clock_ns());
+	prepare_all(wk);
+	cr_assert_eq(ctr_get(&wk->plans_made), 0);
+	cr_assert_eq(n_created(), 0);
+	sched_destroy(s);
+}
+
+/* Under a limit of many models, an idle worker keeps room for one more
+ * free, so the next cold start evicts nothing on its way. */
+Test(standby, idle_worker_keeps_room_for_a_cold_start)
+{
+	uint64_t wb = trepo_wsize(dir, "bert", 1);
+	struct sched_opts o;
+	struct sched_chan *ch;
+	struct sched *s;
+	uint64_t ev;
+	char name[16];
+	int i;
+
+	for (i = 0; i < 6; i++) {
+		snprintf(name, sizeof(name), "b%d", i);
+		trepo_add(dir, name, 1, "bert-tiny", (uint64_t)(10 + i));
+	}
+	o = topts(dir, "cpu");
+	o.gpu_mem_limit = 4 * wb + wb / 2;
+	o.no_prewarm = true;
+	s = tsched(&o);
+	wk = sched_worker(s, 0);
+	cr_assert_eq(sched_chan_create(s, &ch), 0);
+	for (i = 0; i < 4; i++) {
+		snprintf(name, sizeof(name), "b%d", i);
+		infer(s, ch, name, i);
+	}
+	cr_assert_eq(worker_lru(wk, NULL, 0), 4);
+	cr_assert_lt(wk->mem_limit - wk->used, wb, "the test needs a full device");
+	prepare_all(wk);
+	cr_assert_geq(wk->mem_limit - wk->used, wb, "no room kept while idle");
+	cr_assert_eq(worker_lru(wk, NULL, 0), 3);
+	ev = ctr_get(&wk->evictions);
+	infer(s, ch, "b4", 9);
+	cr_assert_eq(ctr_get(&wk->evictions), ev, "the cold start evicted");
+	sched_stop(s);
+	sched_chan_destroy(ch);
 	sched_destroy(s);
 }
