@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * net/internal.h: what the server's files share, and nobody else sees.
+ *
+ *   loop.c       the io_uring ring: setup, accept, the completion loop,
+ *                the tick (timeouts), signals, shutdown
+ *   conn.c       connections: state, recv/send, HTTP framing, limits,
+ *                responses, dispatch to the endpoints
+ *   ep_models.c  health, server and model metadata, model readiness
+ *   ep_infer.c   inference: decode, submit to a worker, encode the answer
+ *   ep_repo.c    the repository API: index, load/unload on helper threads
+ *   ep_metrics.c Prometheus /metrics
+ *   serve.c      dprt serve: the server over a scheduler
+ *
+ * Every submission carries user_data = pointer | tag: the pointer is a
+ * connection or the server (both 64-byte aligned), the tag names the
+ * operation (enum ud_tag). A connection is freed only when none of its
+ * operations is outstanding, no worker holds its request record and no
+ * helper thread works for it (conn_maybe_free).
+ *
+ * Everything here runs on the loop thread, except job_main (ep_repo.c).
+ */
+#ifndef DPRT_NET_INTERNAL_H
+#define DPRT_NET_INTERNAL_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <arpa/inet.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+
+#include "net/http.h"
+#include "net/kserve.h"
+#include "net/server.h"
+
+enum ud_tag {
+	UD_IGNORE = 0, /* a cancellation: nothing to do */
+	UD_ACCEPT = 1,
+	UD_RECV = 2,
+	UD_SEND = 3,
+	UD_CHAN = 4, /* the completion channel's eventfd */
+	UD_JOBS = 5, /* the helper threads' eventfd */
+	UD_SIGNAL = 6,
+	UD_TICK = 7,
+};
+#define UD_TAG_MASK 15ull
+
+enum conn_state {
+	CS_READ,   /* reading a request */
+	CS_BUSY,   /* its request is with a worker or a helper thread */
+	CS_WRITE,  /* sending a response */
+	CS_LINGER, /* write side shut after the last response; draining input */
+	CS_CLOSED, /* socket shut; waiting for outstanding operations */
+};
+
+struct server;
+struct job;
+
+/*
+ * A connection. Owned by the loop thread; workers see only its request
+ * record (sreq) and helpers only its job, both handed back by eventfd.
+ * rbuf[0] is always the start of the request being read or served.
+ */
+struct conn {
+	struct server *srv;
+	struct conn *prev, *next; /* srv->conns */
+	int fd;
+	uint8_t state; /* enum conn_state */
+	bool recv_armed, send_armed;
+	bool cont_inflight; /* the armed send is the 100 Continue */
+	bool close_after;   /* close once this response is sent */
+	bool reject;	    /* over --max-conns */
+	bool inflight;	    /* sreq is with a worker */
+	uint32_t cont_left; /* bytes of "100 Continue" still to send */
+	uint64_t t_active;  /* last progress */
+	uint64_t t_req;	    /* first byte of the request being read */
+	uint64_t t_done;    /* the request was complete */
+
+	char *rbuf;
+	size_t rlen, rcap, req_len;
+	struct http_req req;
+
+	/* the request being served */
+	struct kserve_target tgt;
+	struct kserve_request kr;
+	struct arena arena;
+	struct repo_entry *e;
+	struct sched_req *sreq;
+	struct job *job;
+	uint32_t out_bin; /* bit i: graph output i goes out as binary */
+	char ver[16];
+	void *obuf; /* outputs too big for the record's buffer */
+	uint64_t ocap;
+
+	/* the response */
+	char head[1024];
+	char *wbuf;
+	size_t wcap;
+	struct iovec iov[2 + SCHED_MAX_IO];
+	uint32_t n_iov, iov_i;
+	struct msghdr msg;
+} __attribute__((aligned(64)));
+
+/* A load or unload running on a helper thread. */
+struct job {
+	struct server *srv;
+	struct conn *c;
+	struct job *next;
+	pthread_t thread;
+	bool load;
+	char model[NAME_LEN];
+	_Atomic bool done;
+	int ret;
+	char msg[SCHED_MSG_LEN];
+};
+
+struct server {
+	struct io_uring ring;
+	struct server_opts o;
+	struct http_limits lim;
+	struct sched *s;
+	struct sched_chan *chan;
+	int lfd, sfd, jfd;
+	char addr[INET6_ADDRSTRLEN + 16];
+	int port;
+
+	bool ring_ok, multishot, accept_armed, accept_paused;
+	bool chan_poll, stopping;
+	int fatal;
+	uint64_t stop_at, tick_ns;
+	uint64_t chan_val, job_val;
+	struct signalfd_siginfo sig;
+	struct __kernel_timespec tick_ts;
+
+	struct conn *conns;
+	uint32_t n_active, n_rejecting;
+	struct job *jobs;
+	uint32_t n_jobs;
+	struct server_counters cnt;
+
+	struct sched_stats *stats; /* /metrics scratch */
+	uint8_t *resident;
+	struct repo_info *index; /* index scratch */
+	uint32_t index_cap;
+	char (*dev)[16]; /* worker names */
+} __attribute__((aligned(64)));
+
+static inline uint64_t ud(const void *p, enum ud_tag t)
+{
+	return (uint64_t)(uintptr_t)p | (uint64_t)t;
+}
+
+/* loop.c */
+struct io_uring_sqe *sqe_get(struct server *srv, uint64_t data);
+void cancel_op(struct server *srv, uint64_t data);
+
+/* conn.c */
+int buf_grow(char **buf, size_t *cap, size_t need);
+void conn_new(struct server *srv, int fd);
+void conn_close(struct conn *c);
+void conn_free(struct conn *c);
+void conn_maybe_free(struct conn *c);
+void conn_release_request(struct conn *c);
+void conn_tick(struct conn *c, uint64_t now);
+void conn_on_recv(struct conn *c, int res);
+void conn_on_send(struct conn *c, int res);
+bool conn_keep_alive(const struct conn *c);
+void conn_send_response(struct conn *c, int status, size_t hlen, uint32_t n_body);
+void conn_reply(struct conn *c, int status, const char *ctype, const char *extra, size_t len);
+void conn_error(struct conn *c, int status, const char *msg, bool close);
+void conn_fail(struct conn *c, int code, const char *msg);
+int conn_body(struct conn *c, int (*enc)(char *, size_t, const void *), const void *arg);
+
+/* ep_models.c */
+int ep_lookup(struct conn *c, struct repo_entry **e);
+void conn_not_ready(struct conn *c, struct repo_entry *e, const char *what);
+int index_fetch(struct server *srv, uint32_t *n);
+void ep_health(struct conn *c, bool ready);
+void ep_server_meta(struct conn *c);
+void ep_model_ready(struct conn *c);
+void ep_model_meta(struct conn *c);
+
+/* ep_infer.c */
+void ep_infer(struct conn *c);
+void infer_done(struct sched_req *r);
+
+/* ep_repo.c */
+void ep_repo_index(struct conn *c);
+void ep_repo_control(struct conn *c, bool load);
+void jobs_reap(struct server *srv);
+
+/* ep_metrics.c */
+void ep_metrics(struct conn *c);
+
+#endif
