@@ -39,7 +39,8 @@ serve()
 		>"$out/server-$name.log" 2>&1 &
 	pid=$!
 	python3 bench/serve_client.py --dprt "$dprt" --repo "$repo" --url http://127.0.0.1:9000 \
-		--warm 10 --concurrent 0 --rounds 6 >"$out/client-$name.log" 2>&1 || rc=1
+		--only bert-base,gpt2,resnet50 --warm 10 --concurrent 0 --rounds 6 \
+		>"$out/client-$name.log" 2>&1 || rc=1
 	kill -TERM $pid
 	wait $pid || { echo "$name: server exit status $? after SIGTERM" >>"$out/client-$name.log"; rc=1; }
 	echo "== $name ($*)"
