@@ -84,7 +84,7 @@ const char *cuda_device_model(const struct cuda_dev *d);
 uint64_t cuda_device_reserved(const struct cuda_dev *d);
 uint64_t cuda_device_used(const struct cuda_dev *d);
 
-/* ---- cold starts on the CUDA backend (src/exec/cuda/cold.c) ----
+/* ---- cold starts on the CUDA backend (src/exec/cuda/cold*.c) ----
  *
  * A cold model is made from a plan (plan/plan.h): its DHA layers stay in
  * the host weight store, its LOAD layers are brought into device memory by
