@@ -124,13 +124,27 @@ void cuda_link_destroy(struct cuda_link *lk);
 bool cuda_link_claim(struct cuda_link *lk);
 void cuda_link_release(struct cuda_link *lk);
 
+/* Reserve device memory for d's pool up front until bytes are reserved
+ * in all (e.g. the server's --gpu-mem-limit), so that no cold start's
+ * range or plan ever makes the pool call cuMemAlloc. d's thread. 0 or an
+ * error with err_set. (DPRT_CUDA_POOL_MB=N at cuda_device_open does the
+ * same for N MiB; DPRT_CUDA_ARENA_MB=N reserves the activation arena that
+ * the device's models share at N MiB, so that it never grows.) */
+int cuda_device_reserve(struct cuda_dev *d, uint64_t bytes);
+
 #define CUDA_COLD_LINKS 16
 /* What one cold start did. */
 struct cuda_cold_stats {
 	bool cold;	    /* weights were brought in (false: was resident) */
 	bool graph;	    /* ran as one captured graph */
-	bool replanned;	    /* weights landed elsewhere than last time: the
-			     * shape plans (and their graphs) were remade */
+	bool replanned;	    /* the shape plans (and their graphs) were remade:
+			     * the places changed (promotion undone) */
+	bool moved;	    /* weights landed elsewhere than last time: the
+			     * shape plans took the new addresses (their
+			     * graphs updated, not remade) */
+	uint32_t graphs_updated;  /* cold-start graphs updated in place
+				   * (new addresses, cuGraphExecUpdate) */
+	uint32_t graphs_captured; /* cold-start graphs instantiated anew */
 	uint32_t links;	    /* links that carried bytes, the target's included */
 	uint32_t fallbacks; /* helper slots that found no free link */
 	uint32_t copies;    /* host-to-device copies (one per group) */

@@ -183,11 +183,14 @@ static int enqueue_cold(struct cuda_cold *c, struct cuda_plan *pl)
 }
 
 /* Record copies and run as one graph: the copy stream forks from the exec
- * stream after the input copies (cold_hook) and joins it at the end. */
-static int capture_cold(struct cuda_cold *c, struct cuda_plan *pl)
+ * stream after the input copies (cold_hook) and joins it at the end. A
+ * plan with a graph already (its addresses changed: cold_stale) has it
+ * updated in place when the driver can (st, may be NULL, counts which). */
+static int capture_cold(struct cuda_cold *c, struct cuda_plan *pl, struct cuda_cold_stats *st)
 {
 	struct cuda_dev *d = c->m->d;
 	CUgraph graph = NULL;
+	bool updated = false;
 	int ret, end;
 
 	ret = CU(cuStreamBeginCapture(d->stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
@@ -200,12 +203,21 @@ static int capture_cold(struct cuda_cold *c, struct cuda_plan *pl)
 	end = CU(cuStreamEndCapture(d->stream, &graph));
 	ret = ret ?: end;
 	if (!ret)
-		ret = CU(cuGraphInstantiate(&pl->cold_gexec, graph, 0));
+		ret = cuda_graph_refresh(d, &pl->cold_gexec, graph, &updated);
 	if (graph)
 		CU(cuGraphDestroy(graph));
-	if (ret)
+	pl->cold_stale = false;
+	if (ret) {
+		if (pl->cold_gexec)
+			CU(cuGraphExecDestroy(pl->cold_gexec));
 		pl->cold_gexec = NULL;
-	return ret;
+		return ret;
+	}
+	if (st) {
+		st->graphs_updated += updated;
+		st->graphs_captured += !updated;
+	}
+	return 0;
 }
 
 static bool graph_ok(const struct cuda_cold *c, const struct cuda_plan *pl)
@@ -260,8 +272,8 @@ static int launch(struct cuda_cold *c, struct cuda_plan *pl, struct cuda_cold_st
 			return ret;
 		c->helpers_queued = true;
 	}
-	if (graph_ok(c, pl) && !pl->cold_gexec) {
-		ret = capture_cold(c, pl);
+	if (graph_ok(c, pl) && (!pl->cold_gexec || pl->cold_stale)) {
+		ret = capture_cold(c, pl, st);
 		if (ret) {
 			log_warn("cuda: %s: cannot capture the cold start, running it "
 				 "eagerly: %s", c->m->g->name, err_msg(ret));
@@ -304,11 +316,21 @@ static int cold_start(struct cuda_cold *c, const struct tview *in, struct cuda_p
 	ret = cold_alloc_groups(c, &moved);
 	if (ret)
 		return ret;
+	/* Elsewhere than last time: the shape plans take the new addresses
+	 * and their graphs are updated before their next launch; remade
+	 * only if that fails. */
 	if (moved) {
 		cuda_model_bind_weights(m);
-		cold_drop_plans(m);
+		ret = cuda_model_rebind(m);
+		if (ret) {
+			log_warn("%s: remaking its shape plans: %s", m->g->name, err_msg(ret));
+			err_clear();
+			cold_drop_plans(m);
+			c->remade = true;
+		}
 	}
-	st->replanned = moved || c->remade;
+	st->moved = moved;
+	st->replanned = c->remade;
 	c->remade = false;
 	ret = cuda_model_prepare(m, in, pl);
 	t0 = clock_ns();
@@ -500,6 +522,58 @@ static int setup_peers(struct cuda_cold *c)
 	return ret ?: cuda_dev_enter(d);
 }
 
+/* Whether this run's groups lie where model creation put their layers
+ * (so a group's range is that of its layers at creation). */
+static bool groups_at_creation(const struct cuda_cold *c)
+{
+	const struct exec_model *m = c->m;
+	const struct graph *g = m->g;
+	uint32_t i, l;
+
+	for (i = 0; i < c->n_grp; i++) {
+		const struct cold_group *gr = &c->grp[i];
+
+		for (l = gr->first; l < gr->first + gr->n; l++)
+			if (m->layer_dev[l] != m->layer_dev[gr->first] +
+						       (g->layers[l].offset - g->layers[gr->first].offset))
+				return false;
+	}
+	return true;
+}
+
+/*
+ * At creation, with the weights where the first cold start will put them
+ * again (take_range in cold_copy.c: each group lands where its layers
+ * were, the ranges being free after the eviction), capture the cold start
+ * of the reference shape plan, so that the first request of that shape
+ * instantiates no graph. Target-only plans (helpers' graphs depend on
+ * the links lent). A failure only leaves the capture to the first cold
+ * start.
+ */
+static void capture_at_creation(struct cuda_cold *c)
+{
+	struct exec_model *m = c->m;
+	struct cuda_plan *pl = NULL;
+	uint32_t i;
+	int k, ret;
+
+	for (k = 0; k < CUDA_PLANS; k++)
+		pl = m->plans[k] ? m->plans[k] : pl;
+	if (c->width > 1 || !pl || !graph_ok(c, pl))
+		return;
+	memset(c->slot, 0, sizeof(c->slot));
+	cold_make_groups(c);
+	for (i = 0; i < c->n_grp; i++)
+		c->grp[i].dev = m->layer_dev[c->grp[i].first];
+	ret = groups_at_creation(c) ? cuda_plan_refresh(m, pl) ?: capture_cold(c, pl, NULL) : 0;
+	c->n_grp = 0;
+	if (!ret)
+		return;
+	log_warn("cuda: %s: cannot capture the cold start at creation: %s", m->g->name,
+		 err_msg(ret));
+	err_clear();
+}
+
 static uint8_t *places_of(const struct plan *p)
 {
 	uint8_t *place = calloc(p->prof.n_layers + 1, 1);
@@ -544,6 +618,7 @@ int cuda_cold_model_create(struct cuda_dev *d, const struct graph *g, const void
 				!strcmp(getenv("DPRT_COLD_PROMOTE"), "1");
 	m->cold->per_layer = true;
 	m->cold->resident = true;
+	capture_at_creation(m->cold);
 	ret = cuda_cold_evict(m);
 	if (ret)
 		goto out_destroy;

@@ -81,6 +81,21 @@ void cold_make_groups(struct cuda_cold *c)
 			group_link(c, k);
 }
 
+/* gr's range where its first layer was before the last eviction, if
+ * that is free (nothing moves, the shape plans and graphs stay right),
+ * else wherever the pool has room. */
+static int take_range(struct cuda_cold *c, struct cold_group *gr)
+{
+	struct devpool *pool = c->m->d->pool;
+	uint64_t at = c->last[gr->first];
+
+	if (at && !devpool_alloc_at(pool, at, gr->bytes)) {
+		gr->dev = at;
+		return 0;
+	}
+	return devpool_alloc(pool, gr->bytes, c->m->g->layers[gr->first].name, &gr->dev);
+}
+
 /* Take a range per group; lay the layers out in it; say whether any layer
  * landed elsewhere than before the last eviction. */
 int cold_alloc_groups(struct cuda_cold *c, bool *moved)
@@ -94,7 +109,7 @@ int cold_alloc_groups(struct cuda_cold *c, bool *moved)
 	for (i = 0; i < c->n_grp; i++) {
 		struct cold_group *gr = &c->grp[i];
 
-		ret = devpool_alloc(m->d->pool, gr->bytes, g->layers[gr->first].name, &gr->dev);
+		ret = take_range(c, gr);
 		if (ret) {
 			while (i--)
 				devpool_free(m->d->pool, c->grp[i].dev);
@@ -117,8 +132,9 @@ void cold_free_ranges(struct cuda_cold *c)
 	uint32_t i;
 
 	if (c->per_layer) {
-		for (i = 0; i < c->n_layers; i++)
-			devpool_free(m->d->pool, m->layer_dev[i]);
+		for (i = 0; i < m->n_wrange; i++)
+			devpool_free(m->d->pool, m->wrange[i]);
+		m->n_wrange = 0;
 	} else {
 		for (i = 0; i < c->n_grp; i++)
 			devpool_free(m->d->pool, c->grp[i].dev);

@@ -54,7 +54,7 @@ struct cuda_cold {
 	uint32_t n_layers, width;
 	bool demand;
 	bool resident;
-	bool per_layer;	   /* ranges are model creation's, one per layer */
+	bool per_layer;	   /* ranges are model creation's (m->wrange) */
 	bool use_graph;	   /* DPRT_COLD_GRAPH unless "0" */
 	bool graph_failed; /* a capture failed: eager from then on */
 	bool direct;	   /* DPRT_PT_DIRECT=1 and every helper peer-mapped */
