@@ -99,7 +99,10 @@ uint64_t cuda_device_used(const struct cuda_dev *d);
  * through an atomic for that one cold start; a slot with no free link
  * falls back to the target's own link. After a cold start the model is
  * resident and runs warm (its CUDA graph) through cuda_backend.model_run;
- * model_run on an evicted model makes a cold start.
+ * model_run on an evicted model makes a cold start. Weights go back where
+ * they were before the eviction when that room is free; when they move,
+ * the shape plans take the new addresses and their graphs are updated in
+ * place (cuGraphExecUpdate), not remade (cuda_cold_stats says which).
  *
  * Promotion (opt-in): cuda_cold_promote queues copies of a resident
  * model's DHA layers into device ranges of their own and returns; the next

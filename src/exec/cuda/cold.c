@@ -13,13 +13,21 @@
  * external events; a graph is kept only while the same links are lent
  * (the events and the fallen-back groups are the links'). Whether a cold
  * start with helpers replays its graph or runs eagerly is measured per
- * model: the faster of the two is kept (see pt_graph). The captured
- * addresses stay right as long as the groups land where they did before:
- * the pool is first-fit and an eviction gives back every range, so a model
- * that is evicted and cold-started again gets the same ranges. When they
- * move, the shape plans (with their graphs and the GEMM descriptors that
- * hold bias pointers) are remade; activation arenas stay with their plans
- * across evictions.
+ * model: the faster of the two is kept (see pt_graph).
+ *
+ * Addresses: a group is put where its layers were before the last
+ * eviction when that range is free (devpool_alloc_at), so the captured
+ * graphs stay right; the first cold start's groups land where model
+ * creation put the layers, and creation captures the reference plan's
+ * cold start and warm run, so the first request instantiates nothing.
+ * When weights do land elsewhere (the pool gave their old range to another
+ * model), the shape plans take the new addresses (cuda_model_rebind: the
+ * tensors' and the cuBLASLt bias pointers) and each graph is recorded
+ * again and put into its executable graph with cuGraphExecUpdate before
+ * its next launch (cuda_graph.c), which costs a capture, not an
+ * instantiation; the same happens when the device's shared activation
+ * arena has moved (cuda_plan_refresh). Plans are remade only when the
+ * places change (promotion undone, another plan).
  */
 #include "cold_priv.h"
 #include "plan/plan.h"
@@ -545,8 +553,8 @@ static bool groups_at_creation(const struct cuda_cold *c)
  * At creation, with the weights where the first cold start will put them
  * again (take_range in cold_copy.c: each group lands where its layers
  * were, the ranges being free after the eviction), capture the cold start
- * of the reference shape plan, so that the first request of that shape
- * instantiates no graph. Target-only plans (helpers' graphs depend on
+ * of the reference shape plan and its warm run, so that neither the first
+ * request of that shape nor the next instantiates a graph. Target-only plans (helpers' graphs depend on
  * the links lent). A failure only leaves the capture to the first cold
  * start.
  */
@@ -567,8 +575,10 @@ static void capture_at_creation(struct cuda_cold *c)
 		c->grp[i].dev = m->layer_dev[c->grp[i].first];
 	ret = groups_at_creation(c) ? cuda_plan_refresh(m, pl) ?: capture_cold(c, pl, NULL) : 0;
 	c->n_grp = 0;
-	if (!ret)
+	if (!ret) {
+		cuda_model_capture(m, pl); /* and its warm runs' */
 		return;
+	}
 	log_warn("cuda: %s: cannot capture the cold start at creation: %s", m->g->name,
 		 err_msg(ret));
 	err_clear();

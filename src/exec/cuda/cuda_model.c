@@ -465,6 +465,12 @@ static void capture(struct exec_model *m, struct cuda_plan *pl)
 	err_clear();
 }
 
+void cuda_model_capture(struct exec_model *m, struct cuda_plan *pl)
+{
+	if (!pl->gexec && !pl->no_graph && !m->no_graphs)
+		capture(m, pl);
+}
+
 /* Every plan takes the weights' new addresses (m->waddr): its tensors',
  * its cuBLASLt biases'; its graphs are updated before their next launch. */
 int cuda_model_rebind(struct exec_model *m)

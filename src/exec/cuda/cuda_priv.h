@@ -398,6 +398,10 @@ struct cuda_hook {
  * model's device thread. */
 void cuda_model_bind_weights(struct exec_model *m);
 int cuda_model_prepare(struct exec_model *m, const struct tview *in, struct cuda_plan **out);
+/* Capture pl's warm graph now if it has none (normally made after its
+ * first eager run): a cold model's reference plan at creation. A failure
+ * leaves pl eager (logged). */
+void cuda_model_capture(struct exec_model *m, struct cuda_plan *pl);
 int cuda_model_enqueue(struct exec_model *m, struct cuda_plan *pl, const struct cuda_hook *h);
 int cuda_model_finish(struct exec_model *m, struct cuda_plan *pl, const struct tview *in,
 		      struct tview *out);

@@ -230,7 +230,7 @@ static void snap_same(struct cuda_dev *d, const struct snap *s, const char *what
 static void first_cold(const char *model, bool mixed)
 {
 	struct cuda_dev *d = tgpu_open();
-	struct tview in[MAX_IO], ref[MAX_IO], out[MAX_IO];
+	struct tview in[MAX_IO], ref[MAX_IO], out[MAX_IO], cold[MAX_IO];
 	struct cuda_cold_stats st;
 	struct exec_model *m;
 	struct tmodel t;
@@ -265,6 +265,12 @@ static void first_cold(const char *model, bool mixed)
 	snap_same(d, &s, model);
 	cr_assert_eq(d->cnt.graphs_updated, s.cnt.graphs_updated);
 	near(t.g, out, ref, model);
+	keep(t.g, out, cold);
+	ret = cuda_backend.model_run(m, in, out);
+	cr_assert_eq(ret, 0, "warm run: %s", err_msg(ret));
+	snap_same(d, &s, "the first warm run");
+	same(t.g, out, cold, "the first warm run");
+	drop(t.g, cold);
 	unsetenv("DPRT_COLD_GRAPH");
 	cuda_backend.model_destroy(m);
 	plan_destroy(p);
