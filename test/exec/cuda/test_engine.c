@@ -106,6 +106,39 @@ Test(cuda_pool, reserve_up_front)
 	devpool_destroy(p);
 }
 
+static CUresult fake_sync(CUstream s)
+{
+	(void)s;
+	return CUDA_SUCCESS;
+}
+
+/* The shared arena grows by half again at least, in 2 MiB steps, taking
+ * a new range each time (the old one given back), and never shrinks. */
+Test(cuda_pool, arena_growth)
+{
+	struct cuda_dev d;
+	uint64_t used;
+
+	memset(&d, 0, sizeof(d));
+	d.pool = fake_pool(64ull << 20);
+	cu.cuStreamSynchronize = fake_sync;
+	cr_assert_eq(cuda_arena_reserve(&d, 5ull << 20), 0);
+	cr_assert(d.act.bytes == 6ull << 20 && d.act.gen == 1 && d.act.base,
+		  "%llu bytes, gen %llu", (unsigned long long)d.act.bytes,
+		  (unsigned long long)d.act.gen);
+	cr_assert_eq(devpool_used(d.pool), 6ull << 20);
+	cr_assert_eq(cuda_arena_reserve(&d, 4ull << 20), 0);
+	cr_assert(d.act.bytes == 6ull << 20 && d.act.gen == 1, "a smaller need changed it");
+	cr_assert_eq(cuda_arena_reserve(&d, 7ull << 20), 0);
+	cr_assert(d.act.bytes == 10ull << 20 && d.act.gen == 2, "%llu bytes, gen %llu",
+		  (unsigned long long)d.act.bytes, (unsigned long long)d.act.gen);
+	used = devpool_used(d.pool);
+	cr_assert_eq(used, 10ull << 20, "the old range was not given back");
+	cr_assert_eq(cuda_arena_reserve(&d, 30ull << 20), 0);
+	cr_assert(d.act.bytes == 30ull << 20 && d.act.gen == 3 && d.cnt.arena_grows == 3);
+	devpool_destroy(d.pool);
+}
+
 /* ------------------------------------------------------------ models */
 
 /* CPU outputs of t for in, copied into ref. */
