@@ -169,7 +169,7 @@ const char *cuda_device_model(const struct cuda_dev *d);
 uint64_t cuda_device_reserved(const struct cuda_dev *d);
 uint64_t cuda_device_used(const struct cuda_dev *d);
 
-/* ---- cold starts on the CUDA backend (src/exec/cuda/cold.c) ----
+/* ---- cold starts on the CUDA backend (src/exec/cuda/cold*.c) ----
  *
  * A cold model is made from a plan (plan/plan.h): its DHA layers stay in
  * the host weight store, its LOAD layers are brought into device memory by
@@ -184,7 +184,10 @@ uint64_t cuda_device_used(const struct cuda_dev *d);
  * through an atomic for that one cold start; a slot with no free link
  * falls back to the target's own link. After a cold start the model is
  * resident and runs warm (its CUDA graph) through cuda_backend.model_run;
- * model_run on an evicted model makes a cold start.
+ * model_run on an evicted model makes a cold start. Weights go back where
+ * they were before the eviction when that room is free; when they move,
+ * the shape plans take the new addresses and their graphs are updated in
+ * place (cuGraphExecUpdate), not remade (cuda_cold_stats says which).
  *
  * Promotion (opt-in): cuda_cold_promote queues copies of a resident
  * model's DHA layers into device ranges of their own and returns; the next
@@ -206,13 +209,27 @@ void cuda_link_destroy(struct cuda_link *lk);
 bool cuda_link_claim(struct cuda_link *lk);
 void cuda_link_release(struct cuda_link *lk);
 
+/* Reserve device memory for d's pool up front until bytes are reserved
+ * in all (e.g. the server's --gpu-mem-limit), so that no cold start's
+ * range or plan ever makes the pool call cuMemAlloc. d's thread. 0 or an
+ * error with err_set. (DPRT_CUDA_POOL_MB=N at cuda_device_open does the
+ * same for N MiB; DPRT_CUDA_ARENA_MB=N reserves the activation arena that
+ * the device's models share at N MiB, so that it never grows.) */
+int cuda_device_reserve(struct cuda_dev *d, uint64_t bytes);
+
 #define CUDA_COLD_LINKS 16
 /* What one cold start did. */
 struct cuda_cold_stats {
 	bool cold;	    /* weights were brought in (false: was resident) */
 	bool graph;	    /* ran as one captured graph */
-	bool replanned;	    /* weights landed elsewhere than last time: the
-			     * shape plans (and their graphs) were remade */
+	bool replanned;	    /* the shape plans (and their graphs) were remade:
+			     * the places changed (promotion undone) */
+	bool moved;	    /* weights landed elsewhere than last time: the
+			     * shape plans took the new addresses (their
+			     * graphs updated, not remade) */
+	uint32_t graphs_updated;  /* cold-start graphs updated in place
+				   * (new addresses, cuGraphExecUpdate) */
+	uint32_t graphs_captured; /* cold-start graphs instantiated anew */
 	uint32_t links;	    /* links that carried bytes, the target's included */
 	uint32_t fallbacks; /* helper slots that found no free link */
 	uint32_t copies;    /* host-to-device copies (one per group) */

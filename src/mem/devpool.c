@@ -29,6 +29,7 @@ struct chunk {
 
 struct devpool {
 	uint64_t chunk, limit, reserved, used;
+	uint64_t grows; /* chunks reserved with cuMemAlloc so far */
 	struct chunk *chunks;
 };
 
@@ -56,6 +57,7 @@ static int add_chunk(struct devpool *p, uint64_t size)
 	c->next = p->chunks;
 	p->chunks = c;
 	p->reserved += size;
+	p->grows++;
 	return 0;
 out_free:
 	free(b);
@@ -159,6 +161,49 @@ int devpool_alloc(struct devpool *p, uint64_t size, const char *what, uint64_t *
 	return take(p, b, size, addr);
 }
 
+/* The block of a chunk of p that holds addr, or NULL. */
+static struct blk *find_at(struct devpool *p, uint64_t addr)
+{
+	struct chunk *c;
+	struct blk *b;
+
+	for (c = p->chunks; c; c = c->next) {
+		if (addr < c->base || addr >= c->base + c->size)
+			continue;
+		for (b = c->head; b; b = b->next)
+			if (addr >= b->addr && addr < b->addr + b->size)
+				return b;
+	}
+	return NULL;
+}
+
+int devpool_alloc_at(struct devpool *p, uint64_t addr, uint64_t size)
+{
+	struct blk *b, *mid;
+
+	size = ALIGN_UP(size ? size : 1, DEVPOOL_ALIGN);
+	if (!addr || addr % DEVPOOL_ALIGN)
+		return -EINVAL;
+	b = find_at(p, addr);
+	if (!b || b->used || addr + size > b->addr + b->size)
+		return -EBUSY;
+	if (addr > b->addr) { /* split off the free front [b->addr, addr) */
+		mid = calloc(1, sizeof(*mid));
+		if (!mid)
+			return -ENOMEM;
+		mid->addr = addr;
+		mid->size = b->addr + b->size - addr;
+		mid->prev = b;
+		mid->next = b->next;
+		if (b->next)
+			b->next->prev = mid;
+		b->next = mid;
+		b->size = addr - b->addr;
+		b = mid;
+	}
+	return take(p, b, size, &addr);
+}
+
 static void merge_next(struct blk *b)
 {
 	struct blk *n = b->next;
@@ -197,6 +242,21 @@ void devpool_free(struct devpool *p, uint64_t addr)
 		  (unsigned long long)addr);
 }
 
+int devpool_reserve(struct devpool *p, uint64_t bytes)
+{
+	char b[32], why[256];
+	int ret;
+
+	if (bytes <= p->reserved)
+		return 0;
+	ret = add_chunk(p, ALIGN_UP(bytes - p->reserved, 2ull << 20));
+	if (!ret)
+		return 0;
+	snprintf(why, sizeof(why), "%s", err_msg(ret));
+	return err_set(ret, "device pool: cannot reserve %s: %s", fmt_bytes(bytes, b, sizeof(b)),
+		       why);
+}
+
 uint64_t devpool_reserved(const struct devpool *p)
 {
 	return p->reserved;
@@ -205,4 +265,9 @@ uint64_t devpool_reserved(const struct devpool *p)
 uint64_t devpool_used(const struct devpool *p)
 {
 	return p->used;
+}
+
+uint64_t devpool_grows(const struct devpool *p)
+{
+	return p->grows;
 }

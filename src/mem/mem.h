@@ -79,9 +79,23 @@ void devpool_destroy(struct devpool *p);
 int devpool_alloc(struct devpool *p, uint64_t size, const char *what, uint64_t *addr);
 /* Give back an allocation (0 is ignored). The chunk stays reserved. */
 void devpool_free(struct devpool *p, uint64_t addr);
+/*
+ * Sub-allocate exactly [addr, addr + size) (size rounded up as by
+ * devpool_alloc) if that range lies in one free block: for a model whose
+ * weights should land where they were before its eviction. Never grows
+ * the pool and sets no error: 0, -EBUSY (not free, or outside the pool),
+ * -EINVAL (addr 0 or not DEVPOOL_ALIGN-aligned) or -ENOMEM.
+ */
+int devpool_alloc_at(struct devpool *p, uint64_t addr, uint64_t size);
 
+/* Reserve from the driver up front until bytes are reserved in all (one
+ * chunk; nothing if already), so that later allocations up to there never
+ * call cuMemAlloc. 0 or -ENOMEM / DPRT_EDEVICE with err_set. */
+int devpool_reserve(struct devpool *p, uint64_t bytes);
 /* Bytes reserved from the driver, and bytes handed out. */
 uint64_t devpool_reserved(const struct devpool *p);
 uint64_t devpool_used(const struct devpool *p);
+/* Chunks reserved from the driver (cuMemAlloc calls) since creation. */
+uint64_t devpool_grows(const struct devpool *p);
 
 #endif

@@ -178,7 +178,7 @@ static int open_dev(struct cuda_dev *d, int ordinal)
 	d->gemms = calloc(GEMM_CACHE, sizeof(*d->gemms));
 	if (!d->convs || !d->gemms)
 		return -ENOMEM;
-	return make_handles(d, have_cudnn);
+	return make_handles(d, have_cudnn) ?: cuda_dev_warm(d);
 }
 
 int cuda_device_open(int ordinal, struct cuda_dev **out)

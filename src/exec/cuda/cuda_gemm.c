@@ -152,6 +152,7 @@ static int candidates(struct exec_model *m, struct node_rt *rt, const struct gem
 	ret = CUBLASLT(cublasLtMatmulPreferenceCreate(&pref)) ?:
 	      CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
 		      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+	d->cnt.heuristics++;
 	if (!ret && cublaslt.cublasLtMatmulAlgoGetHeuristic(d->lt, rt->mm, rt->la, rt->lb, rt->lc,
 							    rt->lc, pref, GEMM_CANDIDATES,
 							    res, &n) != CUBLAS_STATUS_SUCCESS)
@@ -223,6 +224,19 @@ int cuda_gemm_setup(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 		pl->rt[j].first = i;
 	}
 	return 0;
+}
+
+int cuda_gemm_rebind(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+{
+	const struct node *nd = &m->g->nodes[i];
+	struct node_rt *rt = &pl->rt[i];
+	void *bp;
+
+	if (!rt->mm || nd->n_in <= 2 || nd->in[2] == NO_TENSOR)
+		return 0;
+	bp = vp(m->waddr[nd->in[2]]);
+	return CUBLASLT(cublasLtMatmulDescSetAttribute(rt->mm, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+						       &bp, sizeof(bp)));
 }
 
 /* ------------------------------------------------------------ tuning */

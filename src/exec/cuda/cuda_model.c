@@ -43,23 +43,64 @@ static int host_mapping(const void *weights, uint64_t *dev)
 	return ret;
 }
 
-static int load_layer(struct exec_model *m, uint32_t l)
+/* Layer l follows layer l - 1 in the weight region (the package lays
+ * layers out in order; anything else gets a range of its own). */
+static bool follows(const struct graph *g, uint32_t l)
 {
-	const struct layer *ly = &m->g->layers[l];
+	return g->layers[l].offset >= g->layers[l - 1].offset + g->layers[l - 1].nbytes;
+}
+
+/* The LOAD layers first..last-1, adjacent in the weight region: one range
+ * (laid out like the host range, so each layer keeps its offset), one
+ * copy; without room for one range, a range per layer. Pinned memory
+ * copies asynchronously at full speed; pageable memory only synchronously
+ * (the driver stages it). */
+static int load_run(struct exec_model *m, uint32_t first, uint32_t last)
+{
+	const struct graph *g = m->g;
 	struct cuda_dev *d = m->d;
-	const void *src = m->host + ly->offset;
+	uint64_t base = g->layers[first].offset, bytes, dev;
+	uint32_t l;
 	int ret;
 
-	ret = devpool_alloc(d->pool, ly->nbytes, ly->name, &m->layer_dev[l]);
+	bytes = g->layers[last - 1].offset + g->layers[last - 1].nbytes - base;
+	ret = devpool_alloc(d->pool, bytes, g->layers[first].name, &dev);
+	if (ret == -ENOMEM && last - first > 1) {
+		err_clear();
+		for (l = first; l < last && !ret; l++)
+			ret = load_run(m, l, l + 1);
+		return ret;
+	}
 	if (ret)
 		return ret;
-	if (!ly->nbytes)
+	m->wrange[m->n_wrange++] = dev;
+	for (l = first; l < last; l++)
+		m->layer_dev[l] = dev + (g->layers[l].offset - base);
+	if (!bytes)
 		return 0;
-	/* Pinned memory copies asynchronously at full speed; pageable memory
-	 * only synchronously (the driver stages it). */
+	m->load_copies++;
 	if (m->host_dev)
-		return CU(cuMemcpyHtoDAsync(m->layer_dev[l], src, ly->nbytes, d->copy));
-	return CU(cuMemcpyHtoD(m->layer_dev[l], src, ly->nbytes));
+		return CU(cuMemcpyHtoDAsync(dev, m->host + base, bytes, d->copy));
+	return CU(cuMemcpyHtoD(dev, m->host + base, bytes));
+}
+
+/* Every run of adjacent LOAD layers into device memory. */
+static int load_layers(struct exec_model *m)
+{
+	const struct graph *g = m->g;
+	uint32_t l, first;
+	int ret = 0;
+
+	for (l = 0; l < g->n_layers && !ret;) {
+		if (m->place[l] != PLACE_LOAD) {
+			l++;
+			continue;
+		}
+		for (first = l++; l < g->n_layers && m->place[l] == PLACE_LOAD && follows(g, l);)
+			l++;
+		ret = load_run(m, first, l);
+	}
+	return ret;
 }
 
 /* Every weight's device address from its layer's current place: its
@@ -89,16 +130,15 @@ static int place_weights(struct exec_model *m)
 	uint32_t l;
 	int ret = 0;
 
-	for (l = 0; l < g->n_layers && !ret; l++) {
-		if (m->place[l] == PLACE_LOAD)
-			ret = load_layer(m, l);
-		else if (!m->host_dev)
+	for (l = 0; l < g->n_layers && !ret; l++)
+		if (m->place[l] != PLACE_LOAD && !m->host_dev)
 			ret = err_set(DPRT_EUNSUP, "%s: layer %s is placed DHA, which needs the "
 				      "weights in pinned, device-mapped host memory (a host "
 				      "weight store)", g->name, g->layers[l].name);
+	if (!ret) { /* on a failed copy too, let those queued finish */
+		ret = load_layers(m);
+		ret = CU(cuStreamSynchronize(m->d->copy)) ?: ret;
 	}
-	if (!ret)
-		ret = CU(cuStreamSynchronize(m->d->copy));
 	if (ret)
 		return ret;
 	cuda_model_bind_weights(m);
@@ -135,7 +175,7 @@ static int get_plan(struct exec_model *m, struct cuda_plan **out)
 		if (pl && plan_matches(m, pl)) {
 			pl->stamp = ++m->clock;
 			*out = pl;
-			return 0;
+			return cuda_plan_refresh(m, pl);
 		}
 		if (!pl || (m->plans[victim] && pl->stamp < m->plans[victim]->stamp))
 			victim = i;
@@ -204,8 +244,9 @@ static void cuda_model_destroy(struct exec_model *m)
 	cuda_cold_free(m);
 	for (i = 0; i < CUDA_PLANS; i++)
 		cuda_plan_destroy(m, m->plans[i]);
-	for (i = 0; m->layer_dev && i < m->g->n_layers; i++)
-		devpool_free(m->d->pool, m->layer_dev[i]);
+	for (i = 0; m->wrange && i < m->n_wrange; i++)
+		devpool_free(m->d->pool, m->wrange[i]);
+	free(m->wrange);
 	free(m->place);
 	free(m->layer_dev);
 	free(m->waddr);
@@ -226,10 +267,11 @@ static int alloc_model(struct cuda_dev *d, const struct graph *g, struct exec_mo
 	m->place = calloc(g->n_layers + 1, sizeof(*m->place));
 	m->layer_dev = calloc(g->n_layers + 1, sizeof(*m->layer_dev));
 	m->waddr = calloc(g->n_tensors, sizeof(*m->waddr));
+	m->wrange = calloc(g->n_layers + 1, sizeof(*m->wrange));
 	m->given = calloc(g->n_inputs, sizeof(*m->given));
 	m->check = calloc(g->n_tensors, sizeof(*m->check));
 	*out = m;
-	if (!m->place || !m->layer_dev || !m->waddr || !m->given || !m->check)
+	if (!m->place || !m->layer_dev || !m->waddr || !m->wrange || !m->given || !m->check)
 		return -ENOMEM;
 	return 0;
 }
@@ -391,12 +433,15 @@ static int enqueue_run(struct exec_model *m, struct cuda_plan *pl, const struct 
 	return ret;
 }
 
-/* Record the plan's run as a CUDA graph. On failure the plan keeps
- * running eagerly (a warning, not an error). */
+/* Record the plan's run as a CUDA graph: a new one, or, when the plan's
+ * addresses changed since its capture (pl->gexec_stale), the same graph
+ * updated in place. On failure the plan keeps running eagerly (a warning,
+ * not an error). */
 static void capture(struct exec_model *m, struct cuda_plan *pl)
 {
 	CUstream st = m->d->stream;
 	CUgraph graph = NULL;
+	bool updated;
 	int ret, end;
 
 	ret = CU(cuStreamBeginCapture(st, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
@@ -406,16 +451,49 @@ static void capture(struct exec_model *m, struct cuda_plan *pl)
 		ret = ret ?: end;
 	}
 	if (!ret)
-		ret = CU(cuGraphInstantiate(&pl->gexec, graph, 0));
+		ret = cuda_graph_refresh(m->d, &pl->gexec, graph, &updated);
 	if (graph)
 		CU(cuGraphDestroy(graph));
+	pl->gexec_stale = false;
 	if (!ret)
 		return;
 	log_warn("cuda: %s: cannot capture a CUDA graph, running eagerly: %s", m->g->name,
 		 err_msg(ret));
+	if (pl->gexec)
+		CU(cuGraphExecDestroy(pl->gexec));
 	pl->gexec = NULL;
 	pl->no_graph = true;
 	err_clear();
+}
+
+void cuda_model_capture(struct exec_model *m, struct cuda_plan *pl)
+{
+	if (!pl->gexec && !pl->no_graph && !m->no_graphs)
+		capture(m, pl);
+}
+
+/* Every plan takes the weights' new addresses (m->waddr): its tensors',
+ * its cuBLASLt biases'; its graphs are updated before their next launch. */
+int cuda_model_rebind(struct exec_model *m)
+{
+	const struct graph *g = m->g;
+	uint32_t t, i;
+	int k, ret = 0;
+
+	for (k = 0; k < CUDA_PLANS && !ret; k++) {
+		struct cuda_plan *pl = m->plans[k];
+
+		if (!pl)
+			continue;
+		for (t = 0; t < g->n_tensors; t++)
+			if (g->tensors[t].kind == TK_WEIGHT)
+				pl->addr[t] = m->waddr[t];
+		for (i = 0; i < g->n_nodes && !ret; i++)
+			if (pl->rt[i].lt)
+				ret = cuda_gemm_rebind(m, pl, i);
+		pl->gexec_stale = pl->cold_stale = true;
+	}
+	return ret;
 }
 
 /* The first id an embedding refused: like the CPU backend's message. */
@@ -502,6 +580,8 @@ static int cuda_model_run(struct exec_model *m, const struct tview *in, struct t
 	ret = cuda_dev_enter(m->d) ?: cuda_model_prepare(m, in, &pl);
 	if (ret)
 		return ret;
+	if (pl->gexec && pl->gexec_stale)
+		capture(m, pl);
 	if (pl->gexec)
 		ret = CU(cuGraphLaunch(pl->gexec, m->d->stream));
 	else

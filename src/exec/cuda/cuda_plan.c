@@ -108,6 +108,94 @@ static int layout(struct item *it, uint32_t n, uint64_t *bytes)
 	return 0;
 }
 
+/* ----------------------------------------------------- shared arena */
+
+/* The arena grows by half again at least, so that models of a few sizes
+ * make it grow a few times, not once per model. */
+#define ARENA_ROUND (2ull << 20)
+
+int cuda_arena_reserve(struct cuda_dev *d, uint64_t bytes)
+{
+	struct cuda_arena *a = &d->act;
+	uint64_t want = ALIGN_UP(MAX(bytes, a->bytes + a->bytes / 2), ARENA_ROUND), addr;
+	int ret;
+
+	if (bytes <= a->bytes)
+		return 0;
+	/* nothing may still use the old range: runs end synchronised, but a
+	 * plan being made has run its tuning on it */
+	ret = CU(cuStreamSynchronize(d->stream));
+	if (ret)
+		return ret;
+	devpool_free(d->pool, a->base);
+	a->base = a->bytes = 0;
+	a->gen++;
+	ret = devpool_alloc(d->pool, want, "activation arena", &addr);
+	if (ret == -ENOMEM && want > bytes) {
+		err_clear();
+		want = ALIGN_UP(bytes, DEVPOOL_ALIGN);
+		ret = devpool_alloc(d->pool, want, "activation arena", &addr);
+	}
+	if (ret)
+		return ret;
+	a->base = addr;
+	a->bytes = want;
+	d->cnt.arena_grows++;
+	return 0;
+}
+
+/* A plan no longer lays out in the arena; the last one gives it back
+ * (unless reserved at device open). */
+static void arena_put(struct cuda_dev *d)
+{
+	struct cuda_arena *a = &d->act;
+
+	if (--a->users || a->keep)
+		return;
+	devpool_free(d->pool, a->base);
+	a->base = a->bytes = 0;
+	a->gen++;
+}
+
+/* Every activation address of pl (not the weights') from base from to
+ * base to. */
+static void rebase(struct exec_model *m, struct cuda_plan *pl, uint64_t from, uint64_t to)
+{
+	const struct graph *g = m->g;
+	uint32_t i;
+
+#define MOVE(a) ((a) = (a) ? (a) - from + to : 0)
+	for (i = 0; i < g->n_tensors; i++)
+		if (g->tensors[i].kind != TK_WEIGHT)
+			MOVE(pl->addr[i]);
+	for (i = 0; i < g->n_inputs; i++)
+		MOVE(pl->raw[i]);
+	for (i = 0; i < g->n_nodes; i++)
+		MOVE(pl->rt[i].scratch);
+	MOVE(pl->err_dev);
+#undef MOVE
+}
+
+int cuda_plan_refresh(struct exec_model *m, struct cuda_plan *pl)
+{
+	struct cuda_arena *a = &m->d->act;
+	int ret;
+
+	if (pl->act_gen == a->gen)
+		return 0;
+	ret = cuda_arena_reserve(m->d, pl->arena_bytes);
+	if (ret)
+		return ret;
+	if (a->base != pl->arena) {
+		rebase(m, pl, pl->arena, a->base);
+		pl->arena = a->base;
+		pl->gexec_stale = pl->cold_stale = true;
+		m->d->cnt.rebases++;
+	}
+	pl->act_gen = a->gen;
+	return 0;
+}
+
 /* ---------------------------------------------------------- cuDNN setup */
 
 static cudnnDataType_t dnn_dtype(uint8_t dt)
@@ -340,9 +428,14 @@ static int make_arena(struct exec_model *m, struct cuda_plan *pl)
 	n = collect(m, pl, last, it);
 	ret = layout(it, n, &pl->arena_bytes);
 	if (!ret)
-		ret = devpool_alloc(m->d->pool, pl->arena_bytes, g->name, &pl->arena);
+		ret = cuda_arena_reserve(m->d, pl->arena_bytes);
 	if (ret)
 		goto out_free;
+	if (!pl->act_held)
+		m->d->act.users++;
+	pl->act_held = true;
+	pl->act_gen = m->d->act.gen;
+	pl->arena = m->d->act.base;
 	for (i = 0; i < n; i++)
 		*it[i].addr = pl->arena + it[i].off;
 	for (i = 0; i < g->n_inputs; i++)
@@ -398,6 +491,7 @@ static int make_stage(struct exec_model *m, struct cuda_plan *pl)
 	ret = CU(cuMemHostAlloc((void **)&pl->stage, pl->stage_bytes, 0));
 	if (ret)
 		return ret;
+	m->d->cnt.stages++;
 	for (i = 0; i < g->n_inputs; i++)
 		if (!pl->key[i].ndim)
 			fill_value(&g->inputs[i], pl->stage + pl->in_off[i],
@@ -415,8 +509,6 @@ static int tune_attention(struct exec_model *m, struct cuda_plan *pl)
 	ret = cuda_attn_tune(m, pl, &relayout);
 	if (ret || !relayout)
 		return ret;
-	devpool_free(m->d->pool, pl->arena);
-	pl->arena = 0;
 	return make_arena(m, pl);
 }
 
@@ -446,6 +538,7 @@ int cuda_plan_create(struct exec_model *m, struct cuda_plan **out)
 
 	if (!pl)
 		return -ENOMEM;
+	m->d->cnt.plans++;
 	ret = alloc_arrays(g, pl);
 	if (ret)
 		goto out_destroy;
@@ -498,8 +591,8 @@ void cuda_plan_destroy(struct exec_model *m, struct cuda_plan *pl)
 		CU(cuGraphExecDestroy(pl->cold_gexec));
 	for (i = 0; pl->rt && i < m->g->n_nodes; i++)
 		destroy_rt(&pl->rt[i]);
-	if (pl->arena)
-		devpool_free(m->d->pool, pl->arena);
+	if (pl->act_held)
+		arena_put(m->d);
 	if (pl->stage)
 		CU(cuMemFreeHost(pl->stage));
 	free(pl->key);

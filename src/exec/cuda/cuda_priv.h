@@ -205,6 +205,36 @@ struct gemm_choice {
 	int pick;	      /* index of the fastest, -1 until timed */
 };
 
+/*
+ * The activation arena all models of a device share (cuda_plan.c): one
+ * worker thread runs one model at a time on a device and every run ends
+ * synchronised, so every shape plan of every model lays its activations
+ * out from the same base. It grows (a new range, the old one given back)
+ * only when a plan is made that needs more; gen then changes, and a plan
+ * made for another gen moves its activation addresses to the new base at
+ * its next use and updates its graphs (cuGraphExecUpdate) instead of being
+ * remade. users: plans laid out in it; the last one gives the range back.
+ */
+struct cuda_arena {
+	uint64_t base, bytes;
+	uint64_t gen;
+	uint32_t users;
+	bool keep; /* reserved at device open (DPRT_CUDA_ARENA_MB): kept at 0 users */
+};
+
+/* What the device did that costs time a request should never pay; tests
+ * read them around cold starts (none of them may move there). */
+struct cuda_counters {
+	uint64_t plans;		 /* shape plans made (cuda_plan_create) */
+	uint64_t stages;	 /* pinned staging buffers allocated */
+	uint64_t heuristics;	 /* cuBLASLt heuristic queries */
+	uint64_t graphs_made;	 /* graphs instantiated */
+	uint64_t graphs_updated; /* graph execs updated in place */
+	uint64_t arena_grows;	 /* shared activation arena ranges taken */
+	uint64_t rebases;	 /* plans moved to a new arena base */
+	uint64_t warm_ns;	 /* cuda_dev_warm at device open */
+};
+
 struct cuda_dev {
 	int ordinal;
 	CUdevice dev;
@@ -234,6 +264,8 @@ struct cuda_dev {
 	int cc_major, cc_minor;
 	char name[128];
 	char model[96]; /* cuDeviceGetName: the key of profiles and plans */
+	struct cuda_arena act;	 /* shared activation arena (cuda_plan.c) */
+	struct cuda_counters cnt;
 };
 
 /* Make dev's context current on the calling thread. */
@@ -298,6 +330,13 @@ struct cuda_plan {
 	bool no_graph;	      /* capture failed once: run eagerly */
 	uint64_t stamp;
 	uint64_t runs;
+	/* the shared arena (struct cuda_arena): which gen arena/addr follow,
+	 * whether the plan counts among its users; graphs whose addresses
+	 * changed since capture (weights moved, arena rebased), to update
+	 * before their next launch */
+	uint64_t act_gen;
+	bool act_held;
+	bool gexec_stale, cold_stale;
 };
 
 #define CUDA_PLANS 4
@@ -327,6 +366,12 @@ struct exec_model {
 	/* DPRT_CUDA_ATTN: "unfused", "1", "2" or "4" forces that attention
 	 * path where it applies (tests); unset: the fastest, by timing. */
 	int attn_force; /* 0: by timing; -1: unfused; else W */
+	/* Device ranges of the LOAD layers made with the model: one per run
+	 * of adjacent LOAD layers (copied as one), or one per layer where the
+	 * pool had no room for a run; load_copies: host-to-device copies made. */
+	uint64_t *wrange;
+	uint32_t n_wrange;
+	uint32_t load_copies;
 	struct cuda_cold *cold; /* cold.c: cold-start state (models made by
 				 * cuda_cold_model_create), else NULL */
 };
@@ -353,6 +398,10 @@ struct cuda_hook {
  * model's device thread. */
 void cuda_model_bind_weights(struct exec_model *m);
 int cuda_model_prepare(struct exec_model *m, const struct tview *in, struct cuda_plan **out);
+/* Capture pl's warm graph now if it has none (normally made after its
+ * first eager run): a cold model's reference plan at creation. A failure
+ * leaves pl eager (logged). */
+void cuda_model_capture(struct exec_model *m, struct cuda_plan *pl);
 int cuda_model_enqueue(struct exec_model *m, struct cuda_plan *pl, const struct cuda_hook *h);
 int cuda_model_finish(struct exec_model *m, struct cuda_plan *pl, const struct tview *in,
 		      struct tview *out);
@@ -399,5 +448,33 @@ int cuda_gemm_enqueue(struct exec_model *m, struct cuda_plan *pl, uint32_t i);
 void cuda_gemm_release(struct node_rt *rt);
 /* 1 unless environment variable name is "0". */
 bool cuda_env_on(const char *name);
+/* Point node i's cuBLASLt bias at its weight's current address (after
+ * the weights moved; cuda_gemm.c). */
+int cuda_gemm_rebind(struct exec_model *m, struct cuda_plan *pl, uint32_t i);
+
+/* ---- once at device open, and graphs kept across moves ---- */
+
+/* Initialise what libraries and kernels would otherwise do lazily at a
+ * first request: cuBLAS and cuBLASLt GEMMs in every dtype, a cuDNN
+ * convolution and pooling, a kernel launch, a graph capture, update and
+ * launch. Logs the time (cnt.warm_ns). cuda_warm.c. 0 or err_set. */
+int cuda_dev_warm(struct cuda_dev *d);
+
+/* *exec for graph: graph's parameters put into the existing *exec
+ * (cuGraphExecUpdate; cnt.graphs_updated, *updated = true) when it has
+ * one and the topology allows, else a new instantiation replacing it
+ * (cnt.graphs_made). graph stays the caller's. cuda_graph.c. */
+int cuda_graph_refresh(struct cuda_dev *d, CUgraphExec *exec, CUgraph graph, bool *updated);
+
+/* Shared arena (cuda_plan.c): bring pl to the device arena's current gen
+ * (growing it if pl needs more), moving its activation addresses and
+ * marking its graphs stale; no-op if current. 0 or err_set. */
+int cuda_plan_refresh(struct exec_model *m, struct cuda_plan *pl);
+/* Every plan of m takes its weights' addresses from m->waddr again (they
+ * moved; places unchanged) and marks its graphs stale. 0 or err_set. */
+int cuda_model_rebind(struct exec_model *m);
+/* Whole-device arena: grow it to hold at least bytes (a no-op if it
+ * does); 0 or -ENOMEM with err_set. */
+int cuda_arena_reserve(struct cuda_dev *d, uint64_t bytes);
 
 #endif
