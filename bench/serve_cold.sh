@@ -4,6 +4,8 @@
 # of tools/gpu-bundle.sh (gpu/ carried). A repository of bert-base, gpt2
 # and resnet50 (fp32); `dprt plan` stores a one-GPU dprt plan for bert-base
 # and a pipeline plan for gpt2 (each with its profile), nothing for resnet50.
+#  0. the default (dprt's planner): plans found when the models load, from
+#     the stored plan, the stored profile, or a profile measured then;
 #  1. --cold-mode auto: bert-base comes in by its stored plan, gpt2 by a
 #     dprt plan made from its stored profile, resnet50 by a whole load;
 #  2. --cold-mode deepplan: plans made from the stored profiles, resnet50
@@ -48,6 +50,7 @@ serve()
 	grep -E "plan|profiled|cold|error|warn" "$out/server-$name.log" | head -20
 }
 
+serve default
 serve auto --cold-mode auto
 serve deepplan --cold-mode deepplan
 ls "$repo"/*/1/plans >>"$out/setup.log" 2>&1
