@@ -4,8 +4,10 @@
 # Run dprt's tests: every criterion binary named on the command line, then
 # every test/cli/*.sh (with DPRT set to ./dprt). Prints one PASS/FAIL line
 # per binary and script (with the log of anything that failed), then the
-# summary line "N passed, N failed", where a criterion test and a CLI script
-# count one each. Exits 1 if anything failed.
+# summary line "N passed, N failed, N skipped", where a criterion test and a
+# CLI script count one each (a criterion test that calls cr_skip_test, as
+# test_cuda's GPU cases do without a GPU, counts as skipped, not passed).
+# Exits 1 if anything failed.
 #
 # Usage (from the repository root; 'ninja test' does this):
 #   sh test/run-tests.sh build/test/test_base build/test/test_model ...
@@ -22,6 +24,7 @@ mkdir -p "$logdir" || exit 1
 
 passed=0
 failed=0
+skipped=0
 
 # Run "$@" under a time limit when timeout(1) exists.
 limited()
@@ -41,27 +44,35 @@ show_log()
 }
 
 # Criterion prints "Synthesis: Tested: T | Passing: P | Failing: F | ...";
-# F counts crashes too.
+# F counts crashes too. Skipped tests are in none of these: their TAP lines
+# ("ok - suite::name  # SKIP why") count them.
 run_criterion()
 {
 	bin=$1
 	name=${bin##*/}
 	log=$logdir/$name.log
-	limited 600 "$bin" --jobs "$jobs" --color=never >"$log" 2>&1
+	tap=$logdir/$name.tap
+	rm -f "$tap"
+	limited 600 "$bin" --jobs "$jobs" --color=never --tap="$tap" >"$log" 2>&1
 	rc=$?
+	skip=$(grep -c '^ok .*# SKIP' "$tap" 2>/dev/null)
+	skip=${skip:-0}
 	# shellcheck disable=SC2046 # three numbers, split on purpose
 	set -- $(sed -n 's/.*Synthesis: Tested: \([0-9]*\) | Passing: \([0-9]*\) | Failing: \([0-9]*\).*/\1 \2 \3/p' "$log" | tail -n 1)
 	tested=${1:-0} ok=${2:-0} bad=${3:-0}
 	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
 		bad=1 # died before or outside a test (or timed out)
 	fi
-	if [ "$rc" -eq 0 ] && [ "$tested" -eq 0 ]; then
+	if [ "$rc" -eq 0 ] && [ "$tested" -eq 0 ] && [ "$skip" -eq 0 ]; then
 		bad=1 # no report, or a binary without tests
 	fi
 	passed=$((passed + ok))
 	failed=$((failed + bad))
+	skipped=$((skipped + skip))
 	if [ "$bad" -eq 0 ]; then
-		echo "PASS $bin ($ok tests)"
+		note=
+		[ "$skip" -eq 0 ] || note=", $skip skipped"
+		echo "PASS $bin ($ok tests$note)"
 		return
 	fi
 	if [ "$rc" -eq 124 ]; then
@@ -105,5 +116,5 @@ for t in test/cli/*.sh; do
 	run_script "$t"
 done
 
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

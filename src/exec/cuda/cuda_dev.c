@@ -143,10 +143,13 @@ static int make_handles(struct cuda_dev *d, bool have_cudnn)
 	      CUBLASLT(cublasLtCreate(&d->lt));
 	if (ret || !have_cudnn)
 		return ret;
+#if HAVE_CUDNN
 	ret = CUDNN(cudnnCreate(&d->dnn));
 	if (ret)
 		return ret;
-	return CUDNN(cudnnSetStream(d->dnn, d->stream));
+	ret = CUDNN(cudnnSetStream(d->dnn, d->stream));
+#endif
+	return ret;
 }
 
 static int open_dev(struct cuda_dev *d, int ordinal)
@@ -173,10 +176,14 @@ static int open_dev(struct cuda_dev *d, int ordinal)
 	      load_kernels(d) ?: cudalibs_load(&have_cudnn) ?: make_pool(d);
 	if (ret)
 		return ret;
+#if HAVE_CUDNN
 	d->conv_ws_limit = CONV_WS_LIMIT;
 	d->convs = calloc(CONV_CACHE, sizeof(*d->convs));
+	if (!d->convs)
+		return -ENOMEM;
+#endif
 	d->gemms = calloc(GEMM_CACHE, sizeof(*d->gemms));
-	if (!d->convs || !d->gemms)
+	if (!d->gemms)
 		return -ENOMEM;
 	return make_handles(d, have_cudnn) ?: cuda_dev_warm(d);
 }
@@ -212,8 +219,10 @@ void cuda_device_close(struct cuda_dev *d)
 		CU(cuCtxSetCurrent(d->ctx));
 	if (d->stream)
 		CU(cuStreamSynchronize(d->stream));
+#if HAVE_CUDNN
 	if (d->dnn)
 		CUDNN(cudnnDestroy(d->dnn));
+#endif
 	if (d->lt)
 		CUBLASLT(cublasLtDestroy(d->lt));
 	if (d->blas)
@@ -227,7 +236,9 @@ void cuda_device_close(struct cuda_dev *d)
 		CU(cuStreamDestroy(d->stream));
 	if (d->ctx)
 		CU(cuDevicePrimaryCtxRelease(d->dev));
+#if HAVE_CUDNN
 	free(d->convs);
+#endif
 	free(d->gemms);
 	free(d);
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * cuBLAS and cuDNN through dlopen, so the binary needs neither to start;
- * and the one place where their status codes become dprt errors.
+ * and the one place where their status codes become dprt errors. A build
+ * without cuDNN (HAVE_CUDNN 0) has only the cuBLAS half and says so.
  */
 #include "cuda_priv.h"
 
@@ -16,19 +17,24 @@
 
 struct cublas_api cublas;
 struct cublaslt_api cublaslt;
+#if HAVE_CUDNN
 struct cudnn_api cudnn;
+#endif
 
 static pthread_once_t libs_once = PTHREAD_ONCE_INIT;
 static int libs_ret;
 static bool libs_cudnn;
 static char libs_msg[320];
+static char cudnn_why[320]; /* why libs_cudnn is false, once loaded */
 
 /* Where the CUDA 13 libraries live when the binary's rpath and
  * LD_LIBRARY_PATH do not find them. */
 static const char *const cublas_dirs[] = {"", "/usr/local/cuda/lib64/",
 					  "/usr/local/cuda/targets/x86_64-linux/lib/"};
+#if HAVE_CUDNN
 static const char *const cudnn_dirs[] = {"", "/usr/lib/x86_64-linux-gnu/",
 					 "/usr/local/cuda/lib64/"};
+#endif
 
 static void *open_lib(const char *const *dirs, size_t n, const char *name, int flags)
 {
@@ -97,6 +103,8 @@ static int load_cublas(void)
 	return 0;
 }
 
+#if HAVE_CUDNN
+/* Load cuDNN, or leave the reason in cudnn_why (and a warning in the log). */
 static bool load_cudnn(void)
 {
 	void *h, *sym;
@@ -104,27 +112,40 @@ static bool load_cudnn(void)
 	h = open_lib(cudnn_dirs, ARRAY_SIZE(cudnn_dirs), "libcudnn.so.9",
 		     RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
-		log_warn("cuda: cannot load libcudnn.so.9 (%s): convolutions and pooling "
-			 "are unavailable", dlerror());
-		return false;
+		snprintf(cudnn_why, sizeof(cudnn_why), "cannot load libcudnn.so.9 (%s)",
+			 dlerror());
+		goto out_warn;
 	}
 #define LOAD_CUDNN(f)                                                          \
 	sym = dlsym(h, XSTR(f));                                               \
 	if (!sym) {                                                            \
-		log_warn("cuda: libcudnn.so.9 lacks %s: convolutions and "     \
-			 "pooling are unavailable", XSTR(f));                   \
-		return false;                                                  \
+		snprintf(cudnn_why, sizeof(cudnn_why), "libcudnn.so.9 lacks %s", \
+			 XSTR(f));                                             \
+		goto out_warn;                                                 \
 	}                                                                      \
 	memcpy(&cudnn.f, &sym, sizeof(sym));
 	CUDNN_FUNCS(LOAD_CUDNN)
 #undef LOAD_CUDNN
 	if (cudnn.cudnnGetVersion() < 90000) {
-		log_warn("cuda: cuDNN %zu is older than 9.0: convolutions and pooling are "
-			 "unavailable", cudnn.cudnnGetVersion());
-		return false;
+		snprintf(cudnn_why, sizeof(cudnn_why), "cuDNN %zu is older than 9.0",
+			 cudnn.cudnnGetVersion());
+		goto out_warn;
 	}
 	return true;
+out_warn:
+	log_warn("cuda: %s: convolutions and pooling are unavailable", cudnn_why);
+	return false;
 }
+#else
+static bool load_cudnn(void)
+{
+	snprintf(cudnn_why, sizeof(cudnn_why),
+		 "this build of dprt has no cuDNN (./configure --without-cudnn, or no "
+		 "cudnn.h found)");
+	log_info("cuda: %s: convolutions and pooling are unavailable", cudnn_why);
+	return false;
+}
+#endif
 
 static void libs_once_fn(void)
 {
@@ -140,6 +161,11 @@ int cudalibs_load(bool *have_cudnn)
 	if (libs_ret)
 		return err_set(libs_ret, "cuda: %s", libs_msg);
 	return 0;
+}
+
+const char *cudalibs_cudnn_why(void)
+{
+	return cudnn_why;
 }
 
 int cublas_check(cublasStatus_t s, const char *call)
@@ -160,6 +186,7 @@ int cublas_check(cublasStatus_t s, const char *call)
 	return err_set(code, "cuBLAS call %s failed: %s (%s)", call, name, text);
 }
 
+#if HAVE_CUDNN
 int cudnn_check(cudnnStatus_t s, const char *call)
 {
 	int code = DPRT_EDEVICE;
@@ -173,3 +200,4 @@ int cudnn_check(cudnnStatus_t s, const char *call)
 	return err_set(code, "cuDNN call %s failed: %s (status %d)", call,
 		       cudnn.cudnnGetErrorString ? cudnn.cudnnGetErrorString(s) : "?", (int)s);
 }
+#endif

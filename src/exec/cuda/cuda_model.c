@@ -279,7 +279,8 @@ static int alloc_model(struct cuda_dev *d, const struct graph *g, struct exec_mo
 static int check_args(struct cuda_dev *d, const struct graph *g, const void *weights,
 		      const uint8_t *place)
 {
-	uint32_t l;
+	uint32_t l, i;
+	int ret;
 
 	if (!d)
 		return err_set(-EINVAL, "%s: the CUDA backend needs a device from "
@@ -293,6 +294,13 @@ static int check_args(struct cuda_dev *d, const struct graph *g, const void *wei
 		if (place[l] != PLACE_LOAD && place[l] != PLACE_DHA)
 			return err_set(-EINVAL, "%s: layer %s has placement %u", g->name,
 				       g->layers[l].name, place[l]);
+	/* Refused here, whatever shapes come later: without cuDNN no plan
+	 * of a convolution or a pooling can be made. */
+	for (i = 0; i < g->n_nodes; i++) {
+		ret = cuda_dnn_check(d, g, i);
+		if (ret)
+			return ret;
+	}
 	return 0;
 }
 

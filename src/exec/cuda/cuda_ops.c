@@ -294,6 +294,16 @@ int cuda_attn_tune(struct exec_model *m, struct cuda_plan *pl, bool *relayout)
 
 /* ---------------------------------------------------------------- cuDNN */
 
+int cuda_dnn_check(const struct cuda_dev *d, const struct graph *g, uint32_t i)
+{
+	if (!cuda_op_needs_dnn(g, i) || cuda_dev_has_dnn(d))
+		return 0;
+	return err_set(DPRT_EUNSUP, "%s: node %u (%s) needs cuDNN for convolutions and "
+		       "pooling on the GPU: %s", g->name, i, op_name((enum op)g->nodes[i].op),
+		       cudalibs_cudnn_why());
+}
+
+#if HAVE_CUDNN
 static bool algo_fits(const cudnnConvolutionFwdAlgoPerf_t *p, uint64_t limit,
 		      cudnnMathType_t want)
 {
@@ -439,6 +449,20 @@ static int op_pool(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 					 vp(in_addr(pl, nd, 0)), &zero, rt->yd,
 					 vp(pl->addr[nd->out])));
 }
+#else
+/* Not reached: model creation refuses these nodes (cuda_dnn_check). */
+static int op_conv(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+{
+	(void)pl;
+	return cuda_dnn_check(m->d, m->g, i);
+}
+
+static int op_pool(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+{
+	(void)pl;
+	return cuda_dnn_check(m->d, m->g, i);
+}
+#endif
 
 /* ------------------------------------------------------------ row ops */
 

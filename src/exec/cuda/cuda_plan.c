@@ -198,6 +198,7 @@ int cuda_plan_refresh(struct exec_model *m, struct cuda_plan *pl)
 
 /* ---------------------------------------------------------- cuDNN setup */
 
+#if HAVE_CUDNN
 static cudnnDataType_t dnn_dtype(uint8_t dt)
 {
 	return dt == DT_F16 ? CUDNN_DATA_HALF : dt == DT_BF16 ? CUDNN_DATA_BFLOAT16
@@ -268,6 +269,15 @@ static int setup_pool(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 						 (int)nd->ia[4], (int)nd->ia[5],
 						 (int)nd->ia[2], (int)nd->ia[3]));
 }
+#else
+/* Not reached: check_node refuses these nodes without cuDNN. */
+static int setup_conv(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+{
+	(void)pl;
+	return cuda_dnn_check(m->d, m->g, i);
+}
+#define setup_pool setup_conv
+#endif
 
 /* Attention: fp32 scores and the probabilities in the activation dtype,
  * both [n, heads, s, s]. */
@@ -313,11 +323,7 @@ static int check_node(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 			       "x seq %lld^2 is too large", g->name, i,
 			       (long long)x->dims[0], (long long)nd->ia[0],
 			       (long long)x->dims[1]);
-	if ((nd->op == OP_CONV2D || nd->op == OP_MAXPOOL || nd->op == OP_AVGPOOL) &&
-	    !m->d->dnn)
-		return err_set(DPRT_EUNSUP, "%s: node %u (%s) needs cuDNN, which could not be "
-			       "loaded", g->name, i, op_name((enum op)nd->op));
-	return 0;
+	return cuda_dnn_check(m->d, g, i);
 }
 
 static int setup_nodes(struct exec_model *m, struct cuda_plan *pl)
@@ -566,6 +572,7 @@ out_destroy:
 
 static void destroy_rt(struct node_rt *rt)
 {
+#if HAVE_CUDNN
 	if (rt->xd)
 		CUDNN(cudnnDestroyTensorDescriptor(rt->xd));
 	if (rt->yd)
@@ -576,6 +583,7 @@ static void destroy_rt(struct node_rt *rt)
 		CUDNN(cudnnDestroyConvolutionDescriptor(rt->cd));
 	if (rt->pd)
 		CUDNN(cudnnDestroyPoolingDescriptor(rt->pd));
+#endif
 	cuda_gemm_release(rt);
 }
 

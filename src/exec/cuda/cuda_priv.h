@@ -10,13 +10,22 @@
  * cudalibs_load()). Their status codes become dprt errors in exactly one
  * function each (cublas_check, cudnn_check), called through the CUBLAS()
  * and CUDNN() macros, which name the failed call.
+ *
+ * cuDNN: a build configured without it (HAVE_CUDNN 0) has none of its
+ * types, table or handle; convolutions and pooling are then refused when a
+ * model is created, as they are when libcudnn cannot be loaded at run time
+ * (cuda_dnn_check). HAVE_CUDNN is tested in src/exec/cuda and src/mem only.
  */
 #ifndef DPRT_EXEC_CUDA_PRIV_H
 #define DPRT_EXEC_CUDA_PRIV_H
 
 #include <cublasLt.h>
 #include <cublas_v2.h>
+
+#include "config.h"
+#if HAVE_CUDNN
 #include <cudnn.h>
+#endif
 
 #include "exec/exec.h"
 #include "mem/cudrv.h"
@@ -51,6 +60,7 @@
 	X(cublasLtMatmulAlgoGetHeuristic)                                      \
 	X(cublasLtMatmul)
 
+#if HAVE_CUDNN
 #define CUDNN_FUNCS(X)                                                         \
 	X(cudnnGetVersion)                                                     \
 	X(cudnnGetErrorString)                                                 \
@@ -76,6 +86,7 @@
 	X(cudnnSetPooling2dDescriptor)                                         \
 	X(cudnnDestroyPoolingDescriptor)                                       \
 	X(cudnnPoolingForward)
+#endif
 
 #define CUDALIBS_MEMBER(f) __typeof__(f) *f;
 struct cublas_api {
@@ -84,30 +95,41 @@ struct cublas_api {
 struct cublaslt_api {
 	CUBLASLT_FUNCS(CUDALIBS_MEMBER)
 };
+#if HAVE_CUDNN
 struct cudnn_api {
 	CUDNN_FUNCS(CUDALIBS_MEMBER)
 };
+#endif
 #undef CUDALIBS_MEMBER
 
 extern struct cublas_api cublas;
 extern struct cublaslt_api cublaslt;
+#if HAVE_CUDNN
 extern struct cudnn_api cudnn;
+#endif
 
 /*
  * Load cuBLAS (required) and cuDNN (optional: without it, models with
  * convolutions or pooling are refused), once per process, thread-safe.
- * 0 or DPRT_ENODEV with err_set naming the library. *have_cudnn tells.
+ * 0 or DPRT_ENODEV with err_set naming the library. *have_cudnn tells
+ * (always false in a build without cuDNN).
  */
 int cudalibs_load(bool *have_cudnn);
+/* Why cuDNN is not there: this build has none, or what failed when it was
+ * loaded. Empty before cudalibs_load and when cuDNN is loaded. Any thread
+ * after cudalibs_load. */
+const char *cudalibs_cudnn_why(void);
 
 /* The one conversion of each library's status: 0 on success, else
  * DPRT_EDEVICE (-ENOMEM for allocation failures, DPRT_EUNSUP for "not
  * supported") with err_set naming the call and the library's text. */
 int cublas_check(cublasStatus_t s, const char *call);
-int cudnn_check(cudnnStatus_t s, const char *call);
 #define CUBLAS(call) cublas_check(cublas.call, #call)
 #define CUBLASLT(call) cublas_check(cublaslt.call, #call)
+#if HAVE_CUDNN
+int cudnn_check(cudnnStatus_t s, const char *call);
 #define CUDNN(call) cudnn_check(cudnn.call, #call)
+#endif
 
 /* ---- kernels (kernels.cu, loaded by cuda_dev.c) ---- */
 
@@ -169,11 +191,13 @@ struct conv_key {
 	int32_t timed;	      /* chosen by timing (cudnnFind), not heuristics */
 };
 
+#if HAVE_CUDNN
 #define CONV_CACHE 512
 struct conv_choice {
 	struct conv_key key;
 	cudnnConvolutionFwdAlgo_t algo;
 };
+#endif
 
 /* A cuBLASLt GEMM as tuned: D[m, n] = op(A)[m, k] . B[k, n] (column-major
  * terms) with an epilogue; kept zeroed around its fields for memcmp. */
@@ -246,15 +270,17 @@ struct cuda_dev {
 	CUfunction flash[FLASH_DTS][FLASH_DS][FLASH_WS];
 	cublasHandle_t blas;
 	cublasLtHandle_t lt;
-	cudnnHandle_t dnn; /* NULL without cuDNN */
 	struct devpool *pool;
 	uint64_t blas_ws;
+#if HAVE_CUDNN
+	cudnnHandle_t dnn; /* NULL when libcudnn could not be loaded */
 	uint64_t conv_ws_limit; /* most workspace one convolution may use */
 	/* Algorithms chosen so far, so that a model's load (and the next
 	 * model of the same architecture) asks cuDNN once per distinct
 	 * convolution; full means no more remembering, not an error. */
 	struct conv_choice *convs;
 	uint32_t n_convs;
+#endif
 	/* GEMM algorithms found by heuristics and timed, likewise. */
 	struct gemm_choice *gemms;
 	uint32_t n_gemms;
@@ -270,6 +296,17 @@ struct cuda_dev {
 
 /* Make dev's context current on the calling thread. */
 int cuda_dev_enter(struct cuda_dev *d);
+
+/* Whether d runs convolutions and pooling: cuDNN built in and loaded. */
+static inline bool cuda_dev_has_dnn(const struct cuda_dev *d)
+{
+#if HAVE_CUDNN
+	return d->dnn != NULL;
+#else
+	(void)d;
+	return false;
+#endif
+}
 
 /* Slot of a float dtype in cuda_dev.fn; -1 for others. */
 static inline int cuda_dt_slot(uint8_t dt)
@@ -290,11 +327,13 @@ struct cuda_errrec {
 struct node_rt {
 	uint64_t scratch; /* device address, or 0 */
 	uint64_t scratch_bytes;
+#if HAVE_CUDNN
 	cudnnTensorDescriptor_t xd, yd;
 	cudnnFilterDescriptor_t wd;
 	cudnnConvolutionDescriptor_t cd;
 	cudnnPoolingDescriptor_t pd;
 	cudnnConvolutionFwdAlgo_t algo;
+#endif
 	uint64_t ws_bytes; /* convolution workspace: the start of scratch */
 	/* cuBLASLt (OP_LINEAR when the model uses it) */
 	cublasLtMatmulDesc_t mm;
@@ -425,12 +464,25 @@ int cuda_op_enqueue(struct exec_model *m, struct cuda_plan *pl, uint32_t i);
 int cuda_attn_tune(struct exec_model *m, struct cuda_plan *pl, bool *relayout);
 /* Enqueue the conversion of float input i from its given dtype. */
 int cuda_op_convert(struct exec_model *m, struct cuda_plan *pl, uint32_t i);
+/* Node i of g needs cuDNN (a convolution or a pooling). */
+static inline bool cuda_op_needs_dnn(const struct graph *g, uint32_t i)
+{
+	enum op op = (enum op)g->nodes[i].op;
+
+	return op == OP_CONV2D || op == OP_MAXPOOL || op == OP_AVGPOOL;
+}
+/* 0 if node i of g can run on d; else DPRT_EUNSUP with err_set naming the
+ * node, its op and why d has no cuDNN (this build has none, or it could
+ * not be loaded). Model creation checks every node; cuda_ops.c. */
+int cuda_dnn_check(const struct cuda_dev *d, const struct graph *g, uint32_t i);
+#if HAVE_CUDNN
 /* Choose node i's convolution algorithm for input shape x (descriptors in
  * rt set): the device's earlier choice for the same convolution and shape,
  * else the cuDNN heuristics' best within the workspace limit, remembered.
  * Sets rt->algo and rt->ws_bytes. */
 int cuda_conv_choose(struct exec_model *m, uint32_t i, const struct shape *x,
 		     struct node_rt *rt);
+#endif
 
 /* cuBLASLt GEMMs (cuda_gemm.c). Setup, at plan creation before the arena:
  * node i (OP_LINEAR) gets its descriptors and heuristic candidates, and
