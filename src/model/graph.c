@@ -260,6 +260,11 @@ void graph_output(struct graph *g, const char *name, uint32_t tensor)
 	io->dtype = g->tensors[tensor].dtype;
 }
 
+int64_t graph_default_seq(const struct graph *g)
+{
+	return g->def_seq ? g->def_seq : g->max_seq ? MIN(g->max_seq, 128) : 128;
+}
+
 uint64_t io_shape(const struct io_desc *io, int64_t batch, int64_t seq, struct shape *out)
 {
 	int d;

@@ -207,6 +207,9 @@ static inline int64_t shape_numel(const struct shape *s)
 /* The concrete shape of signature entry io for a batch and a sequence
  * length (DIM_BATCH -> batch, DIM_SEQ -> seq); returns its bytes. */
 uint64_t io_shape(const struct io_desc *io, int64_t batch, int64_t seq, struct shape *out);
+/* The sequence length runs use when none is given (profiles, warm-ups):
+ * the package's default, else up to 128 within its bound. */
+int64_t graph_default_seq(const struct graph *g);
 /*
  * Check the given input shapes against the signature (dtype, rank, fixed
  * dims, one batch and one seq value across inputs, limits) and infer every

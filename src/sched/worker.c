@@ -1009,17 +1009,28 @@ unsigned worker_poll(struct worker *w, unsigned budget, uint64_t now)
 
 /* ------------------------------------------------------------ preparing */
 
+/* Every entry of the repository now (malloc'd, *n of them), or NULL when
+ * there are none or no memory. Background work only. */
+static struct repo_entry **all_entries(struct repo *r, uint32_t *n)
+{
+	struct repo_entry **ents;
+
+	*n = repo_entries(r, NULL, 0);
+	ents = *n ? malloc(*n * sizeof(*ents)) : NULL;
+	if (ents)
+		*n = MIN(*n, repo_entries(r, ents, *n));
+	return ents;
+}
+
 /* The first READY entry whose slot here has no plan yet, or NULL. */
 static struct repo_entry *next_unprepared(struct worker *w)
 {
 	struct repo_entry **ents, *found = NULL;
 	uint32_t n, i;
 
-	n = repo_entries(w->repo, NULL, 0);
-	ents = n ? malloc(n * sizeof(*ents)) : NULL;
+	ents = all_entries(w->repo, &n);
 	if (!ents)
 		return NULL;
-	n = MIN(n, repo_entries(w->repo, ents, n));
 	for (i = 0; i < n && !found; i++)
 		if (repo_entry_state(ents[i]) == REPO_READY && ents[i]->ws[w->id].prep == PREP_NONE &&
 		    !ents[i]->ws[w->id].em)
@@ -1031,7 +1042,7 @@ static struct repo_entry *next_unprepared(struct worker *w)
 /* Zero inputs at g's default shape (batch 1), for a warm-up run. */
 static int zero_inputs(const struct graph *g, struct tview *in)
 {
-	int64_t seq = g->def_seq ? g->def_seq : g->max_seq ? MIN(g->max_seq, 128) : 128;
+	int64_t seq = graph_default_seq(g);
 	uint32_t i;
 
 	memset(in, 0, sizeof(*in) * SCHED_MAX_IO);
@@ -1311,12 +1322,8 @@ static void forget_plans(struct worker *w)
 	struct repo_entry **ents;
 	uint32_t n, i;
 
-	n = repo_entries(w->repo, NULL, 0);
-	ents = n ? malloc(n * sizeof(*ents)) : NULL;
-	if (!ents)
-		return;
-	n = MIN(n, repo_entries(w->repo, ents, n));
-	for (i = 0; i < n; i++)
+	ents = all_entries(w->repo, &n);
+	for (i = 0; ents && i < n; i++)
 		forget_plan(&ents[i]->ws[w->id]);
 	free(ents);
 }

@@ -217,7 +217,7 @@ static void take_shapes(struct exec_model *m, const struct tview *in)
 static void reference_shapes(struct exec_model *m)
 {
 	const struct graph *g = m->g;
-	int64_t seq = g->def_seq ? g->def_seq : g->max_seq ? MIN(g->max_seq, 128) : 128;
+	int64_t seq = graph_default_seq(g);
 	uint32_t i;
 
 	for (i = 0; i < g->n_inputs; i++) {

@@ -105,7 +105,7 @@ static void fill_input(const struct graph *g, const struct io_desc *io, struct t
 
 static int make_inputs(const struct graph *g, struct tview *in)
 {
-	int64_t seq = g->def_seq ? g->def_seq : g->max_seq ? MIN(g->max_seq, 128) : 128;
+	int64_t seq = graph_default_seq(g);
 	uint32_t i;
 
 	for (i = 0; i < g->n_inputs; i++) {
