@@ -261,7 +261,7 @@ static int submit(struct dprt *d, struct waiter *w, struct sched_req *req)
 	ret = sched_req_prepare(req);
 	if (!ret)
 		ret = sched_submit(d->s, req);
-	if (ret == DPRT_EUNSUP && req->out_need)
+	if (ret == DPRT_EOUTBUF && req->out_need)
 		ret = give_room(w, req) ?: sched_submit(d->s, req);
 	if (ret && req->msg[0])
 		err_set(ret, "%s", req->msg);

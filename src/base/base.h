@@ -44,6 +44,8 @@ enum dprt_err {
 	DPRT_EWEIGHTS = -5011,	/* weight file lacks or mismatches a tensor */
 	DPRT_EOVERLOAD = -5012, /* queue full, try later */
 	DPRT_EUSAGE = -5013,	/* bad command-line usage */
+	DPRT_ETOOMANY = -5014,	/* model has more inputs or outputs than served */
+	DPRT_EOUTBUF = -5015,	/* outputs need a bigger buffer than given */
 };
 
 /* Text for a code: our own codes and -errno alike. Any thread. */

@@ -24,6 +24,8 @@ static const struct {
 	{DPRT_EWEIGHTS, "weight file does not match the model"},
 	{DPRT_EOVERLOAD, "overloaded, try again later"},
 	{DPRT_EUSAGE, "bad usage"},
+	{DPRT_ETOOMANY, "model has more inputs or outputs than dprt serves"},
+	{DPRT_EOUTBUF, "outputs need a bigger buffer"},
 };
 
 const char *dprt_strerror(int code)

@@ -86,7 +86,7 @@ static int infer_submit(struct conn *c)
 
 	if (!ret)
 		ret = sched_submit(c->srv->s, r);
-	if (ret != DPRT_EUNSUP || !r->out_need)
+	if (ret != DPRT_EOUTBUF || !r->out_need)
 		return ret;
 	ret = conn_obuf(c, r->out_need);
 	if (ret) {
@@ -124,7 +124,7 @@ static int infer_check(struct conn *c, const struct graph **g, int *order)
 	if (repo_entry_state(c->e) != REPO_READY || !*g)
 		return DPRT_ENOMODEL;
 	if ((*g)->n_inputs > SCHED_MAX_IO || (*g)->n_outputs > SCHED_MAX_IO)
-		return err_set(DPRT_EUNSUP, "model '%s' has more than %u inputs or outputs",
+		return err_set(DPRT_ETOOMANY, "model '%s' has more than %u inputs or outputs",
 			       (*g)->name, SCHED_MAX_IO);
 	return kserve_bind(&c->kr, (*g)->inputs, (*g)->n_inputs, (*g)->outputs, (*g)->n_outputs,
 			   order);

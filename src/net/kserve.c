@@ -1452,7 +1452,10 @@ int kserve_http_status(int code)
 	case -E2BIG:
 		return 413;
 	case DPRT_EUNSUP:
+	case DPRT_ETOOMANY:
 		return 501;
+	case DPRT_EOUTBUF: /* the server gives a buffer; left over: too big */
+		return 413;
 	case DPRT_EOVERLOAD:
 	case -EAGAIN:
 	case -EBUSY:

@@ -281,7 +281,7 @@ void chan_push(struct sched_chan *ch, uint32_t worker, struct sched_req *req);
 /* Record status and message in a request (copies err_msg(code)). */
 void req_fail(struct sched_req *req, int code);
 /* Point the prepared outputs into the record's output buffer; 0 or
- * DPRT_EUNSUP when it is too small. */
+ * DPRT_EOUTBUF when it is too small. */
 int req_bind_outputs(struct sched_req *req);
 /* Bucket of a latency. */
 unsigned hist_bucket(uint64_t ns);

@@ -147,7 +147,7 @@ static int check_model(const struct sched_req *req, const struct graph **out)
 			       repo_state_name(repo_entry_state(e)), why[0] ? ": " : "", why);
 	}
 	if (g->n_inputs > SCHED_MAX_IO || g->n_outputs > SCHED_MAX_IO)
-		return err_set(DPRT_EUNSUP, "model '%s' has more than %u inputs or outputs",
+		return err_set(DPRT_ETOOMANY, "model '%s' has more than %u inputs or outputs",
 			       repo_entry_name(e), SCHED_MAX_IO);
 	if (req->out_mask >> g->n_outputs)
 		return err_set(DPRT_EINPUT, "model '%s' has %u outputs; output #%u requested",
@@ -217,7 +217,7 @@ int req_bind_outputs(struct sched_req *req)
 	uint32_t i;
 
 	if (req->out_need > req->ocap || ((uintptr_t)req->obuf & (OUT_ALIGN - 1)))
-		return err_set(DPRT_EUNSUP, "outputs of model '%s' need %s; the request's output "
+		return err_set(DPRT_EOUTBUF, "outputs of model '%s' need %s; the request's output "
 			       "buffer holds %s", repo_entry_name(req->model),
 			       fmt_bytes(req->out_need, a, sizeof(a)),
 			       fmt_bytes(req->ocap, b, sizeof(b)));

@@ -293,7 +293,8 @@ int sched_req_prepare(struct sched_req *req);
  * memory, then the shortest queue. Never blocks.
  * Returns 0 (the request completes exactly once into req->chan) or, never
  * to complete: DPRT_ENOMODEL (model not ready), a prepare error,
- * DPRT_EUNSUP (outputs exceed the output buffer: req->out_need says how
+ * DPRT_ETOOMANY (the model has more than SCHED_MAX_IO inputs or outputs),
+ * DPRT_EOUTBUF (outputs exceed the output buffer: req->out_need says how
  * much; attach one with sched_req_set_output and submit again),
  * DPRT_EOVERLOAD (queue full), DPRT_EDEVICE (fits no device), -ESHUTDOWN.
  * A request that was posted may still fail on its worker: DPRT_EOVERLOAD

@@ -826,6 +826,8 @@ Test(kserve, http_status_map)
 	cr_assert_eq(kserve_http_status(DPRT_ENOMODEL), 404);
 	cr_assert_eq(kserve_http_status(DPRT_EOVERLOAD), 503);
 	cr_assert_eq(kserve_http_status(DPRT_EUNSUP), 501);
+	cr_assert_eq(kserve_http_status(DPRT_ETOOMANY), 501);
+	cr_assert_eq(kserve_http_status(DPRT_EOUTBUF), 413);
 	cr_assert_eq(kserve_http_status(DPRT_EDEVICE), 500);
 	cr_assert_eq(kserve_http_status(-ENOMEM), 500);
 }

@@ -548,7 +548,7 @@ Test(worker, bad_requests_fail_synchronously)
 
 	/* Outputs larger than the record's buffer, then a buffer of our own. */
 	req = treq(s, ch, "bert", 0, 4, 32, 1);
-	cr_assert_eq(sched_submit(s, req), DPRT_EUNSUP);
+	cr_assert_eq(sched_submit(s, req), DPRT_EOUTBUF);
 	cr_assert(strstr(req->msg, "output"), "%s", req->msg);
 	cr_assert_gt(req->out_need, 4096);
 	sched_req_set_output(req, aligned_alloc(64, ALIGN_UP(req->out_need, 64)),
