@@ -221,16 +221,21 @@ static int make_workers(struct sched *s)
 
 static void load_all(struct sched *s)
 {
-	struct repo_entry *ents[SCHED_STATS_MAX_MODELS];
+	struct repo_entry **ents;
 	uint32_t n, i;
 
-	n = repo_entries(s->repo, ents, ARRAY_SIZE(ents));
-	if (n > ARRAY_SIZE(ents))
-		log_warn("%s: %u models; loading the first %zu at start", s->o.models_dir, n,
-			 ARRAY_SIZE(ents));
-	for (i = 0; i < n && i < ARRAY_SIZE(ents); i++)
+	n = repo_entries(s->repo, NULL, 0);
+	ents = n ? malloc(n * sizeof(*ents)) : NULL;
+	if (!ents) {
+		if (n)
+			log_error("%s: out of memory listing %u models", s->o.models_dir, n);
+		return;
+	}
+	n = MIN(n, repo_entries(s->repo, ents, n));
+	for (i = 0; i < n; i++)
 		if (repo_load_entry(s->repo, ents[i]) == 0)
 			log_info("model '%s' version %u: ready", ents[i]->name, ents[i]->version);
+	free(ents);
 }
 
 static void kick_all(struct sched *s, uint32_t what)

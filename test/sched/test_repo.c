@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "helpers.h"
 
@@ -313,5 +314,31 @@ Test(repo, host_lru_under_limit)
 	cr_assert_eq(repo_entry_state(c), REPO_FAILED);
 	sched_stop(s);
 	sched_chan_destroy(ch);
+	sched_destroy(s);
+}
+
+/* No fixed cap on how many models load at start: 300 entries (links to one
+ * package directory) all come up READY. */
+Test(repo, load_all_has_no_cap)
+{
+	struct sched_opts o = topts(dir, "cpu");
+	char link[512], target[512];
+	struct sched *s;
+	int i;
+
+	trepo_add(dir, "m0", 1, "bert-tiny", 1);
+	snprintf(target, sizeof(target), "%s/m0", dir);
+	for (i = 1; i < 300; i++) {
+		snprintf(link, sizeof(link), "%s/m%d", dir, i);
+		cr_assert_eq(symlink(target, link), 0, "symlink %s", link);
+	}
+	s = tsched(&o);
+	for (i = 0; i < 300; i += 37) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "m%d", i);
+		cr_assert_eq(repo_entry_state(find(s, name, 1)), REPO_READY, "%s", name);
+	}
+	cr_assert_eq(repo_entry_state(find(s, "m299", 1)), REPO_READY);
 	sched_destroy(s);
 }
