@@ -220,6 +220,17 @@ int64_t graph_default_seq(const struct graph *g);
 int graph_infer_shapes(const struct graph *g, const struct shape *in,
 		       struct shape *shapes);
 
+/*
+ * Activation memory a run of these shapes needs (shapes from
+ * graph_infer_shapes): the peak over the nodes, in execution order, of the
+ * bytes of the tensors alive then (inputs and activations from their
+ * producer to their last reader, outputs to the end) plus the node's
+ * scratch (attention scores, im2col). Floats count 4 bytes, as the CPU
+ * backend holds them; the backends' arenas need about this much. Used to
+ * refuse requests over a device's activation budget. Any thread.
+ */
+uint64_t graph_act_peak(const struct graph *g, const struct shape *shapes);
+
 /* ---- package file ---- */
 #define PKG_MAGIC "DPRTPKG\0"
 #define PKG_VERSION 1

@@ -6,6 +6,7 @@
 #include "model.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Bounds that keep every element count and byte count far from overflow. */
@@ -552,4 +553,80 @@ int graph_infer_shapes(const struct graph *g, const struct shape *in, struct sha
 	for (i = 0; i < g->n_nodes && !ret; i++)
 		ret = infer_node(g, i, shapes);
 	return ret;
+}
+
+/* ------------------------------------------------------ activation peak */
+
+static uint64_t act_bytes(const struct shape *s)
+{
+	size_t el = dt_is_float(s->dtype) ? sizeof(float) : dtype_size(s->dtype);
+
+	return ALIGN_UP((uint64_t)shape_numel(s) * el, 64);
+}
+
+/* Scratch bytes of node nd beside its inputs and output. */
+static uint64_t node_scratch_bytes(const struct node *nd, const struct shape *shapes)
+{
+	const struct shape *x = &shapes[nd->in[0]], *y = &shapes[nd->out];
+	const struct shape *w;
+
+	if (nd->op == OP_ATTENTION) /* scores of one sequence, every head */
+		return (uint64_t)nd->ia[0] * x->dims[1] * x->dims[1] * sizeof(float);
+	if (nd->op == OP_CONV2D) { /* im2col of one image */
+		w = &shapes[nd->in[1]];
+		return (uint64_t)w->dims[1] * w->dims[2] * w->dims[3] * y->dims[2] *
+		       y->dims[3] * sizeof(float);
+	}
+	return 0;
+}
+
+/* Whether input k of nd is also an earlier input of it. */
+static bool read_before(const struct node *nd, int k)
+{
+	int j;
+
+	for (j = 0; j < k; j++)
+		if (nd->in[j] == nd->in[k])
+			return true;
+	return false;
+}
+
+uint64_t graph_act_peak(const struct graph *g, const struct shape *shapes)
+{
+	uint32_t *last, i, k, t;
+	uint64_t live = 0, peak = 0, at;
+
+	last = calloc(g->n_tensors, sizeof(*last));
+	if (!last)
+		return UINT64_MAX;
+	for (i = 0; i < g->n_nodes; i++) {
+		for (k = 0; k < g->nodes[i].n_in; k++)
+			if (g->nodes[i].in[k] != NO_TENSOR)
+				last[g->nodes[i].in[k]] = i;
+		last[g->nodes[i].out] = i;
+	}
+	for (i = 0; i < g->n_outputs; i++)
+		last[g->outputs[i].tensor] = UINT32_MAX;
+	for (i = 0; i < g->n_inputs; i++)
+		live += act_bytes(&shapes[g->inputs[i].tensor]);
+	peak = live;
+	for (i = 0; i < g->n_nodes; i++) {
+		const struct node *nd = &g->nodes[i];
+
+		live += act_bytes(&shapes[nd->out]);
+		at = live + node_scratch_bytes(nd, shapes);
+		peak = MAX(peak, at);
+		for (k = 0; k < nd->n_in; k++) {
+			t = nd->in[k];
+			if (t == NO_TENSOR || g->tensors[t].kind == TK_WEIGHT || last[t] != i)
+				continue;
+			if (read_before(nd, k))
+				continue;
+			live -= act_bytes(&shapes[t]);
+		}
+		if (last[nd->out] == i) /* produced and never read */
+			live -= act_bytes(&shapes[nd->out]);
+	}
+	free(last);
+	return peak;
 }

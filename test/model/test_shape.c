@@ -443,3 +443,27 @@ Test(shape, kernel_larger_than_input)
 	free(s);
 	graph_destroy(g);
 }
+
+/* The peak counted by hand for bert_like(2) at [2,5]: before attention's
+ * inputs are released, mask (128) + qkv (960) + attn (320) are alive with
+ * the scores of one sequence (2 heads x 5 x 5 floats = 200 bytes). */
+Test(shape, activation_peak_by_hand)
+{
+	struct tgraph t = bert_like(2);
+	struct shape in[3] = {shp(DT_I64, 2, 2ll, 5ll), shp(DT_I64, 2, 2ll, 5ll),
+			      shp(DT_I64, 2, 2ll, 5ll)};
+	struct shape *s;
+	uint64_t small, big;
+
+	cr_assert_eq(infer(t.g, in, &s), 0, "%s", err_msg(0));
+	small = graph_act_peak(t.g, s);
+	cr_expect_eq(small, 1608, "peak %llu, expected 1608", (unsigned long long)small);
+	free(s);
+	in[0] = in[1] = in[2] = shp(DT_I64, 2, 4ll, 16ll);
+	cr_assert_eq(infer(t.g, in, &s), 0, "%s", err_msg(0));
+	big = graph_act_peak(t.g, s);
+	cr_expect_gt(big, 6 * small, "peak %llu at [4,16] against %llu at [2,5]",
+		     (unsigned long long)big, (unsigned long long)small);
+	free(s);
+	graph_destroy(t.g);
+}
