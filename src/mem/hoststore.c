@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,20 @@ struct hoststore {
 	CUcontext ctx;
 #endif
 	struct hoststore_info info;
+	/* sharing (hoststore_load_shared); under share_lock */
+	uint32_t refs;
+	bool shared;
+	uint64_t checksum;
+	struct hoststore *next;
 };
+
+/*
+ * Copies made by hoststore_load_shared, by package checksum. A copy is
+ * listed from when it is filled until its last reference is put; packages
+ * of the same checksum (one file copied to many model names) share it.
+ */
+static pthread_mutex_t share_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hoststore *share_list;
 
 /* ------------------------------------------------------------ memory */
 
@@ -113,6 +127,7 @@ int hoststore_create(uint64_t size, struct hoststore **out)
 	if (!hs)
 		return -ENOMEM;
 	hs->size = size;
+	hs->refs = 1;
 	if (pinned_possible()) {
 		ret = pinned_alloc(hs, bytes);
 		if (ret) {
@@ -133,15 +148,94 @@ int hoststore_create(uint64_t size, struct hoststore **out)
 	return 0;
 }
 
-void hoststore_destroy(struct hoststore *hs)
+static void store_free(struct hoststore *hs)
 {
-	if (!hs)
-		return;
 	if (hs->mapped)
 		pinned_free(hs);
 	else
 		free(hs->base);
 	free(hs);
+}
+
+bool hoststore_put(struct hoststore *hs)
+{
+	struct hoststore **pp;
+	bool last;
+
+	if (!hs)
+		return false;
+	pthread_mutex_lock(&share_lock);
+	last = !--hs->refs;
+	if (last && hs->shared)
+		for (pp = &share_list; *pp; pp = &(*pp)->next)
+			if (*pp == hs) {
+				*pp = hs->next;
+				break;
+			}
+	pthread_mutex_unlock(&share_lock);
+	if (last)
+		store_free(hs);
+	return last;
+}
+
+void hoststore_destroy(struct hoststore *hs)
+{
+	hoststore_put(hs);
+}
+
+/* Under share_lock: a listed copy of checksum, with a reference taken. */
+static struct hoststore *share_find(uint64_t checksum, uint64_t size)
+{
+	struct hoststore *hs;
+
+	for (hs = share_list; hs; hs = hs->next)
+		if (hs->checksum == checksum && hs->size == size) {
+			hs->refs++;
+			return hs;
+		}
+	return NULL;
+}
+
+struct hoststore *hoststore_get_shared(const struct pkg *p)
+{
+	struct hoststore *hs;
+
+	pthread_mutex_lock(&share_lock);
+	hs = share_find(pkg_checksum(p), pkg_graph(p)->weights_size);
+	pthread_mutex_unlock(&share_lock);
+	return hs;
+}
+
+int hoststore_load_shared(struct pkg *p, struct hoststore **out, bool *made)
+{
+	struct hoststore *hs, *other;
+	int ret;
+
+	*made = false;
+	hs = hoststore_get_shared(p);
+	if (hs)
+		goto out;
+	ret = hoststore_load(p, &hs);
+	if (ret)
+		return ret;
+	/* another thread may have filled the same package meanwhile */
+	pthread_mutex_lock(&share_lock);
+	other = share_find(pkg_checksum(p), hs->size);
+	if (!other) {
+		hs->shared = true;
+		hs->checksum = pkg_checksum(p);
+		hs->next = share_list;
+		share_list = hs;
+		*made = true;
+	}
+	pthread_mutex_unlock(&share_lock);
+	if (other) {
+		store_free(hs);
+		hs = other;
+	}
+out:
+	*out = hs;
+	return 0;
 }
 
 void *hoststore_base(const struct hoststore *hs)

@@ -49,7 +49,19 @@ int hoststore_create(uint64_t size, struct hoststore **out);
  */
 int hoststore_load(struct pkg *p, struct hoststore **out);
 
-/* Free the store; no device may still read it. Any thread. */
+/*
+ * Shared copies: packages with the same checksum (one file under many
+ * model names) share one store. load_shared returns a listed copy of p's
+ * checksum with a reference taken (*made false), else loads one as
+ * hoststore_load does and lists it (*made true). get_shared only looks:
+ * a reference to a listed copy, or NULL. Any thread.
+ */
+int hoststore_load_shared(struct pkg *p, struct hoststore **out, bool *made);
+struct hoststore *hoststore_get_shared(const struct pkg *p);
+/* Drop a reference; the last one frees the store (no device may still
+ * read it). Returns whether it was the last. NULL is ignored. Any thread. */
+bool hoststore_put(struct hoststore *hs);
+/* hoststore_put, ignoring the result. */
 void hoststore_destroy(struct hoststore *hs);
 
 void *hoststore_base(const struct hoststore *hs);

@@ -53,11 +53,13 @@ static void set_state(struct repo_entry *e, enum repo_state st, const char *reas
 /*
  * The one place that makes a host copy. The host weight store of mem/
  * gives pinned, device-mapped memory where a GPU driver exists and
- * page-aligned memory elsewhere, and checks every layer's CRC.
+ * page-aligned memory elsewhere, and checks every layer's CRC. Packages of
+ * the same checksum share one copy; host_used counts each copy once: the
+ * entry whose read made it is charged, and the last put gives it back.
  */
-static int host_read(struct repo_entry *e, struct hoststore **out)
+static int host_read(struct repo_entry *e, struct hoststore **out, bool *made)
 {
-	return hoststore_load(e->pkg, out);
+	return hoststore_load_shared(e->pkg, out, made);
 }
 
 /* Under r->lock: free e's host copy (nobody uses it). */
@@ -65,10 +67,10 @@ static void host_free(struct repo *r, struct repo_entry *e)
 {
 	if (lnode_linked(&e->host_lru))
 		lnode_del(&e->host_lru);
-	hoststore_destroy(e->hs);
+	if (hoststore_put(e->hs))
+		atomic_fetch_sub(&r->host_used, e->host_size);
 	e->hs = NULL;
 	atomic_store(&e->host, NULL);
-	atomic_fetch_sub(&r->host_used, e->host_size);
 	e->host_size = 0;
 	e->hstate = HOST_NONE;
 }
@@ -116,32 +118,48 @@ static int host_reserve(struct repo *r, struct repo_entry *e, uint64_t size)
 }
 
 /*
+ * Under r->lock (released while reading): read a new copy for e, charged
+ * to host_used unless another entry's copy of the same package was made
+ * meanwhile and taken instead.
+ */
+static int host_read_new(struct repo *r, struct repo_entry *e, struct hoststore **hs)
+{
+	uint64_t size = atomic_load(&e->g)->weights_size;
+	bool made = false;
+	int ret;
+
+	ret = host_reserve(r, e, size);
+	if (ret)
+		return ret;
+	e->hstate = HOST_READING;
+	pthread_mutex_unlock(&r->lock);
+	ret = host_read(e, hs, &made);
+	pthread_mutex_lock(&r->lock);
+	e->hstate = HOST_NONE;
+	if (ret || !made)
+		atomic_fetch_sub(&r->host_used, size);
+	return ret;
+}
+
+/*
  * Under r->lock (released while reading): make sure e's weights are in
  * host memory. One reader per entry; others wait for it.
  */
 static int host_ensure(struct repo *r, struct repo_entry *e)
 {
-	const struct graph *g = atomic_load(&e->g);
-	struct hoststore *hs = NULL;
-	int ret;
+	struct hoststore *hs;
+	int ret = 0;
 
 	while (e->hstate == HOST_READING)
 		pthread_cond_wait(&r->cond, &r->lock);
 	if (e->hstate == HOST_READY)
 		return 0;
-	ret = host_reserve(r, e, g->weights_size);
-	if (ret)
-		return ret;
-	e->hstate = HOST_READING;
-	pthread_mutex_unlock(&r->lock);
-	ret = host_read(e, &hs);
-	pthread_mutex_lock(&r->lock);
-	if (ret) {
-		atomic_fetch_sub(&r->host_used, g->weights_size);
-		e->hstate = HOST_NONE;
-	} else {
+	hs = hoststore_get_shared(e->pkg);
+	if (!hs)
+		ret = host_read_new(r, e, &hs);
+	if (!ret) {
 		e->hs = hs;
-		e->host_size = g->weights_size;
+		e->host_size = atomic_load(&e->g)->weights_size;
 		atomic_store(&e->host, hoststore_base(hs));
 		e->hstate = HOST_READY;
 	}
@@ -182,7 +200,7 @@ static struct repo_entry *entry_new(struct repo *r, const char *name, uint32_t v
 
 static void entry_free(struct repo_entry *e)
 {
-	hoststore_destroy(e->hs);
+	hoststore_put(e->hs);
 	pkg_close(e->pkg);
 	free(e->ws);
 	free(e);

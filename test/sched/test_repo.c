@@ -342,3 +342,41 @@ Test(repo, load_all_has_no_cap)
 	cr_assert_eq(repo_entry_state(find(s, "m299", 1)), REPO_READY);
 	sched_destroy(s);
 }
+
+/* Packages of the same checksum (one file under two names) share one host
+ * copy, counted once; the copy lives until the last of them lets it go. */
+Test(repo, same_package_shares_one_host_copy)
+{
+	struct sched_opts o = topts(dir, "cpu");
+	struct repo_entry *a, *b, *c;
+	struct sched_chan *ch;
+	struct sched *s;
+	uint64_t sz;
+
+	trepo_add(dir, "a", 1, "bert-tiny", 7);
+	trepo_add(dir, "b", 1, "bert-tiny", 7);
+	trepo_add(dir, "c", 1, "bert-tiny", 8);
+	sz = trepo_wsize(dir, "a", 1);
+	s = tsched(&o);
+	cr_assert_eq(sched_chan_create(s, &ch), 0);
+	a = find(s, "a", 1);
+	b = find(s, "b", 1);
+	c = find(s, "c", 1);
+	cr_assert_eq(repo_entry_state(b), REPO_READY);
+	cr_assert_eq(repo_entry_host(a, NULL), repo_entry_host(b, NULL));
+	cr_assert_neq(repo_entry_host(a, NULL), repo_entry_host(c, NULL));
+	cr_assert_eq(repo_host_used(sched_repo(s)), 2 * sz, "used %llu, one copy %llu",
+		     (unsigned long long)repo_host_used(sched_repo(s)), (unsigned long long)sz);
+	cr_assert_eq(sched_unload(s, "a", 0), 0);
+	cr_assert_eq(run(s, ch, "b", 0), 0);
+	cr_assert_eq(repo_host_used(sched_repo(s)), 2 * sz);
+	cr_assert_eq(sched_unload(s, "b", 0), 0);
+	worker_poll(sched_worker(s, 0), 1, clock_ns()); /* drops b's model */
+	cr_assert_eq(repo_host_used(sched_repo(s)), sz);
+	cr_assert_eq(sched_load(s, "a", 0), 0);
+	cr_assert_eq(run(s, ch, "a", 0), 0);
+	cr_assert_eq(repo_host_used(sched_repo(s)), 2 * sz);
+	sched_stop(s);
+	sched_chan_destroy(ch);
+	sched_destroy(s);
+}
