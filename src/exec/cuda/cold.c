@@ -503,7 +503,7 @@ static int enable_peer(struct cuda_dev *a, struct cuda_dev *b)
 	ret = cuda_dev_enter(a);
 	if (ret)
 		return ret;
-	r = cu.cuCtxEnablePeerAccess(b->ctx, 0);
+	r = cudrv_api.cuCtxEnablePeerAccess(b->ctx, 0);
 	if (r == CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED)
 		r = CUDA_SUCCESS;
 	return cudrv_check(r, "cuCtxEnablePeerAccess");

@@ -151,7 +151,7 @@ bool cold_poll_promoted(struct cuda_cold *c, struct cuda_cold_stats *st)
 
 	if (c->promo != PROMO_COPYING)
 		return c->promo == PROMO_DONE;
-	r = cu.cuEventQuery(c->promo_ev);
+	r = cudrv_api.cuEventQuery(c->promo_ev);
 	if (r == CUDA_ERROR_NOT_READY)
 		return false;
 	if (r != CUDA_SUCCESS) {

@@ -153,7 +153,7 @@ static int candidates(struct exec_model *m, struct node_rt *rt, const struct gem
 	      CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
 		      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
 	d->cnt.heuristics++;
-	if (!ret && cublaslt.cublasLtMatmulAlgoGetHeuristic(d->lt, rt->mm, rt->la, rt->lb, rt->lc,
+	if (!ret && cuda_blaslt_api.cublasLtMatmulAlgoGetHeuristic(d->lt, rt->mm, rt->la, rt->lb, rt->lc,
 							    rt->lc, pref, GEMM_CANDIDATES,
 							    res, &n) != CUBLAS_STATUS_SUCCESS)
 		n = 0;

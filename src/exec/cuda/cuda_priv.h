@@ -5,9 +5,9 @@
  * Threads: a struct cuda_dev and every model made on it belong to the one
  * thread that opened the device (its worker); nothing here locks.
  *
- * Libraries: the driver comes through mem/cudrv.h; cuBLAS and cuDNN are
- * dlopen()ed here the same way (tables `cublas` and `cudnn`, filled by
- * cudalibs_load()). Their status codes become dprt errors in exactly one
+ * Libraries: the driver comes through mem/cudrv.h; cuBLAS, cuBLASLt and
+ * cuDNN are dlopen()ed here the same way (tables `cuda_blas_api`,
+ * `cuda_blaslt_api` and `cuda_dnn_api`, filled by cudalibs_load()). Their status codes become dprt errors in exactly one
  * function each (cublas_check, cudnn_check), called through the CUBLAS()
  * and CUDNN() macros, which name the failed call.
  *
@@ -102,10 +102,10 @@ struct cudnn_api {
 #endif
 #undef CUDALIBS_MEMBER
 
-extern struct cublas_api cublas;
-extern struct cublaslt_api cublaslt;
+extern struct cublas_api cuda_blas_api;
+extern struct cublaslt_api cuda_blaslt_api;
 #if HAVE_CUDNN
-extern struct cudnn_api cudnn;
+extern struct cudnn_api cuda_dnn_api;
 #endif
 
 /*
@@ -124,11 +124,11 @@ const char *cudalibs_cudnn_why(void);
  * DPRT_EDEVICE (-ENOMEM for allocation failures, DPRT_EUNSUP for "not
  * supported") with err_set naming the call and the library's text. */
 int cublas_check(cublasStatus_t s, const char *call);
-#define CUBLAS(call) cublas_check(cublas.call, #call)
-#define CUBLASLT(call) cublas_check(cublaslt.call, #call)
+#define CUBLAS(call) cublas_check(cuda_blas_api.call, #call)
+#define CUBLASLT(call) cublas_check(cuda_blaslt_api.call, #call)
 #if HAVE_CUDNN
 int cudnn_check(cudnnStatus_t s, const char *call);
-#define CUDNN(call) cudnn_check(cudnn.call, #call)
+#define CUDNN(call) cudnn_check(cuda_dnn_api.call, #call)
 #endif
 
 /* ---- kernels (kernels.cu, loaded by cuda_dev.c) ---- */

@@ -47,8 +47,8 @@ static struct devpool *fake_pool(uint64_t chunk)
 {
 	struct devpool *p = NULL;
 
-	cu.cuMemAlloc = fake_alloc;
-	cu.cuMemFree = fake_free;
+	cudrv_api.cuMemAlloc = fake_alloc;
+	cudrv_api.cuMemFree = fake_free;
 	cr_assert_eq(devpool_create(chunk, 0, 0, &p), 0);
 	return p;
 }
@@ -121,7 +121,7 @@ Test(cuda_pool, arena_growth)
 
 	memset(&d, 0, sizeof(d));
 	d.pool = fake_pool(64ull << 20);
-	cu.cuStreamSynchronize = fake_sync;
+	cudrv_api.cuStreamSynchronize = fake_sync;
 	cr_assert_eq(cuda_arena_reserve(&d, 5ull << 20), 0);
 	cr_assert(d.act.bytes == 6ull << 20 && d.act.gen == 1 && d.act.base,
 		  "%llu bytes, gen %llu", (unsigned long long)d.act.bytes,
