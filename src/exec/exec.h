@@ -89,7 +89,7 @@ struct exec_ops {
 	 * A cold model is made from a plan (plan/plan.h) for one device: its
 	 * DHA layers stay in host memory (weights must be a host weight
 	 * store), its LOAD layers are brought in by each cold start and given
-	 * back by an eviction; what else it holds (shape plans, graphs) stays
+	 * back by an eviction; what else it holds (shape programs, graphs) stays
 	 * while it is evicted. */
 	/* Measure g on devs[0] (devs[1..n-1]: helpers for the link facts) and
 	 * fill a profile for plans. The calling thread owns every device; it
@@ -138,7 +138,7 @@ void cpu_set_threads(int n);
  */
 void cpu_dev_set_capacity(void *dev, uint64_t bytes);
 /* What a CPU cold model holds on its device while evicted (simulating a
- * GPU model's shape plans, graphs and events). */
+ * GPU model's shape programs, graphs and events). */
 #define CPU_COLD_KEEP 4096u
 
 /* The CUDA backend (cuBLAS GEMMs, cuDNN convolutions and pooling, dprt's
@@ -186,13 +186,13 @@ uint64_t cuda_device_used(const struct cuda_dev *d);
  * resident and runs warm (its CUDA graph) through cuda_backend.model_run;
  * model_run on an evicted model makes a cold start. Weights go back where
  * they were before the eviction when that room is free; when they move,
- * the shape plans take the new addresses and their graphs are updated in
+ * the shape programs take the new addresses and their graphs are updated in
  * place (cuGraphExecUpdate), not remade (cuda_cold_stats says which).
  *
  * Promotion (opt-in): cuda_cold_promote queues copies of a resident
  * model's DHA layers into device ranges of their own and returns; the next
  * cuda_cold_run (or cuda_cold_promoted) that finds them arrived switches
- * those layers to device memory (the shape plans are remade once). With
+ * those layers to device memory (the shape programs are remade once). With
  * DPRT_COLD_PROMOTE=1 set when the model is made (default off),
  * cuda_cold_run promotes after every successful cold start. An eviction
  * gives the ranges back and the next cold start runs the plan as before.
@@ -222,10 +222,10 @@ int cuda_device_reserve(struct cuda_dev *d, uint64_t bytes);
 struct cuda_cold_stats {
 	bool cold;	    /* weights were brought in (false: was resident) */
 	bool graph;	    /* ran as one captured graph */
-	bool replanned;	    /* the shape plans (and their graphs) were remade:
-			     * the places changed (promotion undone) */
+	bool progs_remade;  /* the shape programs (and their graphs) were
+			     * remade: the places changed (promotion undone) */
 	bool moved;	    /* weights landed elsewhere than last time: the
-			     * shape plans took the new addresses (their
+			     * shape programs took the new addresses (their
 			     * graphs updated, not remade) */
 	uint32_t graphs_updated;  /* cold-start graphs updated in place
 				   * (new addresses, cuGraphExecUpdate) */
@@ -252,7 +252,7 @@ int cuda_cold_model_create(struct cuda_dev *d, const struct graph *g, const void
 			   const struct plan *p, struct cuda_link *const *helpers,
 			   uint32_t n_helpers, struct exec_model **out);
 /* Change m's plan (a model of cuda_cold_model_create; evicts it first).
- * A plan with another DHA set remakes the shape plans. p may be freed
+ * A plan with another DHA set remakes the shape programs. p may be freed
  * afterwards. 0 or an error with err_set. */
 int cuda_cold_set_plan(struct exec_model *m, const struct plan *p);
 /* Whether m's LOAD layers are in device memory. */

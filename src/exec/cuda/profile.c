@@ -145,7 +145,7 @@ static int seg_hook(void *ctx, uint32_t i)
 	return CU(cuEventRecord(e, r->st));
 }
 
-static int capture_segments(struct exec_model *m, struct cuda_plan *pl, struct seg_run *r,
+static int capture_segments(struct exec_model *m, struct cuda_prog *pl, struct seg_run *r,
 			    CUgraphExec *gx)
 {
 	struct cuda_hook h = {seg_hook, r};
@@ -171,7 +171,7 @@ static int capture_segments(struct exec_model *m, struct cuda_plan *pl, struct s
 	return ret;
 }
 
-static int replay(struct exec_model *m, struct cuda_plan *pl, struct seg_run *r,
+static int replay(struct exec_model *m, struct cuda_prog *pl, struct seg_run *r,
 		  CUgraphExec gx, double *sum)
 {
 	struct cuda_hook h = {seg_hook, r};
@@ -191,7 +191,7 @@ static int replay(struct exec_model *m, struct cuda_plan *pl, struct seg_run *r,
 static int run_segments(struct exec_model *m, const struct tview *in, struct tview *out,
 			struct seg_run *r, double *sum)
 {
-	struct cuda_plan *pl;
+	struct cuda_prog *pl;
 	CUgraphExec gx = NULL;
 	int i, ret;
 

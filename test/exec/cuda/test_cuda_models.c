@@ -84,7 +84,7 @@ static void save(const struct graph *g, const struct tview *out, struct saved *s
 	}
 }
 
-/* Interleaved shapes keep their own plans and graphs: every run of a shape
+/* Interleaved shapes keep their own programs and graphs: every run of a shape
  * gives that shape's first outputs, bit for bit. */
 Test(cuda_models, replay_across_shapes)
 {
@@ -199,7 +199,7 @@ static uint64_t gpu_free(void)
 	return f;
 }
 
-/* 1,000 runs over three shapes (each with its cached plan and graph) take
+/* 1,000 runs over three shapes (each with its cached program and graph) take
  * no device memory after the first run of each shape. */
 Test(cuda_models, thousand_runs_no_memory_growth, .timeout = 300)
 {
@@ -239,9 +239,9 @@ Test(cuda_models, thousand_runs_no_memory_growth, .timeout = 300)
 	cuda_device_close(d);
 }
 
-/* More shapes than the plan cache holds: plans are evicted and remade,
+/* More shapes than the program cache holds: programs are evicted and remade,
  * and their memory returns to the pool every time. */
-Test(cuda_models, plan_eviction_returns_memory)
+Test(cuda_models, prog_eviction_returns_memory)
 {
 	struct cuda_dev *d = tgpu_open();
 	struct tview in[6][4], out[2];
