@@ -526,7 +526,7 @@ static int setup_peers(struct cuda_cold *c)
 			ret = enable_peer(x, d) ?: enable_peer(d, x);
 		all &= can != 0;
 	}
-	c->direct = all && getenv("DPRT_PT_DIRECT") && !strcmp(getenv("DPRT_PT_DIRECT"), "1");
+	c->direct = all && knobs_get()->pt_direct;
 	return ret ?: cuda_dev_enter(d);
 }
 
@@ -623,9 +623,8 @@ int cuda_cold_model_create(struct cuda_dev *d, const struct graph *g, const void
 	if (ret)
 		goto out_destroy;
 	take_plan(m->cold, p);
-	m->cold->use_graph = cuda_env_on("DPRT_COLD_GRAPH");
-	m->cold->auto_promote = getenv("DPRT_COLD_PROMOTE") &&
-				!strcmp(getenv("DPRT_COLD_PROMOTE"), "1");
+	m->cold->use_graph = knobs_get()->cold_graph;
+	m->cold->auto_promote = knobs_get()->cold_promote;
 	m->cold->per_layer = true;
 	m->cold->resident = true;
 	capture_at_creation(m->cold);

@@ -18,13 +18,6 @@
 
 static const float one = 1.0f, zero = 0.0f;
 
-bool cuda_env_on(const char *name)
-{
-	const char *v = getenv(name);
-
-	return !v || strcmp(v, "0") != 0;
-}
-
 static void *vp(uint64_t a)
 {
 	return (void *)(uintptr_t)a;

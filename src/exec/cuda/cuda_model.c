@@ -304,16 +304,17 @@ static int check_args(struct cuda_dev *d, const struct graph *g, const void *wei
 	return 0;
 }
 
-/* DPRT_CUDA_ATTN: see struct exec_model. */
-static int attn_force(void)
+/* The knobs of struct exec_model, as they are when m is made. */
+static void set_knobs(struct exec_model *m)
 {
-	const char *v = getenv("DPRT_CUDA_ATTN");
+	const struct dprt_knobs *k = knobs_get();
 
-	if (!v || !*v)
-		return 0;
-	if (!strcmp(v, "unfused"))
-		return -1;
-	return !strcmp(v, "1") ? 1 : !strcmp(v, "2") ? 2 : !strcmp(v, "4") ? 4 : 0;
+	m->no_graphs = !k->cuda_graphs;
+	m->use_lt = k->cuda_lt;
+	m->lt_gelu = k->cuda_lt_gelu;
+	m->use_flash = k->cuda_flash;
+	m->conv_find = k->cudnn_find;
+	m->attn_force = k->cuda_attn;
 }
 
 static int cuda_model_create_placed(void *dev, const struct graph *g, const void *weights,
@@ -335,12 +336,7 @@ static int cuda_model_create_placed(void *dev, const struct graph *g, const void
 	ret = host_mapping(weights, &m->host_dev);
 	if (ret)
 		goto out_destroy;
-	m->no_graphs = !cuda_env_on("DPRT_CUDA_GRAPHS");
-	m->use_lt = cuda_env_on("DPRT_CUDA_LT");
-	m->lt_gelu = cuda_env_on("DPRT_CUDA_LT_GELU");
-	m->use_flash = cuda_env_on("DPRT_CUDA_FLASH");
-	m->conv_find = getenv("DPRT_CUDNN_FIND") && !strcmp(getenv("DPRT_CUDNN_FIND"), "1");
-	m->attn_force = attn_force();
+	set_knobs(m);
 	if (place)
 		memcpy(m->place, place, g->n_layers);
 	ret = place_weights(m);

@@ -394,7 +394,7 @@ struct exec_model {
 	uint64_t clock;
 	int dt;		       /* slot of g->wdtype */
 	bool no_graphs;	       /* DPRT_CUDA_GRAPHS=0 at creation: always eager */
-	/* Paths, read from the environment at creation (for comparisons),
+	/* Paths, from knobs_get() at creation (for comparisons),
 	 * each on unless its variable is "0": DPRT_CUDA_LT cuBLASLt GEMMs with
 	 * fused bias and residual epilogues, DPRT_CUDA_LT_GELU the GELU
 	 * epilogue too (16-bit), DPRT_CUDA_FLASH the fused attention kernels
@@ -498,8 +498,6 @@ int cuda_gemm_tune(struct exec_model *m, struct cuda_prog *pl);
 int cuda_gemm_enqueue(struct exec_model *m, struct cuda_prog *pl, uint32_t i);
 /* Give back node i's cuBLASLt descriptors. */
 void cuda_gemm_release(struct node_rt *rt);
-/* 1 unless environment variable name is "0". */
-bool cuda_env_on(const char *name);
 /* Point node i's cuBLASLt bias at its weight's current address (after
  * the weights moved; cuda_gemm.c). */
 int cuda_gemm_rebind(struct exec_model *m, struct cuda_prog *pl, uint32_t i);

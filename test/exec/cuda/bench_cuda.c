@@ -282,8 +282,10 @@ static int bench_model(struct cuda_dev *d, const char *name, const struct opts *
 		    &r.graph);
 	if (!ret && o->eager) {
 		setenv("DPRT_CUDA_GRAPHS", "0", 1);
+		knobs_reload();
 		ret = timed(d, g, hoststore_base(hs), NULL, in, o, o->runs, &x, &y, &r.eager);
 		unsetenv("DPRT_CUDA_GRAPHS");
+		knobs_reload();
 	}
 	dha = calloc(g->n_layers + 1, 1);
 	if (!ret && o->dha && dha) {

@@ -178,6 +178,7 @@ static void check_modes(const char *model)
 	case_init(&k, model, 1);
 	for (graph = 0; graph < 2; graph++) {
 		setenv("DPRT_COLD_GRAPH", graph ? "1" : "0", 1);
+		knobs_reload();
 		for (i = 0; i < ARRAY_SIZE(modes); i++) {
 			snprintf(what, sizeof(what), "%s %s (%s)", model, mode_label(modes[i]),
 				 graph ? "graph" : "eager");
@@ -201,6 +202,7 @@ static void check_modes(const char *model)
 		}
 	}
 	unsetenv("DPRT_COLD_GRAPH");
+	knobs_reload();
 	case_fini(&k);
 	cuda_device_close(d);
 }
@@ -311,6 +313,7 @@ Test(cuda_cold, pt_two_gpus)
 	for (i = 0; i < 4 * ARRAY_SIZE(models); i++) {
 		setenv("DPRT_PT_DIRECT", i % 2 ? "1" : "0", 1);
 		setenv("DPRT_COLD_GRAPH", i / 2 % 2 ? "1" : "0", 1);
+		knobs_reload();
 		case_init(&k, models[i / 4], 2);
 		p = make_plan(&k, FORCE_PT2, 2);
 		ret = cuda_cold_model_create(d, k.t.g, hoststore_base(k.t.hs), p, &lk, 1, &m);
@@ -331,6 +334,7 @@ Test(cuda_cold, pt_two_gpus)
 	}
 	unsetenv("DPRT_PT_DIRECT");
 	unsetenv("DPRT_COLD_GRAPH");
+	knobs_reload();
 	cuda_link_destroy(lk);
 	cuda_device_close(h);
 	cuda_device_close(d);
@@ -440,6 +444,7 @@ static void cycles(struct cuda_dev *d, struct cold_case *k, bool graph, int n)
 	int i, ret, replans = 0;
 
 	setenv("DPRT_COLD_GRAPH", graph ? "1" : "0", 1);
+	knobs_reload();
 	p = make_plan(k, FORCE_MIXED, 1);
 	ret = cuda_cold_model_create(d, k->t.g, hoststore_base(k->t.hs), p, NULL, 0, &m);
 	cr_assert_eq(ret, 0, "create: %s", err_msg(ret));
@@ -459,6 +464,7 @@ static void cycles(struct cuda_dev *d, struct cold_case *k, bool graph, int n)
 	mark_check(d, &mk, 1024);
 	cr_assert_eq(replans, 0, "%d cycles had to remake their programs", replans);
 	unsetenv("DPRT_COLD_GRAPH");
+	knobs_reload();
 	drop(k->t.g, first);
 	cuda_backend.model_destroy(m);
 	plan_destroy(p);
@@ -552,6 +558,7 @@ static void check_promote(const char *model)
 	keep(k.t.g, out, load);
 	for (graph = 0; graph < 2; graph++) {
 		setenv("DPRT_COLD_GRAPH", graph ? "1" : "0", 1);
+		knobs_reload();
 		for (i = 0; i < ARRAY_SIZE(modes); i++) {
 			snprintf(what, sizeof(what), "%s %s (%s)", model, mode_label(modes[i]),
 				 graph ? "graph" : "eager");
@@ -598,6 +605,7 @@ static void check_promote(const char *model)
 		}
 	}
 	unsetenv("DPRT_COLD_GRAPH");
+	knobs_reload();
 	drop(k.t.g, load);
 	cuda_backend.model_destroy(all);
 	case_fini(&k);
@@ -621,12 +629,15 @@ static void promote_cycles(struct cuda_dev *d, struct cold_case *k, bool by_env,
 	uint64_t dha;
 	int i, ret;
 
-	if (by_env)
+	if (by_env) {
 		setenv("DPRT_COLD_PROMOTE", "1", 1);
+		knobs_reload();
+	}
 	p = make_plan(k, FORCE_MIXED, 1);
 	dha = dha_bytes_of(p);
 	ret = cuda_cold_model_create(d, k->t.g, hoststore_base(k->t.hs), p, NULL, 0, &m);
 	unsetenv("DPRT_COLD_PROMOTE");
+	knobs_reload();
 	cr_assert_eq(ret, 0, "create: %s", err_msg(ret));
 	for (i = 0; i < 20 + n; i++) {
 		if (i == 20)

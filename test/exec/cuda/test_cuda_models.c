@@ -57,11 +57,13 @@ Test(cuda_models, legacy_paths)
 	setenv("DPRT_CUDA_LT", "0", 1);
 	setenv("DPRT_CUDA_FLASH", "0", 1);
 	setenv("DPRT_CUDNN_FIND", "0", 1);
+	knobs_reload();
 	check_zoo("gpt2-tiny", DT_F16);
 	check_zoo("bert-tiny", DT_F32);
 	check_zoo("resnet-tiny", DT_F32);
 	setenv("DPRT_CUDA_LT", "1", 1);
 	setenv("DPRT_CUDA_LT_GELU", "0", 1);
+	knobs_reload();
 	check_zoo("gpt2-tiny", DT_F16);
 }
 

@@ -286,6 +286,7 @@ static void first_cold(const char *model, bool mixed)
 		plan_profile_destroy(pf);
 	}
 	setenv("DPRT_COLD_GRAPH", "1", 1);
+	knobs_reload();
 	ret = cuda_cold_model_create(d, t.g, hoststore_base(t.hs), p, NULL, 0, &m);
 	cr_assert_eq(ret, 0, "create: %s", err_msg(ret));
 	snap_take(d, &s);
@@ -305,6 +306,7 @@ static void first_cold(const char *model, bool mixed)
 	same(t.g, out, cold, "the first warm run");
 	drop(t.g, cold);
 	unsetenv("DPRT_COLD_GRAPH");
+	knobs_reload();
 	cuda_backend.model_destroy(m);
 	plan_destroy(p);
 	drop(t.g, ref);
@@ -440,6 +442,7 @@ static void moves(bool graph)
 	int ret;
 
 	setenv("DPRT_COLD_GRAPH", graph ? "1" : "0", 1);
+	knobs_reload();
 	rng_seed(&r, tseed());
 	tm_init_zoo(&t, "bert-tiny", DT_F32, rng_next(&r));
 	tin_make(t.g, 1, 16, 0, 0, true, &r, in);
@@ -511,6 +514,7 @@ static void moves(bool graph)
 	cuda_backend.model_destroy(big);
 	cuda_backend.model_destroy(m);
 	unsetenv("DPRT_COLD_GRAPH");
+	knobs_reload();
 	plan_destroy(p);
 	drop(t.g, warm);
 	drop(t.g, ref);
