@@ -27,6 +27,7 @@
 #include <cudnn.h>
 #endif
 
+#include "exec/cuda/cuda.h"
 #include "exec/exec.h"
 #include "mem/cudrv.h"
 #include "mem/mem.h"
