@@ -28,7 +28,7 @@
  * the model's PCIe floor on K GPUs: all its weight bytes (DHA reads cross
  * PCIe too) / the measured aggregate H2D bandwidth of K links. Also the mode's
  * own warm latency once resident, how many runs replayed one graph, and
- * how many remade their plans (weights landing elsewhere).
+ * how many remade their programs (weights landing elsewhere).
  * -c N: N more cold/evict cycles of the first mode of the first model,
  * checking that the pool and the GPU's free memory end where they began.
  */
@@ -207,7 +207,7 @@ static int measure(struct bench *b, struct exec_model *m, int warm, int runs, st
 		t[i] = ms_since(t0);
 		r->max = MAX(r->max, t[i]);
 		r->graphs += st.graph;
-		r->replans += st.replanned;
+		r->replans += st.progs_remade;
 		r->fallbacks += st.fallbacks;
 		r->loaded = st.bytes_loaded;
 		r->dha = st.bytes_dha;

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define ALIGN_UP(x, a) (((x) + (a) - 1) / (a) * (a))
@@ -149,5 +150,52 @@ static inline float rng_unit(struct rng *r)
 {
 	return (float)((int64_t)rng_next(r) >> 40) * (1.0f / 8388608.0f);
 }
+
+/* ---- knobs: dprt's environment variables (knobs.c) ---- */
+
+#define KNOBS_PATH_LEN 4096
+
+/*
+ * Every environment variable that tunes dprt, parsed. 'dprt --help' lists
+ * them with their defaults (knobs_help). A variable unset or empty takes
+ * its default; an invalid value is reported once (log warning naming the
+ * variable and the default) and takes the default.
+ */
+struct dprt_knobs {
+	/* CUDA backend, read when a model is made */
+	bool cuda_graphs;  /* DPRT_CUDA_GRAPHS (1): replay runs as CUDA graphs */
+	bool cuda_lt;	   /* DPRT_CUDA_LT (1): cuBLASLt GEMMs, fused epilogues */
+	bool cuda_lt_gelu; /* DPRT_CUDA_LT_GELU (1): GELU epilogue too (16-bit) */
+	bool cuda_flash;   /* DPRT_CUDA_FLASH (1): fused attention candidates */
+	int cuda_attn;	   /* DPRT_CUDA_ATTN: 0 by timing (default), -1
+			    * "unfused", 1, 2 or 4: fused with W warps */
+	bool cudnn_find;   /* DPRT_CUDNN_FIND (0): conv algorithms by timing */
+	/* CUDA cold starts, read when a cold model is made */
+	bool cold_graph;   /* DPRT_COLD_GRAPH (1): one captured graph */
+	bool cold_promote; /* DPRT_COLD_PROMOTE (0): promote DHA layers */
+	bool pt_direct;	   /* DPRT_PT_DIRECT (0): helpers copy host to target */
+	/* CUDA devices, read when a device is warmed up; 0: none */
+	uint64_t cuda_pool_bytes;  /* DPRT_CUDA_POOL_MB: pool reserved, bytes */
+	uint64_t cuda_arena_bytes; /* DPRT_CUDA_ARENA_MB: arena reserved, bytes */
+	/* Paths; "" when unset */
+	char plan_repo[KNOBS_PATH_LEN]; /* PLAN_REPO: root of plan directories */
+	char cache[KNOBS_PATH_LEN];	/* DPRT_CACHE: demo repository's parent */
+};
+
+/*
+ * Fill k from get (getenv or a stand-in), every field its default where
+ * the variable is unset, empty or invalid; each invalid value is logged as
+ * a warning. Returns the number of invalid values. Any thread.
+ */
+int knobs_parse(struct dprt_knobs *k, const char *(*get)(const char *name));
+/* The process's knobs, parsed from the environment at the first call
+ * (pthread_once); read-only afterwards. Any thread. */
+const struct dprt_knobs *knobs_get(void);
+/* Parse the environment again (tests and benchmarks that change it with
+ * setenv). Not while any other thread may call knobs_get. */
+void knobs_reload(void);
+/* Print the "Environment:" section of 'dprt --help': every variable, its
+ * default and its meaning. Any thread. */
+void knobs_help(FILE *f);
 
 #endif

@@ -193,6 +193,8 @@ int main(int argc, char **argv)
 
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			fputs(cli_usage_text, stdout);
+			fputc('\n', stdout);
+			knobs_help(stdout);
 			return 0;
 		} else if (!strcmp(a, "--version")) {
 			printf("dprt %s\n", DPRT_VERSION);

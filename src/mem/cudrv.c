@@ -11,7 +11,7 @@
 #define STR(s) #s
 #define XSTR(s) STR(s) /* expands cuda.h's renames: cuMemAlloc_v2 */
 
-struct cudrv cu;
+struct cudrv cudrv_api;
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static int load_ret;
@@ -32,7 +32,7 @@ static int load_syms(void *h)
 	if (!sym)                                                              \
 		return load_fail("no GPU available: libcuda.so.1 lacks %s%s "  \
 				 "(driver too old)", XSTR(f), "");             \
-	memcpy(&cu.f, &sym, sizeof(sym));
+	memcpy(&cudrv_api.f, &sym, sizeof(sym));
 	CUDRV_FUNCS(CUDRV_LOAD)
 #undef CUDRV_LOAD
 	return 0;
@@ -54,16 +54,16 @@ static void load_once_fn(void)
 	load_ret = load_syms(h);
 	if (load_ret)
 		return;
-	r = cu.cuInit(0);
+	r = cudrv_api.cuInit(0);
 	if (r == CUDA_SUCCESS)
-		r = cu.cuDeviceGetCount(&count);
+		r = cudrv_api.cuDeviceGetCount(&count);
 	if (r != CUDA_SUCCESS) {
-		cu.cuGetErrorName(r, &name);
-		cu.cuGetErrorString(r, &text);
+		cudrv_api.cuGetErrorName(r, &name);
+		cudrv_api.cuGetErrorString(r, &text);
 		load_ret = load_fail("no GPU available: cuInit failed: %s (%s)", name, text);
 		return;
 	}
-	cu.cuDriverGetVersion(&version);
+	cudrv_api.cuDriverGetVersion(&version);
 	if (version < 12000) {
 		snprintf(load_msg, sizeof(load_msg),
 			 "no GPU available: the CUDA driver supports CUDA %d.%d, dprt needs 12.0 "
@@ -95,10 +95,10 @@ int cudrv_check(CUresult r, const char *call)
 		code = -ENOMEM;
 	else if (r == CUDA_ERROR_NO_DEVICE || r == CUDA_ERROR_INVALID_DEVICE)
 		code = DPRT_ENODEV;
-	if (cu.cuGetErrorName)
-		cu.cuGetErrorName(r, &name);
-	if (cu.cuGetErrorString)
-		cu.cuGetErrorString(r, &text);
+	if (cudrv_api.cuGetErrorName)
+		cudrv_api.cuGetErrorName(r, &name);
+	if (cudrv_api.cuGetErrorString)
+		cudrv_api.cuGetErrorString(r, &text);
 	return err_set(code, "CUDA call %s failed: %s (%s)", call, name ? name : "?",
 		       text ? text : "unknown error");
 }

@@ -3,8 +3,9 @@
  * cudrv: the CUDA Driver API through dlopen("libcuda.so.1").
  *
  * For src/mem and src/exec/cuda only (CUDA types never go higher). The
- * binary never links libcuda: cudrv_load() fills the table `cu` once, and a
- * machine without a driver gets DPRT_ENODEV ("no GPU available ...").
+ * binary never links libcuda: cudrv_load() fills the table `cudrv_api`
+ * once, and a machine without a driver gets DPRT_ENODEV ("no GPU
+ * available ...").
  *
  * Every CUresult becomes a dprt error in exactly one place, cudrv_check(),
  * normally through the CU() macro, which names the failed call:
@@ -86,7 +87,7 @@ struct cudrv {
 };
 #undef CUDRV_MEMBER
 
-extern struct cudrv cu;
+extern struct cudrv cudrv_api;
 
 /*
  * Load libcuda.so.1 and call cuInit(0), once per process (thread-safe).
@@ -102,7 +103,7 @@ int cudrv_load(void);
  */
 int cudrv_check(CUresult r, const char *call);
 
-#define CU(call) cudrv_check(cu.call, #call)
+#define CU(call) cudrv_check(cudrv_api.call, #call)
 
 /* Device pointers travel above this layer as uint64_t. */
 static inline CUdeviceptr cudrv_ptr(uint64_t a)

@@ -2,7 +2,7 @@
 /*
  * Device pool: chunks reserved with cuMemAlloc, sub-allocated first-fit
  * with coalescing. Allocations happen at model load and when a new input
- * shape is planned, never per request, so a list walk is cheap enough.
+ * shape gets its program, never per request, so a list walk is cheap enough.
  */
 #include "mem/mem.h"
 

@@ -22,7 +22,7 @@ static const char *const demo_models[] = {"bert-tiny", "gpt2-tiny", "resnet-tiny
 /* $DPRT_CACHE/demo, $XDG_CACHE_HOME/dprt/demo or ~/.cache/dprt/demo. */
 static int demo_dir(char *dir, size_t len)
 {
-	const char *v = getenv("DPRT_CACHE");
+	const char *v = knobs_get()->cache;
 	const struct passwd *pw;
 	int n;
 

@@ -683,11 +683,11 @@ int plan_file_name(const char *gpu, uint32_t n_gpus, enum plan_mode mode, char *
 	return 0;
 }
 
-/* Directory of a package's plans. Any thread (reads the environment). */
+/* Directory of a package's plans. Any thread (reads the knobs). */
 int plan_repo_dir(const char *dir, const char *pkg_path, const char *model, uint64_t pkg_checksum,
 		  char *out, size_t len)
 {
-	const char *env = getenv("PLAN_REPO"), *slash;
+	const char *env = knobs_get()->plan_repo, *slash;
 	char m[NAME_LEN];
 	size_t n;
 

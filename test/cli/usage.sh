@@ -10,6 +10,12 @@ expect_out "usage: dprt" "--help prints the usage"
 for cmd in zoo info run; do
 	expect_out "^  $cmd " "--help lists '$cmd'"
 done
+expect_out "^Environment:" "--help has an Environment section"
+for var in DPRT_CUDA_GRAPHS DPRT_CUDA_LT DPRT_CUDA_LT_GELU DPRT_CUDA_FLASH DPRT_CUDA_ATTN \
+	DPRT_CUDNN_FIND DPRT_COLD_GRAPH DPRT_COLD_PROMOTE DPRT_PT_DIRECT DPRT_CUDA_POOL_MB \
+	DPRT_CUDA_ARENA_MB PLAN_REPO DPRT_CACHE; do
+	expect_out "^  $var +\(default [^)]+\)" "--help lists $var with its default"
+done
 
 run --version
 expect_rc 0 "--version"

@@ -905,7 +905,7 @@ Test(cpu_ops, attention_masked_keys_get_zero_weight)
 	og_free(&o);
 }
 
-/* ------------------------------------------------ dtypes, plans, checks */
+/* --------------------------------------------- dtypes, programs, checks */
 
 static void check_half_linear(enum dtype dt, double tol)
 {
@@ -1010,7 +1010,7 @@ static void lin_ref(const double *x, const float *w, int64_t rows, int64_t k, in
 
 /* a = fc1(x); b = tanh(a); c = fc2(b); d = c + a; e = fc3(d); y = e + x.
  * Lifetimes overlap in several ways and GEMMs break if a live tensor
- * shares memory with their output. Run over many shapes so plans are
+ * shares memory with their output. Run over many shapes so programs are
  * built, evicted and reused. */
 struct chain {
 	struct og o;
@@ -1068,7 +1068,7 @@ static void chain_ref(const struct chain *c, const float *x, int64_t rows, doubl
 	free(t);
 }
 
-Test(cpu_ops, activation_plans_across_shapes)
+Test(cpu_ops, activation_layouts_across_shapes)
 {
 	const int64_t shapes[][3] = {{1, 1, 8}, {2, 3, 8}, {1, 5, 8}, {3, 2, 8},
 				     {2, 7, 8}, {1, 1, 8}, {2, 3, 8}, {4, 8, 8},

@@ -381,6 +381,7 @@ Test(file, names_and_directories)
 	cr_expect_eq(plan_file_name("H200", 1, PLAN_DPRT, b, 8), -ENAMETOOLONG);
 
 	unsetenv("PLAN_REPO");
+	knobs_reload();
 	cr_assert_eq(plan_repo_dir(NULL, "models/bert/1/model.dpk", "bert", 1, b, sizeof(b)), 0);
 	cr_expect_str_eq(b, "models/bert/1/plans");
 	cr_assert_eq(plan_repo_dir(NULL, "model.dpk", "bert", 1, b, sizeof(b)), 0);
@@ -388,6 +389,7 @@ Test(file, names_and_directories)
 	cr_assert_eq(plan_repo_dir("/p", "models/bert/1/model.dpk", "bert", 1, b, sizeof(b)), 0);
 	cr_expect_str_eq(b, "/p");
 	setenv("PLAN_REPO", "/repo", 1);
+	knobs_reload();
 	cr_assert_eq(plan_repo_dir(NULL, "m/model.dpk", "BERT base", 0x89abcdef01234567ull, b,
 				   sizeof(b)),
 		     0);
@@ -395,6 +397,7 @@ Test(file, names_and_directories)
 	cr_assert_eq(plan_repo_dir("/p", "m/model.dpk", "bert", 1, b, sizeof(b)), 0);
 	cr_expect_str_eq(b, "/p");
 	unsetenv("PLAN_REPO");
+	knobs_reload();
 }
 
 Test(file, find_in_repository)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The CPU reference backend: a model is the graph, fp32 weights (in place
- * or one converted copy) and a small cache of activation plans, one per
+ * or one converted copy) and a small cache of shape programs (activation layouts), one per
  * recently seen input shape. A run with a cached shape allocates nothing.
  * A model is used by one thread at a time (its worker).
  */
@@ -15,11 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CPU_PLANS 4		      /* input shapes whose plans are kept */
+#define CPU_PROGS 4		      /* input shapes whose programs are kept */
 #define ELEM_LIMIT ((int64_t)1 << 31) /* BLAS takes int sizes */
 
 /* The activation layout for one set of input shapes. */
-struct cpu_plan {
+struct cpu_prog {
 	bool valid;
 	uint64_t stamp;	      /* last use, for LRU replacement */
 	struct shape *key;    /* [n_inputs]: input shapes as given */
@@ -35,8 +35,8 @@ struct exec_model {
 	float *wcopy;			      /* converted weights, when not used in place */
 	void **ptr;			      /* [n_tensors]: input / activation data of this run */
 	struct shape *given;		      /* [n_inputs]: this run's input shapes */
-	uint32_t *work;			      /* planner scratch */
-	struct cpu_plan plans[CPU_PLANS + 1]; /* the last: where a new one is built */
+	uint32_t *work;			      /* layout scratch */
+	struct cpu_prog progs[CPU_PROGS + 1]; /* the last: where a new one is built */
 	uint64_t clock;
 	char *arena;
 	uint64_t arena_cap;
@@ -152,10 +152,10 @@ void cpu_model_destroy(struct exec_model *m)
 		return;
 	cpu_cold_fini(m->dev, m->cold);
 	cpu_dev_uncharge(m->dev, m->charged);
-	for (i = 0; i <= CPU_PLANS; i++) {
-		free(m->plans[i].key);
-		free(m->plans[i].shapes);
-		free(m->plans[i].off);
+	for (i = 0; i <= CPU_PROGS; i++) {
+		free(m->progs[i].key);
+		free(m->progs[i].shapes);
+		free(m->progs[i].off);
 	}
 	for (i = 0; m->out && i < m->g->n_outputs; i++)
 		free(m->out[i]);
@@ -183,8 +183,8 @@ static int alloc_tables(struct exec_model *m)
 	m->out_cap = calloc(g->n_outputs, sizeof(*m->out_cap));
 	if (!m->w || !m->ptr || !m->given || !m->work || !m->out || !m->out_cap)
 		return -ENOMEM;
-	for (i = 0; i <= CPU_PLANS; i++) {
-		struct cpu_plan *pl = &m->plans[i];
+	for (i = 0; i <= CPU_PROGS; i++) {
+		struct cpu_prog *pl = &m->progs[i];
 
 		pl->key = calloc(g->n_inputs, sizeof(*pl->key));
 		pl->shapes = calloc(nt, sizeof(*pl->shapes));
@@ -268,7 +268,7 @@ bool cpu_cold_model_resident(const struct exec_model *m)
 
 /* ----------------------------------------------------------- parameters */
 
-static void conv_params(const struct cpu_plan *pl, const struct node *nd, struct cpu_conv *p)
+static void conv_params(const struct cpu_prog *pl, const struct node *nd, struct cpu_conv *p)
 {
 	const struct shape *x = &pl->shapes[nd->in[0]], *w = &pl->shapes[nd->in[1]];
 	const struct shape *y = &pl->shapes[nd->out];
@@ -293,7 +293,7 @@ static void conv_params(const struct cpu_plan *pl, const struct node *nd, struct
 	};
 }
 
-static void pool_params(const struct cpu_plan *pl, const struct node *nd, struct cpu_pool *p)
+static void pool_params(const struct cpu_prog *pl, const struct node *nd, struct cpu_pool *p)
 {
 	const struct shape *x = &pl->shapes[nd->in[0]], *y = &pl->shapes[nd->out];
 
@@ -314,7 +314,7 @@ static void pool_params(const struct cpu_plan *pl, const struct node *nd, struct
 	};
 }
 
-static void attn_params(const struct cpu_plan *pl, const struct node *nd, struct cpu_attn *p)
+static void attn_params(const struct cpu_prog *pl, const struct node *nd, struct cpu_attn *p)
 {
 	const struct shape *x = &pl->shapes[nd->in[0]];
 
@@ -328,7 +328,7 @@ static void attn_params(const struct cpu_plan *pl, const struct node *nd, struct
 }
 
 /* Floats of scratch node nd needs. */
-static int64_t node_scratch(const struct cpu_plan *pl, const struct node *nd)
+static int64_t node_scratch(const struct cpu_prog *pl, const struct node *nd)
 {
 	struct cpu_conv cp;
 	struct cpu_attn ap;
@@ -344,7 +344,7 @@ static int64_t node_scratch(const struct cpu_plan *pl, const struct node *nd)
 	return 0;
 }
 
-/* ---------------------------------------------------------------- plans */
+/* ------------------------------------------------------------- programs */
 
 static bool shape_same(const struct shape *a, const struct shape *b)
 {
@@ -352,7 +352,7 @@ static bool shape_same(const struct shape *a, const struct shape *b)
 	       !memcmp(a->dims, b->dims, sizeof(int64_t) * MIN(a->ndim, MAX_DIMS));
 }
 
-static bool plan_matches(const struct exec_model *m, const struct cpu_plan *pl)
+static bool prog_matches(const struct exec_model *m, const struct cpu_prog *pl)
 {
 	uint32_t i;
 
@@ -364,7 +364,7 @@ static bool plan_matches(const struct exec_model *m, const struct cpu_plan *pl)
 	return true;
 }
 
-static int check_sizes(const struct graph *g, const struct cpu_plan *pl, int64_t scratch)
+static int check_sizes(const struct graph *g, const struct cpu_prog *pl, int64_t scratch)
 {
 	uint32_t t;
 
@@ -383,8 +383,8 @@ static int check_sizes(const struct graph *g, const struct cpu_plan *pl, int64_t
 	return 0;
 }
 
-/* Make room for plan pl: the arena and the output buffers only grow. */
-static int grow_buffers(struct exec_model *m, const struct cpu_plan *pl)
+/* Make room for program pl: the arena and the output buffers only grow. */
+static int grow_buffers(struct exec_model *m, const struct cpu_prog *pl)
 {
 	const struct graph *g = m->g;
 	uint32_t o;
@@ -414,7 +414,7 @@ static int grow_buffers(struct exec_model *m, const struct cpu_plan *pl)
 	return 0;
 }
 
-static int build_plan(struct exec_model *m, struct cpu_plan *pl)
+static int build_prog(struct exec_model *m, struct cpu_prog *pl)
 {
 	const struct graph *g = m->g;
 	int64_t scratch = 0;
@@ -431,7 +431,7 @@ static int build_plan(struct exec_model *m, struct cpu_plan *pl)
 	ret = check_sizes(g, pl, scratch);
 	if (ret)
 		return ret;
-	bytes = cpu_plan_offsets(g, pl->shapes, pl->off, m->work);
+	bytes = cpu_layout_offsets(g, pl->shapes, pl->off, m->work);
 	pl->scratch_off = bytes;
 	pl->bytes = bytes + sizeof(float) * (uint64_t)scratch;
 	ret = grow_buffers(m, pl);
@@ -443,18 +443,18 @@ static int build_plan(struct exec_model *m, struct cpu_plan *pl)
 	return 0;
 }
 
-/* The plan for this run's input shapes (m->given): cached, or built in the
+/* The program for this run's input shapes (m->given): cached, or built in the
  * spare slot and then swapped with the least recently used one, so input
- * that fails to plan evicts nothing. */
-static int get_plan(struct exec_model *m, struct cpu_plan **out)
+ * that fails to build evicts nothing. */
+static int get_prog(struct exec_model *m, struct cpu_prog **out)
 {
-	struct cpu_plan *victim = &m->plans[0], tmp;
+	struct cpu_prog *victim = &m->progs[0], tmp;
 	int i, ret;
 
-	for (i = 0; i < CPU_PLANS; i++) {
-		struct cpu_plan *pl = &m->plans[i];
+	for (i = 0; i < CPU_PROGS; i++) {
+		struct cpu_prog *pl = &m->progs[i];
 
-		if (plan_matches(m, pl)) {
+		if (prog_matches(m, pl)) {
 			pl->stamp = ++m->clock;
 			*out = pl;
 			return 0;
@@ -462,13 +462,13 @@ static int get_plan(struct exec_model *m, struct cpu_plan **out)
 		if (!pl->valid || (victim->valid && pl->stamp < victim->stamp))
 			victim = pl;
 	}
-	ret = build_plan(m, &m->plans[CPU_PLANS]);
+	ret = build_prog(m, &m->progs[CPU_PROGS]);
 	if (ret)
 		return ret;
 	tmp = *victim;
-	*victim = m->plans[CPU_PLANS];
-	m->plans[CPU_PLANS] = tmp;
-	m->plans[CPU_PLANS].valid = false;
+	*victim = m->progs[CPU_PROGS];
+	m->progs[CPU_PROGS] = tmp;
+	m->progs[CPU_PROGS].valid = false;
 	victim->stamp = ++m->clock;
 	*out = victim;
 	return 0;
@@ -536,7 +536,7 @@ static void fill_input(const struct io_desc *io, void *dst, int64_t n)
 }
 
 /* Bring input i into its arena slot: fp32 for float inputs, else as is. */
-static void load_input(struct exec_model *m, const struct cpu_plan *pl, uint32_t i,
+static void load_input(struct exec_model *m, const struct cpu_prog *pl, uint32_t i,
 		       const struct tview *v)
 {
 	const struct io_desc *io = &m->g->inputs[i];
@@ -566,7 +566,7 @@ static const void *in_ptr(const struct exec_model *m, const struct node *nd, int
 	return m->ptr[t];
 }
 
-static void run_conv(struct exec_model *m, const struct cpu_plan *pl, const struct node *nd)
+static void run_conv(struct exec_model *m, const struct cpu_prog *pl, const struct node *nd)
 {
 	struct cpu_conv p;
 
@@ -575,7 +575,7 @@ static void run_conv(struct exec_model *m, const struct cpu_plan *pl, const stru
 		   (float *)(void *)(m->arena + pl->scratch_off));
 }
 
-static void run_pool(struct exec_model *m, const struct cpu_plan *pl, const struct node *nd)
+static void run_pool(struct exec_model *m, const struct cpu_prog *pl, const struct node *nd)
 {
 	struct cpu_pool p;
 
@@ -586,7 +586,7 @@ static void run_pool(struct exec_model *m, const struct cpu_plan *pl, const stru
 		cpu_avgpool(&p, in_ptr(m, nd, 0), m->ptr[nd->out]);
 }
 
-static void run_attention(struct exec_model *m, const struct cpu_plan *pl, const struct node *nd)
+static void run_attention(struct exec_model *m, const struct cpu_prog *pl, const struct node *nd)
 {
 	struct cpu_attn p;
 
@@ -596,7 +596,7 @@ static void run_attention(struct exec_model *m, const struct cpu_plan *pl, const
 }
 
 /* Ops of the vision models. */
-static void run_cnn_op(struct exec_model *m, const struct cpu_plan *pl, const struct node *nd)
+static void run_cnn_op(struct exec_model *m, const struct cpu_prog *pl, const struct node *nd)
 {
 	const struct shape *x = &pl->shapes[nd->in[0]];
 	const float *a = in_ptr(m, nd, 0);
@@ -628,7 +628,7 @@ static void run_cnn_op(struct exec_model *m, const struct cpu_plan *pl, const st
 }
 
 /* Run one node: the transformer ops here, the vision ops in run_cnn_op. */
-static int run_node(struct exec_model *m, const struct cpu_plan *pl, const struct node *nd)
+static int run_node(struct exec_model *m, const struct cpu_prog *pl, const struct node *nd)
 {
 	const struct shape *x = &pl->shapes[nd->in[0]], *w = NULL;
 	const float *a = in_ptr(m, nd, 0);
@@ -673,7 +673,7 @@ static int run_node(struct exec_model *m, const struct cpu_plan *pl, const struc
 	return 0;
 }
 
-static void store_output(struct exec_model *m, const struct cpu_plan *pl, uint32_t o,
+static void store_output(struct exec_model *m, const struct cpu_prog *pl, uint32_t o,
 			 struct tview *v)
 {
 	const struct io_desc *io = &m->g->outputs[o];
@@ -693,12 +693,12 @@ static void store_output(struct exec_model *m, const struct cpu_plan *pl, uint32
 static int run(struct exec_model *m, const struct tview *in, struct tview *out)
 {
 	const struct graph *g = m->g;
-	struct cpu_plan *pl;
+	struct cpu_prog *pl;
 	uint32_t i;
 	int ret;
 
 	take_shapes(m, in);
-	ret = get_plan(m, &pl);
+	ret = get_prog(m, &pl);
 	if (!ret)
 		ret = check_data(m, in);
 	if (ret)

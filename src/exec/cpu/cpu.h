@@ -4,7 +4,7 @@
  *
  * Kernels compute in fp32 on contiguous row-major tensors. They never
  * allocate: scratch comes from the caller (the model's activation arena).
- * Every element count passed here is below 2^31 (checked at plan time), so
+ * Every element count passed here is below 2^31 (checked when a shape program is built), so
  * BLAS int arguments cannot overflow.
  */
 #ifndef DPRT_EXEC_CPU_H
@@ -44,7 +44,7 @@ bool cpu_cold_resident(const struct cpu_cold *c);
 int cpu_cold_bring_in(void *dev, struct cpu_cold *c, struct exec_cold_info *info);
 void cpu_cold_evict(void *dev, struct cpu_cold *c);
 
-/* ---- activation memory plan (plan.c) ---- */
+/* ---- activation memory layout (layout.c) ---- */
 
 #define CPU_NO_OFFSET UINT64_MAX
 /* Bytes tensor s takes in the arena: float dtypes are held as fp32. */
@@ -53,7 +53,7 @@ uint64_t cpu_tensor_bytes(const struct shape *s);
  * memory between tensors whose lifetimes do not overlap (outputs live to
  * the end). off[g->n_tensors] gets CPU_NO_OFFSET for weights; work is
  * scratch of 2 * g->n_tensors entries. Returns the arena bytes needed. */
-uint64_t cpu_plan_offsets(const struct graph *g, const struct shape *shapes, uint64_t *off,
+uint64_t cpu_layout_offsets(const struct graph *g, const struct shape *shapes, uint64_t *off,
 			  uint32_t *work);
 
 /* ---- convolution and pooling (conv.c) ---- */

@@ -7,7 +7,7 @@
  *
  * Graphs: a cold start (the run with its waits, the copy stream forked
  * from it after the input copies and joined at the end) is captured once
- * per shape plan and replayed, which removes the launch gaps of an eager
+ * per shape program and replayed, which removes the launch gaps of an eager
  * run. With helpers, their copies stay outside the graph: they are queued
  * just before each launch, and the graph waits on their group events as
  * external events; a graph is kept only while the same links are lent
@@ -18,15 +18,15 @@
  * Addresses: a group is put where its layers were before the last
  * eviction when that range is free (devpool_alloc_at), so the captured
  * graphs stay right; the first cold start's groups land where model
- * creation put the layers, and creation captures the reference plan's
+ * creation put the layers, and creation captures the reference program's
  * cold start and warm run, so the first request instantiates nothing.
  * When weights do land elsewhere (the pool gave their old range to another
- * model), the shape plans take the new addresses (cuda_model_rebind: the
+ * model), the shape programs take the new addresses (cuda_model_rebind: the
  * tensors' and the cuBLASLt bias pointers) and each graph is recorded
  * again and put into its executable graph with cuGraphExecUpdate before
  * its next launch (cuda_graph.c), which costs a capture, not an
  * instantiation; the same happens when the device's shared activation
- * arena has moved (cuda_plan_refresh). Plans are remade only when the
+ * arena has moved (cuda_prog_refresh). Programs are remade only when the
  * places change (promotion undone, another plan).
  */
 #include "cold_priv.h"
@@ -37,7 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------------------------ plans */
+/* ----------------------------------------------------- plans, programs */
 
 /* p fits g and the engine: same layers and bytes, valid rows, each link's
  * layers in layer order (as the planner makes them). */
@@ -92,13 +92,13 @@ static void take_plan(struct cuda_cold *c, const struct plan *p)
 	}
 }
 
-void cold_drop_plans(struct exec_model *m)
+void cold_drop_progs(struct exec_model *m)
 {
 	int i;
 
-	for (i = 0; i < CUDA_PLANS; i++) {
-		cuda_plan_destroy(m, m->plans[i]);
-		m->plans[i] = NULL;
+	for (i = 0; i < CUDA_PROGS; i++) {
+		cuda_prog_destroy(m, m->progs[i]);
+		m->progs[i] = NULL;
 	}
 }
 
@@ -106,11 +106,11 @@ void cold_drop_graphs(struct exec_model *m)
 {
 	int i;
 
-	for (i = 0; i < CUDA_PLANS; i++) {
-		if (!m->plans[i] || !m->plans[i]->cold_gexec)
+	for (i = 0; i < CUDA_PROGS; i++) {
+		if (!m->progs[i] || !m->progs[i]->cold_gexec)
 			continue;
-		CU(cuGraphExecDestroy(m->plans[i]->cold_gexec));
-		m->plans[i]->cold_gexec = NULL;
+		CU(cuGraphExecDestroy(m->progs[i]->cold_gexec));
+		m->progs[i]->cold_gexec = NULL;
 	}
 }
 
@@ -118,7 +118,7 @@ void cold_drop_graphs(struct exec_model *m)
 
 struct cold_run {
 	struct cuda_cold *c;
-	struct cuda_plan *pl;
+	struct cuda_prog *pl;
 };
 
 /* A helper's group is copied outside a captured graph (before its
@@ -181,7 +181,7 @@ static int cold_hook(void *ctx, uint32_t i)
 	return ret;
 }
 
-static int enqueue_cold(struct cuda_cold *c, struct cuda_plan *pl)
+static int enqueue_cold(struct cuda_cold *c, struct cuda_prog *pl)
 {
 	struct cold_run r = {c, pl};
 	struct cuda_hook h = {cold_hook, &r};
@@ -192,9 +192,9 @@ static int enqueue_cold(struct cuda_cold *c, struct cuda_plan *pl)
 
 /* Record copies and run as one graph: the copy stream forks from the exec
  * stream after the input copies (cold_hook) and joins it at the end. A
- * plan with a graph already (its addresses changed: cold_stale) has it
+ * program with a graph already (its addresses changed: cold_stale) has it
  * updated in place when the driver can (st, may be NULL, counts which). */
-static int capture_cold(struct cuda_cold *c, struct cuda_plan *pl, struct cuda_cold_stats *st)
+static int capture_cold(struct cuda_cold *c, struct cuda_prog *pl, struct cuda_cold_stats *st)
 {
 	struct cuda_dev *d = c->m->d;
 	CUgraph graph = NULL;
@@ -228,7 +228,7 @@ static int capture_cold(struct cuda_cold *c, struct cuda_plan *pl, struct cuda_c
 	return 0;
 }
 
-static bool graph_ok(const struct cuda_cold *c, const struct cuda_plan *pl)
+static bool graph_ok(const struct cuda_cold *c, const struct cuda_prog *pl)
 {
 	return c->use_graph && !c->graph_failed && !pl->no_graph && !c->m->no_graphs;
 }
@@ -247,7 +247,7 @@ static bool graph_ok(const struct cuda_cold *c, const struct cuda_plan *pl)
  * PT_TRIALS eager (the very first may pay for lazy loading), then as many
  * replays of the graph once captured, and the faster one is kept.
  */
-static bool pt_graph(struct cuda_cold *c, const struct cuda_plan *pl)
+static bool pt_graph(struct cuda_cold *c, const struct cuda_prog *pl)
 {
 	if (memcmp(c->gslot, c->slot, sizeof(c->slot))) {
 		cold_drop_graphs(c->m);
@@ -266,7 +266,7 @@ static bool pt_graph(struct cuda_cold *c, const struct cuda_plan *pl)
 	return c->pt_ns[1] < c->pt_ns[0];
 }
 
-static int launch(struct cuda_cold *c, struct cuda_plan *pl, struct cuda_cold_stats *st)
+static int launch(struct cuda_cold *c, struct cuda_prog *pl, struct cuda_cold_stats *st)
 {
 	int ret;
 
@@ -312,7 +312,7 @@ static void fill_stats(const struct cuda_cold *c, struct cuda_cold_stats *st)
 }
 
 /* Bring the weights in while running pl; the claims are held. */
-static int cold_start(struct cuda_cold *c, const struct tview *in, struct cuda_plan **pl,
+static int cold_start(struct cuda_cold *c, const struct tview *in, struct cuda_prog **pl,
 		      struct cuda_cold_stats *st)
 {
 	struct exec_model *m = c->m;
@@ -324,21 +324,21 @@ static int cold_start(struct cuda_cold *c, const struct tview *in, struct cuda_p
 	ret = cold_alloc_groups(c, &moved);
 	if (ret)
 		return ret;
-	/* Elsewhere than last time: the shape plans take the new addresses
+	/* Elsewhere than last time: the shape programs take the new addresses
 	 * and their graphs are updated before their next launch; remade
 	 * only if that fails. */
 	if (moved) {
 		cuda_model_bind_weights(m);
 		ret = cuda_model_rebind(m);
 		if (ret) {
-			log_warn("%s: remaking its shape plans: %s", m->g->name, err_msg(ret));
+			log_warn("%s: remaking its shape programs: %s", m->g->name, err_msg(ret));
 			err_clear();
-			cold_drop_plans(m);
+			cold_drop_progs(m);
 			c->remade = true;
 		}
 	}
 	st->moved = moved;
-	st->replanned = c->remade;
+	st->progs_remade = c->remade;
 	c->remade = false;
 	ret = cuda_model_prepare(m, in, pl);
 	t0 = clock_ns();
@@ -364,7 +364,7 @@ int cuda_cold_run(struct exec_model *m, const struct tview *in, struct tview *ou
 {
 	struct cuda_cold *c = m->cold;
 	struct cuda_cold_stats local;
-	struct cuda_plan *pl = NULL;
+	struct cuda_prog *pl = NULL;
 	char why[512];
 	int ret;
 
@@ -503,7 +503,7 @@ static int enable_peer(struct cuda_dev *a, struct cuda_dev *b)
 	ret = cuda_dev_enter(a);
 	if (ret)
 		return ret;
-	r = cu.cuCtxEnablePeerAccess(b->ctx, 0);
+	r = cudrv_api.cuCtxEnablePeerAccess(b->ctx, 0);
 	if (r == CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED)
 		r = CUDA_SUCCESS;
 	return cudrv_check(r, "cuCtxEnablePeerAccess");
@@ -526,7 +526,7 @@ static int setup_peers(struct cuda_cold *c)
 			ret = enable_peer(x, d) ?: enable_peer(d, x);
 		all &= can != 0;
 	}
-	c->direct = all && getenv("DPRT_PT_DIRECT") && !strcmp(getenv("DPRT_PT_DIRECT"), "1");
+	c->direct = all && knobs_get()->pt_direct;
 	return ret ?: cuda_dev_enter(d);
 }
 
@@ -553,7 +553,7 @@ static bool groups_at_creation(const struct cuda_cold *c)
  * At creation, with the weights where the first cold start will put them
  * again (take_range in cold_copy.c: each group lands where its layers
  * were, the ranges being free after the eviction), capture the cold start
- * of the reference shape plan and its warm run, so that neither the first
+ * of the reference shape program and its warm run, so that neither the first
  * request of that shape nor the next instantiates a graph. Target-only plans (helpers' graphs depend on
  * the links lent). A failure only leaves the capture to the first cold
  * start.
@@ -561,19 +561,19 @@ static bool groups_at_creation(const struct cuda_cold *c)
 static void capture_at_creation(struct cuda_cold *c)
 {
 	struct exec_model *m = c->m;
-	struct cuda_plan *pl = NULL;
+	struct cuda_prog *pl = NULL;
 	uint32_t i;
 	int k, ret;
 
-	for (k = 0; k < CUDA_PLANS; k++)
-		pl = m->plans[k] ? m->plans[k] : pl;
+	for (k = 0; k < CUDA_PROGS; k++)
+		pl = m->progs[k] ? m->progs[k] : pl;
 	if (c->width > 1 || !pl || !graph_ok(c, pl))
 		return;
 	memset(c->slot, 0, sizeof(c->slot));
 	cold_make_groups(c);
 	for (i = 0; i < c->n_grp; i++)
 		c->grp[i].dev = m->layer_dev[c->grp[i].first];
-	ret = groups_at_creation(c) ? cuda_plan_refresh(m, pl) ?: capture_cold(c, pl, NULL) : 0;
+	ret = groups_at_creation(c) ? cuda_prog_refresh(m, pl) ?: capture_cold(c, pl, NULL) : 0;
 	c->n_grp = 0;
 	if (!ret) {
 		cuda_model_capture(m, pl); /* and its warm runs' */
@@ -623,9 +623,8 @@ int cuda_cold_model_create(struct cuda_dev *d, const struct graph *g, const void
 	if (ret)
 		goto out_destroy;
 	take_plan(m->cold, p);
-	m->cold->use_graph = cuda_env_on("DPRT_COLD_GRAPH");
-	m->cold->auto_promote = getenv("DPRT_COLD_PROMOTE") &&
-				!strcmp(getenv("DPRT_COLD_PROMOTE"), "1");
+	m->cold->use_graph = knobs_get()->cold_graph;
+	m->cold->auto_promote = knobs_get()->cold_promote;
 	m->cold->per_layer = true;
 	m->cold->resident = true;
 	capture_at_creation(m->cold);
@@ -664,7 +663,7 @@ int cuda_cold_set_plan(struct exec_model *m, const struct plan *p)
 			m->place[l] = p->rows[l].place == PLAN_DHA ? PLACE_DHA : PLACE_LOAD;
 			c->last[l] = 0;
 		}
-		cold_drop_plans(m);
+		cold_drop_progs(m);
 		cuda_model_bind_weights(m);
 	}
 	take_plan(c, p);

@@ -82,7 +82,7 @@ void cold_make_groups(struct cuda_cold *c)
 }
 
 /* gr's range where its first layer was before the last eviction, if
- * that is free (nothing moves, the shape plans and graphs stay right),
+ * that is free (nothing moves, the shape programs and graphs stay right),
  * else wherever the pool has room. */
 static int take_range(struct cuda_cold *c, struct cold_group *gr)
 {

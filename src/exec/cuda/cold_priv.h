@@ -46,7 +46,7 @@ struct cold_group {
 enum promo_state {
 	PROMO_NONE,    /* DHA layers read from host memory, no ranges */
 	PROMO_COPYING, /* ranges taken, copies queued, layers still DHA */
-	PROMO_DONE,    /* layers LOAD in the ranges, shape plans remade */
+	PROMO_DONE,    /* layers LOAD in the ranges, shape programs remade */
 };
 
 struct cuda_cold {
@@ -78,7 +78,7 @@ struct cuda_cold {
 	bool helpers_queued; /* this run's helper copies are queued already */
 	uint64_t bytes_dha;
 	bool auto_promote;	 /* DPRT_COLD_PROMOTE=1: promote after cold starts */
-	bool remade;		 /* an unpromotion dropped the shape plans */
+	bool remade;		 /* an unpromotion dropped the shape programs */
 	enum promo_state promo;
 	struct cold_group *pgrp; /* [n_layers]: promoted ranges of DHA layers */
 	uint32_t n_pgrp;
@@ -124,14 +124,14 @@ int cold_copy_own_after_inputs(struct cuda_cold *c);
  * context is current. True once switched. */
 bool cold_poll_promoted(struct cuda_cold *c, struct cuda_cold_stats *st);
 /* Back to the plan's DHA layers, the promoted ranges given back; remake:
- * drop the shape plans and rebind the weights if the layers had switched. */
+ * drop the shape programs and rebind the weights if the layers had switched. */
 void cold_unpromote(struct cuda_cold *c, bool remake);
 
 /* ---- cold.c ---- */
 
-/* Give back every shape plan of m (with its graphs). */
-void cold_drop_plans(struct exec_model *m);
-/* Give back the captured cold starts of m's shape plans. */
+/* Give back every shape program of m (with its graphs). */
+void cold_drop_progs(struct exec_model *m);
+/* Give back the captured cold starts of m's shape programs. */
 void cold_drop_graphs(struct exec_model *m);
 
 #endif

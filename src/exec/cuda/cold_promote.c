@@ -9,10 +9,10 @@
  * a big layer alone, so ranges still fit the pool's holes), with one event
  * after the last copy. Nothing waits on it: the next cuda_cold_run (or
  * cuda_cold_promoted) that finds the event done switches those layers to
- * LOAD and remakes the shape plans (GEMM algorithms and addresses depend
+ * LOAD and remakes the shape programs (GEMM algorithms and addresses depend
  * on the places); until then runs read them from host memory. An eviction
  * gives the ranges back and puts the layers back to DHA, so the next cold
- * start runs the plan as before (its shape plans remade).
+ * start runs the plan as before (its shape programs remade).
  */
 #include "cold_priv.h"
 #include <errno.h>
@@ -119,7 +119,7 @@ int cuda_cold_promote(struct exec_model *m)
 }
 
 /* The copies are done: the promoted layers become LOAD in their ranges
- * and the shape plans are remade for them at the next run. */
+ * and the shape programs are remade for them at the next run. */
 static void switch_promoted(struct cuda_cold *c)
 {
 	struct exec_model *m = c->m;
@@ -136,7 +136,7 @@ static void switch_promoted(struct cuda_cold *c)
 			c->bytes_promoted += g->layers[l].nbytes;
 		}
 	}
-	cold_drop_plans(m);
+	cold_drop_progs(m);
 	cuda_model_bind_weights(m);
 	c->promo = PROMO_DONE;
 }
@@ -151,7 +151,7 @@ bool cold_poll_promoted(struct cuda_cold *c, struct cuda_cold_stats *st)
 
 	if (c->promo != PROMO_COPYING)
 		return c->promo == PROMO_DONE;
-	r = cu.cuEventQuery(c->promo_ev);
+	r = cudrv_api.cuEventQuery(c->promo_ev);
 	if (r == CUDA_ERROR_NOT_READY)
 		return false;
 	if (r != CUDA_SUCCESS) {
@@ -183,7 +183,7 @@ bool cuda_cold_promoted(struct exec_model *m)
 }
 
 /* Back to the plan's DHA layers, the promoted ranges given back; no copy
- * may still write them. remake: drop the shape plans and rebind the
+ * may still write them. remake: drop the shape programs and rebind the
  * weights if the layers had switched (not at model destruction). */
 void cold_unpromote(struct cuda_cold *c, bool remake)
 {
@@ -204,7 +204,7 @@ void cold_unpromote(struct cuda_cold *c, bool remake)
 	free_promoted(c);
 	c->bytes_promoted = 0;
 	if (switched && remake) {
-		cold_drop_plans(m);
+		cold_drop_progs(m);
 		cuda_model_bind_weights(m);
 		c->remade = true;
 	}

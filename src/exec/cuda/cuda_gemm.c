@@ -3,7 +3,7 @@
  * Linear layers through cuBLASLt: the bias, and the node after the GEMM
  * when it is a residual ADD or a tanh GELU, done in the GEMM's epilogue
  * instead of by separate kernels; each GEMM shape's algorithm chosen by
- * timing the heuristics' candidates on the plan's own buffers, once per
+ * timing the heuristics' candidates on the program's own buffers, once per
  * device. In cuBLAS's column-major terms a linear y[rows, M] = x[rows, K] .
  * w[M, K]^T + b is D (M x rows) = op_T(A = w, K x M) . B (x, K x rows),
  * the bias running along D's rows, and a residual is C (same layout as D,
@@ -17,13 +17,6 @@
 #define TUNE_REPS 3
 
 static const float one = 1.0f, zero = 0.0f;
-
-bool cuda_env_on(const char *name)
-{
-	const char *v = getenv(name);
-
-	return !v || strcmp(v, "0") != 0;
-}
 
 static void *vp(uint64_t a)
 {
@@ -153,7 +146,7 @@ static int candidates(struct exec_model *m, struct node_rt *rt, const struct gem
 	      CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
 		      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
 	d->cnt.heuristics++;
-	if (!ret && cublaslt.cublasLtMatmulAlgoGetHeuristic(d->lt, rt->mm, rt->la, rt->lb, rt->lc,
+	if (!ret && cuda_blaslt_api.cublasLtMatmulAlgoGetHeuristic(d->lt, rt->mm, rt->la, rt->lb, rt->lc,
 							    rt->lc, pref, GEMM_CANDIDATES,
 							    res, &n) != CUBLAS_STATUS_SUCCESS)
 		n = 0;
@@ -179,7 +172,7 @@ static int candidates(struct exec_model *m, struct node_rt *rt, const struct gem
 	return k;
 }
 
-int cuda_gemm_setup(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+int cuda_gemm_setup(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 {
 	const struct graph *g = m->g;
 	const struct node *nd = &g->nodes[i];
@@ -226,7 +219,7 @@ int cuda_gemm_setup(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 	return 0;
 }
 
-int cuda_gemm_rebind(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+int cuda_gemm_rebind(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 {
 	const struct node *nd = &m->g->nodes[i];
 	struct node_rt *rt = &pl->rt[i];
@@ -241,7 +234,7 @@ int cuda_gemm_rebind(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 
 /* ------------------------------------------------------------ tuning */
 
-static int enqueue(struct exec_model *m, struct cuda_plan *pl, uint32_t i,
+static int enqueue(struct exec_model *m, struct cuda_prog *pl, uint32_t i,
 		   const cublasLtMatmulAlgo_t *algo)
 {
 	const struct node *nd = &m->g->nodes[i];
@@ -259,7 +252,7 @@ static int enqueue(struct exec_model *m, struct cuda_plan *pl, uint32_t i,
 
 /* Milliseconds of TUNE_REPS runs of candidate a, or a negative error; a
  * candidate that fails to run gets a huge time (and no error). */
-static int time_algo(struct exec_model *m, struct cuda_plan *pl, uint32_t i,
+static int time_algo(struct exec_model *m, struct cuda_prog *pl, uint32_t i,
 		     const cublasLtMatmulAlgo_t *a, CUevent ev[2], float *ms)
 {
 	CUstream st = m->d->stream;
@@ -278,7 +271,7 @@ static int time_algo(struct exec_model *m, struct cuda_plan *pl, uint32_t i,
 	return ret ?: CU(cuEventElapsedTime(ms, ev[0], ev[1]));
 }
 
-static int tune_one(struct exec_model *m, struct cuda_plan *pl, uint32_t i, CUevent ev[2])
+static int tune_one(struct exec_model *m, struct cuda_prog *pl, uint32_t i, CUevent ev[2])
 {
 	struct gemm_choice *gc = &m->d->gemms[pl->rt[i].gemm];
 	float best = 1e30f, ms;
@@ -299,7 +292,7 @@ static int tune_one(struct exec_model *m, struct cuda_plan *pl, uint32_t i, CUev
 	return 0;
 }
 
-int cuda_gemm_tune(struct exec_model *m, struct cuda_plan *pl)
+int cuda_gemm_tune(struct exec_model *m, struct cuda_prog *pl)
 {
 	CUevent ev[2] = {NULL, NULL};
 	uint32_t i;
@@ -324,7 +317,7 @@ int cuda_gemm_tune(struct exec_model *m, struct cuda_plan *pl)
 	return ret;
 }
 
-int cuda_gemm_enqueue(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+int cuda_gemm_enqueue(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 {
 	return enqueue(m, pl, i, &pl->rt[i].algo_lt);
 }

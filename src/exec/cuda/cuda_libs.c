@@ -15,10 +15,10 @@
 #define STR(s) #s
 #define XSTR(s) STR(s) /* cublas_v2.h renames: cublasCreate_v2 */
 
-struct cublas_api cublas;
-struct cublaslt_api cublaslt;
+struct cublas_api cuda_blas_api;
+struct cublaslt_api cuda_blaslt_api;
 #if HAVE_CUDNN
-struct cudnn_api cudnn;
+struct cudnn_api cuda_dnn_api;
 #endif
 
 static pthread_once_t libs_once = PTHREAD_ONCE_INIT;
@@ -69,7 +69,7 @@ static int load_cublaslt(void)
 			 "libcublasLt.so.13 lacks %s", #f);                     \
 		return DPRT_ENODEV;                                            \
 	}                                                                      \
-	memcpy(&cublaslt.f, &sym, sizeof(sym));
+	memcpy(&cuda_blaslt_api.f, &sym, sizeof(sym));
 	CUBLASLT_FUNCS(LOAD_CUBLASLT)
 #undef LOAD_CUBLASLT
 	return 0;
@@ -97,7 +97,7 @@ static int load_cublas(void)
 			 "libcublas.so.13 lacks %s", XSTR(f));                  \
 		return DPRT_ENODEV;                                            \
 	}                                                                      \
-	memcpy(&cublas.f, &sym, sizeof(sym));
+	memcpy(&cuda_blas_api.f, &sym, sizeof(sym));
 	CUBLAS_FUNCS(LOAD_CUBLAS)
 #undef LOAD_CUBLAS
 	return 0;
@@ -123,12 +123,12 @@ static bool load_cudnn(void)
 			 XSTR(f));                                             \
 		goto out_warn;                                                 \
 	}                                                                      \
-	memcpy(&cudnn.f, &sym, sizeof(sym));
+	memcpy(&cuda_dnn_api.f, &sym, sizeof(sym));
 	CUDNN_FUNCS(LOAD_CUDNN)
 #undef LOAD_CUDNN
-	if (cudnn.cudnnGetVersion() < 90000) {
+	if (cuda_dnn_api.cudnnGetVersion() < 90000) {
 		snprintf(cudnn_why, sizeof(cudnn_why), "cuDNN %zu is older than 9.0",
-			 cudnn.cudnnGetVersion());
+			 cuda_dnn_api.cudnnGetVersion());
 		goto out_warn;
 	}
 	return true;
@@ -179,10 +179,10 @@ int cublas_check(cublasStatus_t s, const char *call)
 		code = -ENOMEM;
 	else if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_ARCH_MISMATCH)
 		code = DPRT_EUNSUP;
-	if (cublas.cublasGetStatusName)
-		name = cublas.cublasGetStatusName(s);
-	if (cublas.cublasGetStatusString)
-		text = cublas.cublasGetStatusString(s);
+	if (cuda_blas_api.cublasGetStatusName)
+		name = cuda_blas_api.cublasGetStatusName(s);
+	if (cuda_blas_api.cublasGetStatusString)
+		text = cuda_blas_api.cublasGetStatusString(s);
 	return err_set(code, "cuBLAS call %s failed: %s (%s)", call, name, text);
 }
 
@@ -198,6 +198,6 @@ int cudnn_check(cudnnStatus_t s, const char *call)
 	else if (s == CUDNN_STATUS_NOT_SUPPORTED)
 		code = DPRT_EUNSUP;
 	return err_set(code, "cuDNN call %s failed: %s (status %d)", call,
-		       cudnn.cudnnGetErrorString ? cudnn.cudnnGetErrorString(s) : "?", (int)s);
+		       cuda_dnn_api.cudnnGetErrorString ? cuda_dnn_api.cudnnGetErrorString(s) : "?", (int)s);
 }
 #endif

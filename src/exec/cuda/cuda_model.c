@@ -2,7 +2,7 @@
 /*
  * The CUDA backend's models: weights loaded into the device pool layer by
  * layer (PLACE_LOAD) or read in place from the host weight store through
- * its device mapping (PLACE_DHA); a small cache of plans, one per input
+ * its device mapping (PLACE_DHA); a small cache of shape programs, one per input
  * shape; runs that are eager the first time and replay a CUDA graph of the
  * same work afterwards.
  */
@@ -145,7 +145,7 @@ static int place_weights(struct exec_model *m)
 	return 0;
 }
 
-/* ------------------------------------------------------------- plans */
+/* ---------------------------------------------------------- programs */
 
 static bool shape_same(const struct shape *a, const struct shape *b)
 {
@@ -153,7 +153,7 @@ static bool shape_same(const struct shape *a, const struct shape *b)
 	       !memcmp(a->dims, b->dims, sizeof(int64_t) * MIN(a->ndim, MAX_DIMS));
 }
 
-static bool plan_matches(const struct exec_model *m, const struct cuda_plan *pl)
+static bool prog_matches(const struct exec_model *m, const struct cuda_prog *pl)
 {
 	uint32_t i;
 
@@ -163,35 +163,35 @@ static bool plan_matches(const struct exec_model *m, const struct cuda_plan *pl)
 	return true;
 }
 
-/* The plan for m->given: cached, or made in the least recently used slot
- * (its plan, arena and graph are given back first). */
-static int get_plan(struct exec_model *m, struct cuda_plan **out)
+/* The program for m->given: cached, or made in the least recently used slot
+ * (its program, arena and graph are given back first). */
+static int get_prog(struct exec_model *m, struct cuda_prog **out)
 {
 	int i, victim = 0, ret;
 
-	for (i = 0; i < CUDA_PLANS; i++) {
-		struct cuda_plan *pl = m->plans[i];
+	for (i = 0; i < CUDA_PROGS; i++) {
+		struct cuda_prog *pl = m->progs[i];
 
-		if (pl && plan_matches(m, pl)) {
+		if (pl && prog_matches(m, pl)) {
 			pl->stamp = ++m->clock;
 			*out = pl;
-			return cuda_plan_refresh(m, pl);
+			return cuda_prog_refresh(m, pl);
 		}
-		if (!pl || (m->plans[victim] && pl->stamp < m->plans[victim]->stamp))
+		if (!pl || (m->progs[victim] && pl->stamp < m->progs[victim]->stamp))
 			victim = i;
 	}
 	/* Check the shapes before evicting anything: a bad request costs no
-	 * cached plan. */
+	 * cached program. */
 	ret = graph_infer_shapes(m->g, m->given, m->check);
 	if (ret)
 		return ret;
-	cuda_plan_destroy(m, m->plans[victim]);
-	m->plans[victim] = NULL;
-	ret = cuda_plan_create(m, &m->plans[victim]);
+	cuda_prog_destroy(m, m->progs[victim]);
+	m->progs[victim] = NULL;
+	ret = cuda_prog_create(m, &m->progs[victim]);
 	if (ret)
 		return ret;
-	m->plans[victim]->stamp = ++m->clock;
-	*out = m->plans[victim];
+	m->progs[victim]->stamp = ++m->clock;
+	*out = m->progs[victim];
 	return 0;
 }
 
@@ -212,7 +212,7 @@ static void take_shapes(struct exec_model *m, const struct tview *in)
 	}
 }
 
-/* The shapes of a first plan made at load: batch 1, the model's default
+/* The shapes of a first program made at load: batch 1, the model's default
  * sequence length, optional inputs omitted. */
 static void reference_shapes(struct exec_model *m)
 {
@@ -242,8 +242,8 @@ static void cuda_model_destroy(struct exec_model *m)
 	cuda_dev_enter(m->d);
 	CU(cuStreamSynchronize(m->d->stream));
 	cuda_cold_free(m);
-	for (i = 0; i < CUDA_PLANS; i++)
-		cuda_plan_destroy(m, m->plans[i]);
+	for (i = 0; i < CUDA_PROGS; i++)
+		cuda_prog_destroy(m, m->progs[i]);
 	for (i = 0; m->wrange && i < m->n_wrange; i++)
 		devpool_free(m->d->pool, m->wrange[i]);
 	free(m->wrange);
@@ -294,7 +294,7 @@ static int check_args(struct cuda_dev *d, const struct graph *g, const void *wei
 		if (place[l] != PLACE_LOAD && place[l] != PLACE_DHA)
 			return err_set(-EINVAL, "%s: layer %s has placement %u", g->name,
 				       g->layers[l].name, place[l]);
-	/* Refused here, whatever shapes come later: without cuDNN no plan
+	/* Refused here, whatever shapes come later: without cuDNN no program
 	 * of a convolution or a pooling can be made. */
 	for (i = 0; i < g->n_nodes; i++) {
 		ret = cuda_dnn_check(d, g, i);
@@ -304,16 +304,17 @@ static int check_args(struct cuda_dev *d, const struct graph *g, const void *wei
 	return 0;
 }
 
-/* DPRT_CUDA_ATTN: see struct exec_model. */
-static int attn_force(void)
+/* The knobs of struct exec_model, as they are when m is made. */
+static void set_knobs(struct exec_model *m)
 {
-	const char *v = getenv("DPRT_CUDA_ATTN");
+	const struct dprt_knobs *k = knobs_get();
 
-	if (!v || !*v)
-		return 0;
-	if (!strcmp(v, "unfused"))
-		return -1;
-	return !strcmp(v, "1") ? 1 : !strcmp(v, "2") ? 2 : !strcmp(v, "4") ? 4 : 0;
+	m->no_graphs = !k->cuda_graphs;
+	m->use_lt = k->cuda_lt;
+	m->lt_gelu = k->cuda_lt_gelu;
+	m->use_flash = k->cuda_flash;
+	m->conv_find = k->cudnn_find;
+	m->attn_force = k->cuda_attn;
 }
 
 static int cuda_model_create_placed(void *dev, const struct graph *g, const void *weights,
@@ -321,7 +322,7 @@ static int cuda_model_create_placed(void *dev, const struct graph *g, const void
 {
 	struct cuda_dev *d = dev;
 	struct exec_model *m = NULL;
-	struct cuda_plan *pl;
+	struct cuda_prog *pl;
 	char why[512];
 	int ret;
 
@@ -335,12 +336,7 @@ static int cuda_model_create_placed(void *dev, const struct graph *g, const void
 	ret = host_mapping(weights, &m->host_dev);
 	if (ret)
 		goto out_destroy;
-	m->no_graphs = !cuda_env_on("DPRT_CUDA_GRAPHS");
-	m->use_lt = cuda_env_on("DPRT_CUDA_LT");
-	m->lt_gelu = cuda_env_on("DPRT_CUDA_LT_GELU");
-	m->use_flash = cuda_env_on("DPRT_CUDA_FLASH");
-	m->conv_find = getenv("DPRT_CUDNN_FIND") && !strcmp(getenv("DPRT_CUDNN_FIND"), "1");
-	m->attn_force = attn_force();
+	set_knobs(m);
 	if (place)
 		memcpy(m->place, place, g->n_layers);
 	ret = place_weights(m);
@@ -348,9 +344,9 @@ static int cuda_model_create_placed(void *dev, const struct graph *g, const void
 		goto out_destroy;
 	/* Choose the convolution algorithms now, and have the common shape
 	 * ready for the first request. Should that shape not fit the
-	 * signature, the model plans at its first run instead. */
+	 * signature, the model builds its program at its first run instead. */
 	reference_shapes(m);
-	ret = get_plan(m, &pl);
+	ret = get_prog(m, &pl);
 	if (ret == DPRT_ESHAPE || ret == DPRT_EDTYPE) {
 		err_clear();
 		ret = 0;
@@ -408,7 +404,7 @@ static int node_error(const struct exec_model *m, uint32_t i, int ret)
 
 /* All the work of one run, on the device's stream: eagerly, or into a
  * graph while the stream captures; h (may be NULL) sees every node first. */
-static int enqueue_run(struct exec_model *m, struct cuda_plan *pl, const struct cuda_hook *h)
+static int enqueue_run(struct exec_model *m, struct cuda_prog *pl, const struct cuda_hook *h)
 {
 	const struct graph *g = m->g;
 	CUstream st = m->d->stream;
@@ -441,11 +437,11 @@ static int enqueue_run(struct exec_model *m, struct cuda_plan *pl, const struct 
 	return ret;
 }
 
-/* Record the plan's run as a CUDA graph: a new one, or, when the plan's
+/* Record the program's run as a CUDA graph: a new one, or, when the program's
  * addresses changed since its capture (pl->gexec_stale), the same graph
- * updated in place. On failure the plan keeps running eagerly (a warning,
+ * updated in place. On failure the program keeps running eagerly (a warning,
  * not an error). */
-static void capture(struct exec_model *m, struct cuda_plan *pl)
+static void capture(struct exec_model *m, struct cuda_prog *pl)
 {
 	CUstream st = m->d->stream;
 	CUgraph graph = NULL;
@@ -474,13 +470,13 @@ static void capture(struct exec_model *m, struct cuda_plan *pl)
 	err_clear();
 }
 
-void cuda_model_capture(struct exec_model *m, struct cuda_plan *pl)
+void cuda_model_capture(struct exec_model *m, struct cuda_prog *pl)
 {
 	if (!pl->gexec && !pl->no_graph && !m->no_graphs)
 		capture(m, pl);
 }
 
-/* Every plan takes the weights' new addresses (m->waddr): its tensors',
+/* Every program takes the weights' new addresses (m->waddr): its tensors',
  * its cuBLASLt biases'; its graphs are updated before their next launch. */
 int cuda_model_rebind(struct exec_model *m)
 {
@@ -488,8 +484,8 @@ int cuda_model_rebind(struct exec_model *m)
 	uint32_t t, i;
 	int k, ret = 0;
 
-	for (k = 0; k < CUDA_PLANS && !ret; k++) {
-		struct cuda_plan *pl = m->plans[k];
+	for (k = 0; k < CUDA_PROGS && !ret; k++) {
+		struct cuda_prog *pl = m->progs[k];
 
 		if (!pl)
 			continue;
@@ -505,7 +501,7 @@ int cuda_model_rebind(struct exec_model *m)
 }
 
 /* The first id an embedding refused: like the CPU backend's message. */
-static int id_error(const struct exec_model *m, const struct cuda_plan *pl,
+static int id_error(const struct exec_model *m, const struct cuda_prog *pl,
 		    const struct tview *in, uint64_t key)
 {
 	const struct graph *g = m->g;
@@ -527,7 +523,7 @@ static int id_error(const struct exec_model *m, const struct cuda_plan *pl,
 		       "range [0, %lld)", name, (long long)idx, (long long)v);
 }
 
-static void set_outputs(const struct exec_model *m, const struct cuda_plan *pl,
+static void set_outputs(const struct exec_model *m, const struct cuda_prog *pl,
 			struct tview *out)
 {
 	uint32_t o;
@@ -542,14 +538,14 @@ static void set_outputs(const struct exec_model *m, const struct cuda_plan *pl,
 	}
 }
 
-int cuda_model_prepare(struct exec_model *m, const struct tview *in, struct cuda_plan **out)
+int cuda_model_prepare(struct exec_model *m, const struct tview *in, struct cuda_prog **out)
 {
-	struct cuda_plan *pl;
+	struct cuda_prog *pl;
 	uint32_t i;
 	int ret;
 
 	take_shapes(m, in);
-	ret = get_plan(m, &pl) ?: check_data(m, in);
+	ret = get_prog(m, &pl) ?: check_data(m, in);
 	if (ret)
 		return ret;
 	for (i = 0; i < m->g->n_inputs; i++)
@@ -560,12 +556,12 @@ int cuda_model_prepare(struct exec_model *m, const struct tview *in, struct cuda
 	return 0;
 }
 
-int cuda_model_enqueue(struct exec_model *m, struct cuda_plan *pl, const struct cuda_hook *h)
+int cuda_model_enqueue(struct exec_model *m, struct cuda_prog *pl, const struct cuda_hook *h)
 {
 	return enqueue_run(m, pl, h);
 }
 
-int cuda_model_finish(struct exec_model *m, struct cuda_plan *pl, const struct tview *in,
+int cuda_model_finish(struct exec_model *m, struct cuda_prog *pl, const struct tview *in,
 		      struct tview *out)
 {
 	struct cuda_errrec rec;
@@ -579,7 +575,7 @@ int cuda_model_finish(struct exec_model *m, struct cuda_plan *pl, const struct t
 
 static int cuda_model_run(struct exec_model *m, const struct tview *in, struct tview *out)
 {
-	struct cuda_plan *pl;
+	struct cuda_prog *pl;
 	int ret;
 
 	/* An evicted model (cold.c) first brings its weights in. */

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * One function per op: enqueue it on the device's stream with the plan's
+ * One function per op: enqueue it on the device's stream with the program's
  * addresses. GEMMs go to cuBLAS (fp32 in true fp32, CUBLAS_COMPUTE_32F;
  * fp16/bf16 with fp32 accumulation), convolutions and pooling to cuDNN,
  * the rest to kernels.cu. Nothing here allocates or synchronizes, so the
- * same calls are captured into the plan's CUDA graph.
+ * same calls are captured into the program's CUDA graph.
  */
 #include "cuda_priv.h"
 
@@ -43,7 +43,7 @@ static int launch(struct exec_model *m, enum kern k, unsigned gx, unsigned gy, u
 	return CU(cuLaunchKernel(f, gx, gy, gz, CUDA_BLOCK, 1, 1, 0, d->stream, args, NULL));
 }
 
-static uint64_t in_addr(const struct cuda_plan *pl, const struct node *nd, int k)
+static uint64_t in_addr(const struct cuda_prog *pl, const struct node *nd, int k)
 {
 	if (k >= nd->n_in || nd->in[k] == NO_TENSOR)
 		return 0;
@@ -52,7 +52,7 @@ static uint64_t in_addr(const struct cuda_plan *pl, const struct node *nd, int k
 
 /* ---------------------------------------------------------- elementwise */
 
-static int op_unary(struct exec_model *m, struct cuda_plan *pl, const struct node *nd,
+static int op_unary(struct exec_model *m, struct cuda_prog *pl, const struct node *nd,
 		    int op)
 {
 	uint64_t x = in_addr(pl, nd, 0), y = pl->addr[nd->out];
@@ -62,7 +62,7 @@ static int op_unary(struct exec_model *m, struct cuda_plan *pl, const struct nod
 	return launch(m, K_UNARY, grid_for(m->d, n, CUDA_BLOCK), 1, 1, args);
 }
 
-static int op_add(struct exec_model *m, struct cuda_plan *pl, const struct node *nd)
+static int op_add(struct exec_model *m, struct cuda_prog *pl, const struct node *nd)
 {
 	uint64_t a = in_addr(pl, nd, 0), b = in_addr(pl, nd, 1), y = pl->addr[nd->out];
 	i64 n = shape_numel(&pl->shapes[nd->out]);
@@ -82,7 +82,7 @@ static int chan_affine(struct exec_model *m, uint64_t x, uint64_t scale, uint64_
 	return launch(m, K_CHAN_AFFINE, grid_for(m->d, n, CUDA_BLOCK), 1, 1, args);
 }
 
-static int op_batchnorm(struct exec_model *m, struct cuda_plan *pl, const struct node *nd)
+static int op_batchnorm(struct exec_model *m, struct cuda_prog *pl, const struct node *nd)
 {
 	const struct shape *x = &pl->shapes[nd->in[0]];
 	i64 n = shape_numel(x);
@@ -92,7 +92,7 @@ static int op_batchnorm(struct exec_model *m, struct cuda_plan *pl, const struct
 			   nd->ia[0] != 0);
 }
 
-int cuda_op_convert(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+int cuda_op_convert(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 {
 	const struct io_desc *io = &m->g->inputs[i];
 	uint64_t x = pl->raw[i], y = pl->addr[io->tensor];
@@ -107,7 +107,7 @@ int cuda_op_convert(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 
 /* y[rows, M] = x[rows, K] . w[M, K]^T (+ b). In cuBLAS's column-major
  * terms: y^T (M x rows) = w (K x M stored, transposed) . x^T (K x rows). */
-static int op_linear(struct exec_model *m, struct cuda_plan *pl, const struct node *nd)
+static int op_linear(struct exec_model *m, struct cuda_prog *pl, const struct node *nd)
 {
 	const struct shape *x = &pl->shapes[nd->in[0]], *w = &pl->shapes[nd->in[1]];
 	cudaDataType_t t = blas_dtype(m->g->wdtype);
@@ -133,7 +133,7 @@ static int op_linear(struct exec_model *m, struct cuda_plan *pl, const struct no
  * Column-major view of a row-major [s, ld] block is [ld, s]: so scores^T
  * = k (op T) . q, and y^T = v . p^T.
  */
-static int op_attention(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+static int op_attention(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 {
 	const struct node *nd = &m->g->nodes[i];
 	const struct shape *x = &pl->shapes[nd->in[0]];
@@ -177,7 +177,7 @@ static int op_attention(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 /* Attention in one kernel (kernels.cu dprt_flash_*) with w warps per
  * block: 16-bit activations and head sizes 16, 32, 64 (setup_attention
  * checks). timing: no mask (the tuner's buffers hold no real one). */
-static int op_flash(struct exec_model *m, struct cuda_plan *pl, uint32_t i, int w, bool timing)
+static int op_flash(struct exec_model *m, struct cuda_prog *pl, uint32_t i, int w, bool timing)
 {
 	const struct node *nd = &m->g->nodes[i];
 	const struct shape *x = &pl->shapes[nd->in[0]];
@@ -195,13 +195,13 @@ static int op_flash(struct exec_model *m, struct cuda_plan *pl, uint32_t i, int 
 }
 
 /* One attention candidate: 0 unfused, else the fused kernel's W. */
-static int attn_run(struct exec_model *m, struct cuda_plan *pl, uint32_t i, int cand)
+static int attn_run(struct exec_model *m, struct cuda_prog *pl, uint32_t i, int cand)
 {
 	return cand ? op_flash(m, pl, i, cand, true) : op_attention(m, pl, i);
 }
 
 /* Milliseconds of 3 runs of candidate cand (after one untimed). */
-static int attn_time(struct exec_model *m, struct cuda_plan *pl, uint32_t i, int cand,
+static int attn_time(struct exec_model *m, struct cuda_prog *pl, uint32_t i, int cand,
 		     CUevent ev[2], float *ms)
 {
 	CUstream st = m->d->stream;
@@ -214,7 +214,7 @@ static int attn_time(struct exec_model *m, struct cuda_plan *pl, uint32_t i, int
 	return ret ?: CU(cuEventElapsedTime(ms, ev[0], ev[1]));
 }
 
-static void attn_key(const struct exec_model *m, const struct cuda_plan *pl, uint32_t i,
+static void attn_key(const struct exec_model *m, const struct cuda_prog *pl, uint32_t i,
 		     struct attn_key *k)
 {
 	const struct node *nd = &m->g->nodes[i];
@@ -230,7 +230,7 @@ static void attn_key(const struct exec_model *m, const struct cuda_plan *pl, uin
 }
 
 /* Node i's fastest candidate: the device's earlier choice, else timed. */
-static int attn_pick(struct exec_model *m, struct cuda_plan *pl, uint32_t i, CUevent ev[2],
+static int attn_pick(struct exec_model *m, struct cuda_prog *pl, uint32_t i, CUevent ev[2],
 		     int *pick)
 {
 	static const int cands[] = {0, 1, 2, 4};
@@ -265,7 +265,7 @@ static int attn_pick(struct exec_model *m, struct cuda_plan *pl, uint32_t i, CUe
 	return 0;
 }
 
-int cuda_attn_tune(struct exec_model *m, struct cuda_plan *pl, bool *relayout)
+int cuda_attn_tune(struct exec_model *m, struct cuda_prog *pl, bool *relayout)
 {
 	CUevent ev[2] = {NULL, NULL};
 	uint32_t i;
@@ -422,7 +422,7 @@ int cuda_conv_choose(struct exec_model *m, uint32_t i, const struct shape *x,
 	return 0;
 }
 
-static int op_conv(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+static int op_conv(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 {
 	const struct node *nd = &m->g->nodes[i];
 	const struct node_rt *rt = &pl->rt[i];
@@ -440,7 +440,7 @@ static int op_conv(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 			   y->dims[2] * y->dims[3], 0);
 }
 
-static int op_pool(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+static int op_pool(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 {
 	const struct node *nd = &m->g->nodes[i];
 	const struct node_rt *rt = &pl->rt[i];
@@ -451,13 +451,13 @@ static int op_pool(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 }
 #else
 /* Not reached: model creation refuses these nodes (cuda_dnn_check). */
-static int op_conv(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+static int op_conv(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 {
 	(void)pl;
 	return cuda_dnn_check(m->d, m->g, i);
 }
 
-static int op_pool(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+static int op_pool(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 {
 	(void)pl;
 	return cuda_dnn_check(m->d, m->g, i);
@@ -466,7 +466,7 @@ static int op_pool(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 
 /* ------------------------------------------------------------ row ops */
 
-static int op_gap(struct exec_model *m, struct cuda_plan *pl, const struct node *nd)
+static int op_gap(struct exec_model *m, struct cuda_prog *pl, const struct node *nd)
 {
 	const struct shape *x = &pl->shapes[nd->in[0]];
 	uint64_t a = in_addr(pl, nd, 0), y = pl->addr[nd->out];
@@ -477,7 +477,7 @@ static int op_gap(struct exec_model *m, struct cuda_plan *pl, const struct node 
 	return launch(m, K_GAP, grid_for(m->d, rows, CUDA_BLOCK / 32), 1, 1, args);
 }
 
-static int op_layernorm(struct exec_model *m, struct cuda_plan *pl, const struct node *nd)
+static int op_layernorm(struct exec_model *m, struct cuda_prog *pl, const struct node *nd)
 {
 	const struct shape *x = &pl->shapes[nd->in[0]];
 	uint64_t a = in_addr(pl, nd, 0), g = in_addr(pl, nd, 1), b = in_addr(pl, nd, 2);
@@ -490,7 +490,7 @@ static int op_layernorm(struct exec_model *m, struct cuda_plan *pl, const struct
 	return launch(m, K_LAYERNORM, grid_for(m->d, rows, 1), 1, 1, args);
 }
 
-static int op_softmax(struct exec_model *m, struct cuda_plan *pl, const struct node *nd)
+static int op_softmax(struct exec_model *m, struct cuda_prog *pl, const struct node *nd)
 {
 	const struct shape *x = &pl->shapes[nd->in[0]];
 	uint64_t a = in_addr(pl, nd, 0), y = pl->addr[nd->out];
@@ -501,7 +501,7 @@ static int op_softmax(struct exec_model *m, struct cuda_plan *pl, const struct n
 	return launch(m, K_SOFTMAX, grid_for(m->d, rows, 1), 1, 1, args);
 }
 
-static int op_embedding(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+static int op_embedding(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 {
 	const struct node *nd = &m->g->nodes[i];
 	const struct shape *tab = &pl->shapes[nd->in[1]];
@@ -513,7 +513,7 @@ static int op_embedding(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 	return launch(m, K_EMBED, grid_for(m->d, n, 1), 1, 1, args);
 }
 
-static int op_posids(struct exec_model *m, struct cuda_plan *pl, const struct node *nd)
+static int op_posids(struct exec_model *m, struct cuda_prog *pl, const struct node *nd)
 {
 	const struct shape *x = &pl->shapes[nd->in[0]];
 	uint64_t ids = in_addr(pl, nd, 0), pos = pl->addr[nd->out];
@@ -524,7 +524,7 @@ static int op_posids(struct exec_model *m, struct cuda_plan *pl, const struct no
 	return launch(m, K_POSIDS, grid_for(m->d, rows, 1), 1, 1, args);
 }
 
-static int op_take_row(struct exec_model *m, struct cuda_plan *pl, const struct node *nd)
+static int op_take_row(struct exec_model *m, struct cuda_prog *pl, const struct node *nd)
 {
 	const struct shape *x = &pl->shapes[nd->in[0]];
 	uint64_t a = in_addr(pl, nd, 0), y = pl->addr[nd->out];
@@ -535,7 +535,7 @@ static int op_take_row(struct exec_model *m, struct cuda_plan *pl, const struct 
 	return launch(m, K_TAKE_ROW, grid_for(m->d, n, 1), 1, 1, args);
 }
 
-int cuda_op_enqueue(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+int cuda_op_enqueue(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 {
 	const struct node *nd = &m->g->nodes[i];
 

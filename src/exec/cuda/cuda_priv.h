@@ -5,9 +5,9 @@
  * Threads: a struct cuda_dev and every model made on it belong to the one
  * thread that opened the device (its worker); nothing here locks.
  *
- * Libraries: the driver comes through mem/cudrv.h; cuBLAS and cuDNN are
- * dlopen()ed here the same way (tables `cublas` and `cudnn`, filled by
- * cudalibs_load()). Their status codes become dprt errors in exactly one
+ * Libraries: the driver comes through mem/cudrv.h; cuBLAS, cuBLASLt and
+ * cuDNN are dlopen()ed here the same way (tables `cuda_blas_api`,
+ * `cuda_blaslt_api` and `cuda_dnn_api`, filled by cudalibs_load()). Their status codes become dprt errors in exactly one
  * function each (cublas_check, cudnn_check), called through the CUBLAS()
  * and CUDNN() macros, which name the failed call.
  *
@@ -27,6 +27,7 @@
 #include <cudnn.h>
 #endif
 
+#include "exec/cuda/cuda.h"
 #include "exec/exec.h"
 #include "mem/cudrv.h"
 #include "mem/mem.h"
@@ -102,10 +103,10 @@ struct cudnn_api {
 #endif
 #undef CUDALIBS_MEMBER
 
-extern struct cublas_api cublas;
-extern struct cublaslt_api cublaslt;
+extern struct cublas_api cuda_blas_api;
+extern struct cublaslt_api cuda_blaslt_api;
 #if HAVE_CUDNN
-extern struct cudnn_api cudnn;
+extern struct cudnn_api cuda_dnn_api;
 #endif
 
 /*
@@ -124,11 +125,11 @@ const char *cudalibs_cudnn_why(void);
  * DPRT_EDEVICE (-ENOMEM for allocation failures, DPRT_EUNSUP for "not
  * supported") with err_set naming the call and the library's text. */
 int cublas_check(cublasStatus_t s, const char *call);
-#define CUBLAS(call) cublas_check(cublas.call, #call)
-#define CUBLASLT(call) cublas_check(cublaslt.call, #call)
+#define CUBLAS(call) cublas_check(cuda_blas_api.call, #call)
+#define CUBLASLT(call) cublas_check(cuda_blaslt_api.call, #call)
 #if HAVE_CUDNN
 int cudnn_check(cudnnStatus_t s, const char *call);
-#define CUDNN(call) cudnn_check(cudnn.call, #call)
+#define CUDNN(call) cudnn_check(cuda_dnn_api.call, #call)
 #endif
 
 /* ---- kernels (kernels.cu, loaded by cuda_dev.c) ---- */
@@ -230,14 +231,14 @@ struct gemm_choice {
 };
 
 /*
- * The activation arena all models of a device share (cuda_plan.c): one
+ * The activation arena all models of a device share (cuda_prog.c): one
  * worker thread runs one model at a time on a device and every run ends
- * synchronised, so every shape plan of every model lays its activations
+ * synchronised, so every shape program of every model lays its activations
  * out from the same base. It grows (a new range, the old one given back)
- * only when a plan is made that needs more; gen then changes, and a plan
+ * only when a program is made that needs more; gen then changes, and a program
  * made for another gen moves its activation addresses to the new base at
  * its next use and updates its graphs (cuGraphExecUpdate) instead of being
- * remade. users: plans laid out in it; the last one gives the range back.
+ * remade. users: programs laid out in it; the last one gives the range back.
  */
 struct cuda_arena {
 	uint64_t base, bytes;
@@ -249,13 +250,13 @@ struct cuda_arena {
 /* What the device did that costs time a request should never pay; tests
  * read them around cold starts (none of them may move there). */
 struct cuda_counters {
-	uint64_t plans;		 /* shape plans made (cuda_plan_create) */
+	uint64_t progs;		 /* shape programs made (cuda_prog_create) */
 	uint64_t stages;	 /* pinned staging buffers allocated */
 	uint64_t heuristics;	 /* cuBLASLt heuristic queries */
 	uint64_t graphs_made;	 /* graphs instantiated */
 	uint64_t graphs_updated; /* graph execs updated in place */
 	uint64_t arena_grows;	 /* shared activation arena ranges taken */
-	uint64_t rebases;	 /* plans moved to a new arena base */
+	uint64_t rebases;	 /* programs moved to a new arena base */
 	uint64_t warm_ns;	 /* cuda_dev_warm at device open */
 };
 
@@ -290,7 +291,7 @@ struct cuda_dev {
 	int cc_major, cc_minor;
 	char name[128];
 	char model[96]; /* cuDeviceGetName: the key of profiles and plans */
-	struct cuda_arena act;	 /* shared activation arena (cuda_plan.c) */
+	struct cuda_arena act;	 /* shared activation arena (cuda_prog.c) */
 	struct cuda_counters cnt;
 };
 
@@ -314,7 +315,7 @@ static inline int cuda_dt_slot(uint8_t dt)
 	return dt == DT_F32 ? 0 : dt == DT_F16 ? 1 : dt == DT_BF16 ? 2 : -1;
 }
 
-/* ---- models and plans (cuda_model.c, cuda_plan.c, cuda_ops.c) ---- */
+/* ---- models and shape programs (cuda_model.c, cuda_prog.c, cuda_ops.c) ---- */
 
 /* Filled by the embedding kernels when an id is out of range: the least
  * (node << 40 | flat index) seen, UINT64_MAX when none. */
@@ -323,7 +324,7 @@ struct cuda_errrec {
 };
 #define ERRREC_SHIFT 40
 
-/* Per-node state of a plan: cuDNN descriptors and scratch. */
+/* Per-node state of a program: cuDNN descriptors and scratch. */
 struct node_rt {
 	uint64_t scratch; /* device address, or 0 */
 	uint64_t scratch_bytes;
@@ -350,7 +351,7 @@ struct node_rt {
 };
 
 /* Everything one set of input shapes needs, made at its first run. */
-struct cuda_plan {
+struct cuda_prog {
 	struct shape *key;    /* [n_inputs]: input shapes as given */
 	struct shape *shapes; /* [n_tensors] */
 	uint64_t *addr;	      /* [n_tensors]: device address (weights too) */
@@ -370,7 +371,7 @@ struct cuda_plan {
 	uint64_t stamp;
 	uint64_t runs;
 	/* the shared arena (struct cuda_arena): which gen arena/addr follow,
-	 * whether the plan counts among its users; graphs whose addresses
+	 * whether the program counts among its users; graphs whose addresses
 	 * changed since capture (weights moved, arena rebased), to update
 	 * before their next launch */
 	uint64_t act_gen;
@@ -378,7 +379,7 @@ struct cuda_plan {
 	bool gexec_stale, cold_stale;
 };
 
-#define CUDA_PLANS 4
+#define CUDA_PROGS 4
 
 struct exec_model {
 	struct cuda_dev *d;
@@ -390,11 +391,11 @@ struct exec_model {
 	uint64_t *waddr;       /* [n_tensors]: weights' device addresses */
 	struct shape *given;   /* [n_inputs]: this run's input shapes */
 	struct shape *check;   /* [n_tensors]: scratch for checking them */
-	struct cuda_plan *plans[CUDA_PLANS];
+	struct cuda_prog *progs[CUDA_PROGS];
 	uint64_t clock;
 	int dt;		       /* slot of g->wdtype */
 	bool no_graphs;	       /* DPRT_CUDA_GRAPHS=0 at creation: always eager */
-	/* Paths, read from the environment at creation (for comparisons),
+	/* Paths, from knobs_get() at creation (for comparisons),
 	 * each on unless its variable is "0": DPRT_CUDA_LT cuBLASLt GEMMs with
 	 * fused bias and residual epilogues, DPRT_CUDA_LT_GELU the GELU
 	 * epilogue too (16-bit), DPRT_CUDA_FLASH the fused attention kernels
@@ -427,8 +428,8 @@ struct cuda_hook {
 
 /* The three steps of cuda_backend.model_run, for callers that put their
  * own work around a run (device's thread, its context current):
- * prepare takes in's shapes, finds or makes their plan, checks the data
- * and copies the inputs into the plan's staging; enqueue puts one run of
+ * prepare takes in's shapes, finds or makes their program, checks the data
+ * and copies the inputs into the program's staging; enqueue puts one run of
  * pl on the device's stream, eagerly or into a graph while that stream
  * captures, calling h (NULL: none); finish, once the stream is done, checks
  * the embedding error record and fills out. 0 or an error with err_set. */
@@ -436,34 +437,34 @@ struct cuda_hook {
  * the layer's device range (LOAD) or the host store's mapping (DHA). The
  * model's device thread. */
 void cuda_model_bind_weights(struct exec_model *m);
-int cuda_model_prepare(struct exec_model *m, const struct tview *in, struct cuda_plan **out);
+int cuda_model_prepare(struct exec_model *m, const struct tview *in, struct cuda_prog **out);
 /* Capture pl's warm graph now if it has none (normally made after its
- * first eager run): a cold model's reference plan at creation. A failure
+ * first eager run): a cold model's reference program at creation. A failure
  * leaves pl eager (logged). */
-void cuda_model_capture(struct exec_model *m, struct cuda_plan *pl);
-int cuda_model_enqueue(struct exec_model *m, struct cuda_plan *pl, const struct cuda_hook *h);
-int cuda_model_finish(struct exec_model *m, struct cuda_plan *pl, const struct tview *in,
+void cuda_model_capture(struct exec_model *m, struct cuda_prog *pl);
+int cuda_model_enqueue(struct exec_model *m, struct cuda_prog *pl, const struct cuda_hook *h);
+int cuda_model_finish(struct exec_model *m, struct cuda_prog *pl, const struct tview *in,
 		      struct tview *out);
 
 /* cold.c's side of cuda_model.c: free the cold state at model
  * destruction (stream idle; NULL state ignored). */
 void cuda_cold_free(struct exec_model *m);
 
-/* Build the plan for m->given: shapes, cuDNN setup, arena from the device
- * pool, pinned staging; cuda_plan.c. 0 or an error with err_set. */
-int cuda_plan_create(struct exec_model *m, struct cuda_plan **out);
-/* Give back everything a plan holds (its graph, arena, staging). NULL ok. */
-void cuda_plan_destroy(struct exec_model *m, struct cuda_plan *pl);
+/* Build the program for m->given: shapes, cuDNN setup, arena from the device
+ * pool, pinned staging; cuda_prog.c. 0 or an error with err_set. */
+int cuda_prog_create(struct exec_model *m, struct cuda_prog **out);
+/* Give back everything a program holds (its graph, arena, staging). NULL ok. */
+void cuda_prog_destroy(struct exec_model *m, struct cuda_prog *pl);
 
-/* Enqueue node i of the plan on the device's stream; cuda_ops.c. */
-int cuda_op_enqueue(struct exec_model *m, struct cuda_plan *pl, uint32_t i);
+/* Enqueue node i of the program on the device's stream; cuda_ops.c. */
+int cuda_op_enqueue(struct exec_model *m, struct cuda_prog *pl, uint32_t i);
 /* Time the attention candidates of every attention node marked attn_tune
  * (the unfused path needs its scratch in the arena) and keep the fastest
  * (cached per device); *relayout: some node no longer needs its scratch.
  * cuda_ops.c. */
-int cuda_attn_tune(struct exec_model *m, struct cuda_plan *pl, bool *relayout);
+int cuda_attn_tune(struct exec_model *m, struct cuda_prog *pl, bool *relayout);
 /* Enqueue the conversion of float input i from its given dtype. */
-int cuda_op_convert(struct exec_model *m, struct cuda_plan *pl, uint32_t i);
+int cuda_op_convert(struct exec_model *m, struct cuda_prog *pl, uint32_t i);
 /* Node i of g needs cuDNN (a convolution or a pooling). */
 static inline bool cuda_op_needs_dnn(const struct graph *g, uint32_t i)
 {
@@ -484,25 +485,23 @@ int cuda_conv_choose(struct exec_model *m, uint32_t i, const struct shape *x,
 		     struct node_rt *rt);
 #endif
 
-/* cuBLASLt GEMMs (cuda_gemm.c). Setup, at plan creation before the arena:
+/* cuBLASLt GEMMs (cuda_gemm.c). Setup, at program creation before the arena:
  * node i (OP_LINEAR) gets its descriptors and heuristic candidates, and
  * takes over its output's only consumer when an epilogue can do that
  * node's work (a residual ADD; a tanh GELU with lt_gelu), marking it skip
  * and moving its output's first use to i. Without candidates the node
  * stays on cublasGemmEx. 0 or an error with err_set. */
-int cuda_gemm_setup(struct exec_model *m, struct cuda_plan *pl, uint32_t i);
-/* After the arena: time the candidates of every untimed GEMM of the plan
+int cuda_gemm_setup(struct exec_model *m, struct cuda_prog *pl, uint32_t i);
+/* After the arena: time the candidates of every untimed GEMM of the program
  * on its own buffers and keep the fastest (cached per device). */
-int cuda_gemm_tune(struct exec_model *m, struct cuda_plan *pl);
+int cuda_gemm_tune(struct exec_model *m, struct cuda_prog *pl);
 /* Enqueue node i's cuBLASLt GEMM. */
-int cuda_gemm_enqueue(struct exec_model *m, struct cuda_plan *pl, uint32_t i);
+int cuda_gemm_enqueue(struct exec_model *m, struct cuda_prog *pl, uint32_t i);
 /* Give back node i's cuBLASLt descriptors. */
 void cuda_gemm_release(struct node_rt *rt);
-/* 1 unless environment variable name is "0". */
-bool cuda_env_on(const char *name);
 /* Point node i's cuBLASLt bias at its weight's current address (after
  * the weights moved; cuda_gemm.c). */
-int cuda_gemm_rebind(struct exec_model *m, struct cuda_plan *pl, uint32_t i);
+int cuda_gemm_rebind(struct exec_model *m, struct cuda_prog *pl, uint32_t i);
 
 /* ---- once at device open, and graphs kept across moves ---- */
 
@@ -518,11 +517,11 @@ int cuda_dev_warm(struct cuda_dev *d);
  * (cnt.graphs_made). graph stays the caller's. cuda_graph.c. */
 int cuda_graph_refresh(struct cuda_dev *d, CUgraphExec *exec, CUgraph graph, bool *updated);
 
-/* Shared arena (cuda_plan.c): bring pl to the device arena's current gen
+/* Shared arena (cuda_prog.c): bring pl to the device arena's current gen
  * (growing it if pl needs more), moving its activation addresses and
  * marking its graphs stale; no-op if current. 0 or err_set. */
-int cuda_plan_refresh(struct exec_model *m, struct cuda_plan *pl);
-/* Every plan of m takes its weights' addresses from m->waddr again (they
+int cuda_prog_refresh(struct exec_model *m, struct cuda_prog *pl);
+/* Every program of m takes its weights' addresses from m->waddr again (they
  * moved; places unchanged) and marks its graphs stale. 0 or err_set. */
 int cuda_model_rebind(struct exec_model *m);
 /* Whole-device arena: grow it to hold at least bytes (a no-op if it

@@ -260,13 +260,6 @@ static void step(struct cuda_dev *d, int ret, const char *what)
 	err_clear();
 }
 
-static uint64_t env_mib(const char *name)
-{
-	const char *v = getenv(name);
-
-	return v ? strtoull(v, NULL, 10) << 20 : 0;
-}
-
 int cuda_device_reserve(struct cuda_dev *d, uint64_t bytes)
 {
 	return cuda_dev_enter(d) ?: devpool_reserve(d->pool, bytes);
@@ -275,7 +268,7 @@ int cuda_device_reserve(struct cuda_dev *d, uint64_t bytes)
 /* DPRT_CUDA_POOL_MB and DPRT_CUDA_ARENA_MB (exec.h). */
 static int reserve(struct cuda_dev *d)
 {
-	uint64_t pool = env_mib("DPRT_CUDA_POOL_MB"), arena = env_mib("DPRT_CUDA_ARENA_MB");
+	uint64_t pool = knobs_get()->cuda_pool_bytes, arena = knobs_get()->cuda_arena_bytes;
 	int ret;
 
 	ret = pool ? devpool_reserve(d->pool, pool) : 0;

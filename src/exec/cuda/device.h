@@ -6,6 +6,7 @@
 #ifndef DPRT_EXEC_CUDA_DEVICE_H
 #define DPRT_EXEC_CUDA_DEVICE_H
 
+#include "exec/cuda/cuda.h"
 #include "exec/exec.h"
 
 int cudadev_count(void);

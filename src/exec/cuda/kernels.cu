@@ -157,7 +157,7 @@ __device__ void k_chan_affine(const void *xv, const void *sv, const void *bv, vo
 	const T *x = (const T *)xv, *s = (const T *)sv, *b = (const T *)bv;
 	T *y = (T *)yv;
 
-	/* n < 2^31 (the plan refuses larger tensors): 32-bit division */
+	/* n < 2^31 (the shape program refuses larger tensors): 32-bit division */
 	GRID_LOOP(i, n)
 	{
 		unsigned ch = ((unsigned)i / (unsigned)inner) % (unsigned)c;

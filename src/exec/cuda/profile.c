@@ -145,7 +145,7 @@ static int seg_hook(void *ctx, uint32_t i)
 	return CU(cuEventRecord(e, r->st));
 }
 
-static int capture_segments(struct exec_model *m, struct cuda_plan *pl, struct seg_run *r,
+static int capture_segments(struct exec_model *m, struct cuda_prog *pl, struct seg_run *r,
 			    CUgraphExec *gx)
 {
 	struct cuda_hook h = {seg_hook, r};
@@ -171,7 +171,7 @@ static int capture_segments(struct exec_model *m, struct cuda_plan *pl, struct s
 	return ret;
 }
 
-static int replay(struct exec_model *m, struct cuda_plan *pl, struct seg_run *r,
+static int replay(struct exec_model *m, struct cuda_prog *pl, struct seg_run *r,
 		  CUgraphExec gx, double *sum)
 {
 	struct cuda_hook h = {seg_hook, r};
@@ -191,7 +191,7 @@ static int replay(struct exec_model *m, struct cuda_plan *pl, struct seg_run *r,
 static int run_segments(struct exec_model *m, const struct tview *in, struct tview *out,
 			struct seg_run *r, double *sum)
 {
-	struct cuda_plan *pl;
+	struct cuda_prog *pl;
 	CUgraphExec gx = NULL;
 	int i, ret;
 
@@ -402,7 +402,7 @@ static int enable_peer(struct cuda_dev *a, struct cuda_dev *b)
 	ret = CU(cuDeviceCanAccessPeer(&can, a->dev, b->dev)) ?: cuda_dev_enter(a);
 	if (ret || !can)
 		return ret;
-	r = cu.cuCtxEnablePeerAccess(b->ctx, 0);
+	r = cudrv_api.cuCtxEnablePeerAccess(b->ctx, 0);
 	if (r == CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED)
 		r = CUDA_SUCCESS;
 	return cudrv_check(r, "cuCtxEnablePeerAccess");

@@ -5,7 +5,7 @@
  * omitted):
  *
  *   load     model_create with every layer copied from the store (pinned)
- *            to the GPU, plus planning the default shape (cuDNN and
+ *            to the GPU, plus building the default shape's program (cuDNN and
  *            cuBLASLt algorithm choice included)
  *   first    the first run of the shape (eager, then the graph capture)
  *   graph    runs replaying the captured graph: mean, median, 99th pct
@@ -136,7 +136,7 @@ static int prof_hook(void *ctx, uint32_t i)
 }
 
 /* What node i did: its op, and the path for linears and attention. */
-static void node_label(const struct exec_model *m, const struct cuda_plan *pl, uint32_t i,
+static void node_label(const struct exec_model *m, const struct cuda_prog *pl, uint32_t i,
 		       char *buf, size_t n)
 {
 	const struct node *nd = &m->g->nodes[i];
@@ -155,7 +155,7 @@ static void node_label(const struct exec_model *m, const struct cuda_plan *pl, u
 }
 
 /* Sum node times by label; print the kinds and the costliest nodes. */
-static void prof_print(const struct exec_model *m, const struct cuda_plan *pl, const char *name,
+static void prof_print(const struct exec_model *m, const struct cuda_prog *pl, const char *name,
 		       const double *ms)
 {
 	const struct graph *g = m->g;
@@ -201,7 +201,7 @@ static void prof_print(const struct exec_model *m, const struct cuda_plan *pl, c
 }
 
 /* Capture one run of m with an event before each node; replay it. */
-static int prof_graph(struct exec_model *m, struct cuda_plan *pl, struct prof *p, double *ms)
+static int prof_graph(struct exec_model *m, struct cuda_prog *pl, struct prof *p, double *ms)
 {
 	uint32_t n = m->g->n_nodes, i;
 	CUgraph graph = NULL;
@@ -235,7 +235,7 @@ static int profile(struct cuda_dev *d, const struct graph *g, const void *w,
 {
 	struct exec_model *m = NULL;
 	struct tview out[PROG_MAX_IO];
-	struct cuda_plan *pl;
+	struct cuda_prog *pl;
 	struct prof p = {calloc(g->n_nodes + 1, sizeof(CUevent)), d->stream};
 	double *ms = calloc(g->n_nodes, sizeof(*ms));
 	uint32_t i;
@@ -282,8 +282,10 @@ static int bench_model(struct cuda_dev *d, const char *name, const struct opts *
 		    &r.graph);
 	if (!ret && o->eager) {
 		setenv("DPRT_CUDA_GRAPHS", "0", 1);
+		knobs_reload();
 		ret = timed(d, g, hoststore_base(hs), NULL, in, o, o->runs, &x, &y, &r.eager);
 		unsetenv("DPRT_CUDA_GRAPHS");
+		knobs_reload();
 	}
 	dha = calloc(g->n_layers + 1, 1);
 	if (!ret && o->dha && dha) {

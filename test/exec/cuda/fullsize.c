@@ -106,6 +106,7 @@ static void set_variant(const char *v)
 	setenv("DPRT_CUDA_LT", off, 1);
 	setenv("DPRT_CUDA_FLASH", off, 1);
 	setenv("DPRT_CUDNN_FIND", off, 1);
+	knobs_reload();
 }
 
 /* Layers DeepPlan typically reads in place: embeddings, batch norms. */

@@ -8,6 +8,7 @@
 #ifndef DPRT_TEST_CUDA_PROGS_H
 #define DPRT_TEST_CUDA_PROGS_H
 
+#include "exec/cuda/cuda.h"
 #include "exec/exec.h"
 #include "mem/mem.h"
 

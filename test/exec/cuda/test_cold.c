@@ -178,6 +178,7 @@ static void check_modes(const char *model)
 	case_init(&k, model, 1);
 	for (graph = 0; graph < 2; graph++) {
 		setenv("DPRT_COLD_GRAPH", graph ? "1" : "0", 1);
+		knobs_reload();
 		for (i = 0; i < ARRAY_SIZE(modes); i++) {
 			snprintf(what, sizeof(what), "%s %s (%s)", model, mode_label(modes[i]),
 				 graph ? "graph" : "eager");
@@ -192,7 +193,7 @@ static void check_modes(const char *model)
 					  st.bytes_link[0] == st.bytes_loaded,
 				  "%s: %llu bytes loaded", what,
 				  (unsigned long long)st.bytes_loaded);
-			/* again after an eviction: same ranges, no replanning */
+			/* again after an eviction: same ranges, no remade programs */
 			ret = cuda_cold_evict(m);
 			cr_assert_eq(ret, 0, "%s: evict: %s", what, err_msg(ret));
 			cold_then_warm(&k, m, what, &st);
@@ -201,6 +202,7 @@ static void check_modes(const char *model)
 		}
 	}
 	unsetenv("DPRT_COLD_GRAPH");
+	knobs_reload();
 	case_fini(&k);
 	cuda_device_close(d);
 }
@@ -311,6 +313,7 @@ Test(cuda_cold, pt_two_gpus)
 	for (i = 0; i < 4 * ARRAY_SIZE(models); i++) {
 		setenv("DPRT_PT_DIRECT", i % 2 ? "1" : "0", 1);
 		setenv("DPRT_COLD_GRAPH", i / 2 % 2 ? "1" : "0", 1);
+		knobs_reload();
 		case_init(&k, models[i / 4], 2);
 		p = make_plan(&k, FORCE_PT2, 2);
 		ret = cuda_cold_model_create(d, k.t.g, hoststore_base(k.t.hs), p, &lk, 1, &m);
@@ -331,6 +334,7 @@ Test(cuda_cold, pt_two_gpus)
 	}
 	unsetenv("DPRT_PT_DIRECT");
 	unsetenv("DPRT_COLD_GRAPH");
+	knobs_reload();
 	cuda_link_destroy(lk);
 	cuda_device_close(h);
 	cuda_device_close(d);
@@ -429,7 +433,7 @@ static void mark_check(struct cuda_dev *d, const struct mem_mark *mk, long slack
 
 /* 20 warm-up and n measured cold/evict cycles of a mixed plan: the pool,
  * the GPU's free memory and the process's resident memory end where they
- * began, every output equals the first, and nothing is replanned. */
+ * began, every output equals the first, and nothing is progs_remade. */
 static void cycles(struct cuda_dev *d, struct cold_case *k, bool graph, int n)
 {
 	struct cuda_cold_stats st;
@@ -440,6 +444,7 @@ static void cycles(struct cuda_dev *d, struct cold_case *k, bool graph, int n)
 	int i, ret, replans = 0;
 
 	setenv("DPRT_COLD_GRAPH", graph ? "1" : "0", 1);
+	knobs_reload();
 	p = make_plan(k, FORCE_MIXED, 1);
 	ret = cuda_cold_model_create(d, k->t.g, hoststore_base(k->t.hs), p, NULL, 0, &m);
 	cr_assert_eq(ret, 0, "create: %s", err_msg(ret));
@@ -449,7 +454,7 @@ static void cycles(struct cuda_dev *d, struct cold_case *k, bool graph, int n)
 		ret = cuda_cold_run(m, k->in, out, &st) ?: cuda_cold_evict(m);
 		cr_assert_eq(ret, 0, "cycle %d: %s", i, err_msg(ret));
 		cr_assert_eq(st.graph, graph);
-		replans += i >= 20 && st.replanned;
+		replans += i >= 20 && st.progs_remade;
 		if (i == 0)
 			keep(k->t.g, out, first);
 		else
@@ -457,8 +462,9 @@ static void cycles(struct cuda_dev *d, struct cold_case *k, bool graph, int n)
 				  "cycle %d: output differs from the first cycle's", i);
 	}
 	mark_check(d, &mk, 1024);
-	cr_assert_eq(replans, 0, "%d cycles had to remake their plans", replans);
+	cr_assert_eq(replans, 0, "%d cycles had to remake their programs", replans);
 	unsetenv("DPRT_COLD_GRAPH");
+	knobs_reload();
 	drop(k->t.g, first);
 	cuda_backend.model_destroy(m);
 	plan_destroy(p);
@@ -552,6 +558,7 @@ static void check_promote(const char *model)
 	keep(k.t.g, out, load);
 	for (graph = 0; graph < 2; graph++) {
 		setenv("DPRT_COLD_GRAPH", graph ? "1" : "0", 1);
+		knobs_reload();
 		for (i = 0; i < ARRAY_SIZE(modes); i++) {
 			snprintf(what, sizeof(what), "%s %s (%s)", model, mode_label(modes[i]),
 				 graph ? "graph" : "eager");
@@ -588,9 +595,9 @@ static void check_promote(const char *model)
 			cr_assert_eq(ret, 0, "%s: evict: %s", what, err_msg(ret));
 			cr_assert(!cuda_cold_promoted(m) && !cuda_cold_resident(m));
 			ret = cuda_cold_run(m, k.in, out, &st);
-			cr_assert(!ret && st.cold && st.bytes_dha == dha && st.replanned,
-				  "%s: cold run after the promotion: %s (replanned %d)", what,
-				  err_msg(ret), st.replanned);
+			cr_assert(!ret && st.cold && st.bytes_dha == dha && st.progs_remade,
+				  "%s: cold run after the promotion: %s (progs_remade %d)", what,
+				  err_msg(ret), st.progs_remade);
 			same_bits(k.t.g, out, cold, what, "the first cold run's");
 			drop(k.t.g, cold);
 			cuda_backend.model_destroy(m);
@@ -598,6 +605,7 @@ static void check_promote(const char *model)
 		}
 	}
 	unsetenv("DPRT_COLD_GRAPH");
+	knobs_reload();
 	drop(k.t.g, load);
 	cuda_backend.model_destroy(all);
 	case_fini(&k);
@@ -621,12 +629,15 @@ static void promote_cycles(struct cuda_dev *d, struct cold_case *k, bool by_env,
 	uint64_t dha;
 	int i, ret;
 
-	if (by_env)
+	if (by_env) {
 		setenv("DPRT_COLD_PROMOTE", "1", 1);
+		knobs_reload();
+	}
 	p = make_plan(k, FORCE_MIXED, 1);
 	dha = dha_bytes_of(p);
 	ret = cuda_cold_model_create(d, k->t.g, hoststore_base(k->t.hs), p, NULL, 0, &m);
 	unsetenv("DPRT_COLD_PROMOTE");
+	knobs_reload();
 	cr_assert_eq(ret, 0, "create: %s", err_msg(ret));
 	for (i = 0; i < 20 + n; i++) {
 		if (i == 20)
@@ -670,7 +681,7 @@ Test(cuda_cold, promote_cycles_leak_nothing, .timeout = 240)
 
 /* On evicted m: cold run, promotion, promotion again (nothing more taken),
  * eviction before anything polled: the pool is back where it was and the
- * next cold run is unchanged (not replanned). Leaves m evicted. */
+ * next cold run is unchanged (not progs_remade). Leaves m evicted. */
 static void promote_evict_early(struct cold_case *k, struct cuda_dev *d, struct exec_model *m,
 				const struct tview *cold)
 {
@@ -694,8 +705,8 @@ static void promote_evict_early(struct cold_case *k, struct cuda_dev *d, struct 
 		     (unsigned long long)used_evicted);
 	cr_assert(!cuda_cold_promoted(m));
 	ret = cuda_cold_run(m, k->in, out, &st);
-	cr_assert(!ret && st.cold && !st.replanned, "cold run after: %s (replanned %d)",
-		  err_msg(ret), st.replanned);
+	cr_assert(!ret && st.cold && !st.progs_remade, "cold run after: %s (progs_remade %d)",
+		  err_msg(ret), st.progs_remade);
 	same_bits(k->t.g, out, cold, "after an early eviction", "the first cold run's");
 	ret = cuda_cold_evict(m);
 	cr_assert_eq(ret, 0, "evict: %s", err_msg(ret));

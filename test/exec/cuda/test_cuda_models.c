@@ -57,11 +57,13 @@ Test(cuda_models, legacy_paths)
 	setenv("DPRT_CUDA_LT", "0", 1);
 	setenv("DPRT_CUDA_FLASH", "0", 1);
 	setenv("DPRT_CUDNN_FIND", "0", 1);
+	knobs_reload();
 	check_zoo("gpt2-tiny", DT_F16);
 	check_zoo("bert-tiny", DT_F32);
 	check_zoo("resnet-tiny", DT_F32);
 	setenv("DPRT_CUDA_LT", "1", 1);
 	setenv("DPRT_CUDA_LT_GELU", "0", 1);
+	knobs_reload();
 	check_zoo("gpt2-tiny", DT_F16);
 }
 
@@ -84,7 +86,7 @@ static void save(const struct graph *g, const struct tview *out, struct saved *s
 	}
 }
 
-/* Interleaved shapes keep their own plans and graphs: every run of a shape
+/* Interleaved shapes keep their own programs and graphs: every run of a shape
  * gives that shape's first outputs, bit for bit. */
 Test(cuda_models, replay_across_shapes)
 {
@@ -199,7 +201,7 @@ static uint64_t gpu_free(void)
 	return f;
 }
 
-/* 1,000 runs over three shapes (each with its cached plan and graph) take
+/* 1,000 runs over three shapes (each with its cached program and graph) take
  * no device memory after the first run of each shape. */
 Test(cuda_models, thousand_runs_no_memory_growth, .timeout = 300)
 {
@@ -239,9 +241,9 @@ Test(cuda_models, thousand_runs_no_memory_growth, .timeout = 300)
 	cuda_device_close(d);
 }
 
-/* More shapes than the plan cache holds: plans are evicted and remade,
+/* More shapes than the program cache holds: programs are evicted and remade,
  * and their memory returns to the pool every time. */
-Test(cuda_models, plan_eviction_returns_memory)
+Test(cuda_models, prog_eviction_returns_memory)
 {
 	struct cuda_dev *d = tgpu_open();
 	struct tview in[6][4], out[2];

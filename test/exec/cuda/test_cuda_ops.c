@@ -420,10 +420,12 @@ Test(cuda_ops, attention_paths)
 
 	for (k = 0; k < ARRAY_SIZE(paths); k++) {
 		setenv("DPRT_CUDA_ATTN", paths[k], 1);
+		knobs_reload();
 		fprintf(stderr, "attention path %s\n", paths[k]);
 		check_all(attn_specs, ARRAY_SIZE(attn_specs));
 	}
 	unsetenv("DPRT_CUDA_ATTN");
+	knobs_reload();
 }
 
 Test(cuda_ops, take_row)

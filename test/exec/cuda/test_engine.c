@@ -2,7 +2,7 @@
 /*
  * What a cold start no longer pays (src/exec/cuda): the device pool puts a
  * range back where it was (on the CPU, with a fake driver); the first cold
- * start after device open and model creation makes no plan, no staging, no
+ * start after device open and model creation makes no shape program, no staging, no
  * heuristic query, no graph and grows no pool or arena; models of one
  * device share one activation arena (alternating runs right, less memory
  * than separate arenas); weights or arena that move get their graphs
@@ -47,8 +47,8 @@ static struct devpool *fake_pool(uint64_t chunk)
 {
 	struct devpool *p = NULL;
 
-	cu.cuMemAlloc = fake_alloc;
-	cu.cuMemFree = fake_free;
+	cudrv_api.cuMemAlloc = fake_alloc;
+	cudrv_api.cuMemFree = fake_free;
 	cr_assert_eq(devpool_create(chunk, 0, 0, &p), 0);
 	return p;
 }
@@ -121,7 +121,7 @@ Test(cuda_pool, arena_growth)
 
 	memset(&d, 0, sizeof(d));
 	d.pool = fake_pool(64ull << 20);
-	cu.cuStreamSynchronize = fake_sync;
+	cudrv_api.cuStreamSynchronize = fake_sync;
 	cr_assert_eq(cuda_arena_reserve(&d, 5ull << 20), 0);
 	cr_assert(d.act.bytes == 6ull << 20 && d.act.gen == 1 && d.act.base,
 		  "%llu bytes, gen %llu", (unsigned long long)d.act.bytes,
@@ -248,7 +248,7 @@ static void snap_take(struct cuda_dev *d, struct snap *s)
 /* Nothing that costs a request time happened since s. */
 static void snap_same(struct cuda_dev *d, const struct snap *s, const char *what)
 {
-	cr_assert_eq(d->cnt.plans, s->cnt.plans, "%s: a shape plan was made", what);
+	cr_assert_eq(d->cnt.progs, s->cnt.progs, "%s: a shape program was made", what);
 	cr_assert_eq(d->cnt.stages, s->cnt.stages, "%s: pinned staging allocated", what);
 	cr_assert_eq(d->cnt.heuristics, s->cnt.heuristics, "%s: cuBLASLt heuristics asked",
 		     what);
@@ -286,15 +286,16 @@ static void first_cold(const char *model, bool mixed)
 		plan_profile_destroy(pf);
 	}
 	setenv("DPRT_COLD_GRAPH", "1", 1);
+	knobs_reload();
 	ret = cuda_cold_model_create(d, t.g, hoststore_base(t.hs), p, NULL, 0, &m);
 	cr_assert_eq(ret, 0, "create: %s", err_msg(ret));
 	snap_take(d, &s);
 	ret = cuda_cold_run(m, in, out, &st);
 	cr_assert_eq(ret, 0, "cold run: %s", err_msg(ret));
 	cr_assert(st.cold && st.graph, "%s: cold %d graph %d", model, st.cold, st.graph);
-	cr_assert(!st.moved && !st.replanned && !st.graphs_captured && !st.graphs_updated,
-		  "%s: moved %d replanned %d captured %u updated %u", model, st.moved,
-		  st.replanned, st.graphs_captured, st.graphs_updated);
+	cr_assert(!st.moved && !st.progs_remade && !st.graphs_captured && !st.graphs_updated,
+		  "%s: moved %d progs_remade %d captured %u updated %u", model, st.moved,
+		  st.progs_remade, st.graphs_captured, st.graphs_updated);
 	snap_same(d, &s, model);
 	cr_assert_eq(d->cnt.graphs_updated, s.cnt.graphs_updated);
 	near(t.g, out, ref, model);
@@ -305,6 +306,7 @@ static void first_cold(const char *model, bool mixed)
 	same(t.g, out, cold, "the first warm run");
 	drop(t.g, cold);
 	unsetenv("DPRT_COLD_GRAPH");
+	knobs_reload();
 	cuda_backend.model_destroy(m);
 	plan_destroy(p);
 	drop(t.g, ref);
@@ -373,18 +375,18 @@ Test(cuda_engine, shared_arena_two_models, .timeout = 120)
 		else
 			same(t[k].g, out, first[k], names[k]);
 	}
-	/* every plan lays out in the shared arena (those not run since it
+	/* every program lays out in the shared arena (those not run since it
 	 * grew move there at their next use) */
 	for (k = 0, users = 0; k < 2; k++) {
-		for (i = 0; i < CUDA_PLANS; i++) {
-			const struct cuda_plan *pl = m[k]->plans[i];
+		for (i = 0; i < CUDA_PROGS; i++) {
+			const struct cuda_prog *pl = m[k]->progs[i];
 
 			if (!pl)
 				continue;
 			users++;
 			cr_assert(pl->act_held && pl->arena_bytes <= d->act.bytes &&
 					  (pl->act_gen != d->act.gen || pl->arena == d->act.base),
-				  "%s: plan %d outside the shared arena", names[k], i);
+				  "%s: program %d outside the shared arena", names[k], i);
 		}
 		for (i = 0; i < (int)t[k].g->n_layers; i++)
 			weights += t[k].g->layers[i].nbytes;
@@ -440,6 +442,7 @@ static void moves(bool graph)
 	int ret;
 
 	setenv("DPRT_COLD_GRAPH", graph ? "1" : "0", 1);
+	knobs_reload();
 	rng_seed(&r, tseed());
 	tm_init_zoo(&t, "bert-tiny", DT_F32, rng_next(&r));
 	tin_make(t.g, 1, 16, 0, 0, true, &r, in);
@@ -461,8 +464,8 @@ static void moves(bool graph)
 	cr_assert_eq(devpool_alloc_at(d->pool, old, 4096), 0, "the old range is not free");
 	ret = cuda_cold_run(m, in, out, &st);
 	cr_assert_eq(ret, 0, "cold run elsewhere: %s", err_msg(ret));
-	cr_assert(st.moved && !st.replanned && first_load(m) != old, "moved %d replanned %d",
-		  st.moved, st.replanned);
+	cr_assert(st.moved && !st.progs_remade && first_load(m) != old, "moved %d progs_remade %d",
+		  st.moved, st.progs_remade);
 	cr_assert_eq(st.graph, graph);
 	cr_assert_eq(st.graphs_updated, graph ? 1u : 0u, "%u graphs updated", st.graphs_updated);
 	cr_assert_eq(st.graphs_captured, 0u, "%u graphs captured", st.graphs_captured);
@@ -497,7 +500,7 @@ static void moves(bool graph)
 	upd = d->cnt.graphs_updated;
 	ret = cuda_cold_run(m, in, out, &st);
 	cr_assert_eq(ret, 0, "cold run after the arena moved: %s", err_msg(ret));
-	cr_assert(!st.replanned && st.graphs_updated == (graph ? 1u : 0u) &&
+	cr_assert(!st.progs_remade && st.graphs_updated == (graph ? 1u : 0u) &&
 			  !st.graphs_captured, "updated %u captured %u", st.graphs_updated,
 		  st.graphs_captured);
 	cr_assert_eq(d->cnt.graphs_made, made);
@@ -511,6 +514,7 @@ static void moves(bool graph)
 	cuda_backend.model_destroy(big);
 	cuda_backend.model_destroy(m);
 	unsetenv("DPRT_COLD_GRAPH");
+	knobs_reload();
 	plan_destroy(p);
 	drop(t.g, warm);
 	drop(t.g, ref);

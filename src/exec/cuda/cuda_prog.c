@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Plans: what one set of input shapes needs on the GPU, made at the first
- * run of those shapes and kept until evicted. The activation arena is laid
- * out from tensor lifetimes (greedy by size, first gap that no tensor of an
+ * Shape programs (struct cuda_prog): what one set of input shapes needs on
+ * the GPU, made at the first run of those shapes and kept until evicted.
+ * Not to be confused with the cold-start plans of src/plan. The activation
+ * arena is laid out from tensor lifetimes (greedy by size, first gap that no tensor of an
  * overlapping lifetime uses) and taken from the device pool in one piece;
  * inputs and outputs travel through one pinned staging buffer; cuDNN
  * descriptors and algorithms are set up here, never during a run.
@@ -123,7 +124,7 @@ int cuda_arena_reserve(struct cuda_dev *d, uint64_t bytes)
 	if (bytes <= a->bytes)
 		return 0;
 	/* nothing may still use the old range: runs end synchronised, but a
-	 * plan being made has run its tuning on it */
+	 * program being made has run its tuning on it */
 	ret = CU(cuStreamSynchronize(d->stream));
 	if (ret)
 		return ret;
@@ -144,7 +145,7 @@ int cuda_arena_reserve(struct cuda_dev *d, uint64_t bytes)
 	return 0;
 }
 
-/* A plan no longer lays out in the arena; the last one gives it back
+/* A program no longer lays out in the arena; the last one gives it back
  * (unless reserved at device open). */
 static void arena_put(struct cuda_dev *d)
 {
@@ -159,7 +160,7 @@ static void arena_put(struct cuda_dev *d)
 
 /* Every activation address of pl (not the weights') from base from to
  * base to. */
-static void rebase(struct exec_model *m, struct cuda_plan *pl, uint64_t from, uint64_t to)
+static void rebase(struct exec_model *m, struct cuda_prog *pl, uint64_t from, uint64_t to)
 {
 	const struct graph *g = m->g;
 	uint32_t i;
@@ -176,7 +177,7 @@ static void rebase(struct exec_model *m, struct cuda_plan *pl, uint64_t from, ui
 #undef MOVE
 }
 
-int cuda_plan_refresh(struct exec_model *m, struct cuda_plan *pl)
+int cuda_prog_refresh(struct exec_model *m, struct cuda_prog *pl)
 {
 	struct cuda_arena *a = &m->d->act;
 	int ret;
@@ -216,7 +217,7 @@ static int set_4d(cudnnTensorDescriptor_t *td, const struct shape *s, uint8_t dt
 						(int)s->dims[2], (int)s->dims[3]));
 }
 
-static int setup_conv(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+static int setup_conv(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 {
 	const struct node *nd = &m->g->nodes[i];
 	const struct shape *w = &pl->shapes[nd->in[1]];
@@ -249,7 +250,7 @@ static int setup_conv(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 	return 0;
 }
 
-static int setup_pool(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+static int setup_pool(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 {
 	const struct node *nd = &m->g->nodes[i];
 	struct node_rt *rt = &pl->rt[i];
@@ -271,7 +272,7 @@ static int setup_pool(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 }
 #else
 /* Not reached: check_node refuses these nodes without cuDNN. */
-static int setup_conv(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+static int setup_conv(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 {
 	(void)pl;
 	return cuda_dnn_check(m->d, m->g, i);
@@ -281,7 +282,7 @@ static int setup_conv(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 
 /* Attention: fp32 scores and the probabilities in the activation dtype,
  * both [n, heads, s, s]. */
-static void setup_attention(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+static void setup_attention(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 {
 	const struct node *nd = &m->g->nodes[i];
 	const struct shape *x = &pl->shapes[nd->in[0]];
@@ -307,7 +308,7 @@ static void setup_attention(struct exec_model *m, struct cuda_plan *pl, uint32_t
 		rt->scratch_bytes = scratch;
 }
 
-static int check_node(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
+static int check_node(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 {
 	const struct graph *g = m->g;
 	const struct node *nd = &g->nodes[i];
@@ -326,7 +327,7 @@ static int check_node(struct exec_model *m, struct cuda_plan *pl, uint32_t i)
 	return cuda_dnn_check(m->d, g, i);
 }
 
-static int setup_nodes(struct exec_model *m, struct cuda_plan *pl)
+static int setup_nodes(struct exec_model *m, struct cuda_prog *pl)
 {
 	uint32_t i;
 	int ret;
@@ -389,7 +390,7 @@ static struct item *add(struct item *it, uint32_t *n, uint64_t size, int64_t fir
 	return x;
 }
 
-static uint32_t collect(struct exec_model *m, struct cuda_plan *pl, const int64_t *last,
+static uint32_t collect(struct exec_model *m, struct cuda_prog *pl, const int64_t *last,
 			struct item *it)
 {
 	const struct graph *g = m->g;
@@ -420,7 +421,7 @@ static uint32_t collect(struct exec_model *m, struct cuda_plan *pl, const int64_
 	return n;
 }
 
-static int make_arena(struct exec_model *m, struct cuda_plan *pl)
+static int make_arena(struct exec_model *m, struct cuda_prog *pl)
 {
 	const struct graph *g = m->g;
 	uint32_t cap = 1 + 2 * g->n_inputs + 2 * g->n_nodes, n, i, t;
@@ -476,7 +477,7 @@ static void fill_value(const struct io_desc *io, char *dst, int64_t n)
 
 /* Pinned staging: every input, every output, the error record. Omitted
  * optional inputs are filled here once. */
-static int make_stage(struct exec_model *m, struct cuda_plan *pl)
+static int make_stage(struct exec_model *m, struct cuda_prog *pl)
 {
 	const struct graph *g = m->g;
 	uint64_t off = 0;
@@ -507,7 +508,7 @@ static int make_stage(struct exec_model *m, struct cuda_plan *pl)
 
 /* Choose the attention paths by timing; lay the arena out again without
  * the scratch of the nodes that take a fused kernel. */
-static int tune_attention(struct exec_model *m, struct cuda_plan *pl)
+static int tune_attention(struct exec_model *m, struct cuda_prog *pl)
 {
 	bool relayout = false;
 	int ret;
@@ -520,7 +521,7 @@ static int tune_attention(struct exec_model *m, struct cuda_plan *pl)
 
 /* ------------------------------------------------------------ lifecycle */
 
-static int alloc_arrays(const struct graph *g, struct cuda_plan *pl)
+static int alloc_arrays(const struct graph *g, struct cuda_prog *pl)
 {
 	pl->key = calloc(g->n_inputs, sizeof(*pl->key));
 	pl->shapes = calloc(g->n_tensors, sizeof(*pl->shapes));
@@ -535,16 +536,16 @@ static int alloc_arrays(const struct graph *g, struct cuda_plan *pl)
 	return 0;
 }
 
-int cuda_plan_create(struct exec_model *m, struct cuda_plan **out)
+int cuda_prog_create(struct exec_model *m, struct cuda_prog **out)
 {
 	const struct graph *g = m->g;
-	struct cuda_plan *pl = calloc(1, sizeof(*pl));
+	struct cuda_prog *pl = calloc(1, sizeof(*pl));
 	char why[512];
 	int ret;
 
 	if (!pl)
 		return -ENOMEM;
-	m->d->cnt.plans++;
+	m->d->cnt.progs++;
 	ret = alloc_arrays(g, pl);
 	if (ret)
 		goto out_destroy;
@@ -566,7 +567,7 @@ int cuda_plan_create(struct exec_model *m, struct cuda_plan **out)
 	return 0;
 out_destroy:
 	snprintf(why, sizeof(why), "%s", err_msg(ret));
-	cuda_plan_destroy(m, pl);
+	cuda_prog_destroy(m, pl);
 	return err_set(ret, "%s", why);
 }
 
@@ -587,7 +588,7 @@ static void destroy_rt(struct node_rt *rt)
 	cuda_gemm_release(rt);
 }
 
-void cuda_plan_destroy(struct exec_model *m, struct cuda_plan *pl)
+void cuda_prog_destroy(struct exec_model *m, struct cuda_prog *pl)
 {
 	uint32_t i;
 

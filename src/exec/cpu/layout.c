@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Activation memory plan: every input and activation tensor gets a byte
+ * Activation memory layout: every input and activation tensor gets a byte
  * offset in one arena; tensors whose lifetimes do not overlap share memory.
  * First fit over the live tensors kept sorted by offset: O(tensors^2) once
  * per new shape, never per run.
@@ -11,7 +11,7 @@
 
 #define SLOT_ALIGN 64u /* a cache line; also what AVX-512 loads like */
 
-struct planner {
+struct layout {
 	const struct graph *g;
 	const struct shape *shapes;
 	uint64_t *off;
@@ -28,12 +28,12 @@ uint64_t cpu_tensor_bytes(const struct shape *s)
 	return (uint64_t)shape_numel(s) * (is_float ? sizeof(float) : dtype_size(s->dtype));
 }
 
-static uint64_t slot_bytes(const struct planner *p, uint32_t t)
+static uint64_t slot_bytes(const struct layout *p, uint32_t t)
 {
 	return ALIGN_UP(cpu_tensor_bytes(&p->shapes[t]), SLOT_ALIGN);
 }
 
-static void place(struct planner *p, uint32_t t)
+static void place(struct layout *p, uint32_t t)
 {
 	uint64_t size = slot_bytes(p, t), cur = 0;
 	uint32_t k;
@@ -53,7 +53,7 @@ static void place(struct planner *p, uint32_t t)
 }
 
 /* Give back the memory of tensors nobody reads after node i. */
-static void release(struct planner *p, uint32_t i)
+static void release(struct layout *p, uint32_t i)
 {
 	uint32_t k, n = 0;
 
@@ -63,7 +63,7 @@ static void release(struct planner *p, uint32_t i)
 	p->n_live = n;
 }
 
-static void find_lifetimes(struct planner *p)
+static void find_lifetimes(struct layout *p)
 {
 	const struct graph *g = p->g;
 	uint32_t i, k;
@@ -81,10 +81,10 @@ static void find_lifetimes(struct planner *p)
 		p->last[g->outputs[i].tensor] = UINT32_MAX;
 }
 
-uint64_t cpu_plan_offsets(const struct graph *g, const struct shape *shapes, uint64_t *off,
+uint64_t cpu_layout_offsets(const struct graph *g, const struct shape *shapes, uint64_t *off,
 			  uint32_t *work)
 {
-	struct planner p = {
+	struct layout p = {
 		.g = g,
 		.shapes = shapes,
 		.off = off,
