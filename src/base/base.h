@@ -47,6 +47,7 @@ enum dprt_err {
 	DPRT_EUSAGE = -5013,	/* bad command-line usage */
 	DPRT_ETOOMANY = -5014,	/* model has more inputs or outputs than served */
 	DPRT_EOUTBUF = -5015,	/* outputs need a bigger buffer than given */
+	DPRT_EACTMEM = -5016,	/* a request needs more activation memory than allowed */
 };
 
 /* Text for a code: our own codes and -errno alike. Any thread. */

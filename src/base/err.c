@@ -26,6 +26,7 @@ static const struct {
 	{DPRT_EUSAGE, "bad usage"},
 	{DPRT_ETOOMANY, "model has more inputs or outputs than dprt serves"},
 	{DPRT_EOUTBUF, "outputs need a bigger buffer"},
+	{DPRT_EACTMEM, "request needs too much activation memory"},
 };
 
 const char *dprt_strerror(int code)

@@ -38,6 +38,8 @@ static int serve_size(int c, const char *arg, struct serve_opts *o)
 		o->sched.gpu_mem_limit = v;
 	else if (c == 'H')
 		o->sched.host_mem_limit = v;
+	else if (c == 'A')
+		o->sched.max_activation = v;
 	else
 		o->net.max_body = v;
 	return 0;
@@ -73,6 +75,7 @@ static int serve_opt(int c, const char *arg, struct serve_opts *o)
 		['G'] = "--gpu-mem-limit takes a size like 512M or 8G",
 		['H'] = "--host-mem-limit takes a size like 512M or 8G",
 		['B'] = "--max-body takes a size like 64M",
+		['A'] = "--max-activation takes a size like 512M or 8G",
 		['b'] = "--max-batch takes a positive number",
 		['d'] = "--batch-delay-us takes a number of microseconds",
 		['C'] = "--max-conns takes a positive number",
@@ -111,7 +114,7 @@ static int serve_opt(int c, const char *arg, struct serve_opts *o)
 		}
 		o->sched.explicit_load = !strcmp(arg, "explicit");
 		return 0;
-	case 'G': case 'H': case 'B':
+	case 'G': case 'H': case 'B': case 'A':
 		ret = serve_size(c, arg, o);
 		break;
 	default:
@@ -133,7 +136,8 @@ int cmd_serve(int argc, char **argv)
 		{"host-mem-limit", required_argument, 0, 'H'},
 		{"max-batch", required_argument, 0, 'b'},
 		{"batch-delay-us", required_argument, 0, 'd'},
-		{"max-body", required_argument, 0, 'B'},   {"max-conns", required_argument, 0, 'C'},
+		{"max-body", required_argument, 0, 'B'},
+		{"max-activation", required_argument, 0, 'A'},   {"max-conns", required_argument, 0, 'C'},
 		{"idle-timeout", required_argument, 0, 'i'},
 		{"request-timeout", required_argument, 0, 'r'},
 		{"queue-depth", required_argument, 0, 'Q'}, {"load", required_argument, 0, 'L'},

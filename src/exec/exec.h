@@ -22,6 +22,9 @@ struct tview {
 
 struct exec_model;
 
+/* Activation and output memory a model keeps when it shrinks. */
+#define EXEC_SHRINK_KEEP (16ull << 20)
+
 /* Where a layer's weights are while its model runs (model_create_placed). */
 enum exec_place {
 	PLACE_LOAD = 0, /* copied into device memory when the model is made */
@@ -79,6 +82,13 @@ struct exec_ops {
 	 * error with err_set and leaves the model usable. A cold model that is
 	 * evicted makes a cold start. */
 	int (*model_run)(struct exec_model *m, const struct tview *in, struct tview *out);
+	/* Optional (NULL: nothing to give back). Give back the activation and
+	 * output memory a large run grew beyond EXEC_SHRINK_KEEP bytes; a
+	 * later run that needs it grows it again. Outputs of the last run are
+	 * invalid afterwards. The worker calls it when its device has been
+	 * idle a while, so that one large request does not keep its memory
+	 * for good. */
+	void (*model_shrink)(struct exec_model *m);
 	/* Optional (NULL: the backend has no device memory; use model_create).
 	 * Like model_create, with place[g->n_layers] giving each layer's enum
 	 * exec_place; place == NULL means every layer PLACE_LOAD. */

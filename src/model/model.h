@@ -227,9 +227,10 @@ int graph_infer_shapes(const struct graph *g, const struct shape *in,
  * producer to their last reader, outputs to the end) plus the node's
  * scratch (attention scores, im2col). Floats count 4 bytes, as the CPU
  * backend holds them; the backends' arenas need about this much. Used to
- * refuse requests over a device's activation budget. Any thread.
+ * refuse requests over a device's activation budget. work[g->n_tensors]
+ * is scratch. Any thread.
  */
-uint64_t graph_act_peak(const struct graph *g, const struct shape *shapes);
+uint64_t graph_act_peak(const struct graph *g, const struct shape *shapes, uint32_t *work);
 
 /* ---- package file ---- */
 #define PKG_MAGIC "DPRTPKG\0"

@@ -6,7 +6,6 @@
 #include "model.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* Bounds that keep every element count and byte count far from overflow. */
@@ -591,14 +590,12 @@ static bool read_before(const struct node *nd, int k)
 	return false;
 }
 
-uint64_t graph_act_peak(const struct graph *g, const struct shape *shapes)
+uint64_t graph_act_peak(const struct graph *g, const struct shape *shapes, uint32_t *last)
 {
-	uint32_t *last, i, k, t;
 	uint64_t live = 0, peak = 0, at;
+	uint32_t i, k, t;
 
-	last = calloc(g->n_tensors, sizeof(*last));
-	if (!last)
-		return UINT64_MAX;
+	memset(last, 0, sizeof(*last) * g->n_tensors);
 	for (i = 0; i < g->n_nodes; i++) {
 		for (k = 0; k < g->nodes[i].n_in; k++)
 			if (g->nodes[i].in[k] != NO_TENSOR)
@@ -627,6 +624,5 @@ uint64_t graph_act_peak(const struct graph *g, const struct shape *shapes)
 		if (last[nd->out] == i) /* produced and never read */
 			live -= act_bytes(&shapes[nd->out]);
 	}
-	free(last);
 	return peak;
 }

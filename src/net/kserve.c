@@ -1455,6 +1455,7 @@ int kserve_http_status(int code)
 	case DPRT_ETOOMANY:
 		return 501;
 	case DPRT_EOUTBUF: /* the server gives a buffer; left over: too big */
+	case DPRT_EACTMEM:
 		return 413;
 	case DPRT_EOVERLOAD:
 	case -EAGAIN:

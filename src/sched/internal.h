@@ -227,6 +227,8 @@ struct worker {
 	_Atomic uint64_t standby_hits, creations, recreations, destroys, plans_made;
 	bool prep_pending; /* owner: some slot may still need its plan */
 	uint64_t headroom; /* owner: the largest model made here (bytes) */
+	uint64_t shrink_due; /* owner: when idle models give back activation
+			      * memory (clock_ns), 0 = nothing ran since */
 };
 
 /* ---- cold starts by plan (src/sched/cold.c) ---- */
@@ -270,6 +272,7 @@ struct sched {
 	struct ck_ring pool __attribute__((aligned(CACHELINE)));
 	struct ck_ring_buffer *pool_buf;
 	uint32_t chan_cap; /* slots of each completion ring */
+	uint64_t act_budget; /* activation bytes a request may need */
 
 	_Atomic uint32_t stopping __attribute__((aligned(CACHELINE)));
 	_Atomic uint64_t inflight;

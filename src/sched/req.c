@@ -190,7 +190,8 @@ int sched_req_prepare(struct sched_req *req)
 		goto out_fail;
 	for (i = 0; i < g->n_inputs; i++)
 		in[i] = req->in[i].shape;
-	shapes = scratch_get(g->n_tensors);
+	/* shapes, then graph_act_peak's work[n_tensors] in the same scratch */
+	shapes = scratch_get(g->n_tensors * 2);
 	if (!shapes) {
 		ret = err_set(-ENOMEM, "no memory to check the request's shapes");
 		goto out_fail;
@@ -198,6 +199,7 @@ int sched_req_prepare(struct sched_req *req)
 	ret = graph_infer_shapes(g, in, shapes);
 	if (ret)
 		goto out_fail;
+	req->act_need = graph_act_peak(g, shapes, (uint32_t *)(void *)(shapes + g->n_tensors));
 	if (!req->out_mask)
 		req->out_mask = g->n_outputs >= 32 ? UINT32_MAX : (1u << g->n_outputs) - 1;
 	req->n_in = g->n_inputs;

@@ -259,6 +259,23 @@ static int start_workers(struct sched *s)
 	return 0;
 }
 
+/* --max-activation's default (see sched_opts.max_activation). */
+static uint64_t act_budget(const struct sched *s)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+	uint64_t host = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : 16ull << 30;
+	uint64_t b = UINT64_MAX;
+	uint32_t i;
+
+	uint64_t gpu = s->o.gpu_mem_limit ? s->o.gpu_mem_limit / 2 : 16ull << 30;
+
+	if (s->o.max_activation)
+		return s->o.max_activation;
+	for (i = 0; i < s->n_workers; i++)
+		b = MIN(b, s->w[i]->ops == &cpu_backend ? host / 4 : gpu);
+	return b == UINT64_MAX ? host / 4 : b;
+}
+
 int sched_create(const struct sched_opts *o, struct sched **out)
 {
 	struct sched *s;
@@ -276,6 +293,7 @@ int sched_create(const struct sched_opts *o, struct sched **out)
 		ret = pool_init(s);
 	if (ret)
 		goto out_destroy;
+	s->act_budget = act_budget(s);
 	if (!s->o.explicit_load)
 		load_all(s);
 	kick_all(s, KICK_PREPARE);
@@ -471,8 +489,9 @@ static int place(struct sched *s, const struct sched_req *req, uint32_t *out)
 	return 0;
 }
 
-static int submit_check(struct sched_req *req)
+static int submit_check(const struct sched *s, struct sched_req *req)
 {
+	char a[32], b[32];
 	int ret;
 
 	if (!req->chan)
@@ -487,6 +506,12 @@ static int submit_check(struct sched_req *req)
 		if (ret)
 			return ret;
 	}
+	if (req->act_need > s->act_budget)
+		return err_set(DPRT_EACTMEM, "model '%s': inputs of these shapes need %s of "
+			       "activation memory; this server allows %s a request "
+			       "(--max-activation)", repo_entry_name(req->model),
+			       fmt_bytes(req->act_need, a, sizeof(a)),
+			       fmt_bytes(s->act_budget, b, sizeof(b)));
 	return req_bind_outputs(req);
 }
 
@@ -496,7 +521,7 @@ int sched_submit(struct sched *s, struct sched_req *req)
 	uint32_t wi = 0;
 	int ret;
 
-	ret = submit_check(req);
+	ret = submit_check(s, req);
 	if (ret)
 		goto out_fail;
 	if (!req->t_post)

@@ -148,6 +148,11 @@ struct sched_opts {
 				  * on CPU devices */
 	const char *plans_dir;	 /* plan repository, NULL = plan_repo_dir's */
 	uint8_t evict_policy;	 /* enum sched_evict */
+	uint64_t max_activation; /* activation bytes one request may need
+				  * (--max-activation); 0 = the default: a
+				  * quarter of host memory on CPU devices;
+				  * on GPUs half of gpu_mem_limit, else
+				  * 16 GiB */
 	uint64_t cpu_dev_capacity; /* simulated memory of each CPU device
 				    * (bytes, 0 = none; tests) */
 	bool explicit_load;	 /* don't load every model at start */
@@ -251,6 +256,7 @@ struct sched_req {
 	/* filled by sched_req_prepare */
 	uint32_t n_in, n_out;
 	uint64_t out_need;	     /* bytes of output buffer needed */
+	uint64_t act_need;	     /* activation bytes a run needs (graph_act_peak) */
 	/* out[i] for graph output i: shape (ndim 0 if not wanted) and, once
 	 * submitted, data pointing into the record's output buffer. */
 	struct tview out[SCHED_MAX_IO];
@@ -296,7 +302,9 @@ int sched_req_prepare(struct sched_req *req);
  * DPRT_ETOOMANY (the model has more than SCHED_MAX_IO inputs or outputs),
  * DPRT_EOUTBUF (outputs exceed the output buffer: req->out_need says how
  * much; attach one with sched_req_set_output and submit again),
- * DPRT_EOVERLOAD (queue full), DPRT_EDEVICE (fits no device), -ESHUTDOWN.
+ * DPRT_EACTMEM (its shapes need more activation memory than
+ * max_activation: req->act_need says how much), DPRT_EOVERLOAD (queue
+ * full), DPRT_EDEVICE (fits no device), -ESHUTDOWN.
  * A request that was posted may still fail on its worker: DPRT_EOVERLOAD
  * (no room on the device: every resident model is in use), DPRT_EDEVICE
  * (the device could not load the model), or the backend's error.

@@ -10,6 +10,7 @@
 #include "sched/internal.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <poll.h>
 #include <sched.h>
@@ -202,6 +203,8 @@ static void count_bytes(const struct lnode *head, const struct wslot *self, uint
 #define RATE_TAU_NS (30 * 1000000000.0)
 /* Reload speed assumed for a whole-model load without a plan. */
 #define WHOLE_LOAD_BPS 25e9
+/* A device idle this long after a run gives back large activation memory. */
+#define SHRINK_IDLE_NS 1000000000ull
 
 static double rate_at(const struct wslot *sl, uint64_t now)
 {
@@ -601,6 +604,7 @@ static int run_one(struct worker *w, struct wslot *sl, struct sched_req *req)
 	if (!ret)
 		ret = copy_outputs(g, req, out);
 	req->t_exec = clock_ns() - t0;
+	w->shrink_due = t0 + req->t_exec + SHRINK_IDLE_NS;
 	return ret;
 }
 
@@ -1107,11 +1111,32 @@ static bool reclaim(struct worker *w)
 	return drop_one(w, NULL, true);
 }
 
+/* Give back the activation memory of every model made here, beyond what
+ * small runs need (exec_ops.model_shrink). */
+static void shrink_all(struct worker *w)
+{
+	struct lnode *n;
+
+	w->shrink_due = 0;
+	if (!w->ops->model_shrink)
+		return;
+	for (n = w->lru.next; n != &w->lru; n = n->next)
+		w->ops->model_shrink(container_of(n, struct wslot, lru)->em);
+	for (n = w->standby.next; n != &w->standby; n = n->next)
+		w->ops->model_shrink(container_of(n, struct wslot, lru)->em);
+	malloc_trim(0); /* and what the C library kept of it */
+	log_debug("%s: models shrank", w->name);
+}
+
 bool worker_prepare(struct worker *w)
 {
 	struct repo_entry *e;
 	const void *weights;
 
+	if (w->shrink_due && clock_ns() >= w->shrink_due) {
+		shrink_all(w);
+		return true;
+	}
 	if (reclaim(w))
 		return true;
 	if (!w->prep_pending)
@@ -1220,10 +1245,11 @@ static void worker_idle(struct worker *w, uint64_t now)
 	struct timespec ts, *tsp = NULL;
 	uint64_t v, left;
 
-	if (w->pending) {
-		left = w->pending_since + w->batch_delay_ns > now
-			       ? w->pending_since + w->batch_delay_ns - now
-			       : 0;
+	if (w->pending || w->shrink_due) {
+		left = w->pending ? w->pending_since + w->batch_delay_ns : UINT64_MAX;
+		if (w->shrink_due)
+			left = MIN(left, w->shrink_due);
+		left = left > now ? left - now : 0;
 		ts.tv_sec = (time_t)(left / 1000000000u);
 		ts.tv_nsec = (long)(left % 1000000000u);
 		tsp = &ts;

@@ -414,6 +414,24 @@ static int grow_buffers(struct exec_model *m, const struct cpu_prog *pl)
 	return 0;
 }
 
+void cpu_model_shrink(struct exec_model *m)
+{
+	uint32_t o;
+
+	if (m->arena_cap > EXEC_SHRINK_KEEP) {
+		free(m->arena);
+		m->arena = NULL;
+		m->arena_cap = 0;
+	}
+	for (o = 0; o < m->g->n_outputs; o++) {
+		if (m->out_cap[o] <= EXEC_SHRINK_KEEP)
+			continue;
+		free(m->out[o]);
+		m->out[o] = NULL;
+		m->out_cap[o] = 0;
+	}
+}
+
 static int build_prog(struct exec_model *m, struct cpu_prog *pl)
 {
 	const struct graph *g = m->g;
@@ -457,7 +475,12 @@ static int get_prog(struct exec_model *m, struct cpu_prog **out)
 		if (prog_matches(m, pl)) {
 			pl->stamp = ++m->clock;
 			*out = pl;
-			return 0;
+			/* no-op unless model_shrink gave the buffers back */
+			ret = grow_buffers(m, pl);
+			return ret ? err_set(ret, "%s: out of memory for %llu bytes of "
+					     "activations", m->g->name,
+					     (unsigned long long)pl->bytes)
+				   : 0;
 		}
 		if (!pl->valid || (victim->valid && pl->stamp < victim->stamp))
 			victim = pl;

@@ -18,6 +18,7 @@ int cpu_model_create(void *dev, const struct graph *g, const void *weights,
 		     struct exec_model **out);
 void cpu_model_destroy(struct exec_model *m);
 int cpu_model_run(struct exec_model *m, const struct tview *in, struct tview *out);
+void cpu_model_shrink(struct exec_model *m);
 int cpu_cold_model_create(void *dev, const struct graph *g, const void *weights,
 			  const struct plan *p, struct exec_model **out);
 int cpu_cold_model_evict(struct exec_model *m);

@@ -223,6 +223,7 @@ const struct exec_ops cpu_backend = {
 	.model_create = cpu_model_create,
 	.model_destroy = cpu_model_destroy,
 	.model_run = cpu_model_run,
+	.model_shrink = cpu_model_shrink,
 	.profile = cpu_profile,
 	.cold_create = cpu_cold_model_create,
 	.cold_evict = cpu_cold_model_evict,

@@ -15,6 +15,8 @@ void cpu_fill(float *y, float v, int64_t n)
 		y[i] = v;
 }
 
+#define LINEAR_ROWS 512
+
 void cpu_linear(const float *x, const float *w, const float *b, float *y, int64_t rows, int64_t k,
 		int64_t m)
 {
@@ -22,8 +24,12 @@ void cpu_linear(const float *x, const float *w, const float *b, float *y, int64_
 
 	for (r = 0; b && r < rows; r++)
 		memcpy(y + r * m, b, sizeof(float) * (size_t)m);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)m, (int)k, 1.0f, x,
-		    (int)k, w, (int)k, b ? 1.0f : 0.0f, y, (int)m);
+	/* In row blocks: the BLAS library's per-thread work buffer, which it
+	 * never gives back, then grows with the block, not with the request. */
+	for (r = 0; r < rows; r += LINEAR_ROWS)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)MIN(LINEAR_ROWS, rows - r),
+			    (int)m, (int)k, 1.0f, x + r * k, (int)k, w, (int)k, b ? 1.0f : 0.0f,
+			    y + r * m, (int)m);
 }
 
 int cpu_embedding(const int64_t *ids, const float *table, float *y, int64_t n, int64_t v, int64_t h,

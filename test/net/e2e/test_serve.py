@@ -903,6 +903,62 @@ def eviction_cost(fx):
     check(srv.stop() == 0, "cost server: exit status")
 
 
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@test
+def activation_budget_and_rss(fx):
+    """A request whose shapes need more activation memory than
+    --max-activation is refused with 413 and the size it needs, and the
+    server goes on; a large request that fits leaves no memory behind:
+    RSS is back within 10% of its baseline (or 4 MiB of a baseline under
+    40 MiB) once the device has been idle."""
+    srv = fx.server("actmem", fx.repo, "--gpus", "cpu", "--max-activation", "16M",
+                    "--max-body", "64M")
+    p = srv.port
+    small, want = fx.ref("bert-tiny")
+    big = make_inputs("bert-tiny", 1024, 64, 3)
+    body, hdrs = infer_body(big, ["pooler_output"], binary_in=True, binary_out=True)
+    st, _, b = request(p, "POST", "/v2/models/bert-tiny/infer", body, hdrs)
+    check(st == 413, f"over the budget: status {st}: {b[:300]!r}")
+    msg = json.loads(b)["error"]
+    check("activation memory" in msg and "--max-activation" in msg and "MB" in msg,
+          f"413 message: {msg}")
+    _, outs, _ = infer(p, "bert-tiny", small)
+    close_enough(outs["pooler_output"], want["pooler_output"], "after the 413")
+    check(srv.stop() == 0, "actmem server: exit status")
+
+    srv = fx.server("rss", fx.repo, "--gpus", "cpu", "--max-body", "64M")
+    p = srv.port
+    for _ in range(20):
+        infer(p, "bert-tiny", small)
+    time.sleep(1.5)
+    base = rss_kb(srv.proc.pid)
+    big = make_inputs("bert-tiny", 2048, 64, 4)
+    body, hdrs = infer_body(big, ["pooler_output"], binary_in=True, binary_out=True)
+    st, _, b = request(p, "POST", "/v2/models/bert-tiny/infer", body, hdrs, timeout=60)
+    check(st == 200, f"large request: status {st}: {b[:300]!r}")
+    peak = rss_kb(srv.proc.pid)
+    for _ in range(5):
+        infer(p, "bert-tiny", small)
+    end = time.monotonic() + 5
+    room = max(base * 0.1, 4096)
+    while time.monotonic() < end and rss_kb(srv.proc.pid) > base + room:
+        time.sleep(0.2)
+    after = rss_kb(srv.proc.pid)
+    print(f"  rss: baseline {base} kB, after the large request {peak} kB, idle {after} kB")
+    check(peak > 2 * base, f"the large request did not grow RSS ({base} -> {peak} kB)")
+    check(after <= base + room, f"RSS {after} kB stays above {base} + {room:.0f} kB")
+    _, outs, _ = infer(p, "bert-tiny", small)
+    close_enough(outs["pooler_output"], want["pooler_output"], "after shrinking")
+    check(srv.stop() == 0, "rss server: exit status")
+
+
 @test
 def inflight_not_evicted(fx):
     """One device with room for two models: the least recently used model
