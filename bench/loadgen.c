@@ -54,7 +54,8 @@ static const char usage[] =
 	"  --batch B            batch dimension of every input (default 1)\n"
 	"  --seq S              the other variable dimensions (default 64)\n"
 	"  --input SPEC         inputs instead of the metadata's: NAME:DTYPE:D1xD2[,...],\n"
-	"                       e.g. input_ids:INT64:1x384 (DTYPE INT64, INT32, FP32, FP16)\n"
+	"                       e.g. input_ids:INT64:1x384 (DTYPE INT64, INT32, FP32, FP16);\n"
+	"                       the first input's dimensions replace --batch and --seq\n"
 	"  --output NAMES       outputs to ask for, comma-separated, or 'all' (default the\n"
 	"                       model's last output: pooler_output for BERT)\n"
 	"  --vocab V            token ids are drawn from [0, V) (default 1000); masks are 1,\n"
@@ -448,6 +449,10 @@ static struct sig *sig_get(const json_t *meta, char *why, size_t wl)
 	if (o.input) {
 		if (specs_parse(o.input, in, &n_in))
 			die("--input: NAME:DTYPE:D1xD2[,...] expected");
+		/* the outputs' variable dimensions follow the first input's */
+		o.batch = (int)in[0].dims[0];
+		if (in[0].ndim > 1)
+			o.seq = (int)in[0].dims[1];
 	} else {
 		for (i = 0; i < json_array_size(ins) && n_in < MAX_IO; i++)
 			if (!spec_from_json(json_array_get(ins, i), &in[n_in]))
