@@ -33,10 +33,10 @@
 # loadgen reports a wrong answer (errors such as 503s are data, kept in the
 # outputs and the summary).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 root=$PWD
-tiny=0 model= seq= rate=100 ns= modes="load pipeline deepplan dprt" gpus= mem= hostmem=
-duration= warmup= slo=100 out= name=fig12 dprt= loadgen=
+tiny=0 model='' seq='' rate=100 ns='' modes="load pipeline deepplan dprt" gpus='' mem='' hostmem=''
+duration='' warmup='' slo=100 out='' name=fig12 dprt='' loadgen=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--tiny) tiny=1 ;;
@@ -72,18 +72,19 @@ case $model in
 gpt2*) : "${seq:=1024}" ;;
 *) : "${seq:=384}" ;;
 esac
+# The GPU bundle (tools/gpu-bundle.sh) when this tree has no build.
+bundle()
+{
+	[ -x gpu/bin/dprt ] || [ ! -f gpu/bundle.tar.xz ] || tar -xJf gpu/bundle.tar.xz -C gpu
+	export LD_LIBRARY_PATH="$root/gpu/lib"
+}
 if [ -z "$dprt" ]; then
-	if [ -x ./dprt ]; then
-		dprt=$root/dprt
-	else
-		[ -x gpu/bin/dprt ] || tar -xJf gpu/bundle.tar.xz -C gpu
-		export LD_LIBRARY_PATH=$root/gpu/lib
-		dprt=$root/gpu/bin/dprt
-	fi
+	dprt=$root/dprt
+	[ -x "$dprt" ] || { bundle; dprt=$root/gpu/bin/dprt; }
 fi
 if [ -z "$loadgen" ]; then
 	loadgen=$root/build/bench/loadgen
-	[ -x "$loadgen" ] || loadgen=$root/gpu/bin/loadgen
+	[ -x "$loadgen" ] || { bundle; loadgen=$root/gpu/bin/loadgen; }
 fi
 for b in "$dprt" "$loadgen"; do
 	[ -x "$b" ] || { echo "fig12.sh: no $b (build with ninja)" >&2; exit 1; }

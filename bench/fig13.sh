@@ -8,8 +8,8 @@
 #     --tiny   bert-tiny and gpt2-tiny on cpu:1 (a quick check)
 # Exit status 1 if either run failed.
 set -u
-cd "$(dirname "$0")/.."
-out= tiny=0
+cd "$(dirname "$0")/.." || exit 1
+out='' tiny=0
 for a do
 	[ "$a" = --tiny ] && tiny=1
 done

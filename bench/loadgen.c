@@ -186,8 +186,8 @@ static __attribute__((noreturn)) void die(const char *msg)
 /* What requests for a model look like and what their answers must hold;
  * models with the same metadata share one. */
 struct sig {
-	char key[4096];		 /* the metadata's inputs and outputs, as JSON */
-	char *body;		 /* JSON header then the binary inputs */
+	char key[4096]; /* the metadata's inputs and outputs, as JSON */
+	char *body;	/* JSON header then the binary inputs */
 	size_t json_len, body_len;
 	int n_out;
 	char out_name[MAX_IO][64];
@@ -369,8 +369,7 @@ static int sig_outputs(struct sig *g, const json_t *outs)
 		if (spec_from_json(json_array_get(outs, i), &s))
 			return -1;
 		name = s.name;
-		if (o.output ? !(!strcmp(o.output, "all") || in_list(o.output, name))
-			     : i + 1 != n)
+		if (o.output ? !(!strcmp(o.output, "all") || in_list(o.output, name)) : i + 1 != n)
 			continue;
 		if (g->n_out == MAX_IO)
 			return -1;
@@ -430,7 +429,8 @@ static void sig_body(struct sig *g, const struct in_spec *in, int n_in)
 /* The model's signature from its metadata (shared by equal metadata). */
 static struct sig *sig_get(const json_t *meta, char *why, size_t wl)
 {
-	const json_t *ins = json_object_get(meta, "inputs"), *outs = json_object_get(meta, "outputs");
+	const json_t *ins = json_object_get(meta, "inputs"),
+		     *outs = json_object_get(meta, "outputs");
 	struct in_spec in[MAX_IO];
 	char *k1 = json_dumps(ins, JSON_COMPACT), *k2 = json_dumps(outs, JSON_COMPACT);
 	struct sig *g;
@@ -459,7 +459,8 @@ static struct sig *sig_get(const json_t *meta, char *why, size_t wl)
 				n_in++;
 	}
 	if (!n_in || sig_outputs(g, outs)) {
-		snprintf(why, wl, "metadata without usable inputs or without the outputs asked for");
+		snprintf(why, wl,
+			 "metadata without usable inputs or without the outputs asked for");
 		free(g);
 		return NULL;
 	}
@@ -687,8 +688,8 @@ enum kind {
 };
 
 static const char *const kind_name[K_N] = {
-	"ok", "connect", "timeout", "http_4xx", "http_5xx", "closed", "bad_response",
-	"bad_output", "wrong",
+	"ok",	  "connect",	  "timeout",	"http_4xx", "http_5xx",
+	"closed", "bad_response", "bad_output", "wrong",
 };
 
 /* One request: when it is due, to which model, and what became of it. */
@@ -785,12 +786,12 @@ static void trace_row(char *line, long row, uint64_t minute_ns, uint64_t w)
 			return;
 		*p++ = 0;
 	}
-	model = o.map_hash ? (uint32_t)(fnv1a(f[2], strlen(f[2]),
-					      fnv1a(f[1], strlen(f[1]),
-						    fnv1a(f[0], strlen(f[0]),
-							  0xcbf29ce484222325ull))) %
-					(uint64_t)n_models)
-			   : (uint32_t)(row % n_models);
+	model = o.map_hash ?
+			(uint32_t)(fnv1a(f[2], strlen(f[2]),
+					 fnv1a(f[1], strlen(f[1]),
+					       fnv1a(f[0], strlen(f[0]), 0xcbf29ce484222325ull))) %
+				   (uint64_t)n_models) :
+			(uint32_t)(row % n_models);
 	for (col = 1; p && *p && col <= o.min_b; col++) {
 		long long c = strtoll(p, &p, 10);
 		int m = col - o.min_a;
@@ -873,10 +874,10 @@ struct conn {
 	int fd;
 	enum cstate state;
 	bool want_out;
-	unsigned served;	 /* answers on this connection */
-	struct ev *ev;		 /* the request in flight */
+	unsigned served; /* answers on this connection */
+	struct ev *ev;	 /* the request in flight */
 	char head[512];
-	size_t hlen, woff;	 /* request head length; bytes of head+body sent */
+	size_t hlen, woff; /* request head length; bytes of head+body sent */
 	char *rbuf;
 	size_t rlen, rcap;
 	struct resp r;
@@ -1140,8 +1141,9 @@ static enum kind judge(struct conn *c)
 	e->l = (float)c->r.l;
 	e->c = (float)c->r.c;
 	if (c->r.status != 200) {
-		enum kind k = c->r.status >= 500 ? K_HTTP5 : c->r.status >= 400 ? K_HTTP4
-									: K_BADRESP;
+		enum kind k = c->r.status >= 500 ? K_HTTP5 :
+			      c->r.status >= 400 ? K_HTTP4 :
+						   K_BADRESP;
 		char d[200];
 
 		snprintf(d, sizeof(d), "%s: HTTP %d %.*s", m->name, c->r.status,
@@ -1437,8 +1439,7 @@ static void print_stats(const struct stats *s)
 	int k;
 
 	printf("sent %llu  ok %llu  errors %llu  wrong %llu\n", (unsigned long long)s->sent,
-	       (unsigned long long)s->ok, (unsigned long long)s->err,
-	       (unsigned long long)s->wrong);
+	       (unsigned long long)s->ok, (unsigned long long)s->err, (unsigned long long)s->wrong);
 	printf("errors by kind:");
 	for (k = K_CONNECT; k < K_WRONG; k++)
 		printf(" %s %llu", kind_name[k], (unsigned long long)s->kinds[k]);
@@ -1454,8 +1455,8 @@ static void print_stats(const struct stats *s)
 	       frac(s->cold, s->ok));
 	printf("server ms (Server-Timing, %llu answers): queue mean %.3f p99 %.3f  load mean "
 	       "%.3f p99 %.3f  compute mean %.3f p99 %.3f\n",
-	       (unsigned long long)s->n_timing, s->tm[0][0], s->tm[0][1], s->tm[1][0],
-	       s->tm[1][1], s->tm[2][0], s->tm[2][1]);
+	       (unsigned long long)s->n_timing, s->tm[0][0], s->tm[0][1], s->tm[1][0], s->tm[1][1],
+	       s->tm[2][0], s->tm[2][1]);
 	printf("achieved rate: %.2f req/s sent, %.2f req/s ok over %.2f s (scheduled %.2f "
 	       "req/s)\n",
 	       (double)s->sent / secs, (double)s->ok / secs, secs, (double)s->sched / secs);
@@ -1525,8 +1526,10 @@ static void write_json(const struct stats *all)
 
 	json_object_set_new(j, "url", json_string(o.url));
 	json_object_set_new(j, "models", json_integer(n_models));
-	json_object_set_new(j, "mode", json_string(o.trace ? "trace" : o.uniform ? "uniform"
-										 : "poisson"));
+	json_object_set_new(j, "mode",
+			    json_string(o.trace	  ? "trace" :
+					o.uniform ? "uniform" :
+						    "poisson"));
 	json_object_set_new(j, "rate", json_real(o.trace ? 0 : o.rate));
 	json_object_set_new(j, "slo_ms", json_real(o.slo_ms));
 	json_object_set_new(j, "window_s", json_real((double)window_ns / 1e9));
@@ -1552,28 +1555,69 @@ static void write_json(const struct stats *all)
 /* ------------------------------------------------------------ main */
 
 enum {
-	O_URL = 256, O_PREFIX, O_INST, O_MODELS, O_BATCH, O_SEQ, O_INPUT, O_OUTPUT, O_VOCAB,
-	O_CHECK, O_TOL, O_TIMEOUT, O_WAIT, O_RATE, O_UNIFORM, O_ZIPF, O_WARMUP, O_DURATION,
-	O_TRACE, O_MINUTES, O_SCALE, O_MAP, O_CONNS, O_MAXCONNS, O_SEED, O_SLO, O_JSON,
-	O_MAXERR, O_QUIET, O_HELP,
+	O_URL = 256,
+	O_PREFIX,
+	O_INST,
+	O_MODELS,
+	O_BATCH,
+	O_SEQ,
+	O_INPUT,
+	O_OUTPUT,
+	O_VOCAB,
+	O_CHECK,
+	O_TOL,
+	O_TIMEOUT,
+	O_WAIT,
+	O_RATE,
+	O_UNIFORM,
+	O_ZIPF,
+	O_WARMUP,
+	O_DURATION,
+	O_TRACE,
+	O_MINUTES,
+	O_SCALE,
+	O_MAP,
+	O_CONNS,
+	O_MAXCONNS,
+	O_SEED,
+	O_SLO,
+	O_JSON,
+	O_MAXERR,
+	O_QUIET,
+	O_HELP,
 };
 
 static const struct option lopts[] = {
-	{"url", 1, 0, O_URL},	       {"model-prefix", 1, 0, O_PREFIX},
-	{"instances", 1, 0, O_INST},   {"models", 1, 0, O_MODELS},
-	{"batch", 1, 0, O_BATCH},      {"seq", 1, 0, O_SEQ},
-	{"input", 1, 0, O_INPUT},      {"output", 1, 0, O_OUTPUT},
-	{"vocab", 1, 0, O_VOCAB},      {"check", 0, 0, O_CHECK},
-	{"tolerance", 1, 0, O_TOL},    {"timeout", 1, 0, O_TIMEOUT},
-	{"wait", 1, 0, O_WAIT},	       {"rate", 1, 0, O_RATE},
-	{"uniform", 0, 0, O_UNIFORM},  {"zipf", 1, 0, O_ZIPF},
-	{"warmup", 1, 0, O_WARMUP},    {"duration", 1, 0, O_DURATION},
-	{"trace", 1, 0, O_TRACE},      {"minutes", 1, 0, O_MINUTES},
-	{"time-scale", 1, 0, O_SCALE}, {"map", 1, 0, O_MAP},
-	{"conns", 1, 0, O_CONNS},      {"max-conns", 1, 0, O_MAXCONNS},
-	{"seed", 1, 0, O_SEED},	       {"slo", 1, 0, O_SLO},
-	{"json", 1, 0, O_JSON},	       {"max-errors", 1, 0, O_MAXERR},
-	{"quiet", 0, 0, O_QUIET},      {"help", 0, 0, O_HELP},
+	{"url", 1, 0, O_URL},
+	{"model-prefix", 1, 0, O_PREFIX},
+	{"instances", 1, 0, O_INST},
+	{"models", 1, 0, O_MODELS},
+	{"batch", 1, 0, O_BATCH},
+	{"seq", 1, 0, O_SEQ},
+	{"input", 1, 0, O_INPUT},
+	{"output", 1, 0, O_OUTPUT},
+	{"vocab", 1, 0, O_VOCAB},
+	{"check", 0, 0, O_CHECK},
+	{"tolerance", 1, 0, O_TOL},
+	{"timeout", 1, 0, O_TIMEOUT},
+	{"wait", 1, 0, O_WAIT},
+	{"rate", 1, 0, O_RATE},
+	{"uniform", 0, 0, O_UNIFORM},
+	{"zipf", 1, 0, O_ZIPF},
+	{"warmup", 1, 0, O_WARMUP},
+	{"duration", 1, 0, O_DURATION},
+	{"trace", 1, 0, O_TRACE},
+	{"minutes", 1, 0, O_MINUTES},
+	{"time-scale", 1, 0, O_SCALE},
+	{"map", 1, 0, O_MAP},
+	{"conns", 1, 0, O_CONNS},
+	{"max-conns", 1, 0, O_MAXCONNS},
+	{"seed", 1, 0, O_SEED},
+	{"slo", 1, 0, O_SLO},
+	{"json", 1, 0, O_JSON},
+	{"max-errors", 1, 0, O_MAXERR},
+	{"quiet", 0, 0, O_QUIET},
+	{"help", 0, 0, O_HELP},
 	{0, 0, 0, 0},
 };
 
@@ -1598,45 +1642,101 @@ static double num(const char *s, double lo, double hi, const char *opt)
 static void opt_one(int c, const char *a)
 {
 	switch (c) {
-	case O_URL: o.url = a; break;
-	case O_PREFIX: o.prefix = a; break;
-	case O_INST: o.instances = (int)num(a, 1, 1e6, "instances"); break;
-	case O_MODELS: o.models = a; break;
-	case O_BATCH: o.batch = (int)num(a, 1, 65536, "batch"); break;
-	case O_SEQ: o.seq = (int)num(a, 1, 1 << 20, "seq"); break;
-	case O_INPUT: o.input = a; break;
-	case O_OUTPUT: o.output = a; break;
-	case O_VOCAB: o.vocab = (long)num(a, 1, 1e9, "vocab"); break;
-	case O_CHECK: o.check = true; break;
-	case O_TOL: o.tol = num(a, 0, 1, "tolerance"); break;
-	case O_TIMEOUT: o.timeout_ms = num(a, 1, 1e9, "timeout"); break;
-	case O_WAIT: o.wait_s = num(a, 0, 1e6, "wait"); break;
-	case O_RATE: o.rate = num(a, 1e-3, 1e7, "rate"); break;
-	case O_UNIFORM: o.uniform = true; break;
-	case O_ZIPF: o.zipf = num(a, 0, 100, "zipf"); break;
-	case O_WARMUP: o.warmup = num(a, 0, 1e6, "warmup"), o.warmup_set = true; break;
-	case O_DURATION: o.duration = num(a, 1e-3, 1e7, "duration"); break;
-	case O_TRACE: o.trace = a; break;
+	case O_URL:
+		o.url = a;
+		break;
+	case O_PREFIX:
+		o.prefix = a;
+		break;
+	case O_INST:
+		o.instances = (int)num(a, 1, 1e6, "instances");
+		break;
+	case O_MODELS:
+		o.models = a;
+		break;
+	case O_BATCH:
+		o.batch = (int)num(a, 1, 65536, "batch");
+		break;
+	case O_SEQ:
+		o.seq = (int)num(a, 1, 1 << 20, "seq");
+		break;
+	case O_INPUT:
+		o.input = a;
+		break;
+	case O_OUTPUT:
+		o.output = a;
+		break;
+	case O_VOCAB:
+		o.vocab = (long)num(a, 1, 1e9, "vocab");
+		break;
+	case O_CHECK:
+		o.check = true;
+		break;
+	case O_TOL:
+		o.tol = num(a, 0, 1, "tolerance");
+		break;
+	case O_TIMEOUT:
+		o.timeout_ms = num(a, 1, 1e9, "timeout");
+		break;
+	case O_WAIT:
+		o.wait_s = num(a, 0, 1e6, "wait");
+		break;
+	case O_RATE:
+		o.rate = num(a, 1e-3, 1e7, "rate");
+		break;
+	case O_UNIFORM:
+		o.uniform = true;
+		break;
+	case O_ZIPF:
+		o.zipf = num(a, 0, 100, "zipf");
+		break;
+	case O_WARMUP:
+		o.warmup = num(a, 0, 1e6, "warmup"), o.warmup_set = true;
+		break;
+	case O_DURATION:
+		o.duration = num(a, 1e-3, 1e7, "duration");
+		break;
+	case O_TRACE:
+		o.trace = a;
+		break;
 	case O_MINUTES:
-		if (sscanf(a, "%d-%d", &o.min_a, &o.min_b) != 2 || o.min_a < 1 ||
-		    o.min_b < o.min_a)
+		if (sscanf(a, "%d-%d", &o.min_a, &o.min_b) != 2 || o.min_a < 1 || o.min_b < o.min_a)
 			bad_usage("--minutes takes A-B, 1 <= A <= B");
 		break;
-	case O_SCALE: o.time_scale = num(a, 1e-3, 1e6, "time-scale"); break;
+	case O_SCALE:
+		o.time_scale = num(a, 1e-3, 1e6, "time-scale");
+		break;
 	case O_MAP:
 		if (strcmp(a, "rr") && strcmp(a, "hash"))
 			bad_usage("--map takes rr or hash");
 		o.map_hash = !strcmp(a, "hash");
 		break;
-	case O_CONNS: o.conns = (int)num(a, 0, 65536, "conns"); break;
-	case O_MAXCONNS: o.max_conns = (int)num(a, 1, 65536, "max-conns"); break;
-	case O_SEED: o.seed = (uint64_t)num(a, 0, 1e18, "seed"); break;
-	case O_SLO: o.slo_ms = num(a, 0, 1e9, "slo"); break;
-	case O_JSON: o.json = a; break;
-	case O_MAXERR: o.max_errors = (int)num(a, 0, 1e12, "max-errors"); break;
-	case O_QUIET: o.quiet = true; break;
-	case O_HELP: fputs(usage, stdout); exit(0);
-	default: bad_usage("unknown option");
+	case O_CONNS:
+		o.conns = (int)num(a, 0, 65536, "conns");
+		break;
+	case O_MAXCONNS:
+		o.max_conns = (int)num(a, 1, 65536, "max-conns");
+		break;
+	case O_SEED:
+		o.seed = (uint64_t)num(a, 0, 1e18, "seed");
+		break;
+	case O_SLO:
+		o.slo_ms = num(a, 0, 1e9, "slo");
+		break;
+	case O_JSON:
+		o.json = a;
+		break;
+	case O_MAXERR:
+		o.max_errors = (int)num(a, 0, 1e12, "max-errors");
+		break;
+	case O_QUIET:
+		o.quiet = true;
+		break;
+	case O_HELP:
+		fputs(usage, stdout);
+		exit(0);
+	default:
+		bad_usage("unknown option");
 	}
 }
 
@@ -1675,8 +1775,10 @@ int main(int argc, char **argv)
 	printf("loadgen: %s, %d models (%s .. %s), %s, %zu requests scheduled, warm-up %.1f s, "
 	       "measured %.1f s\n",
 	       o.url, n_models, models[0].name, models[n_models - 1].name,
-	       o.trace ? "trace" : o.uniform ? "uniform arrivals" : "Poisson arrivals", n_evs,
-	       o.warmup, (double)window_ns / 1e9);
+	       o.trace	 ? "trace" :
+	       o.uniform ? "uniform arrivals" :
+			   "Poisson arrivals",
+	       n_evs, o.warmup, (double)window_ns / 1e9);
 	fflush(stdout);
 	run();
 	if (trace_minutes && !o.quiet)

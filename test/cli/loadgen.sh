@@ -44,7 +44,7 @@ done
 start_server()
 {
 	"$DPRT" --gpus cpu:1 --listen 127.0.0.1:0 --models "$tmp/repo" --gpu-mem-limit 1900000 \
-		"$@" >"$tmp/server.log" 2>&1 &
+		>"$tmp/server.log" 2>&1 &
 	srv=$!
 	port=
 	t=0
