@@ -802,8 +802,9 @@ static void trace_row(char *line, long row, uint64_t minute_ns, uint64_t w)
 			continue;
 		trace_counts[m] += (uint64_t)c;
 		while (c--) {
+			uint64_t at = (uint64_t)(rng_unit() * (double)minute_ns);
 			struct ev *e = ev_add((uint64_t)m * minute_ns +
-						      (uint64_t)(rng_unit() * (double)minute_ns),
+						      (at < minute_ns ? at : minute_ns - 1),
 					      model);
 
 			e->minute = (uint16_t)m;
@@ -1375,21 +1376,39 @@ static void mean_p99(double *v, size_t n, double *out)
 }
 
 /* Statistics of the measured requests (of one trace minute, or all). */
+/* First event of minute m or later (a trace's events are in time order,
+ * hence in minute order). */
+static size_t minute_lo(int m)
+{
+	size_t lo = 0, hi = n_evs;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (evs[mid].minute < m)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 static void stats_of(int minute, struct stats *s)
 {
-	double *lat = xcalloc(n_evs, sizeof(double)), *tv[3], sum = 0;
+	size_t i, nl = 0, nt = 0, lo = minute < 0 ? 0 : minute_lo(minute),
+		  hi = minute < 0 ? n_evs : minute_lo(minute + 1);
+	double *lat = xcalloc(hi - lo, sizeof(double)), *tv[3], sum = 0;
 	uint64_t slo = (uint64_t)(o.slo_ms * 1e6);
-	size_t i, nl = 0, nt = 0;
 	int k;
 
 	memset(s, 0, sizeof(*s));
 	for (k = 0; k < 3; k++)
-		tv[k] = xcalloc(n_evs, sizeof(double));
-	for (i = 0; i < n_evs; i++) {
+		tv[k] = xcalloc(hi - lo, sizeof(double));
+	for (i = lo; i < hi; i++) {
 		const struct ev *e = &evs[i];
 		uint64_t d = e->done > e->t ? e->done - e->t : 0;
 
-		if (!e->measured || (minute >= 0 && e->minute != minute))
+		if (!e->measured)
 			continue;
 		s->sched++;
 		s->sent += e->sent;
