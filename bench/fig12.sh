@@ -152,6 +152,7 @@ start_server()
 		--cold-mode "$1"
 	[ -n "$hostmem" ] && set -- "$@" --host-mem-limit "$hostmem"
 	log "$dprt $*"
+	: >"$slog"
 	"$dprt" "$@" >"$slog" 2>&1 &
 	srv=$!
 	port=

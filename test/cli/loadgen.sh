@@ -51,6 +51,7 @@ done
 # start_server: dprt on a free port of 127.0.0.1; sets srv and port.
 start_server()
 {
+	: >"$tmp/server.log"
 	"$DPRT" --gpus cpu:1 --listen 127.0.0.1:0 --models "$tmp/repo" --gpu-mem-limit 1900000 \
 		>"$tmp/server.log" 2>&1 &
 	srv=$!
