@@ -55,7 +55,7 @@ while [ $# -gt 0 ]; do
 	--name) name=$2; shift ;;
 	--dprt) dprt=$2; shift ;;
 	--loadgen) loadgen=$2; shift ;;
-	-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '3,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "fig12.sh: unknown option $1 (--help lists them)" >&2; exit 2 ;;
 	esac
 	shift

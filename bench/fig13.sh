@@ -10,15 +10,24 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 out='' tiny=0
-for a do
-	[ "$a" = --tiny ] && tiny=1
-done
-while [ $# -gt 0 ]; do
-	case $1 in
-	--out) out=$2; shift 2 ;;
-	--model | --slo | --seq) echo "fig13.sh: $1 is fixed here" >&2; exit 2 ;;
-	-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-	*) break ;;
+# Take --out out of the arguments (wherever it is); keep the rest in order.
+n=$#
+while [ "$n" -gt 0 ]; do
+	a=$1
+	shift
+	n=$((n - 1))
+	case $a in
+	--out)
+		out=${1:?--out needs a folder}
+		shift
+		n=$((n - 1))
+		;;
+	--model | --slo | --seq) echo "fig13.sh: $a is fixed here" >&2; exit 2 ;;
+	-h | --help) sed -n '3,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*)
+		[ "$a" = --tiny ] && tiny=1
+		set -- "$@" "$a"
+		;;
 	esac
 done
 if [ -z "$out" ]; then
