@@ -11,6 +11,7 @@
 #                      size; memory over many runs
 #   bin/bandwidth      copy, DHA, peer and GEMM ceilings
 #   bin/coldstart      cold-start latency by engine mode (bench/coldstart.c)
+#   bin/loadgen        the serving load generator (bench/loadgen.c)
 #   bin/dprt           the command line (liburing, libck, jansson and
 #                      OpenBLAS linked statically, like --static-deps)
 #   lib/               criterion and its shared libraries (the binaries'
@@ -134,6 +135,8 @@ $CC -pthread -o "$stage/bin/bandwidth" "$(cc_obj bench/bandwidth.c "-Wa,-I$obj/k
 	$libs $rpath
 echo "LINK coldstart"
 $CC -pthread -o "$stage/bin/coldstart" "$(cc_obj bench/coldstart.c)" $progs $libs $rpath
+echo "LINK loadgen"
+$CC -pthread -o "$stage/bin/loadgen" "$(cc_obj bench/loadgen.c)" "$(static_lib jansson)" -lm $rpath
 
 # dprt itself: the rest of build.ninja's sources, without -Werror (a
 # warning there must not stop a GPU run), linked statically but for glibc
