@@ -108,7 +108,7 @@ static int version_value(const json_t *v, uint32_t *out)
 	}
 	if (n < 1 || n > UINT32_MAX)
 		return err_set(DPRT_EINPUT, "\"version\" must be a positive integer or its "
-			       "decimal string");
+					    "decimal string");
 	*out = (uint32_t)n;
 	return 0;
 }

@@ -304,8 +304,7 @@ Test(snap, model_that_fits_no_device_is_failed_and_not_ready)
 	s = tsched(&o);
 	cr_assert_eq(repo_entry_state(find(s, "m", 1)), REPO_FAILED);
 	cr_assert_not(sched_ready(s, why, sizeof(why)));
-	cr_assert(strstr(why, "model 'm' version 1") && strstr(why, "fit no device"), "%s",
-		  why);
+	cr_assert(strstr(why, "model 'm' version 1") && strstr(why, "fit no device"), "%s", why);
 	repo_entry_reason(find(s, "m", 1), why, sizeof(why));
 	cr_assert(strstr(why, "fit no device"), "%s", why);
 	cr_assert_eq(sched_unload(s, "m", 0), 0);
