@@ -177,6 +177,7 @@ struct repo_dead {
 struct repo {
 	char dir[PATH_MAX];
 	pthread_mutex_t lock; /* the writers' lock */
+	pthread_mutex_t scan_lock; /* one scan at a time (its seen flags) */
 	pthread_cond_t cond; /* LOADING / HOST_READING finished */
 	struct repo_entry **ents; /* the writers' sorted array (r->lock) */
 	uint32_t n, cap;

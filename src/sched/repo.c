@@ -476,10 +476,14 @@ int repo_scan(struct repo *r)
 	DIR *d;
 	int ret = 0;
 
+	pthread_mutex_lock(&r->scan_lock);
 	d = opendir(r->dir);
-	if (!d)
-		return err_set(-errno, "%s: cannot read the model repository: %s", r->dir,
-			       strerror(errno));
+	if (!d) {
+		ret = -errno;
+		pthread_mutex_unlock(&r->scan_lock);
+		return err_set(ret, "%s: cannot read the model repository: %s", r->dir,
+			       strerror(-ret));
+	}
 	pthread_mutex_lock(&r->lock);
 	mark_present(r, true);
 	pthread_mutex_unlock(&r->lock);
@@ -491,6 +495,7 @@ int repo_scan(struct repo *r)
 	if (snap_publish(r) && !ret)
 		ret = -ENOMEM;
 	pthread_mutex_unlock(&r->lock);
+	pthread_mutex_unlock(&r->scan_lock);
 	if (ret)
 		return err_set(ret, "%s: scanning the model repository: %s", r->dir,
 			       dprt_strerror(ret));
@@ -517,6 +522,7 @@ int repo_create(const char *dir, uint32_t n_workers, uint64_t host_limit, struct
 	r->host_limit = host_limit;
 	lnode_init(&r->host_lru);
 	pthread_mutex_init(&r->lock, NULL);
+	pthread_mutex_init(&r->scan_lock, NULL);
 	pthread_cond_init(&r->cond, NULL);
 	ret = snap_publish(r) ? err_set(-ENOMEM, "out of memory") : repo_scan(r);
 	if (ret) {
@@ -544,6 +550,7 @@ void repo_destroy(struct repo *r)
 	free(r->ents);
 	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->lock);
+	pthread_mutex_destroy(&r->scan_lock);
 	free(r);
 }
 

@@ -204,6 +204,43 @@ Test(snap, readers_do_not_wait_for_the_writer_lock, .timeout = 60)
 	sched_destroy(rd.s);
 }
 
+static void *rescan_main(void *arg)
+{
+	struct churn *c = arg;
+	int i, ret = 0;
+
+	for (i = 0; i < 300 && !ret; i++)
+		ret = repo_scan(sched_repo(c->s));
+	if (ret)
+		c->err = ret;
+	atomic_fetch_add(&c->rounds, 1);
+	return NULL;
+}
+
+Test(snap, concurrent_scans_keep_entries_present, .timeout = 60)
+{
+	struct sched_opts o = topts(dir, "cpu");
+	struct repo_info info[4];
+	struct churn c = {0};
+	pthread_t t[2];
+	uint32_t n;
+
+	trepo_add(dir, "m", 1, "bert-tiny", 1);
+	o.explicit_load = true;
+	c.s = tsched(&o);
+	cr_assert_eq(pthread_create(&t[0], NULL, rescan_main, &c), 0);
+	cr_assert_eq(pthread_create(&t[1], NULL, rescan_main, &c), 0);
+	while (atomic_load(&c.rounds) < 2) {
+		repo_index(sched_repo(c.s), info, ARRAY_SIZE(info), &n);
+		cr_assert_eq(n, 1, "m missing from the index during a rescan");
+		cr_assert_str_eq(info[0].reason, "not loaded");
+	}
+	pthread_join(t[0], NULL);
+	pthread_join(t[1], NULL);
+	cr_assert_eq(c.err, 0, "%s", err_msg(c.err));
+	sched_destroy(c.s);
+}
+
 /* ------------------------------------------------------------ versions */
 
 Test(snap, seventy_versions_load_highest_unload_all)
