@@ -81,6 +81,8 @@ mkdir -p "$m/m/1" "$m/m/2" "$m/v"
 cp "$m/bert-tiny/1/model.dpk" "$m/m/1/"
 cp "$m/bert-tiny/1/model.dpk" "$m/m/2/"
 flip "$m" m 2
+mkdir -p "$m/t/1"
+head -c 4096 "$m/bert-tiny/1/model.dpk" >"$m/t/1/model.dpk"
 mv "$m/bert-tiny/1" "$m/v/1"
 rmdir "$m/bert-tiny"
 v=2
@@ -114,6 +116,14 @@ serve main --models "$m" --gpus cpu
 check_fallback "at start"
 req GET /v2/health/ready
 expect_st 200 "ready with version 1 serving"
+req GET /v2/models/m/versions/2
+expect_st 200 "metadata of the corrupt version 2 (its signature is known)"
+expect_out '"version":"2","state":"FAILED","reason":"[^"]*corrupt' "version 2's own state"
+req GET /v2/models/t
+expect_st 503 "metadata of a package that does not open"
+expect_out '"state":"FAILED"' "a package that does not open: state"
+expect_out '"reason":"[^"]*t/1/model.dpk' "a package that does not open: reason"
+expect_out '"error":"model .t. version 1 is not loaded' "a package that does not open: error"
 req POST /v2/repository/models/m/unload
 expect_st 200 "unload m"
 req GET /v2/models/m/ready
@@ -167,7 +177,7 @@ expect_st 503 "version 70 after unload of v"
 stop
 
 # ---- a model that fits no device: not ready, and FAILED with the reason
-rm -rf "$m/m"
+rm -rf "$m/m" "$m/t"
 serve small --models "$m" --gpus cpu:2 --gpu-mem-limit 300K
 req GET /v2/health/ready
 expect_st 503 "health/ready with a model that fits no device"
