@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -39,13 +40,18 @@ struct hoststore {
 	uint32_t refs;
 	bool shared;
 	uint64_t checksum;
+	dev_t fdev; /* the file it was read from */
+	ino_t ino;
 	struct hoststore *next;
 };
 
 /*
- * Copies made by hoststore_load_shared, by package checksum. A copy is
- * listed from when it is filled until its last reference is put; packages
- * of the same checksum (one file copied to many model names) share it.
+ * Copies made by hoststore_load_shared, by package file: one file under
+ * many model names (hard or symbolic links) is read once. The checksum is
+ * checked too, so a file rewritten in place is not mistaken for its old
+ * self. Copies of a file are not shared: each is read and checked against
+ * its own CRCs, so a corrupt copy fails as it should. A copy is listed
+ * from when it is filled until its last reference is put.
  */
 static pthread_mutex_t share_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hoststore *share_list;
@@ -178,18 +184,34 @@ bool hoststore_put(struct hoststore *hs)
 	return last;
 }
 
+bool hoststore_put_unless_last(struct hoststore *hs)
+{
+	bool put = false;
+
+	if (!hs)
+		return false;
+	pthread_mutex_lock(&share_lock);
+	if (hs->refs > 1) {
+		hs->refs--;
+		put = true;
+	}
+	pthread_mutex_unlock(&share_lock);
+	return put;
+}
+
 void hoststore_destroy(struct hoststore *hs)
 {
 	hoststore_put(hs);
 }
 
-/* Under share_lock: a listed copy of checksum, with a reference taken. */
-static struct hoststore *share_find(uint64_t checksum, uint64_t size)
+/* Under share_lock: a listed copy of p's file, with a reference taken. */
+static struct hoststore *share_find(const struct pkg *p, const struct stat *st)
 {
 	struct hoststore *hs;
 
 	for (hs = share_list; hs; hs = hs->next)
-		if (hs->checksum == checksum && hs->size == size) {
+		if (hs->fdev == st->st_dev && hs->ino == st->st_ino &&
+		    hs->checksum == pkg_checksum(p) && hs->size == pkg_graph(p)->weights_size) {
 			hs->refs++;
 			return hs;
 		}
@@ -199,9 +221,12 @@ static struct hoststore *share_find(uint64_t checksum, uint64_t size)
 struct hoststore *hoststore_get_shared(const struct pkg *p)
 {
 	struct hoststore *hs;
+	struct stat st;
 
+	if (fstat(pkg_fd(p), &st))
+		return NULL;
 	pthread_mutex_lock(&share_lock);
-	hs = share_find(pkg_checksum(p), pkg_graph(p)->weights_size);
+	hs = share_find(p, &st);
 	pthread_mutex_unlock(&share_lock);
 	return hs;
 }
@@ -209,9 +234,12 @@ struct hoststore *hoststore_get_shared(const struct pkg *p)
 int hoststore_load_shared(struct pkg *p, struct hoststore **out, bool *made)
 {
 	struct hoststore *hs, *other;
+	struct stat st;
 	int ret;
 
 	*made = false;
+	if (fstat(pkg_fd(p), &st))
+		return err_set(-errno, "%s: %s", pkg_path(p), strerror(errno));
 	hs = hoststore_get_shared(p);
 	if (hs)
 		goto out;
@@ -220,9 +248,11 @@ int hoststore_load_shared(struct pkg *p, struct hoststore **out, bool *made)
 		return ret;
 	/* another thread may have filled the same package meanwhile */
 	pthread_mutex_lock(&share_lock);
-	other = share_find(pkg_checksum(p), hs->size);
+	other = share_find(p, &st);
 	if (!other) {
 		hs->shared = true;
+		hs->fdev = st.st_dev;
+		hs->ino = st.st_ino;
 		hs->checksum = pkg_checksum(p);
 		hs->next = share_list;
 		share_list = hs;

@@ -50,8 +50,8 @@ int hoststore_create(uint64_t size, struct hoststore **out);
 int hoststore_load(struct pkg *p, struct hoststore **out);
 
 /*
- * Shared copies: packages with the same checksum (one file under many
- * model names) share one store. load_shared returns a listed copy of p's
+ * Shared copies: a package file under many model names (hard or symbolic
+ * links; same file and checksum) has one store. load_shared returns a listed copy of p's
  * checksum with a reference taken (*made false), else loads one as
  * hoststore_load does and lists it (*made true). get_shared only looks:
  * a reference to a listed copy, or NULL. Any thread.
@@ -61,6 +61,9 @@ struct hoststore *hoststore_get_shared(const struct pkg *p);
 /* Drop a reference; the last one frees the store (no device may still
  * read it). Returns whether it was the last. NULL is ignored. Any thread. */
 bool hoststore_put(struct hoststore *hs);
+/* Drop a reference unless it is the last (which a caller then frees out
+ * of its locks); whether it dropped one. */
+bool hoststore_put_unless_last(struct hoststore *hs);
 /* hoststore_put, ignoring the result. */
 void hoststore_destroy(struct hoststore *hs);
 

@@ -1,16 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * net/ep_models: health, server metadata, model readiness and model
- * metadata, and the model lookup the inference endpoint shares.
+ * metadata, and the model lookup the inference endpoint shares. Model
+ * metadata and readiness also say which version answers, its state and
+ * reason, and every version's ("version_states"), so a failed newest
+ * version and the one serving instead are visible.
  */
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "net/internal.h"
-
-#define MAX_VERSIONS 64u
 
 /* "" -> 0; a positive decimal -> it; anything else -> -EINVAL. */
 static int parse_version(const char *s, uint32_t *out)
@@ -54,8 +56,14 @@ void conn_not_ready(struct conn *c, struct repo_entry *e, const char *what)
 
 void ep_health(struct conn *c, bool ready)
 {
+	char why[SCHED_MSG_LEN];
+
 	if (ready && c->srv->stopping) {
 		conn_error(c, 503, "the server is shutting down", false);
+		return;
+	}
+	if (ready && !sched_ready(c->srv->s, why, sizeof(why))) {
+		conn_error(c, 503, why, false);
 		return;
 	}
 	conn_reply(c, 200, NULL, NULL, 0);
@@ -74,19 +82,6 @@ void ep_server_meta(struct conn *c)
 		conn_fail(c, n, "cannot encode the server metadata");
 	else
 		conn_reply(c, 200, "application/json", NULL, (size_t)n);
-}
-
-void ep_model_ready(struct conn *c)
-{
-	struct repo_entry *e;
-	int ret = ep_lookup(c, &e);
-
-	if (ret)
-		conn_fail(c, ret, err_msg(ret));
-	else if (repo_entry_state(e) != REPO_READY)
-		conn_not_ready(c, e, "not ready");
-	else
-		conn_reply(c, 200, NULL, NULL, 0);
 }
 
 /* Fill the probe shapes of g's inputs for one batch and seq value. */
@@ -159,17 +154,131 @@ int index_fetch(struct server *srv, uint32_t *n)
 	}
 }
 
+/* ------------------------------------------------------------ versions */
+
+/* [{"version", "state", "reason"}...]: every indexed version of name. */
+static json_t *version_states(struct server *srv, const char *name)
+{
+	json_t *a = json_array(), *o;
+	uint32_t n = 0, i;
+	char v[12];
+
+	if (index_fetch(srv, &n))
+		n = MIN(n, srv->index_cap);
+	for (i = 0; a && i < n; i++) {
+		const struct repo_info *ri = &srv->index[i];
+
+		if (strcmp(ri->name, name))
+			continue;
+		snprintf(v, sizeof(v), "%u", ri->version);
+		o = json_pack("{s:s,s:s}", "version", v, "state",
+			      repo_state_name((enum repo_state)ri->state));
+		if (o && ri->reason[0])
+			json_object_set_new(o, "reason", json_string(ri->reason));
+		json_array_append_new(a, o);
+	}
+	return a;
+}
+
+/* {"version", "state", "reason", "version_states"} of the entry answering. */
+static json_t *entry_status(struct server *srv, const struct repo_entry *e)
+{
+	char why[SCHED_MSG_LEN], v[12];
+	json_t *o;
+
+	repo_entry_reason(e, why, sizeof(why));
+	snprintf(v, sizeof(v), "%u", repo_entry_version(e));
+	o = json_pack("{s:s,s:s,s:o*}", "version", v, "state",
+		      repo_state_name(repo_entry_state(e)), "version_states",
+		      version_states(srv, repo_entry_name(e)));
+	if (o && why[0])
+		json_object_set_new(o, "reason", json_string(why));
+	return o;
+}
+
+static int enc_text(char *buf, size_t cap, const void *arg)
+{
+	size_t n = strlen(arg);
+
+	if (n + 1 > cap)
+		return -ENOSPC;
+	memcpy(buf, arg, n + 1);
+	return (int)n;
+}
+
+/* Reply status with o (and name, "error": msg when msg) as the body. */
+static void reply_status(struct conn *c, int status, json_t *o, const char *msg)
+{
+	char *text;
+	int n = -ENOMEM;
+
+	if (o) {
+		json_object_set_new(o, "name", json_string(c->tgt.model));
+		if (msg)
+			json_object_set_new(o, "error", json_string(msg));
+	}
+	text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	if (text)
+		n = conn_body(c, enc_text, text);
+	if (n < 0)
+		conn_fail(c, n, "cannot encode the model's state");
+	else
+		conn_reply(c, status, "application/json",
+			   status == 503 ? "Retry-After: 1\r\n" : NULL, (size_t)n);
+	free(text);
+	json_decref(o);
+}
+
+/* The entry exists but has no signature: 503 with its state and reason. */
+static void meta_not_ready(struct conn *c, struct repo_entry *e)
+{
+	char why[SCHED_MSG_LEN], msg[SCHED_MSG_LEN + NAME_LEN + 96];
+
+	repo_entry_reason(e, why, sizeof(why));
+	snprintf(msg, sizeof(msg), "model '%s' version %u is not loaded yet, so its signature "
+		 "is not known (%s%s%s)", repo_entry_name(e), repo_entry_version(e),
+		 repo_state_name(repo_entry_state(e)), why[0] ? ": " : "", why);
+	reply_status(c, 503, entry_status(c->srv, e), msg);
+}
+
+void ep_model_ready(struct conn *c)
+{
+	struct repo_entry *e;
+	json_t *o;
+	int ret = ep_lookup(c, &e);
+
+	if (ret) {
+		conn_fail(c, ret, err_msg(ret));
+	} else if (repo_entry_state(e) != REPO_READY) {
+		conn_not_ready(c, e, "not ready");
+	} else {
+		o = entry_status(c->srv, e);
+		if (o)
+			json_object_set_new(o, "ready", json_true());
+		reply_status(c, 200, o, NULL);
+	}
+}
+
 struct meta_ctx {
 	struct kserve_model_meta m;
-	const char *vptr[MAX_VERSIONS];
-	char vstr[MAX_VERSIONS][12];
+	const char **vptr;
+	char (*vstr)[12];
+	char *ext; /* entry_status as JSON, appended to the object */
+	size_t ext_len;
 };
 
 static int enc_model_meta(char *buf, size_t cap, const void *arg)
 {
 	const struct meta_ctx *mc = arg;
+	int n = kserve_encode_model_meta(buf, cap, &mc->m);
 
-	return kserve_encode_model_meta(buf, cap, &mc->m);
+	if (n < 2 || !mc->ext || mc->ext_len < 3 || buf[n - 1] != '}')
+		return n;
+	if ((size_t)n + mc->ext_len > cap)
+		return -ENOSPC;
+	buf[n - 1] = ',';
+	memcpy(buf + n, mc->ext + 1, mc->ext_len - 1);
+	return n + (int)mc->ext_len - 1;
 }
 
 static void meta_versions(struct server *srv, const char *name, struct meta_ctx *mc)
@@ -178,7 +287,11 @@ static void meta_versions(struct server *srv, const char *name, struct meta_ctx 
 
 	if (index_fetch(srv, &n))
 		n = MIN(n, srv->index_cap);
-	for (i = 0; i < n && mc->m.n_versions < MAX_VERSIONS; i++) {
+	mc->vptr = calloc(n + 1, sizeof(*mc->vptr));
+	mc->vstr = calloc(n + 1, sizeof(*mc->vstr));
+	if (!mc->vptr || !mc->vstr)
+		return;
+	for (i = 0; i < n; i++) {
 		if (strcmp(srv->index[i].name, name))
 			continue;
 		snprintf(mc->vstr[mc->m.n_versions], sizeof(mc->vstr[0]), "%u",
@@ -186,6 +299,16 @@ static void meta_versions(struct server *srv, const char *name, struct meta_ctx 
 		mc->vptr[mc->m.n_versions] = mc->vstr[mc->m.n_versions];
 		mc->m.n_versions++;
 	}
+}
+
+/* Append e's state, reason and version states to the metadata. */
+static void meta_status(struct server *srv, const struct repo_entry *e, struct meta_ctx *mc)
+{
+	json_t *o = entry_status(srv, e);
+
+	mc->ext = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	mc->ext_len = mc->ext ? strlen(mc->ext) : 0;
+	json_decref(o);
 }
 
 void ep_model_meta(struct conn *c)
@@ -202,7 +325,7 @@ void ep_model_meta(struct conn *c)
 	}
 	g = repo_entry_graph(e);
 	if (!g) {
-		conn_not_ready(c, e, "not loaded yet, so its signature is not known");
+		meta_not_ready(c, e);
 		goto out_free;
 	}
 	outs = malloc(sizeof(*outs) * (g->n_outputs + 1));
@@ -215,18 +338,24 @@ void ep_model_meta(struct conn *c)
 	if (ret)
 		log_warn("model '%s': cannot infer its output shapes: %s", g->name, err_msg(ret));
 	mc->m = (struct kserve_model_meta){.name = repo_entry_name(e),
-					   .versions = mc->vptr,
 					   .n_inputs = g->n_inputs,
 					   .n_outputs = g->n_outputs,
 					   .inputs = g->inputs,
 					   .outputs = outs};
 	meta_versions(c->srv, repo_entry_name(e), mc);
+	mc->m.versions = mc->vptr;
+	meta_status(c->srv, e, mc);
 	ret = conn_body(c, enc_model_meta, mc);
 	if (ret < 0)
 		conn_fail(c, ret, "cannot encode the model metadata");
 	else
 		conn_reply(c, 200, "application/json", NULL, (size_t)ret);
 out_free:
+	if (mc) {
+		free(mc->vptr);
+		free(mc->vstr);
+		free(mc->ext);
+	}
 	free(outs);
 	free(mc);
 }

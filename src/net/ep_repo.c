@@ -2,9 +2,13 @@
 /*
  * net/ep_repo: Triton's repository API. The index is answered on the loop
  * thread; load and unload run on a helper thread each (job_main), which
- * signals the loop through srv->jfd when done.
+ * signals the loop through srv->jfd when done. A load or unload body may
+ * name a version: {"parameters": {"version": "3"}} (or 3); without one,
+ * load serves the highest version that loads and unload unloads all.
  */
+#include <ctype.h>
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,9 +80,9 @@ static void *job_main(void *arg)
 		ret = repo_scan(sched_repo(s));
 		if (ret)
 			log_warn("repository rescan: %s", err_msg(ret));
-		j->ret = sched_load(s, j->model, 0);
+		j->ret = sched_load(s, j->model, j->version);
 	} else {
-		j->ret = sched_unload(s, j->model, 0);
+		j->ret = sched_unload(s, j->model, j->version);
 	}
 	if (j->ret)
 		snprintf(j->msg, sizeof(j->msg), "%s", err_msg(j->ret));
@@ -89,12 +93,64 @@ static void *job_main(void *arg)
 	return NULL;
 }
 
+/* A version value: a positive integer or its decimal string. */
+static int version_value(const json_t *v, uint32_t *out)
+{
+	const char *s = json_string_value(v);
+	json_int_t n = json_is_integer(v) ? json_integer_value(v) : -1;
+	char *end;
+
+	if (s) {
+		errno = 0;
+		n = isdigit((unsigned char)s[0]) ? (json_int_t)strtoll(s, &end, 10) : -1;
+		if (errno || *end)
+			n = -1;
+	}
+	if (n < 1 || n > UINT32_MAX)
+		return err_set(DPRT_EINPUT, "\"version\" must be a positive integer or its "
+					    "decimal string");
+	*out = (uint32_t)n;
+	return 0;
+}
+
+/* Body of load/unload: empty, or {"parameters": {"version": V, ...}}. */
+static int decode_control(const char *body, size_t len, uint32_t *version)
+{
+	json_error_t je;
+	json_t *root, *v;
+	size_t i;
+	int ret = 0;
+
+	*version = 0;
+	for (i = 0; i < len && isspace((unsigned char)body[i]); i++)
+		;
+	if (i == len)
+		return 0;
+	root = json_loadb(body, len, 0, &je);
+	if (!json_is_object(root)) {
+		json_decref(root);
+		return err_set(DPRT_EINPUT, "the body must be a JSON object: %s",
+			       root ? "not an object" : je.text);
+	}
+	v = json_object_get(json_object_get(root, "parameters"), "version");
+	if (v)
+		ret = version_value(v, version);
+	json_decref(root);
+	return ret;
+}
+
 void ep_repo_control(struct conn *c, bool load)
 {
 	struct server *srv = c->srv;
+	uint32_t version;
 	struct job *j;
 	int ret;
 
+	ret = decode_control(c->req.body.p, c->req.body.len, &version);
+	if (ret) {
+		conn_fail(c, ret, err_msg(ret));
+		return;
+	}
 	if (srv->n_jobs >= MAX_JOBS) {
 		conn_error(c, 503, "too many model loads and unloads in progress", false);
 		return;
@@ -107,6 +163,7 @@ void ep_repo_control(struct conn *c, bool load)
 	j->srv = srv;
 	j->c = c;
 	j->load = load;
+	j->version = version;
 	snprintf(j->model, sizeof(j->model), "%s", c->tgt.model);
 	ret = pthread_create(&j->thread, NULL, job_main, j);
 	if (ret) {
@@ -125,7 +182,10 @@ static void job_finish(struct job *j)
 	struct conn *c = j->c;
 
 	c->job = NULL;
-	if (!j->ret)
+	if (!j->ret && j->version)
+		log_info("model '%s' version %u: %s", j->model, j->version,
+			 j->load ? "loaded" : "unloaded");
+	else if (!j->ret)
 		log_info("model '%s': %s", j->model, j->load ? "loaded" : "unloaded");
 	if (c->state == CS_CLOSED)
 		conn_maybe_free(c);

@@ -110,6 +110,7 @@ struct job {
 	pthread_t thread;
 	bool load;
 	char model[NAME_LEN];
+	uint32_t version; /* 0: none named */
 	_Atomic bool done;
 	int ret;
 	char msg[SCHED_MSG_LEN];

@@ -111,10 +111,34 @@ enum slot_prep { PREP_NONE = 0, PREP_DONE = 1, PREP_FAILED = 2 };
 enum host_state { HOST_NONE = 0, HOST_READING = 1, HOST_READY = 2 };
 
 /*
+ * Read-mostly repository state is published RCU-like (see repo.c, "The
+ * published index"): objects a reader may hold start with a repo_defer
+ * header and, once replaced, wait on r->deferred until no reader is inside.
+ */
+struct repo_defer {
+	struct repo_defer *next;
+};
+
+/* An entry's state and its reason, immutable once published. */
+struct repo_status {
+	struct repo_defer d;
+	int state;  /* enum repo_state */
+	bool unfit; /* FAILED because it fits no device's memory limit */
+	char reason[];
+};
+
+/* The index as readers see it: entries sorted by name, then version. */
+struct repo_snap {
+	struct repo_defer d;
+	uint32_t n;
+	struct repo_entry *ents[];
+};
+
+/*
  * A model version of the repository. name, version, path, r and ws are
- * constant; state and g may be read without the lock (atomics); the rest
- * is under r->lock. The graph stays valid until repo_destroy (a package
- * replaced on reload is retired, not closed).
+ * constant; state, st, present and g are published atomics any thread may
+ * read; the rest is under r->lock. The graph stays valid until
+ * repo_destroy (a package replaced on reload is retired, not closed).
  */
 struct repo_entry {
 	char name[NAME_LEN];
@@ -123,10 +147,11 @@ struct repo_entry {
 	char path[PATH_MAX];
 	struct repo *r;
 	_Atomic int state;
+	_Atomic(struct repo_status *) st; /* state and reason, read in a snap section */
 	_Atomic(const struct graph *) g;
+	_Atomic bool present; /* model.dpk seen by the last scan */
 
-	char reason[SCHED_MSG_LEN];
-	bool present; /* model.dpk seen by the last scan */
+	bool seen; /* seen by the scan in progress (r->lock) */
 	struct pkg *pkg;
 	dev_t st_dev;
 	ino_t st_ino;
@@ -143,11 +168,19 @@ struct repo_entry {
 	struct wslot *ws; /* [r->n_workers] */
 };
 
+/* A host copy taken off its entry under r->lock, freed after unlocking. */
+struct repo_dead {
+	struct repo_dead *next;
+	struct hoststore *hs;
+	uint64_t size; /* charged to host_used until it was dropped */
+};
+
 struct repo {
 	char dir[PATH_MAX];
-	pthread_mutex_t lock;
+	pthread_mutex_t lock; /* the writers' lock */
+	pthread_mutex_t scan_lock; /* one scan at a time (its seen flags) */
 	pthread_cond_t cond; /* LOADING / HOST_READING finished */
-	struct repo_entry **ents;
+	struct repo_entry **ents; /* the writers' sorted array (r->lock) */
 	uint32_t n, cap;
 	uint32_t n_workers;
 	uint64_t host_limit; /* 0 = none */
@@ -155,7 +188,29 @@ struct repo {
 	struct lnode host_lru; /* unreferenced host copies, most recent first */
 	struct pkg **retired;
 	uint32_t n_retired, cap_retired;
+
+	_Atomic(struct repo_snap *) snap __attribute__((aligned(CACHELINE)));
+	_Atomic uint32_t readers; /* threads inside a snap section */
+	struct repo_defer *deferred; /* replaced objects (r->lock) */
+	_Atomic bool has_deferred; /* deferred != NULL, for readers */
+	struct repo_dead *dead; /* host copies to free (r->lock) */
 };
+
+/*
+ * Enter a read section: the published index, valid (with every status
+ * loaded inside) until repo_snap_exit. Never blocks; sections do not nest.
+ * Any thread.
+ */
+const struct repo_snap *repo_snap_enter(struct repo *r);
+void repo_snap_exit(struct repo *r);
+/* Index of the first entry of name in sn (sn->n when none). */
+uint32_t repo_snap_first(const struct repo_snap *sn, const char *name);
+/* Mark e FAILED (unfit: for want of device memory) with reason, unless it
+ * is no longer READY. Any thread but a worker's. */
+void repo_fail_entry(struct repo *r, struct repo_entry *e, bool unfit, const char *reason);
+/* An entry FAILED for want of device memory (why gets "model 'm' version
+ * v: reason"), or NULL when there is none. Any thread. */
+struct repo_entry *repo_unfit(struct repo *r, char *why, size_t len);
 
 /* Open the repository at dir and scan it (entries UNAVAILABLE); entries
  * carry n_workers slots. 0 or an error with err_set. */
@@ -172,9 +227,6 @@ int repo_acquire(struct repo *r, struct repo_entry *e, const void **weights);
 void repo_release(struct repo *r, struct repo_entry *e);
 /* Copy up to cap entry pointers; returns how many entries exist. */
 uint32_t repo_entries(struct repo *r, struct repo_entry **out, uint32_t cap);
-/* Entries matching name and version (0 = all versions). */
-uint32_t repo_match(struct repo *r, const char *name, uint32_t version,
-		    struct repo_entry **out, uint32_t cap);
 
 /* ---- workers ---- */
 enum worker_kick {

@@ -4,11 +4,35 @@
  * and the host weight store (one copy of a model's weights in host memory,
  * shared by every device instance, dropped in LRU order when unused).
  *
- * Locking: one mutex per repository for the control path (scan, lookup,
- * load, unload) and for the host-copy reference counts, which change only
- * on cold starts and evictions, never per request. Package opens and
- * weight reads run outside the lock; LOADING and HOST_READING mark them and
- * r->cond announces their end.
+ * Locking. Writers (scans, loads, unloads, failures, and the host-copy
+ * reference counts of cold starts and evictions) serialize on r->lock;
+ * package opens and weight reads run outside it, with LOADING and
+ * HOST_READING marking them and r->cond announcing their end. Host copies
+ * dropped under the lock are freed after it is released (repo_unlock), so
+ * the lock is never held across freeing pinned memory.
+ *
+ * The published index. Readers never take r->lock: the network loop
+ * thread (lookups on every request, /metrics, readiness, the index), the
+ * workers (repo_entries in their background scans), the embedding API and
+ * the statistics all read the same published objects:
+ *   - r->snap, an immutable sorted array of entry pointers, replaced as a
+ *     whole when a scan adds entries;
+ *   - e->st, an entry's immutable {state, reason}, replaced on every state
+ *     change (e->state mirrors its state for the hot path);
+ *   - e->present and e->g, plain atomics.
+ * A reader brackets its reads with repo_snap_enter/exit, which count it in
+ * r->readers. A writer, under r->lock, builds the new object, publishes it
+ * with a seq_cst store (release for its contents) and puts the old one on
+ * r->deferred. Deferred objects are freed, under r->lock, only by a thread
+ * that read r->readers == 0 after they were unpublished: the writer right
+ * after publishing (reclaim), or the last reader to leave, which tries the
+ * lock and does the same when it gets it (it never waits for it).
+ * Why that is safe: a reader's seq_cst increment comes before its seq_cst
+ * load of the pointer; if that load saw the old object, it precedes the
+ * writer's store, which precedes the writer's seq_cst load of r->readers,
+ * so that load counts the reader until its release decrement, which pairs
+ * with the acquire of that load before the free. Entries themselves live
+ * until repo_destroy.
  */
 #define _GNU_SOURCE
 #include "sched/internal.h"
@@ -41,11 +65,124 @@ static enum repo_state get_state(const struct repo_entry *e)
 	return (enum repo_state)atomic_load_explicit(&e->state, memory_order_acquire);
 }
 
-/* Under r->lock. */
+/* ------------------------------------------------------------ publishing */
+
+const struct repo_snap *repo_snap_enter(struct repo *r)
+{
+	/* seq_cst: the count goes up before the pointer is read; pairs with
+	 * the writer's seq_cst publish and its load of readers (reclaim). */
+	atomic_fetch_add(&r->readers, 1);
+	return atomic_load(&r->snap);
+}
+
+/* Under r->lock: free what was replaced if no reader can hold it. */
+static void reclaim(struct repo *r)
+{
+	struct repo_defer *d, *next;
+
+	/* seq_cst: pairs with repo_snap_enter's increment and, as an
+	 * acquire, with repo_snap_exit's release decrement. */
+	if (!r->deferred || atomic_load(&r->readers))
+		return;
+	for (d = r->deferred; d; d = next) {
+		next = d->next;
+		free(d);
+	}
+	r->deferred = NULL;
+	atomic_store_explicit(&r->has_deferred, false, memory_order_relaxed);
+}
+
+void repo_snap_exit(struct repo *r)
+{
+	/* Release: the section's reads happen before a free by a thread
+	 * that reads the count this leaves (acquire in reclaim). */
+	if (atomic_fetch_sub_explicit(&r->readers, 1, memory_order_release) != 1 ||
+	    !atomic_load_explicit(&r->has_deferred, memory_order_relaxed))
+		return;
+	if (pthread_mutex_trylock(&r->lock))
+		return;
+	reclaim(r);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Under r->lock: d was unpublished; free it once no reader holds it. */
+static void defer(struct repo *r, struct repo_defer *d)
+{
+	d->next = r->deferred;
+	r->deferred = d;
+	atomic_store_explicit(&r->has_deferred, true, memory_order_relaxed);
+}
+
+/* Under r->lock: publish a copy of the writers' array as the index. */
+static int snap_publish(struct repo *r)
+{
+	struct repo_snap *sn = malloc(sizeof(*sn) + sizeof(sn->ents[0]) * (r->n + 1u)), *old;
+
+	if (!sn)
+		return -ENOMEM;
+	sn->n = r->n;
+	if (r->n)
+		memcpy(sn->ents, r->ents, sizeof(sn->ents[0]) * r->n);
+	old = atomic_load_explicit(&r->snap, memory_order_relaxed);
+	/* seq_cst: pairs with repo_snap_enter (release: sn's contents). */
+	atomic_store(&r->snap, sn);
+	if (old)
+		defer(r, &old->d);
+	reclaim(r);
+	return 0;
+}
+
+/* Unlock r->lock, then free the host copies dropped under it. */
+static void repo_unlock(struct repo *r)
+{
+	struct repo_dead *d = r->dead, *next;
+
+	r->dead = NULL;
+	pthread_mutex_unlock(&r->lock);
+	for (; d; d = next) {
+		next = d->next;
+		/* not the last after all: an entry of the same package took
+		 * the copy meanwhile (host_read_new), which it did not pay for */
+		if (!hoststore_put(d->hs))
+			atomic_fetch_add(&r->host_used, d->size);
+		free(d);
+	}
+}
+
+/* Under r->lock (or before e is published): new state and reason. */
+static void set_status(struct repo_entry *e, enum repo_state st, bool unfit, const char *reason)
+{
+	size_t len = reason ? strlen(reason) : 0;
+	struct repo_status *ns = malloc(sizeof(*ns) + len + 1), *old;
+
+	if (ns) {
+		ns->state = (int)st;
+		ns->unfit = unfit;
+		memcpy(ns->reason, reason ? reason : "", len + 1);
+		/* seq_cst (release: ns's contents); pairs with the acquire
+		 * loads of readers (status_get). */
+		old = atomic_exchange(&e->st, ns);
+		if (old)
+			defer(e->r, &old->d);
+	} else {
+		log_warn("model '%s' version %u: out of memory recording its state", e->name,
+			 e->version);
+	}
+	atomic_store_explicit(&e->state, (int)st, memory_order_release);
+	if (ns)
+		reclaim(e->r);
+}
+
 static void set_state(struct repo_entry *e, enum repo_state st, const char *reason)
 {
-	snprintf(e->reason, sizeof(e->reason), "%s", reason ? reason : "");
-	atomic_store_explicit(&e->state, (int)st, memory_order_release);
+	set_status(e, st, false, reason);
+}
+
+/* Inside a snap section or under r->lock: e's published status (an entry
+ * has one from entry_new on). */
+static const struct repo_status *status_get(const struct repo_entry *e)
+{
+	return atomic_load_explicit(&e->st, memory_order_acquire);
 }
 
 /* ------------------------------------------------------------ host store */
@@ -53,22 +190,35 @@ static void set_state(struct repo_entry *e, enum repo_state st, const char *reas
 /*
  * The one place that makes a host copy. The host weight store of mem/
  * gives pinned, device-mapped memory where a GPU driver exists and
- * page-aligned memory elsewhere, and checks every layer's CRC. Packages of
- * the same checksum share one copy; host_used counts each copy once: the
- * entry whose read made it is charged, and the last put gives it back.
+ * page-aligned memory elsewhere, and checks every layer's CRC. Entries of
+ * one package file (links) share one copy; host_used counts each copy
+ * once: the entry whose read made it is charged, the last put gives it
+ * back.
  */
 static int host_read(struct repo_entry *e, struct hoststore **out, bool *made)
 {
 	return hoststore_load_shared(e->pkg, out, made);
 }
 
-/* Under r->lock: free e's host copy (nobody uses it). */
+/* Under r->lock: drop e's host copy (nobody uses it); repo_unlock frees it. */
 static void host_free(struct repo *r, struct repo_entry *e)
 {
+	struct repo_dead *d = malloc(sizeof(*d));
+
 	if (lnode_linked(&e->host_lru))
 		lnode_del(&e->host_lru);
-	if (hoststore_put(e->hs))
+	if (hoststore_put_unless_last(e->hs)) { /* another entry keeps the copy */
+		free(d);
+	} else if (d) {
 		atomic_fetch_sub(&r->host_used, e->host_size);
+		d->hs = e->hs;
+		d->size = e->host_size;
+		d->next = r->dead;
+		r->dead = d;
+	} else {
+		if (hoststore_put(e->hs))
+			atomic_fetch_sub(&r->host_used, e->host_size);
+	}
 	e->hs = NULL;
 	atomic_store(&e->host, NULL);
 	e->host_size = 0;
@@ -195,11 +345,17 @@ static struct repo_entry *entry_new(struct repo *r, const char *name, uint32_t v
 		lnode_init(&e->ws[i].lru);
 	}
 	set_state(e, REPO_UNAVAILABLE, "not loaded");
+	if (!atomic_load(&e->st)) {
+		free(e->ws);
+		free(e);
+		return NULL;
+	}
 	return e;
 }
 
 static void entry_free(struct repo_entry *e)
 {
+	free(atomic_load(&e->st));
 	hoststore_put(e->hs);
 	pkg_close(e->pkg);
 	free(e->ws);
@@ -238,7 +394,7 @@ static int entry_found(struct repo *r, const char *name, uint32_t version, const
 	struct repo_entry *e;
 
 	if (pos < r->n && !entry_cmp(r->ents[pos], name, version)) {
-		r->ents[pos]->present = true;
+		r->ents[pos]->seen = true;
 		return 0;
 	}
 	if (r->n == r->cap) {
@@ -253,7 +409,7 @@ static int entry_found(struct repo *r, const char *name, uint32_t version, const
 	e = entry_new(r, name, version, path);
 	if (!e)
 		return -ENOMEM;
-	e->present = true;
+	e->seen = true;
 	memmove(&r->ents[pos + 1], &r->ents[pos], sizeof(*r->ents) * (r->n - pos));
 	r->ents[pos] = e;
 	r->n++;
@@ -320,18 +476,23 @@ static int scan_model(struct repo *r, const char *name)
 	return ret;
 }
 
-/* Under r->lock. */
+/* Under r->lock: start a scan (clear) or publish what it saw. */
 static void mark_present(struct repo *r, bool clear)
 {
+	static const char gone[] = "not in the repository";
 	uint32_t i;
 
 	for (i = 0; i < r->n; i++) {
 		struct repo_entry *e = r->ents[i];
 
-		if (clear)
-			e->present = false;
-		else if (!e->present && get_state(e) == REPO_UNAVAILABLE)
-			set_state(e, REPO_UNAVAILABLE, "not in the repository");
+		if (clear) {
+			e->seen = false;
+			continue;
+		}
+		atomic_store_explicit(&e->present, e->seen, memory_order_relaxed);
+		if (!e->seen && get_state(e) == REPO_UNAVAILABLE &&
+		    strcmp(status_get(e)->reason, gone))
+			set_state(e, REPO_UNAVAILABLE, gone);
 	}
 }
 
@@ -341,10 +502,14 @@ int repo_scan(struct repo *r)
 	DIR *d;
 	int ret = 0;
 
+	pthread_mutex_lock(&r->scan_lock);
 	d = opendir(r->dir);
-	if (!d)
-		return err_set(-errno, "%s: cannot read the model repository: %s", r->dir,
-			       strerror(errno));
+	if (!d) {
+		ret = -errno;
+		pthread_mutex_unlock(&r->scan_lock);
+		return err_set(ret, "%s: cannot read the model repository: %s", r->dir,
+			       strerror(-ret));
+	}
 	pthread_mutex_lock(&r->lock);
 	mark_present(r, true);
 	pthread_mutex_unlock(&r->lock);
@@ -353,7 +518,10 @@ int repo_scan(struct repo *r)
 	closedir(d);
 	pthread_mutex_lock(&r->lock);
 	mark_present(r, false);
+	if (snap_publish(r) && !ret)
+		ret = -ENOMEM;
 	pthread_mutex_unlock(&r->lock);
+	pthread_mutex_unlock(&r->scan_lock);
 	if (ret)
 		return err_set(ret, "%s: scanning the model repository: %s", r->dir,
 			       dprt_strerror(ret));
@@ -380,8 +548,9 @@ int repo_create(const char *dir, uint32_t n_workers, uint64_t host_limit, struct
 	r->host_limit = host_limit;
 	lnode_init(&r->host_lru);
 	pthread_mutex_init(&r->lock, NULL);
+	pthread_mutex_init(&r->scan_lock, NULL);
 	pthread_cond_init(&r->cond, NULL);
-	ret = repo_scan(r);
+	ret = snap_publish(r) ? err_set(-ENOMEM, "out of memory") : repo_scan(r);
 	if (ret) {
 		repo_destroy(r);
 		return ret;
@@ -400,108 +569,148 @@ void repo_destroy(struct repo *r)
 		entry_free(r->ents[i]);
 	for (i = 0; i < r->n_retired; i++)
 		pkg_close(r->retired[i]);
+	atomic_store(&r->readers, 0);
+	reclaim(r);
+	free(atomic_load(&r->snap));
 	free(r->retired);
 	free(r->ents);
 	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->lock);
+	pthread_mutex_destroy(&r->scan_lock);
 	free(r);
 }
 
 /* ------------------------------------------------------------ lookup */
 
-/* Under r->lock: the version to serve when none is named. */
-static struct repo_entry *pick_default(struct repo *r, uint32_t first, uint32_t end)
+static int snap_cmp(const struct repo_entry *e, const char *name, uint32_t version)
+{
+	int c = strcmp(e->name, name);
+
+	if (c)
+		return c;
+	return e->version < version ? -1 : e->version > version;
+}
+
+/* Index where (name, version) is or would go in sn. */
+static uint32_t snap_pos(const struct repo_snap *sn, const char *name, uint32_t version)
+{
+	uint32_t lo = 0, hi = sn->n;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (snap_cmp(sn->ents[mid], name, version) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+uint32_t repo_snap_first(const struct repo_snap *sn, const char *name)
+{
+	uint32_t pos = snap_pos(sn, name, 0);
+
+	return pos < sn->n && !strcmp(sn->ents[pos]->name, name) ? pos : sn->n;
+}
+
+/* The version to serve when none is named: the highest READY one, else
+ * the highest present one, else the highest. */
+static struct repo_entry *pick_default(const struct repo_snap *sn, uint32_t first, uint32_t end)
 {
 	struct repo_entry *present = NULL;
 	uint32_t i;
 
 	for (i = end; i-- > first;) {
-		struct repo_entry *e = r->ents[i];
+		struct repo_entry *e = sn->ents[i];
 
 		if (get_state(e) == REPO_READY)
 			return e;
-		if (!present && e->present)
+		if (!present && atomic_load_explicit(&e->present, memory_order_relaxed))
 			present = e;
 	}
-	return present ? present : r->ents[end - 1];
+	return present ? present : sn->ents[end - 1];
 }
 
 int repo_lookup(struct repo *r, const char *name, uint32_t version, struct repo_entry **out)
 {
+	const struct repo_snap *sn = repo_snap_enter(r);
 	uint32_t first, end;
 	int ret = 0;
 
-	pthread_mutex_lock(&r->lock);
-	first = entry_pos(r, name, 0);
-	for (end = first; end < r->n && !strcmp(r->ents[end]->name, name); end++)
+	first = repo_snap_first(sn, name);
+	for (end = first; end < sn->n && !strcmp(sn->ents[end]->name, name); end++)
 		;
 	if (first == end) {
 		ret = err_set(DPRT_ENOMODEL, "unknown model '%s'", name);
-		goto out_unlock;
+		goto out_exit;
 	}
 	if (!version) {
-		*out = pick_default(r, first, end);
-		goto out_unlock;
+		*out = pick_default(sn, first, end);
+		goto out_exit;
 	}
-	first = entry_pos(r, name, version);
-	if (first < end && r->ents[first]->version == version)
-		*out = r->ents[first];
+	first = snap_pos(sn, name, version);
+	if (first < end && sn->ents[first]->version == version)
+		*out = sn->ents[first];
 	else
 		ret = err_set(DPRT_ENOMODEL, "model '%s' has no version %u", name, version);
-out_unlock:
-	pthread_mutex_unlock(&r->lock);
+out_exit:
+	repo_snap_exit(r);
 	return ret;
-}
-
-uint32_t repo_match(struct repo *r, const char *name, uint32_t version,
-		    struct repo_entry **out, uint32_t cap)
-{
-	uint32_t i, n = 0;
-
-	pthread_mutex_lock(&r->lock);
-	for (i = entry_pos(r, name, 0); i < r->n && !strcmp(r->ents[i]->name, name); i++) {
-		if (version && r->ents[i]->version != version)
-			continue;
-		if (n < cap)
-			out[n] = r->ents[i];
-		n++;
-	}
-	pthread_mutex_unlock(&r->lock);
-	return n;
 }
 
 uint32_t repo_entries(struct repo *r, struct repo_entry **out, uint32_t cap)
 {
-	uint32_t i, n;
+	const struct repo_snap *sn = repo_snap_enter(r);
+	uint32_t i, n = sn->n;
 
-	pthread_mutex_lock(&r->lock);
-	n = r->n;
 	for (i = 0; i < n && i < cap; i++)
-		out[i] = r->ents[i];
-	pthread_mutex_unlock(&r->lock);
+		out[i] = sn->ents[i];
+	repo_snap_exit(r);
 	return n;
 }
 
 void repo_index(struct repo *r, struct repo_info *out, uint32_t cap, uint32_t *n)
 {
+	const struct repo_snap *sn = repo_snap_enter(r);
 	uint32_t i, k = 0;
 
-	pthread_mutex_lock(&r->lock);
-	for (i = 0; i < r->n; i++) {
-		struct repo_entry *e = r->ents[i];
+	for (i = 0; i < sn->n; i++) {
+		const struct repo_entry *e = sn->ents[i];
+		const struct repo_status *st = status_get(e);
 
-		if (!e->present && get_state(e) == REPO_UNAVAILABLE)
+		if (!atomic_load_explicit(&e->present, memory_order_relaxed) &&
+		    st->state == REPO_UNAVAILABLE)
 			continue;
 		if (k < cap) {
 			snprintf(out[k].name, sizeof(out[k].name), "%s", e->name);
 			out[k].version = e->version;
-			out[k].state = (uint8_t)get_state(e);
-			snprintf(out[k].reason, sizeof(out[k].reason), "%s", e->reason);
+			out[k].state = (uint8_t)st->state;
+			snprintf(out[k].reason, sizeof(out[k].reason), "%s", st->reason);
 		}
 		k++;
 	}
-	pthread_mutex_unlock(&r->lock);
+	repo_snap_exit(r);
 	*n = k;
+}
+
+struct repo_entry *repo_unfit(struct repo *r, char *why, size_t len)
+{
+	const struct repo_snap *sn = repo_snap_enter(r);
+	struct repo_entry *found = NULL;
+	uint32_t i;
+
+	for (i = 0; i < sn->n && !found; i++) {
+		const struct repo_status *st = status_get(sn->ents[i]);
+
+		if (st->state != REPO_FAILED || !st->unfit)
+			continue;
+		found = sn->ents[i];
+		snprintf(why, len, "model '%s' version %u: %s", found->name, found->version,
+			 st->reason);
+	}
+	repo_snap_exit(r);
+	return found;
 }
 
 const char *repo_entry_name(const struct repo_entry *e)
@@ -526,9 +735,9 @@ const struct graph *repo_entry_graph(const struct repo_entry *e)
 
 void repo_entry_reason(const struct repo_entry *e, char *buf, size_t len)
 {
-	pthread_mutex_lock(&e->r->lock);
-	snprintf(buf, len, "%s", e->reason);
-	pthread_mutex_unlock(&e->r->lock);
+	repo_snap_enter(e->r);
+	snprintf(buf, len, "%s", status_get(e)->reason);
+	repo_snap_exit(e->r);
 }
 
 const void *repo_entry_host(const struct repo_entry *e, uint32_t *users)
@@ -622,7 +831,7 @@ int repo_load_entry(struct repo *r, struct repo_entry *e)
 	set_state(e, ret ? REPO_FAILED : REPO_READY, ret ? err_msg(ret) : NULL);
 	host_settle(r, e);
 	pthread_cond_broadcast(&r->cond);
-	pthread_mutex_unlock(&r->lock);
+	repo_unlock(r);
 	if (ret)
 		log_warn("model '%s' version %u: %s", e->name, e->version, err_msg(ret));
 	return ret;
@@ -636,16 +845,28 @@ void repo_unload_entry(struct repo *r, struct repo_entry *e)
 	if (get_state(e) != REPO_UNAVAILABLE)
 		set_state(e, REPO_UNAVAILABLE, "unloaded");
 	host_settle(r, e);
-	pthread_mutex_unlock(&r->lock);
+	repo_unlock(r);
+}
+
+void repo_fail_entry(struct repo *r, struct repo_entry *e, bool unfit, const char *reason)
+{
+	pthread_mutex_lock(&r->lock);
+	if (get_state(e) == REPO_READY)
+		set_status(e, REPO_FAILED, unfit, reason);
+	host_settle(r, e);
+	repo_unlock(r);
+	log_warn("model '%s' version %u: %s", e->name, e->version, reason);
 }
 
 /* ------------------------------------------------------------ instances */
 
+/* Under r->lock (which keeps e's status from being freed). */
 static int not_ready(const struct repo_entry *e)
 {
+	const char *why = status_get(e)->reason;
+
 	return err_set(DPRT_ENOMODEL, "model '%s' version %u is not ready (%s%s%s)", e->name,
-		       e->version, repo_state_name(get_state(e)), e->reason[0] ? ": " : "",
-		       e->reason);
+		       e->version, repo_state_name(get_state(e)), why[0] ? ": " : "", why);
 }
 
 /* A failed re-read of a READY model's weights: the package went bad. */
@@ -676,7 +897,7 @@ int repo_acquire(struct repo *r, struct repo_entry *e, const void **weights)
 		lnode_del(&e->host_lru);
 	*weights = hoststore_base(e->hs);
 out_unlock:
-	pthread_mutex_unlock(&r->lock);
+	repo_unlock(r);
 	return ret;
 }
 
@@ -685,5 +906,5 @@ void repo_release(struct repo *r, struct repo_entry *e)
 	pthread_mutex_lock(&r->lock);
 	if (atomic_fetch_sub(&e->users, 1) == 1)
 		host_settle(r, e);
-	pthread_mutex_unlock(&r->lock);
+	repo_unlock(r);
 }

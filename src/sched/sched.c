@@ -219,6 +219,37 @@ static int make_workers(struct sched *s)
 	return ret;
 }
 
+/*
+ * A READY model that fits no device's memory limit could never run: mark
+ * it FAILED (unfit, which readiness reports) and return DPRT_EDEVICE.
+ */
+static int check_fit(struct sched *s, struct repo_entry *e)
+{
+	const struct graph *g = repo_entry_graph(e);
+	uint64_t most = 0;
+	char msg[SCHED_MSG_LEN], a[32], b[32];
+	uint32_t i;
+
+	for (i = 0; i < s->n_workers; i++) {
+		if (g->weights_size <= s->w[i]->mem_limit)
+			return 0;
+		most = MAX(most, s->w[i]->mem_limit);
+	}
+	snprintf(msg, sizeof(msg), "its %s of weights fit no device (the largest memory "
+		 "limit is %s)", fmt_bytes(g->weights_size, a, sizeof(a)),
+		 fmt_bytes(most, b, sizeof(b)));
+	repo_fail_entry(s->repo, e, true, msg);
+	return err_set(DPRT_EDEVICE, "model '%s' version %u: %s", e->name, e->version, msg);
+}
+
+/* Load one entry (READY) and check that some device can hold it. */
+static int load_one(struct sched *s, struct repo_entry *e)
+{
+	int ret = repo_load_entry(s->repo, e);
+
+	return ret ? ret : check_fit(s, e);
+}
+
 static void load_all(struct sched *s)
 {
 	struct repo_entry **ents;
@@ -233,7 +264,7 @@ static void load_all(struct sched *s)
 	}
 	n = MIN(n, repo_entries(s->repo, ents, n));
 	for (i = 0; i < n; i++)
-		if (repo_load_entry(s->repo, ents[i]) == 0)
+		if (load_one(s, ents[i]) == 0)
 			log_info("model '%s' version %u: ready", ents[i]->name, ents[i]->version);
 	free(ents);
 }
@@ -383,17 +414,71 @@ struct worker *sched_worker(struct sched *s, uint32_t i)
 
 /* ------------------------------------------------------------ load/unload */
 
+/*
+ * Every version of name, in ascending order, in a new array (*n of them;
+ * NULL with *n 0 when there is none). -ENOMEM with err_set.
+ */
+static int versions_of(struct sched *s, const char *name, struct repo_entry ***out,
+		       uint32_t *n)
+{
+	const struct repo_snap *sn = repo_snap_enter(s->repo);
+	uint32_t first = repo_snap_first(sn, name), end = first, i;
+	int ret = 0;
+
+	while (end < sn->n && !strcmp(sn->ents[end]->name, name))
+		end++;
+	*n = end - first;
+	*out = *n ? malloc(sizeof(**out) * *n) : NULL;
+	if (*n && !*out)
+		ret = err_set(-ENOMEM, "out of memory listing the versions of '%s'", name);
+	for (i = 0; !ret && i < *n; i++)
+		(*out)[i] = sn->ents[first + i];
+	repo_snap_exit(s->repo);
+	return ret;
+}
+
+/* Load the highest version that loads; the highest one's error if none. */
+static int load_newest(struct sched *s, struct repo_entry **ents, uint32_t n)
+{
+	char msg[SCHED_MSG_LEN] = "";
+	uint32_t i = n;
+	int first = 0, ret = 0;
+
+	while (i-- > 0) {
+		ret = load_one(s, ents[i]);
+		if (!ret)
+			break;
+		if (!first) {
+			first = ret;
+			snprintf(msg, sizeof(msg), "%s", err_msg(ret));
+		}
+	}
+	if (ret)
+		return err_set(first, "%s", msg);
+	if (first)
+		log_warn("model '%s': serving version %u, version %u failed: %s", ents[i]->name,
+			 ents[i]->version, ents[n - 1]->version, msg);
+	return 0;
+}
+
 int sched_load(struct sched *s, const char *name, uint32_t version)
 {
-	struct repo_entry *ents[64];
+	struct repo_entry **ents = NULL, *e;
 	uint32_t n;
 	int ret;
 
-	n = repo_match(s->repo, name, version, ents, ARRAY_SIZE(ents));
-	if (!n)
-		return repo_lookup(s->repo, name, version, &ents[0]);
-	/* Without a version: the highest one (entries come sorted). */
-	ret = repo_load_entry(s->repo, ents[MIN(n, ARRAY_SIZE(ents)) - 1]);
+	if (version) {
+		ret = repo_lookup(s->repo, name, version, &e);
+		if (!ret)
+			ret = load_one(s, e);
+	} else {
+		ret = versions_of(s, name, &ents, &n);
+		if (!ret && !n)
+			ret = repo_lookup(s->repo, name, 0, &e);
+		else if (!ret)
+			ret = load_newest(s, ents, n);
+	}
+	free(ents);
 	if (!ret)
 		kick_all(s, KICK_PREPARE);
 	return ret;
@@ -401,17 +486,32 @@ int sched_load(struct sched *s, const char *name, uint32_t version)
 
 int sched_unload(struct sched *s, const char *name, uint32_t version)
 {
-	struct repo_entry *ents[64];
-	uint32_t n, i;
+	struct repo_entry **ents = NULL, *e;
+	uint32_t n = 0, i;
+	int ret;
 
-	n = repo_match(s->repo, name, version, ents, ARRAY_SIZE(ents));
-	if (!n)
-		return repo_lookup(s->repo, name, version, &ents[0]);
-	for (i = 0; i < n && i < ARRAY_SIZE(ents); i++)
-		repo_unload_entry(s->repo, ents[i]);
+	if (version) {
+		ret = repo_lookup(s->repo, name, version, &e);
+		if (!ret)
+			repo_unload_entry(s->repo, e);
+	} else {
+		ret = versions_of(s, name, &ents, &n);
+		if (!ret && !n)
+			ret = repo_lookup(s->repo, name, 0, &e);
+		for (i = 0; !ret && i < n; i++)
+			repo_unload_entry(s->repo, ents[i]);
+	}
+	free(ents);
+	if (ret)
+		return ret;
 	/* The workers drop the models once nothing queued needs them. */
 	kick_all(s, KICK_DROP);
 	return 0;
+}
+
+bool sched_ready(struct sched *s, char *why, size_t len)
+{
+	return repo_unfit(s->repo, why, len) == NULL;
 }
 
 /* ------------------------------------------------------------ placement */

@@ -27,6 +27,13 @@
  * the next cold start. Entries are never freed before the scheduler, so an
  * entry pointer (and its graph, once opened) stays valid until
  * sched_destroy().
+ *
+ * Readers of the repository never wait for its writers: lookups, the
+ * index, states and reasons come from immutable published objects (an
+ * array of entries, one {state, reason} per entry) that writers (scans,
+ * loads, unloads, under the repository's mutex) replace with seq_cst
+ * stores and free only when no reader is inside a read section; host
+ * memory is freed after the mutex is released. Details in repo.c.
  */
 #ifndef DPRT_SCHED_H
 #define DPRT_SCHED_H
@@ -85,7 +92,8 @@ struct repo_info {
 /*
  * Find model name, version (0: the highest READY version, else the highest
  * version). Returns 0 and the entry (whatever its state), or DPRT_ENOMODEL
- * with err_set. Any thread (takes the repository lock briefly).
+ * with err_set. Any thread; never blocks (it reads the published index:
+ * see "The published index" in repo.c).
  */
 int repo_lookup(struct repo *r, const char *name, uint32_t version, struct repo_entry **out);
 /* Rescan the directory: add entries for new packages, mark missing ones.
@@ -192,7 +200,10 @@ struct worker *sched_worker(struct sched *s, uint32_t i);
 /*
  * Explicit repository control (Triton's load/unload). load: open the
  * package and read its weights into host memory; READY on success, FAILED
- * with the reason otherwise; version 0 = the highest version. unload: the
+ * with the reason otherwise (also, DPRT_EDEVICE, when it fits no device's
+ * memory limit); version 0 = the highest version that loads: a newest
+ * version that fails stays FAILED and the next one down is tried, so the
+ * previous one keeps serving. Unknown name or version: DPRT_ENOMODEL. unload: the
  * model (version 0: every version) stops taking requests at once, each
  * worker drops it when no request for it is queued there, and its host
  * copy is freed when no device uses it. 0 or an error with err_set. Any
@@ -200,6 +211,12 @@ struct worker *sched_worker(struct sched *s, uint32_t i);
  */
 int sched_load(struct sched *s, const char *name, uint32_t version);
 int sched_unload(struct sched *s, const char *name, uint32_t version);
+/*
+ * Whether every model meant to serve can: false, with why filled, while a
+ * model that was to be READY fits no device's memory limit (it is FAILED
+ * with the reason). Never blocks. Any thread.
+ */
+bool sched_ready(struct sched *s, char *why, size_t len);
 
 /* ---- workers ---- */
 /*

@@ -343,19 +343,27 @@ Test(repo, load_all_has_no_cap)
 	sched_destroy(s);
 }
 
-/* Packages of the same checksum (one file under two names) share one host
- * copy, counted once; the copy lives until the last of them lets it go. */
+/* One package file under two names (a hard link) has one host copy,
+ * counted once; the copy lives until the last of them lets it go. A copy
+ * of the file (c: same bytes) is read and checked on its own. */
 Test(repo, same_package_shares_one_host_copy)
 {
 	struct sched_opts o = topts(dir, "cpu");
 	struct repo_entry *a, *b, *c;
+	char from[512], to[512];
 	struct sched_chan *ch;
 	struct sched *s;
 	uint64_t sz;
 
 	trepo_add(dir, "a", 1, "bert-tiny", 7);
-	trepo_add(dir, "b", 1, "bert-tiny", 7);
-	trepo_add(dir, "c", 1, "bert-tiny", 8);
+	trepo_add(dir, "c", 1, "bert-tiny", 7);
+	snprintf(to, sizeof(to), "%s/b", dir);
+	cr_assert_eq(mkdir(to, 0755), 0);
+	snprintf(to, sizeof(to), "%s/b/1", dir);
+	cr_assert_eq(mkdir(to, 0755), 0);
+	snprintf(from, sizeof(from), "%s/a/1/model.dpk", dir);
+	snprintf(to, sizeof(to), "%s/b/1/model.dpk", dir);
+	cr_assert_eq(link(from, to), 0, "link %s", to);
 	sz = trepo_wsize(dir, "a", 1);
 	s = tsched(&o);
 	cr_assert_eq(sched_chan_create(s, &ch), 0);
