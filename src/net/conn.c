@@ -367,7 +367,10 @@ static void conn_dispatch(struct conn *c)
 		ep_health(c, true);
 		break;
 	case KR_MODEL_META:
-		ep_model_meta(c);
+		ep_model_meta(c, false);
+		break;
+	case KR_MODEL_CONFIG:
+		ep_model_meta(c, true);
 		break;
 	case KR_MODEL_READY:
 		ep_model_ready(c);
@@ -386,6 +389,12 @@ static void conn_dispatch(struct conn *c)
 		break;
 	case KR_METRICS:
 		ep_metrics(c);
+		break;
+	case KR_MODEL_STATS:
+		ep_stats(c, false);
+		break;
+	case KR_STATS:
+		ep_stats(c, true);
 		break;
 	default:
 		conn_error(c, 404, "no such endpoint", false);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * net/ep_models: health, server metadata, model readiness and model
- * metadata, and the model lookup the inference endpoint shares.
+ * net/ep_models: health, server metadata, model readiness, model metadata
+ * and Triton's model configuration, and the model lookup the inference
+ * endpoint shares.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -52,13 +53,21 @@ void conn_not_ready(struct conn *c, struct repo_entry *e, const char *what)
 	conn_error(c, 503, msg, false);
 }
 
+/* {"live":true} or {"ready":true}, as KServe's and Triton's clients read. */
 void ep_health(struct conn *c, bool ready)
 {
+	int n;
+
 	if (ready && c->srv->stopping) {
 		conn_error(c, 503, "the server is shutting down", false);
 		return;
 	}
-	conn_reply(c, 200, NULL, NULL, 0);
+	if (buf_grow(&c->wbuf, &c->wcap, 64)) {
+		conn_fail(c, -ENOMEM, "out of memory");
+		return;
+	}
+	n = kserve_encode_flag(c->wbuf, c->wcap, ready ? "ready" : "live", true);
+	conn_reply(c, 200, "application/json", NULL, n < 0 ? 0 : (size_t)n);
 }
 
 static int enc_server_meta(char *buf, size_t cap, const void *arg)
@@ -161,6 +170,7 @@ int index_fetch(struct server *srv, uint32_t *n)
 
 struct meta_ctx {
 	struct kserve_model_meta m;
+	int64_t max_batch; /* for the config */
 	const char *vptr[MAX_VERSIONS];
 	char vstr[MAX_VERSIONS][12];
 };
@@ -170,6 +180,13 @@ static int enc_model_meta(char *buf, size_t cap, const void *arg)
 	const struct meta_ctx *mc = arg;
 
 	return kserve_encode_model_meta(buf, cap, &mc->m);
+}
+
+static int enc_model_config(char *buf, size_t cap, const void *arg)
+{
+	const struct meta_ctx *mc = arg;
+
+	return kserve_encode_model_config(buf, cap, &mc->m, mc->max_batch);
 }
 
 static void meta_versions(struct server *srv, const char *name, struct meta_ctx *mc)
@@ -188,7 +205,7 @@ static void meta_versions(struct server *srv, const char *name, struct meta_ctx 
 	}
 }
 
-void ep_model_meta(struct conn *c)
+void ep_model_meta(struct conn *c, bool config)
 {
 	struct meta_ctx *mc = calloc(1, sizeof(*mc));
 	const struct graph *g;
@@ -220,8 +237,9 @@ void ep_model_meta(struct conn *c)
 					   .n_outputs = g->n_outputs,
 					   .inputs = g->inputs,
 					   .outputs = outs};
+	mc->max_batch = g->max_batch;
 	meta_versions(c->srv, repo_entry_name(e), mc);
-	ret = conn_body(c, enc_model_meta, mc);
+	ret = conn_body(c, config ? enc_model_config : enc_model_meta, mc);
 	if (ret < 0)
 		conn_fail(c, ret, "cannot encode the model metadata");
 	else

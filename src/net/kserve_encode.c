@@ -296,3 +296,111 @@ int kserve_encode_repo_index(char *buf, size_t cap, const struct kserve_repo_ent
 	jw_raw(&w, "]", 1);
 	return jw_end(&w);
 }
+
+/* Is the leading dim of every tensor of n the batch dim? */
+static bool batch_first(const struct io_desc *io, uint32_t n)
+{
+	uint32_t i;
+
+	for (i = 0; i < n; i++)
+		if (io[i].ndim < 1 || io[i].dims[0] >= 0)
+			return false;
+	return true;
+}
+
+static void jw_config_io(struct jw *w, const struct io_desc *io, uint32_t n, bool batched)
+{
+	int skip = batched ? 1 : 0;
+	uint32_t i;
+
+	jw_raw(w, "[", 1);
+	for (i = 0; i < n; i++) {
+		jw_lit(w, i ? ",{\"name\":" : "{\"name\":");
+		jw_str(w, io[i].name);
+		jw_lit(w, ",\"data_type\":\"TYPE_");
+		jw_lit(w, dtype_name((enum dtype)io[i].dtype));
+		jw_lit(w, "\",\"dims\":");
+		jw_dims(w, MIN(io[i].ndim, MAX_DIMS) - skip, io[i].dims + skip);
+		jw_raw(w, "}", 1);
+	}
+	jw_raw(w, "]", 1);
+}
+
+int kserve_encode_model_config(char *buf, size_t cap, const struct kserve_model_meta *m,
+			       int64_t max_batch)
+{
+	struct jw w = {buf, 0, cap, false};
+	bool batched = max_batch > 0 && batch_first(m->inputs, m->n_inputs) &&
+		       batch_first(m->outputs, m->n_outputs);
+
+	jw_lit(&w, "{\"name\":");
+	jw_str(&w, m->name);
+	jw_lit(&w, ",\"platform\":\"dprt\",\"backend\":\"dprt\",\"max_batch_size\":");
+	jw_i64(&w, batched ? max_batch : 0);
+	jw_lit(&w, ",\"input\":");
+	jw_config_io(&w, m->inputs, m->n_inputs, batched);
+	jw_lit(&w, ",\"output\":");
+	jw_config_io(&w, m->outputs, m->n_outputs, batched);
+	jw_raw(&w, "}", 1);
+	return jw_end(&w);
+}
+
+int kserve_encode_flag(char *buf, size_t cap, const char *key, bool value)
+{
+	struct jw w = {buf, 0, cap, false};
+
+	jw_raw(&w, "{", 1);
+	jw_key(&w, key);
+	jw_bool(&w, value);
+	jw_raw(&w, "}", 1);
+	return jw_end(&w);
+}
+
+static void jw_stat(struct jw *w, const char *key, const struct kserve_stat *st, bool comma)
+{
+	if (comma)
+		jw_raw(w, ",", 1);
+	jw_key(w, key);
+	jw_lit(w, "{\"count\":");
+	jw_u64(w, st->count);
+	jw_lit(w, ",\"ns\":");
+	jw_u64(w, st->ns);
+	jw_raw(w, "}", 1);
+}
+
+static void jw_model_stats(struct jw *w, const struct kserve_model_stats *s)
+{
+	jw_lit(w, "{\"name\":");
+	jw_str(w, s->name);
+	jw_lit(w, ",\"version\":");
+	jw_str(w, s->version);
+	jw_lit(w, ",\"last_inference\":");
+	jw_u64(w, s->last_inference);
+	jw_lit(w, ",\"inference_count\":");
+	jw_u64(w, s->inference_count);
+	jw_lit(w, ",\"execution_count\":");
+	jw_u64(w, s->execution_count);
+	jw_lit(w, ",\"inference_stats\":{");
+	jw_stat(w, "success", &s->success, false);
+	jw_stat(w, "fail", &s->fail, true);
+	jw_stat(w, "queue", &s->queue, true);
+	jw_stat(w, "compute_input", &s->compute_input, true);
+	jw_stat(w, "compute_infer", &s->compute_infer, true);
+	jw_stat(w, "compute_output", &s->compute_output, true);
+	jw_lit(w, "},\"batch_stats\":[]}");
+}
+
+int kserve_encode_model_stats(char *buf, size_t cap, const struct kserve_model_stats *s, uint32_t n)
+{
+	struct jw w = {buf, 0, cap, false};
+	uint32_t i;
+
+	jw_lit(&w, "{\"model_stats\":[");
+	for (i = 0; i < n; i++) {
+		if (i)
+			jw_raw(&w, ",", 1);
+		jw_model_stats(&w, &s[i]);
+	}
+	jw_lit(&w, "]}");
+	return jw_end(&w);
+}

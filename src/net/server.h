@@ -122,6 +122,8 @@ struct sbuf {
 };
 void sbuf_printf(struct sbuf *b, const char *fmt, ...) PRINTF_LIKE(2, 3);
 void sbuf_free(struct sbuf *b);
+/* Append a Prometheus label value with \\, " and newline escaped. */
+void sbuf_label(struct sbuf *b, const char *s);
 
 /*
  * Write the Prometheus text exposition (format 0.0.4) of st and c into b

@@ -566,6 +566,12 @@ Test(http, router_table)
 		{"POST", "/v2/repository/models/bert/unload", KR_REPO_UNLOAD, "bert", ""},
 		{"GET", "/metrics", KR_METRICS, "", ""},
 		{"GET", "http://host:9000/metrics", KR_METRICS, "", ""},
+		{"GET", "/v2/models/bert/config", KR_MODEL_CONFIG, "bert", ""},
+		{"GET", "/v2/models/bert/versions/2/config", KR_MODEL_CONFIG, "bert", "2"},
+		{"GET", "/v2/models/bert/stats", KR_MODEL_STATS, "bert", ""},
+		{"GET", "/v2/models/bert/versions/2/stats", KR_MODEL_STATS, "bert", "2"},
+		{"GET", "/v2/models/stats", KR_STATS, "", ""},
+		{"GET", "/v2/models/stats/stats", KR_MODEL_STATS, "stats", ""},
 	};
 	struct kserve_target t;
 	size_t i;
