@@ -194,6 +194,11 @@ void conn_release_request(struct conn *c)
 		c->obuf = NULL;
 		c->ocap = 0;
 	}
+	if (c->zcap > RBUF_KEEP) {
+		free(c->zbuf);
+		c->zbuf = NULL;
+		c->zcap = 0;
+	}
 	if (c->wcap > RBUF_KEEP) {
 		free(c->wbuf);
 		c->wbuf = NULL;
@@ -213,6 +218,7 @@ void conn_free(struct conn *c)
 	free(c->rbuf);
 	free(c->wbuf);
 	free(c->obuf);
+	free(c->zbuf);
 	if (c->reject)
 		srv->n_rejecting--;
 	else
@@ -420,6 +426,8 @@ static int conn_room(struct conn *c)
 static void conn_parse(struct conn *c)
 {
 	ssize_t n = http_parse(&c->req, c->rbuf, c->rlen);
+	const char *why;
+	int status;
 
 	if (n < 0) {
 		conn_error(c, c->req.status, c->req.error, true);
@@ -437,7 +445,11 @@ static void conn_parse(struct conn *c)
 	c->req_len = (size_t)n;
 	c->t_done = clock_ns();
 	c->state = CS_BUSY;
-	conn_dispatch(c);
+	status = body_decode(c, &why);
+	if (status)
+		conn_error(c, status, why, false);
+	else
+		conn_dispatch(c);
 }
 
 /* ------------------------------------------------------------ completions */

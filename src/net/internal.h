@@ -6,6 +6,7 @@
  *                the tick (timeouts), signals, shutdown
  *   conn.c       connections: state, recv/send, HTTP framing, limits,
  *                responses, dispatch to the endpoints
+ *   body.c       request bodies: chunked and compressed ones made plain
  *   ep_models.c  health, server and model metadata, model readiness
  *   ep_infer.c   inference: decode, submit to a worker, encode the answer
  *   ep_repo.c    the repository API: index, load/unload on helper threads
@@ -101,6 +102,8 @@ struct conn {
 	struct job *job;
 	uint32_t out_bin; /* bit i: graph output i goes out as binary */
 	char ver[16];
+	char *zbuf; /* the request body, decompressed (body.c) */
+	size_t zcap;
 	void *obuf; /* outputs too big for the record's buffer */
 	uint64_t ocap;
 
@@ -184,6 +187,11 @@ void conn_reply(struct conn *c, int status, const char *ctype, const char *extra
 void conn_error(struct conn *c, int status, const char *msg, bool close);
 void conn_fail(struct conn *c, int code, const char *msg);
 int conn_body(struct conn *c, int (*enc)(char *, size_t, const void *), const void *arg);
+
+/* body.c */
+/* Make a complete request's body plain (chunked, Content-Encoding); 0, or
+ * the HTTP status to answer with *why. */
+int body_decode(struct conn *c, const char **why);
 
 /* ep_models.c */
 int ep_lookup(struct conn *c, struct repo_entry **e);

@@ -67,7 +67,8 @@ body='{"inputs":[{"name":"input_ids","datatype":"INT64","shape":[1,4],"data":[1,
 printf '%s' "$body" >"$tmp/body.json"
 get /v2/models/bert-tiny/infer --data-binary @"$tmp/body.json"
 expect_code 200 "plain infer"
-cp "$tmp/out" "$tmp/plain.out"
+expect_out "\"outputs\":\\[\\{\"name\":\"pooler_output\"" "plain infer outputs"
+sed 's/.*"outputs"/"outputs"/' "$tmp/out" >"$tmp/plain.out"
 get /v2/models/bert-tiny/infer --data-binary '{"inputs":[]}'
 expect_code 400 "bad infer"
 
@@ -95,4 +96,98 @@ for m in request_duration_us queue_duration_us compute_infer_duration_us; do
 	expect_out "^nv_inference_$m\\{model=\"bert-tiny\",version=\"1\"\\} [0-9]+$" "nv $m"
 done
 expect_out '^dprt_' "dprt's own series stay"
+
+# same_outputs: the last answer has the outputs of the plain infer (the
+# parameters before them hold timings)
+same_outputs()
+{
+	sed 's/.*"outputs"/"outputs"/' "$tmp/out" | cmp -s - "$tmp/plain.out"
+}
+
+# ---- compressed request bodies: the same answer as the plain body
+python3 - "$tmp" <<'EOF'
+import gzip, sys, zlib
+d = sys.argv[1]
+body = open(d + "/body.json", "rb").read()
+open(d + "/body.json.gz", "wb").write(gzip.compress(body))
+open(d + "/body.json.zz", "wb").write(zlib.compress(body))
+# a bomb: 1 MiB of zeros in about 1 KiB, over --max-body 64K decompressed
+open(d + "/bomb.gz", "wb").write(gzip.compress(b"0" * (1 << 20), 9))
+open(d + "/bad.gz", "wb").write(gzip.compress(body)[:-12])
+EOF
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/body.json.gz" -H 'Content-Encoding: gzip'
+expect_code 200 "gzip infer"
+same_outputs || fail "gzip infer: answer differs from the plain one"
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/body.json.zz" -H 'Content-Encoding: deflate'
+expect_code 200 "deflate infer"
+same_outputs || fail "deflate infer: answer differs from the plain one"
+[ "$(wc -c <"$tmp/bomb.gz")" -lt 65536 ] || fail "the bomb is not small"
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/bomb.gz" -H 'Content-Encoding: gzip'
+expect_code 413 "zip bomb"
+expect_out 'decompressed request body too large' "zip bomb message"
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/bad.gz" -H 'Content-Encoding: gzip'
+expect_code 400 "truncated gzip"
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/body.json" -H 'Content-Encoding: br'
+expect_code 415 "unknown encoding"
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/body.json" -H 'Content-Encoding: identity'
+expect_code 200 "identity encoding"
+
+# ---- chunked request bodies
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/body.json" -H 'Transfer-Encoding: chunked'
+expect_code 200 "chunked infer"
+same_outputs || fail "chunked infer: answer differs from the plain one"
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/body.json.gz" \
+	-H 'Transfer-Encoding: chunked' -H 'Content-Encoding: gzip'
+expect_code 200 "chunked gzip infer"
+same_outputs || fail "chunked gzip infer: answer differs"
+head -c 70000 /dev/zero >"$tmp/big"
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/big" -H 'Transfer-Encoding: chunked'
+expect_code 413 "chunked body over --max-body"
+
+# Raw sockets: bytes curl does not send. Each case: the status line
+# expected for the request, then the connection's next request (keep-alive
+# after a good one).
+last="python3 raw chunked requests"
+echo "\$ $last"
+python3 - "$port" "$tmp/body.json" >"$tmp/out" 2>&1 <<'EOF' || fail "raw chunked requests"
+import socket, sys
+port, body = int(sys.argv[1]), open(sys.argv[2], "rb").read()
+head = b"POST /v2/models/bert-tiny/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+def status(req):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(req)
+    got = b""
+    while b"\r\n" not in got:
+        b = s.recv(4096)
+        if not b:
+            break
+        got += b
+    s.close()
+    return got.split(b"\r\n")[0].decode()
+
+def chunks(data, n):
+    return b"".join(b"%x;ext=v\r\n%s\r\n" % (len(data[i:i + n]), data[i:i + n])
+                    for i in range(0, len(data), n))
+
+bad = 0
+cases = [
+    (head + chunks(body, 7) + b"0\r\nX-Trailer: 1\r\n\r\n", "200"),
+    (head + b"zz\r\n", "400"),                            # not hex
+    (head + b"5\r\nabc\r\n0\r\n\r\n", "400"),             # data shorter than its size
+    (head + b"3\r\nabcXY0\r\n\r\n", "400"),               # no CRLF after the data
+    (head + b"3\nabc\r\n0\r\n\r\n", "400"),               # bare LF
+    (head + b"0\r\nno colon\r\n\r\n", "400"),             # bad trailer
+    (head + b"ffffffffffffffffff\r\n", "413"),            # size overflow
+    (head.replace(b"chunked", b"gzip, chunked") + b"0\r\n\r\n", "501"),
+]
+for req, want in cases:
+    got = status(req)
+    if want not in got:
+        print("FAIL:", want, "expected, got", repr(got), "for", req[len(head) - 4:][:60])
+        bad += 1
+sys.exit(1 if bad else 0)
+EOF
+kill $pid
+wait $pid 2>/dev/null
 finish

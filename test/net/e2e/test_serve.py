@@ -696,7 +696,11 @@ def bad_requests(fx):
     bad(p, b"PUT /v2 HTTP/1.1\r\nHost: x\r\n\r\n", 501, "PUT")
     bad(p, b"GET /v2 HTTP/1.1\r\n\r\n", 400, "no Host")
     bad(p, raw_request("POST", "/v2/models/bert-tiny/infer", b"",
-                       {"Transfer-Encoding": "chunked"}), 411, "chunked body")
+                       {"Transfer-Encoding": "chunked"}), 400,
+        "chunked body with Content-Length too")
+    bad(p, raw_request("POST", "/v2/models/bert-tiny/infer", b"{}",
+                       {"Content-Encoding": "br"}), 415, "unknown Content-Encoding",
+        close=False)
     big = b"POST /v2/models/bert-tiny/infer HTTP/1.1\r\nHost: x\r\n" \
           b"Content-Length: 5000000\r\n\r\n" + b"{" * 1000
     bad(p, big, 413, "body over --max-body")
@@ -770,7 +774,7 @@ def bad_requests(fx):
     bad(p, b"GET /v2 HTTP/1.0\r\n\r\n", 200, "HTTP/1.0")
     bad(p, raw_request("GET", "/v2", headers={"Connection": "close"}), 200, "Connection: close")
     fams = metrics(p)
-    for code in ("400", "404", "405", "408", "411", "413", "431", "501", "505"):
+    for code in ("400", "404", "405", "408", "413", "415", "431", "501", "505"):
         check(sample(fams, "dprt_http_requests", code=code) >= 1, f"no {code} counted")
 
 
