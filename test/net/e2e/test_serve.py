@@ -535,6 +535,15 @@ def tritonclient_http(fx):
                 check(isinstance(res["parameters"]["cold_start"], bool), f"{res}")
                 for n in want:
                     close_enough(r.as_numpy(n), want[n], f"tritonclient {model} {n} {binary}")
+        # Triton's model config and statistics extensions, as its client reads them.
+        cfg = cl.get_model_config("bert-tiny")
+        check(cfg["platform"] == "dprt" and cfg["input"][0]["data_type"] == "TYPE_INT64",
+              f"model config {cfg}")
+        st = cl.get_inference_statistics("bert-tiny")["model_stats"][0]
+        check(st["name"] == "bert-tiny" and int(st["inference_stats"]["success"]["count"]) >= 2,
+              f"statistics {st}")
+        allst = cl.get_inference_statistics()["model_stats"]
+        check({"bert-tiny", "resnet-tiny"} <= {m["name"] for m in allst}, f"all stats {allst}")
         # Explicit repository control.
         ins, want = fx.ref("gpt2-tiny")
         tin = [tc.InferInput("input_ids", list(ins["input_ids"].shape), "INT64")]
