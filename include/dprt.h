@@ -18,7 +18,56 @@
  * Link with build/libdprt.a and build/libdprt_cuda.a (as one group; see
  * build.ninja's dprt target for the libraries they need).
  */
-#ifndef DPRT_H
+/*
+ * The error codes come first, in a part of their own: dprt's sources take
+ * them alone (src/base/base.h defines DPRT_ERRORS_ONLY before including
+ * this file), without the embedding API's names.
+ */
+#ifndef DPRT_H_ERRORS
+#define DPRT_H_ERRORS
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Error codes. Every function returning int returns 0 or a negative code:
+ * -errno (-EINVAL, -ENOMEM, -ENOSPC, -ENOENT...) or one of these, which
+ * live below -4096 so they never collide with -errno. dprt_strerror()
+ * names a code; dprt_last_error() has the message of the failed call.
+ */
+enum dprt_err {
+	DPRT_OK = 0,
+	DPRT_EBADPKG = -5001,	/* package file malformed or corrupt */
+	DPRT_EVERSION = -5002,	/* unsupported format version */
+	DPRT_ESHAPE = -5003,	/* tensor shape does not match the signature */
+	DPRT_EDTYPE = -5004,	/* tensor dtype does not match the signature */
+	DPRT_EINPUT = -5005,	/* bad input value (token id out of range...) */
+	DPRT_ENOMODEL = -5006,	/* unknown model */
+	DPRT_ENODEV = -5007,	/* no such device / no GPU driver */
+	DPRT_EDEVICE = -5008,	/* device (CUDA, cuBLAS, cuDNN) failure */
+	DPRT_EBADPLAN = -5009,	/* plan malformed or made for something else */
+	DPRT_EUNSUP = -5010,	/* valid but unsupported (op, dtype, option) */
+	DPRT_EWEIGHTS = -5011,	/* weight file lacks or mismatches a tensor */
+	DPRT_EOVERLOAD = -5012, /* queue full, try later */
+	DPRT_EUSAGE = -5013,	/* bad command-line usage */
+	DPRT_ETOOMANY = -5014,	/* model has more inputs or outputs than served */
+	DPRT_EOUTBUF = -5015,	/* outputs need a bigger buffer than given */
+	DPRT_EACTMEM = -5016,	/* a request needs more activation memory than allowed */
+};
+
+/* A fixed text for a code: dprt's own codes and -errno alike ("success"
+ * for 0, "unknown error" for a code that is neither). Never NULL; any
+ * thread. */
+const char *dprt_strerror(int code);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DPRT_H_ERRORS */
+
+#if !defined(DPRT_H) && !defined(DPRT_ERRORS_ONLY)
 #define DPRT_H
 
 #include <stdint.h>
@@ -59,7 +108,13 @@ struct dprt_options {
 /*
  * Start dprt on a repository: open the devices, scan the repository and
  * (unless explicit_load) read every model's weights into host memory.
- * Returns 0 and *out, or a negative code (dprt_last_error() says why).
+ * Returns 0 and *out, or a negative code (dprt_last_error() says why):
+ * -EINVAL (no options or no models directory), DPRT_EUSAGE or -EINVAL
+ * (bad devices or cold_mode), -ENOMEM, -errno of the repository directory (-ENOENT...), DPRT_ENODEV
+ * (no such device; any GPU in a build without CUDA), DPRT_EDEVICE (the
+ * device failed to start), DPRT_EBADPLAN (a plan that does not fit). A
+ * model that fails to load is not an error here: it is left FAILED and
+ * dprt_infer answers DPRT_ENOMODEL for it.
  */
 int dprt_open(const struct dprt_options *o, dprt **out);
 
@@ -69,8 +124,15 @@ int dprt_open(const struct dprt_options *o, dprt **out);
  */
 void dprt_close(dprt *d);
 
-/* Load / unload a model (version 0: the newest / every version), as the
- * repository API of `dprt serve`. 0 or a negative code. */
+/*
+ * Load / unload a model (version 0: the newest / every version), as the
+ * repository API of `dprt serve`. Any thread. Returns 0 or a negative
+ * code: DPRT_ENOMODEL (no such model or version in the repository); for
+ * dprt_load also what reading the package says: DPRT_EBADPKG,
+ * DPRT_EVERSION, DPRT_EWEIGHTS, DPRT_EUNSUP, DPRT_ETOOMANY, -ENOMEM or
+ * -errno of its files (the model is then FAILED with that reason), and
+ * DPRT_EOVERLOAD or -ENOMEM when host memory (host_mem_limit) is full.
+ */
 int dprt_load(dprt *d, const char *model, uint32_t version);
 int dprt_unload(dprt *d, const char *model, uint32_t version);
 
@@ -92,17 +154,24 @@ struct dprt_tensor {
  * for them (too little: -ENOSPC, with out[i].nbytes set to the bytes
  * needed and nothing copied). Blocks until the answer is there.
  * Any thread, several at once.
- * Returns 0 or a negative code; dprt_last_error() says what was wrong
- * (unknown model or tensor name, shape, dtype, device, overload).
+ * Returns 0 or a negative code; dprt_last_error() says what was wrong:
+ * DPRT_ENOMODEL (unknown model or version, or not READY), -EINVAL (a
+ * tensor name the model lacks, an input given twice or without data, no
+ * output asked for, more than 16 inputs or outputs), DPRT_ESHAPE and
+ * DPRT_EDTYPE (an input that does not fit the signature), DPRT_EINPUT (a
+ * bad input value), -ENOSPC (an output buffer too small; see above),
+ * DPRT_EOVERLOAD (every request record in use: try again), DPRT_EDEVICE
+ * (the device failed), DPRT_EUNSUP, -ENOMEM.
  */
 int dprt_infer(dprt *d, const char *model, uint32_t version, const struct dprt_tensor *in,
 	       uint32_t n_in, struct dprt_tensor *out, uint32_t n_out);
 
-/* The message of this thread's last failed call (never NULL). */
+/* The message of this thread's last failed call (never NULL; a fixed text
+ * when the call set none). Returns no code. */
 const char *dprt_last_error(void);
 
 #ifdef __cplusplus
 }
 #endif
 
-#endif
+#endif /* DPRT_H */

@@ -3,7 +3,7 @@
  * base: errors, logging, clock, checksums, arenas and small helpers.
  *
  * Error convention (whole project): an action returns 0 or a negative code,
- * either -errno or one of enum dprt_err. A function that fails for a reason a
+ * either -errno or one of enum dprt_err (include/dprt.h). A function that fails for a reason a
  * user must read (a bad file, a wrong shape) also records a message with
  * err_set(); the caller that reports to the user prints err_msg().
  * Thread-safe: the message buffer is per thread.
@@ -29,29 +29,11 @@
 #define PRINTF_LIKE(f, a)
 #endif
 
-/* Our own codes live below -4096 so they never collide with -errno. */
-enum dprt_err {
-	DPRT_OK = 0,
-	DPRT_EBADPKG = -5001,	/* package file malformed or corrupt */
-	DPRT_EVERSION = -5002,	/* unsupported format version */
-	DPRT_ESHAPE = -5003,	/* tensor shape does not match the signature */
-	DPRT_EDTYPE = -5004,	/* tensor dtype does not match the signature */
-	DPRT_EINPUT = -5005,	/* bad input value (token id out of range...) */
-	DPRT_ENOMODEL = -5006,	/* unknown model */
-	DPRT_ENODEV = -5007,	/* no such device / no GPU driver */
-	DPRT_EDEVICE = -5008,	/* device (CUDA, cuBLAS, cuDNN) failure */
-	DPRT_EBADPLAN = -5009,	/* plan malformed or made for something else */
-	DPRT_EUNSUP = -5010,	/* valid but unsupported (op, dtype, option) */
-	DPRT_EWEIGHTS = -5011,	/* weight file lacks or mismatches a tensor */
-	DPRT_EOVERLOAD = -5012, /* queue full, try later */
-	DPRT_EUSAGE = -5013,	/* bad command-line usage */
-	DPRT_ETOOMANY = -5014,	/* model has more inputs or outputs than served */
-	DPRT_EOUTBUF = -5015,	/* outputs need a bigger buffer than given */
-	DPRT_EACTMEM = -5016,	/* a request needs more activation memory than allowed */
-};
-
-/* Text for a code: our own codes and -errno alike. Any thread. */
-const char *dprt_strerror(int code);
+/* enum dprt_err and dprt_strerror() are public: include/dprt.h (its error
+ * part alone; the embedding API's names stay out of dprt's sources). */
+#define DPRT_ERRORS_ONLY
+#include "dprt.h"
+#undef DPRT_ERRORS_ONLY
 
 /* Record a message for this thread's last error; returns code. */
 int err_set(int code, const char *fmt, ...) PRINTF_LIKE(2, 3);

@@ -194,6 +194,11 @@ void conn_release_request(struct conn *c)
 		c->obuf = NULL;
 		c->ocap = 0;
 	}
+	if (c->zcap > RBUF_KEEP) {
+		free(c->zbuf);
+		c->zbuf = NULL;
+		c->zcap = 0;
+	}
 	if (c->wcap > RBUF_KEEP) {
 		free(c->wbuf);
 		c->wbuf = NULL;
@@ -213,6 +218,7 @@ void conn_free(struct conn *c)
 	free(c->rbuf);
 	free(c->wbuf);
 	free(c->obuf);
+	free(c->zbuf);
 	if (c->reject)
 		srv->n_rejecting--;
 	else
@@ -367,7 +373,10 @@ static void conn_dispatch(struct conn *c)
 		ep_health(c, true);
 		break;
 	case KR_MODEL_META:
-		ep_model_meta(c);
+		ep_model_meta(c, false);
+		break;
+	case KR_MODEL_CONFIG:
+		ep_model_meta(c, true);
 		break;
 	case KR_MODEL_READY:
 		ep_model_ready(c);
@@ -386,6 +395,12 @@ static void conn_dispatch(struct conn *c)
 		break;
 	case KR_METRICS:
 		ep_metrics(c);
+		break;
+	case KR_MODEL_STATS:
+		ep_stats(c, false);
+		break;
+	case KR_STATS:
+		ep_stats(c, true);
 		break;
 	default:
 		conn_error(c, 404, "no such endpoint", false);
@@ -411,6 +426,8 @@ static int conn_room(struct conn *c)
 static void conn_parse(struct conn *c)
 {
 	ssize_t n = http_parse(&c->req, c->rbuf, c->rlen);
+	const char *why;
+	int status;
 
 	if (n < 0) {
 		conn_error(c, c->req.status, c->req.error, true);
@@ -428,7 +445,11 @@ static void conn_parse(struct conn *c)
 	c->req_len = (size_t)n;
 	c->t_done = clock_ns();
 	c->state = CS_BUSY;
-	conn_dispatch(c);
+	status = body_decode(c, &why);
+	if (status)
+		conn_error(c, status, why, false);
+	else
+		conn_dispatch(c);
 }
 
 /* ------------------------------------------------------------ completions */

@@ -138,6 +138,7 @@ void ep_infer(struct conn *c)
 
 	if (ret == DPRT_ENOMODEL && c->e) {
 		c->srv->cnt.infer_rejected++;
+		stats_fail(c);
 		conn_not_ready(c, c->e, "not ready");
 		return;
 	}
@@ -145,12 +146,14 @@ void ep_infer(struct conn *c)
 		ret = err_set(DPRT_EOVERLOAD, "overloaded: every request record is in use");
 	if (!ret) {
 		infer_fill(c, g, order);
+		c->t_submit = clock_ns();
 		ret = infer_submit(c);
 	}
 	if (ret) {
 		c->srv->cnt.infer_rejected++;
 		conn_error(c, c->sreq ? infer_status(ret) : kserve_http_status(ret),
 			   c->sreq ? c->sreq->msg : err_msg(ret), false);
+		stats_fail(c); /* after: its lookup may set the message */
 		return;
 	}
 	snprintf(c->ver, sizeof(c->ver), "%u", repo_entry_version(c->e));
@@ -191,8 +194,8 @@ static void infer_reply(struct conn *c)
 				      .n_params = 4,
 				      .params = par,
 				      .outputs = outs};
+	uint64_t bin_len, t_out = clock_ns();
 	uint32_t i, nb = 1;
-	uint64_t bin_len;
 	size_t jl;
 	int hl;
 
@@ -205,9 +208,11 @@ static void infer_reply(struct conn *c)
 	if (buf_grow(&c->wbuf, &c->wcap, kserve_response_bound(&res)) ||
 	    kserve_encode_response(&res, c->wbuf, c->wcap, &jl, &bin_len) ||
 	    (hl = infer_head(c, &res, jl)) < 0) {
+		stats_fail(c);
 		conn_error(c, 500, "cannot encode the response", false);
 		return;
 	}
+	stats_success(c, t_out);
 	c->iov[nb++] = (struct iovec){c->wbuf, jl};
 	for (i = 0; i < res.n_outputs; i++)
 		if (outs[i].binary)
@@ -228,6 +233,7 @@ void infer_done(struct sched_req *r)
 		return;
 	}
 	if (r->status) {
+		stats_fail(c);
 		conn_error(c, infer_status(r->status), r->msg, false);
 		return;
 	}

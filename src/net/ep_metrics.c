@@ -24,7 +24,8 @@ void ep_metrics(struct conn *c)
 			srv->resident[m * nw + w] = found &&
 						    worker_has_model(sched_worker(srv->s, w), e);
 	}
-	if (metrics_render(&b, srv->stats, srv->resident, &srv->cnt)) {
+	if (metrics_render(&b, srv->stats, srv->resident, &srv->cnt) ||
+	    stats_render_triton(&b, srv)) {
 		sbuf_free(&b);
 		conn_fail(c, -ENOMEM, "out of memory");
 		return;

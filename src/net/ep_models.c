@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * net/ep_models: health, server metadata, model readiness and model
- * metadata, and the model lookup the inference endpoint shares. Model
- * metadata and readiness also say which version answers, its state and
- * reason, and every version's ("version_states"), so a failed newest
- * version and the one serving instead are visible.
+ * net/ep_models: health, server metadata, model readiness, model metadata
+ * and Triton's model configuration, and the model lookup the inference
+ * endpoint shares. Model metadata and readiness also say which version
+ * answers, its state and reason, and every version's ("version_states"),
+ * so a failed newest version and the one serving instead are visible.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -54,9 +54,11 @@ void conn_not_ready(struct conn *c, struct repo_entry *e, const char *what)
 	conn_error(c, 503, msg, false);
 }
 
+/* {"live":true} or {"ready":true}, as KServe's and Triton's clients read. */
 void ep_health(struct conn *c, bool ready)
 {
 	char why[SCHED_MSG_LEN];
+	int n;
 
 	if (ready && c->srv->stopping) {
 		conn_error(c, 503, "the server is shutting down", false);
@@ -66,7 +68,12 @@ void ep_health(struct conn *c, bool ready)
 		conn_error(c, 503, why, false);
 		return;
 	}
-	conn_reply(c, 200, NULL, NULL, 0);
+	if (buf_grow(&c->wbuf, &c->wcap, 64)) {
+		conn_fail(c, -ENOMEM, "out of memory");
+		return;
+	}
+	n = kserve_encode_flag(c->wbuf, c->wcap, ready ? "ready" : "live", true);
+	conn_reply(c, 200, "application/json", NULL, n < 0 ? 0 : (size_t)n);
 }
 
 static int enc_server_meta(char *buf, size_t cap, const void *arg)
@@ -261,6 +268,7 @@ void ep_model_ready(struct conn *c)
 
 struct meta_ctx {
 	struct kserve_model_meta m;
+	int64_t max_batch; /* for the config */
 	const char **vptr;
 	char (*vstr)[12];
 	char *ext; /* entry_status as JSON, appended to the object */
@@ -279,6 +287,13 @@ static int enc_model_meta(char *buf, size_t cap, const void *arg)
 	buf[n - 1] = ',';
 	memcpy(buf + n, mc->ext + 1, mc->ext_len - 1);
 	return n + (int)mc->ext_len - 1;
+}
+
+static int enc_model_config(char *buf, size_t cap, const void *arg)
+{
+	const struct meta_ctx *mc = arg;
+
+	return kserve_encode_model_config(buf, cap, &mc->m, mc->max_batch);
 }
 
 static void meta_versions(struct server *srv, const char *name, struct meta_ctx *mc)
@@ -311,7 +326,7 @@ static void meta_status(struct server *srv, const struct repo_entry *e, struct m
 	json_decref(o);
 }
 
-void ep_model_meta(struct conn *c)
+void ep_model_meta(struct conn *c, bool config)
 {
 	struct meta_ctx *mc = calloc(1, sizeof(*mc));
 	const struct graph *g;
@@ -342,10 +357,12 @@ void ep_model_meta(struct conn *c)
 					   .n_outputs = g->n_outputs,
 					   .inputs = g->inputs,
 					   .outputs = outs};
+	mc->max_batch = g->max_batch;
 	meta_versions(c->srv, repo_entry_name(e), mc);
 	mc->m.versions = mc->vptr;
-	meta_status(c->srv, e, mc);
-	ret = conn_body(c, enc_model_meta, mc);
+	if (!config)
+		meta_status(c->srv, e, mc);
+	ret = conn_body(c, config ? enc_model_config : enc_model_meta, mc);
 	if (ret < 0)
 		conn_fail(c, ret, "cannot encode the model metadata");
 	else

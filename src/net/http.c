@@ -27,10 +27,21 @@ enum parse_state {
 	PS_HDR_NAME,
 	PS_HDR_OWS, /* after the colon */
 	PS_HDR_VALUE,
-	PS_HDR_LF, /* CR after a header value seen */
-	PS_END_LF, /* CR of the blank line seen */
-	PS_BODY,   /* headers done; waiting for the body */
-	PS_DONE,   /* request returned; the next call starts a new one */
+	PS_HDR_LF,	/* CR after a header value seen */
+	PS_END_LF,	/* CR of the blank line seen */
+	PS_BODY,	/* headers done; waiting for the body (chunked: a size line) */
+	PS_CH_SIZE,	/* chunked: hex digits of a chunk size */
+	PS_CH_EXT,	/* chunked: extensions after the size, up to CR */
+	PS_CH_SIZE_LF,	/* chunked: CR after the size line seen */
+	PS_CH_DATA,	/* chunked: the chunk's data */
+	PS_CH_DATA_CR,	/* chunked: CR after the data expected */
+	PS_CH_DATA_LF,	/* chunked: LF after the data expected */
+	PS_CH_TRAILER,	/* chunked: at the start of a trailer line */
+	PS_CH_FIELD,	/* chunked: a trailer field's name, up to ':' */
+	PS_CH_VALUE,	/* chunked: a trailer field's value, up to CR */
+	PS_CH_FIELD_LF, /* chunked: CR after a trailer field seen */
+	PS_CH_END_LF,	/* chunked: CR of the last line seen */
+	PS_DONE,	/* request returned; the next call starts a new one */
 	PS_ERROR,
 };
 
@@ -260,10 +271,10 @@ static int hdr_expect(struct http_req *r, const char *v, size_t n)
 
 static int hdr_transfer_encoding(struct http_req *r, const char *v, size_t n)
 {
-	if (list_has(v, n, "chunked"))
-		return fail(r, 411,
-			    "chunked request bodies are not supported; send Content-Length");
-	return fail(r, 501, "transfer coding not implemented");
+	if (!slice_ieq(v, n, "chunked") || r->ps.has_te)
+		return fail(r, 501, "transfer coding not implemented (only chunked alone)");
+	r->ps.has_te = true;
+	return 0;
 }
 
 /* Act on the header just stored in ps->hdr[ps->n_headers - 1]. */
@@ -374,6 +385,8 @@ static int end_headers(struct http_req *r, uint32_t i)
 
 	if (r->minor && ps->n_host != 1)
 		return fail(r, 400, "HTTP/1.1 request without a Host header");
+	if (ps->has_cl && ps->has_te)
+		return fail(r, 400, "both Content-Length and Transfer-Encoding");
 	if (ps->has_cl && ps->content_length > r->lim.max_body)
 		return fail(r, 413, "request body too large");
 	if (r->minor)
@@ -381,6 +394,7 @@ static int end_headers(struct http_req *r, uint32_t i)
 	else
 		r->keep_alive = ps->conn_keep && !ps->conn_close;
 	ps->hdr_end = i + 1;
+	ps->cpos = ps->cline = ps->hdr_end;
 	return next(r, PS_BODY);
 }
 
@@ -484,6 +498,176 @@ static void split_target(struct http_req *r)
 		r->query = (struct http_str){end, 0};
 }
 
+/* ---- chunked bodies ---- */
+
+#define CHUNK_LINE_MAX 1024 /* a chunk-size line with its extensions */
+
+static ssize_t complete(struct http_req *r, const char *buf);
+
+static int hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c |= 0x20;
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* A hex digit of the chunk size: the decoded total may not pass the limit. */
+static int on_ch_size(struct http_req *r, unsigned char c)
+{
+	struct http_pstate *ps = &r->ps;
+	int h = hexval(c);
+
+	if (h >= 0) {
+		if (ps->csize > (r->lim.max_body >> 4))
+			return fail(r, 413, "request body too large");
+		ps->csize = ps->csize << 4 | (uint64_t)h;
+		if (r->body_len + ps->csize > r->lim.max_body)
+			return fail(r, 413, "request body too large");
+		return next(r, PS_CH_SIZE);
+	}
+	if (ps->state == PS_BODY)
+		return fail(r, 400, "malformed chunk size");
+	if (c == '\r')
+		return next(r, PS_CH_SIZE_LF);
+	if (c == ';' || c == ' ' || c == '\t')
+		return next(r, PS_CH_EXT);
+	return fail(r, 400, "malformed chunk size");
+}
+
+static int end_ch_size(struct http_req *r, unsigned char c, uint64_t i)
+{
+	struct http_pstate *ps = &r->ps;
+
+	if (c != '\n')
+		return fail(r, 400, "CR not followed by LF in chunked body");
+	ps->cline = i + 1;
+	if (!ps->csize)
+		return next(r, PS_CH_TRAILER);
+	r->body_len += ps->csize;
+	ps->cleft = ps->csize;
+	ps->csize = 0;
+	return next(r, PS_CH_DATA);
+}
+
+static int on_ch_trailer(struct http_req *r, unsigned char c, uint64_t i)
+{
+	if (c == '\r')
+		return next(r, PS_CH_END_LF);
+	if (!is_tchar(c))
+		return fail(r, 400, "malformed trailer field");
+	r->ps.cline = i;
+	return next(r, PS_CH_FIELD);
+}
+
+static int ch_expect(struct http_req *r, unsigned char c, unsigned char want, enum parse_state then)
+{
+	if (c != want)
+		return fail(r, 400, "malformed chunked body");
+	return next(r, then);
+}
+
+static int ch_step(struct http_req *r, unsigned char c, uint64_t i)
+{
+	switch (r->ps.state) {
+	case PS_BODY:
+	case PS_CH_SIZE:
+		return on_ch_size(r, c);
+	case PS_CH_EXT:
+		if (c == '\r')
+			return next(r, PS_CH_SIZE_LF);
+		return c == '\t' || (c >= 0x20 && c != 0x7f) ?
+			       0 :
+			       fail(r, 400, "invalid character in a chunk extension");
+	case PS_CH_SIZE_LF:
+		return end_ch_size(r, c, i);
+	case PS_CH_DATA_CR:
+		return ch_expect(r, c, '\r', PS_CH_DATA_LF);
+	case PS_CH_DATA_LF:
+		r->ps.cline = i + 1;
+		return ch_expect(r, c, '\n', PS_BODY);
+	case PS_CH_TRAILER:
+		return on_ch_trailer(r, c, i);
+	case PS_CH_FIELD:
+		if (c == ':')
+			return next(r, PS_CH_VALUE);
+		return is_tchar(c) ? 0 : fail(r, 400, "malformed trailer field");
+	case PS_CH_VALUE:
+		if (c == '\r')
+			return next(r, PS_CH_FIELD_LF);
+		return c == '\t' || (c >= 0x20 && c != 0x7f) ?
+			       0 :
+			       fail(r, 400, "invalid trailer field");
+	case PS_CH_FIELD_LF:
+		return ch_expect(r, c, '\n', PS_CH_TRAILER);
+	}
+	return fail(r, 500, "parser in a bad state");
+}
+
+/* The limits on the chunked framing, at position i. */
+static int ch_limits(struct http_req *r, uint64_t i)
+{
+	struct http_pstate *ps = &r->ps;
+	bool trailer = ps->state >= PS_CH_TRAILER;
+
+	if (i - ps->hdr_end > 2 * r->lim.max_body + r->lim.max_header)
+		return fail(r, 413, "chunked framing too large");
+	if (ps->state <= PS_CH_SIZE_LF && i - ps->cline > CHUNK_LINE_MAX)
+		return fail(r, 400, "chunk-size line too long");
+	if (trailer && i - ps->cline > r->lim.max_header)
+		return fail(r, 431, "trailer fields too large");
+	return 0;
+}
+
+static ssize_t chunked(struct http_req *r, const char *buf, size_t len)
+{
+	struct http_pstate *ps = &r->ps;
+	uint64_t n;
+
+	while (ps->cpos < len) {
+		if (ch_limits(r, ps->cpos))
+			return -EBADMSG;
+		if (ps->state == PS_CH_DATA) {
+			n = MIN(ps->cleft, len - ps->cpos);
+			ps->cpos += n;
+			ps->cleft -= n;
+			if (!ps->cleft)
+				ps->state = PS_CH_DATA_CR;
+			continue;
+		}
+		if (ps->state == PS_CH_END_LF) {
+			if (buf[ps->cpos] != '\n')
+				return fail(r, 400, "CR not followed by LF in chunked body");
+			ps->cpos++;
+			return complete(r, buf);
+		}
+		if (ch_step(r, (unsigned char)buf[ps->cpos], ps->cpos))
+			return -EBADMSG;
+		ps->cpos++;
+	}
+	return 0;
+}
+
+size_t http_dechunk(char *body, size_t len)
+{
+	size_t in = 0, out = 0, size;
+	int h;
+
+	while (in < len) {
+		for (size = 0; in < len && (h = hexval((unsigned char)body[in])) >= 0; in++)
+			size = size << 4 | (size_t)h;
+		while (in < len && body[in] != '\n')
+			in++;
+		in++; /* past the LF of the size line */
+		if (!size || in + size > len)
+			break;
+		memmove(body + out, body + in, size);
+		out += size;
+		in += size + 2; /* the data's CRLF */
+	}
+	return out;
+}
+
 static ssize_t complete(struct http_req *r, const char *buf)
 {
 	struct http_pstate *ps = &r->ps;
@@ -492,6 +676,9 @@ static ssize_t complete(struct http_req *r, const char *buf)
 	r->target = (struct http_str){buf + ps->tgt_off, ps->tgt_len};
 	split_target(r);
 	r->content_type = (struct http_str){buf + ps->ctype_off, ps->ctype_len};
+	if (ps->has_te) /* the wire bytes; the decoded length is r->body_len */
+		ps->content_length = ps->cpos - ps->hdr_end;
+	r->chunked = ps->has_te;
 	r->body = (struct http_str){buf + ps->hdr_end, (size_t)ps->content_length};
 	ps->state = PS_DONE;
 	return (ssize_t)(ps->hdr_end + ps->content_length);
@@ -521,7 +708,7 @@ ssize_t http_parse(struct http_req *r, const char *buf, size_t len)
 	if (ps->state == PS_ERROR)
 		return -EBADMSG;
 	assert(len >= ps->pos);
-	while (ps->state != PS_BODY) {
+	while (ps->state < PS_BODY) {
 		ps->pos = skip_plain(r, buf, MIN(len, r->lim.max_header));
 		if (ps->pos >= len)
 			return 0;
@@ -531,6 +718,8 @@ ssize_t http_parse(struct http_req *r, const char *buf, size_t len)
 			return -EBADMSG;
 		ps->pos++;
 	}
+	if (ps->has_te)
+		return chunked(r, buf, len);
 	if (len - ps->hdr_end < ps->content_length)
 		return 0;
 	return complete(r, buf);
@@ -538,7 +727,8 @@ ssize_t http_parse(struct http_req *r, const char *buf, size_t len)
 
 bool http_need_continue(struct http_req *r)
 {
-	if (r->ps.state != PS_BODY || !r->expect_continue || r->ps.continue_sent)
+	if (r->ps.state < PS_BODY || r->ps.state >= PS_DONE || !r->expect_continue ||
+	    r->ps.continue_sent)
 		return false;
 	r->ps.continue_sent = true;
 	return true;
@@ -546,8 +736,10 @@ bool http_need_continue(struct http_req *r)
 
 uint64_t http_req_size(const struct http_req *r)
 {
-	if (r->ps.state != PS_BODY && r->ps.state != PS_DONE)
+	if (r->ps.state < PS_BODY || r->ps.state == PS_ERROR)
 		return 0;
+	if (r->ps.has_te && r->ps.state != PS_DONE)
+		return r->ps.cpos + r->ps.cleft + 4096;
 	return r->ps.hdr_end + r->ps.content_length;
 }
 

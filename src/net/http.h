@@ -20,8 +20,14 @@
  *  - Content-Length: digits only, identical duplicates accepted, conflicting
  *    ones 400; above the body limit 413 (decided as soon as the headers are
  *    in, before the body is read);
- *  - Transfer-Encoding is not decoded: "chunked" is refused with 411 (send a
- *    Content-Length), any other coding with 501;
+ *  - Transfer-Encoding: "chunked" alone is accepted (any other coding, or
+ *    a list, is 501; with Content-Length as well, 400): the decoded size
+ *    is bounded by the body limit (413 as soon as a chunk size passes it),
+ *    the chunked bytes on the wire by twice that plus max_header (413),
+ *    a chunk-size line with its extensions by 1024 bytes and the trailer
+ *    by max_header; malformed chunking is 400. Trailer fields are read
+ *    and dropped. The body is left chunked in the buffer: the caller
+ *    decodes it in place with http_dechunk();
  *  - Expect: 100-continue is supported through http_need_continue(); any
  *    other expectation is 417; Expect is ignored on HTTP/1.0;
  *  - an HTTP/1.1 request without exactly one Host header is 400;
@@ -71,6 +77,11 @@ struct http_pstate {
 	uint8_t major;
 	uint8_t n_host;
 	bool has_cl, conn_close, conn_keep, continue_sent;
+	bool has_te;	  /* Transfer-Encoding: chunked */
+	uint64_t cpos;	  /* chunked body: bytes of buf scanned */
+	uint64_t cleft;	  /* chunked body: data bytes left of this chunk */
+	uint64_t csize;	  /* chunked body: size of the chunk being read */
+	uint64_t cline;	  /* chunked body: start of this size or trailer line */
 	const char *base; /* buf of the completing call (header lookups) */
 	uint32_t pos;	  /* bytes of buf scanned */
 	uint32_t mark;	  /* start of the token being scanned */
@@ -99,7 +110,9 @@ struct http_req {
 	struct http_str path;	      /* target up to '?', still %-encoded */
 	struct http_str query;	      /* after '?'; len 0 if none */
 	struct http_str content_type; /* len 0 if absent */
-	struct http_str body;	      /* Content-Length bytes */
+	struct http_str body;	      /* Content-Length bytes, or the chunked body */
+	bool chunked;		      /* body is still chunked: see http_dechunk() */
+	uint64_t body_len;	      /* decoded length of a chunked body */
 	int64_t infer_header_len;     /* Inference-Header-Content-Length; -1 */
 	/* After http_parse() < 0: the status to answer and a static reason. */
 	uint16_t status;
@@ -131,8 +144,18 @@ bool http_need_continue(struct http_req *r);
 #define HTTP_CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
 
 /* Total bytes of the request (headers + body) once its headers are parsed,
- * else 0: lets the caller size its receive buffer. */
+ * else 0: lets the caller size its receive buffer. A chunked body's total
+ * is not known: then the bytes known to be needed and some more (always
+ * more than the bytes parsed so far). */
 uint64_t http_req_size(const struct http_req *r);
+
+/*
+ * Decode the chunked body of a complete request (r->chunked) in place: the
+ * data moves to the front of body, which must be r->body (writable); its
+ * framing was checked by http_parse(). Returns the decoded length, which is
+ * r->body_len. The bytes after the request (pipelined ones) are untouched.
+ */
+size_t http_dechunk(char *body, size_t len);
 
 /* Value of the first header called name (case-insensitive) of a complete
  * request; false if absent. */

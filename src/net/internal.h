@@ -6,10 +6,12 @@
  *                the tick (timeouts), signals, shutdown
  *   conn.c       connections: state, recv/send, HTTP framing, limits,
  *                responses, dispatch to the endpoints
+ *   body.c       request bodies: chunked and compressed ones made plain
  *   ep_models.c  health, server and model metadata, model readiness
  *   ep_infer.c   inference: decode, submit to a worker, encode the answer
  *   ep_repo.c    the repository API: index, load/unload on helper threads
  *   ep_metrics.c Prometheus /metrics
+ *   ep_stats.c   per-model statistics: /stats and the nv_inference_* series
  *   serve.c      dprt serve: the server over a scheduler
  *
  * Every submission carries user_data = pointer | tag: the pointer is a
@@ -57,6 +59,15 @@ enum conn_state {
 struct server;
 struct job;
 
+/* One model version's answered requests (ep_stats.c; loop thread only). */
+struct net_stat {
+	char name[NAME_LEN];
+	uint32_t version;
+	uint64_t last_ms;		 /* last answer, ms since the epoch */
+	uint64_t inferences, executions; /* batch items; requests run */
+	struct kserve_stat success, fail, queue, compute_input, compute_infer, compute_output;
+};
+
 /*
  * A connection. Owned by the loop thread; workers see only its request
  * record (sreq) and helpers only its job, both handed back by eventfd.
@@ -76,6 +87,7 @@ struct conn {
 	uint64_t t_active;  /* last progress */
 	uint64_t t_req;	    /* first byte of the request being read */
 	uint64_t t_done;    /* the request was complete */
+	uint64_t t_submit;  /* an infer request went to the scheduler */
 
 	char *rbuf;
 	size_t rlen, rcap, req_len;
@@ -90,6 +102,8 @@ struct conn {
 	struct job *job;
 	uint32_t out_bin; /* bit i: graph output i goes out as binary */
 	char ver[16];
+	char *zbuf; /* the request body, decompressed (body.c) */
+	size_t zcap;
 	void *obuf; /* outputs too big for the record's buffer */
 	uint64_t ocap;
 
@@ -139,6 +153,8 @@ struct server {
 	struct job *jobs;
 	uint32_t n_jobs;
 	struct server_counters cnt;
+	struct net_stat *mstats; /* per-model statistics (ep_stats.c) */
+	uint32_t n_mstats, cap_mstats;
 
 	struct sched_stats *stats; /* /metrics scratch */
 	uint8_t *resident;
@@ -173,6 +189,11 @@ void conn_error(struct conn *c, int status, const char *msg, bool close);
 void conn_fail(struct conn *c, int code, const char *msg);
 int conn_body(struct conn *c, int (*enc)(char *, size_t, const void *), const void *arg);
 
+/* body.c */
+/* Make a complete request's body plain (chunked, Content-Encoding); 0, or
+ * the HTTP status to answer with *why. */
+int body_decode(struct conn *c, const char **why);
+
 /* ep_models.c */
 int ep_lookup(struct conn *c, struct repo_entry **e);
 void conn_not_ready(struct conn *c, struct repo_entry *e, const char *what);
@@ -180,7 +201,7 @@ int index_fetch(struct server *srv, uint32_t *n);
 void ep_health(struct conn *c, bool ready);
 void ep_server_meta(struct conn *c);
 void ep_model_ready(struct conn *c);
-void ep_model_meta(struct conn *c);
+void ep_model_meta(struct conn *c, bool config);
 
 /* ep_infer.c */
 void ep_infer(struct conn *c);
@@ -193,5 +214,15 @@ void jobs_reap(struct server *srv);
 
 /* ep_metrics.c */
 void ep_metrics(struct conn *c);
+
+/* ep_stats.c */
+/* An infer answer was encoded (encoding began at t_out): count it. */
+void stats_success(struct conn *c, uint64_t t_out);
+/* An infer request for c->e (else c->tgt's model, if any) failed: count
+ * it. May set this thread's error message. */
+void stats_fail(struct conn *c);
+void ep_stats(struct conn *c, bool all);
+/* Append the nv_inference_* series to b. 0 or -ENOMEM. */
+int stats_render_triton(struct sbuf *b, const struct server *srv);
 
 #endif

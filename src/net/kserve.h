@@ -30,16 +30,19 @@
 
 enum kserve_route {
 	KR_NONE = 0,
-	KR_SERVER_META, /* GET /v2 */
-	KR_LIVE,	/* GET /v2/health/live */
-	KR_READY,	/* GET /v2/health/ready */
-	KR_MODEL_META,	/* GET /v2/models/{m}[/versions/{v}] */
-	KR_MODEL_READY, /* GET /v2/models/{m}[/versions/{v}]/ready */
-	KR_INFER,	/* POST /v2/models/{m}[/versions/{v}]/infer */
-	KR_REPO_INDEX,	/* POST /v2/repository/index */
-	KR_REPO_LOAD,	/* POST /v2/repository/models/{m}/load */
-	KR_REPO_UNLOAD, /* POST /v2/repository/models/{m}/unload */
-	KR_METRICS,	/* GET /metrics */
+	KR_SERVER_META,	 /* GET /v2 */
+	KR_LIVE,	 /* GET /v2/health/live */
+	KR_READY,	 /* GET /v2/health/ready */
+	KR_MODEL_META,	 /* GET /v2/models/{m}[/versions/{v}] */
+	KR_MODEL_READY,	 /* GET /v2/models/{m}[/versions/{v}]/ready */
+	KR_INFER,	 /* POST /v2/models/{m}[/versions/{v}]/infer */
+	KR_REPO_INDEX,	 /* POST /v2/repository/index */
+	KR_REPO_LOAD,	 /* POST /v2/repository/models/{m}/load */
+	KR_REPO_UNLOAD,	 /* POST /v2/repository/models/{m}/unload */
+	KR_METRICS,	 /* GET /metrics */
+	KR_MODEL_CONFIG, /* GET /v2/models/{m}[/versions/{v}]/config */
+	KR_MODEL_STATS,	 /* GET /v2/models/{m}[/versions/{v}]/stats */
+	KR_STATS,	 /* GET /v2/models/stats: every model */
 };
 
 #define KSERVE_VERSION_LEN 32
@@ -205,6 +208,37 @@ struct kserve_model_meta {
 };
 /* {"name","versions","platform":"dprt","inputs":[...],"outputs":[...]} */
 int kserve_encode_model_meta(char *buf, size_t cap, const struct kserve_model_meta *m);
+/*
+ * Triton's model configuration: {"name","platform":"dprt","backend":"dprt",
+ * "max_batch_size","input":[{"name","data_type":"TYPE_FP32","dims"}],
+ * "output":[...]}. When every input and output has a leading batch dim
+ * (DIM_BATCH, or -1 for outputs) and max_batch > 0 (the graph's bound),
+ * max_batch_size is max_batch and dims leave the batch dim out, as Triton's do; else
+ * max_batch_size is 0 and dims are complete. Symbolic dims are -1.
+ */
+int kserve_encode_model_config(char *buf, size_t cap, const struct kserve_model_meta *m,
+			       int64_t max_batch);
+
+/* {"key":value}: the health bodies {"live":true} and {"ready":true}. */
+int kserve_encode_flag(char *buf, size_t cap, const char *key, bool value);
+
+/* Count and total nanoseconds of one kind of event (Triton's statistics). */
+struct kserve_stat {
+	uint64_t count, ns;
+};
+/* One model version's statistics (Triton's statistics extension). */
+struct kserve_model_stats {
+	const char *name, *version;
+	uint64_t last_inference; /* ms since the epoch; 0: none yet */
+	uint64_t inference_count, execution_count;
+	struct kserve_stat success, fail, queue, compute_input, compute_infer, compute_output;
+};
+/* {"model_stats":[{"name","version","last_inference","inference_count",
+ * "execution_count","inference_stats":{"success":{"count","ns"},"fail",
+ * "queue","compute_input","compute_infer","compute_output"},
+ * "batch_stats":[]}, ...]} */
+int kserve_encode_model_stats(char *buf, size_t cap, const struct kserve_model_stats *s,
+			      uint32_t n);
 
 /* One row of the repository index; NULL or "" members are omitted. */
 struct kserve_repo_entry {

@@ -595,5 +595,6 @@ void server_destroy(struct server *srv)
 	free(srv->resident);
 	free(srv->dev);
 	free(srv->index);
+	free(srv->mstats);
 	free(srv);
 }

@@ -53,7 +53,7 @@ void sbuf_free(struct sbuf *b)
 }
 
 /* A label value with \, " and newline escaped, as the format wants. */
-static void esc(struct sbuf *b, const char *s)
+void sbuf_label(struct sbuf *b, const char *s)
 {
 	const char *run = s;
 
@@ -80,7 +80,7 @@ static void family(struct sbuf *b, const char *name, const char *type, const cha
 static void model_series(struct sbuf *b, const char *name, const struct sched_model_stats *m)
 {
 	sbuf_printf(b, "%s{model=\"", name);
-	esc(b, m->name);
+	sbuf_label(b, m->name);
 	sbuf_printf(b, "\",version=\"%u\"", m->version);
 }
 
@@ -109,7 +109,7 @@ static void device_metric(struct sbuf *b, const struct sched_stats *st, const ch
 		const struct sched_worker_stats *w = &st->workers[i];
 
 		sbuf_printf(b, "%s{device=\"", name);
-		esc(b, w->name);
+		sbuf_label(b, w->name);
 		sbuf_printf(b, "\"} %llu\n",
 			    (unsigned long long)*(const uint64_t *)((const char *)w + off));
 	}
@@ -168,7 +168,7 @@ static void residency(struct sbuf *b, const struct sched_stats *st, const uint8_
 		for (w = 0; w < st->n_workers; w++) {
 			model_series(b, "dprt_model_resident", &st->models[i]);
 			sbuf_printf(b, ",device=\"");
-			esc(b, st->workers[w].name);
+			sbuf_label(b, st->workers[w].name);
 			sbuf_printf(b, "\"} %d\n", resident[i * st->n_workers + w] ? 1 : 0);
 		}
 	}
@@ -216,7 +216,8 @@ static void device_metrics(struct sbuf *b, const struct sched_stats *st)
 		      "Models evicted from the device to make room.", WOFF(evictions));
 	device_metric(b, st, "dprt_standby_hits_total", "counter",
 		      "Cold starts of a model kept on the device while evicted (only its "
-		      "weights moved).", WOFF(standby_hits));
+		      "weights moved).",
+		      WOFF(standby_hits));
 	device_metric(b, st, "dprt_model_creations_total", "counter",
 		      "Models made on the device for the first time.", WOFF(creations));
 	device_metric(b, st, "dprt_model_recreations_total", "counter",

@@ -39,6 +39,12 @@
  *    rescans the repository first, so a model added on disk can be
  *    loaded); the loop answers when the helper is done: 200 with an empty
  *    body, or the error;
+ *  - request bodies: chunked and Content-Encoding gzip/deflate are
+ *    decoded before dispatch (net/body.c), --max-body bounding the
+ *    decoded size (413); another content coding is 415;
+ *  - /v2/models[/{m}[/versions/{v}]]/stats counts the infer requests the
+ *    server answered, per model version, on the loop thread (ep_stats.c);
+ *    the same counts are the nv_inference_* series of /metrics;
  *  - SIGINT/SIGTERM: stop accepting, /v2/health/ready turns 503, idle
  *    connections and half-received requests are closed, requests already
  *    received are completed and answered with "Connection: close", then
@@ -122,6 +128,8 @@ struct sbuf {
 };
 void sbuf_printf(struct sbuf *b, const char *fmt, ...) PRINTF_LIKE(2, 3);
 void sbuf_free(struct sbuf *b);
+/* Append a Prometheus label value with \\, " and newline escaped. */
+void sbuf_label(struct sbuf *b, const char *s);
 
 /*
  * Write the Prometheus text exposition (format 0.0.4) of st and c into b

@@ -188,6 +188,9 @@ Test(http, split_at_every_byte)
 		"GET http://example.com:80/a/b?c HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+		"4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-T: v\r\n\r\nGET",
+		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWikiX",
 		"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
 		"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
 		"DELETE / HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -327,12 +330,58 @@ Test(http, content_length_variants)
 		      400);
 }
 
+#define TE_HEAD "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+
 Test(http, transfer_encoding)
 {
-	expect_status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", 411);
 	expect_status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n",
-		      411);
+		      501);
 	expect_status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501);
+	expect_status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+		      "Content-Length: 4\r\n\r\n",
+		      400);
+	expect_status(TE_HEAD "zz\r\n", 400);		      /* not a size */
+	expect_status(TE_HEAD "4\nWiki\r\n0\r\n\r\n", 400);   /* bare LF */
+	expect_status(TE_HEAD "4\r\nWikiXX0\r\n\r\n", 400);   /* no CRLF after data */
+	expect_status(TE_HEAD "0\r\nbad field\r\n\r\n", 400); /* trailer */
+	expect_status(TE_HEAD "1001\r\n", 413);		      /* one chunk over 4096 */
+}
+
+Test(http, chunked_body)
+{
+	const char *req = TE_HEAD "4;name=\"v\"\r\nWiki\r\n5\r\npedia\r\n000\r\nX-T: 1\r\n\r\nNEXT";
+	char buf[256];
+	struct http_req r;
+	ssize_t n;
+
+	snprintf(buf, sizeof(buf), "%s", req);
+	http_req_init(&r, &lim);
+	n = http_parse(&r, buf, strlen(buf));
+	cr_assert_eq(n, (ssize_t)(strlen(buf) - 4), "%zd (%s)", n, r.error ? r.error : "");
+	cr_assert(r.chunked);
+	cr_assert_eq(r.body_len, 9);
+	cr_assert_eq(http_dechunk((char *)r.body.p, r.body.len), 9);
+	cr_assert_eq(memcmp(r.body.p, "Wikipedia", 9), 0);
+	cr_assert_eq(memcmp(buf + n, "NEXT", 4), 0, "the next request is untouched");
+}
+
+/* Many one-byte chunks: the data fits the limit, the framing does not. */
+Test(http, chunked_framing_limit)
+{
+	size_t cap = 64 * 4096, len;
+	char *buf = malloc(cap);
+	struct http_req r;
+	ssize_t n;
+
+	len = (size_t)snprintf(buf, cap, "%s", TE_HEAD);
+	while (len + 8 < cap)
+		len += (size_t)snprintf(buf + len, cap - len, "1;e\r\nX\r\n");
+	http_req_init(&r, &lim);
+	n = http_parse(&r, buf, len);
+	cr_assert_eq(n, -EBADMSG);
+	cr_assert_eq(r.status, 413, "%d %s", r.status, r.error);
+	cr_assert(strstr(r.error, "framing"), "%s", r.error);
+	free(buf);
 }
 
 Test(http, keep_alive_rules)
@@ -566,6 +615,12 @@ Test(http, router_table)
 		{"POST", "/v2/repository/models/bert/unload", KR_REPO_UNLOAD, "bert", ""},
 		{"GET", "/metrics", KR_METRICS, "", ""},
 		{"GET", "http://host:9000/metrics", KR_METRICS, "", ""},
+		{"GET", "/v2/models/bert/config", KR_MODEL_CONFIG, "bert", ""},
+		{"GET", "/v2/models/bert/versions/2/config", KR_MODEL_CONFIG, "bert", "2"},
+		{"GET", "/v2/models/bert/stats", KR_MODEL_STATS, "bert", ""},
+		{"GET", "/v2/models/bert/versions/2/stats", KR_MODEL_STATS, "bert", "2"},
+		{"GET", "/v2/models/stats", KR_STATS, "", ""},
+		{"GET", "/v2/models/stats/stats", KR_MODEL_STATS, "stats", ""},
 	};
 	struct kserve_target t;
 	size_t i;

@@ -686,6 +686,79 @@ static json_t *parse_back(const char *buf, int n)
 	return j;
 }
 
+Test(kserve, model_config)
+{
+	struct io_desc in[1] = {
+		{.name = "input_ids", .dtype = DT_I64, .ndim = 2, .dims = {DIM_BATCH, DIM_SEQ}}};
+	struct io_desc out[1] = {{.name = "logits", .dtype = DT_F32, .ndim = 2, .dims = {-1, 10}}};
+	struct io_desc fixed[1] = {{.name = "x", .dtype = DT_F32, .ndim = 2, .dims = {4, 10}}};
+	struct kserve_model_meta m = {"bert", NULL, 0, 1, 1, in, out};
+	char buf[1024];
+	json_t *j, *io;
+
+	/* batched: max_batch_size, dims without the batch dim */
+	j = parse_back(buf, kserve_encode_model_config(buf, sizeof(buf), &m, 8));
+	cr_assert_str_eq(json_string_value(json_object_get(j, "platform")), "dprt");
+	cr_assert_eq(json_integer_value(json_object_get(j, "max_batch_size")), 8);
+	io = json_array_get(json_object_get(j, "input"), 0);
+	cr_assert_str_eq(json_string_value(json_object_get(io, "data_type")), "TYPE_INT64");
+	cr_assert_eq(json_array_size(json_object_get(io, "dims")), 1);
+	cr_assert_eq(json_integer_value(json_array_get(json_object_get(io, "dims"), 0)), -1);
+	io = json_array_get(json_object_get(j, "output"), 0);
+	cr_assert_str_eq(json_string_value(json_object_get(io, "data_type")), "TYPE_FP32");
+	cr_assert_eq(json_integer_value(json_array_get(json_object_get(io, "dims"), 0)), 10);
+	json_decref(j);
+	/* no bound, or an output without a batch dim: 0 and full dims */
+	j = parse_back(buf, kserve_encode_model_config(buf, sizeof(buf), &m, 0));
+	cr_assert_eq(json_integer_value(json_object_get(j, "max_batch_size")), 0);
+	io = json_array_get(json_object_get(j, "input"), 0);
+	cr_assert_eq(json_array_size(json_object_get(io, "dims")), 2);
+	json_decref(j);
+	m.outputs = fixed;
+	j = parse_back(buf, kserve_encode_model_config(buf, sizeof(buf), &m, 8));
+	cr_assert_eq(json_integer_value(json_object_get(j, "max_batch_size")), 0);
+	json_decref(j);
+	cr_assert_eq(kserve_encode_model_config(buf, 40, &m, 8), -ENOSPC);
+}
+
+Test(kserve, model_stats)
+{
+	struct kserve_model_stats st[2] = {
+		{.name = "a\"b",
+		 .version = "1",
+		 .last_inference = 5,
+		 .inference_count = 7,
+		 .execution_count = 3,
+		 .success = {3, 300},
+		 .fail = {1, 10},
+		 .queue = {3, 30},
+		 .compute_input = {3, 1},
+		 .compute_infer = {3, 200},
+		 .compute_output = {3, 2}},
+		{.name = "c", .version = "2"},
+	};
+	char buf[2048];
+	json_t *j, *m, *is;
+
+	j = parse_back(buf, kserve_encode_model_stats(buf, sizeof(buf), st, 2));
+	cr_assert_eq(json_array_size(json_object_get(j, "model_stats")), 2);
+	m = json_array_get(json_object_get(j, "model_stats"), 0);
+	cr_assert_str_eq(json_string_value(json_object_get(m, "name")), "a\"b");
+	cr_assert_eq(json_integer_value(json_object_get(m, "inference_count")), 7);
+	cr_assert_eq(json_integer_value(json_object_get(m, "execution_count")), 3);
+	is = json_object_get(m, "inference_stats");
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(is, "fail"), "ns")), 10);
+	cr_assert_eq(
+		json_integer_value(json_object_get(json_object_get(is, "compute_infer"), "count")),
+		3);
+	m = json_array_get(json_object_get(j, "model_stats"), 1);
+	cr_assert_str_eq(json_string_value(json_object_get(m, "version")), "2");
+	json_decref(j);
+	j = parse_back(buf, kserve_encode_flag(buf, sizeof(buf), "live", true));
+	cr_assert(json_is_true(json_object_get(j, "live")));
+	json_decref(j);
+}
+
 Test(kserve, metadata_encoders)
 {
 	struct io_desc in[2] = {

@@ -535,6 +535,15 @@ def tritonclient_http(fx):
                 check(isinstance(res["parameters"]["cold_start"], bool), f"{res}")
                 for n in want:
                     close_enough(r.as_numpy(n), want[n], f"tritonclient {model} {n} {binary}")
+        # Triton's model config and statistics extensions, as its client reads them.
+        cfg = cl.get_model_config("bert-tiny")
+        check(cfg["platform"] == "dprt" and cfg["input"][0]["data_type"] == "TYPE_INT64",
+              f"model config {cfg}")
+        st = cl.get_inference_statistics("bert-tiny")["model_stats"][0]
+        check(st["name"] == "bert-tiny" and int(st["inference_stats"]["success"]["count"]) >= 2,
+              f"statistics {st}")
+        allst = cl.get_inference_statistics()["model_stats"]
+        check({"bert-tiny", "resnet-tiny"} <= {m["name"] for m in allst}, f"all stats {allst}")
         # Explicit repository control.
         ins, want = fx.ref("gpt2-tiny")
         tin = [tc.InferInput("input_ids", list(ins["input_ids"].shape), "INT64")]
@@ -696,7 +705,11 @@ def bad_requests(fx):
     bad(p, b"PUT /v2 HTTP/1.1\r\nHost: x\r\n\r\n", 501, "PUT")
     bad(p, b"GET /v2 HTTP/1.1\r\n\r\n", 400, "no Host")
     bad(p, raw_request("POST", "/v2/models/bert-tiny/infer", b"",
-                       {"Transfer-Encoding": "chunked"}), 411, "chunked body")
+                       {"Transfer-Encoding": "chunked"}), 400,
+        "chunked body with Content-Length too")
+    bad(p, raw_request("POST", "/v2/models/bert-tiny/infer", b"{}",
+                       {"Content-Encoding": "br"}), 415, "unknown Content-Encoding",
+        close=False)
     big = b"POST /v2/models/bert-tiny/infer HTTP/1.1\r\nHost: x\r\n" \
           b"Content-Length: 5000000\r\n\r\n" + b"{" * 1000
     bad(p, big, 413, "body over --max-body")
@@ -770,7 +783,7 @@ def bad_requests(fx):
     bad(p, b"GET /v2 HTTP/1.0\r\n\r\n", 200, "HTTP/1.0")
     bad(p, raw_request("GET", "/v2", headers={"Connection": "close"}), 200, "Connection: close")
     fams = metrics(p)
-    for code in ("400", "404", "405", "408", "411", "413", "431", "501", "505"):
+    for code in ("400", "404", "405", "408", "413", "415", "431", "501", "505"):
         check(sample(fams, "dprt_http_requests", code=code) >= 1, f"no {code} counted")
 
 

@@ -1,0 +1,193 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# dprt serve's HTTP extensions, over real sockets with curl (and python3 for
+# bytes curl will not send): JSON health bodies, Triton's model config and
+# statistics, the nv_inference_* metrics, gzip/deflate request bodies and
+# chunked request bodies, with their limits.
+. "$(dirname "$0")/common.inc"
+
+export DPRT_CACHE="$tmp/cache"
+: >"$tmp/log"
+"$DPRT" --listen 127.0.0.1:0 --max-body 64K >"$tmp/log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
+port=
+i=0
+while [ $i -lt 300 ] && [ -z "$port" ]; do
+	port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/log" | head -n 1)
+	[ -n "$port" ] || sleep 0.1
+	i=$((i + 1))
+done
+if [ -z "$port" ]; then
+	cat "$tmp/log"
+	echo "FAIL: dprt serve did not start"
+	exit 1
+fi
+url=http://127.0.0.1:$port
+rc=0
+
+# get PATH [CURL ARGS]: body -> $tmp/out, headers -> $tmp/err, status -> $code
+get()
+{
+	last="curl $*"
+	echo "\$ $last"
+	p=$1
+	shift
+	code=$(curl -s -o "$tmp/out" -D "$tmp/err" -w '%{http_code}' "$@" "$url$p")
+}
+
+expect_code()
+{
+	[ "$code" = "$1" ] || fail "$2: HTTP $code, expected $1"
+}
+
+# ---- health bodies
+get /v2/health/live
+expect_code 200 "live"
+expect_out '^\{"live":true\}$' "live body"
+expect_err '[Cc]ontent-[Tt]ype: application/json' "live content type"
+get /v2/health/ready
+expect_code 200 "ready"
+expect_out '^\{"ready":true\}$' "ready body"
+
+# ---- model config
+get /v2/models/bert-tiny/config
+expect_code 200 "config"
+expect_out '"name":"bert-tiny","platform":"dprt"' "config name and platform"
+expect_out '"max_batch_size":[0-9]+' "config max_batch_size"
+expect_out '"input":\[\{"name":"input_ids","data_type":"TYPE_INT64","dims":\[-1,-1\]\}' "config input"
+expect_out '"output":\[\{"name":"last_hidden_state","data_type":"TYPE_FP32","dims":\[-1,-1,64\]\}' "config output"
+get /v2/models/bert-tiny/versions/1/config
+expect_code 200 "versioned config"
+get /v2/models/no-such-model/config
+expect_code 404 "config of an unknown model"
+
+# ---- infer: one success, one failure, then the statistics
+body='{"inputs":[{"name":"input_ids","datatype":"INT64","shape":[1,4],"data":[1,2,3,4]},{"name":"attention_mask","datatype":"INT64","shape":[1,4],"data":[1,1,1,1]},{"name":"token_type_ids","datatype":"INT64","shape":[1,4],"data":[0,0,0,0]}],"outputs":[{"name":"pooler_output"}]}'
+printf '%s' "$body" >"$tmp/body.json"
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/body.json"
+expect_code 200 "plain infer"
+expect_out "\"outputs\":\\[\\{\"name\":\"pooler_output\"" "plain infer outputs"
+sed 's/.*"outputs"/"outputs"/' "$tmp/out" >"$tmp/plain.out"
+get /v2/models/bert-tiny/infer --data-binary '{"inputs":[]}'
+expect_code 400 "bad infer"
+
+get /v2/models/bert-tiny/stats
+expect_code 200 "stats"
+expect_out '"model_stats":\[\{"name":"bert-tiny","version":"1","last_inference":[1-9][0-9]*,"inference_count":1,"execution_count":1' "stats counts"
+expect_out '"success":\{"count":1,"ns":[1-9][0-9]*\}' "stats success"
+expect_out '"fail":\{"count":1,"ns":[0-9]+\}' "stats fail"
+expect_out '"compute_infer":\{"count":1,"ns":[1-9][0-9]*\}' "stats compute_infer"
+get /v2/models/stats
+expect_code 200 "all stats"
+expect_out '"name":"bert-tiny"' "all stats lists bert-tiny"
+get /v2/models/gpt2-tiny/versions/1/stats
+expect_out '"inference_count":0' "stats of an idle model"
+get /v2/models/no-such-model/stats
+expect_code 404 "stats of an unknown model"
+
+get /metrics
+expect_code 200 "metrics"
+expect_out '^nv_inference_request_success\{model="bert-tiny",version="1"\} 1$' "nv success"
+expect_out '^nv_inference_request_failure\{model="bert-tiny",version="1"\} 1$' "nv failure"
+expect_out '^nv_inference_count\{model="bert-tiny",version="1"\} 1$' "nv count"
+expect_out '^nv_inference_exec_count\{model="bert-tiny",version="1"\} 1$' "nv exec count"
+for m in request_duration_us queue_duration_us compute_infer_duration_us; do
+	expect_out "^nv_inference_$m\\{model=\"bert-tiny\",version=\"1\"\\} [0-9]+$" "nv $m"
+done
+expect_out '^dprt_' "dprt's own series stay"
+
+# same_outputs: the last answer has the outputs of the plain infer (the
+# parameters before them hold timings)
+same_outputs()
+{
+	sed 's/.*"outputs"/"outputs"/' "$tmp/out" | cmp -s - "$tmp/plain.out"
+}
+
+# ---- compressed request bodies: the same answer as the plain body
+python3 - "$tmp" <<'EOF'
+import gzip, sys, zlib
+d = sys.argv[1]
+body = open(d + "/body.json", "rb").read()
+open(d + "/body.json.gz", "wb").write(gzip.compress(body))
+open(d + "/body.json.zz", "wb").write(zlib.compress(body))
+# a bomb: 1 MiB of zeros in about 1 KiB, over --max-body 64K decompressed
+open(d + "/bomb.gz", "wb").write(gzip.compress(b"0" * (1 << 20), 9))
+open(d + "/bad.gz", "wb").write(gzip.compress(body)[:-12])
+EOF
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/body.json.gz" -H 'Content-Encoding: gzip'
+expect_code 200 "gzip infer"
+same_outputs || fail "gzip infer: answer differs from the plain one"
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/body.json.zz" -H 'Content-Encoding: deflate'
+expect_code 200 "deflate infer"
+same_outputs || fail "deflate infer: answer differs from the plain one"
+[ "$(wc -c <"$tmp/bomb.gz")" -lt 65536 ] || fail "the bomb is not small"
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/bomb.gz" -H 'Content-Encoding: gzip'
+expect_code 413 "zip bomb"
+expect_out 'decompressed request body too large' "zip bomb message"
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/bad.gz" -H 'Content-Encoding: gzip'
+expect_code 400 "truncated gzip"
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/body.json" -H 'Content-Encoding: br'
+expect_code 415 "unknown encoding"
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/body.json" -H 'Content-Encoding: identity'
+expect_code 200 "identity encoding"
+
+# ---- chunked request bodies
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/body.json" -H 'Transfer-Encoding: chunked'
+expect_code 200 "chunked infer"
+same_outputs || fail "chunked infer: answer differs from the plain one"
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/body.json.gz" \
+	-H 'Transfer-Encoding: chunked' -H 'Content-Encoding: gzip'
+expect_code 200 "chunked gzip infer"
+same_outputs || fail "chunked gzip infer: answer differs"
+head -c 70000 /dev/zero >"$tmp/big"
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/big" -H 'Transfer-Encoding: chunked'
+expect_code 413 "chunked body over --max-body"
+
+# Raw sockets: bytes curl does not send. Each case: the status line
+# expected for the request, then the connection's next request (keep-alive
+# after a good one).
+last="python3 raw chunked requests"
+echo "\$ $last"
+python3 - "$port" "$tmp/body.json" >"$tmp/out" 2>&1 <<'EOF' || fail "raw chunked requests"
+import socket, sys
+port, body = int(sys.argv[1]), open(sys.argv[2], "rb").read()
+head = b"POST /v2/models/bert-tiny/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+def status(req):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(req)
+    got = b""
+    while b"\r\n" not in got:
+        b = s.recv(4096)
+        if not b:
+            break
+        got += b
+    s.close()
+    return got.split(b"\r\n")[0].decode()
+
+def chunks(data, n):
+    return b"".join(b"%x;ext=v\r\n%s\r\n" % (len(data[i:i + n]), data[i:i + n])
+                    for i in range(0, len(data), n))
+
+bad = 0
+cases = [
+    (head + chunks(body, 7) + b"0\r\nX-Trailer: 1\r\n\r\n", "200"),
+    (head + b"zz\r\n", "400"),                            # not hex
+    (head + b"5\r\nabc\r\n0\r\n\r\n", "400"),             # data shorter than its size
+    (head + b"3\r\nabcXY0\r\n\r\n", "400"),               # no CRLF after the data
+    (head + b"3\nabc\r\n0\r\n\r\n", "400"),               # bare LF
+    (head + b"0\r\nno colon\r\n\r\n", "400"),             # bad trailer
+    (head + b"ffffffffffffffffff\r\n", "413"),            # size overflow
+    (head.replace(b"chunked", b"gzip, chunked") + b"0\r\n\r\n", "501"),
+]
+for req, want in cases:
+    got = status(req)
+    if want not in got:
+        print("FAIL:", want, "expected, got", repr(got), "for", req[len(head) - 4:][:60])
+        bad += 1
+sys.exit(1 if bad else 0)
+EOF
+kill $pid
+wait $pid 2>/dev/null
+finish
