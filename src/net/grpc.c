@@ -399,9 +399,10 @@ static int on_stream_close(nghttp2_session *ses, int32_t id, uint32_t code, void
 		st->next = st->prev = NULL; /* freed by its completion */
 		return 0;
 	}
-	st->gc = gc;
 	gstream_release(st);
 	gstream_free(st);
+	if (gc->srv->stopping && !gc->n_streams)
+		nghttp2_session_terminate_session(ses, NGHTTP2_NO_ERROR);
 	return 0;
 }
 
@@ -700,8 +701,13 @@ bool gstream_back(struct gstream *st)
 	st->inflight = false;
 	if (gc)
 		gc->n_inflight--;
-	if (!st->closed)
+	if (!st->closed && !(gc && gc->closed))
 		return true;
+	if (!st->closed) {
+		/* its connection is gone: nobody will read the answer */
+		gstream_unlink(st);
+		st->closed = true;
+	}
 	gstream_release(st);
 	gstream_free(st);
 	if (gc)
@@ -790,6 +796,23 @@ void grpc_start(struct server *srv)
 	log_info("grpc listening on %s (KServe v2 over gRPC, HTTP/2 cleartext)", srv->grpc->addr);
 }
 
+/* Requests not complete within --request-timeout of their headers. */
+static void streams_tick(struct gconn *gc, uint64_t now)
+{
+	uint64_t req = (uint64_t)gc->srv->o.request_timeout_ms * 1000000u;
+	struct gstream *st, *next;
+
+	for (st = gc->streams; st; st = next) {
+		next = st->next;
+		if (st->replied || st->inflight || st->done_early || now - st->t_start <= req)
+			continue;
+		st->done_early = true;
+		gstream_fail(st, GS_DEADLINE_EXCEEDED,
+			     "the request did not arrive complete within %.1f s",
+			     (double)gc->srv->o.request_timeout_ms / 1e3);
+	}
+}
+
 void grpc_tick(struct server *srv, uint64_t now)
 {
 	struct grpc_srv *g = srv->grpc;
@@ -800,10 +823,17 @@ void grpc_tick(struct server *srv, uint64_t now)
 		return;
 	for (gc = g->conns; gc; gc = next) {
 		next = gc->next;
-		if (!gc->closed && !gc->n_streams && now - gc->t_active > idle) {
+		if (gc->closed)
+			continue;
+		if (gc->send_armed && now - gc->t_active > idle) {
+			log_debug("grpc conn %d: client does not read, closing", gc->fd);
+			gconn_close(gc);
+		} else if (!gc->n_streams && (now - gc->t_active > idle || srv->stopping)) {
 			log_debug("grpc conn %d: idle, closing", gc->fd);
 			nghttp2_session_terminate_session(gc->ses, NGHTTP2_NO_ERROR);
 			gconn_flush(gc);
+		} else {
+			streams_tick(gc, now);
 		}
 	}
 	if (!g->accept_armed && g->lfd >= 0 && !srv->stopping)

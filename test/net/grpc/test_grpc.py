@@ -181,6 +181,41 @@ def test_infer_matches_http(srv, tmp):
     check(np.array_equal(g2.as_numpy("pooler_output"), h.as_numpy("pooler_output")), "pooler")
 
 
+def test_big_and_concurrent(srv, tmp):
+    """Outputs of 1 MiB (many DATA frames, write buffers full) and 32 calls
+    in flight on one channel (concurrent streams), each checked."""
+    a = bert_inputs(batch=64, seq=64)
+    g = grpc_infer(srv, "bert-tiny", a)
+    h = http_infer(srv, "bert-tiny", a)
+    check(g.as_numpy("last_hidden_state").nbytes == 64 * 64 * 64 * 4, "1 MiB output")
+    check(np.array_equal(g.as_numpy("last_hidden_state"), h.as_numpy("last_hidden_state")),
+          "big output differs between gRPC and HTTP")
+    c = tg.InferenceServerClient(srv.gaddr)
+    want, ins = {}, {}
+    for i in range(32):
+        x = bert_inputs(batch=1 + i % 3, seq=4 + i % 5)
+        x["input_ids"] = (x["input_ids"] + i) % 60
+        ins[i] = x
+        want[i] = http_infer(srv, "bert-tiny", x).as_numpy("pooler_output")
+    got, errs = {}, []
+
+    def done(i):
+        return lambda result, error: errs.append(error) if error else got.__setitem__(i, result)
+    for i, x in ins.items():
+        tin = []
+        for k, v in x.items():
+            t = tg.InferInput(k, list(v.shape), "INT64")
+            t.set_data_from_numpy(v)
+            tin.append(t)
+        c.async_infer("bert-tiny", tin, done(i))
+    end = time.monotonic() + 30
+    while len(got) + len(errs) < len(ins) and time.monotonic() < end:
+        time.sleep(0.01)
+    check(not errs and len(got) == len(ins), f"concurrent: {len(got)} answers, errors {errs[:3]}")
+    for i, r in got.items():
+        check(np.array_equal(r.as_numpy("pooler_output"), want[i]), f"concurrent call {i} differs")
+
+
 def test_typed_contents_and_trailers(srv, tmp):
     a = bert_inputs(batch=1, seq=5)
     req = pb.ModelInferRequest(model_name="bert-tiny", id="typed-1")
@@ -318,6 +353,35 @@ def frames_of(data):
     return out
 
 
+def test_timeouts_and_stop(srv, tmp):
+    """--request-timeout for a message that stops half way; SIGTERM with a
+    gRPC connection open and a call in progress: it is answered, dprt exits 0."""
+    s2 = Server(tmp, "timeouts", "--request-timeout", "0.5")
+    try:
+        s = socket.create_connection((HOST, s2.gport), timeout=5)
+        s.sendall(PREFACE + frame(4, 0, 0, b"") + frame(1, 4, 1, headers_block()) +
+                  frame(0, 0, 1, b"\x00\x00\x00\x01\x00" + b"\x0a"))
+        s.settimeout(5)
+        got, end = b"", time.monotonic() + 5
+        while time.monotonic() < end and not any(t == 1 and sid == 1
+                                                 for t, _, sid in frames_of(got)):
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+        check(any(t == 1 and sid == 1 for t, _, sid in frames_of(got)),
+              f"no answer to a stalled request ({frames_of(got)})")
+        s.close()
+        c = tg.InferenceServerClient(s2.gaddr)
+        check(c.is_server_ready(), "ready before SIGTERM")
+        s2.proc.send_signal(signal.SIGTERM)
+        s2.stop()
+        check("stopped: every request answered" in s2.log(), "clean stop")
+    finally:
+        if s2.proc.poll() is None:
+            s2.proc.kill()
+
+
 def test_garbage(srv, tmp):
     rnd = np.random.default_rng(7)
     cases = [
@@ -364,8 +428,9 @@ def test_garbage(srv, tmp):
     check(time.monotonic() - t0 < 30, "garbage took too long")
 
 
-TESTS = [test_health_and_metadata, test_infer_matches_http, test_typed_contents_and_trailers,
-         test_bad_calls, test_repository, test_max_body, test_garbage]
+TESTS = [test_health_and_metadata, test_infer_matches_http, test_big_and_concurrent,
+         test_typed_contents_and_trailers, test_bad_calls, test_repository, test_max_body,
+         test_timeouts_and_stop, test_garbage]
 
 
 def main():
