@@ -511,8 +511,8 @@ void gconn_flush(struct gconn *gc)
 {
 	int ret;
 
-	if (gc->closed)
-		return;
+	if (gc->closed || gc->in_recv)
+		return; /* not from nghttp2's callbacks: after mem_recv */
 	ret = nghttp2_session_send(gc->ses);
 	if (ret)
 		log_debug("grpc conn %d: %s", gc->fd, nghttp2_strerror(ret));
@@ -664,7 +664,9 @@ void grpc_on_recv(void *p, int res)
 		return;
 	}
 	gc->t_active = clock_ns();
+	gc->in_recv = true;
 	n = nghttp2_session_mem_recv(gc->ses, gc->rbuf, (size_t)res);
+	gc->in_recv = false;
 	if (n < 0) {
 		log_debug("grpc conn %d: %s", gc->fd, nghttp2_strerror((int)n));
 		nghttp2_session_terminate_session(gc->ses, NGHTTP2_PROTOCOL_ERROR);

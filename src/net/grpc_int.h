@@ -122,6 +122,7 @@ struct gconn {
 	uint32_t n_streams, n_inflight;
 	int fd;
 	bool recv_armed, send_armed, closed, goaway;
+	bool in_recv; /* inside nghttp2_session_mem_recv */
 	uint64_t t_active;
 	uint64_t buffered; /* request bytes held by its streams */
 	uint8_t *rbuf;
