@@ -428,9 +428,77 @@ def test_garbage(srv, tmp):
     check(time.monotonic() - t0 < 30, "garbage took too long")
 
 
+def read_frames(s, want_streams, limit_s):
+    """Read frames until every stream in want_streams got an end (HEADERS
+    with END_STREAM or RST_STREAM), the peer closes, or limit_s passes."""
+    got, end = b"", time.monotonic() + limit_s
+    s.settimeout(0.2)
+    while time.monotonic() < end:
+        ended = {sid for t, fl, sid in frames_of(got) if (t == 1 and fl & 1) or t == 3}
+        if want_streams <= ended:
+            break
+        try:
+            b = s.recv(65536)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            break
+        if not b:
+            break
+        got += b
+    return got
+
+
+def test_fuzz(srv, tmp):
+    """Mutated ModelInferRequests (flipped and cut bytes), each on its own
+    stream, and mutated HTTP/2 byte streams: never a crash."""
+    rnd = np.random.default_rng(11)
+    req = pb.ModelInferRequest(model_name="bert-tiny", id="f")
+    for k, v in bert_inputs(batch=1, seq=4).items():
+        req.inputs.add(name=k, datatype="INT64", shape=list(v.shape))
+        req.raw_input_contents.append(v.tobytes())
+    good = req.SerializeToString()
+    answered = 0
+    for conn in range(20):
+        s = socket.create_connection((HOST, srv.gport), timeout=5)
+        out = PREFACE + frame(4, 0, 0, b"")
+        ids = set()
+        for i in range(16):
+            m = bytearray(good)
+            for _ in range(int(rnd.integers(1, 6))):
+                m[int(rnd.integers(0, len(m)))] = int(rnd.integers(0, 256))
+            if rnd.random() < 0.3:
+                m = m[:int(rnd.integers(0, len(m)))]
+            sid = 2 * i + 1
+            ids.add(sid)
+            out += frame(1, 4, sid, headers_block()) + \
+                frame(0, 1, sid, b"\x00" + struct.pack(">I", len(m)) + bytes(m))
+        s.sendall(out)
+        got = read_frames(s, ids, 5)
+        answered += len({sid for t, fl, sid in frames_of(got) if t == 1 and fl & 1})
+        s.close()
+        srv.alive()
+    check(answered >= 280, f"only {answered} of 320 mutated calls were answered")
+    base = PREFACE + frame(4, 0, 0, b"") + frame(1, 4, 1, headers_block()) + \
+        frame(0, 1, 1, b"\x00" + struct.pack(">I", len(good)) + good)
+    for i in range(150):
+        m = bytearray(base)
+        for _ in range(int(rnd.integers(1, 4))):
+            j = int(rnd.integers(len(PREFACE), len(m)))
+            m[j] = int(rnd.integers(0, 256))
+        s = socket.create_connection((HOST, srv.gport), timeout=5)
+        try:
+            s.sendall(bytes(m))
+            read_frames(s, {1}, 0.5)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        s.close()
+    srv.alive()
+
+
 TESTS = [test_health_and_metadata, test_infer_matches_http, test_big_and_concurrent,
          test_typed_contents_and_trailers, test_bad_calls, test_repository, test_max_body,
-         test_timeouts_and_stop, test_garbage]
+         test_timeouts_and_stop, test_garbage, test_fuzz]
 
 
 def main():
