@@ -20,9 +20,9 @@
 #include "net/grpc_int.h"
 
 #define G_RBUF (64u << 10)
-#define G_WBUF_HIGH (1u << 20)	/* stop writing DATA frames above this */
-#define G_MAX_STREAMS 16u	/* SETTINGS_MAX_CONCURRENT_STREAMS */
-#define G_WINDOW (8u << 20)	/* stream and connection receive windows */
+#define G_WBUF_HIGH (1u << 20) /* stop writing DATA frames above this */
+#define G_MAX_STREAMS 16u      /* SETTINGS_MAX_CONCURRENT_STREAMS */
+#define G_WINDOW (8u << 20)    /* stream and connection receive windows */
 
 static void gconn_close(struct gconn *gc);
 
@@ -71,7 +71,10 @@ static void pct_encode(char *dst, size_t cap, const char *s)
 
 /* ------------------------------------------------------------ responses */
 
-#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
+#define NV(n, v)                                                                                   \
+	{                                                                                          \
+		(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE     \
+	}
 
 /* grpc-status, grpc-message and ours: into nv (at most 4). */
 static size_t trailer_nv(struct gstream *st, nghttp2_nv *nv, char *code, char *msg, size_t mcap)
@@ -136,7 +139,8 @@ void gstream_reply(struct gstream *st)
 	if (st->status)
 		n += trailer_nv(st, nv + 2, code, msg, sizeof(msg));
 	if (nghttp2_submit_response(gc->ses, st->id, nv, n, st->status ? NULL : &dp))
-		nghttp2_submit_rst_stream(gc->ses, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+		nghttp2_submit_rst_stream(gc->ses, NGHTTP2_FLAG_NONE, st->id,
+					  NGHTTP2_INTERNAL_ERROR);
 	gconn_flush(gc);
 }
 
@@ -222,8 +226,8 @@ static int on_begin_headers(nghttp2_session *ses, const nghttp2_frame *f, void *
 	return 0;
 }
 
-static int on_header(nghttp2_session *ses, const nghttp2_frame *f, const uint8_t *name,
-		     size_t nlen, const uint8_t *val, size_t vlen, uint8_t flags, void *user)
+static int on_header(nghttp2_session *ses, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
+		     const uint8_t *val, size_t vlen, uint8_t flags, void *user)
 {
 	struct gstream *st = nghttp2_session_get_stream_user_data(ses, f->hd.stream_id);
 
@@ -349,7 +353,8 @@ static void gstream_request_done(struct gstream *st)
 		return;
 	st->t_done = clock_ns();
 	if (!st->n_msgs || st->pfx_len) {
-		gstream_fail(st, GS_INVALID_ARGUMENT, "the request ended inside or before its message");
+		gstream_fail(st, GS_INVALID_ARGUMENT,
+			     "the request ended inside or before its message");
 		return;
 	}
 	st->meta[st->meta_len] = 0;
@@ -419,8 +424,7 @@ static uint8_t *out_room(struct gconn *gc, size_t n)
 	return gc->out[f] + gc->out_len[f] - n;
 }
 
-static ssize_t on_send(nghttp2_session *ses, const uint8_t *data, size_t len, int flags,
-		       void *user)
+static ssize_t on_send(nghttp2_session *ses, const uint8_t *data, size_t len, int flags, void *user)
 {
 	uint8_t *p = out_room(user, len);
 
@@ -685,7 +689,8 @@ void grpc_on_send(void *p, int res)
 	}
 	if (res <= 0) {
 		if (res != -EPIPE && res != -ECONNRESET)
-			log_debug("grpc conn %d: send: %s", gc->fd, res ? strerror(-res) : "0 bytes");
+			log_debug("grpc conn %d: send: %s", gc->fd,
+				  res ? strerror(-res) : "0 bytes");
 		gconn_close(gc);
 		return;
 	}

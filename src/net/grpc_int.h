@@ -44,12 +44,12 @@ enum split_state { SP_TAG, SP_LEN, SP_VARINT, SP_FIXED, SP_BODY };
 
 struct split {
 	uint8_t state;
-	bool raw;	   /* the field being read is raw_input_contents */
-	uint8_t hlen;	   /* bytes in hdr */
-	uint8_t hdr[24];   /* tag and length of the field being read */
-	uint64_t v;	   /* varint being read */
+	bool raw;	 /* the field being read is raw_input_contents */
+	uint8_t hlen;	 /* bytes in hdr */
+	uint8_t hdr[24]; /* tag and length of the field being read */
+	uint64_t v;	 /* varint being read */
 	uint32_t shift;
-	uint64_t left;	   /* bytes of the field's body still to come */
+	uint64_t left; /* bytes of the field's body still to come */
 };
 
 struct gstream;
@@ -68,13 +68,13 @@ struct gstream {
 	struct gconn *gc; /* NULL once the connection is gone */
 	struct gstream *prev, *next;
 	int32_t id;
-	uint8_t method;	   /* enum grpc_method */
-	bool bad_path;	   /* :path names no method of ours */
-	bool bad_ctype;	   /* not application/grpc */
-	bool done_early;   /* answered before the request ended: drop the rest */
-	bool replied;	   /* a response was submitted */
-	bool inflight;	   /* the record is with a worker, or a job runs */
-	bool closed;	   /* nghttp2 closed it; free when not inflight */
+	uint8_t method;	 /* enum grpc_method */
+	bool bad_path;	 /* :path names no method of ours */
+	bool bad_ctype;	 /* not application/grpc */
+	bool done_early; /* answered before the request ended: drop the rest */
+	bool replied;	 /* a response was submitted */
+	bool inflight;	 /* the record is with a worker, or a job runs */
+	bool closed;	 /* nghttp2 closed it; free when not inflight */
 	uint64_t t_start, t_done;
 
 	/* the request message */

@@ -17,7 +17,7 @@ int grpc_create(struct server *srv)
 	if (!strcmp(srv->o.grpc_listen, "off"))
 		return 0;
 	return err_set(DPRT_EUSAGE, "--grpc-listen: this dprt was built without gRPC "
-		       "(configure found no nghttp2 or protobuf-c)");
+				    "(configure found no nghttp2 or protobuf-c)");
 }
 
 void grpc_start(struct server *srv)

@@ -242,7 +242,8 @@ static void meta_versions(struct server *srv, const char *name, struct meta_bufs
 
 static void svc_model_meta(struct gstream *st)
 {
-	Inference__ModelMetadataRequest *q = unpack(st, &inference__model_metadata_request__descriptor);
+	Inference__ModelMetadataRequest *q =
+		unpack(st, &inference__model_metadata_request__descriptor);
 	Inference__ModelMetadataResponse res = INFERENCE__MODEL_METADATA_RESPONSE__INIT;
 	struct meta_bufs *b = NULL;
 	struct io_desc *outs = NULL;
@@ -282,14 +283,22 @@ out_free:
 static Inference__DataType triton_type(enum dtype dt)
 {
 	switch (dt) {
-	case DT_F32: return INFERENCE__DATA_TYPE__TYPE_FP32;
-	case DT_F16: return INFERENCE__DATA_TYPE__TYPE_FP16;
-	case DT_BF16: return INFERENCE__DATA_TYPE__TYPE_BF16;
-	case DT_I64: return INFERENCE__DATA_TYPE__TYPE_INT64;
-	case DT_I32: return INFERENCE__DATA_TYPE__TYPE_INT32;
-	case DT_U8: return INFERENCE__DATA_TYPE__TYPE_UINT8;
-	case DT_BOOL: return INFERENCE__DATA_TYPE__TYPE_BOOL;
-	default: return INFERENCE__DATA_TYPE__TYPE_INVALID;
+	case DT_F32:
+		return INFERENCE__DATA_TYPE__TYPE_FP32;
+	case DT_F16:
+		return INFERENCE__DATA_TYPE__TYPE_FP16;
+	case DT_BF16:
+		return INFERENCE__DATA_TYPE__TYPE_BF16;
+	case DT_I64:
+		return INFERENCE__DATA_TYPE__TYPE_INT64;
+	case DT_I32:
+		return INFERENCE__DATA_TYPE__TYPE_INT32;
+	case DT_U8:
+		return INFERENCE__DATA_TYPE__TYPE_UINT8;
+	case DT_BOOL:
+		return INFERENCE__DATA_TYPE__TYPE_BOOL;
+	default:
+		return INFERENCE__DATA_TYPE__TYPE_INVALID;
 	}
 }
 
@@ -376,7 +385,7 @@ static void svc_model_stats(struct gstream *st)
 	Inference__ModelStatistics *ms = NULL, **mp = NULL;
 	Inference__InferStatistics *is = NULL;
 	Inference__StatisticDuration *du = NULL;
-	char (*vs)[12] = NULL;
+	char(*vs)[12] = NULL;
 	uint32_t i, n = 0;
 
 	if (!q)
@@ -395,7 +404,8 @@ static void svc_model_stats(struct gstream *st)
 		const struct sched_model_stats *m = &ss->models[i];
 
 		snprintf(vs[n], sizeof(vs[0]), "%u", m->version);
-		if ((q->name[0] && strcmp(q->name, m->name)) || (q->version[0] && strcmp(q->version, vs[n])))
+		if ((q->name[0] && strcmp(q->name, m->name)) ||
+		    (q->version[0] && strcmp(q->version, vs[n])))
 			continue;
 		inference__model_statistics__init(&ms[n]);
 		inference__infer_statistics__init(&is[n]);
@@ -404,8 +414,8 @@ static void svc_model_stats(struct gstream *st)
 		ms[n].name = (char *)m->name;
 		ms[n].version = vs[n];
 		ms[n].inference_count = ms[n].execution_count = m->requests - m->failures;
-		du[2 * n] = (Inference__StatisticDuration){du[2 * n].base, m->requests - m->failures,
-							   m->lat_sum_ns};
+		du[2 * n] = (Inference__StatisticDuration){
+			du[2 * n].base, m->requests - m->failures, m->lat_sum_ns};
 		du[2 * n + 1].count = m->failures;
 		is[n].success = &du[2 * n];
 		is[n].fail = &du[2 * n + 1];
@@ -433,11 +443,12 @@ out_free:
 
 static void svc_repo_index(struct gstream *st)
 {
-	Inference__RepositoryIndexRequest *q = unpack(st, &inference__repository_index_request__descriptor);
+	Inference__RepositoryIndexRequest *q =
+		unpack(st, &inference__repository_index_request__descriptor);
 	Inference__RepositoryIndexResponse res = INFERENCE__REPOSITORY_INDEX_RESPONSE__INIT;
 	Inference__RepositoryIndexResponse__ModelIndex *rows = NULL, **rp = NULL;
 	struct server *srv = st->gc->srv;
-	char (*vs)[12] = NULL;
+	char(*vs)[12] = NULL;
 	uint32_t n = 0, i;
 	int ret;
 
@@ -497,8 +508,9 @@ static void *job_main(void *arg)
 
 static void svc_repo_control(struct gstream *st, bool load)
 {
-	const ProtobufCMessageDescriptor *d = load ? &inference__repository_model_load_request__descriptor :
-						     &inference__repository_model_unload_request__descriptor;
+	const ProtobufCMessageDescriptor *d =
+		load ? &inference__repository_model_load_request__descriptor :
+		       &inference__repository_model_unload_request__descriptor;
 	/* Both requests have the same fields. */
 	Inference__RepositoryModelLoadRequest *q = unpack(st, d);
 	struct server *srv = st->gc->srv;
@@ -533,7 +545,8 @@ static void svc_repo_control(struct gstream *st, bool load)
 
 void svc_job_done(struct grpc_job *j)
 {
-	Inference__RepositoryModelLoadResponse res = INFERENCE__REPOSITORY_MODEL_LOAD_RESPONSE__INIT;
+	Inference__RepositoryModelLoadResponse res =
+		INFERENCE__REPOSITORY_MODEL_LOAD_RESPONSE__INIT;
 	struct gstream *st = j->st;
 
 	if (!j->ret)
@@ -698,18 +711,35 @@ static int typed_data(struct gstream *st, const Inference__InferTensorContents *
 	uint8_t *u;
 
 	switch (t->shape.dtype) {
-	case DT_F32: have = c->n_fp32_contents; t->data = c->fp32_contents; break;
-	case DT_I64: have = c->n_int64_contents; t->data = c->int64_contents; break;
-	case DT_I32: have = c->n_int_contents; t->data = c->int_contents; break;
-	case DT_U8: have = c->n_uint_contents; break;
-	case DT_BOOL: have = c->n_bool_contents; break;
+	case DT_F32:
+		have = c->n_fp32_contents;
+		t->data = c->fp32_contents;
+		break;
+	case DT_I64:
+		have = c->n_int64_contents;
+		t->data = c->int64_contents;
+		break;
+	case DT_I32:
+		have = c->n_int_contents;
+		t->data = c->int_contents;
+		break;
+	case DT_U8:
+		have = c->n_uint_contents;
+		break;
+	case DT_BOOL:
+		have = c->n_bool_contents;
+		break;
 	default:
-		return err_set(DPRT_EINPUT, "input '%s': %s has no typed contents; send it in "
-			       "raw_input_contents", t->name, dtype_name((enum dtype)t->shape.dtype));
+		return err_set(DPRT_EINPUT,
+			       "input '%s': %s has no typed contents; send it in "
+			       "raw_input_contents",
+			       t->name, dtype_name((enum dtype)t->shape.dtype));
 	}
 	if (have != numel)
-		return err_set(DPRT_EINPUT, "input '%s': %zu values in its contents, its shape "
-			       "needs %llu", t->name, have, (unsigned long long)numel);
+		return err_set(DPRT_EINPUT,
+			       "input '%s': %zu values in its contents, its shape "
+			       "needs %llu",
+			       t->name, have, (unsigned long long)numel);
 	if (t->shape.dtype != DT_U8 && t->shape.dtype != DT_BOOL)
 		return 0;
 	u = arena_alloc(&st->arena, numel + 1, 8);
@@ -720,7 +750,7 @@ static int typed_data(struct gstream *st, const Inference__InferTensorContents *
 			return err_set(DPRT_EINPUT, "input '%s': %u is out of range for UINT8",
 				       t->name, c->uint_contents[i]);
 		u[i] = t->shape.dtype == DT_U8 ? (uint8_t)c->uint_contents[i] :
-						 (uint8_t)!!c->bool_contents[i];
+						 (uint8_t) !!c->bool_contents[i];
 	}
 	t->data = u;
 	return 0;
@@ -759,9 +789,11 @@ static int input_decode(struct gstream *st, const InferReq *m, uint32_t i)
 		return in->contents ? typed_data(st, in->contents, t, numel) :
 				      err_set(DPRT_EINPUT, "input '%s' has no contents", t->name);
 	if (st->raw_size[i] != t->nbytes)
-		return err_set(DPRT_EINPUT, "input '%s': %llu bytes in raw_input_contents, its "
-			       "shape and datatype need %llu", t->name,
-			       (unsigned long long)st->raw_size[i], (unsigned long long)t->nbytes);
+		return err_set(DPRT_EINPUT,
+			       "input '%s': %llu bytes in raw_input_contents, its "
+			       "shape and datatype need %llu",
+			       t->name, (unsigned long long)st->raw_size[i],
+			       (unsigned long long)t->nbytes);
 	t->data = st->raw + st->raw_off[i];
 	return 0;
 }
@@ -978,7 +1010,8 @@ static int infer_encode(struct gstream *st, struct infer_bufs *b)
 		b->t[n].n_shape = (size_t)o[n]->shape.ndim;
 		b->t[n].shape = (int64_t *)o[n]->shape.dims;
 		b->tp[n] = &b->t[n];
-		len = (uint64_t)shape_numel(&o[n]->shape) * dtype_size((enum dtype)o[n]->shape.dtype);
+		len = (uint64_t)shape_numel(&o[n]->shape) *
+		      dtype_size((enum dtype)o[n]->shape.dtype);
 		extra += raw_hdr(st->hdrs[n], len) + len;
 		n++;
 	}
@@ -992,7 +1025,8 @@ static int infer_encode(struct gstream *st, struct infer_bufs *b)
 	res.outputs = b->tp;
 	ret = pack_msg(st, &res.base, extra);
 	for (i = 0; !ret && i < n; i++) {
-		len = (uint64_t)shape_numel(&o[i]->shape) * dtype_size((enum dtype)o[i]->shape.dtype);
+		len = (uint64_t)shape_numel(&o[i]->shape) *
+		      dtype_size((enum dtype)o[i]->shape.dtype);
 		st->pc[st->n_pc++] = (struct gpiece){st->hdrs[i], raw_hdr(st->hdrs[i], len)};
 		st->pc[st->n_pc++] = (struct gpiece){o[i]->data, (size_t)len};
 	}
@@ -1032,17 +1066,41 @@ void svc_infer_done(struct gstream *st)
 void svc_call(struct gstream *st)
 {
 	switch (st->method) {
-	case GM_SERVER_LIVE: svc_health(st, false); break;
-	case GM_SERVER_READY: svc_health(st, true); break;
-	case GM_MODEL_READY: svc_model_ready(st); break;
-	case GM_SERVER_META: svc_server_meta(st); break;
-	case GM_MODEL_META: svc_model_meta(st); break;
-	case GM_INFER: svc_infer(st); break;
-	case GM_REPO_INDEX: svc_repo_index(st); break;
-	case GM_REPO_LOAD: svc_repo_control(st, true); break;
-	case GM_REPO_UNLOAD: svc_repo_control(st, false); break;
-	case GM_MODEL_CONFIG: svc_model_config(st); break;
-	case GM_MODEL_STATS: svc_model_stats(st); break;
-	default: gstream_fail(st, GS_UNIMPLEMENTED, "unknown method"); break;
+	case GM_SERVER_LIVE:
+		svc_health(st, false);
+		break;
+	case GM_SERVER_READY:
+		svc_health(st, true);
+		break;
+	case GM_MODEL_READY:
+		svc_model_ready(st);
+		break;
+	case GM_SERVER_META:
+		svc_server_meta(st);
+		break;
+	case GM_MODEL_META:
+		svc_model_meta(st);
+		break;
+	case GM_INFER:
+		svc_infer(st);
+		break;
+	case GM_REPO_INDEX:
+		svc_repo_index(st);
+		break;
+	case GM_REPO_LOAD:
+		svc_repo_control(st, true);
+		break;
+	case GM_REPO_UNLOAD:
+		svc_repo_control(st, false);
+		break;
+	case GM_MODEL_CONFIG:
+		svc_model_config(st);
+		break;
+	case GM_MODEL_STATS:
+		svc_model_stats(st);
+		break;
+	default:
+		gstream_fail(st, GS_UNIMPLEMENTED, "unknown method");
+		break;
 	}
 }

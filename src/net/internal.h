@@ -147,7 +147,7 @@ struct server {
 	uint8_t *resident;
 	struct repo_info *index; /* index scratch */
 	uint32_t index_cap;
-	char (*dev)[16]; /* worker names */
+	char (*dev)[16];       /* worker names */
 	struct grpc_srv *grpc; /* NULL: no gRPC listener */
 } __attribute__((aligned(64)));
 
