@@ -155,20 +155,31 @@ struct grpc_srv {
 	uint32_t n_jobs;
 };
 
-/* grpc.c */
+/* grpc.c (loop thread, all) */
+/* Submit st's outcome: status 0 with the pieces in st->pc, else trailers only. */
 void gstream_reply(struct gstream *st);
+/* Answer st with a gRPC status and message. */
 void gstream_fail(struct gstream *st, int gstatus, const char *fmt, ...) PRINTF_LIKE(3, 4);
+/* Answer st for a dprt error code (grpc_status_of). */
 void gstream_fail_code(struct gstream *st, int code, const char *msg);
+/* Write what nghttp2 has queued; keep a recv armed; close when done. */
 void gconn_flush(struct gconn *gc);
+/* Give st's request record back to the pool. */
 void gstream_release(struct gstream *st);
+/* st's record or job came back: false when st was closed (now freed). */
 bool gstream_back(struct gstream *st);
+/* The gRPC status of a dprt error code (via kserve_http_status). */
 int grpc_status_of(int code);
 
-/* grpc_svc.c */
+/* grpc_svc.c (loop thread, all) */
+/* The method of a :path, or GM_NONE. */
 int svc_method(const char *path, size_t len);
+/* The request message is complete in st->meta (and st->raw): run it. */
 void svc_call(struct gstream *st);
+/* A ModelInfer record came back from its worker: answer it. */
 void svc_infer_done(struct gstream *st);
-void svc_job_done(struct grpc_job *j);
+/* Feed bytes of a ModelInferRequest: raw_input_contents to st->raw, the
+ * rest to st->meta. 0, or an error after failing the call. */
 int split_feed(struct gstream *st, const uint8_t *p, size_t n);
 
 #endif

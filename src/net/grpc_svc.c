@@ -543,7 +543,7 @@ static void svc_repo_control(struct gstream *st, bool load)
 	g->n_jobs++;
 }
 
-void svc_job_done(struct grpc_job *j)
+static void svc_job_done(struct grpc_job *j)
 {
 	Inference__RepositoryModelLoadResponse res =
 		INFERENCE__REPOSITORY_MODEL_LOAD_RESPONSE__INIT;

@@ -385,7 +385,7 @@ static int listen_first(const char *host, const char *port, int family, const ch
 	return fd;
 }
 
-/* Listen on spec (the value of option opt): the descriptor in *fd, the
+/* Listen on spec (the value of option opt): the descriptor in *lfd, the
  * address bound as text and its port. 0 or an error with err_set. */
 int net_listen(const char *spec, const char *opt, int *lfd, char *addr, size_t alen, int *bport)
 {
