@@ -6,7 +6,8 @@
 # per binary and script (with the log of anything that failed), then the
 # summary line "N passed, N failed, N skipped", where a criterion test and a
 # CLI script count one each (a criterion test that calls cr_skip_test, as
-# test_cuda's GPU cases do without a GPU, counts as skipped, not passed).
+# test_cuda's GPU cases do without a GPU, counts as skipped, not passed; so
+# does a script that exits 77).
 # Exits 1 if anything failed.
 #
 # Usage (from the repository root; 'ninja test' does this):
@@ -100,6 +101,11 @@ run_script()
 	if [ "$rc" -eq 0 ]; then
 		passed=$((passed + 1))
 		echo "PASS $t"
+		return
+	fi
+	if [ "$rc" -eq 77 ]; then
+		skipped=$((skipped + 1))
+		echo "SKIP $t ($(tail -n 1 "$log"))"
 		return
 	fi
 	failed=$((failed + 1))

@@ -89,6 +89,7 @@ static int serve_opt(int c, const char *arg, struct serve_opts *o)
 	switch (c) {
 	case 'g': o->sched.gpus = arg; return 0;
 	case 'l': o->net.listen = arg; return 0;
+	case 'R': o->net.grpc_listen = arg; return 0;
 	case 'm': o->sched.models_dir = arg; return 0;
 	case 'c': o->sched.cpus = arg; return 0;
 	case 'p': o->sched.plans_dir = arg; return 0;
@@ -131,6 +132,7 @@ int cmd_serve(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{"gpus", required_argument, 0, 'g'},	   {"listen", required_argument, 0, 'l'},
+		{"grpc-listen", required_argument, 0, 'R'},
 		{"models", required_argument, 0, 'm'},	   {"cpus", required_argument, 0, 'c'},
 		{"gpu-mem-limit", required_argument, 0, 'G'},
 		{"host-mem-limit", required_argument, 0, 'H'},

@@ -114,7 +114,7 @@ static void probe_inputs(const struct graph *g, int64_t batch, int64_t seq, stru
  * differ in batch and seq; a dim that differs between them follows from
  * batch or seq and is written as -1. 0 or an error (outputs left ndim 0).
  */
-static int meta_output_dims(const struct graph *g, struct io_desc *outs)
+int meta_output_dims(const struct graph *g, struct io_desc *outs)
 {
 	int64_t b2 = g->max_batch && g->max_batch < 3 ? g->max_batch : 3;
 	int64_t s2 = g->max_seq >= 7 ? 7 : g->max_seq, s1 = s2 > 5 ? 5 : MAX(s2 - 1, 1);

@@ -13,6 +13,7 @@
  *   ep_metrics.c Prometheus /metrics
  *   ep_stats.c   per-model statistics: /stats and the nv_inference_* series
  *   serve.c      dprt serve: the server over a scheduler
+ *   grpc*.c      the same over gRPC, on a second listening socket (grpc.h)
  *
  * Every submission carries user_data = pointer | tag: the pointer is a
  * connection or the server (both 64-byte aligned), the tag names the
@@ -45,6 +46,9 @@ enum ud_tag {
 	UD_JOBS = 5, /* the helper threads' eventfd */
 	UD_SIGNAL = 6,
 	UD_TICK = 7,
+	UD_GACCEPT = 8, /* gRPC (grpc.h) */
+	UD_GRECV = 9,
+	UD_GSEND = 10,
 };
 #define UD_TAG_MASK 15ull
 
@@ -160,7 +164,8 @@ struct server {
 	uint8_t *resident;
 	struct repo_info *index; /* index scratch */
 	uint32_t index_cap;
-	char (*dev)[16]; /* worker names */
+	char (*dev)[16];       /* worker names */
+	struct grpc_srv *grpc; /* NULL: no gRPC listener */
 } __attribute__((aligned(64)));
 
 static inline uint64_t ud(const void *p, enum ud_tag t)
@@ -171,6 +176,7 @@ static inline uint64_t ud(const void *p, enum ud_tag t)
 /* loop.c */
 struct io_uring_sqe *sqe_get(struct server *srv, uint64_t data);
 void cancel_op(struct server *srv, uint64_t data);
+int net_listen(const char *spec, const char *opt, int *fd, char *addr, size_t alen, int *port);
 
 /* conn.c */
 int buf_grow(char **buf, size_t *cap, size_t need);
@@ -198,6 +204,7 @@ int body_decode(struct conn *c, const char **why);
 int ep_lookup(struct conn *c, struct repo_entry **e);
 void conn_not_ready(struct conn *c, struct repo_entry *e, const char *what);
 int index_fetch(struct server *srv, uint32_t *n);
+int meta_output_dims(const struct graph *g, struct io_desc *outs);
 void ep_health(struct conn *c, bool ready);
 void ep_server_meta(struct conn *c);
 void ep_model_ready(struct conn *c);

@@ -17,6 +17,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "net/grpc.h"
 #include "net/internal.h"
 
 #define RING_ENTRIES 1024u
@@ -131,8 +132,12 @@ static void on_chan(struct server *srv, int res)
 	}
 	do {
 		n = sched_complete_poll(srv->chan, done, ARRAY_SIZE(done));
-		for (i = 0; i < n; i++)
-			infer_done(done[i]);
+		for (i = 0; i < n; i++) {
+			if (grpc_is_ctx(done[i]->ctx))
+				grpc_infer_done(done[i]);
+			else
+				infer_done(done[i]);
+		}
 	} while (n == ARRAY_SIZE(done));
 	arm_chan(srv);
 }
@@ -162,6 +167,7 @@ static void on_tick(struct server *srv)
 		else
 			conn_tick(c, now);
 	}
+	grpc_tick(srv, now);
 	if (srv->accept_paused && !srv->stopping)
 		arm_accept(srv);
 	arm_tick(srv);
@@ -184,6 +190,7 @@ static void begin_stop(struct server *srv, bool force)
 			srv->lfd = -1;
 		}
 	}
+	grpc_stop(srv, force);
 	for (c = srv->conns; c; c = next) {
 		next = c->next;
 		if (c->state == CS_READ || (force && c->state != CS_BUSY))
@@ -209,6 +216,7 @@ static void on_jobs(struct server *srv, int res)
 	if (res < 0 && res != -EINTR && res != -EAGAIN)
 		log_error("server: helper eventfd: %s", strerror(-res));
 	jobs_reap(srv);
+	grpc_jobs_reap(srv);
 	arm_read(srv, UD_JOBS, srv->jfd, &srv->job_val, sizeof(srv->job_val));
 }
 
@@ -239,6 +247,15 @@ static void dispatch_cqe(struct server *srv, uint64_t data, int res, uint32_t fl
 		break;
 	case UD_TICK:
 		on_tick(srv);
+		break;
+	case UD_GACCEPT:
+		grpc_on_accept(srv, res, flags);
+		break;
+	case UD_GRECV:
+		grpc_on_recv(p, res);
+		break;
+	case UD_GSEND:
+		grpc_on_send(p, res);
 		break;
 	}
 }
@@ -324,26 +341,26 @@ static int listen_on(const struct addrinfo *ai)
 	return fd;
 }
 
-static void describe_bound(struct server *srv)
+static void describe_bound(int fd, char *addr, size_t alen, int *port)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	char ip[INET6_ADDRSTRLEN] = "?";
 
-	if (getsockname(srv->lfd, (struct sockaddr *)&ss, &len))
+	if (getsockname(fd, (struct sockaddr *)&ss, &len))
 		return;
 	if (ss.ss_family == AF_INET6) {
 		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
 
 		inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
-		srv->port = ntohs(a->sin6_port);
-		snprintf(srv->addr, sizeof(srv->addr), "[%s]:%d", ip, srv->port);
+		*port = ntohs(a->sin6_port);
+		snprintf(addr, alen, "[%s]:%d", ip, *port);
 	} else {
 		const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
 
 		inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
-		srv->port = ntohs(a->sin_port);
-		snprintf(srv->addr, sizeof(srv->addr), "%s:%d", ip, srv->port);
+		*port = ntohs(a->sin_port);
+		snprintf(addr, alen, "%s:%d", ip, *port);
 	}
 }
 
@@ -368,26 +385,31 @@ static int listen_first(const char *host, const char *port, int family, const ch
 	return fd;
 }
 
-static int bind_listen(struct server *srv, const char *spec)
+/* Listen on spec (the value of option opt): the descriptor in *lfd, the
+ * address bound as text and its port. 0 or an error with err_set. */
+int net_listen(const char *spec, const char *opt, int *lfd, char *addr, size_t alen, int *bport)
 {
 	char host[256], port[8];
 	const char *why = NULL;
 	int fd;
 
 	if (split_listen(spec, host, sizeof(host), port, sizeof(port)))
-		return err_set(DPRT_EUSAGE,
-			       "--listen '%s': expected :PORT, HOST:PORT or "
-			       "[IPV6]:PORT",
-			       spec);
+		return err_set(DPRT_EUSAGE, "%s '%s': expected :PORT, HOST:PORT or [IPV6]:PORT",
+			       opt, spec);
 	/* No host: every address, IPv6 dual-stack where the kernel has IPv6. */
 	fd = listen_first(host, port, host[0] ? AF_UNSPEC : AF_INET6, &why);
 	if (fd < 0 && fd != -EADDRINUSE && !host[0])
 		fd = listen_first(host, port, AF_INET, &why);
 	if (fd < 0)
 		return err_set(fd, "cannot listen on %s: %s", spec, why);
-	srv->lfd = fd;
-	describe_bound(srv);
+	*lfd = fd;
+	describe_bound(fd, addr, alen, bport);
 	return 0;
+}
+
+static int bind_listen(struct server *srv, const char *spec)
+{
+	return net_listen(spec, "--listen", &srv->lfd, srv->addr, sizeof(srv->addr), &srv->port);
 }
 
 static int ring_init(struct server *srv)
@@ -466,6 +488,8 @@ int server_create(const struct server_opts *o, struct server **out)
 	srv->multishot = true;
 	ret = bind_listen(srv, srv->o.listen);
 	if (!ret)
+		ret = grpc_create(srv);
+	if (!ret)
 		ret = signal_fd(srv);
 	if (!ret)
 		ret = ring_init(srv);
@@ -511,7 +535,7 @@ static int run_setup(struct server *srv, struct sched *s)
 
 static bool drained(const struct server *srv)
 {
-	return srv->stopping && !srv->conns && !srv->n_jobs && srv->lfd < 0;
+	return srv->stopping && !srv->conns && !srv->n_jobs && srv->lfd < 0 && grpc_drained(srv);
 }
 
 /* Take a batch of completions off the ring and handle them. */
@@ -548,6 +572,7 @@ int server_run(struct server *srv, struct sched *s)
 	arm_read(srv, UD_SIGNAL, srv->sfd, &srv->sig, sizeof(srv->sig));
 	arm_tick(srv);
 	log_info("listening on %s (KServe v2 over HTTP/1.1)", srv->addr);
+	grpc_start(srv);
 	while (!srv->fatal && !drained(srv)) {
 		ret = io_uring_submit_and_wait(&srv->ring, 1);
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
@@ -580,8 +605,13 @@ void server_destroy(struct server *srv)
 		free(j);
 	}
 	while (srv->chan && (n = sched_complete_poll(srv->chan, done, ARRAY_SIZE(done))))
-		for (i = 0; i < n; i++)
-			((struct conn *)done[i]->ctx)->inflight = false;
+		for (i = 0; i < n; i++) {
+			if (grpc_is_ctx(done[i]->ctx))
+				grpc_orphan(done[i]);
+			else
+				((struct conn *)done[i]->ctx)->inflight = false;
+		}
+	grpc_destroy(srv);
 	while (srv->conns)
 		conn_free(srv->conns);
 	sched_chan_destroy(srv->chan);

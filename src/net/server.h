@@ -61,6 +61,7 @@
 #include "sched/sched.h"
 
 #define SERVER_DEF_LISTEN ":9000"
+#define SERVER_DEF_GRPC_LISTEN ":8001"
 #define SERVER_DEF_MAX_BODY (64ull << 20)
 #define SERVER_DEF_MAX_CONNS 1024u
 #define SERVER_DEF_IDLE_MS 60000u
@@ -68,6 +69,8 @@
 
 struct server_opts {
 	const char *listen;	     /* ":PORT", "HOST:PORT", "[V6]:PORT"; NULL = :9000 */
+	const char *grpc_listen;     /* gRPC, the same forms or "off"; NULL = :8001,
+				      * skipped with a warning when busy */
 	const char *version;	     /* reported by GET /v2; NULL = "0" */
 	uint64_t max_body;	     /* bytes, 0 = SERVER_DEF_MAX_BODY */
 	uint32_t max_header;	     /* request line + headers, 0 = 16 KiB */
