@@ -34,8 +34,7 @@ int ox_unsup(struct ox *x, const onode *n)
 /* A node whose op dprt runs, with attributes or inputs it does not. */
 int ox_bad(struct ox *x, const onode *n, const char *why)
 {
-	return err_set(DPRT_EUNSUP,
-		       "ONNX import: op %s (node \"%s\") in %s is not supported: %s",
+	return err_set(DPRT_EUNSUP, "ONNX import: op %s (node \"%s\") in %s is not supported: %s",
 		       n->op_type ? n->op_type : "?", n->name ? n->name : "", x->path, why);
 }
 
@@ -297,7 +296,7 @@ static int check_opset(struct ox *x)
 static enum dtype elem_dtype(int32_t et, enum dtype fdt)
 {
 	switch (et) {
-	case 1: /* FLOAT */
+	case 1:	 /* FLOAT */
 	case 10: /* FLOAT16 */
 	case 16: /* BFLOAT16 */
 		return fdt;
@@ -325,9 +324,9 @@ static int add_input(struct ox *x, const Onnx__ValueInfoProto *vi)
 
 	if (v->init)
 		return 0;
-	tt = vi->type && vi->type->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE
-		     ? vi->type->tensor_type
-		     : NULL;
+	tt = vi->type && vi->type->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE ?
+		     vi->type->tensor_type :
+		     NULL;
 	if (!tt || !tt->shape || tt->shape->n_dim > MAX_DIMS)
 		return err_set(DPRT_EUNSUP, "ONNX import: %s: input '%s' has no tensor shape",
 			       x->path, vi->name);
@@ -420,6 +419,21 @@ static int decode_initializers(struct ox *x)
 	return 0;
 }
 
+/* "bert" or "resnet" when the graph has their signature ops, else "onnx". */
+static void set_arch(struct graph *g)
+{
+	uint32_t i;
+
+	for (i = 0; i < g->n_nodes; i++) {
+		if (g->nodes[i].op == OP_ATTENTION) {
+			snprintf(g->arch, sizeof(g->arch), "bert");
+			return;
+		}
+		if (g->nodes[i].op == OP_CONV2D)
+			snprintf(g->arch, sizeof(g->arch), "resnet");
+	}
+}
+
 static int build(struct ox *x)
 {
 	size_t i;
@@ -439,6 +453,7 @@ static int build(struct ox *x)
 	ret = add_outputs(x);
 	if (ret)
 		return ret;
+	set_arch(x->g);
 	return graph_finalize(x->g);
 }
 
@@ -476,8 +491,10 @@ int import_onnx(const char *path, enum dtype dt, struct graph **g, struct weight
 	*g = NULL;
 	*ws = NULL;
 	if (dt != DT_F32 && dt != DT_F16 && dt != DT_BF16)
-		return err_set(DPRT_EUNSUP, "ONNX import: %s: weight dtype %s is not FP32, FP16 "
-			       "or BF16", path, dtype_name(dt));
+		return err_set(DPRT_EUNSUP,
+			       "ONNX import: %s: weight dtype %s is not FP32, FP16 "
+			       "or BF16",
+			       path, dtype_name(dt));
 	memset(&x, 0, sizeof(x));
 	x.path = path;
 	x.first_ids = NO_TENSOR;

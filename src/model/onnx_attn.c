@@ -68,6 +68,7 @@ static const char *split_heads_kt(struct ox *x, const char *name)
 static int match_scores(struct ox *x, const char *name, struct attn *a)
 {
 	const onode *d = ox_prod(x, name, "Div"), *m = ox_prod(x, name, "Mul"), *qk, *rs;
+	struct cval *sh;
 	double c;
 
 	if (d && !ox_scalar(x, in_name(d, 1), &c) && c > 0)
@@ -80,8 +81,7 @@ static int match_scores(struct ox *x, const char *name, struct attn *a)
 	if (!qk || !(a->lin[0] = split_heads(x, in_name(qk, 0), &rs)) ||
 	    !(a->lin[1] = split_heads_kt(x, in_name(qk, 1))))
 		return 1;
-	struct cval *sh = ox_const(x, in_name(rs, 1));
-
+	sh = ox_const(x, in_name(rs, 1));
 	a->heads = sh && sh->is_int && sh->n == 4 && sh->i[2] > 0 ? sh->i[2] : 0;
 	return 0;
 }
@@ -228,7 +228,8 @@ int ox_try_attention(struct ox *x, const onode *r, uint32_t *out)
 		    !b[i] != !b[0])
 			return 1;
 	if (a.mask && mask_input(x, a.mask, &in[1]))
-		return ox_bad(x, r, "the attention mask bias does not come from an INT64 input "
+		return ox_bad(x, r,
+			      "the attention mask bias does not come from an INT64 input "
 			      "as (1 - mask) * large negative");
 	ret = check_heads(x, r, &a, h);
 	if (ret)

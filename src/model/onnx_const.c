@@ -15,8 +15,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { ET_FLOAT = 1, ET_UINT8 = 2, ET_INT8 = 3, ET_INT32 = 6, ET_INT64 = 7, ET_BOOL = 9,
-       ET_FLOAT16 = 10, ET_DOUBLE = 11, ET_BFLOAT16 = 16 };
+enum {
+	ET_FLOAT = 1,
+	ET_UINT8 = 2,
+	ET_INT8 = 3,
+	ET_INT32 = 6,
+	ET_INT64 = 7,
+	ET_BOOL = 9,
+	ET_FLOAT16 = 10,
+	ET_DOUBLE = 11,
+	ET_BFLOAT16 = 16
+};
 
 void cval_free(struct cval *c)
 {
@@ -147,21 +156,26 @@ static int read_external(struct ox *x, const Onnx__TensorProto *t, uint64_t want
 			len = strtoull(e->value, NULL, 10);
 	}
 	if (!loc || loc[0] == '/' || strstr(loc, ".."))
-		return err_set(DPRT_EWEIGHTS, "ONNX import: %s: tensor '%s': bad external "
-			       "data location '%s'", x->path, t->name, loc ? loc : "");
+		return err_set(DPRT_EWEIGHTS,
+			       "ONNX import: %s: tensor '%s': bad external "
+			       "data location '%s'",
+			       x->path, t->name, loc ? loc : "");
 	snprintf(path, sizeof(path), "%s/%s", x->dir, loc);
 	if (len != want)
-		return err_set(DPRT_EWEIGHTS, "ONNX import: %s: tensor '%s': external data "
-			       "length %llu, expected %llu", x->path, t->name,
-			       (unsigned long long)len, (unsigned long long)want);
+		return err_set(DPRT_EWEIGHTS,
+			       "ONNX import: %s: tensor '%s': external data "
+			       "length %llu, expected %llu",
+			       x->path, t->name, (unsigned long long)len, (unsigned long long)want);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return err_set(DPRT_EWEIGHTS, "ONNX import: %s: tensor '%s': %s: %s", x->path,
 			       t->name, path, strerror(errno));
 	if (fstat(fd, &st) || off > (uint64_t)st.st_size || len > (uint64_t)st.st_size - off) {
-		ret = err_set(DPRT_EWEIGHTS, "ONNX import: %s: tensor '%s': external data "
-			      "[%llu, +%llu) is past the end of %s (truncated?)", x->path, t->name,
-			      (unsigned long long)off, (unsigned long long)len, path);
+		ret = err_set(DPRT_EWEIGHTS,
+			      "ONNX import: %s: tensor '%s': external data "
+			      "[%llu, +%llu) is past the end of %s (truncated?)",
+			      x->path, t->name, (unsigned long long)off, (unsigned long long)len,
+			      path);
 		goto out_close;
 	}
 	*out = malloc(len + 1);
@@ -192,9 +206,9 @@ static int typed_at(const Onnx__TensorProto *t, int64_t k, double *v)
 	else if (t->n_double_data > i)
 		*v = t->double_data[i];
 	else if (t->n_int32_data > i)
-		*v = t->data_type == ET_FLOAT16	   ? f16_to_f32((uint16_t)t->int32_data[i])
-		     : t->data_type == ET_BFLOAT16 ? bf16_to_f32((uint16_t)t->int32_data[i])
-						   : t->int32_data[i];
+		*v = t->data_type == ET_FLOAT16	 ? f16_to_f32((uint16_t)t->int32_data[i]) :
+		     t->data_type == ET_BFLOAT16 ? bf16_to_f32((uint16_t)t->int32_data[i]) :
+						   t->int32_data[i];
 	else
 		return -1;
 	return 0;
@@ -208,16 +222,18 @@ static int fill_cval(struct ox *x, const Onnx__TensorProto *t, struct cval *c, s
 	int64_t k;
 	int ret;
 
-	if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+	if (t->has_data_location &&
+	    t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
 		ret = read_external(x, t, want, &ext);
 		if (ret)
 			return ret;
 		raw = ext;
 	} else if (t->has_raw_data) {
 		if (t->raw_data.len != want)
-			return err_set(DPRT_EWEIGHTS, "ONNX import: %s: tensor '%s' has %zu bytes "
-				       "of data, expected %llu", x->path, t->name, t->raw_data.len,
-				       (unsigned long long)want);
+			return err_set(DPRT_EWEIGHTS,
+				       "ONNX import: %s: tensor '%s' has %zu bytes "
+				       "of data, expected %llu",
+				       x->path, t->name, t->raw_data.len, (unsigned long long)want);
 		raw = t->raw_data.data;
 	}
 	for (k = 0; k < c->n; k++) {
@@ -227,8 +243,10 @@ static int fill_cval(struct ox *x, const Onnx__TensorProto *t, struct cval *c, s
 			v = raw_at(raw, t->data_type, k);
 		else if (typed_at(t, k, &v)) {
 			free(ext);
-			return err_set(DPRT_EWEIGHTS, "ONNX import: %s: tensor '%s' has too "
-				       "little data", x->path, t->name);
+			return err_set(DPRT_EWEIGHTS,
+				       "ONNX import: %s: tensor '%s' has too "
+				       "little data",
+				       x->path, t->name);
 		}
 		cv_set(c, k, v);
 	}
@@ -246,9 +264,10 @@ int ox_tensor_const(struct ox *x, const Onnx__TensorProto *t, struct cval **out)
 
 	*out = NULL;
 	if (!es || t->n_dims > MAX_DIMS)
-		return err_set(DPRT_EUNSUP, "ONNX import: %s: tensor '%s' has data type %d or "
-			       "rank %zu, not supported", x->path, t->name ? t->name : "",
-			       t->data_type, t->n_dims);
+		return err_set(DPRT_EUNSUP,
+			       "ONNX import: %s: tensor '%s' has data type %d or "
+			       "rank %zu, not supported",
+			       x->path, t->name ? t->name : "", t->data_type, t->n_dims);
 	is_int = t->data_type != ET_FLOAT && t->data_type != ET_DOUBLE &&
 		 t->data_type != ET_FLOAT16 && t->data_type != ET_BFLOAT16;
 	c = cval_new(is_int, (int)t->n_dims, t->dims);
@@ -578,8 +597,8 @@ static struct cval *fold(struct ox *x, const onode *n)
 		return cin(x, n, 1) ? fold_reshape(s, cin(x, n, 1)) : NULL;
 	if (!strcmp(op, "Gather"))
 		return fold_gather(x, n, s);
-	if (!strcmp(op, "Add") || !strcmp(op, "Sub") || !strcmp(op, "Mul") ||
-	    !strcmp(op, "Div") || !strcmp(op, "Pow") || !strcmp(op, "Equal"))
+	if (!strcmp(op, "Add") || !strcmp(op, "Sub") || !strcmp(op, "Mul") || !strcmp(op, "Div") ||
+	    !strcmp(op, "Pow") || !strcmp(op, "Equal"))
 		return cin(x, n, 1) ? fold_binary(n, s, cin(x, n, 1)) : NULL;
 	return fold_misc(x, n, s);
 }

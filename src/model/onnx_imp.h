@@ -24,12 +24,12 @@ struct cval {
 /* One named value of the ONNX graph. */
 struct oval {
 	const char *name;
-	const onode *prod;		/* producing node, or NULL */
-	const Onnx__TensorProto *init;	/* initializer, or NULL */
-	uint32_t tensor;		/* dprt tensor once lowered, or NO_TENSOR */
-	uint32_t uses;			/* nodes that read it, + 1 per graph output */
-	uint8_t cstate;			/* 0 not tried, 1 constant, 2 not constant */
-	uint8_t rank;			/* of a lowered value, 0 if unknown */
+	const onode *prod;	       /* producing node, or NULL */
+	const Onnx__TensorProto *init; /* initializer, or NULL */
+	uint32_t tensor;	       /* dprt tensor once lowered, or NO_TENSOR */
+	uint32_t uses;		       /* nodes that read it, + 1 per graph output */
+	uint8_t cstate;		       /* 0 not tried, 1 constant, 2 not constant */
+	uint8_t rank;		       /* of a lowered value, 0 if unknown */
 	struct cval *c;
 };
 

@@ -124,8 +124,8 @@ int ox_match_linear(struct ox *x, const char *name, const char **in, struct cval
 }
 
 /* A LINEAR node: w [M, K] (taken over), b [M] (taken over) or NULL. */
-int ox_emit_linear(struct ox *x, const char *lname, const char *wname, uint32_t in_t,
-		   float *w, int64_t m, int64_t k, float *b, uint32_t *out)
+int ox_emit_linear(struct ox *x, const char *lname, const char *wname, uint32_t in_t, float *w,
+		   int64_t m, int64_t k, float *b, uint32_t *out)
 {
 	int64_t wd[2] = {m, k};
 	char bname[NAME_LEN];
@@ -163,7 +163,7 @@ static int lower_linear(struct ox *x, const char *name, uint32_t *out)
 		return ret;
 	layer_name(lname, in_name(mm, 1), mm);
 	return ox_emit_linear(x, lname, in_name(mm, 1), t, transposed(w->f, w->dims[0], w->dims[1]),
-			   w->dims[1], w->dims[0], b ? fdup(b) : NULL, out);
+			      w->dims[1], w->dims[0], b ? fdup(b) : NULL, out);
 }
 
 static int lower_gemm(struct ox *x, const onode *n, uint32_t *out)
@@ -187,8 +187,8 @@ static int lower_gemm(struct ox *x, const onode *n, uint32_t *out)
 		return ret;
 	layer_name(lname, in_name(n, 1), n);
 	return ox_emit_linear(x, lname, in_name(n, 1), t,
-			   tb ? fdup(w) : transposed(w->f, w->dims[0], w->dims[1]), m, k,
-			   b ? fdup(b) : NULL, out);
+			      tb ? fdup(w) : transposed(w->f, w->dims[0], w->dims[1]), m, k,
+			      b ? fdup(b) : NULL, out);
 }
 
 /* ------------------------------------------------------------- layernorm */
@@ -280,8 +280,8 @@ static int try_layernorm(struct ox *x, const onode *add, uint32_t *out)
 	    strcmp(in_name(mean_last(x, in_name(sub, 1)), 0), xin) ||
 	    ox_scalar(x, in_name(ae, 1), &eps) || !(m2 = mean_last(x, in_name(ae, 0))) ||
 	    !(pw = ox_prod(x, in_name(m2, 0), "Pow")) || strcmp(in_name(pw, 0), in_name(div, 0)) ||
-	    !ox_is_scalar(x, in_name(pw, 1), 2.0) || ga->is_int || be->is_int ||
-	    ga->n != be->n || ga->ndim != 1)
+	    !ox_is_scalar(x, in_name(pw, 1), 2.0) || ga->is_int || be->is_int || ga->n != be->n ||
+	    ga->ndim != 1)
 		return 1;
 	ret = ox_lower(x, xin, &t);
 	if (ret)
@@ -347,8 +347,7 @@ static const char *gelu_core(struct ox *x, const char *inner, int *form)
 		*form = 0;
 		return scaled(x, in_name(e, 0), M_SQRT1_2);
 	}
-	if (!t || !(s = scaled(x, in_name(t, 0), sqrt(2.0 / M_PI))) ||
-	    !(a = ox_prod(x, s, "Add")))
+	if (!t || !(s = scaled(x, in_name(t, 0), sqrt(2.0 / M_PI))) || !(a = ox_prod(x, s, "Add")))
 		return NULL;
 	*form = 1;
 	cube = scaled(x, in_name(a, 1), 0.044715);
@@ -376,7 +375,8 @@ static int try_gelu(struct ox *x, const onode *n, uint32_t *out)
 		if (ox_is_scalar(x, lv[k], 0.5))
 			half = k;
 	for (k = 0; k < 3 && half >= 0 && !xin; k++) {
-		if (k == half || !(inner = plus_one(x, lv[k])) || !(core = gelu_core(x, inner, &form)))
+		if (k == half || !(inner = plus_one(x, lv[k])) ||
+		    !(core = gelu_core(x, inner, &form)))
 			continue;
 		j = 3 - half - k;
 		if (!strcmp(lv[j], core))
@@ -495,7 +495,8 @@ static int bn_affine(struct ox *x, const onode *bn, int64_t c, float **sc, float
 	for (i = 0; i < 4; i++)
 		if (!(p[i] = ox_const(x, in_name(bn, (size_t)i + 1))) || p[i]->is_int ||
 		    p[i]->n != c)
-			return ox_bad(x, bn, "scale, B, mean and var must be constants of C elements");
+			return ox_bad(x, bn,
+				      "scale, B, mean and var must be constants of C elements");
 	*sc = malloc(sizeof(float) * (size_t)c);
 	*sh = malloc(sizeof(float) * (size_t)c);
 	if (!*sc || !*sh) {
@@ -535,7 +536,8 @@ static int lower_conv(struct ox *x, const onode *n, const onode *bn, uint32_t *o
 	int ret;
 
 	if (!w || w->is_int || w->ndim != 4 || conv_ia(n, ia))
-		return ox_bad(x, n, "only 2-D convolutions with a constant weight, symmetric "
+		return ox_bad(x, n,
+			      "only 2-D convolutions with a constant weight, symmetric "
 			      "pads and auto_pad NOTSET are");
 	k = w->dims[0];
 	if (n->n_input > 2 && *n->input[2] && !(b = bias_of(x, n->input[2], k)))
@@ -620,7 +622,8 @@ static int lower_pool(struct ox *x, const onode *n, bool avg, uint32_t *out)
 	    ints2(n, "pads", 0, pd, 4) || ints2(n, "dilations", 1, dl, 2) || k[0] <= 0 ||
 	    pd[0] != pd[2] || pd[1] != pd[3] || dl[0] != 1 || dl[1] != 1 || !plain_pad(n) ||
 	    ox_attr_i(n, "ceil_mode", 0) || (n->n_output > 1 && *n->output[1]))
-		return ox_bad(x, n, "only 2-D pools with symmetric pads, no dilation, "
+		return ox_bad(x, n,
+			      "only 2-D pools with symmetric pads, no dilation, "
 			      "floor mode and no indices are");
 	ret = ox_lower(x, in_name(n, 0), &t);
 	if (ret)
@@ -710,8 +713,10 @@ static int lower_binary(struct ox *x, const onode *n, uint32_t *out)
 	}
 	if (is_op(n, "MatMul")) {
 		ret = lower_linear(x, n->output[0], out);
-		return ret <= 0 ? ret : ox_bad(x, n, "only a MatMul by a constant 2-D weight, "
-					      "or inside self-attention, is");
+		return ret <= 0 ? ret :
+				  ox_bad(x, n,
+					 "only a MatMul by a constant 2-D weight, "
+					 "or inside self-attention, is");
 	}
 	ret = try_gelu(x, n, out);
 	return ret <= 0 ? ret : ox_unsup(x, n);
@@ -766,15 +771,17 @@ int ox_lower(struct ox *x, const char *name, uint32_t *out)
 	int ret;
 
 	if (!v)
-		return err_set(DPRT_EUNSUP, "ONNX import: %s: value '%s' is not defined",
-			       x->path, name);
+		return err_set(DPRT_EUNSUP, "ONNX import: %s: value '%s' is not defined", x->path,
+			       name);
 	if (v->tensor != NO_TENSOR) {
 		*out = v->tensor;
 		return 0;
 	}
 	if (ox_const(x, name) || !v->prod)
-		return err_set(DPRT_EUNSUP, "ONNX import: %s: constant '%s' used as an "
-			       "activation is not supported", x->path, name);
+		return err_set(DPRT_EUNSUP,
+			       "ONNX import: %s: constant '%s' used as an "
+			       "activation is not supported",
+			       x->path, name);
 	if (++x->depth > MAX_DEPTH)
 		return err_set(DPRT_EUNSUP, "ONNX import: %s: graph too deep", x->path);
 	ret = lower_node(x, v->prod, out);

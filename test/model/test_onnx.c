@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "exec/exec.h"
 
 #define TOL 1e-5
@@ -26,13 +27,21 @@ static bool have_python(void)
 	return system("python3 -c 'import onnx, onnxruntime, numpy' >/dev/null 2>&1") == 0;
 }
 
+static void need_onnx(void)
+{
+	if (!HAVE_PROTOBUF_C)
+		cr_skip_test("built without protobuf-c: no ONNX import (see ./configure)");
+}
+
 /* A fresh directory holding case c's model, inputs and reference. */
 static void make_case(const char *c, char *dir)
 {
 	char cmd[512];
 
+	need_onnx();
 	if (!have_python())
-		cr_skip_test("python3 onnx/onnxruntime/numpy not installed (test/requirements.txt)");
+		cr_skip_test(
+			"python3 onnx/onnxruntime/numpy not installed (test/requirements.txt)");
 	strcpy(dir, "/tmp/dprt-onnx.XXXXXX");
 	cr_assert(mkdtemp(dir));
 	snprintf(cmd, sizeof(cmd), "python3 test/model/onnx_cases.py %s %s", c, dir);
@@ -99,8 +108,7 @@ static void compare(const struct io_desc *io, const struct tview *o, const struc
 		float want;
 
 		memcpy(&want, (const char *)r->data + 4 * i, 4);
-		cr_assert(isfinite(out_at(o, i)), "%s[%lld] is not finite", io->name,
-			  (long long)i);
+		cr_assert(isfinite(out_at(o, i)), "%s[%lld] is not finite", io->name, (long long)i);
 		num = fmax(num, fabs((double)out_at(o, i) - want));
 		den = fmax(den, fabs((double)want));
 	}
@@ -239,7 +247,8 @@ Test(onnx, bert_lowers_to_fused_ops)
 	for (i = 0; i < g->n_nodes; i++)
 		if (g->nodes[i].op == OP_ATTENTION)
 			qkv += g->tensors[g->nodes[i - 1].in[1]].dims[0] == 3 * 32 &&
-			       g->nodes[i - 1].op == OP_LINEAR && g->nodes[i].in[0] == g->nodes[i - 1].out;
+			       g->nodes[i - 1].op == OP_LINEAR &&
+			       g->nodes[i].in[0] == g->nodes[i - 1].out;
 	cr_expect_eq(qkv, 2, "each attention reads a fused qkv linear [3H, H]");
 	cr_expect_eq(g->max_seq, 16);
 	graph_destroy(g);
@@ -331,11 +340,25 @@ Test(onnx, refuses_truncated_external_data)
 	rm_dir(dir);
 }
 
+Test(onnx, refuses_without_protobuf_c)
+{
+	struct weight_source *ws;
+	struct graph *g;
+	int ret;
+
+	if (HAVE_PROTOBUF_C)
+		cr_skip_test("built with protobuf-c");
+	ret = import_onnx("m.onnx", DT_F32, &g, &ws);
+	cr_expect_eq(ret, DPRT_EUNSUP);
+	cr_expect(strstr(err_msg(ret), "built without protobuf-c"));
+}
+
 Test(onnx, refuses_corrupt_protobuf)
 {
 	char dir[] = "/tmp/dprt-onnx.XXXXXX", path[300];
 	FILE *f;
 
+	need_onnx();
 	cr_assert(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/model.onnx", dir);
 	f = fopen(path, "wb");
@@ -348,5 +371,6 @@ Test(onnx, refuses_corrupt_protobuf)
 
 Test(onnx, refuses_missing_file)
 {
+	need_onnx();
 	refused("/nonexistent-dir", "/nonexistent-dir/model.onnx");
 }
