@@ -9,9 +9,10 @@
  *   p = Softmax(MatMul(q, k) / sqrt(d) [+ mask bias]),
  *   out = Reshape(Transpose(MatMul(p, v), [0,2,1,3]))
  *
- * The mask bias is any chain of Unsqueeze/Cast/Sub/Mul/... from an INT64
- * graph input with a large negative factor ((1 - mask) * -10000 or the
- * dtype's lowest), which ATTENTION's mask input reproduces.
+ * The mask bias is a chain of Unsqueeze/Cast/Reshape/Expand/Squeeze, a
+ * Sub(1, .) and a Mul by a large negative constant from an INT64 graph
+ * input: (1 - mask) * -10000 or * the dtype's lowest, which ATTENTION's
+ * mask input reproduces.
  */
 #include "onnx_imp.h"
 
@@ -118,7 +119,7 @@ static int match(struct ox *x, const onode *r, struct attn *a)
 static int mask_input(struct ox *x, const char *name, uint32_t *t)
 {
 	static const char *const pass[] = {"Unsqueeze", "Cast", "Reshape", "Expand", "Squeeze"};
-	bool negative = false;
+	bool negative = false, one_minus = false;
 	int steps;
 
 	for (steps = 0; steps < 32; steps++) {
@@ -130,7 +131,7 @@ static int mask_input(struct ox *x, const char *name, uint32_t *t)
 
 		if (v && !n && v->tensor != NO_TENSOR) {
 			*t = v->tensor;
-			return negative && x->g->tensors[*t].dtype == DT_I64 ? 0 : 1;
+			return negative && one_minus && x->g->tensors[*t].dtype == DT_I64 ? 0 : 1;
 		}
 		if (!n)
 			return 1;
@@ -146,6 +147,8 @@ static int mask_input(struct ox *x, const char *name, uint32_t *t)
 		i = c ? 1 : 0;
 		if (!ox_scalar(x, in_name(n, 1 - i), &s) && n->op_type[0] == 'M')
 			negative |= s <= -1000;
+		if (!ox_scalar(x, in_name(n, 1 - i), &s) && n->op_type[0] == 'S')
+			one_minus |= i == 1 && s == 1.0;
 		name = in_name(n, i);
 	}
 	return 1;

@@ -12,6 +12,7 @@
  *   x*0.5*(1+Erf(x/sqrt2)), tanh form  -> GELU (ia0 0 / 1)
  *   BERT self-attention (onnx_attn.c)  -> LINEAR (fused qkv) + ATTENTION
  *   Gather(table, ids)                 -> EMBEDDING (positions: POSITION_IDS)
+ *   Gather(x, i, axis 1)               -> TAKE_ROW
  *   Conv [+ BatchNormalization]        -> CONV2D (batch norm folded)
  *   BatchNormalization                 -> BATCHNORM; Relu(Add) -> ADD+relu
  *   Relu, MaxPool, AveragePool, GlobalAveragePool, Flatten (after the
@@ -411,6 +412,26 @@ static bool is_positions(struct ox *x, const char *ids, int64_t *count)
 	return c->ndim >= 1 && c->dims[c->ndim - 1] == c->n;
 }
 
+/* Gather(x, scalar i, axis 1) of an activation: TAKE_ROW (BERT's pooler). */
+static int lower_take_row(struct ox *x, const onode *n, uint32_t *out)
+{
+	struct cval *ix = ox_const(x, in_name(n, 1));
+	uint32_t t;
+	int64_t row;
+	int ret;
+
+	if (!ix || !ix->is_int || ix->ndim != 0 || ix->i[0] < 0 || ox_attr_i(n, "axis", 0) != 1)
+		return ox_bad(x, n,
+			      "only a lookup in a constant table, or of one token "
+			      "(scalar index >= 0, axis 1), is");
+	row = ix->i[0];
+	ret = ox_lower(x, in_name(n, 0), &t);
+	if (ret)
+		return ret;
+	*out = graph_node(x->g, OP_TAKE_ROW, &t, 1, &row, 1, NULL, 0);
+	return 0;
+}
+
 static int lower_gather(struct ox *x, const onode *n, uint32_t *out)
 {
 	struct cval *tb = ox_const(x, in_name(n, 0));
@@ -419,7 +440,9 @@ static int lower_gather(struct ox *x, const onode *n, uint32_t *out)
 	uint32_t in[2];
 	int ret;
 
-	if (!tb || tb->is_int || tb->ndim != 2 || ox_attr_i(n, "axis", 0) != 0)
+	if (!tb)
+		return lower_take_row(x, n, out);
+	if (tb->is_int || tb->ndim != 2 || ox_attr_i(n, "axis", 0) != 0)
 		return ox_bad(x, n, "only a lookup in a constant 2-D float table (axis 0) is");
 	if (is_positions(x, in_name(n, 1), &npos)) {
 		if (x->first_ids == NO_TENSOR)

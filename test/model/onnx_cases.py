@@ -6,12 +6,14 @@
 writes DIR/model.onnx, DIR/in.safetensors (the inputs) and
 DIR/ref.safetensors (onnxruntime's outputs for them). Cases: bert (a
 2-layer encoder as torch.onnx exports BertModel: decomposed LayerNorm, erf
-GELU, self-attention with a mask, Shape/Gather/Concat reshape targets),
+GELU, self-attention with a mask, Shape/Gather/Concat reshape targets, the
+pooler),
 resnet (Conv+BN+Relu, MaxPool, a residual block, GlobalAveragePool,
 Flatten, Gemm), mlp (Gemm transB 0, LayerNormalization, tanh GELU, MatMul
 without bias, Softmax, Tanh; opset 17), pool (AveragePool, grouped Conv
 with bias, BatchNormalization alone), external (mlp with its weights in
-model.data), and refusals: unsup (a Sin node), opset13, opset19.
+model.data), and refusals: unsup (a Sin node), gemm_alpha (a Gemm with
+alpha 2), opset13, opset19.
 """
 import json
 import struct
@@ -127,9 +129,13 @@ def bert(g):
         y = g.linear(y, p + ".output.dense", ffn, h)
         x = g.layernorm(g.op("Add", [y, x]), p + ".output.LayerNorm", h)
     g.nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"], name="out"))
+    first = g.op("Gather", [x, g.const(0)], axis=1)
+    pooled = g.op("Tanh", [g.linear(first, "pooler.dense", h, h)])
+    g.nodes.append(helper.make_node("Identity", [pooled], ["pooler_output"], name="out2"))
     tok = lambda n: helper.make_tensor_value_info(n, I64, ["batch", "sequence"])
     ins = [tok(ids), tok(mask), tok(types)]
-    outs = [helper.make_tensor_value_info("last_hidden_state", F, ["batch", "sequence", h])]
+    outs = [helper.make_tensor_value_info("last_hidden_state", F, ["batch", "sequence", h]),
+            helper.make_tensor_value_info("pooler_output", F, ["batch", h])]
     n, s = 2, 7
     feed = {ids: rng.integers(0, vocab, (n, s)), types: rng.integers(0, 2, (n, s)),
             mask: np.array([[1] * s, [1] * 4 + [0] * (s - 4)])}
@@ -198,6 +204,14 @@ def unsup(g):
     return ins, outs, {"x": rng.standard_normal((2, 4)).astype(np.float32)}, 14
 
 
+def gemm_alpha(g):
+    x = g.op("Gemm", ["x", g.w("fc.weight", 4, 4)], "scaled_fc", alpha=2.0)
+    g.nodes.append(helper.make_node("Identity", [x], ["y"], name="out"))
+    ins = [helper.make_tensor_value_info("x", F, ["N", 4])]
+    outs = [helper.make_tensor_value_info("y", F, ["N", 4])]
+    return ins, outs, {"x": rng.standard_normal((2, 4)).astype(np.float32)}, 14
+
+
 def write_st(path, arrays):
     head, off, blobs = {}, 0, []
     for name, a in arrays.items():
@@ -215,7 +229,7 @@ def write_st(path, arrays):
 def main():
     case, out = sys.argv[1], sys.argv[2]
     build = {"bert": bert, "resnet": resnet, "mlp": mlp, "pool": pool, "external": mlp,
-             "unsup": unsup, "opset13": mlp, "opset19": mlp}[case]
+             "unsup": unsup, "gemm_alpha": gemm_alpha, "opset13": mlp, "opset19": mlp}[case]
     g = G()
     ins, outs, feed, opset = build(g)
     opset = {"opset13": 13, "opset19": 19}.get(case, opset)
@@ -229,7 +243,7 @@ def main():
     else:
         onnx.save_model(model, path)
     write_st(out + "/in.safetensors", feed)
-    if case in ("unsup", "opset13", "opset19"):
+    if case in ("unsup", "gemm_alpha", "opset13", "opset19"):
         return
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     res = sess.run(None, feed)

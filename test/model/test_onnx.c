@@ -236,14 +236,17 @@ Test(onnx, bert_lowers_to_fused_ops)
 	uint32_t i, qkv = 0;
 
 	/* 3 embeddings + positions, 5 LayerNorms, per layer 4 linears
-	 * (fused qkv, out, ffn in/out), 1 attention and 1 GELU. */
+	 * (fused qkv, out, ffn in/out), 1 attention and 1 GELU; the pooler's
+	 * first token, linear and tanh. */
 	cr_expect_eq(count_op(g, OP_EMBEDDING), 3);
 	cr_expect_eq(count_op(g, OP_POSITION_IDS), 1);
 	cr_expect_eq(count_op(g, OP_LAYERNORM), 5);
-	cr_expect_eq(count_op(g, OP_LINEAR), 8);
+	cr_expect_eq(count_op(g, OP_LINEAR), 9);
+	cr_expect_eq(count_op(g, OP_TAKE_ROW), 1);
+	cr_expect_eq(g->n_outputs, 2);
 	cr_expect_eq(count_op(g, OP_ATTENTION), 2);
 	cr_expect_eq(count_op(g, OP_GELU), 2);
-	cr_expect_eq(g->n_nodes, 3 + 1 + 2 + 1 + 2 * (4 + 1 + 1 + 2 + 2));
+	cr_expect_eq(g->n_nodes, 3 + 1 + 2 + 1 + 2 * (4 + 1 + 1 + 2 + 2) + 3);
 	for (i = 0; i < g->n_nodes; i++)
 		if (g->nodes[i].op == OP_ATTENTION)
 			qkv += g->tensors[g->nodes[i - 1].in[1]].dims[0] == 3 * 32 &&
@@ -314,6 +317,16 @@ Test(onnx, refuses_unsupported_op)
 	snprintf(want, sizeof(want),
 		 "ONNX import: op Sin (node \"my_sine\") in %s/model.onnx is not supported", dir);
 	refused(dir, want);
+	rm_dir(dir);
+}
+
+Test(onnx, refuses_unsupported_attributes)
+{
+	char dir[64];
+
+	make_case("gemm_alpha", dir);
+	refused(dir, "op Gemm (node \"scaled_fc\")");
+	refused(dir, "not supported: only alpha = beta = 1");
 	rm_dir(dir);
 }
 
