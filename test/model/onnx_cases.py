@@ -7,7 +7,7 @@ writes DIR/model.onnx, DIR/in.safetensors (the inputs) and
 DIR/ref.safetensors (onnxruntime's outputs for them). Cases: bert (a
 2-layer encoder as torch.onnx exports BertModel: decomposed LayerNorm, erf
 GELU, self-attention with a mask, Shape/Gather/Concat reshape targets, the
-pooler),
+pooler; bert18: the same in opset 18, ReduceMean's axes an input),
 resnet (Conv+BN+Relu, MaxPool, a residual block, GlobalAveragePool,
 Flatten, Gemm), mlp (Gemm transB 0, LayerNormalization, tanh GELU, MatMul
 without bias, Softmax, Tanh; opset 17), pool (AveragePool, grouped Conv
@@ -32,8 +32,8 @@ I64 = TensorProto.INT64
 class G:
     """Nodes and initializers of one graph under construction."""
 
-    def __init__(self):
-        self.nodes, self.inits, self.k = [], [], 0
+    def __init__(self, opset=14):
+        self.nodes, self.inits, self.k, self.opset = [], [], 0, opset
 
     def w(self, name, *shape, scale=0.2, center=0.0):
         a = (center + scale * rng.standard_normal(shape)).astype(np.float32)
@@ -60,10 +60,14 @@ class G:
             y = self.op("Add", [self.w(name + ".bias", m, scale=0.1), y], name + "/Add")
         return y
 
+    def mean(self, x):
+        if self.opset >= 18:  # axes became an input
+            return self.op("ReduceMean", [x, self.const([-1])])
+        return self.op("ReduceMean", [x], axes=[-1])
+
     def layernorm(self, x, name, h, eps=1e-12):
-        mean = self.op("ReduceMean", [x], axes=[-1])
-        d = self.op("Sub", [x, mean])
-        var = self.op("ReduceMean", [self.op("Pow", [d, self.const(2.0, np.float32)])], axes=[-1])
+        d = self.op("Sub", [x, self.mean(x)])
+        var = self.mean(self.op("Pow", [d, self.const(2.0, np.float32)]))
         std = self.op("Sqrt", [self.op("Add", [var, self.const(eps, np.float32)])])
         y = self.op("Div", [d, std])
         y = self.op("Mul", [y, self.w(name + ".weight", h, scale=0.1, center=1.0)])
@@ -139,7 +143,7 @@ def bert(g):
     n, s = 2, 7
     feed = {ids: rng.integers(0, vocab, (n, s)), types: rng.integers(0, 2, (n, s)),
             mask: np.array([[1] * s, [1] * 4 + [0] * (s - 4)])}
-    return ins, outs, {k_: v_.astype(np.int64) for k_, v_ in feed.items()}, 14
+    return ins, outs, {k_: v_.astype(np.int64) for k_, v_ in feed.items()}, g.opset
 
 
 def conv_bn(g, x, name, cin, cout, k, s, relu=True):
@@ -228,9 +232,9 @@ def write_st(path, arrays):
 
 def main():
     case, out = sys.argv[1], sys.argv[2]
-    build = {"bert": bert, "resnet": resnet, "mlp": mlp, "pool": pool, "external": mlp,
+    build = {"bert": bert, "bert18": bert, "resnet": resnet, "mlp": mlp, "pool": pool, "external": mlp,
              "unsup": unsup, "gemm_alpha": gemm_alpha, "opset13": mlp, "opset19": mlp}[case]
-    g = G()
+    g = G(18 if case == "bert18" else 14)
     ins, outs, feed, opset = build(g)
     opset = {"opset13": 13, "opset19": 19}.get(case, opset)
     graph = helper.make_graph(g.nodes, case, ins, outs, g.inits)

@@ -229,6 +229,11 @@ Test(onnx, bert_matches_onnxruntime)
 	check_case("bert", DT_F32, TOL);
 }
 
+Test(onnx, bert_opset18_matches_onnxruntime)
+{
+	check_case("bert18", DT_F32, TOL);
+}
+
 Test(onnx, bert_lowers_to_fused_ops)
 {
 	char dir[64];
