@@ -47,7 +47,7 @@ static struct cval *cval_new(bool is_int, int ndim, const int64_t *dims)
 	c->ndim = (uint8_t)ndim;
 	c->n = 1;
 	for (d = 0; d < ndim; d++) {
-		if (dims[d] < 0)
+		if (dims[d] < 0 || (dims[d] && c->n > (INT64_C(1) << 40) / dims[d]))
 			goto fail;
 		c->dims[d] = dims[d];
 		c->n *= dims[d];
