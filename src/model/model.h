@@ -303,8 +303,20 @@ struct weight_source;
 struct weight_source *wsrc_random(uint64_t seed);
 /* A safetensors file whose tensors are named as the PyTorch state dict. */
 int wsrc_safetensors(const char *path, struct weight_source **out);
+/* Weights from an importer's own fill function (see wsrc.c). */
+struct weight_source *wsrc_custom(pkg_fill_fn fill, void *ctx, void (*free_ctx)(void *ctx));
 void wsrc_destroy(struct weight_source *ws);
 /* pkg_fill_fn for a weight_source (ctx = the source). */
 int wsrc_fill(void *ctx, const struct graph *g, uint32_t tensor, void *dst);
+
+/* ---- importers ---- */
+/*
+ * Import the ONNX model at path (opsets 14-18 of the default domain) as a
+ * finalized graph of weight dtype dt (F32/F16/BF16), and a source of its
+ * weights for pkg_write(wsrc_fill). Any thread. 0, or DPRT_EUNSUP (an op or
+ * pattern dprt does not run, an opset out of range, a build without
+ * protobuf-c), DPRT_EWEIGHTS / -errno with err_set naming the file.
+ */
+int import_onnx(const char *path, enum dtype dt, struct graph **g, struct weight_source **ws);
 
 #endif

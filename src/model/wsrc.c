@@ -18,12 +18,16 @@
 
 #define BN_EPS 1e-5 /* torch.nn.BatchNorm2d's default, torchvision's ResNets */
 
-/* Exactly one of: random (st == NULL) or a safetensors file. */
+/* Exactly one of: random (st == NULL, fill == NULL), a safetensors file,
+ * or an importer's own fill function (fill != NULL). */
 struct weight_source {
 	uint64_t seed;
 	struct st_file *st;
 	char *path;
 	uint8_t *used; /* per tensor of st: read by some fill */
+	pkg_fill_fn fill;
+	void *fill_ctx;
+	void (*fill_free)(void *ctx);
 };
 
 /* ---------------------------------------------------------------- random */
@@ -487,6 +491,23 @@ out_free:
 	return ret;
 }
 
+/*
+ * A source whose bytes come from fill(ctx, ...) (an importer's weights,
+ * e.g. ONNX initializers); wsrc_destroy calls free_ctx(ctx) when not NULL.
+ * NULL if out of memory (ctx is then not freed). Any thread.
+ */
+struct weight_source *wsrc_custom(pkg_fill_fn fill, void *ctx, void (*free_ctx)(void *ctx))
+{
+	struct weight_source *ws = calloc(1, sizeof(*ws));
+
+	if (!ws)
+		return NULL;
+	ws->fill = fill;
+	ws->fill_ctx = ctx;
+	ws->fill_free = free_ctx;
+	return ws;
+}
+
 /* Free a source; a file source logs (debug) the tensors no fill used. */
 void wsrc_destroy(struct weight_source *ws)
 {
@@ -498,6 +519,8 @@ void wsrc_destroy(struct weight_source *ws)
 		if (!ws->used[i])
 			log_debug("%s: tensor '%s' is not used by the model", ws->path,
 				  st_get(ws->st, i)->name);
+	if (ws->fill_free)
+		ws->fill_free(ws->fill_ctx);
 	st_close(ws->st);
 	free(ws->used);
 	free(ws->path);
@@ -520,6 +543,8 @@ int wsrc_fill(void *ctx, const struct graph *g, uint32_t tensor, void *dst)
 	if (t->dtype != DT_F32 && t->dtype != DT_F16 && t->dtype != DT_BF16)
 		return err_set(DPRT_EUNSUP, "%s: weight '%s' has dtype %s", g->name, t->name,
 			       dtype_name((enum dtype)t->dtype));
+	if (ws->fill)
+		return ws->fill(ws->fill_ctx, g, tensor, dst);
 	if (!ws->st) {
 		rand_fill(ws->seed, g, tensor, dst);
 		return 0;

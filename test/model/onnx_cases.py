@@ -1,0 +1,258 @@
+# SPDX-License-Identifier: MIT
+"""Small ONNX models for test/model/test_onnx.c, built with onnx.helper.
+
+  python3 onnx_cases.py CASE DIR
+
+writes DIR/model.onnx, DIR/in.safetensors (the inputs) and
+DIR/ref.safetensors (onnxruntime's outputs for them). Cases: bert (a
+2-layer encoder as torch.onnx exports BertModel: decomposed LayerNorm, erf
+GELU, self-attention with a mask, Shape/Gather/Concat reshape targets, the
+pooler; bert18: the same in opset 18, ReduceMean's axes an input),
+resnet (Conv+BN+Relu, MaxPool, a residual block, GlobalAveragePool,
+Flatten, Gemm), mlp (Gemm transB 0, LayerNormalization, tanh GELU, MatMul
+without bias, Softmax, Tanh; opset 17), pool (AveragePool, grouped Conv
+with bias, BatchNormalization alone), external (mlp with its weights in
+model.data), and refusals: unsup (a Sin node), gemm_alpha (a Gemm with
+alpha 2), opset13, opset19.
+"""
+import json
+import struct
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+rng = np.random.default_rng(7)
+F = TensorProto.FLOAT
+I64 = TensorProto.INT64
+
+
+class G:
+    """Nodes and initializers of one graph under construction."""
+
+    def __init__(self, opset=14):
+        self.nodes, self.inits, self.k, self.opset = [], [], 0, opset
+
+    def w(self, name, *shape, scale=0.2, center=0.0):
+        a = (center + scale * rng.standard_normal(shape)).astype(np.float32)
+        self.inits.append(numpy_helper.from_array(a, name))
+        return name
+
+    def const(self, arr, dtype=np.int64):
+        self.k += 1
+        name = "c%d" % self.k
+        self.nodes.append(helper.make_node("Constant", [], [name], name="Constant_%d" % self.k,
+                                           value=numpy_helper.from_array(np.array(arr, dtype))))
+        return name
+
+    def op(self, op, ins, name=None, **attrs):
+        self.k += 1
+        out = "%s_%d" % (op.lower(), self.k)
+        self.nodes.append(helper.make_node(op, ins, [out], name=name or "/%s_%d" % (op, self.k),
+                                           **attrs))
+        return out
+
+    def linear(self, x, name, k, m, bias=True):
+        y = self.op("MatMul", [x, self.w(name + ".weight", k, m)], name + "/MatMul")
+        if bias:
+            y = self.op("Add", [self.w(name + ".bias", m, scale=0.1), y], name + "/Add")
+        return y
+
+    def mean(self, x):
+        if self.opset >= 18:  # axes became an input
+            return self.op("ReduceMean", [x, self.const([-1])])
+        return self.op("ReduceMean", [x], axes=[-1])
+
+    def layernorm(self, x, name, h, eps=1e-12):
+        d = self.op("Sub", [x, self.mean(x)])
+        var = self.mean(self.op("Pow", [d, self.const(2.0, np.float32)]))
+        std = self.op("Sqrt", [self.op("Add", [var, self.const(eps, np.float32)])])
+        y = self.op("Div", [d, std])
+        y = self.op("Mul", [y, self.w(name + ".weight", h, scale=0.1, center=1.0)])
+        return self.op("Add", [y, self.w(name + ".bias", h, scale=0.1)])
+
+    def gelu_erf(self, x):
+        e = self.op("Erf", [self.op("Div", [x, self.const(1.4142135381698608, np.float32)])])
+        y = self.op("Mul", [x, self.op("Add", [e, self.const(1.0, np.float32)])])
+        return self.op("Mul", [y, self.const(0.5, np.float32)])
+
+    def gelu_tanh(self, x):
+        c = self.op("Mul", [self.op("Pow", [x, self.const(3.0, np.float32)]),
+                            self.const(0.044715, np.float32)])
+        t = self.op("Tanh", [self.op("Mul", [self.op("Add", [x, c]),
+                                             self.const(0.7978845608, np.float32)])])
+        return self.op("Mul", [self.op("Mul", [self.const(0.5, np.float32), x]),
+                               self.op("Add", [self.const(1.0, np.float32), t])])
+
+
+def bert(g):
+    h, heads, ffn, vocab, npos = 32, 4, 64, 50, 16
+    d = h // heads
+    ids, mask, types = "input_ids", "attention_mask", "token_type_ids"
+    seq = g.op("Unsqueeze", [g.op("Gather", [g.op("Shape", [ids]), g.const(1)], axis=0),
+                             g.const([0])])
+    pos_buf = numpy_helper.from_array(np.arange(npos, dtype=np.int64)[None, :],
+                                      "embeddings.position_ids")
+    g.inits.append(pos_buf)
+    pos = g.op("Slice", ["embeddings.position_ids", g.const([0]), seq, g.const([1])])
+    x = g.op("Gather", [g.w("embeddings.word_embeddings.weight", vocab, h), ids])
+    x = g.op("Add", [x, g.op("Gather", [g.w("embeddings.token_type_embeddings.weight", 2, h),
+                                        types])])
+    x = g.op("Add", [x, g.op("Gather", [g.w("embeddings.position_embeddings.weight", npos, h),
+                                        pos])])
+    x = g.layernorm(x, "embeddings.LayerNorm", h)
+    m = g.op("Cast", [g.op("Unsqueeze", [g.op("Unsqueeze", [mask, g.const([1])]),
+                                         g.const([2])])], to=F)
+    m = g.op("Mul", [g.op("Sub", [g.const(1.0, np.float32), m]),
+                     g.const(-3.4028234663852886e38, np.float32)])
+    for i in range(2):
+        p = "encoder.layer.%d" % i
+        # Reshape targets as torch exports them: from Shape of the input.
+        shp = g.op("Shape", [x])
+        n_ = g.op("Unsqueeze", [g.op("Gather", [shp, g.const(0)], axis=0), g.const([0])])
+        s_ = g.op("Unsqueeze", [g.op("Gather", [shp, g.const(1)], axis=0), g.const([0])])
+        split = g.op("Concat", [n_, s_, g.const([heads]), g.const([d])], axis=0)
+
+        def heads_of(name, perm):
+            y = g.linear(x, "%s.attention.self.%s" % (p, name), h, h)
+            return g.op("Transpose", [g.op("Reshape", [y, split])], perm=perm)
+
+        q = heads_of("query", [0, 2, 1, 3])
+        k = heads_of("key", [0, 2, 3, 1]) if i == 0 else g.op(
+            "Transpose", [heads_of("key", [0, 2, 1, 3])], perm=[0, 1, 3, 2])
+        v = heads_of("value", [0, 2, 1, 3])
+        sc = g.op("Div", [g.op("MatMul", [q, k]), g.const(float(np.sqrt(d)), np.float32)])
+        pr = g.op("Softmax", [g.op("Add", [sc, m])], axis=-1)
+        c = g.op("Transpose", [g.op("MatMul", [pr, v])], perm=[0, 2, 1, 3])
+        c = g.op("Reshape", [c, g.op("Concat", [n_, s_, g.const([h])], axis=0)])
+        y = g.linear(c, p + ".attention.output.dense", h, h)
+        x = g.layernorm(g.op("Add", [y, x]), p + ".attention.output.LayerNorm", h)
+        y = g.gelu_erf(g.linear(x, p + ".intermediate.dense", h, ffn))
+        y = g.linear(y, p + ".output.dense", ffn, h)
+        x = g.layernorm(g.op("Add", [y, x]), p + ".output.LayerNorm", h)
+    g.nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"], name="out"))
+    first = g.op("Gather", [x, g.const(0)], axis=1)
+    pooled = g.op("Tanh", [g.linear(first, "pooler.dense", h, h)])
+    g.nodes.append(helper.make_node("Identity", [pooled], ["pooler_output"], name="out2"))
+    tok = lambda n: helper.make_tensor_value_info(n, I64, ["batch", "sequence"])
+    ins = [tok(ids), tok(mask), tok(types)]
+    outs = [helper.make_tensor_value_info("last_hidden_state", F, ["batch", "sequence", h]),
+            helper.make_tensor_value_info("pooler_output", F, ["batch", h])]
+    n, s = 2, 7
+    feed = {ids: rng.integers(0, vocab, (n, s)), types: rng.integers(0, 2, (n, s)),
+            mask: np.array([[1] * s, [1] * 4 + [0] * (s - 4)])}
+    return ins, outs, {k_: v_.astype(np.int64) for k_, v_ in feed.items()}, g.opset
+
+
+def conv_bn(g, x, name, cin, cout, k, s, relu=True):
+    y = g.op("Conv", [x, g.w(name + ".weight", cout, cin, k, k)], name + "/Conv",
+             kernel_shape=[k, k], strides=[s, s], pads=[k // 2] * 4)
+    y = g.op("BatchNormalization",
+             [y, g.w(name + ".bn.weight", cout, scale=0.1, center=1.0),
+              g.w(name + ".bn.bias", cout, scale=0.1), g.w(name + ".bn.running_mean", cout),
+              g.w(name + ".bn.running_var", cout, scale=0.1, center=1.0)], epsilon=1e-5)
+    return g.op("Relu", [y]) if relu else y
+
+
+def resnet(g):
+    x = conv_bn(g, "input", "conv1", 3, 8, 3, 1)
+    x = g.op("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    y = conv_bn(g, x, "layer1.0.conv1", 8, 8, 3, 1)
+    y = conv_bn(g, y, "layer1.0.conv2", 8, 8, 3, 1, relu=False)
+    x = g.op("Relu", [g.op("Add", [y, x])])
+    x = g.op("Flatten", [g.op("GlobalAveragePool", [x])], axis=1)
+    x = g.op("Gemm", [x, g.w("fc.weight", 10, 8), g.w("fc.bias", 10)], "fc/Gemm", transB=1)
+    g.nodes.append(helper.make_node("Identity", [x], ["logits"], name="out"))
+    ins = [helper.make_tensor_value_info("input", F, ["N", 3, 16, 16])]
+    outs = [helper.make_tensor_value_info("logits", F, ["N", 10])]
+    return ins, outs, {"input": rng.standard_normal((2, 3, 16, 16)).astype(np.float32)}, 14
+
+
+def mlp(g):
+    x = g.op("Gemm", ["x", g.w("fc1.weight", 16, 24), g.w("fc1.bias", 24)], "fc1/Gemm")
+    x = g.op("LayerNormalization", [x, g.w("ln.weight", 24, scale=0.1, center=1.0),
+                                    g.w("ln.bias", 24, scale=0.1)], "ln", axis=-1,
+             epsilon=1e-5)
+    x = g.gelu_tanh(x)
+    x = g.linear(x, "fc2", 24, 12, bias=False)
+    x = g.op("Tanh", [g.op("Softmax", [x], axis=-1)])
+    g.nodes.append(helper.make_node("Identity", [x], ["y"], name="out"))
+    ins = [helper.make_tensor_value_info("x", F, ["N", 16])]
+    outs = [helper.make_tensor_value_info("y", F, ["N", 12])]
+    return ins, outs, {"x": rng.standard_normal((3, 16)).astype(np.float32)}, 17
+
+
+def pool(g):
+    x = g.op("AveragePool", ["x"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+             count_include_pad=1)
+    x = g.op("Conv", [x, g.w("conv.weight", 6, 2, 3, 3), g.w("conv.bias", 6)], "conv",
+             kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=2)
+    x = g.op("Relu", [x])
+    x = g.op("BatchNormalization",
+             [x, g.w("bn.weight", 6, scale=0.1, center=1.0), g.w("bn.bias", 6, scale=0.1),
+              g.w("bn.running_mean", 6), g.w("bn.running_var", 6, scale=0.1, center=1.0)])
+    x = g.op("Flatten", [g.op("GlobalAveragePool", [x])], axis=1)
+    g.nodes.append(helper.make_node("Identity", [x], ["y"], name="out"))
+    ins = [helper.make_tensor_value_info("x", F, ["N", 4, 8, 8])]
+    outs = [helper.make_tensor_value_info("y", F, ["N", 6])]
+    return ins, outs, {"x": rng.standard_normal((2, 4, 8, 8)).astype(np.float32)}, 15
+
+
+def unsup(g):
+    x = g.op("Sin", ["x"], "my_sine")
+    g.nodes.append(helper.make_node("Identity", [x], ["y"], name="out"))
+    ins = [helper.make_tensor_value_info("x", F, ["N", 4])]
+    outs = [helper.make_tensor_value_info("y", F, ["N", 4])]
+    return ins, outs, {"x": rng.standard_normal((2, 4)).astype(np.float32)}, 14
+
+
+def gemm_alpha(g):
+    x = g.op("Gemm", ["x", g.w("fc.weight", 4, 4)], "scaled_fc", alpha=2.0)
+    g.nodes.append(helper.make_node("Identity", [x], ["y"], name="out"))
+    ins = [helper.make_tensor_value_info("x", F, ["N", 4])]
+    outs = [helper.make_tensor_value_info("y", F, ["N", 4])]
+    return ins, outs, {"x": rng.standard_normal((2, 4)).astype(np.float32)}, 14
+
+
+def write_st(path, arrays):
+    head, off, blobs = {}, 0, []
+    for name, a in arrays.items():
+        a = np.ascontiguousarray(a)
+        dt = {np.float32: "F32", np.int64: "I64"}[a.dtype.type]
+        head[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + a.nbytes]}
+        off += a.nbytes
+        blobs.append(a.tobytes())
+    js = json.dumps(head).encode()
+    js += b" " * (-len(js) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(js)) + js + b"".join(blobs))
+
+
+def main():
+    case, out = sys.argv[1], sys.argv[2]
+    build = {"bert": bert, "bert18": bert, "resnet": resnet, "mlp": mlp, "pool": pool, "external": mlp,
+             "unsup": unsup, "gemm_alpha": gemm_alpha, "opset13": mlp, "opset19": mlp}[case]
+    g = G(18 if case == "bert18" else 14)
+    ins, outs, feed, opset = build(g)
+    opset = {"opset13": 13, "opset19": 19}.get(case, opset)
+    graph = helper.make_graph(g.nodes, case, ins, outs, g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    path = out + "/model.onnx"
+    if case == "external":
+        onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="model.data", size_threshold=0)
+    else:
+        onnx.save_model(model, path)
+    write_st(out + "/in.safetensors", feed)
+    if case in ("unsup", "gemm_alpha", "opset13", "opset19"):
+        return
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    res = sess.run(None, feed)
+    write_st(out + "/ref.safetensors", {o.name: r for o, r in zip(outs, res)})
+
+
+if __name__ == "__main__":
+    main()
