@@ -55,13 +55,37 @@ nvcc_flags="$nvcc_flags -gencode arch=compute_80,code=sm_80"
 nvcc_flags="$nvcc_flags -gencode arch=compute_90,code=sm_90"
 nvcc_flags="$nvcc_flags -gencode arch=compute_90,code=compute_90"
 
+# The configured build's choices (./configure) and its generated protobuf
+# code: ONNX import and gRPC come along where the build has them.
+[ -f build/config.h ] || { echo "gpu-bundle: run ./configure first" >&2; exit 1; }
+have() { grep -q "^#define $1 1" build/config.h; }
+gen=
+have HAVE_PROTOBUF_C && gen="$gen build/gen/onnx.pb-c.c"
+have HAVE_GRPC && gen="$gen build/proto/grpc_service.pb-c.c"
+[ -z "$gen" ] || ninja $gen >/dev/null
+cflags="$cflags -Ibuild/gen -Ibuild/proto"
+
 # Everything the GPU binaries need from src/ (not cli/, net/, sched/, api.c).
-srcs="src/base/*.c src/model/*.c src/exec/cpu/*.c src/exec/cuda/*.c src/mem/*.c src/plan/*.c"
-# What the dprt command adds: build.ninja's C sources that $srcs lacks.
+srcs="src/base/*.c src/exec/cpu/*.c src/exec/cuda/*.c src/mem/*.c src/plan/*.c"
+for f in src/model/*.c; do
+	case $f in
+	src/model/onnx*.c) have HAVE_PROTOBUF_C || continue ;;
+	src/model/import_onnx_none.c) have HAVE_PROTOBUF_C && continue ;;
+	esac
+	srcs="$srcs $f"
+done
+have HAVE_PROTOBUF_C && srcs="$srcs build/gen/onnx.pb-c.c"
+# What the dprt command adds: build.ninja's C sources that $srcs lacks,
+# and gRPC's (configure's build/grpc.ninja) or its stubs.
 cli_srcs=
 for f in $(grep -o 'cc src/[^ ]*\.c' build.ninja | cut -d' ' -f2); do
 	case " $(echo $srcs) " in *" $f "*) ;; *) cli_srcs="$cli_srcs $f" ;; esac
 done
+if have HAVE_GRPC; then
+	cli_srcs="$cli_srcs src/net/grpc.c src/net/grpc_svc.c build/proto/grpc_service.pb-c.c"
+else
+	cli_srcs="$cli_srcs src/net/grpc_stub.c"
+fi
 
 static_lib()
 {
@@ -81,7 +105,10 @@ cc_obj()
 		[ "$f" = bench/bandwidth.c ] ||
 		[ -n "$(find src test/exec/cuda -name '*.h' -newer "$o" 2>/dev/null | head -n 1)" ]; then
 		echo "CC $f" >&2
-		$CC $cflags "$@" -c "$f" -o "$o"
+		case $f in
+		build/*) $CC $cflags -w "$@" -c "$f" -o "$o" ;;
+		*) $CC $cflags "$@" -c "$f" -o "$o" ;;
+		esac
 	fi
 	echo "$o"
 }
@@ -113,7 +140,11 @@ for l in gfortran quadmath; do
 	p=$($CC -print-file-name="lib$l.a")
 	[ -f "$p" ] && blas="$blas $p"
 done
-libs="$obj/libdprt-gpu.a $(static_lib uring) $(static_lib jansson) $blas -lm -ldl -lpthread"
+extra=
+have HAVE_PROTOBUF_C || have HAVE_GRPC && extra="$(static_lib protobuf-c)"
+libs="$obj/libdprt-gpu.a $(static_lib uring) $(static_lib jansson) $extra $blas -lm -ldl -lpthread"
+dprt_libs="$(static_lib ck) $(static_lib z)"
+have HAVE_GRPC && dprt_libs="$dprt_libs $(static_lib nghttp2)"
 rpath="-Wl,-rpath,\$ORIGIN/../lib -Wl,--enable-new-dtags"
 
 tobjs=
@@ -147,12 +178,12 @@ build_dprt()
 	for f in $cli_srcs; do
 		o=$obj/$(echo "$f" | tr / _ | sed 's/\.c$/.o/')
 		echo "CC $f"
-		$CC -std=gnu11 -O2 -g -pthread $warn -Isrc -Iinclude -Ibuild -I"$CUDA_INC" \
-			-c "$f" -o "$o" || return 1
+		$CC -std=gnu11 -O2 -g -pthread $warn -Isrc -Iinclude -Ibuild -Ibuild/gen \
+			-Ibuild/proto -I"$CUDA_INC" -c "$f" -o "$o" || return 1
 		cobjs="$cobjs $o"
 	done
 	echo "LINK dprt"
-	$CC -pthread -o "$stage/bin/dprt" -Wl,--start-group $cobjs $libs $(static_lib ck) \
+	$CC -pthread -o "$stage/bin/dprt" -Wl,--start-group $cobjs $libs $dprt_libs \
 		-Wl,--end-group
 }
 rm -f "$stage/bin/dprt"
