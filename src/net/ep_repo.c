@@ -69,27 +69,36 @@ void ep_repo_index(struct conn *c)
 
 /* ------------------------------------------------------------ load/unload */
 
+int ep_repo_act(struct sched *s, bool load, const char *model, uint32_t version)
+{
+	int ret;
+
+	if (!load)
+		return sched_unload(s, model, version);
+	ret = repo_scan(sched_repo(s));
+	if (ret)
+		log_warn("repository rescan: %s", err_msg(ret));
+	return sched_load(s, model, version);
+}
+
+void ep_job_done(struct server *srv, _Atomic bool *done)
+{
+	uint64_t one = 1;
+
+	/* Release: pairs with the acquire of the loop's reaping. */
+	atomic_store_explicit(done, true, memory_order_release);
+	if (write(srv->jfd, &one, sizeof(one)) < 0)
+		log_error("server: eventfd write: %s", strerror(errno));
+}
+
 static void *job_main(void *arg)
 {
 	struct job *j = arg;
-	struct sched *s = j->srv->s;
-	uint64_t one = 1;
-	int ret;
 
-	if (j->load) {
-		ret = repo_scan(sched_repo(s));
-		if (ret)
-			log_warn("repository rescan: %s", err_msg(ret));
-		j->ret = sched_load(s, j->model, j->version);
-	} else {
-		j->ret = sched_unload(s, j->model, j->version);
-	}
+	j->ret = ep_repo_act(j->srv->s, j->load, j->model, j->version);
 	if (j->ret)
 		snprintf(j->msg, sizeof(j->msg), "%s", err_msg(j->ret));
-	/* Release: pairs with the acquire in jobs_reap(). */
-	atomic_store_explicit(&j->done, true, memory_order_release);
-	if (write(j->srv->jfd, &one, sizeof(one)) < 0)
-		log_error("server: eventfd write: %s", strerror(errno));
+	ep_job_done(j->srv, &j->done);
 	return NULL;
 }
 

@@ -485,24 +485,11 @@ static void svc_repo_index(struct gstream *st)
 static void *job_main(void *arg)
 {
 	struct grpc_job *j = arg;
-	struct sched *s = j->srv->s;
-	uint64_t one = 1;
-	int ret;
 
-	if (j->load) {
-		ret = repo_scan(sched_repo(s));
-		if (ret)
-			log_warn("repository rescan: %s", err_msg(ret));
-		j->ret = sched_load(s, j->model, 0);
-	} else {
-		j->ret = sched_unload(s, j->model, 0);
-	}
+	j->ret = ep_repo_act(j->srv->s, j->load, j->model, 0);
 	if (j->ret)
 		snprintf(j->msg, sizeof(j->msg), "%s", err_msg(j->ret));
-	/* Release: pairs with the acquire in grpc_jobs_reap(). */
-	atomic_store_explicit(&j->done, true, memory_order_release);
-	if (write(j->srv->jfd, &one, sizeof(one)) < 0)
-		log_error("server: eventfd write: %s", strerror(errno));
+	ep_job_done(j->srv, &j->done); /* grpc_jobs_reap() acquires */
 	return NULL;
 }
 

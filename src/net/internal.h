@@ -217,6 +217,11 @@ void infer_done(struct sched_req *r);
 /* ep_repo.c */
 void ep_repo_index(struct conn *c);
 void ep_repo_control(struct conn *c, bool load);
+/* On a job thread: rescan then load, or unload, model (version 0: all or
+ * the highest); 0 or the scheduler's error. */
+int ep_repo_act(struct sched *s, bool load, const char *model, uint32_t version);
+/* On a job thread: mark the job done (release) and wake the loop. */
+void ep_job_done(struct server *srv, _Atomic bool *done);
 void jobs_reap(struct server *srv);
 
 /* ep_metrics.c */
