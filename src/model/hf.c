@@ -211,6 +211,7 @@ static int cfg_vit(struct hf_ctx *h)
 	struct arch_cfg *a = &h->a;
 	json_t *qkv = json_object_get(h->cfg, "qkv_bias");
 	const char *pool;
+	int64_t size;
 	int ret;
 
 	ret = key_sizes(h, k, def) ?: key_act(h, "hidden_act", "gelu") ?:
@@ -232,11 +233,11 @@ static int cfg_vit(struct hf_ctx *h)
 	if (strcmp(pool, "tanh"))
 		return err_set(DPRT_EUNSUP, "%s: pooler_act '%s' is not supported (tanh)",
 			       h->cfg_path, pool);
-	if (json_object_get(h->cfg, "pooler_output_size") &&
-	    json_integer_value(json_object_get(h->cfg, "pooler_output_size")) != a->hidden)
-		return err_set(DPRT_EUNSUP, "%s: pooler_output_size other than hidden_size is not "
-			       "supported", h->cfg_path);
-	return 0;
+	ret = key_int(h, "pooler_output_size", a->hidden, 1, BIG, &size);
+	if (!ret && size != a->hidden)
+		ret = err_set(DPRT_EUNSUP, "%s: pooler_output_size %lld other than hidden_size is "
+			      "not supported", h->cfg_path, (long long)size);
+	return ret;
 }
 
 /* -------------------------------------------------------- architecture */

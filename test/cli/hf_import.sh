@@ -63,6 +63,18 @@ run info "$tmp/repo/bert-seq" --weights
 expect_out "bert.encoder.layer.1.output.dense.weight" "info --weights: prefixed names"
 expect_out "classifier.weight" "info --weights: the head's names"
 
+# Other activations: relu (DistilBERT's "activation"), gelu_new (BERT).
+edit_cfg()
+{
+	python3 -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); exec(sys.argv[2]); json.dump(c, open(p, 'w'))" "$1/config.json" "$2"
+}
+cp -r "$tmp/hf/distilbert-seq" "$tmp/hf/distil-relu"
+edit_cfg "$tmp/hf/distil-relu" "c['activation']='relu'"
+check_model "$tmp/hf/distil-relu" distil-relu
+cp -r "$tmp/hf/bert-tok" "$tmp/hf/bert-gelu-new"
+edit_cfg "$tmp/hf/bert-gelu-new" "c['hidden_act']='gelu_new'"
+check_model "$tmp/hf/bert-gelu-new" bert-gelu-new
+
 # Sharded checkpoint: weight_map over three files.
 make_ckpt roberta seq "$tmp/hf/sharded" --shards 3 --seed 4
 [ -f "$tmp/hf/sharded/model.safetensors.index.json" ] || fail "no index written"
@@ -91,10 +103,6 @@ refuse()
 	expect_err "$3" "$1: message"
 	[ "$(wc -l <"$tmp/err")" -eq 1 ] || fail "$1: more than one line of error"
 	[ ! -e "$tmp/bad/m" ] || fail "$1 left $(find "$tmp/bad/m")"
-}
-edit_cfg()
-{
-	python3 -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); exec(sys.argv[2]); json.dump(c, open(p, 'w'))" "$1/config.json" "$2"
 }
 mkdir -p "$tmp/bad"
 cp -r "$tmp/hf/bert-base" "$tmp/b1"
