@@ -87,8 +87,10 @@ static int import_read(const struct import_opts *o, struct graph **g, struct wei
 	if (ends_with(o->src, ".onnx"))
 		return import_onnx(o->src, o->dtype, g, ws);
 	if (stat(o->src, &st) || !S_ISDIR(st.st_mode))
-		return err_set(-ENOENT, "%s: not a checkpoint directory (config.json and "
-			       "model.safetensors) nor an .onnx file", o->src);
+		return err_set(-ENOENT,
+			       "%s: not a checkpoint directory (config.json and "
+			       "model.safetensors) nor an .onnx file",
+			       o->src);
 	return import_hf(o->src, entry_name(o), o->dtype, g, ws);
 }
 
@@ -129,8 +131,10 @@ out_free:
 int cmd_import(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"output", required_argument, 0, 'o'}, {"dtype", required_argument, 0, 'd'},
-		{"name", required_argument, 0, 'n'},   {"help", no_argument, 0, 'h'},
+		{"output", required_argument, 0, 'o'},
+		{"dtype", required_argument, 0, 'd'},
+		{"name", required_argument, 0, 'n'},
+		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
 	struct import_opts o = {.dtype = DT_F32};
@@ -138,9 +142,15 @@ int cmd_import(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "o:h", lo, NULL)) != -1) {
 		switch (c) {
-		case 'o': o.out = optarg; break;
-		case 'n': o.name = optarg; break;
-		case 'h': fputs(cli_usage_text, stdout); return 0;
+		case 'o':
+			o.out = optarg;
+			break;
+		case 'n':
+			o.name = optarg;
+			break;
+		case 'h':
+			fputs(cli_usage_text, stdout);
+			return 0;
 		case 'd':
 			o.dtype = dtype_parse(optarg);
 			if (o.dtype != DT_F32 && o.dtype != DT_F16 && o.dtype != DT_BF16) {
@@ -148,12 +158,14 @@ int cmd_import(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
-		default: cli_usage_hint("import", "unknown option"); return EXIT_USAGE;
+		default:
+			cli_usage_hint("import", "unknown option");
+			return EXIT_USAGE;
 		}
 	}
 	if (optind != argc - 1 || !o.out || !*o.out || (o.name && !*o.name)) {
 		cli_usage_hint("import", "usage: dprt import PATH -o REPO/NAME [--dtype "
-			       "fp32|fp16|bf16] [--name NAME]");
+					 "fp32|fp16|bf16] [--name NAME]");
 		return EXIT_USAGE;
 	}
 	o.src = argv[optind];

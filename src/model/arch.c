@@ -87,8 +87,8 @@ static uint32_t linear_conv1d(struct graph *g, uint32_t x, const char *name, int
 }
 
 /* A query/key/value projection fused on dim 0: "<p>.{q,k,v}.weight". */
-static uint32_t linear_qkv(struct graph *g, const struct arch_cfg *c, uint32_t x,
-			   const char *layer, const char *p, const char *parts, bool bias)
+static uint32_t linear_qkv(struct graph *g, const struct arch_cfg *c, uint32_t x, const char *layer,
+			   const char *p, const char *parts, bool bias)
 {
 	char w[2 * NAME_LEN], b[2 * NAME_LEN];
 
@@ -246,8 +246,8 @@ static void build_bert(struct graph *g, const struct arch_cfg *c)
 /* ------------------------------------------------------------ DistilBERT */
 
 /* One DistilBERT TransformerBlock (post-LN, as BERT's). */
-static uint32_t distil_layer(struct graph *g, const struct arch_cfg *c, uint32_t x,
-			     uint32_t mask, int i)
+static uint32_t distil_layer(struct graph *g, const struct arch_cfg *c, uint32_t x, uint32_t mask,
+			     int i)
 {
 	int64_t att[2] = {c->heads, 0};
 	char p[NAME_LEN], n[NAME_LEN], q[NAME_LEN];
@@ -444,8 +444,8 @@ static void build_vit(struct graph *g, const struct arch_cfg *c)
 const char *arch_family_name(enum arch_family f)
 {
 	static const char *const names[] = {
-		[AF_BERT] = "bert",	  [AF_ROBERTA] = "roberta", [AF_DISTILBERT] = "distilbert",
-		[AF_GPT2] = "gpt2",	  [AF_VIT] = "vit",
+		[AF_BERT] = "bert", [AF_ROBERTA] = "roberta", [AF_DISTILBERT] = "distilbert",
+		[AF_GPT2] = "gpt2", [AF_VIT] = "vit",
 	};
 
 	return (unsigned)f < ARRAY_SIZE(names) ? names[f] : "?";

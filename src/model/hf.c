@@ -117,35 +117,35 @@ static int key_sizes(struct hf_ctx *h, const char *const k[5], const int64_t def
 	int64_t layers;
 	int ret;
 
-	ret = key_int(h, k[0], def[0], 1, 4096, &layers) ?:
-	      key_int(h, k[1], def[1], 1, 1 << 20, &a->hidden) ?:
-	      key_int(h, k[2], def[2], 1, 4096, &a->heads) ?:
-	      key_int(h, k[3], def[3], 1, 1 << 22, &a->intermediate) ?:
-	      key_int(h, k[4], def[4], 1, BIG, &a->vocab);
+	ret = key_int(h, k[0], def[0], 1, 4096, &layers)		     ?:
+		      key_int(h, k[1], def[1], 1, 1 << 20, &a->hidden)	     ?:
+		      key_int(h, k[2], def[2], 1, 4096, &a->heads)	     ?:
+		      key_int(h, k[3], def[3], 1, 1 << 22, &a->intermediate) ?:
+		      key_int(h, k[4], def[4], 1, BIG, &a->vocab);
 	if (ret)
 		return ret;
 	a->layers = (int)layers;
 	if (a->hidden % a->heads)
-		return err_set(DPRT_EUNSUP, "%s: %s %lld is not a multiple of %s %lld",
-			       h->cfg_path, k[1], (long long)a->hidden, k[2], (long long)a->heads);
+		return err_set(DPRT_EUNSUP, "%s: %s %lld is not a multiple of %s %lld", h->cfg_path,
+			       k[1], (long long)a->hidden, k[2], (long long)a->heads);
 	return 0;
 }
 
 static int cfg_bert(struct hf_ctx *h, bool roberta)
 {
-	static const char *const k[5] = {"num_hidden_layers", "hidden_size",
-					 "num_attention_heads", "intermediate_size",
-					 "vocab_size"};
+	static const char *const k[5] = {"num_hidden_layers", "hidden_size", "num_attention_heads",
+					 "intermediate_size", "vocab_size"};
 	const int64_t def[5] = {12, 768, 12, 3072, roberta ? 50265 : 30522};
 	struct arch_cfg *a = &h->a;
 	const char *pe;
 	int ret;
 
-	ret = key_sizes(h, k, def) ?: key_act(h, "hidden_act", "gelu") ?:
-	      key_int(h, "max_position_embeddings", 512, 1, BIG, &a->max_positions) ?:
-	      key_int(h, "type_vocab_size", 2, 1, BIG, &a->type_vocab) ?:
-	      key_int(h, "pad_token_id", roberta ? 1 : 0, 0, BIG, &a->pad_token_id) ?:
-	      key_float(h, "layer_norm_eps", 1e-12, &a->layer_norm_eps);
+	ret = key_sizes(h, k, def)							    ?:
+		      key_act(h, "hidden_act", "gelu")					    ?:
+		      key_int(h, "max_position_embeddings", 512, 1, BIG, &a->max_positions) ?:
+		      key_int(h, "type_vocab_size", 2, 1, BIG, &a->type_vocab)		    ?:
+		      key_int(h, "pad_token_id", roberta ? 1 : 0, 0, BIG, &a->pad_token_id) ?:
+		      key_float(h, "layer_norm_eps", 1e-12, &a->layer_norm_eps);
 	if (ret)
 		return ret;
 	pe = key_str(h, "position_embedding_type", "absolute");
@@ -159,23 +159,25 @@ static int cfg_bert(struct hf_ctx *h, bool roberta)
 	if (roberta) /* positions start after the padding id */
 		a->max_seq = a->max_positions - a->pad_token_id - 1;
 	if (a->max_seq < 1)
-		return err_set(DPRT_EUNSUP, "%s: max_position_embeddings %lld leaves no positions "
-			       "after pad_token_id %lld", h->cfg_path, (long long)a->max_positions,
+		return err_set(DPRT_EUNSUP,
+			       "%s: max_position_embeddings %lld leaves no positions "
+			       "after pad_token_id %lld",
+			       h->cfg_path, (long long)a->max_positions,
 			       (long long)a->pad_token_id);
 	return 0;
 }
 
 static int cfg_distilbert(struct hf_ctx *h)
 {
-	static const char *const k[5] = {"n_layers", "dim", "n_heads", "hidden_dim",
-					 "vocab_size"};
+	static const char *const k[5] = {"n_layers", "dim", "n_heads", "hidden_dim", "vocab_size"};
 	static const int64_t def[5] = {6, 768, 12, 3072, 30522};
 	struct arch_cfg *a = &h->a;
 	int ret;
 
-	ret = key_sizes(h, k, def) ?: key_act(h, "activation", "gelu") ?:
-	      key_int(h, "max_position_embeddings", 512, 1, BIG, &a->max_positions) ?:
-	      key_bool_is(h, "sinusoidal_pos_embds", false, false);
+	ret = key_sizes(h, k, def)							    ?:
+		      key_act(h, "activation", "gelu")					    ?:
+		      key_int(h, "max_position_embeddings", 512, 1, BIG, &a->max_positions) ?:
+		      key_bool_is(h, "sinusoidal_pos_embds", false, false);
 	a->layer_norm_eps = 1e-12f; /* DistilBERT's LayerNorms are fixed at 1e-12 */
 	a->max_seq = a->max_positions;
 	return ret;
@@ -192,21 +194,21 @@ static int cfg_gpt2(struct hf_ctx *h)
 	if (ret)
 		return ret;
 	def[3] = 4 * embd; /* n_inner null: 4 * n_embd */
-	ret = key_sizes(h, k, def) ?: key_act(h, "activation_function", "gelu_new") ?:
-	      key_int(h, "n_positions", 1024, 1, BIG, &a->max_positions) ?:
-	      key_float(h, "layer_norm_epsilon", 1e-5, &a->layer_norm_eps) ?:
-	      key_bool_is(h, "scale_attn_weights", true, true) ?:
-	      key_bool_is(h, "scale_attn_by_inverse_layer_idx", false, false) ?:
-	      key_bool_is(h, "add_cross_attention", false, false);
+	ret = key_sizes(h, k, def)						      ?:
+		      key_act(h, "activation_function", "gelu_new")		      ?:
+		      key_int(h, "n_positions", 1024, 1, BIG, &a->max_positions)      ?:
+		      key_float(h, "layer_norm_epsilon", 1e-5, &a->layer_norm_eps)    ?:
+		      key_bool_is(h, "scale_attn_weights", true, true)		      ?:
+		      key_bool_is(h, "scale_attn_by_inverse_layer_idx", false, false) ?:
+		      key_bool_is(h, "add_cross_attention", false, false);
 	a->max_seq = a->max_positions;
 	return ret;
 }
 
 static int cfg_vit(struct hf_ctx *h)
 {
-	static const char *const k[5] = {"num_hidden_layers", "hidden_size",
-					 "num_attention_heads", "intermediate_size",
-					 "num_channels"};
+	static const char *const k[5] = {"num_hidden_layers", "hidden_size", "num_attention_heads",
+					 "intermediate_size", "num_channels"};
 	static const int64_t def[5] = {12, 768, 12, 3072, 3};
 	struct arch_cfg *a = &h->a;
 	json_t *qkv = json_object_get(h->cfg, "qkv_bias");
@@ -214,19 +216,21 @@ static int cfg_vit(struct hf_ctx *h)
 	int64_t size;
 	int ret;
 
-	ret = key_sizes(h, k, def) ?: key_act(h, "hidden_act", "gelu") ?:
-	      key_int(h, "image_size", 224, 1, 1 << 16, &a->image_size) ?:
-	      key_int(h, "patch_size", 16, 1, 1 << 16, &a->patch_size) ?:
-	      key_float(h, "layer_norm_eps", 1e-12, &a->layer_norm_eps);
+	ret = key_sizes(h, k, def)						?:
+		      key_act(h, "hidden_act", "gelu")				?:
+		      key_int(h, "image_size", 224, 1, 1 << 16, &a->image_size) ?:
+		      key_int(h, "patch_size", 16, 1, 1 << 16, &a->patch_size)	?:
+		      key_float(h, "layer_norm_eps", 1e-12, &a->layer_norm_eps);
 	if (ret)
 		return ret;
 	a->channels = a->vocab;
 	a->vocab = 0;
 	a->qkv_bias = !qkv || json_is_true(qkv);
 	if (a->image_size % a->patch_size)
-		return err_set(DPRT_EUNSUP, "%s: image_size %lld is not a multiple of patch_size "
-			       "%lld", h->cfg_path, (long long)a->image_size,
-			       (long long)a->patch_size);
+		return err_set(DPRT_EUNSUP,
+			       "%s: image_size %lld is not a multiple of patch_size "
+			       "%lld",
+			       h->cfg_path, (long long)a->image_size, (long long)a->patch_size);
 	pool = key_str(h, "pooler_act", "tanh");
 	if (!pool)
 		return DPRT_EUNSUP;
@@ -235,8 +239,10 @@ static int cfg_vit(struct hf_ctx *h)
 			       h->cfg_path, pool);
 	ret = key_int(h, "pooler_output_size", a->hidden, 1, BIG, &size);
 	if (!ret && size != a->hidden)
-		ret = err_set(DPRT_EUNSUP, "%s: pooler_output_size %lld other than hidden_size is "
-			      "not supported", h->cfg_path, (long long)size);
+		ret = err_set(DPRT_EUNSUP,
+			      "%s: pooler_output_size %lld other than hidden_size is "
+			      "not supported",
+			      h->cfg_path, (long long)size);
 	return ret;
 }
 
@@ -264,11 +270,16 @@ static bool ends_with(const char *s, const char *suffix)
 static bool head_ok(enum arch_family f, enum arch_head hd)
 {
 	switch (hd) {
-	case HEAD_BASE: return true;
-	case HEAD_SEQ_CLS: return f == AF_BERT || f == AF_ROBERTA || f == AF_DISTILBERT;
-	case HEAD_TOKEN_CLS: return f != AF_VIT;
-	case HEAD_LM: return f == AF_GPT2;
-	case HEAD_IMAGE_CLS: return f == AF_VIT;
+	case HEAD_BASE:
+		return true;
+	case HEAD_SEQ_CLS:
+		return f == AF_BERT || f == AF_ROBERTA || f == AF_DISTILBERT;
+	case HEAD_TOKEN_CLS:
+		return f != AF_VIT;
+	case HEAD_LM:
+		return f == AF_GPT2;
+	case HEAD_IMAGE_CLS:
+		return f == AF_VIT;
 	}
 	return false;
 }
@@ -305,8 +316,7 @@ static int pick_labels(struct hf_ctx *h)
 {
 	json_t *map = json_object_get(h->cfg, "id2label");
 
-	if (h->a.head != HEAD_SEQ_CLS && h->a.head != HEAD_TOKEN_CLS &&
-	    h->a.head != HEAD_IMAGE_CLS)
+	if (h->a.head != HEAD_SEQ_CLS && h->a.head != HEAD_TOKEN_CLS && h->a.head != HEAD_IMAGE_CLS)
 		return 0;
 	if (map && json_is_object(map) && json_object_size(map)) {
 		h->a.num_labels = (int64_t)json_object_size(map);
@@ -317,9 +327,11 @@ static int pick_labels(struct hf_ctx *h)
 
 static int parse_config(struct hf_ctx *h)
 {
-	static const char *const types[] = {
-		[AF_BERT] = "bert", [AF_ROBERTA] = "roberta", [AF_DISTILBERT] = "distilbert",
-		[AF_GPT2] = "gpt2", [AF_VIT] = "vit"};
+	static const char *const types[] = {[AF_BERT] = "bert",
+					    [AF_ROBERTA] = "roberta",
+					    [AF_DISTILBERT] = "distilbert",
+					    [AF_GPT2] = "gpt2",
+					    [AF_VIT] = "vit"};
 	json_error_t je;
 	const char *mt;
 	size_t i;
@@ -337,20 +349,26 @@ static int parse_config(struct hf_ctx *h)
 	for (i = 0; i < ARRAY_SIZE(types) && strcmp(mt, types[i]); i++)
 		;
 	if (i == ARRAY_SIZE(types))
-		return err_set(DPRT_EUNSUP, "%s: model_type '%s' is not supported (bert, roberta, "
-			       "distilbert, gpt2, vit)", h->cfg_path, mt);
+		return err_set(DPRT_EUNSUP,
+			       "%s: model_type '%s' is not supported (bert, roberta, "
+			       "distilbert, gpt2, vit)",
+			       h->cfg_path, mt);
 	h->a.family = (enum arch_family)i;
 	ret = pick_head(h) ?: pick_labels(h);
 	if (ret)
 		return ret;
 	switch (h->a.family) {
-	case AF_BERT: return cfg_bert(h, false);
-	case AF_ROBERTA: return cfg_bert(h, true);
-	case AF_DISTILBERT: return cfg_distilbert(h);
+	case AF_BERT:
+		return cfg_bert(h, false);
+	case AF_ROBERTA:
+		return cfg_bert(h, true);
+	case AF_DISTILBERT:
+		return cfg_distilbert(h);
 	case AF_GPT2:
 		h->a.tied_lm_head = !json_is_false(json_object_get(h->cfg, "tie_word_embeddings"));
 		return cfg_gpt2(h);
-	case AF_VIT: return cfg_vit(h);
+	case AF_VIT:
+		return cfg_vit(h);
 	}
 	return 0;
 }
@@ -373,7 +391,8 @@ static int open_sharded(struct hf_ctx *h, const char *index, struct weight_sourc
 	map = json_object_get(root, "weight_map");
 	if (!json_is_object(map) || !json_object_size(map))
 		ret = err_set(DPRT_EWEIGHTS, "%s: weight_map is missing or empty", index);
-	json_object_foreach(map, key, v) {
+	json_object_foreach(map, key, v)
+	{
 		if (ret)
 			break;
 		if (!json_is_string(v) || strchr(json_string_value(v), '/'))
@@ -416,9 +435,11 @@ static int open_weights(struct hf_ctx *h, struct weight_source **ws)
 		return wsrc_safetensors(single, ws);
 	if (!stat(index, &st))
 		return open_sharded(h, index, ws);
-	return err_set(DPRT_EWEIGHTS, "%s: neither model.safetensors nor "
+	return err_set(DPRT_EWEIGHTS,
+		       "%s: neither model.safetensors nor "
 		       "model.safetensors.index.json is there (only safetensors "
-		       "checkpoints are read)", h->dir);
+		       "checkpoints are read)",
+		       h->dir);
 }
 
 /* The base model's prefix: the family's when the checkpoint has a head
@@ -426,14 +447,16 @@ static int open_weights(struct hf_ctx *h, struct weight_source **ws)
  * pooler. */
 static void pick_prefix(struct hf_ctx *h, const struct weight_source *ws)
 {
-	static const char *const probe[] = {
-		[AF_BERT] = "embeddings.word_embeddings.weight",
-		[AF_ROBERTA] = "embeddings.word_embeddings.weight",
-		[AF_DISTILBERT] = "embeddings.word_embeddings.weight",
-		[AF_GPT2] = "wte.weight", [AF_VIT] = "embeddings.cls_token"};
-	static const char *const fam[] = {[AF_BERT] = "bert.", [AF_ROBERTA] = "roberta.",
+	static const char *const probe[] = {[AF_BERT] = "embeddings.word_embeddings.weight",
+					    [AF_ROBERTA] = "embeddings.word_embeddings.weight",
+					    [AF_DISTILBERT] = "embeddings.word_embeddings.weight",
+					    [AF_GPT2] = "wte.weight",
+					    [AF_VIT] = "embeddings.cls_token"};
+	static const char *const fam[] = {[AF_BERT] = "bert.",
+					  [AF_ROBERTA] = "roberta.",
 					  [AF_DISTILBERT] = "distilbert.",
-					  [AF_GPT2] = "transformer.", [AF_VIT] = "vit."};
+					  [AF_GPT2] = "transformer.",
+					  [AF_VIT] = "vit."};
 	char name[2 * NAME_LEN];
 
 	snprintf(name, sizeof(name), "%s%s", fam[h->a.family], probe[h->a.family]);
@@ -452,8 +475,10 @@ static int check_names(const struct graph *g, const char *dir)
 
 	for (t = 0; t < g->n_tensors; t++)
 		if (strlen(g->tensors[t].name) >= NAME_LEN - 1)
-			return err_set(DPRT_EUNSUP, "%s: tensor name '%s...' is longer than %d "
-				       "characters", dir, g->tensors[t].name, NAME_LEN - 2);
+			return err_set(DPRT_EUNSUP,
+				       "%s: tensor name '%s...' is longer than %d "
+				       "characters",
+				       dir, g->tensors[t].name, NAME_LEN - 2);
 	return 0;
 }
 

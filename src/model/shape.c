@@ -485,8 +485,9 @@ static int infer_cls_pos(const struct nctx *c)
 	int64_t h, p;
 	int ret;
 
-	ret = need_rank(c, 0, 4, 4) ?: need_float(c, 0) ?: need_rank(c, 1, 3, 3) ?:
-	      need_rank(c, 2, 3, 3);
+	ret = need_rank(c, 0, 4, 4) ?: need_float(c, 0);
+	if (!ret)
+		ret = need_rank(c, 1, 3, 3) ?: need_rank(c, 2, 3, 3);
 	if (ret)
 		return ret;
 	h = x->dims[1];

@@ -251,7 +251,7 @@ static void fmt_shape(char *buf, size_t len, int ndim, const int64_t *dims)
 		snprintf(buf + o, len - o, "]");
 }
 
-static const char *const prefixes[] = {"",	      "bert.",	     "roberta.",   "transformer.",
+static const char *const prefixes[] = {"",	 "bert.",	"roberta.", "transformer.",
 				       "model.", "distilbert.", "vit."};
 
 /* Hugging Face renames old checkpoints' LayerNorm gamma/beta on load. */
@@ -549,8 +549,8 @@ void wsrc_destroy(struct weight_source *ws)
 	for (f = 0; f < ws->n_files; f++) {
 		for (i = 0; ws->used[f] && i < st_count(ws->st[f]); i++)
 			if (!ws->used[f][i])
-				log_debug("%s: tensor '%s' is not used by the model",
-					  ws->paths[f], st_get(ws->st[f], i)->name);
+				log_debug("%s: tensor '%s' is not used by the model", ws->paths[f],
+					  st_get(ws->st[f], i)->name);
 		st_close(ws->st[f]);
 		free(ws->used[f]);
 		free(ws->paths[f]);

@@ -35,10 +35,11 @@ static const struct resnet_cfg rn_tiny = {{1, 1, 1, 1}, 8, 10, 32};
 /* BertModel / RobertaModel / GPT2Model with pooler (BERT, RoBERTa), no head. */
 #define TF(fam, l, h, nh, ffn, v, pos, types, pad, eps, act_, maxs, defs)                          \
 	{                                                                                          \
-		.family = (fam), .layers = (l), .hidden = (h), .heads = (nh), .intermediate = (ffn), \
-		.vocab = (v), .max_positions = (pos), .type_vocab = (types), .pad_token_id = (pad),  \
-		.layer_norm_eps = (eps), .hidden_act = (act_), .head = HEAD_BASE,                   \
-		.pooler = (fam) != AF_GPT2, .prefix = "", .max_seq = (maxs), .def_seq = (defs),     \
+		.family = (fam), .layers = (l), .hidden = (h), .heads = (nh),                      \
+		.intermediate = (ffn), .vocab = (v), .max_positions = (pos),                       \
+		.type_vocab = (types), .pad_token_id = (pad), .layer_norm_eps = (eps),             \
+		.hidden_act = (act_), .head = HEAD_BASE, .pooler = (fam) != AF_GPT2, .prefix = "", \
+		.max_seq = (maxs), .def_seq = (defs),                                              \
 	}
 
 static const struct arch_cfg bert_base =

@@ -194,8 +194,8 @@ void cpu_take_row(const float *x, float *y, int64_t n, int64_t s, int64_t h, int
 		memcpy(y + b * h, x + (b * s + row) * h, sizeof(float) * (size_t)h);
 }
 
-void cpu_cls_pos(const float *x, const float *cls, const float *pos, float *y, int64_t n,
-		 int64_t h, int64_t p)
+void cpu_cls_pos(const float *x, const float *cls, const float *pos, float *y, int64_t n, int64_t h,
+		 int64_t p)
 {
 	int64_t b, i, c;
 
