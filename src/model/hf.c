@@ -4,7 +4,8 @@
  * model.safetensors, or model.safetensors.index.json and its shards (the
  * weights), as a graph of arch.c and a weight source. Supported:
  * model_type bert, roberta, distilbert, gpt2, vit; base models and the
- * sequence / token / image classification and GPT-2 LM heads. Anything
+ * sequence / token / image classification and GPT-2 LM heads (a masked-LM
+ * or pre-training checkpoint gives its base model). Anything
  * else is refused with one message naming the key or tensor and the file.
  */
 #include "model.h"
@@ -257,6 +258,9 @@ static const struct {
 	{"LMHeadModel", HEAD_LM},
 	{"ForImageClassification", HEAD_IMAGE_CLS},
 	{"Model", HEAD_BASE},
+	/* pre-training heads (the published base checkpoints): the encoder */
+	{"ForMaskedLM", HEAD_BASE},
+	{"ForPreTraining", HEAD_BASE},
 };
 
 static bool ends_with(const char *s, const char *suffix)
@@ -305,6 +309,10 @@ static int pick_head(struct hf_ctx *h)
 		if (!head_ok(h->a.family, heads[i].head))
 			break;
 		h->a.head = heads[i].head;
+		if (strcmp(heads[i].suffix, "Model") && heads[i].head == HEAD_BASE)
+			log_info("%s: %s: its pre-training head is not imported, only the "
+				 "base model (last_hidden_state, pooler_output if present)",
+				 h->cfg_path, s);
 		return 0;
 	}
 	return err_set(DPRT_EUNSUP, "%s: architectures '%s' is not supported for model_type %s",

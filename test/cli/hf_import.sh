@@ -75,6 +75,17 @@ cp -r "$tmp/hf/bert-tok" "$tmp/hf/bert-gelu-new"
 edit_cfg "$tmp/hf/bert-gelu-new" "c['hidden_act']='gelu_new'"
 check_model "$tmp/hf/bert-gelu-new" bert-gelu-new
 
+# A masked-LM checkpoint (bert. prefix, a cls.* head) gives its encoder.
+make_ckpt bert seq "$tmp/hf/mlm" --seed 5
+edit_cfg "$tmp/hf/mlm" "c['architectures']=['BertForMaskedLM']; del c['id2label']"
+run import "$tmp/hf/mlm" -o "$tmp/repo/mlm"
+expect_rc 0 "import BertForMaskedLM"
+expect_err "pre-training head is not imported" "BertForMaskedLM: says what it left out"
+run info "$tmp/repo/mlm"
+expect_out "last_hidden_state" "BertForMaskedLM: the encoder's hidden states"
+expect_out "pooler_output" "BertForMaskedLM: its checkpoint's pooler"
+expect_not_out "logits" "BertForMaskedLM: no head"
+
 # Sharded checkpoint: weight_map over three files.
 make_ckpt roberta seq "$tmp/hf/sharded" --shards 3 --seed 4
 [ -f "$tmp/hf/sharded/model.safetensors.index.json" ] || fail "no index written"
@@ -115,8 +126,9 @@ cp -r "$tmp/hf/bert-base" "$tmp/b3"
 edit_cfg "$tmp/b3" "c['position_embedding_type']='relative_key'"
 refuse "relative positions" "$tmp/b3" "position_embedding_type 'relative_key' is not supported"
 cp -r "$tmp/hf/bert-base" "$tmp/b4"
-edit_cfg "$tmp/b4" "c['architectures']=['BertForMaskedLM']"
-refuse "BertForMaskedLM" "$tmp/b4" "architectures 'BertForMaskedLM' is not supported"
+edit_cfg "$tmp/b4" "c['architectures']=['BertForQuestionAnswering']"
+refuse "BertForQuestionAnswering" "$tmp/b4" \
+	"architectures 'BertForQuestionAnswering' is not supported for model_type bert"
 cp -r "$tmp/hf/bert-base" "$tmp/b5"
 printf '{"model_type": "bert", ' >"$tmp/b5/config.json"
 refuse "truncated config.json" "$tmp/b5" "b5/config.json: line 1"
