@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * cli: the dprt command line. main.c dispatches to one cmd_* per
- * subcommand (zoo.c, info.c, run.c, plan.c, serve.c); device.c holds what
+ * subcommand (zoo.c, import.c, info.c, run.c, plan.c, serve.c); device.c holds what
  * depends on the CUDA backend being built in. Linked into ./dprt only, not
  * into libdprt.a. Everything here runs on the main thread.
  */
@@ -23,6 +23,7 @@ struct exec_ops;
  * runs as the default command). Each returns the process exit status: 0, 1
  * on failure, EXIT_USAGE on bad usage. */
 int cmd_zoo(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_plan(int argc, char **argv);

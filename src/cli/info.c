@@ -28,6 +28,22 @@ static void info_signature(const struct graph *g)
 		       (long long)g->def_seq);
 }
 
+/* Each layer's weight names: the checkpoint's state-dict names (recipes:
+ * {a,b,c} concatenated, ^T transposed, #scale/#shift folded batch norm). */
+static void info_weights(const struct graph *g)
+{
+	uint32_t l, t;
+
+	printf("\n%5s  %-44s %s\n", "layer", "name", "weights from");
+	for (l = 0; l < g->n_layers; l++) {
+		printf("%5u  %-44s", l, g->layers[l].name);
+		for (t = 0; t < g->n_tensors; t++)
+			if (g->tensors[t].kind == TK_WEIGHT && g->tensors[t].layer == l)
+				printf(" %s", g->tensors[t].name);
+		printf("\n");
+	}
+}
+
 static void info_layers(const struct graph *g)
 {
 	char d[128], b[32];
@@ -61,14 +77,23 @@ int cmd_info(int argc, char **argv)
 	char path[4096];
 	struct pkg *p;
 	const struct graph *g;
+	bool weights = false;
 	int ret;
 
+	if (argc == 3 && !strcmp(argv[1], "--weights")) {
+		weights = true;
+		argv[1] = argv[2];
+		argc = 2;
+	} else if (argc == 3 && !strcmp(argv[2], "--weights")) {
+		weights = true;
+		argc = 2;
+	}
 	if (argc != 2 || argv[1][0] == '-') {
 		if (argc == 2 && !strcmp(argv[1], "--help")) {
 			fputs(cli_usage_text, stdout);
 			return 0;
 		}
-		cli_usage_hint("info", "usage: dprt info PATH");
+		cli_usage_hint("info", "usage: dprt info PATH [--weights]");
 		return EXIT_USAGE;
 	}
 	ret = cli_resolve_pkg(argv[1], path, sizeof(path));
@@ -81,6 +106,8 @@ int cmd_info(int argc, char **argv)
 	       (unsigned long long)pkg_checksum(p));
 	info_signature(g);
 	info_layers(g);
+	if (weights)
+		info_weights(g);
 	pkg_close(p);
 	return 0;
 }

@@ -86,7 +86,15 @@ const char cli_usage_text[] =
 	"      --weights FILE         take weights from a safetensors file whose\n"
 	"                             tensors carry the PyTorch state-dict names\n"
 	"  zoo --list                 list the models the zoo can build\n"
+	"  import PATH -o REPO/NAME   import a Hugging Face checkpoint directory\n"
+	"                             (config.json + model.safetensors or a sharded\n"
+	"                             model.safetensors.index.json; BERT, RoBERTa,\n"
+	"                             DistilBERT, GPT-2, ViT and their task heads)\n"
+	"                             as the next version REPO/NAME/<v>/model.dpk\n"
+	"      --dtype fp32|fp16|bf16 weight and activation type (default fp32)\n"
+	"      --name NAME            the model's name (default: NAME of -o)\n"
 	"  info PATH                  show a package: signature, layers, byte ranges\n"
+	"      --weights              also each layer's checkpoint tensor names\n"
 	"  run PATH                   run one inference and print the outputs\n"
 	"      --random               random inputs (the default without --input)\n"
 	"      --input FILE           inputs from a safetensors file (tensor names =\n"
@@ -167,6 +175,7 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 } commands[] = {
 	{"zoo", cmd_zoo},
+	{"import", cmd_import},
 	{"info", cmd_info},
 	{"run", cmd_run},
 	{"plan", cmd_plan},

@@ -61,6 +61,7 @@ static const char *const op_names[OP_COUNT] = {
 	[OP_SOFTMAX] = "softmax",
 	[OP_ATTENTION] = "attention",
 	[OP_TAKE_ROW] = "take_row",
+	[OP_CLS_POS] = "cls_pos",
 };
 
 const char *op_name(enum op op)
@@ -76,6 +77,7 @@ bool op_has_weights(enum op op)
 	case OP_LINEAR:
 	case OP_EMBEDDING:
 	case OP_LAYERNORM:
+	case OP_CLS_POS:
 		return true;
 	default:
 		return false;
@@ -89,7 +91,7 @@ static const uint8_t op_arity[OP_COUNT][2] = {
 	[OP_ADD] = {2, 2},	   [OP_LINEAR] = {2, 3},    [OP_EMBEDDING] = {2, 2},
 	[OP_POSITION_IDS] = {1, 1}, [OP_LAYERNORM] = {3, 3}, [OP_GELU] = {1, 1},
 	[OP_TANH] = {1, 1},	   [OP_SOFTMAX] = {1, 1},   [OP_ATTENTION] = {1, 2},
-	[OP_TAKE_ROW] = {1, 1},
+	[OP_TAKE_ROW] = {1, 1},	   [OP_CLS_POS] = {3, 3},
 };
 
 /* ---------------------------------------------------------------- build */

@@ -81,6 +81,11 @@ enum op {
 	OP_ATTENTION = 15,
 	/* in: x[N,S,H]; out [N,H] = x[:, ia0, :]  (BERT pooler's first token) */
 	OP_TAKE_ROW = 16,
+	/* ViT's embeddings after the patch convolution.
+	 * in: x[N,H,GH,GW] (patch features), cls[1,1,H], pos[1,1+GH*GW,H];
+	 * out [N,1+GH*GW,H]: row 0 = cls + pos[0], row 1+p = x[:,:,p] + pos[1+p]
+	 * (patches in row-major order, as flatten(2).transpose(1, 2)). */
+	OP_CLS_POS = 17,
 	OP_COUNT
 };
 const char *op_name(enum op op);
@@ -297,6 +302,63 @@ const struct zoo_info *zoo_list(void);
 /* Build a model's graph (no weights). */
 int zoo_build(const char *name, enum dtype wdtype, struct graph **out);
 
+/* ---- parameterised architectures (arch.c): the zoo's and imported ones */
+enum arch_family { AF_BERT, AF_ROBERTA, AF_DISTILBERT, AF_GPT2, AF_VIT };
+enum arch_act { ACT_GELU, ACT_GELU_TANH, ACT_RELU };
+enum arch_head {
+	HEAD_BASE,	/* last_hidden_state (+ pooler_output with pooler) */
+	HEAD_SEQ_CLS,	/* *ForSequenceClassification: logits [N,labels] */
+	HEAD_TOKEN_CLS, /* *ForTokenClassification: logits [N,S,labels] */
+	HEAD_LM,	/* GPT2LMHeadModel: logits [N,S,vocab] */
+	HEAD_IMAGE_CLS, /* ViTForImageClassification: logits [N,labels] */
+};
+struct arch_cfg {
+	enum arch_family family;
+	int layers;
+	int64_t hidden, heads, intermediate;
+	int64_t vocab, max_positions, type_vocab; /* text models */
+	float layer_norm_eps;
+	enum arch_act hidden_act;
+	int64_t pad_token_id;			   /* RoBERTa's position ids */
+	int64_t image_size, patch_size, channels; /* ViT */
+	bool qkv_bias;				   /* ViT: query/key/value biases */
+	enum arch_head head;
+	int64_t num_labels; /* classification heads */
+	bool pooler;	    /* HEAD_BASE of BERT/RoBERTa/ViT: pooler_output */
+	bool tied_lm_head;  /* HEAD_LM: the head reads wte.weight */
+	/* Prefix of the base model's module paths ("bert.", "" ...); the heads
+	 * are at the top level. Layer and tensor names carry it. */
+	const char *prefix;
+	int64_t max_seq, def_seq; /* text models: bounds of DIM_SEQ */
+};
+/* "bert", "roberta", "distilbert", "gpt2", "vit". */
+const char *arch_family_name(enum arch_family f);
+/* Build the graph of c into g (created by the caller with the model's
+ * name, arch and dtype; not finalized). Any thread. */
+void arch_build(struct graph *g, const struct arch_cfg *c);
+
+/* ---- importers (hf.c; import_onnx*.c) */
+struct weight_source;
+/*
+ * A Hugging Face checkpoint directory (config.json and model.safetensors,
+ * or model.safetensors.index.json and its shards) as a finalized graph of
+ * weight dtype dt (named `name`) and the source of its weights, checked:
+ * every weight is there with the shape the config gives. Any thread.
+ * 0, or DPRT_EUNSUP / DPRT_EWEIGHTS / -errno with one message naming the
+ * config key or tensor and the file.
+ */
+int import_hf(const char *dir, const char *name, enum dtype dt, struct graph **g,
+	      struct weight_source **ws);
+/*
+ * Import the ONNX model at path (opsets 14-18 of the default domain) as a
+ * finalized graph of weight dtype dt (F32/F16/BF16), and a source of its
+ * weights for pkg_write(wsrc_fill). Any thread. 0, or DPRT_EUNSUP (an op or
+ * pattern dprt does not run, an opset out of range, a build without
+ * protobuf-c: import_onnx_none.c), DPRT_EWEIGHTS / -errno with err_set
+ * naming the file.
+ */
+int import_onnx(const char *path, enum dtype dt, struct graph **g, struct weight_source **ws);
+
 /* Where weights come from when writing a zoo package. */
 struct weight_source;
 /* Seeded random weights, deterministic for (model, seed). */
@@ -305,18 +367,18 @@ struct weight_source *wsrc_random(uint64_t seed);
 int wsrc_safetensors(const char *path, struct weight_source **out);
 /* Weights from an importer's own fill function (see wsrc.c). */
 struct weight_source *wsrc_custom(pkg_fill_fn fill, void *ctx, void (*free_ctx)(void *ctx));
+/* Several safetensors files (a sharded checkpoint) searched in order;
+ * `what` names them in messages (the index file). */
+int wsrc_safetensors_multi(const char *const *paths, uint32_t n, const char *what,
+			   struct weight_source **out);
+/* Whether tensor `name` (a plain state-dict name, no recipe) is in the
+ * files of ws, exactly so named. */
+bool wsrc_has(const struct weight_source *ws, const char *name);
+/* Check that every weight of g is found, with its shape, without reading
+ * it. 0 or DPRT_EWEIGHTS naming the tensor and the file. */
+int wsrc_check(struct weight_source *ws, const struct graph *g);
 void wsrc_destroy(struct weight_source *ws);
 /* pkg_fill_fn for a weight_source (ctx = the source). */
 int wsrc_fill(void *ctx, const struct graph *g, uint32_t tensor, void *dst);
-
-/* ---- importers ---- */
-/*
- * Import the ONNX model at path (opsets 14-18 of the default domain) as a
- * finalized graph of weight dtype dt (F32/F16/BF16), and a source of its
- * weights for pkg_write(wsrc_fill). Any thread. 0, or DPRT_EUNSUP (an op or
- * pattern dprt does not run, an opset out of range, a build without
- * protobuf-c), DPRT_EWEIGHTS / -errno with err_set naming the file.
- */
-int import_onnx(const char *path, enum dtype dt, struct graph **g, struct weight_source **ws);
 
 #endif

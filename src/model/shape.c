@@ -479,6 +479,31 @@ static int infer_take_row(const struct nctx *c)
 	return 0;
 }
 
+static int infer_cls_pos(const struct nctx *c)
+{
+	const struct shape *x = c->x[0], *cls = c->x[1], *pos = c->x[2];
+	int64_t h, p;
+	int ret;
+
+	ret = need_rank(c, 0, 4, 4) ?: need_float(c, 0);
+	if (!ret)
+		ret = need_rank(c, 1, 3, 3) ?: need_rank(c, 2, 3, 3);
+	if (ret)
+		return ret;
+	h = x->dims[1];
+	p = x->dims[2] * x->dims[3];
+	if (cls->dims[0] != 1 || cls->dims[1] != 1 || cls->dims[2] != h)
+		return bad_node(c, DPRT_ESHAPE, "class token must be [1,1,H] of x[N,H,GH,GW]");
+	if (pos->dims[0] != 1 || pos->dims[1] != 1 + p || pos->dims[2] != h)
+		return bad_node(c, DPRT_ESHAPE,
+				"position embeddings must be [1,1+GH*GW,H] of x[N,H,GH,GW]");
+	c->y->ndim = 3;
+	c->y->dims[0] = x->dims[0];
+	c->y->dims[1] = 1 + p;
+	c->y->dims[2] = h;
+	return 0;
+}
+
 static int infer_op(const struct nctx *c)
 {
 	switch (c->nd->op) {
@@ -510,6 +535,8 @@ static int infer_op(const struct nctx *c)
 		return infer_attention(c);
 	case OP_TAKE_ROW:
 		return infer_take_row(c);
+	case OP_CLS_POS:
+		return infer_cls_pos(c);
 	default:
 		return bad_node(c, DPRT_EUNSUP, "unknown op");
 	}

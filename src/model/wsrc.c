@@ -18,13 +18,15 @@
 
 #define BN_EPS 1e-5 /* torch.nn.BatchNorm2d's default, torchvision's ResNets */
 
-/* Exactly one of: random (st == NULL, fill == NULL), a safetensors file,
+/* Exactly one of: random (n_files == 0, fill == NULL), safetensors files,
  * or an importer's own fill function (fill != NULL). */
 struct weight_source {
 	uint64_t seed;
-	struct st_file *st;
-	char *path;
-	uint8_t *used; /* per tensor of st: read by some fill */
+	uint32_t n_files;
+	struct st_file **st;
+	char **paths;
+	uint8_t **used; /* per tensor of st[i]: read by some fill */
+	char *path;	/* names the files in messages */
 	pkg_fill_fn fill;
 	void *fill_ctx;
 	void (*fill_free)(void *ctx);
@@ -253,7 +255,8 @@ static void fmt_shape(char *buf, size_t len, int ndim, const int64_t *dims)
 		snprintf(buf + o, len - o, "]");
 }
 
-static const char *const prefixes[] = {"", "bert.", "roberta.", "transformer.", "model."};
+static const char *const prefixes[] = {"",	 "bert.",	"roberta.", "transformer.",
+				       "model.", "distilbert.", "vit."};
 
 /* Hugging Face renames old checkpoints' LayerNorm gamma/beta on load. */
 static const struct st_tensor *find_renamed(const struct st_file *f, const char *name)
@@ -273,8 +276,8 @@ static const struct st_tensor *find_renamed(const struct st_file *f, const char 
 	return NULL;
 }
 
-/* The state-dict tensor `name`, as is or under a known prefix. */
-static const struct st_tensor *find_any(const struct st_file *f, const char *name)
+/* The state-dict tensor `name` in f, as is or under a known prefix. */
+static const struct st_tensor *find_in(const struct st_file *f, const char *name)
 {
 	const struct st_tensor *s = NULL;
 	char full[2 * NAME_LEN];
@@ -287,6 +290,31 @@ static const struct st_tensor *find_any(const struct st_file *f, const char *nam
 			s = find_renamed(f, full);
 	}
 	return s;
+}
+
+/* The tensor `name` in the first file of ws that has it; *file its index. */
+static const struct st_tensor *find_any(const struct weight_source *ws, const char *name,
+					uint32_t *file)
+{
+	const struct st_tensor *s = NULL;
+	uint32_t i;
+
+	for (i = 0; i < ws->n_files && !s; i++) {
+		s = find_in(ws->st[i], name);
+		*file = i;
+	}
+	return s;
+}
+
+/* Whether a file of ws holds a tensor exactly named `name`. Any thread. */
+bool wsrc_has(const struct weight_source *ws, const char *name)
+{
+	uint32_t i;
+
+	for (i = 0; i < ws->n_files; i++)
+		if (st_find(ws->st[i], name))
+			return true;
+	return false;
 }
 
 static int src_kind_of(const struct st_file *f, const struct st_tensor *s, enum src_kind *k)
@@ -314,23 +342,27 @@ static int src_kind_of(const struct st_file *f, const struct st_tensor *s, enum 
 static int lookup(struct weight_source *ws, const char *name, const char *what, int ndim,
 		  const int64_t *dims, struct src *out)
 {
-	const struct st_tensor *s = find_any(ws->st, name);
 	char want[128], got[128];
+	const struct st_tensor *s;
+	struct st_file *f;
+	uint32_t i = 0;
 
+	s = find_any(ws, name, &i);
 	if (!s)
 		return err_set(DPRT_EWEIGHTS, "%s: tensor '%s' not found (needed for %s)", ws->path,
 			       name, what);
-	if (src_kind_of(ws->st, s, &out->kind))
+	f = ws->st[i];
+	if (src_kind_of(f, s, &out->kind))
 		return err_set(DPRT_EWEIGHTS,
-			       "%s: tensor '%s' has dtype %s, not F32, F16, BF16 or F64", ws->path,
-			       s->name, st_dtype_str(ws->st, s));
+			       "%s: tensor '%s' has dtype %s, not F32, F16, BF16 or F64",
+			       ws->paths[i], s->name, st_dtype_str(f, s));
 	fmt_shape(want, sizeof(want), ndim, dims);
 	fmt_shape(got, sizeof(got), s->ndim, s->dims);
 	if (strcmp(want, got))
 		return err_set(DPRT_EWEIGHTS, "%s: tensor '%s' has shape %s, expected %s (for %s)",
-			       ws->path, s->name, got, want, what);
+			       ws->paths[i], s->name, got, want, what);
 	out->data = s->data;
-	ws->used[s - st_get(ws->st, 0)] = 1;
+	ws->used[i][s - st_get(f, 0)] = 1;
 	return 0;
 }
 
@@ -341,7 +373,7 @@ static int fill_plain(struct weight_source *ws, const struct tensor *t, void *ds
 	int ret;
 
 	ret = lookup(ws, t->name, t->name, t->ndim, t->dims, &s);
-	if (!ret)
+	if (!ret && dst)
 		copy_span(dst, (enum dtype)t->dtype, 0, &s, 0, n);
 	return ret;
 }
@@ -375,7 +407,8 @@ static int fill_concat(struct weight_source *ws, const struct tensor *t, void *d
 		ret = lookup(ws, name, t->name, t->ndim, dims, &s);
 		if (ret)
 			return ret;
-		copy_span(dst, (enum dtype)t->dtype, each * (uint64_t)i, &s, 0, each);
+		if (dst)
+			copy_span(dst, (enum dtype)t->dtype, each * (uint64_t)i, &s, 0, each);
 		part += plen + 1;
 	}
 	return 0;
@@ -409,7 +442,7 @@ static int fill_transpose(struct weight_source *ws, const struct tensor *t, void
 	dims[0] = t->dims[1];
 	dims[1] = t->dims[0];
 	ret = lookup(ws, name, t->name, 2, dims, &s);
-	if (ret)
+	if (ret || !dst)
 		return ret;
 	for (r = 0; r < (uint64_t)t->dims[0]; r += TILE)
 		for (c = 0; c < (uint64_t)t->dims[1]; c += TILE)
@@ -440,7 +473,7 @@ static int fill_bnfold(struct weight_source *ws, const struct tensor *t, void *d
 		if (ret)
 			return ret;
 	}
-	for (i = 0; i < (uint64_t)t->dims[0]; i++) {
+	for (i = 0; dst && i < (uint64_t)t->dims[0]; i++) {
 		double scale = src_at(&s[0], i) / sqrt(src_at(&s[3], i) + BN_EPS);
 
 		dst_put(dst, (enum dtype)t->dtype, i,
@@ -463,30 +496,43 @@ static int st_fill(struct weight_source *ws, const struct tensor *t, void *dst)
 }
 
 /*
- * A source reading the safetensors file at path, whose tensors are named as
- * the PyTorch state dict, possibly under a prefix ("bert.", "roberta.",
- * "transformer.", "model."). Any thread. 0 and *out, or st_open's errors.
+ * A source reading safetensors files (the shards of one checkpoint, in
+ * order), whose tensors are named as the PyTorch state dict, possibly under
+ * a prefix ("bert.", "roberta.", "transformer.", "model.", "distilbert.",
+ * "vit."); `what` names them in messages. Any thread. 0 and *out, or
+ * st_open's errors.
  */
-int wsrc_safetensors(const char *path, struct weight_source **out)
+int wsrc_safetensors_multi(const char *const *paths, uint32_t n, const char *what,
+			   struct weight_source **out)
 {
 	struct weight_source *ws;
-	int ret;
+	uint32_t i;
+	int ret = err_set(-ENOMEM, "%s: out of memory", what);
 
 	*out = NULL;
 	ws = calloc(1, sizeof(*ws));
 	if (!ws)
-		return err_set(-ENOMEM, "%s: out of memory", path);
-	ret = st_open(path, &ws->st);
-	if (ret)
+		return ret;
+	ws->st = calloc(n, sizeof(*ws->st));
+	ws->paths = calloc(n, sizeof(*ws->paths));
+	ws->used = calloc(n, sizeof(*ws->used));
+	ws->path = strdup(what);
+	if (!ws->st || !ws->paths || !ws->used || !ws->path)
 		goto out_free;
-	ret = err_set(-ENOMEM, "%s: out of memory", path);
-	ws->path = strdup(path);
-	ws->used = calloc(st_count(ws->st) + 1, 1);
-	if (!ws->path || !ws->used)
-		goto out_free;
+	for (i = 0; i < n; i++, ws->n_files++) {
+		ret = st_open(paths[i], &ws->st[i]);
+		if (ret)
+			goto out_free;
+		ret = err_set(-ENOMEM, "%s: out of memory", paths[i]);
+		ws->paths[i] = strdup(paths[i]);
+		ws->used[i] = calloc(st_count(ws->st[i]) + 1, 1);
+		if (!ws->paths[i] || !ws->used[i])
+			goto out_free;
+	}
 	*out = ws;
 	return 0;
 out_free:
+	ws->n_files += ws->n_files < n && ws->st[ws->n_files]; /* the half-made one */
 	wsrc_destroy(ws);
 	return ret;
 }
@@ -508,23 +554,55 @@ struct weight_source *wsrc_custom(pkg_fill_fn fill, void *ctx, void (*free_ctx)(
 	return ws;
 }
 
+/* One safetensors file; see wsrc_safetensors_multi. */
+int wsrc_safetensors(const char *path, struct weight_source **out)
+{
+	return wsrc_safetensors_multi(&path, 1, path, out);
+}
+
 /* Free a source; a file source logs (debug) the tensors no fill used. */
 void wsrc_destroy(struct weight_source *ws)
 {
-	uint32_t i;
+	uint32_t f, i;
 
 	if (!ws)
 		return;
-	for (i = 0; ws->st && ws->used && i < st_count(ws->st); i++)
-		if (!ws->used[i])
-			log_debug("%s: tensor '%s' is not used by the model", ws->path,
-				  st_get(ws->st, i)->name);
+	for (f = 0; f < ws->n_files; f++) {
+		for (i = 0; ws->used[f] && i < st_count(ws->st[f]); i++)
+			if (!ws->used[f][i])
+				log_debug("%s: tensor '%s' is not used by the model", ws->paths[f],
+					  st_get(ws->st[f], i)->name);
+		st_close(ws->st[f]);
+		free(ws->used[f]);
+		free(ws->paths[f]);
+	}
 	if (ws->fill_free)
 		ws->fill_free(ws->fill_ctx);
-	st_close(ws->st);
+	free(ws->st);
 	free(ws->used);
+	free(ws->paths);
 	free(ws->path);
 	free(ws);
+}
+
+/*
+ * Check that every weight of g is in the files of ws with its shape and a
+ * float dtype, reading no data. One thread at a time per source. 0, or
+ * DPRT_EWEIGHTS with err_set naming the tensor and the file.
+ */
+int wsrc_check(struct weight_source *ws, const struct graph *g)
+{
+	uint32_t t;
+	int ret;
+
+	for (t = 0; ws->n_files && t < g->n_tensors; t++) {
+		if (g->tensors[t].kind != TK_WEIGHT)
+			continue;
+		ret = st_fill(ws, &g->tensors[t], NULL);
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 /*
@@ -545,7 +623,7 @@ int wsrc_fill(void *ctx, const struct graph *g, uint32_t tensor, void *dst)
 			       dtype_name((enum dtype)t->dtype));
 	if (ws->fill)
 		return ws->fill(ws->fill_ctx, g, tensor, dst);
-	if (!ws->st) {
+	if (!ws->n_files) {
 		rand_fill(ws->seed, g, tensor, dst);
 		return 0;
 	}

@@ -700,6 +700,65 @@ Test(cpu_ops, take_row)
 	og_free(&o);
 }
 
+/* ViT's embeddings: patch features [N,H,GH,GW] -> [N,1+GH*GW,H] with the
+ * class token first and position embeddings added; rectangular grid so a
+ * swapped GH/GW or a transposed read shows. */
+Test(cpu_ops, cls_pos)
+{
+	int64_t xd[4] = {2, 5, 2, 3}, cd[3] = {1, 1, 5}, pd[3] = {1, 7, 5}, yd[3] = {2, 7, 5};
+	int64_t b, r, c;
+	struct og o = og_new(DT_F32);
+	struct tview in, out;
+	uint32_t in3[3];
+	float *x = rnd(2 * 5 * 6, 4, 1.0f, 0.0f);
+	double ref[2 * 7 * 5];
+	const float *cls, *pos;
+
+	in3[0] = og_input(&o, "x", DT_F32, 4, xd);
+	graph_layer_begin(o.g, "embeddings");
+	in3[1] = graph_weight(o.g, "cls", 3, cd);
+	in3[2] = graph_weight(o.g, "pos", 3, pd);
+	graph_output(o.g, "y", graph_node(o.g, OP_CLS_POS, in3, 3, NULL, 0, NULL, 0));
+	og_ready(&o, 3);
+	cls = o.wf[in3[1]];
+	pos = o.wf[in3[2]];
+	in = tv(DT_F32, 4, xd, x);
+	og_run(&o, &in, &out);
+	expect_dims(&out, 3, yd);
+	for (b = 0; b < 2; b++)
+		for (r = 0; r < 7; r++)
+			for (c = 0; c < 5; c++)
+				ref[(b * 7 + r) * 5 + c] =
+					(double)(r ? x[(b * 5 + c) * 6 + r - 1] : cls[c]) +
+					pos[r * 5 + c];
+	expect_close(&out, ref, 2 * 7 * 5);
+	free(x);
+	og_free(&o);
+}
+
+/* A position table of the wrong length is refused by shape inference. */
+Test(cpu_ops, cls_pos_bad_positions)
+{
+	int64_t xd[4] = {1, 4, 2, 2}, cd[3] = {1, 1, 4}, pd[3] = {1, 4, 4};
+	struct shape in = {.dtype = DT_F32, .ndim = 4, .dims = {1, 4, 2, 2}};
+	struct graph *g = graph_create("op", "test", DT_F32);
+	struct shape *sh;
+	uint32_t in3[3];
+
+	in3[0] = graph_input(g, "x", DT_F32, 4, xd, 0, 0);
+	graph_layer_begin(g, "embeddings");
+	in3[1] = graph_weight(g, "cls", 3, cd);
+	in3[2] = graph_weight(g, "pos", 3, pd);
+	graph_output(g, "y", graph_node(g, OP_CLS_POS, in3, 3, NULL, 0, NULL, 0));
+	cr_assert_eq(graph_finalize(g), 0, "%s", err_msg(0));
+	sh = calloc(g->n_tensors, sizeof(*sh));
+	cr_assert(sh);
+	cr_expect_eq(graph_infer_shapes(g, &in, sh), DPRT_ESHAPE);
+	cr_expect(strstr(err_msg(0), "position embeddings"), "%s", err_msg(0));
+	free(sh);
+	graph_destroy(g);
+}
+
 /* ---------------------------------------------------------- layernorm */
 
 static void check_layernorm(float offset, float eps)

@@ -689,6 +689,10 @@ static int run_node(struct exec_model *m, const struct cpu_prog *pl, const struc
 	case OP_TAKE_ROW:
 		cpu_take_row(a, y, x->dims[0], x->dims[1], x->dims[2], nd->ia[0]);
 		break;
+	case OP_CLS_POS:
+		cpu_cls_pos(a, in_ptr(m, nd, 1), in_ptr(m, nd, 2), y, x->dims[0], x->dims[1],
+			    x->dims[2] * x->dims[3]);
+		break;
 	default:
 		run_cnn_op(m, pl, nd);
 		break;

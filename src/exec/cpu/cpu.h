@@ -126,5 +126,9 @@ void cpu_attention(const struct cpu_attn *p, const float *qkv, const int64_t *ma
 		   float *scratch);
 /* y[n,h] = x[n,row,h] for x[n,s,h]. */
 void cpu_take_row(const float *x, float *y, int64_t n, int64_t s, int64_t h, int64_t row);
+/* ViT's y[n,1+p,h]: row 0 = cls[h] + pos[0], row 1+i = x[n,:,i] + pos[1+i]
+ * for patch features x[n,h,p] (OP_CLS_POS). */
+void cpu_cls_pos(const float *x, const float *cls, const float *pos, float *y, int64_t n,
+		 int64_t h, int64_t p);
 
 #endif

@@ -199,3 +199,20 @@ void cpu_take_row(const float *x, float *y, int64_t n, int64_t s, int64_t h, int
 	for (b = 0; b < n; b++)
 		memcpy(y + b * h, x + (b * s + row) * h, sizeof(float) * (size_t)h);
 }
+
+void cpu_cls_pos(const float *x, const float *cls, const float *pos, float *y, int64_t n, int64_t h,
+		 int64_t p)
+{
+	int64_t b, i, c;
+
+	for (b = 0; b < n; b++) {
+		const float *xb = x + b * h * p;
+		float *yb = y + b * (1 + p) * h;
+
+		for (c = 0; c < h; c++)
+			yb[c] = cls[c] + pos[c];
+		for (i = 0; i < p; i++)
+			for (c = 0; c < h; c++)
+				yb[(1 + i) * h + c] = xb[c * p + i] + pos[(1 + i) * h + c];
+	}
+}

@@ -24,6 +24,7 @@ static const char *const kern_names[K_COUNT] = {
 	[K_EMBED] = "dprt_embed",
 	[K_TAKE_ROW] = "dprt_take_row",
 	[K_GAP] = "dprt_gap",
+	[K_CLS_POS] = "dprt_cls_pos",
 	[K_CVT] = "dprt_cvt",
 	[K_POSIDS] = "dprt_posids",
 };

@@ -535,6 +535,18 @@ static int op_take_row(struct exec_model *m, struct cuda_prog *pl, const struct 
 	return launch(m, K_TAKE_ROW, grid_for(m->d, n, 1), 1, 1, args);
 }
 
+static int op_cls_pos(struct exec_model *m, struct cuda_prog *pl, const struct node *nd)
+{
+	const struct shape *x = &pl->shapes[nd->in[0]];
+	uint64_t a = in_addr(pl, nd, 0), c = in_addr(pl, nd, 1), p = in_addr(pl, nd, 2);
+	uint64_t y = pl->addr[nd->out];
+	i64 n = x->dims[0], np = x->dims[2] * x->dims[3];
+	int h = (int)x->dims[1];
+	void *args[] = {&a, &c, &p, &y, &n, &h, &np};
+
+	return launch(m, K_CLS_POS, grid_for(m->d, n * (1 + np) * h, CUDA_BLOCK), 1, 1, args);
+}
+
 int cuda_op_enqueue(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 {
 	const struct node *nd = &m->g->nodes[i];
@@ -561,6 +573,7 @@ int cuda_op_enqueue(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 		return pl->rt[i].flash ? op_flash(m, pl, i, pl->rt[i].flash, false)
 				       : op_attention(m, pl, i);
 	case OP_TAKE_ROW: return op_take_row(m, pl, nd);
+	case OP_CLS_POS: return op_cls_pos(m, pl, nd);
 	default:
 		return err_set(DPRT_EUNSUP, "%s: node %u has op %u, which the CUDA backend does "
 			       "not know", m->g->name, i, nd->op);

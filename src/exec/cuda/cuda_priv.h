@@ -145,6 +145,7 @@ enum kern {
 	K_EMBED,
 	K_TAKE_ROW,
 	K_GAP,
+	K_CLS_POS,
 	K_TYPED_COUNT,
 	/* dtype-independent kernels (no suffix) */
 	K_CVT = K_TYPED_COUNT,

@@ -398,6 +398,26 @@ __device__ void k_take_row(const void *xv, void *yv, i64 n, i64 s, int h, i64 ro
 KERNEL3(take_row, (const void *x, void *y, i64 n, i64 s, int h, i64 row),
 	(x, y, n, s, h, row))
 
+/* ViT's embeddings (OP_CLS_POS): y[n, 1+p, h] from patch features
+ * x[n, h, p]: row 0 = cls + pos[0], row 1+i = x[n, :, i] + pos[1+i]. */
+template <typename T>
+__device__ void k_cls_pos(const void *xv, const void *cv, const void *pv, void *yv, i64 n,
+			  int h, i64 p)
+{
+	const T *x = (const T *)xv, *cls = (const T *)cv, *pos = (const T *)pv;
+	T *y = (T *)yv;
+
+	GRID_LOOP(i, n * (1 + p) * h)
+	{
+		i64 c = i % h, r = (i / h) % (1 + p), b = i / h / (1 + p);
+		float v = r ? ldf(x, (b * h + c) * p + r - 1) : ldf(cls, c);
+
+		stf(y, i, v + ldf(pos, r * h + c));
+	}
+}
+KERNEL3(cls_pos, (const void *x, const void *c, const void *p, void *y, i64 n, int h, i64 np),
+	(x, c, p, y, n, h, np))
+
 /* y[r] = mean of x[r, 0..hw), one warp per row. */
 template <typename T>
 __device__ void k_gap(const void *xv, void *yv, i64 rows, int hw)
