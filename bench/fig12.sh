@@ -175,6 +175,11 @@ for n in $ns; do
 			srv=
 			continue
 		fi
+		# A server prepares its models in the background after it starts
+		# (plans found, each model made and warmed once); a server in use
+		# has done that long before, so the load waits for it.
+		[ "$m" = load ] || python3 "$root/bench/wait_prepared.py" "http://127.0.0.1:$port" "$n" \
+			>"$out/raw/wait-$m-$n.txt" 2>&1
 		set -- --url "http://127.0.0.1:$port" --model-prefix m --instances "$n" \
 			--rate "$rate" --warmup "$warmup" --duration "$duration" --seq "$seq" --check \
 			--slo "$slo" --max-errors 1000000000 --wait 600 --json "$out/raw/$m-$n.json"
@@ -185,6 +190,10 @@ for n in $ns; do
 			rc=1
 		}
 		echo "$m N=$n: $(grep -E '^(latency|goodput)' "$out/raw/$m-$n.txt" | tr '\n' ' ')"
+		# The server's own counters of the run (evictions, standby hits,
+		# model creations, bytes loaded): where cold-start time went.
+		python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' \
+			"http://127.0.0.1:$port/metrics" >"$out/raw/metrics-$m-$n.txt" 2>&1
 		kill -TERM $srv
 		wait $srv || { echo "fig12.sh: server ($m, N=$n) exit status $?" >&2; rc=1; }
 		srv=
