@@ -672,11 +672,14 @@ static void set_busy(struct worker *w, uint64_t running)
 }
 
 /* Run one request, cold-starting its model if it is not resident. */
+/* now: the poll's time; a request's wait ends when its handling starts,
+ * which may be well after (earlier requests of the same poll ran). */
 static void handle(struct worker *w, struct sched_req *req, uint64_t now)
 {
 	struct wslot *sl = &req->model->ws[w->id];
 	int ret = 0;
 
+	now = MAX(now, clock_ns());
 	set_busy(w, 1);
 	req->worker = w->id;
 	req->t_queue = now > req->t_post ? now - req->t_post : 0;
@@ -889,6 +892,7 @@ static unsigned handle_batch(struct worker *w, struct sched_req *head, uint64_t 
 	unsigned n;
 	int ret = 0;
 
+	now = MAX(now, clock_ns()); /* as in handle() */
 	set_busy(w, 1);
 	for (r = head; r; r = r->next) {
 		r->worker = w->id;
