@@ -43,7 +43,7 @@ int svc_method(const char *path, size_t len)
 	uint32_t i;
 
 	if (len <= pl || memcmp(path, SVC_PREFIX, pl))
-		return GM_NONE;
+		return mm_method(path, len);
 	for (i = 1; i < ARRAY_SIZE(names); i++)
 		if (strlen(names[i]) == len - pl && !memcmp(path + pl, names[i], len - pl))
 			return (int)i;
@@ -101,6 +101,16 @@ static void *unpack(struct gstream *st, const ProtobufCMessageDescriptor *d)
 	else
 		st->unpacked = m;
 	return m;
+}
+
+void svc_reply_msg(struct gstream *st, const void *m)
+{
+	reply_msg(st, m);
+}
+
+void *svc_unpack(struct gstream *st, const ProtobufCMessageDescriptor *d)
+{
+	return unpack(st, d);
 }
 
 /* ------------------------------------------------------------ lookups */
@@ -536,6 +546,10 @@ static void svc_job_done(struct grpc_job *j)
 		INFERENCE__REPOSITORY_MODEL_LOAD_RESPONSE__INIT;
 	struct gstream *st = j->st;
 
+	if (j->kind != GJ_REPO) {
+		mm_job_done(j);
+		return;
+	}
 	if (!j->ret)
 		log_info("model '%s': %s", j->model, j->load ? "loaded" : "unloaded");
 	if (!gstream_back(st))
@@ -822,7 +836,12 @@ static int infer_check(struct gstream *st, const InferReq *m, const struct graph
 {
 	int ret = infer_decode(st, m);
 
-	if (!ret)
+	/* ModelMesh names the model in a header (its id), not the message. */
+	if (!ret && st->mm_id_long)
+		ret = err_set(DPRT_ENOMODEL, "mm-model-id names no model (too long)");
+	else if (!ret && st->mm_id[0])
+		ret = lookup(st, st->mm_id, "", &st->e);
+	else if (!ret)
 		ret = lookup(st, m->model_name, m->model_version, &st->e);
 	if (ret)
 		return ret;
@@ -1085,6 +1104,13 @@ void svc_call(struct gstream *st)
 		break;
 	case GM_MODEL_STATS:
 		svc_model_stats(st);
+		break;
+	case GM_MM_LOAD:
+	case GM_MM_UNLOAD:
+	case GM_MM_PREDICT:
+	case GM_MM_SIZE:
+	case GM_MM_STATUS:
+		mm_call(st);
 		break;
 	default:
 		gstream_fail(st, GS_UNIMPLEMENTED, "unknown method");
