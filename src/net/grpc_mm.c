@@ -129,13 +129,18 @@ static int pkg_status(int code)
 
 /* ------------------------------------------------------------ jobs */
 
-static void load_enter(struct grpc_srv *g)
+/* Wait for a load slot (at most GRPC_MM_LOADS loads run at once). */
+static void load_enter(struct grpc_srv *g, const struct grpc_job *j)
 {
+	uint32_t n;
+
 	pthread_mutex_lock(&g->mm_lock);
 	while (g->mm_loading >= GRPC_MM_LOADS)
 		pthread_cond_wait(&g->mm_cond, &g->mm_lock);
-	g->mm_loading++;
+	n = ++g->mm_loading;
 	pthread_mutex_unlock(&g->mm_lock);
+	log_info("model '%s': loading %s (mmesh load %u of at most %u)", j->model, j->path, n,
+		 GRPC_MM_LOADS);
 }
 
 static void load_exit(struct grpc_srv *g)
@@ -178,7 +183,7 @@ static void *mm_job_main(void *arg)
 	struct grpc_job *j = arg;
 
 	if (j->kind == GJ_MM_LOAD) {
-		load_enter(j->srv->grpc);
+		load_enter(j->srv->grpc, j);
 		j->ret = mm_load(j);
 		load_exit(j->srv->grpc);
 	} else {

@@ -531,7 +531,8 @@ int repo_scan(struct repo *r)
 
 /* ------------------------------------------------------------ registering */
 
-/* Under r->lock: point registered entry e at path, if nothing uses it. */
+/* Under r->lock: point registered entry e at path, if nothing uses it (a
+ * host copy of the old package would be taken for the new one). */
 static int entry_repoint(struct repo_entry *e, const char *path)
 {
 	enum repo_state st = get_state(e);
@@ -544,6 +545,8 @@ static int entry_repoint(struct repo_entry *e, const char *path)
 	if (st == REPO_LOADING || st == REPO_READY)
 		return err_set(-EBUSY, "model '%s' is %s from %s", e->name,
 			       st == REPO_READY ? "loaded" : "loading", e->path);
+	if (e->hstate != HOST_NONE || atomic_load(&e->users))
+		return err_set(-EBUSY, "model '%s' from %s is still in use", e->name, e->path);
 	snprintf(e->path, sizeof(e->path), "%s", path);
 	return 0;
 }

@@ -124,7 +124,7 @@ uint64_t repo_host_limit(const struct repo *r);
  * entry; sched_load(s, name, 1) loads it. Registering it again with
  * another path repoints it while it is not LOADING or READY. 0, or an
  * error with err_set: -EINVAL (a bad name or path), -EEXIST (name version
- * 1 is a package of the directory), -EBUSY (loaded from another path).
+ * 1 is a package of the directory), -EBUSY (loaded, or still in use, from another path).
  * Any thread.
  */
 int repo_register(struct repo *r, const char *name, const char *path);

@@ -198,7 +198,7 @@ def test_runtime_status(env):
     st = PB["RuntimeStatusResponse"]
     check(r.status == st.Status.Value("READY"), f"status {r.status}")
     check(r.capacityInBytes == HOST_LIMIT, f"capacity {r.capacityInBytes}, want {HOST_LIMIT}")
-    check(r.maxLoadingConcurrency >= 1, "maxLoadingConcurrency")
+    check(r.maxLoadingConcurrency == 2, f"maxLoadingConcurrency {r.maxLoadingConcurrency}")
     check(r.modelLoadingTimeoutMs > 0 and r.defaultModelSizeInBytes > 0, "timeout and size")
     check(r.runtimeVersion != "", "runtimeVersion")
     mi = r.methodInfos["inference.GRPCInferenceService/ModelInfer"]
@@ -246,11 +246,11 @@ def test_load_infer_unload(env):
     expect_code("UNAVAILABLE", lambda: grpc_infer(env.srv.gaddr, "z", x, mm_id="bert-a__isvc-1"),
                 "infer after unload")
     same_outputs(grpc_infer(env.srv.gaddr, "z", x, mm_id="bert-b"), want, "bert-b still serves")
-    # and back, from another path
-    m.call("loadModel", modelId="bert-a__isvc-1", modelPath=env.dpk)
+    # and back
+    m.call("loadModel", modelId="bert-a__isvc-1", modelPath=env.entry)
     same_outputs(grpc_infer(env.srv.gaddr, "z", x, mm_id="bert-a__isvc-1"), want, "reloaded")
     expect_code("INVALID_ARGUMENT", lambda: m.call("loadModel", modelId="bert-a__isvc-1",
-                modelPath=env.entry), "repointing a loaded model")
+                modelPath=env.dpk), "repointing a loaded model")
     m.call("unloadModel", modelId="bert-a__isvc-1")
     m.call("unloadModel", modelId="bert-b")
 
@@ -277,6 +277,11 @@ def test_concurrent_loads(env):
     x = bert_inputs(1, 4)
     for i in ids:
         grpc_infer(env.srv.gaddr, "z", x, mm_id=i)
+    inflight = [int(k) for k, lim in re.findall(
+        r"model 'c\d': loading \S+ \(mmesh load (\d+) of at most (\d+)\)", env.srv.log())
+        if int(lim) == 2]
+    check(len(inflight) == len(ids), f"{len(inflight)} load lines for {len(ids)} loads")
+    check(max(inflight) <= 2, f"loads in flight at once: {inflight}")
     fs = [env.mesh.future("unloadModel", modelId=i) for i in ids]
     for f in fs:
         f.result()
