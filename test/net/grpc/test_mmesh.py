@@ -118,12 +118,13 @@ def expect_code(code, fn, what):
 # ------------------------------------------------------------------ servers
 
 class Server:
-    def __init__(self, tmp, name, models, grpc_spec=f"{HOST}:0", *args):
+    def __init__(self, tmp, name, models, grpc_spec=f"{HOST}:0", argv=None):
         self.logpath = os.path.join(tmp, name + ".log")
         self.logf = open(self.logpath, "wb")
         env = dict(os.environ, DPRT_CACHE=os.path.join(tmp, "cache"))
-        cmd = [DPRT, "serve", "--gpus", "cpu", "--models", models, "--listen", f"{HOST}:0",
-               "--grpc-listen", grpc_spec, "--host-mem-limit", str(HOST_LIMIT), *args]
+        cmd = [DPRT, *argv] if argv else [
+            DPRT, "serve", "--gpus", "cpu", "--models", models, "--listen", f"{HOST}:0",
+            "--grpc-listen", grpc_spec, "--host-mem-limit", str(HOST_LIMIT)]
         self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=tmp, env=env)
         end = time.monotonic() + 30
@@ -406,8 +407,52 @@ def test_nginx(env):
         b.stop()
 
 
+def manifest_args(name):
+    """The container args of a deploy/ manifest (its "- value" list)."""
+    with open(os.path.join(ROOT, "deploy", name)) as f:
+        lines = f.read().splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.strip() == "args:")
+    args = []
+    for ln in lines[i + 1:]:
+        m = re.match(r"\s*- (\"[^\"]*\"|\S+)", ln)
+        if not m:
+            break
+        args.append(m.group(1).strip('"'))
+    return args
+
+
+def test_manifests(env):
+    """The args of the deploy/ ServingRuntimes start dprt as described."""
+    sub = {":8001": f"{HOST}:0", ":8081": f"{HOST}:0", ":8080": f"{HOST}:0",
+           ":9000": f"{HOST}:0", "/models": env.models, "/mnt/models": env.tmp + "/pkgs"}
+    args = [sub.get(a, a) for a in manifest_args("modelmesh-servingruntime.yaml")]
+    check(args[0] == "serve" and "explicit" in args, f"modelmesh args {args}")
+    srv = Server(env.tmp, "manifest-mm", None, argv=args)
+    try:
+        m = FakeMesh(srv.gaddr)
+        r = m.call("runtimeStatus")
+        lim = args[args.index("--host-mem-limit") + 1]
+        check(r.capacityInBytes == int(lim[:-1]) << 30, f"capacity {r.capacityInBytes}, {lim}")
+        m.call("loadModel", modelId="mf", modelPath=env.dpk)
+        x = bert_inputs()
+        same_outputs(grpc_infer(srv.gaddr, "z", x, mm_id="mf"), http_infer(srv.port, "mf", x),
+                     "modelmesh manifest")
+        m.close()
+    finally:
+        srv.stop()
+    args = [sub.get(a, a) for a in manifest_args("kserve-servingruntime.yaml")]
+    srv = Server(env.tmp, "manifest-ks", None, argv=args)
+    try:
+        x = bert_inputs()
+        same_outputs(grpc_infer(srv.gaddr, "bert-tiny", x), http_infer(srv.port, "bert-tiny", x),
+                     "kserve manifest: the repository's model serves at start")
+    finally:
+        srv.stop()
+
+
 TESTS = [test_runtime_status, test_predict_size, test_load_infer_unload, test_unknown_ids,
-         test_concurrent_loads, test_unix_socket, test_nginx]
+         test_concurrent_loads, test_unix_socket, test_manifests,
+         test_nginx]
 
 
 class Env:
