@@ -164,7 +164,9 @@ static void svc_model_ready(struct gstream *st)
 	if (!q)
 		return;
 	/* Unknown models are not ready, as for Triton's clients. */
-	res.ready = !lookup(st, q->name, q->version, &e) && repo_entry_state(e) == REPO_READY;
+	res.ready = !lookup(st, st->mm_id[0] ? st->mm_id : q->name, st->mm_id[0] ? "" : q->version,
+			    &e) &&
+		    repo_entry_state(e) == REPO_READY;
 	reply_msg(st, &res);
 }
 
@@ -261,7 +263,8 @@ static void svc_model_meta(struct gstream *st)
 	struct repo_entry *e;
 	uint32_t i, n;
 
-	if (!q || !(g = meta_graph(st, q->name, q->version, &e, &outs)))
+	if (!q || !(g = meta_graph(st, st->mm_id[0] ? st->mm_id : q->name,
+				   st->mm_id[0] ? "" : q->version, &e, &outs)))
 		goto out_free;
 	b = calloc(1, sizeof(*b));
 	if (!b || g->n_inputs > SCHED_MAX_IO || g->n_outputs > SCHED_MAX_IO) {

@@ -234,6 +234,13 @@ def test_load_infer_unload(env):
     check(got.get_response().model_name == "bert-a__isvc-1",
           f"answered by {got.get_response().model_name}")
     same_outputs(got, want, "mm-model-id infer")
+    c = tg.InferenceServerClient(env.srv.gaddr)
+    hdr = {"mm-model-id": "bert-a__isvc-1"}
+    check(c.is_model_ready("other", headers=hdr), "ModelReady by mm-model-id")
+    check(c.get_model_metadata("other", headers=hdr).name == "bert-a__isvc-1",
+          "ModelMetadata by mm-model-id")
+    check(not c.is_model_ready("bert-a__isvc-1", headers={"mm-model-id": "nope"}),
+          "the header overrides the name")
     got = grpc_infer(env.srv.gaddr, "bert-b", x)
     same_outputs(got, want, "infer by model_name (injected id)")
     expect_code("NOT_FOUND", lambda: grpc_infer(env.srv.gaddr, "bert-b", x, mm_id="nope"),
