@@ -6,7 +6,9 @@
  * and loads it on a job thread, at most GRPC_MM_LOADS loads at a time
  * (the others wait); unloadModel unloads it on a job thread; sizes are
  * the packages' weight bytes; predictModelSize reads only the package's
- * header and tables. ModelMesh routes inference as ModelInfer with the
+ * header and tables; runtimeStatus first unloads every model loadModel
+ * loaded (ModelMesh calls it when it starts, knowing of no model loaded).
+ * ModelMesh routes inference as ModelInfer with the
  * mm-model-id header naming the model (grpc_svc.c).
  */
 #include <dirent.h>
@@ -178,11 +180,40 @@ static int mm_load(struct grpc_job *j)
 	return 0;
 }
 
+/* Job thread: unload every registered model that is not UNAVAILABLE. */
+static int mm_purge(struct grpc_job *j)
+{
+	struct repo *r = sched_repo(j->srv->s);
+	struct repo_info *rows = NULL;
+	uint32_t n = 0, cap, i, k = 0;
+	int ret = 0;
+
+	repo_index(r, NULL, 0, &n);
+	cap = n + 16; /* room for loads meanwhile */
+	rows = calloc(cap, sizeof(*rows));
+	if (!rows)
+		return err_set(-ENOMEM, "out of memory");
+	repo_index(r, rows, cap, &n);
+	for (i = 0; i < MIN(n, cap) && !ret; i++) {
+		if (!rows[i].registered || rows[i].state == REPO_UNAVAILABLE)
+			continue;
+		ret = sched_unload(j->srv->s, rows[i].name, rows[i].version);
+		k++;
+	}
+	free(rows);
+	if (k && !ret)
+		log_info("mmesh runtimeStatus: unloaded %u model%s loaded before", k,
+			 k == 1 ? "" : "s");
+	return ret;
+}
+
 static void *mm_job_main(void *arg)
 {
 	struct grpc_job *j = arg;
 
-	if (j->kind == GJ_MM_LOAD) {
+	if (j->kind == GJ_MM_PURGE) {
+		j->ret = mm_purge(j);
+	} else if (j->kind == GJ_MM_LOAD) {
 		load_enter(j->srv->grpc, j);
 		j->ret = mm_load(j);
 		load_exit(j->srv->grpc);
@@ -226,19 +257,25 @@ static void job_start(struct gstream *st, uint8_t kind, const char *id, const ch
 	g->n_jobs++;
 }
 
+static void status_reply(struct gstream *st);
+
 void mm_job_done(struct grpc_job *j)
 {
 	Mmesh__LoadModelResponse lr = MMESH__LOAD_MODEL_RESPONSE__INIT;
 	Mmesh__UnloadModelResponse ur = MMESH__UNLOAD_MODEL_RESPONSE__INIT;
 	struct gstream *st = j->st;
 
-	if (!j->ret)
+	if (!j->ret && j->kind != GJ_MM_PURGE)
 		log_info("model '%s': %s (mmesh)", j->model,
 			 j->kind == GJ_MM_LOAD ? "loaded" : "unloaded");
 	if (!gstream_back(st))
 		return;
 	if (j->ret) {
 		gstream_fail(st, j->gstatus ? j->gstatus : grpc_status_of(j->ret), "%s", j->msg);
+		return;
+	}
+	if (j->kind == GJ_MM_PURGE) {
+		status_reply(st);
 		return;
 	}
 	lr.sizeinbytes = j->size;
@@ -332,7 +369,7 @@ static uint64_t capacity(struct server *srv)
 	return (uint64_t)pages * (uint64_t)psz / 2;
 }
 
-static void mm_status_call(struct gstream *st)
+static void status_reply(struct gstream *st)
 {
 	static const char *const methods[] = {
 		"inference.GRPCInferenceService/ModelInfer",
@@ -346,8 +383,6 @@ static void mm_status_call(struct gstream *st)
 	uint32_t path[] = {1}; /* model_name (ModelInfer) and name: field 1 */
 	uint32_t i;
 
-	if (!svc_unpack(st, &mmesh__runtime_status_request__descriptor))
-		return;
 	mi.n_idinjectionpath = ARRAY_SIZE(path);
 	mi.idinjectionpath = path;
 	for (i = 0; i < ARRAY_SIZE(methods); i++) {
@@ -367,6 +402,12 @@ static void mm_status_call(struct gstream *st)
 	res.methodinfos = mp;
 	res.allowanymethod = true;
 	svc_reply_msg(st, &res);
+}
+
+static void mm_status_call(struct gstream *st)
+{
+	if (svc_unpack(st, &mmesh__runtime_status_request__descriptor))
+		job_start(st, GJ_MM_PURGE, "", NULL);
 }
 
 void mm_call(struct gstream *st)

@@ -738,6 +738,7 @@ void repo_index(struct repo *r, struct repo_info *out, uint32_t cap, uint32_t *n
 			snprintf(out[k].name, sizeof(out[k].name), "%s", e->name);
 			out[k].version = e->version;
 			out[k].state = (uint8_t)st->state;
+			out[k].registered = e->registered;
 			snprintf(out[k].reason, sizeof(out[k].reason), "%s", st->reason);
 		}
 		k++;

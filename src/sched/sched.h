@@ -87,6 +87,7 @@ struct repo_info {
 	uint32_t version;
 	uint8_t state;	     /* enum repo_state */
 	char reason[SCHED_MSG_LEN]; /* FAILED: why; UNAVAILABLE: "unloaded"... */
+	bool registered;	    /* added by repo_register */
 };
 
 /*

@@ -423,6 +423,8 @@ Test(repo, register_outside_the_directory)
 	cr_assert_eq(n, 2);
 	cr_assert_str_eq(info[0].name, "ext__isvc-1");
 	cr_assert_str_eq(info[0].reason, "not loaded");
+	cr_assert(info[0].registered);
+	cr_assert_not(info[1].registered);
 	cr_assert_eq(find(s, "ext__isvc-1", 1), e);
 
 	cr_assert_eq(sched_load(s, "ext__isvc-1", 1), 0, "%s", err_msg(-1));

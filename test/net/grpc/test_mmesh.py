@@ -297,6 +297,24 @@ def test_concurrent_loads(env):
         expect_code("NOT_FOUND", lambda: env.mesh.call("modelSize", modelId=i), "unloaded")
 
 
+def test_status_purges(env):
+    """runtimeStatus (ModelMesh starting) unloads what loadModel loaded."""
+    m = env.mesh
+    m.call("loadModel", modelId="p1", modelPath=env.dpk)
+    m.call("loadModel", modelId="p2", modelPath=env.entry)
+    m.call("loadModel", modelId="p3", modelPath=env.dpk)
+    m.call("unloadModel", modelId="p3")
+    check(m.call("modelSize", modelId="p1").sizeInBytes == env.size, "p1 loaded")
+    r = m.call("runtimeStatus")
+    check(r.status == PB["RuntimeStatusResponse"].Status.Value("READY"), "READY")
+    for i in ("p1", "p2", "p3"):
+        expect_code("NOT_FOUND", lambda: m.call("modelSize", modelId=i), f"{i} after status")
+    check("unloaded 2 models loaded before" in env.srv.log(), "purge log line")
+    m.call("loadModel", modelId="p1", modelPath=env.dpk)
+    check(m.call("modelSize", modelId="p1").sizeInBytes == env.size, "p1 loads again")
+    m.call("unloadModel", modelId="p1")
+
+
 def test_unix_socket(env):
     sock = os.path.join(env.tmp, "mm.sock")
     srv = Server(env.tmp, "unix", env.models, "unix:" + sock)
@@ -458,7 +476,7 @@ def test_manifests(env):
 
 
 TESTS = [test_runtime_status, test_predict_size, test_load_infer_unload, test_unknown_ids,
-         test_concurrent_loads, test_unix_socket, test_manifests,
+         test_concurrent_loads, test_status_purges, test_unix_socket, test_manifests,
          test_nginx]
 
 
