@@ -785,8 +785,10 @@ static int listen_unix(struct grpc_srv *g, const char *spec)
 	int fd, ret;
 
 	if (!path[0] || strlen(path) >= sizeof(sa.sun_path))
-		return err_set(DPRT_EUSAGE, "--grpc-listen '%s': the socket path is empty or "
-			       "longer than %zu bytes", spec, sizeof(sa.sun_path) - 1);
+		return err_set(DPRT_EUSAGE,
+			       "--grpc-listen '%s': the socket path is empty or "
+			       "longer than %zu bytes",
+			       spec, sizeof(sa.sun_path) - 1);
 	if (!lstat(path, &sb) && !S_ISSOCK(sb.st_mode))
 		return err_set(-EEXIST, "cannot listen on %s: a file that is not a socket is there",
 			       spec);

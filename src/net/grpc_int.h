@@ -145,10 +145,10 @@ struct gconn {
 } __attribute__((aligned(64)));
 
 enum grpc_job_kind {
-	GJ_REPO = 0,	/* RepositoryModelLoad / Unload */
-	GJ_MM_LOAD,	/* mmesh loadModel */
-	GJ_MM_UNLOAD,	/* mmesh unloadModel */
-	GJ_MM_PURGE,	/* mmesh runtimeStatus: unload what mmesh loaded */
+	GJ_REPO = 0,  /* RepositoryModelLoad / Unload */
+	GJ_MM_LOAD,   /* mmesh loadModel */
+	GJ_MM_UNLOAD, /* mmesh unloadModel */
+	GJ_MM_PURGE,  /* mmesh runtimeStatus: unload what mmesh loaded */
 };
 
 struct grpc_job {

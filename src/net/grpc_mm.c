@@ -38,7 +38,7 @@ int mm_method(const char *path, size_t len)
 		const char *name;
 		int m;
 	} names[] = {
-		{"loadModel", GM_MM_LOAD},	       {"unloadModel", GM_MM_UNLOAD},
+		{"loadModel", GM_MM_LOAD},	     {"unloadModel", GM_MM_UNLOAD},
 		{"predictModelSize", GM_MM_PREDICT}, {"modelSize", GM_MM_SIZE},
 		{"runtimeStatus", GM_MM_STATUS},
 	};
@@ -48,7 +48,8 @@ int mm_method(const char *path, size_t len)
 	if (len <= pl || memcmp(path, MM_PREFIX, pl))
 		return GM_NONE;
 	for (i = 0; i < ARRAY_SIZE(names); i++)
-		if (strlen(names[i].name) == len - pl && !memcmp(path + pl, names[i].name, len - pl))
+		if (strlen(names[i].name) == len - pl &&
+		    !memcmp(path + pl, names[i].name, len - pl))
 			return names[i].m;
 	return GM_NONE;
 }

@@ -489,8 +489,7 @@ static void mark_present(struct repo *r, bool clear)
 			e->seen = false;
 			continue;
 		}
-		atomic_store_explicit(&e->present, e->seen || e->registered,
-				      memory_order_relaxed);
+		atomic_store_explicit(&e->present, e->seen || e->registered, memory_order_relaxed);
 		if (!e->seen && !e->registered && get_state(e) == REPO_UNAVAILABLE &&
 		    strcmp(status_get(e)->reason, gone))
 			set_state(e, REPO_UNAVAILABLE, gone);
