@@ -61,7 +61,7 @@ nvcc_flags="$nvcc_flags -gencode arch=compute_90,code=compute_90"
 have() { grep -q "^#define $1 1" build/config.h; }
 gen=
 have HAVE_PROTOBUF_C && gen="$gen build/gen/onnx.pb-c.c"
-have HAVE_GRPC && gen="$gen build/proto/grpc_service.pb-c.c"
+have HAVE_GRPC && gen="$gen build/proto/grpc_service.pb-c.c build/proto/model_runtime.pb-c.c"
 [ -z "$gen" ] || ninja $gen >/dev/null
 cflags="$cflags -Ibuild/gen -Ibuild/proto"
 
@@ -82,7 +82,8 @@ for f in $(grep -o 'cc src/[^ ]*\.c' build.ninja | cut -d' ' -f2); do
 	case " $(echo $srcs) " in *" $f "*) ;; *) cli_srcs="$cli_srcs $f" ;; esac
 done
 if have HAVE_GRPC; then
-	cli_srcs="$cli_srcs src/net/grpc.c src/net/grpc_svc.c build/proto/grpc_service.pb-c.c"
+	cli_srcs="$cli_srcs src/net/grpc.c src/net/grpc_svc.c src/net/grpc_mm.c"
+	cli_srcs="$cli_srcs build/proto/grpc_service.pb-c.c build/proto/model_runtime.pb-c.c"
 else
 	cli_srcs="$cli_srcs src/net/grpc_stub.c"
 fi

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,6 +239,12 @@ static int on_header(nghttp2_session *ses, const nghttp2_frame *f, const uint8_t
 	if (nlen == 5 && !memcmp(name, ":path", 5)) {
 		st->method = (uint8_t)svc_method((const char *)val, vlen);
 		st->bad_path = st->method == GM_NONE;
+	} else if (nlen == 11 && !memcmp(name, "mm-model-id", 11)) {
+		st->mm_id_long = vlen >= sizeof(st->mm_id);
+		if (!st->mm_id_long) {
+			memcpy(st->mm_id, val, vlen);
+			st->mm_id[vlen] = 0;
+		}
 	} else if (nlen == 12 && !memcmp(name, "content-type", 12)) {
 		st->bad_ctype = vlen < 16 || memcmp(val, "application/grpc", 16) ||
 				(vlen > 16 && val[16] != '+' && val[16] != ';');
@@ -637,7 +644,8 @@ static void gconn_new(struct server *srv, int fd)
 		free(gc);
 		goto out_close;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (!g->unix_path[0])
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	gc->next = g->conns;
 	if (g->conns)
 		g->conns->prev = gc;
@@ -767,6 +775,39 @@ void grpc_on_accept(struct server *srv, int res, uint32_t flags)
 	arm_accept(srv);
 }
 
+/* --grpc-listen unix:PATH: a stream socket at PATH (a stale socket there
+ * is replaced; any other file is an error). */
+static int listen_unix(struct grpc_srv *g, const char *spec)
+{
+	const char *path = spec + 5;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat sb;
+	int fd, ret;
+
+	if (!path[0] || strlen(path) >= sizeof(sa.sun_path))
+		return err_set(DPRT_EUSAGE,
+			       "--grpc-listen '%s': the socket path is empty or "
+			       "longer than %zu bytes",
+			       spec, sizeof(sa.sun_path) - 1);
+	if (!lstat(path, &sb) && !S_ISSOCK(sb.st_mode))
+		return err_set(-EEXIST, "cannot listen on %s: a file that is not a socket is there",
+			       spec);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return err_set(-errno, "socket(AF_UNIX): %s", strerror(errno));
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, SOMAXCONN)) {
+		ret = -errno;
+		close(fd);
+		return err_set(ret, "cannot listen on %s: %s", spec, strerror(-ret));
+	}
+	g->lfd = fd;
+	snprintf(g->addr, sizeof(g->addr), "%s", spec);
+	snprintf(g->unix_path, sizeof(g->unix_path), "%s", path);
+	return 0;
+}
+
 int grpc_create(struct server *srv)
 {
 	const char *spec = srv->o.grpc_listen ? srv->o.grpc_listen : SERVER_DEF_GRPC_LISTEN;
@@ -780,7 +821,11 @@ int grpc_create(struct server *srv)
 		return -ENOMEM;
 	g->lfd = -1;
 	g->multishot = true;
-	ret = net_listen(spec, "--grpc-listen", &g->lfd, g->addr, sizeof(g->addr), &g->port);
+	if (!strncmp(spec, "unix:", 5))
+		ret = listen_unix(g, spec);
+	else
+		ret = net_listen(spec, "--grpc-listen", &g->lfd, g->addr, sizeof(g->addr),
+				 &g->port);
 	if (ret && !srv->o.grpc_listen && ret != DPRT_EUSAGE) {
 		log_warn("%s; serving without gRPC (--grpc-listen picks another address)",
 			 err_msg(ret));
@@ -791,6 +836,8 @@ int grpc_create(struct server *srv)
 		free(g);
 		return ret;
 	}
+	pthread_mutex_init(&g->mm_lock, NULL);
+	pthread_cond_init(&g->mm_cond, NULL);
 	srv->grpc = g;
 	return 0;
 }
@@ -910,6 +957,10 @@ void grpc_destroy(struct server *srv)
 	}
 	if (g->lfd >= 0)
 		close(g->lfd);
+	if (g->unix_path[0])
+		unlink(g->unix_path);
+	pthread_mutex_destroy(&g->mm_lock);
+	pthread_cond_destroy(&g->mm_cond);
 	free(g);
 	srv->grpc = NULL;
 }

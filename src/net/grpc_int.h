@@ -5,7 +5,11 @@
 #ifndef DPRT_NET_GRPC_INT_H
 #define DPRT_NET_GRPC_INT_H
 
+#include <limits.h>
+#include <sys/un.h>
+
 #include <nghttp2/nghttp2.h>
+#include <protobuf-c/protobuf-c.h>
 
 #include "net/grpc.h"
 #include "net/internal.h"
@@ -37,6 +41,12 @@ enum grpc_method {
 	GM_REPO_UNLOAD,
 	GM_MODEL_CONFIG,
 	GM_MODEL_STATS,
+	/* mmesh.ModelRuntime (grpc_mm.c) */
+	GM_MM_LOAD,
+	GM_MM_UNLOAD,
+	GM_MM_PREDICT,
+	GM_MM_SIZE,
+	GM_MM_STATUS,
 };
 
 /* Splitting raw_input_contents (field 7) off a ModelInferRequest. */
@@ -69,6 +79,7 @@ struct gstream {
 	struct gstream *prev, *next;
 	int32_t id;
 	uint8_t method;	 /* enum grpc_method */
+	bool mm_id_long; /* mm-model-id too long for a model name */
 	bool bad_path;	 /* :path names no method of ours */
 	bool bad_ctype;	 /* not application/grpc */
 	bool done_early; /* answered before the request ended: drop the rest */
@@ -99,6 +110,7 @@ struct gstream {
 	uint64_t ocap;
 	void *unpacked; /* ProtobufCMessage of the request */
 	char ver[16];
+	char mm_id[NAME_LEN]; /* the mm-model-id header: the model of ModelInfer */
 
 	/* the response */
 	uint8_t *resp;
@@ -132,27 +144,43 @@ struct gconn {
 	uint8_t snd;
 } __attribute__((aligned(64)));
 
+enum grpc_job_kind {
+	GJ_REPO = 0,  /* RepositoryModelLoad / Unload */
+	GJ_MM_LOAD,   /* mmesh loadModel */
+	GJ_MM_UNLOAD, /* mmesh unloadModel */
+	GJ_MM_PURGE,  /* mmesh runtimeStatus: unload what mmesh loaded */
+};
+
 struct grpc_job {
 	struct gstream *st;
 	struct grpc_job *next;
 	pthread_t thread;
 	struct server *srv;
 	bool load;
+	uint8_t kind; /* enum grpc_job_kind */
 	char model[NAME_LEN];
+	char path[PATH_MAX]; /* GJ_MM_LOAD: modelPath */
+	uint64_t size;	     /* GJ_MM_LOAD: the model's bytes */
 	_Atomic bool done;
 	int ret;
+	int gstatus; /* GJ_MM_*: the gRPC status of a failure */
 	char msg[SCHED_MSG_LEN];
 };
 
 struct grpc_srv {
 	int lfd;
 	bool accept_armed, multishot;
-	char addr[INET6_ADDRSTRLEN + 16];
+	char addr[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
+	char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* "": TCP */
 	int port;
 	struct gconn *conns;
 	uint32_t n_conns;
 	struct grpc_job *jobs;
 	uint32_t n_jobs;
+	/* mmesh loads in flight (at most GRPC_MM_LOADS; others wait) */
+	pthread_mutex_t mm_lock;
+	pthread_cond_t mm_cond;
+	uint32_t mm_loading;
 };
 
 /* grpc.c (loop thread, all) */
@@ -181,5 +209,20 @@ void svc_infer_done(struct gstream *st);
 /* Feed bytes of a ModelInferRequest: raw_input_contents to st->raw, the
  * rest to st->meta. 0, or an error after failing the call. */
 int split_feed(struct gstream *st, const uint8_t *p, size_t n);
+
+/* grpc_mm.c (loop thread, but mm_job_main) */
+#define GRPC_MM_LOADS 2u /* RuntimeStatus.maxLoadingConcurrency */
+/* The mmesh.ModelRuntime method of a :path, or GM_NONE. */
+int mm_method(const char *path, size_t len);
+/* Run an mmesh.ModelRuntime call (st->method GM_MM_*). */
+void mm_call(struct gstream *st);
+/* An mmesh load or unload job came back: answer its stream. */
+void mm_job_done(struct grpc_job *j);
+
+/* grpc_svc.c, for grpc_mm.c */
+/* Pack message m into st's response and answer it. */
+void svc_reply_msg(struct gstream *st, const void *m);
+/* Unpack st's request as a d; NULL after failing the call. */
+void *svc_unpack(struct gstream *st, const ProtobufCMessageDescriptor *d);
 
 #endif

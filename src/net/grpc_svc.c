@@ -43,7 +43,7 @@ int svc_method(const char *path, size_t len)
 	uint32_t i;
 
 	if (len <= pl || memcmp(path, SVC_PREFIX, pl))
-		return GM_NONE;
+		return mm_method(path, len);
 	for (i = 1; i < ARRAY_SIZE(names); i++)
 		if (strlen(names[i]) == len - pl && !memcmp(path + pl, names[i], len - pl))
 			return (int)i;
@@ -103,6 +103,16 @@ static void *unpack(struct gstream *st, const ProtobufCMessageDescriptor *d)
 	return m;
 }
 
+void svc_reply_msg(struct gstream *st, const void *m)
+{
+	reply_msg(st, m);
+}
+
+void *svc_unpack(struct gstream *st, const ProtobufCMessageDescriptor *d)
+{
+	return unpack(st, d);
+}
+
 /* ------------------------------------------------------------ lookups */
 
 static int lookup(struct gstream *st, const char *name, const char *ver, struct repo_entry **e)
@@ -154,7 +164,9 @@ static void svc_model_ready(struct gstream *st)
 	if (!q)
 		return;
 	/* Unknown models are not ready, as for Triton's clients. */
-	res.ready = !lookup(st, q->name, q->version, &e) && repo_entry_state(e) == REPO_READY;
+	res.ready = !lookup(st, st->mm_id[0] ? st->mm_id : q->name, st->mm_id[0] ? "" : q->version,
+			    &e) &&
+		    repo_entry_state(e) == REPO_READY;
 	reply_msg(st, &res);
 }
 
@@ -251,7 +263,8 @@ static void svc_model_meta(struct gstream *st)
 	struct repo_entry *e;
 	uint32_t i, n;
 
-	if (!q || !(g = meta_graph(st, q->name, q->version, &e, &outs)))
+	if (!q || !(g = meta_graph(st, st->mm_id[0] ? st->mm_id : q->name,
+				   st->mm_id[0] ? "" : q->version, &e, &outs)))
 		goto out_free;
 	b = calloc(1, sizeof(*b));
 	if (!b || g->n_inputs > SCHED_MAX_IO || g->n_outputs > SCHED_MAX_IO) {
@@ -536,6 +549,10 @@ static void svc_job_done(struct grpc_job *j)
 		INFERENCE__REPOSITORY_MODEL_LOAD_RESPONSE__INIT;
 	struct gstream *st = j->st;
 
+	if (j->kind != GJ_REPO) {
+		mm_job_done(j);
+		return;
+	}
 	if (!j->ret)
 		log_info("model '%s': %s", j->model, j->load ? "loaded" : "unloaded");
 	if (!gstream_back(st))
@@ -822,7 +839,12 @@ static int infer_check(struct gstream *st, const InferReq *m, const struct graph
 {
 	int ret = infer_decode(st, m);
 
-	if (!ret)
+	/* ModelMesh names the model in a header (its id), not the message. */
+	if (!ret && st->mm_id_long)
+		ret = err_set(DPRT_ENOMODEL, "mm-model-id names no model (too long)");
+	else if (!ret && st->mm_id[0])
+		ret = lookup(st, st->mm_id, "", &st->e);
+	else if (!ret)
 		ret = lookup(st, m->model_name, m->model_version, &st->e);
 	if (ret)
 		return ret;
@@ -1085,6 +1107,13 @@ void svc_call(struct gstream *st)
 		break;
 	case GM_MODEL_STATS:
 		svc_model_stats(st);
+		break;
+	case GM_MM_LOAD:
+	case GM_MM_UNLOAD:
+	case GM_MM_PREDICT:
+	case GM_MM_SIZE:
+	case GM_MM_STATUS:
+		mm_call(st);
 		break;
 	default:
 		gstream_fail(st, GS_UNIMPLEMENTED, "unknown method");

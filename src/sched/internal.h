@@ -152,6 +152,7 @@ struct repo_entry {
 	_Atomic bool present; /* model.dpk seen by the last scan */
 
 	bool seen; /* seen by the scan in progress (r->lock) */
+	bool registered; /* added by repo_register: scans keep it present */
 	struct pkg *pkg;
 	dev_t st_dev;
 	ino_t st_ino;

@@ -489,8 +489,8 @@ static void mark_present(struct repo *r, bool clear)
 			e->seen = false;
 			continue;
 		}
-		atomic_store_explicit(&e->present, e->seen, memory_order_relaxed);
-		if (!e->seen && get_state(e) == REPO_UNAVAILABLE &&
+		atomic_store_explicit(&e->present, e->seen || e->registered, memory_order_relaxed);
+		if (!e->seen && !e->registered && get_state(e) == REPO_UNAVAILABLE &&
 		    strcmp(status_get(e)->reason, gone))
 			set_state(e, REPO_UNAVAILABLE, gone);
 	}
@@ -526,6 +526,57 @@ int repo_scan(struct repo *r)
 		return err_set(ret, "%s: scanning the model repository: %s", r->dir,
 			       dprt_strerror(ret));
 	return 0;
+}
+
+/* ------------------------------------------------------------ registering */
+
+/* Under r->lock: point registered entry e at path, if nothing uses it (a
+ * host copy of the old package would be taken for the new one). */
+static int entry_repoint(struct repo_entry *e, const char *path)
+{
+	enum repo_state st = get_state(e);
+
+	if (!strcmp(e->path, path))
+		return 0;
+	if (!e->registered)
+		return err_set(-EEXIST, "model '%s' version 1 is %s of the repository already",
+			       e->name, e->path);
+	if (st == REPO_LOADING || st == REPO_READY)
+		return err_set(-EBUSY, "model '%s' is %s from %s", e->name,
+			       st == REPO_READY ? "loaded" : "loading", e->path);
+	if (e->hstate != HOST_NONE || atomic_load(&e->users))
+		return err_set(-EBUSY, "model '%s' from %s is still in use", e->name, e->path);
+	snprintf(e->path, sizeof(e->path), "%s", path);
+	return 0;
+}
+
+int repo_register(struct repo *r, const char *name, const char *path)
+{
+	uint32_t pos;
+	int ret;
+
+	if (!name[0] || strlen(name) >= NAME_LEN || strchr(name, '/'))
+		return err_set(-EINVAL, "'%.64s': a model name is 1 to %d bytes, no '/'", name,
+			       NAME_LEN - 1);
+	if (!path[0] || strlen(path) >= PATH_MAX)
+		return err_set(-EINVAL, "model '%s': the package path is empty or too long", name);
+	pthread_mutex_lock(&r->lock);
+	pos = entry_pos(r, name, 1);
+	if (pos < r->n && !entry_cmp(r->ents[pos], name, 1)) {
+		ret = entry_repoint(r->ents[pos], path);
+		goto out_unlock;
+	}
+	ret = entry_found(r, name, 1, path);
+	if (ret)
+		goto out_unlock;
+	r->ents[pos]->registered = true;
+	atomic_store_explicit(&r->ents[pos]->present, true, memory_order_relaxed);
+	ret = snap_publish(r);
+out_unlock:
+	pthread_mutex_unlock(&r->lock);
+	if (ret == -ENOMEM)
+		return err_set(ret, "out of memory");
+	return ret;
 }
 
 /* ------------------------------------------------------------ create */
@@ -686,6 +737,7 @@ void repo_index(struct repo *r, struct repo_info *out, uint32_t cap, uint32_t *n
 			snprintf(out[k].name, sizeof(out[k].name), "%s", e->name);
 			out[k].version = e->version;
 			out[k].state = (uint8_t)st->state;
+			out[k].registered = e->registered;
 			snprintf(out[k].reason, sizeof(out[k].reason), "%s", st->reason);
 		}
 		k++;
@@ -750,6 +802,11 @@ const void *repo_entry_host(const struct repo_entry *e, uint32_t *users)
 uint64_t repo_host_used(const struct repo *r)
 {
 	return atomic_load(&r->host_used);
+}
+
+uint64_t repo_host_limit(const struct repo *r)
+{
+	return r->host_limit;
 }
 
 /* ------------------------------------------------------------ load */

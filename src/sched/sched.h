@@ -87,6 +87,7 @@ struct repo_info {
 	uint32_t version;
 	uint8_t state;	     /* enum repo_state */
 	char reason[SCHED_MSG_LEN]; /* FAILED: why; UNAVAILABLE: "unloaded"... */
+	bool registered;	    /* added by repo_register */
 };
 
 /*
@@ -116,6 +117,18 @@ void repo_entry_reason(const struct repo_entry *e, char *buf, size_t len);
 const void *repo_entry_host(const struct repo_entry *e, uint32_t *users);
 /* Bytes of host memory held by weight copies. Any thread. */
 uint64_t repo_host_used(const struct repo *r);
+/* The host memory limit of weight copies (0: none). Any thread. */
+uint64_t repo_host_limit(const struct repo *r);
+/*
+ * Add model name, version 1, for the package file at path, which need not
+ * be in the repository directory (ModelMesh's loadModel): scans keep the
+ * entry; sched_load(s, name, 1) loads it. Registering it again with
+ * another path repoints it while it is not LOADING or READY. 0, or an
+ * error with err_set: -EINVAL (a bad name or path), -EEXIST (name version
+ * 1 is a package of the directory), -EBUSY (loaded, or still in use, from another path).
+ * Any thread.
+ */
+int repo_register(struct repo *r, const char *name, const char *path);
 
 /* ---- the scheduler ---- */
 struct sched;

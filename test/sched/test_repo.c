@@ -4,6 +4,7 @@
  * packages, the host weight store and its LRU under --host-mem-limit.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -387,4 +388,67 @@ Test(repo, same_package_shares_one_host_copy)
 	sched_stop(s);
 	sched_chan_destroy(ch);
 	sched_destroy(s);
+}
+
+Test(repo, register_outside_the_directory)
+{
+	struct repo_info info[8];
+	struct sched_chan *ch;
+	struct sched_opts o;
+	struct sched *s;
+	struct repo_entry *e;
+	char side[256], pa[PATH_MAX], pb[PATH_MAX], own[PATH_MAX];
+	struct repo *r;
+	uint32_t n, users;
+
+	trepo_make(side, sizeof(side));
+	trepo_add(side, "bert", 1, "bert-tiny", 1);
+	trepo_add(side, "gpt", 1, "gpt2-tiny", 2);
+	snprintf(pa, sizeof(pa), "%s/bert/1/model.dpk", side);
+	snprintf(pb, sizeof(pb), "%s/gpt/1/model.dpk", side);
+	trepo_add(dir, "own", 1, "bert-tiny", 3);
+	snprintf(own, sizeof(own), "%s/own/1/model.dpk", dir);
+	o = topts(dir, "cpu");
+	o.explicit_load = true;
+	s = tsched(&o);
+	r = sched_repo(s);
+	cr_assert_eq(sched_chan_create(s, &ch), 0);
+
+	cr_assert_eq(repo_register(r, "ext__isvc-1", pa), 0, "%s", err_msg(-1));
+	e = find(s, "ext__isvc-1", 1);
+	cr_assert_eq(repo_entry_state(e), REPO_UNAVAILABLE);
+	/* a rescan keeps it: it is not the directory's */
+	cr_assert_eq(repo_scan(r), 0);
+	repo_index(r, info, ARRAY_SIZE(info), &n);
+	cr_assert_eq(n, 2);
+	cr_assert_str_eq(info[0].name, "ext__isvc-1");
+	cr_assert_str_eq(info[0].reason, "not loaded");
+	cr_assert(info[0].registered);
+	cr_assert_not(info[1].registered);
+	cr_assert_eq(find(s, "ext__isvc-1", 1), e);
+
+	cr_assert_eq(sched_load(s, "ext__isvc-1", 1), 0, "%s", err_msg(-1));
+	cr_assert_eq(repo_entry_state(e), REPO_READY);
+	cr_assert_eq(repo_entry_graph(e)->weights_size, trepo_wsize(side, "bert", 1));
+	cr_assert_eq(run(s, ch, "ext__isvc-1", 0), 0);
+	cr_assert_eq(repo_register(r, "ext__isvc-1", pa), 0, "the same path again");
+	cr_assert_eq(repo_register(r, "ext__isvc-1", pb), -EBUSY);
+	cr_assert(strstr(err_msg(-EBUSY), "is loaded from"), "%s", err_msg(-EBUSY));
+	cr_assert_eq(repo_register(r, "own", pb), -EEXIST);
+	cr_assert_eq(repo_register(r, "own", own), 0, "its own package");
+	cr_assert_eq(repo_register(r, "a/b", pa), -EINVAL);
+	cr_assert_eq(repo_register(r, "", pa), -EINVAL);
+
+	/* unloaded and dropped: repointed, it loads the other package */
+	cr_assert_eq(sched_unload(s, "ext__isvc-1", 1), 0);
+	worker_poll(sched_worker(s, 0), 1, clock_ns());
+	cr_assert_null(repo_entry_host(e, &users));
+	cr_assert_eq(repo_register(r, "ext__isvc-1", pb), 0, "%s", err_msg(-1));
+	cr_assert_eq(sched_load(s, "ext__isvc-1", 1), 0, "%s", err_msg(-1));
+	cr_assert_eq(repo_entry_graph(e)->weights_size, trepo_wsize(side, "gpt", 1));
+	cr_assert_eq(run(s, ch, "ext__isvc-1", 1), 0);
+	sched_stop(s);
+	sched_chan_destroy(ch);
+	sched_destroy(s);
+	trepo_rm(side);
 }
