@@ -222,13 +222,16 @@ class Soak:
     def fail(self, msg):
         with self.lock:
             self.failures.append(f"t={now() - self.t0:.1f}s: {msg}")
-        print("soak: FAIL:", msg, file=sys.stderr, flush=True)
+            n = len(self.failures)
+        if n <= 20:
+            print("soak: FAIL:", msg, file=sys.stderr, flush=True)
 
     def alive(self):
         return rss_kb(self.a.pid) is not None
 
     # -------------------------------------------------------- sampling
     def sampler(self):
+        """RSS every --sample seconds; whether the server lives, every 0.1 s."""
         nxt = self.t0
         while not self.stop.is_set():
             r = rss_kb(self.a.pid)
@@ -237,10 +240,11 @@ class Soak:
                 self.fail(f"the server (pid {self.a.pid}) is gone")
                 self.stop.set()
                 return
-            with self.lock:
-                self.samples.append((now() - self.t0, r))
-            nxt += self.a.sample
-            self.stop.wait(max(0.0, nxt - now()))
+            if now() >= nxt:
+                with self.lock:
+                    self.samples.append((now() - self.t0, r))
+                nxt += self.a.sample
+            self.stop.wait(max(0.0, min(0.1, nxt - now())))
 
     # -------------------------------------------------------- valid: loadgen
     def loadgen(self):
@@ -308,6 +312,8 @@ class Soak:
             c.request("POST", f"/v2/repository/models/c0/{verb}", body)
             r = c.getresponse()
             return r.status, r.read()
+        except (OSError, http.client.HTTPException) as e:
+            return f"{type(e).__name__}: {e}", b""
         finally:
             c.close()
 
