@@ -17,7 +17,7 @@
 #
 # Usage:
 #   bench/soak.sh                          60 s on --gpus cpu:2
-#   bench/soak.sh --gpus 0 --duration 3600 an hour on GPU 0
+#   bench/soak.sh --gpus 0                 an hour on GPU 0
 #   bench/soak.sh --duration 30 --slice 5 --out /tmp/soak
 
 set -u
@@ -26,7 +26,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 dprt=$root/dprt
 loadgen=$root/build/bench/loadgen
 gpus=cpu:2
-duration=60
+duration=
 slice=10
 sample=5
 instances=6
@@ -38,7 +38,8 @@ usage()
 {
 	cat <<EOF
 Usage: bench/soak.sh [OPTION]...
-  --duration SEC   how long the traffic runs (default 60)
+  --duration SEC   how long the traffic runs (default 60 on the CPU backend,
+                   3600 on GPUs)
   --gpus SPEC      the server's --gpus: cpu:N or GPU indices (default cpu:2)
   --out DIR        where the report goes (default
                    bench/results/soak-<gpu|cpu>-<date>)
@@ -96,6 +97,10 @@ done
 case $instances in '' | *[!0-9]*) die "--instances takes a number" ;; esac
 [ "$instances" -ge 2 ] || die "--instances takes 2 or more"
 case $gpus in cpu*) kind=cpu ;; *) kind=gpu ;; esac
+if [ -z "$duration" ]; then
+	duration=60
+	[ $kind = cpu ] || duration=3600
+fi
 limit=${limit:-1900000}
 [ -n "$out" ] || out=$root/bench/results/soak-$kind-$(date -u +%Y%m%d-%H%M)
 mkdir -p "$out/raw" || exit 1
