@@ -242,9 +242,16 @@ class Soak:
                 return
             if now() >= nxt:
                 with self.lock:
-                    self.samples.append((now() - self.t0, r))
+                    self.samples.append((now() - self.t0, r) + self.counts())
                 nxt += self.a.sample
             self.stop.wait(max(0.0, min(0.1, nxt - now())))
+
+    def counts(self):
+        """(invalid mismatches, c0 expected 503s, c0 other failures, c0 wrong)
+        so far; the caller holds the lock."""
+        bad = sum(e[0] - e[1] for e in self.invalid.values())
+        c = self.cli
+        return (bad, c["expected_503"], c["failed"], c["wrong"])
 
     # -------------------------------------------------------- valid: loadgen
     def loadgen(self):
@@ -457,7 +464,7 @@ class Soak:
             self.dead = True
             self.fail("the server is gone at the end")
         if self.end_rss is not None:
-            self.samples.append((now() - self.t0, self.end_rss))
+            self.samples.append((now() - self.t0, self.end_rss) + self.counts())
         self.limit = None
         if self.base_rss is None:
             self.fail("no RSS after warm-up (the first slice did not finish)")
@@ -473,8 +480,9 @@ class Soak:
     def write(self):
         o = self.a.out
         with open(os.path.join(o, "samples.csv"), "w") as f:
-            f.write("t_s,rss_kb\n")
-            f.writelines(f"{t:.1f},{r}\n" for t, r in self.samples)
+            f.write("t_s,rss_kb,invalid_mismatches,c0_503_in_unload,c0_failed,c0_wrong\n")
+            f.writelines(f"{x[0]:.1f}," + ",".join(str(v) for v in x[1:]) + "\n"
+                         for x in self.samples)
         with open(os.path.join(o, "slices.csv"), "w") as f:
             f.write("slice,start_s,end_s,sent,ok,errors,wrong,p50_ms,p99_ms,max_ms\n")
             for s in self.slices:
@@ -507,8 +515,8 @@ class Soak:
              f"{a.slice:g} s; RSS sampled every {a.sample:g} s.", "",
              "## Rules", "", RULES, "",
              "## Totals", "",
-             f"* valid (loadgen): sent {lg['sent']}, ok {lg['ok']}, errors {lg['errors']} "
-             f"{kinds or ''}, wrong {lg['wrong']}, cold starts {lg['cold_starts']}",
+             f"* valid (loadgen): sent {lg['sent']}, ok {lg['ok']}, errors {lg['errors']}"
+             f"{' ' + str(kinds) if kinds else ''}, wrong {lg['wrong']}, cold starts {lg['cold_starts']}",
              f"* evictions (dprt_evictions_total, all devices): {self.evictions}",
              f"* churn of c0: {self.churn['unloads']} unloads, {self.churn['loads']} loads "
              f"(versions 1 and 2 in turn), {self.churn['errors']} failed",
@@ -525,16 +533,23 @@ class Soak:
             if len(self.failures) > 50:
                 L.append(f"* ... {len(self.failures) - 50} more (result.json)")
             L.append("")
-        L += ["## RSS over time", "", "| t (s) | RSS (MiB) |", "|---:|---:|"]
-        L += [f"| {t:.1f} | {r / 1024:.1f} |" for t, r in self.samples]
+        L += ["## RSS over time", "", "Counts are totals so far: invalid requests answered "
+              "otherwise than expected; c0's 503s during an unload, other failures and "
+              "wrong answers.", "",
+              "| t (s) | RSS (MiB) | invalid mismatches | c0 503 in unload | c0 failed |"
+              " c0 wrong |", "|---:|---:|---:|---:|---:|---:|"]
+        L += [f"| {x[0]:.1f} | {x[1] / 1024:.1f} | " + " | ".join(str(v) for v in x[2:]) + " |"
+              for x in self.samples]
         L += ["", "## p99 over time (one loadgen slice a row)", "",
               "| slice | from (s) | to (s) | sent | ok | errors | wrong | p50 ms | p99 ms |"
-              " max ms |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              " max ms | errors by kind |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for s in self.slices:
-            L.append("| {} | {:.1f} | {:.1f} | {} | {} | {} | {} | {} | {} | {} |".format(
+            L.append("| {} | {:.1f} | {:.1f} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
                 s["slice"], s["start_s"], s["end_s"], s.get("sent"), s.get("ok"),
                 s.get("errors"), s.get("wrong"), fmt(s.get("p50_ms")), fmt(s.get("p99_ms")),
-                fmt(s.get("max_ms"))))
+                fmt(s.get("max_ms")),
+                ", ".join(f"{k} {n}" for k, n in s.get("kinds", {}).items())))
         L += ["", "## Invalid requests", "", "| request | expected | sent | as expected |"
               " other answers |", "|---|---:|---:|---:|---|"]
         for name, (n, right, other, want) in self.invalid.items():

@@ -171,6 +171,10 @@ else
 	srv=
 	rc=1
 fi
+# Paths as the repository names them.
+for f in "$out/commands.txt" "$out/summary.md"; do
+	sed "s|$root/||g" "$f" >"$f.tmp" && mv "$f.tmp" "$f"
+done
 echo "soak.sh: report in $out/summary.md"
 [ $rc -eq 0 ] || exit 1
 exit 0
