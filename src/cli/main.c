@@ -68,6 +68,8 @@ const char cli_usage_text[] =
 	"                             a quarter of host memory on CPU devices; on\n"
 	"                             GPUs half of --gpu-mem-limit, else 16G);\n"
 	"                             beyond: 413 with the size it needs\n"
+	"      --max-batch-tokens N   batch x sequence length one request may have\n"
+	"                             (default: no limit but --max-activation); beyond: 413\n"
 	"      --max-conns N          open connections (default 1024); a connection\n"
 	"                             beyond is answered 503 and closed\n"
 	"      --idle-timeout S       close a connection idle for S seconds (default 60)\n"

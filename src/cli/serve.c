@@ -63,6 +63,8 @@ static int serve_num(int c, const char *arg, struct serve_opts *o)
 		o->net.max_conns = (uint32_t)v;
 	else if (c == 'S')
 		o->sched.spin_us = (uint32_t)v;
+	else if (c == 'T')
+		o->sched.max_batch_tokens = (uint64_t)v;
 	else
 		o->sched.queue_depth = (uint32_t)v;
 	return 0;
@@ -81,6 +83,7 @@ static int serve_opt(int c, const char *arg, struct serve_opts *o)
 		['C'] = "--max-conns takes a positive number",
 		['Q'] = "--queue-depth takes a power of two",
 		['S'] = "--spin-us takes a number of microseconds (1 or more)",
+		['T'] = "--max-batch-tokens takes a positive number",
 		['i'] = "--idle-timeout takes seconds (0.001 to 86400)",
 		['r'] = "--request-timeout takes seconds (0.001 to 86400)",
 	};
@@ -144,6 +147,7 @@ int cmd_serve(int argc, char **argv)
 		{"request-timeout", required_argument, 0, 'r'},
 		{"queue-depth", required_argument, 0, 'Q'}, {"load", required_argument, 0, 'L'},
 		{"spin-us", required_argument, 0, 'S'},
+		{"max-batch-tokens", required_argument, 0, 'T'},
 		{"cold-mode", required_argument, 0, 'M'}, {"plans", required_argument, 0, 'p'},
 		{"evict", required_argument, 0, 'E'},
 		{"verbose", no_argument, 0, 'v'},	   {"quiet", no_argument, 0, 'q'},

@@ -131,6 +131,30 @@ static int check_inputs(const struct graph *g, const struct sched_req *req)
 	return 0;
 }
 
+/* Tokens of the request: batch x sequence length, from the first input
+ * whose signature has a sequence dim; 0 for models without one. */
+static uint64_t req_tokens(const struct graph *g, const struct shape *shapes)
+{
+	uint32_t i;
+	int d;
+
+	for (i = 0; i < g->n_inputs; i++) {
+		const struct io_desc *io = &g->inputs[i];
+		uint64_t n = 1;
+		bool seq = false;
+
+		for (d = 0; d < io->ndim; d++) {
+			if (io->dims[d] != DIM_BATCH && io->dims[d] != DIM_SEQ)
+				continue;
+			n *= (uint64_t)shapes[io->tensor].dims[d];
+			seq |= io->dims[d] == DIM_SEQ;
+		}
+		if (seq)
+			return n;
+	}
+	return 0;
+}
+
 static int check_model(const struct sched_req *req, const struct graph **out)
 {
 	const struct repo_entry *e = req->model;
@@ -200,6 +224,7 @@ int sched_req_prepare(struct sched_req *req)
 	if (ret)
 		goto out_fail;
 	req->act_need = graph_act_peak(g, shapes, (uint32_t *)(void *)(shapes + g->n_tensors));
+	req->tokens = req_tokens(g, shapes);
 	if (!req->out_mask)
 		req->out_mask = g->n_outputs >= 32 ? UINT32_MAX : (1u << g->n_outputs) - 1;
 	req->n_in = g->n_inputs;

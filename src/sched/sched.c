@@ -606,6 +606,11 @@ static int submit_check(const struct sched *s, struct sched_req *req)
 		if (ret)
 			return ret;
 	}
+	if (s->o.max_batch_tokens && req->tokens > s->o.max_batch_tokens)
+		return err_set(DPRT_EACTMEM, "model '%s': the request has %llu tokens (batch x "
+			       "sequence); this server allows %llu a request (--max-batch-tokens)",
+			       repo_entry_name(req->model), (unsigned long long)req->tokens,
+			       (unsigned long long)s->o.max_batch_tokens);
 	if (req->act_need > s->act_budget)
 		return err_set(DPRT_EACTMEM, "model '%s': inputs of these shapes need %s of "
 			       "activation memory; this server allows %s a request "

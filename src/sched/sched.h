@@ -174,6 +174,8 @@ struct sched_opts {
 				  * quarter of host memory on CPU devices;
 				  * on GPUs half of gpu_mem_limit, else
 				  * 16 GiB */
+	uint64_t max_batch_tokens; /* batch x sequence length one request may
+				    * have (--max-batch-tokens), 0 = no limit */
 	uint64_t cpu_dev_capacity; /* simulated memory of each CPU device
 				    * (bytes, 0 = none; tests) */
 	bool explicit_load;	 /* don't load every model at start */
@@ -287,6 +289,7 @@ struct sched_req {
 	uint32_t n_in, n_out;
 	uint64_t out_need;	     /* bytes of output buffer needed */
 	uint64_t act_need;	     /* activation bytes a run needs (graph_act_peak) */
+	uint64_t tokens;	     /* batch x sequence length (0: no sequence dim) */
 	/* out[i] for graph output i: shape (ndim 0 if not wanted) and, once
 	 * submitted, data pointing into the record's output buffer. */
 	struct tview out[SCHED_MAX_IO];
@@ -333,7 +336,8 @@ int sched_req_prepare(struct sched_req *req);
  * DPRT_EOUTBUF (outputs exceed the output buffer: req->out_need says how
  * much; attach one with sched_req_set_output and submit again),
  * DPRT_EACTMEM (its shapes need more activation memory than
- * max_activation: req->act_need says how much), DPRT_EOVERLOAD (queue
+ * max_activation: req->act_need says how much, or more tokens than
+ * max_batch_tokens), DPRT_EOVERLOAD (queue
  * full), DPRT_EDEVICE (fits no device), -ESHUTDOWN.
  * A request that was posted may still fail on its worker: DPRT_EOVERLOAD
  * (no room on the device: every resident model is in use), DPRT_EDEVICE

@@ -932,8 +932,13 @@ def activation_budget_and_rss(fx):
     RSS is back within 10% of its baseline (or 4 MiB of a baseline under
     40 MiB) once the device has been idle."""
     srv = fx.server("actmem", fx.repo, "--gpus", "cpu", "--max-activation", "16M",
-                    "--max-body", "64M")
+                    "--max-body", "64M", "--max-batch-tokens", "100000")
     p = srv.port
+    body, hdrs = infer_body(make_inputs("bert-tiny", 2048, 64, 5), ["pooler_output"],
+                            binary_in=True, binary_out=True)
+    st, _, b = request(p, "POST", "/v2/models/bert-tiny/infer", body, hdrs)
+    check(st == 413 and b"131072 tokens" in b and b"--max-batch-tokens" in b,
+          f"over --max-batch-tokens: status {st}: {b[:300]!r}")
     small, want = fx.ref("bert-tiny")
     big = make_inputs("bert-tiny", 1024, 64, 3)
     body, hdrs = infer_body(big, ["pooler_output"], binary_in=True, binary_out=True)
