@@ -38,7 +38,7 @@ struct zoo_opts {
 
 static int zoo_write(const struct zoo_opts *o)
 {
-	char path[4200], dir[4096], b1[32], b2[32];
+	char path[4200], dir[4096], b1[32], b2[32], *slash;
 	struct weight_source *ws = NULL;
 	struct graph *g = NULL;
 	uint64_t t0 = clock_ns();
@@ -48,8 +48,10 @@ static int zoo_write(const struct zoo_opts *o)
 	if (ends_with(o->out, ".dpk")) {
 		snprintf(path, sizeof(path), "%s", o->out);
 		snprintf(dir, sizeof(dir), "%s", o->out);
-		*strrchr(dir, '/') = 0;
-		ret = strchr(o->out, '/') ? mkdir_p(dir) : 0;
+		slash = strrchr(dir, '/');
+		if (slash)
+			*slash = 0;
+		ret = slash && slash != dir ? mkdir_p(dir) : 0;
 	} else {
 		snprintf(dir, sizeof(dir), "%s/%s/1", o->out, o->name);
 		snprintf(path, sizeof(path), "%s/model.dpk", dir);

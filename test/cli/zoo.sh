@@ -41,6 +41,10 @@ run zoo bert-tiny -o "$tmp/b.dpk" --seed 5
 expect_rc 0 "zoo -o FILE.dpk --seed 5, again"
 run zoo bert-tiny -o "$tmp/c.dpk" --seed 6
 expect_rc 0 "zoo -o FILE.dpk --seed 6"
+(cd "$tmp" && "$DPRT" zoo bert-tiny -o here.dpk --seed 5 >/dev/null 2>&1)
+rc=$?
+expect_rc 0 "zoo -o FILE.dpk with no directory in the path"
+cmp -s "$tmp/a.dpk" "$tmp/here.dpk" || fail "zoo -o here.dpk: not the same package"
 cmp -s "$tmp/a.dpk" "$tmp/b.dpk" || fail "same seed gave different packages"
 ! cmp -s "$tmp/a.dpk" "$tmp/c.dpk" || fail "seeds 5 and 6 gave the same package"
 
