@@ -691,3 +691,39 @@ Test(worker, batching_fuses_and_isolates)
 	sched_chan_destroy(ch);
 	sched_destroy(s);
 }
+
+/* A request's queue time runs until its worker starts it: of requests
+ * taken in one poll, each waited at least as long as the ones run before
+ * it took to run. */
+Test(worker, queue_time_counts_waiting_behind_earlier_requests)
+{
+	struct sched_req *r[4], *done[4];
+	struct sched_chan *ch;
+	struct sched_opts o;
+	struct sched *s;
+	uint64_t ran = 0;
+	uint32_t i, k;
+
+	trepo_add(dir, "a", 1, "resnet-tiny", 1);
+	o = topts(dir, "cpu");
+	s = tsched(&o);
+	cr_assert_eq(sched_chan_create(s, &ch), 0);
+	for (i = 0; i < 4; i++)
+		r[i] = post(s, ch, "a", i);
+	cr_assert_eq(worker_poll(sched_worker(s, 0), 4, clock_ns()), 4);
+	cr_assert_eq(sched_complete_poll(ch, done, 4), 4);
+	for (i = 0; i < 4; i++) {
+		for (k = 0; k < 4 && done[k] != r[i]; k++)
+			;
+		cr_assert_lt(k, 4);
+		cr_assert_eq(r[i]->status, 0, "%s", r[i]->msg);
+		cr_assert_geq(r[i]->t_queue, ran, "request %u waited %llu ns, the ones before "
+			      "it ran %llu ns", i, (unsigned long long)r[i]->t_queue,
+			      (unsigned long long)ran);
+		ran += r[i]->t_load + r[i]->t_exec;
+	}
+	for (i = 0; i < 4; i++)
+		treq_put(s, r[i]);
+	sched_chan_destroy(ch);
+	sched_destroy(s);
+}
