@@ -99,10 +99,11 @@ struct wslot {
 	struct plan *plan; /* cold: its plan, found once (prepare or first use) */
 	uint8_t prep;	  /* enum slot_prep */
 	bool made_once;	  /* a model was made here before (re-creations) */
-	struct sched_req *parked, *parked_tail; /* waiting for the host copy */
+	/* requests waiting for the host copy (worker.c, "parking") */
+	struct sched_req *parked, *parked_tail;
 	struct lnode park; /* in the worker's parked list while reading */
-	bool sync_load;	  /* resuming parked requests: read here if need be */
-	struct hread *hr; /* the read in progress, NULL when none */
+	struct hread *hr;  /* the read in progress, NULL when none */
+	bool sync_load;	   /* resuming parked requests: read here if need be */
 	double rate;	  /* requests per second, decaying (cost policy) */
 	uint64_t rate_t;  /* when rate was last updated */
 	_Atomic uint64_t requests, failures, cold, bytes_loaded, lat_sum;

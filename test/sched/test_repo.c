@@ -456,7 +456,7 @@ Test(repo, same_package_shares_one_host_copy)
 
 static pthread_mutex_t hook_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t hook_cond = PTHREAD_COND_INITIALIZER;
-static bool hook_open; /* reads of "slow" may go on */
+static bool hook_open;	    /* reads of "slow" may go on */
 static unsigned hook_reads; /* reads begun of models other than "slow" */
 
 /* Reads of model "slow" wait (up to 10 s) until the test opens the gate. */
@@ -577,7 +577,7 @@ Test(repo, reading_a_dropped_model_does_not_block_its_device)
 	cr_assert_eq(sched_load(s, "slow", 0), 0);
 	cr_assert_eq(sched_load(s, "res", 0), 0);
 	cr_assert_eq(sched_load(s, "x", 0), 0); /* drops slow's copy */
-	cr_assert_eq(run(s, ch, "res", 0), 0);	 /* resident now */
+	cr_assert_eq(run(s, ch, "res", 0), 0);	/* resident now */
 	cr_assert_null(repo_entry_host(find(s, "slow", 1), NULL));
 
 	hook_open = false;

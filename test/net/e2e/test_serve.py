@@ -123,12 +123,23 @@ class Server:
             m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log())
             if m:
                 self.port = int(m.group(1))
+                self.wait_loaded(end)
                 return
             if self.proc.poll() is not None:
                 break
             time.sleep(0.02)
         self.kill()
         raise AssertionError(f"{name}: dprt did not start listening:\n{self.log()}")
+
+    def wait_loaded(self, end):
+        """Until readiness no longer says the repository is loading (dprt
+        listens while its models load)."""
+        while time.monotonic() < end:
+            st, _, body = request(self.port, "GET", "/v2/health/ready", timeout=10)
+            if st != 503 or b"loading the repository" not in body:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"{self.name}: models still loading:\n{self.log()}")
 
     def log(self):
         with open(self.logpath, errors="replace") as f:
@@ -589,7 +600,9 @@ def metrics_prometheus(fx):
                       ("dprt_queue_depth", "gauge"), ("dprt_bytes_loaded", "counter"),
                       ("dprt_resident_models", "gauge"), ("dprt_resident_bytes", "gauge"),
                       ("dprt_device_memory_limit_bytes", "gauge"),
-                      ("dprt_host_weight_bytes", "gauge"), ("dprt_http_requests", "counter"),
+                      ("dprt_host_weight_bytes", "gauge"), ("dprt_host_bytes", "gauge"),
+                      ("dprt_host_hits", "counter"), ("dprt_host_misses", "counter"),
+                      ("dprt_host_drops", "counter"), ("dprt_http_requests", "counter"),
                       ("dprt_connections_open", "gauge"), ("dprt_model_resident", "gauge"),
                       ("dprt_model_state", "gauge"), ("dprt_evictions", "counter")):
         check(name in fams and fams[name].type == typ, f"family {name} ({typ}) missing")
@@ -609,6 +622,8 @@ def metrics_prometheus(fx):
     check(sample(fams, "dprt_http_requests", code="200") >= 6, "http 200 count")
     check(sample(fams, "dprt_connections_open") >= 1, "connections_open")
     check(sample(fams, "dprt_host_weight_bytes") > 0, "host weight bytes")
+    check(sample(fams, "dprt_host_bytes") == sample(fams, "dprt_host_weight_bytes"), "host bytes")
+    check(sample(fams, "dprt_host_misses", "dprt_host_misses_total") >= 1, "host misses")
     check(sample(fams, "dprt_model_state", model=ODD, state="READY") == 1,
           "an escaped model name did not round-trip")
     check(sample(fams, "dprt_bytes_loaded", device="cpu0") +
