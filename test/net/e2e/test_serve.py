@@ -1073,6 +1073,31 @@ def sigterm_with_requests_in_flight(fx):
 
 
 @test
+def host_tier_under_limit(fx):
+    """--host-mem-limit of one and a half models, three models on one
+    device: each request in turn runs (the idle model before it gives its
+    host copy back, it does not lock the others out), and /metrics counts
+    the reads from disk and the drops."""
+    repo = make_repo(fx, "tier", 3)
+    srv = fx.server("tier", repo, "--gpus", "cpu:1", "--host-mem-limit",
+                    str(BERT_W + BERT_W // 2))
+    p = srv.port
+    ins, want = fx.ref("bert-tiny")
+    m0 = metrics(p)
+    for m in ("m0", "m1", "m2", "m0", "m2", "m1"):
+        js, outs, _ = infer(p, m, ins)
+        close_enough(outs["pooler_output"], want["pooler_output"], f"{m} output")
+    fams = metrics(p)
+
+    def grew(fam):
+        return (sample(fams, fam, fam + "_total") - sample(m0, fam, fam + "_total"))
+
+    check(grew("dprt_host_misses") >= 5, f"host misses grew by {grew('dprt_host_misses')}")
+    check(grew("dprt_host_drops") >= 5, f"host drops grew by {grew('dprt_host_drops')}")
+    check(sample(fams, "dprt_host_bytes") <= BERT_W + BERT_W // 2, "host bytes over the limit")
+
+
+@test
 def demo_repository(fx):
     """No --models and no ./models: the demo repository is built and served."""
     cache = os.path.join(fx.tmp, "cache")
