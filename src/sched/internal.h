@@ -104,6 +104,7 @@ struct wslot {
 	struct lnode park; /* in the worker's parked list while reading */
 	struct hread *hr;  /* the read in progress, NULL when none */
 	bool sync_load;	   /* resuming parked requests: read here if need be */
+	bool held_ref;	   /* resuming: the reader's host reference is ours */
 	double rate;	  /* requests per second, decaying (cost policy) */
 	uint64_t rate_t;  /* when rate was last updated */
 	_Atomic uint64_t requests, failures, cold, bytes_loaded, lat_sum;
@@ -248,6 +249,9 @@ void repo_release(struct repo *r, struct repo_entry *e);
 /* Whether a host copy waits for room that only copies held by device
  * models can give (workers drop idle ones then). Any thread. */
 bool repo_host_short(struct repo *r);
+/* Wait up to ns while host memory is short, until a device instance gives
+ * a copy back. Any thread but a worker's. */
+void repo_wait_room(struct repo *r, uint64_t ns);
 /* Copy up to cap entry pointers; returns how many entries exist. */
 uint32_t repo_entries(struct repo *r, struct repo_entry **out, uint32_t cap);
 

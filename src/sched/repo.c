@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define PKG_FILE "model.dpk"
 
@@ -991,7 +992,29 @@ out_unlock:
 void repo_release(struct repo *r, struct repo_entry *e)
 {
 	pthread_mutex_lock(&r->lock);
-	if (atomic_fetch_sub(&e->users, 1) == 1)
-		host_settle(r, e);
+	if (atomic_fetch_sub(&e->users, 1) == 1) {
+		/* A read waits for room: the copy goes now, not into the LRU
+		 * (from which a worker dropping more idle models for room
+		 * would not see it go). */
+		if (e->hstate == HOST_READY && repo_host_short(r))
+			host_free(r, e);
+		else
+			host_settle(r, e);
+		pthread_cond_broadcast(&r->cond); /* repo_wait_room */
+	}
 	repo_unlock(r);
+}
+
+void repo_wait_room(struct repo *r, uint64_t ns)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)(ns % 1000000000u);
+	ts.tv_sec += (time_t)(ns / 1000000000u) + ts.tv_nsec / 1000000000;
+	ts.tv_nsec %= 1000000000;
+	pthread_mutex_lock(&r->lock);
+	if (repo_host_short(r))
+		pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+	pthread_mutex_unlock(&r->lock);
 }

@@ -380,9 +380,10 @@ static void drop_for_host(struct worker *w)
  * that is not enough, the other workers are asked to (their idle models
  * go, and a later request finds the room).
  */
+static void kick_others(struct worker *w, bool self);
+
 static int acquire_host(struct worker *w, struct wslot *sl, const void **weights)
 {
-	uint32_t i;
 	int ret;
 
 	for (;;) {
@@ -391,11 +392,8 @@ static int acquire_host(struct worker *w, struct wslot *sl, const void **weights
 			break;
 		err_clear();
 	}
-	if (ret != DPRT_EOVERLOAD)
-		return ret;
-	for (i = 0; i < w->s->n_workers; i++)
-		if (w->s->w[i] != w)
-			worker_kick(w->s->w[i], KICK_HOST);
+	if (ret == DPRT_EOVERLOAD)
+		kick_others(w, false);
 	return ret;
 }
 
@@ -591,9 +589,14 @@ static int load_model(struct worker *w, struct wslot *sl, struct sched_req *req)
 	ret = worker_open_device(w);
 	if (ret)
 		return ret;
-	ret = acquire_host(w, sl, &weights);
-	if (ret)
-		return ret;
+	if (sl->held_ref) { /* the reader's reference becomes the model's */
+		sl->held_ref = false;
+		weights = repo_entry_host(e, NULL);
+	} else {
+		ret = acquire_host(w, sl, &weights);
+		if (ret)
+			return ret;
+	}
 	ret = make_model(w, sl, weights);
 	if (ret) {
 		repo_release(w->repo, e);
@@ -777,6 +780,36 @@ struct hread {
 	char msg[SCHED_MSG_LEN];
 };
 
+/* How long a reader waits for idle models to give host memory back. */
+#define HREAD_WAIT_NS 100000000ull
+#define HREAD_TRIES 20
+
+static void kick_others(struct worker *w, bool self)
+{
+	uint32_t i;
+
+	for (i = 0; i < w->s->n_workers; i++)
+		if (self || w->s->w[i] != w)
+			worker_kick(w->s->w[i], KICK_HOST);
+}
+
+/* The host copy of e, for a reader: when host memory is full of copies
+ * held by device models, every worker is asked to drop its idle ones
+ * (KICK_HOST) and the read waits for them, a while. */
+static int host_wait_acquire(struct worker *w, struct repo_entry *e, const void **weights)
+{
+	int ret, i;
+
+	for (i = 0;; i++) {
+		ret = repo_acquire(w->repo, e, weights);
+		if (ret != DPRT_EOVERLOAD || i == HREAD_TRIES)
+			return ret;
+		err_clear();
+		kick_others(w, true);
+		repo_wait_room(w->repo, HREAD_WAIT_NS);
+	}
+}
+
 static void *hread_main(void *arg)
 {
 	struct hread *hr = arg;
@@ -784,7 +817,7 @@ static void *hread_main(void *arg)
 	const void *weights;
 	struct sched *s = w->s;
 
-	hr->ret = repo_acquire(w->repo, hr->sl->e, &weights);
+	hr->ret = host_wait_acquire(w, hr->sl->e, &weights);
 	if (hr->ret)
 		snprintf(hr->msg, sizeof(hr->msg), "%s", err_msg(hr->ret));
 	/* Release: ret and msg before done; pairs with resume's acquire. */
@@ -858,6 +891,7 @@ static unsigned resume(struct worker *w, struct wslot *sl, uint64_t now)
 	sl->parked = sl->parked_tail = NULL;
 	sl->hr = NULL;
 	sl->sync_load = hr->ret == DPRT_EOVERLOAD;
+	sl->held_ref = !hr->ret;
 	for (; r; r = next, n++) {
 		next = r->next;
 		r->next = NULL;
@@ -869,8 +903,9 @@ static unsigned resume(struct worker *w, struct wslot *sl, uint64_t now)
 		handle(w, r, now); /* the wait for the read counts as queueing */
 	}
 	sl->sync_load = false;
-	if (!hr->ret)
+	if (sl->held_ref) /* not taken by a model made here */
 		repo_release(w->repo, sl->e);
+	sl->held_ref = false;
 	free(hr);
 	return n;
 }

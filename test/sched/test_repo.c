@@ -452,6 +452,42 @@ Test(repo, same_package_shares_one_host_copy)
 	sched_destroy(s);
 }
 
+/* The same on two devices: an idle model on the other device gives its
+ * copy back too (its worker is asked to drop it while the read waits). */
+Test(repo, idle_models_of_other_devices_give_host_memory_back)
+{
+	static const char *const order[] = {"a", "b", "c", "a", "b", "c", "b", "a"};
+	uint32_t on[ARRAY_SIZE(order)], i, moved = 0;
+	struct sched_chan *ch;
+	struct sched_opts o;
+	struct sched *s;
+	uint64_t sz;
+
+	trepo_add(dir, "a", 1, "bert-tiny", 1);
+	trepo_add(dir, "b", 1, "bert-tiny", 2);
+	trepo_add(dir, "c", 1, "bert-tiny", 3);
+	sz = trepo_wsize(dir, "a", 1);
+	o = topts(dir, "cpu:2");
+	o.host_mem_limit = sz + sz / 2;
+	s = tsched(&o);
+	cr_assert_eq(sched_chan_create(s, &ch), 0);
+	for (i = 0; i < ARRAY_SIZE(order); i++) {
+		struct sched_req *req = treq(s, ch, order[i], 0, 1, 0, i), *done;
+
+		cr_assert_eq(sched_submit(s, req), 0);
+		tcollect(s, ch, &done, 1);
+		cr_assert_eq(done->status, 0, "request %u for %s: %s", i, order[i], done->msg);
+		on[i] = done->worker;
+		moved += i && on[i] != on[i - 1];
+		treq_put(s, done);
+	}
+	cr_assert_gt(moved, 0, "every model ran on one device; the test needs two");
+	cr_assert_leq(repo_host_used(sched_repo(s)), o.host_mem_limit);
+	sched_stop(s);
+	sched_chan_destroy(ch);
+	sched_destroy(s);
+}
+
 /* ---- loading at start on loader threads ---- */
 
 static pthread_mutex_t hook_lock = PTHREAD_MUTEX_INITIALIZER;
