@@ -367,9 +367,13 @@ static int queue_all(struct sched *s)
 		if (repo_queue_load(s->repo, ents[i]))
 			ents[l->n++] = ents[i];
 	ret = make_jobs(l, ents);
+	if (ret) {
+		for (i = 0; i < l->n; i++)
+			repo_cancel_load(s->repo, ents[i]);
+		l->n = 0;
+		err_set(ret, "out of memory queueing the models");
+	}
 	free(ents);
-	if (ret)
-		err_set(ret, "out of memory");
 	return ret;
 }
 
@@ -402,10 +406,6 @@ static void load_all(struct sched *s)
 
 	if (queue_all(s)) {
 		log_error("%s", err_msg(0));
-		for (i = 0; i < l->n; i++)
-			repo_cancel_load(s->repo, l->ents[i]);
-		l->n = 0;
-		atomic_store(&l->done, 0);
 		return;
 	}
 	want = n_loaders(l->n_jobs);
@@ -419,7 +419,6 @@ static void load_all(struct sched *s)
 	if (!s->o.load_async)
 		join_loaders(s);
 }
-
 
 static int start_workers(struct sched *s)
 {
