@@ -593,7 +593,7 @@ Test(repo, async_load_serves_while_the_rest_loads)
  * while a request for a resident model, posted right after it, runs and
  * completes first; the parked one runs when its copy is in.
  */
-Test(repo, reading_a_dropped_model_does_not_block_its_device)
+static void check_read_off_the_worker(uint32_t max_batch)
 {
 	struct sched_req *cold, *warm, *done[2];
 	struct sched_chan *ch;
@@ -607,6 +607,7 @@ Test(repo, reading_a_dropped_model_does_not_block_its_device)
 	sz = trepo_wsize(dir, "slow", 1);
 	o = topts(dir, "cpu:1");
 	o.explicit_load = true;
+	o.max_batch = max_batch;
 	o.host_mem_limit = 2 * sz + sz / 2;
 	s = tsched(&o);
 	cr_assert_eq(sched_chan_create(s, &ch), 0);
@@ -637,4 +638,14 @@ Test(repo, reading_a_dropped_model_does_not_block_its_device)
 	sched_stop(s);
 	sched_chan_destroy(ch);
 	sched_destroy(s);
+}
+
+Test(repo, reading_a_dropped_model_does_not_block_its_device)
+{
+	check_read_off_the_worker(1);
+}
+
+Test(repo, reading_a_dropped_model_does_not_block_its_batching_device)
+{
+	check_read_off_the_worker(4);
 }
