@@ -146,9 +146,13 @@ static void svc_health(struct gstream *st, bool ready)
 {
 	Inference__ServerLiveResponse live = INFERENCE__SERVER_LIVE_RESPONSE__INIT;
 	Inference__ServerReadyResponse rdy = INFERENCE__SERVER_READY_RESPONSE__INIT;
+	char why[SCHED_MSG_LEN];
 
 	live.live = true;
-	rdy.ready = !st->gc->srv->stopping;
+	/* as /v2/health/ready: not while loading or with a model that fits
+	 * no device */
+	rdy.ready = !st->gc->srv->stopping && ready &&
+		    sched_ready(st->gc->srv->s, why, sizeof(why));
 	if (ready)
 		reply_msg(st, &rdy);
 	else

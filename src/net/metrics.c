@@ -240,6 +240,17 @@ static void server_metrics(struct sbuf *b, const struct sched_stats *st,
 
 	family(b, "dprt_host_weight_bytes", "gauge", "Bytes of host memory held by weights.");
 	sbuf_printf(b, "dprt_host_weight_bytes %llu\n", (unsigned long long)st->host_used);
+	family(b, "dprt_host_bytes", "gauge", "Bytes of host memory held by weight copies.");
+	sbuf_printf(b, "dprt_host_bytes %llu\n", (unsigned long long)st->host_used);
+	family(b, "dprt_host_hits_total", "counter",
+	       "Host copies asked for (loads, cold starts) and found in host memory.");
+	sbuf_printf(b, "dprt_host_hits_total %llu\n", (unsigned long long)st->host_hits);
+	family(b, "dprt_host_misses_total", "counter",
+	       "Host copies asked for and read from the package on disk.");
+	sbuf_printf(b, "dprt_host_misses_total %llu\n", (unsigned long long)st->host_misses);
+	family(b, "dprt_host_drops_total", "counter",
+	       "Host copies dropped (least recently used under --host-mem-limit, unloads).");
+	sbuf_printf(b, "dprt_host_drops_total %llu\n", (unsigned long long)st->host_drops);
 	family(b, "dprt_host_memory_limit_bytes", "gauge",
 	       "Host memory weights may use (--host-mem-limit); 0: no limit.");
 	sbuf_printf(b, "dprt_host_memory_limit_bytes %llu\n", (unsigned long long)st->host_limit);

@@ -111,6 +111,7 @@ int serve_main(const struct serve_opts *o)
 	if (so.sched.n_reqs < srv->o.max_conns)
 		so.sched.n_reqs = srv->o.max_conns;
 	log_info("loading the repository %s", so.sched.models_dir);
+	so.sched.load_async = true; /* listen while the models load */
 	ret = sched_create(&so.sched, &s);
 	if (ret)
 		goto out_server;

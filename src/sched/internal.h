@@ -99,6 +99,12 @@ struct wslot {
 	struct plan *plan; /* cold: its plan, found once (prepare or first use) */
 	uint8_t prep;	  /* enum slot_prep */
 	bool made_once;	  /* a model was made here before (re-creations) */
+	/* requests waiting for the host copy (worker.c, "parking") */
+	struct sched_req *parked, *parked_tail;
+	struct lnode park; /* in the worker's parked list while reading */
+	struct hread *hr;  /* the read in progress, NULL when none */
+	bool sync_load;	   /* resuming parked requests: read here if need be */
+	bool held_ref;	   /* resuming: the reader's host reference is ours */
 	double rate;	  /* requests per second, decaying (cost policy) */
 	uint64_t rate_t;  /* when rate was last updated */
 	_Atomic uint64_t requests, failures, cold, bytes_loaded, lat_sum;
@@ -153,6 +159,7 @@ struct repo_entry {
 
 	bool seen; /* seen by the scan in progress (r->lock) */
 	bool registered; /* added by repo_register: scans keep it present */
+	bool queued; /* LOADING, waiting for a loader (r->lock) */
 	struct pkg *pkg;
 	dev_t st_dev;
 	ino_t st_ino;
@@ -186,6 +193,9 @@ struct repo {
 	uint32_t n_workers;
 	uint64_t host_limit; /* 0 = none */
 	_Atomic uint64_t host_used;
+	uint32_t host_reads; /* host copies being read (r->lock) */
+	_Atomic uint64_t host_wanted; /* bytes a read found no room for, 0 = none */
+	_Atomic uint64_t host_hits, host_misses, host_drops; /* see sched.h */
 	struct lnode host_lru; /* unreferenced host copies, most recent first */
 	struct pkg **retired;
 	uint32_t n_retired, cap_retired;
@@ -220,12 +230,29 @@ int repo_create(const char *dir, uint32_t n_workers, uint64_t host_limit, struct
 void repo_destroy(struct repo *r);
 /* Open the package and read the weights: UNAVAILABLE/FAILED -> READY. */
 int repo_load_entry(struct repo *r, struct repo_entry *e);
+/* Mark e LOADING ("loading: queued") for a loader that will call
+ * repo_load_queued or repo_cancel_load; false (nothing done) when it is
+ * LOADING or READY already. Any thread but a worker's. */
+bool repo_queue_load(struct repo *r, struct repo_entry *e);
+/* repo_load_entry for an entry this thread queued. */
+int repo_load_queued(struct repo *r, struct repo_entry *e);
+/* A queued entry that will not be loaded: UNAVAILABLE again. */
+void repo_cancel_load(struct repo *r, struct repo_entry *e);
+/* Tests: called (when set) by the thread about to read an entry's
+ * weights from its package, outside r->lock. */
+extern _Atomic(void (*)(const struct repo_entry *)) repo_read_hook;
 /* READY/FAILED -> UNAVAILABLE; frees the host copy if nobody uses it. */
 void repo_unload_entry(struct repo *r, struct repo_entry *e);
 /* A device instance starts using e's host copy (read from the package if
  * absent). 0 and *weights, or an error with err_set. Any worker. */
 int repo_acquire(struct repo *r, struct repo_entry *e, const void **weights);
 void repo_release(struct repo *r, struct repo_entry *e);
+/* Whether a host copy waits for room that only copies held by device
+ * models can give (workers drop idle ones then). Any thread. */
+bool repo_host_short(struct repo *r);
+/* Wait up to ns while host memory is short, until a device instance gives
+ * a copy back. Any thread but a worker's. */
+void repo_wait_room(struct repo *r, uint64_t ns);
 /* Copy up to cap entry pointers; returns how many entries exist. */
 uint32_t repo_entries(struct repo *r, struct repo_entry **out, uint32_t cap);
 
@@ -234,6 +261,8 @@ enum worker_kick {
 	KICK_DROP = 1u << 0, /* scan for unloaded models to drop */
 	KICK_STOP = 1u << 1, /* leave the thread loop */
 	KICK_PREPARE = 1u << 2, /* models were loaded: find their plans */
+	KICK_HOST = 1u << 3, /* host memory is short: drop idle models' copies */
+	KICK_HREAD = 1u << 4, /* a host copy read for parked requests is done */
 };
 
 struct worker {
@@ -265,6 +294,7 @@ struct worker {
 	/* owner only */
 	struct lnode lru __attribute__((aligned(CACHELINE)));
 	struct lnode standby; /* evicted cold models kept, most recent first */
+	struct lnode parked; /* slots whose requests wait for a host copy */
 	uint64_t used;
 	struct sched_req *pending; /* a partial batch waiting for its window */
 	uint64_t pending_since;
@@ -311,6 +341,20 @@ void worker_kick(struct worker *w, uint32_t what);
 void worker_join(struct worker *w);
 
 /* ---- the scheduler ---- */
+/* Loading at start (sched.c, "loaders"), on at most SCHED_LOADERS threads. */
+#define SCHED_LOADERS 4u
+
+struct sched_load {
+	struct repo_entry **ents; /* [n]: queued, grouped by package file */
+	uint32_t n;
+	uint32_t *job;	  /* [n_jobs + 1]: first entry of each job */
+	uint32_t n_jobs;
+	_Atomic uint32_t next; /* the next job to take */
+	_Atomic uint32_t done; /* entries finished */
+	pthread_t th[SCHED_LOADERS];
+	uint32_t n_th;
+};
+
 struct sched {
 	struct sched_opts o;
 	struct repo *repo;
@@ -329,7 +373,9 @@ struct sched {
 
 	_Atomic uint32_t stopping __attribute__((aligned(CACHELINE)));
 	_Atomic uint64_t inflight;
+	_Atomic uint32_t hreads; /* host copy reads for workers in progress */
 	bool stopped;
+	struct sched_load load;
 };
 
 /* Push a finished request into its channel and signal it (worker w). */

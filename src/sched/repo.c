@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define PKG_FILE "model.dpk"
 
@@ -187,6 +188,8 @@ static const struct repo_status *status_get(const struct repo_entry *e)
 
 /* ------------------------------------------------------------ host store */
 
+_Atomic(void (*)(const struct repo_entry *)) repo_read_hook;
+
 /*
  * The one place that makes a host copy. The host weight store of mem/
  * gives pinned, device-mapped memory where a GPU driver exists and
@@ -197,6 +200,10 @@ static const struct repo_status *status_get(const struct repo_entry *e)
  */
 static int host_read(struct repo_entry *e, struct hoststore **out, bool *made)
 {
+	void (*hook)(const struct repo_entry *) = atomic_load(&repo_read_hook);
+
+	if (hook)
+		hook(e);
 	return hoststore_load_shared(e->pkg, out, made);
 }
 
@@ -210,14 +217,15 @@ static void host_free(struct repo *r, struct repo_entry *e)
 	if (hoststore_put_unless_last(e->hs)) { /* another entry keeps the copy */
 		free(d);
 	} else if (d) {
+		ctr_add(&r->host_drops, 1);
 		atomic_fetch_sub(&r->host_used, e->host_size);
 		d->hs = e->hs;
 		d->size = e->host_size;
 		d->next = r->dead;
 		r->dead = d;
-	} else {
-		if (hoststore_put(e->hs))
-			atomic_fetch_sub(&r->host_used, e->host_size);
+	} else if (hoststore_put(e->hs)) {
+		ctr_add(&r->host_drops, 1);
+		atomic_fetch_sub(&r->host_used, e->host_size);
 	}
 	e->hs = NULL;
 	atomic_store(&e->host, NULL);
@@ -252,19 +260,35 @@ static int host_reserve(struct repo *r, struct repo_entry *e, uint64_t size)
 		return err_set(-ENOMEM, "model '%s' version %u: %s of weights exceed the host "
 			       "memory limit of %s", e->name, e->version,
 			       fmt_bytes(size, a, sizeof(a)), fmt_bytes(r->host_limit, b, sizeof(b)));
+	/* Copies being read may be droppable once read (loads at start run
+	 * in parallel): wait for them before giving up. */
 	while (r->host_limit && atomic_load(&r->host_used) + size > r->host_limit &&
-	       lnode_linked(&r->host_lru)) {
+	       (lnode_linked(&r->host_lru) || r->host_reads)) {
 		struct repo_entry *v = container_of(r->host_lru.prev, struct repo_entry, host_lru);
 
+		if (!lnode_linked(&r->host_lru)) {
+			pthread_cond_wait(&r->cond, &r->lock);
+			continue;
+		}
 		log_debug("host store: dropping '%s' v%u to make room", v->name, v->version);
 		host_free(r, v);
 	}
 	used = atomic_load(&r->host_used);
-	if (r->host_limit && used + size > r->host_limit)
+	if (r->host_limit && used + size > r->host_limit) {
+		atomic_store(&r->host_wanted, size);
 		return err_set(DPRT_EOVERLOAD, "host memory full: %s of %s held by models in use",
 			       fmt_bytes(used, a, sizeof(a)), fmt_bytes(r->host_limit, b, sizeof(b)));
+	}
+	atomic_store(&r->host_wanted, 0);
 	atomic_fetch_add(&r->host_used, size);
 	return 0;
+}
+
+bool repo_host_short(struct repo *r)
+{
+	uint64_t want = atomic_load(&r->host_wanted);
+
+	return want && atomic_load(&r->host_used) + want > r->host_limit;
 }
 
 /*
@@ -282,12 +306,16 @@ static int host_read_new(struct repo *r, struct repo_entry *e, struct hoststore 
 	if (ret)
 		return ret;
 	e->hstate = HOST_READING;
+	r->host_reads++;
 	pthread_mutex_unlock(&r->lock);
 	ret = host_read(e, hs, &made);
 	pthread_mutex_lock(&r->lock);
+	r->host_reads--;
 	e->hstate = HOST_NONE;
 	if (ret || !made)
 		atomic_fetch_sub(&r->host_used, size);
+	if (!ret)
+		ctr_add(made ? &r->host_misses : &r->host_hits, 1);
 	return ret;
 }
 
@@ -302,10 +330,14 @@ static int host_ensure(struct repo *r, struct repo_entry *e)
 
 	while (e->hstate == HOST_READING)
 		pthread_cond_wait(&r->cond, &r->lock);
-	if (e->hstate == HOST_READY)
+	if (e->hstate == HOST_READY) {
+		ctr_add(&r->host_hits, 1);
 		return 0;
+	}
 	hs = hoststore_get_shared(e->pkg);
-	if (!hs)
+	if (hs)
+		ctr_add(&r->host_hits, 1);
+	else
 		ret = host_read_new(r, e, &hs);
 	if (!ret) {
 		e->hs = hs;
@@ -343,6 +375,7 @@ static struct repo_entry *entry_new(struct repo *r, const char *name, uint32_t v
 	for (i = 0; i < r->n_workers; i++) {
 		e->ws[i].e = e;
 		lnode_init(&e->ws[i].lru);
+		lnode_init(&e->ws[i].park);
 	}
 	set_state(e, REPO_UNAVAILABLE, "not loaded");
 	if (!atomic_load(&e->st)) {
@@ -809,6 +842,13 @@ uint64_t repo_host_limit(const struct repo *r)
 	return r->host_limit;
 }
 
+void repo_host_counts(const struct repo *r, uint64_t *hits, uint64_t *misses, uint64_t *drops)
+{
+	*hits = ctr_get(&r->host_hits);
+	*misses = ctr_get(&r->host_misses);
+	*drops = ctr_get(&r->host_drops);
+}
+
 /* ------------------------------------------------------------ load */
 
 static bool same_file(const struct repo_entry *e, const struct stat *st)
@@ -867,18 +907,56 @@ static int entry_open(struct repo *r, struct repo_entry *e)
 	return ret;
 }
 
-int repo_load_entry(struct repo *r, struct repo_entry *e)
+bool repo_queue_load(struct repo *r, struct repo_entry *e)
+{
+	bool queued = false;
+
+	pthread_mutex_lock(&r->lock);
+	if (get_state(e) != REPO_LOADING && get_state(e) != REPO_READY) {
+		set_state(e, REPO_LOADING, "queued for loading");
+		e->queued = true;
+		queued = true;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return queued;
+}
+
+void repo_cancel_load(struct repo *r, struct repo_entry *e)
+{
+	pthread_mutex_lock(&r->lock);
+	if (e->queued) {
+		e->queued = false;
+		set_state(e, REPO_UNAVAILABLE, "not loaded");
+		pthread_cond_broadcast(&r->cond);
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Under r->lock: become e's loader (false: it is READY already). */
+static bool load_begin(struct repo *r, struct repo_entry *e, bool queued)
+{
+	if (queued && e->queued) { /* LOADING, on the caller's behalf */
+		e->queued = false;
+		set_state(e, REPO_LOADING, "loading");
+		return true;
+	}
+	while (get_state(e) == REPO_LOADING)
+		pthread_cond_wait(&r->cond, &r->lock);
+	if (get_state(e) == REPO_READY)
+		return false;
+	set_state(e, REPO_LOADING, NULL);
+	return true;
+}
+
+static int load_entry(struct repo *r, struct repo_entry *e, bool queued)
 {
 	int ret;
 
 	pthread_mutex_lock(&r->lock);
-	while (get_state(e) == REPO_LOADING)
-		pthread_cond_wait(&r->cond, &r->lock);
-	if (get_state(e) == REPO_READY) {
+	if (!load_begin(r, e, queued)) {
 		pthread_mutex_unlock(&r->lock);
 		return 0;
 	}
-	set_state(e, REPO_LOADING, NULL);
 	pthread_mutex_unlock(&r->lock);
 
 	ret = entry_open(r, e);
@@ -892,6 +970,16 @@ int repo_load_entry(struct repo *r, struct repo_entry *e)
 	if (ret)
 		log_warn("model '%s' version %u: %s", e->name, e->version, err_msg(ret));
 	return ret;
+}
+
+int repo_load_entry(struct repo *r, struct repo_entry *e)
+{
+	return load_entry(r, e, false);
+}
+
+int repo_load_queued(struct repo *r, struct repo_entry *e)
+{
+	return load_entry(r, e, true);
 }
 
 void repo_unload_entry(struct repo *r, struct repo_entry *e)
@@ -961,7 +1049,29 @@ out_unlock:
 void repo_release(struct repo *r, struct repo_entry *e)
 {
 	pthread_mutex_lock(&r->lock);
-	if (atomic_fetch_sub(&e->users, 1) == 1)
-		host_settle(r, e);
+	if (atomic_fetch_sub(&e->users, 1) == 1) {
+		/* A read waits for room: the copy goes now, not into the LRU
+		 * (from which a worker dropping more idle models for room
+		 * would not see it go). */
+		if (e->hstate == HOST_READY && repo_host_short(r))
+			host_free(r, e);
+		else
+			host_settle(r, e);
+		pthread_cond_broadcast(&r->cond); /* repo_wait_room */
+	}
 	repo_unlock(r);
+}
+
+void repo_wait_room(struct repo *r, uint64_t ns)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)(ns % 1000000000u);
+	ts.tv_sec += (time_t)(ns / 1000000000u) + ts.tv_nsec / 1000000000;
+	ts.tv_nsec %= 1000000000;
+	pthread_mutex_lock(&r->lock);
+	if (repo_host_short(r))
+		pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+	pthread_mutex_unlock(&r->lock);
 }

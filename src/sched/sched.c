@@ -7,9 +7,11 @@
 #include "sched/internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -242,6 +244,14 @@ static int check_fit(struct sched *s, struct repo_entry *e)
 	return err_set(DPRT_EDEVICE, "model '%s' version %u: %s", e->name, e->version, msg);
 }
 
+static void kick_all(struct sched *s, uint32_t what)
+{
+	uint32_t i;
+
+	for (i = 0; i < s->n_workers; i++)
+		worker_kick(s->w[i], what);
+}
+
 /* Load one entry (READY) and check that some device can hold it. */
 static int load_one(struct sched *s, struct repo_entry *e)
 {
@@ -250,31 +260,164 @@ static int load_one(struct sched *s, struct repo_entry *e)
 	return ret ? ret : check_fit(s, e);
 }
 
-static void load_all(struct sched *s)
+/* ------------------------------------------------------------ loaders */
+
+/*
+ * Loading at start runs on a few loader threads, each taking the next
+ * package file (a file linked under many names is one job, read once) and
+ * loading its entries, which go READY one by one and kick the workers to
+ * prepare them. s->load: the queued entries grouped by file; done counts
+ * the entries finished (READY or FAILED), read by sched_ready.
+ */
+static void load_job(struct sched *s, uint32_t j)
 {
+	struct sched_load *l = &s->load;
+	uint32_t i;
+
+	for (i = l->job[j]; i < l->job[j + 1]; i++) {
+		struct repo_entry *e = l->ents[i];
+
+		if (atomic_load(&s->stopping))
+			repo_cancel_load(s->repo, e);
+		else if (!repo_load_queued(s->repo, e) && !check_fit(s, e))
+			log_info("model '%s' version %u: ready", e->name, e->version);
+		err_clear();
+		/* Release: pairs with the acquire in sched_ready. */
+		atomic_fetch_add_explicit(&l->done, 1, memory_order_release);
+		kick_all(s, KICK_PREPARE);
+	}
+}
+
+static void *loader_main(void *arg)
+{
+	struct sched *s = arg;
+	uint32_t j;
+
+	while ((j = atomic_fetch_add(&s->load.next, 1)) < s->load.n_jobs)
+		load_job(s, j);
+	return NULL;
+}
+
+struct file_key {
+	dev_t dev;
+	ino_t ino;
+	uint32_t i; /* index in the entries */
+};
+
+static int key_cmp(const void *a, const void *b)
+{
+	const struct file_key *x = a, *y = b;
+
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Order the queued entries by package file and cut them into jobs. */
+static int make_jobs(struct sched_load *l, struct repo_entry **ents)
+{
+	struct file_key *k = calloc(l->n ? l->n : 1, sizeof(*k));
+	struct stat st;
+	uint32_t i;
+
+	l->job = calloc(l->n + 1u, sizeof(*l->job));
+	if (!k || !l->job) {
+		free(k);
+		return -ENOMEM;
+	}
+	for (i = 0; i < l->n; i++) {
+		k[i].i = i;
+		if (!stat(ents[i]->path, &st)) {
+			k[i].dev = st.st_dev;
+			k[i].ino = st.st_ino;
+		} else {
+			k[i].ino = (ino_t)-1 - i; /* a job of its own */
+		}
+	}
+	qsort(k, l->n, sizeof(*k), key_cmp);
+	for (i = 0; i < l->n; i++) {
+		l->ents[i] = ents[k[i].i];
+		if (!i || k[i].dev != k[i - 1].dev || k[i].ino != k[i - 1].ino)
+			l->job[l->n_jobs++] = i;
+	}
+	l->job[l->n_jobs] = l->n;
+	free(k);
+	return 0;
+}
+
+/* Queue every entry that is not loaded yet (LOADING, "queued"). */
+static int queue_all(struct sched *s)
+{
+	struct sched_load *l = &s->load;
 	struct repo_entry **ents;
 	uint32_t n, i;
+	int ret;
 
 	n = repo_entries(s->repo, NULL, 0);
 	ents = n ? malloc(n * sizeof(*ents)) : NULL;
-	if (!ents) {
-		if (n)
-			log_error("%s: out of memory listing %u models", s->o.models_dir, n);
-		return;
+	l->ents = n ? malloc(n * sizeof(*ents)) : NULL;
+	if (n && (!ents || !l->ents)) {
+		free(ents);
+		return err_set(-ENOMEM, "%s: out of memory listing %u models", s->o.models_dir, n);
 	}
 	n = MIN(n, repo_entries(s->repo, ents, n));
 	for (i = 0; i < n; i++)
-		if (load_one(s, ents[i]) == 0)
-			log_info("model '%s' version %u: ready", ents[i]->name, ents[i]->version);
+		if (repo_queue_load(s->repo, ents[i]))
+			ents[l->n++] = ents[i];
+	ret = make_jobs(l, ents);
+	if (ret) {
+		for (i = 0; i < l->n; i++)
+			repo_cancel_load(s->repo, ents[i]);
+		l->n = 0;
+		err_set(ret, "out of memory queueing the models");
+	}
 	free(ents);
+	return ret;
 }
 
-static void kick_all(struct sched *s, uint32_t what)
+static uint32_t n_loaders(uint32_t jobs)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return MIN(MIN(SCHED_LOADERS, cores > 0 ? (uint32_t)cores : 1u), jobs);
+}
+
+/* Wait for the loader threads (each ends when no job is left). */
+static void join_loaders(struct sched *s)
 {
 	uint32_t i;
 
-	for (i = 0; i < s->n_workers; i++)
-		worker_kick(s->w[i], what);
+	for (i = 0; i < s->load.n_th; i++)
+		pthread_join(s->load.th[i], NULL);
+	s->load.n_th = 0;
+}
+
+/*
+ * Load every model on loader threads: at once (o.load_async: the caller
+ * goes on, sched_ready says "loading" until all are done), else waiting
+ * for them. Without threads (or memory for them) this thread loads.
+ */
+static void load_all(struct sched *s)
+{
+	struct sched_load *l = &s->load;
+	uint32_t i, want;
+
+	if (queue_all(s)) {
+		log_error("%s", err_msg(0));
+		return;
+	}
+	want = n_loaders(l->n_jobs);
+	for (i = 0; i < want; i++) {
+		if (pthread_create(&l->th[i], NULL, loader_main, s))
+			break;
+		l->n_th++;
+	}
+	if (!l->n_th)
+		loader_main(s);
+	if (!s->o.load_async)
+		join_loaders(s);
 }
 
 static int start_workers(struct sched *s)
@@ -374,8 +517,12 @@ void sched_stop(struct sched *s)
 	 * its check of stopping; a submit either sees stopping or is counted
 	 * and waited for. */
 	atomic_store(&s->stopping, 1);
+	join_loaders(s);
 	if (s->repo)
 		drain(s);
+	/* Acquire: pairs with the release decrement ending a host read. */
+	while (atomic_load_explicit(&s->hreads, memory_order_acquire))
+		sched_yield();
 	for (i = 0; i < s->n_workers; i++)
 		worker_join(s->w[i]);
 	s->stopped = true;
@@ -391,6 +538,8 @@ void sched_destroy(struct sched *s)
 	for (i = 0; i < s->n_workers; i++)
 		worker_destroy(s->w[i]);
 	repo_destroy(s->repo);
+	free(s->load.ents);
+	free(s->load.job);
 	free(s->pool_buf);
 	free(s->obufs);
 	free(s->reqs);
@@ -511,6 +660,14 @@ int sched_unload(struct sched *s, const char *name, uint32_t version)
 
 bool sched_ready(struct sched *s, char *why, size_t len)
 {
+	/* Acquire: pairs with the release increment in load_job. */
+	uint32_t done = atomic_load_explicit(&s->load.done, memory_order_acquire);
+
+	if (done < s->load.n) {
+		snprintf(why, len, "loading the repository: %u of %u models loaded", done,
+			 s->load.n);
+		return false;
+	}
 	return repo_unfit(s->repo, why, len) == NULL;
 }
 
@@ -731,4 +888,5 @@ void sched_stats(struct sched *s, struct sched_stats *st)
 	st->in_flight = atomic_load(&s->inflight);
 	st->host_used = repo_host_used(s->repo);
 	st->host_limit = s->o.host_mem_limit;
+	repo_host_counts(s->repo, &st->host_hits, &st->host_misses, &st->host_drops);
 }

@@ -129,6 +129,11 @@ uint64_t repo_host_limit(const struct repo *r);
  * Any thread.
  */
 int repo_register(struct repo *r, const char *name, const char *path);
+/* Host tier counters since start: requests for a host copy that found it
+ * in memory (hits), that read it from the package (misses), and copies
+ * dropped (LRU, unload, failure). Any thread. */
+void repo_host_counts(const struct repo *r, uint64_t *hits, uint64_t *misses,
+		      uint64_t *drops);
 
 /* ---- the scheduler ---- */
 struct sched;
@@ -179,6 +184,9 @@ struct sched_opts {
 	uint64_t cpu_dev_capacity; /* simulated memory of each CPU device
 				    * (bytes, 0 = none; tests) */
 	bool explicit_load;	 /* don't load every model at start */
+	bool load_async;	 /* load them on loader threads while
+				  * sched_create returns (sched_ready says
+				  * "loading" until all are done) */
 	bool no_threads;	 /* don't start worker threads (tests step them) */
 	bool no_prewarm;	 /* don't make and warm up planned models in
 				  * idle time (worker_prepare) */
@@ -192,8 +200,9 @@ int sched_cold_mode_parse(const char *s, int *mode);
 /*
  * Make the scheduler: parse devices, open every device (a GPU device fails
  * with DPRT_ENODEV in a build without a CUDA backend), scan the repository,
- * load every model unless explicit_load (a model that fails to load goes
- * FAILED; that is not an error here), allocate the request pool, and start
+ * load every model unless explicit_load (on up to four loader threads,
+ * one package file per job; a model that fails to load goes FAILED, which
+ * is not an error here; with load_async without waiting), allocate the request pool, and start
  * one pinned thread per worker unless no_threads. Returns 0 or an error
  * with err_set. Called once, by the thread that will call sched_destroy.
  */
@@ -390,6 +399,7 @@ struct sched_model_stats {
 struct sched_stats {
 	uint32_t n_workers, n_models, n_models_total;
 	uint64_t in_flight, host_used, host_limit;
+	uint64_t host_hits, host_misses, host_drops; /* repo_host_counts */
 	struct sched_worker_stats workers[SCHED_MAX_WORKERS];
 	struct sched_model_stats models[SCHED_STATS_MAX_MODELS];
 };

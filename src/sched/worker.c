@@ -56,6 +56,7 @@ int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev,
 	w->cpu = -1;
 	lnode_init(&w->lru);
 	lnode_init(&w->standby);
+	lnode_init(&w->parked);
 	w->evict_policy = s->o.evict_policy;
 	ret = sched_cold_mode_parse(s->o.cold_mode, &w->cold_mode);
 	if (ret)
@@ -314,6 +315,88 @@ static int make_room(struct worker *w, const struct wslot *self, uint64_t need)
 	return need > w->mem_limit - w->used ? no_room(w, busy) : 0;
 }
 
+/* Whether sl's model here is one whose host copy an idle drop may free:
+ * idle, not self, and (only) the only device instance when sole. */
+static bool host_holder(const struct wslot *sl, const struct wslot *self, bool sole)
+{
+	return sl != self && sl->em && !slot_in_use(sl) &&
+	       (!sole || atomic_load(&sl->e->users) == 1);
+}
+
+static struct wslot *pick_holder(struct lnode *head, const struct wslot *self, bool sole)
+{
+	struct lnode *n;
+
+	for (n = head->prev; n != head; n = n->prev) {
+		struct wslot *sl = container_of(n, struct wslot, lru);
+
+		if (host_holder(sl, self, sole))
+			return sl;
+	}
+	return NULL;
+}
+
+/*
+ * Give one idle model's host copy back (never self's): a device model
+ * uses its host copy while it exists (the CPU backend and DHA layers read
+ * it in place), so the model leaves the device. Kept cold models go
+ * before resident ones, the least recently used first, and models that
+ * are the copy's only user before the others. false if there is none.
+ */
+static bool drop_host_holder(struct worker *w, const struct wslot *self)
+{
+	struct wslot *sl = NULL;
+	int sole;
+
+	for (sole = 1; sole >= 0 && !sl; sole--) {
+		sl = pick_holder(&w->standby, self, sole);
+		if (!sl)
+			sl = pick_holder(&w->lru, self, sole);
+	}
+	if (!sl)
+		return false;
+	log_debug("%s: '%s' v%u leaves the device for host memory", w->name, sl->e->name,
+		  sl->e->version);
+	if (atomic_load(&sl->resident)) {
+		evict(w, sl);
+		ctr_add(&w->evictions, 1);
+	}
+	if (sl->em)
+		destroy(w, sl);
+	return true;
+}
+
+/* KICK_HOST: idle models give their host copies back while host memory
+ * is short. */
+static void drop_for_host(struct worker *w)
+{
+	while (repo_host_short(w->repo) && drop_host_holder(w, NULL))
+		;
+}
+
+/*
+ * The host copy of sl's weights. When host memory is full of copies held
+ * by device models, idle models here give theirs back until it fits; if
+ * that is not enough, the other workers are asked to (their idle models
+ * go, and a later request finds the room).
+ */
+static void kick_others(struct worker *w, bool self);
+
+static int acquire_host(struct worker *w, struct wslot *sl, const void **weights)
+{
+	int ret;
+
+	for (;;) {
+		ret = repo_acquire(w->repo, sl->e, weights);
+		if (ret != DPRT_EOVERLOAD || !drop_host_holder(w, sl))
+			break;
+		err_clear();
+	}
+	if (ret == DPRT_EOVERLOAD)
+		kick_others(w, false);
+	return ret;
+}
+
 /* Cold start: bring req's model onto the device. */
 /*
  * A GPU's context, streams and handles belong to the thread that opened
@@ -506,9 +589,14 @@ static int load_model(struct worker *w, struct wslot *sl, struct sched_req *req)
 	ret = worker_open_device(w);
 	if (ret)
 		return ret;
-	ret = repo_acquire(w->repo, e, &weights);
-	if (ret)
-		return ret;
+	if (sl->held_ref) { /* the reader's reference becomes the model's */
+		sl->held_ref = false;
+		weights = repo_entry_host(e, NULL);
+	} else {
+		ret = acquire_host(w, sl, &weights);
+		if (ret)
+			return ret;
+	}
 	ret = make_model(w, sl, weights);
 	if (ret) {
 		repo_release(w->repo, e);
@@ -671,15 +759,185 @@ static void set_busy(struct worker *w, uint64_t running)
 			      memory_order_relaxed);
 }
 
-/* Run one request, cold-starting its model if it is not resident. */
-/* now: the poll's time; a request's wait ends when its handling starts,
- * which may be well after (earlier requests of the same poll ran). */
+/* ------------------------------------------------------------ parking */
+
+/*
+ * A cold start whose weights are not in host memory does not read them on
+ * the worker's thread: a reader thread takes the host copy (repo_acquire,
+ * a reference held for the worker until the requests ran), the requests
+ * wait in their slot's parked list, and the worker goes on with the
+ * others. When the read is done the reader kicks the worker (KICK_HREAD),
+ * which runs the parked requests. Should the read find host memory full
+ * of copies held by models on this device, the requests run through the
+ * worker's own path, which drops idle models first and reads here.
+ */
+struct hread {
+	struct worker *w;
+	struct wslot *sl;
+	int ret;
+	_Atomic bool done; /* ret and msg are written */
+	char msg[SCHED_MSG_LEN];
+};
+
+/* How long a reader waits for idle models to give host memory back. */
+#define HREAD_WAIT_NS 100000000ull
+#define HREAD_TRIES 20
+
+static void kick_others(struct worker *w, bool self)
+{
+	uint32_t i;
+
+	for (i = 0; i < w->s->n_workers; i++)
+		if (self || w->s->w[i] != w)
+			worker_kick(w->s->w[i], KICK_HOST);
+}
+
+/* The host copy of e, for a reader: when host memory is full of copies
+ * held by device models, every worker is asked to drop its idle ones
+ * (KICK_HOST) and the read waits for them, a while. */
+static int host_wait_acquire(struct worker *w, struct repo_entry *e, const void **weights)
+{
+	int ret, i;
+
+	for (i = 0;; i++) {
+		ret = repo_acquire(w->repo, e, weights);
+		if (ret != DPRT_EOVERLOAD || i == HREAD_TRIES)
+			return ret;
+		err_clear();
+		kick_others(w, true);
+		repo_wait_room(w->repo, HREAD_WAIT_NS);
+	}
+}
+
+static void *hread_main(void *arg)
+{
+	struct hread *hr = arg;
+	struct worker *w = hr->w;
+	const void *weights;
+	struct sched *s = w->s;
+
+	hr->ret = host_wait_acquire(w, hr->sl->e, &weights);
+	if (hr->ret)
+		snprintf(hr->msg, sizeof(hr->msg), "%s", err_msg(hr->ret));
+	/* Release: ret and msg before done; pairs with resume's acquire. */
+	atomic_store_explicit(&hr->done, true, memory_order_release);
+	worker_kick(w, KICK_HREAD);
+	/* Release: the last touch of w; sched_stop waits for 0 before it
+	 * lets the workers go (acquire). */
+	atomic_fetch_sub_explicit(&s->hreads, 1, memory_order_release);
+	return NULL;
+}
+
+/* Start reading sl's host copy on a reader thread; false if none started. */
+static bool hread_start(struct worker *w, struct wslot *sl)
+{
+	struct hread *hr = calloc(1, sizeof(*hr));
+	pthread_attr_t at;
+	pthread_t th;
+	bool ok;
+
+	if (!hr)
+		return false;
+	hr->w = w;
+	hr->sl = sl;
+	sl->hr = hr;
+	atomic_fetch_add(&w->s->hreads, 1);
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	ok = !pthread_create(&th, &at, hread_main, hr);
+	pthread_attr_destroy(&at);
+	if (!ok) {
+		atomic_fetch_sub(&w->s->hreads, 1);
+		sl->hr = NULL;
+		free(hr);
+	}
+	return ok;
+}
+
+/* Whether head (a list for sl) waits for sl's host copy (parked). */
+static bool park(struct worker *w, struct wslot *sl, struct sched_req *head, uint64_t now)
+{
+	struct sched_req *tail, *r;
+
+	if (!sl->hr && (sl->sync_load || atomic_load(&sl->resident) || sl->em ||
+			repo_entry_host(sl->e, NULL) || !hread_start(w, sl)))
+		return false;
+	for (tail = r = head; r; r = r->next) {
+		r->worker = w->id;
+		r->t_queue = now > r->t_post ? now - r->t_post : 0;
+		tail = r;
+	}
+	if (sl->parked)
+		sl->parked_tail->next = head;
+	else
+		sl->parked = head;
+	sl->parked_tail = tail;
+	if (!lnode_linked(&sl->park))
+		lnode_add_head(&w->parked, &sl->park);
+	return true;
+}
+
+static void handle(struct worker *w, struct sched_req *req, uint64_t now);
+
+/* Run the parked requests of sl, whose read ended (one by one). */
+static unsigned resume(struct worker *w, struct wslot *sl, uint64_t now)
+{
+	struct hread *hr = sl->hr;
+	struct sched_req *r = sl->parked, *next;
+	unsigned n = 0;
+
+	lnode_del(&sl->park);
+	sl->parked = sl->parked_tail = NULL;
+	sl->hr = NULL;
+	sl->sync_load = hr->ret == DPRT_EOVERLOAD;
+	sl->held_ref = !hr->ret;
+	for (; r; r = next, n++) {
+		next = r->next;
+		r->next = NULL;
+		if (hr->ret && !sl->sync_load) {
+			err_set(hr->ret, "%s", hr->msg);
+			complete(w, sl, r, hr->ret);
+			continue;
+		}
+		handle(w, r, now); /* the wait for the read counts as queueing */
+	}
+	sl->sync_load = false;
+	if (sl->held_ref) /* not taken by a model made here */
+		repo_release(w->repo, sl->e);
+	sl->held_ref = false;
+	free(hr);
+	return n;
+}
+
+/* KICK_HREAD: run the requests whose host copies were read. */
+static unsigned resume_parked(struct worker *w, uint64_t now)
+{
+	struct lnode *n, *prev;
+	unsigned done = 0;
+
+	for (n = w->parked.prev; n != &w->parked; n = prev) {
+		struct wslot *sl = container_of(n, struct wslot, park);
+
+		prev = n->prev;
+		/* Acquire: pairs with the reader's release of done. */
+		if (atomic_load_explicit(&sl->hr->done, memory_order_acquire))
+			done += resume(w, sl, now);
+	}
+	return done;
+}
+
+/* Run one request, cold-starting its model if it is not resident. now:
+ * the poll's time; a request's wait ends when its handling starts, which
+ * may be well after (earlier requests of the same poll ran). */
 static void handle(struct worker *w, struct sched_req *req, uint64_t now)
 {
 	struct wslot *sl = &req->model->ws[w->id];
 	int ret = 0;
 
 	now = MAX(now, clock_ns());
+	req->next = NULL;
+	if (park(w, sl, req, now))
+		return;
 	set_busy(w, 1);
 	req->worker = w->id;
 	req->t_queue = now > req->t_post ? now - req->t_post : 0;
@@ -893,6 +1151,11 @@ static unsigned handle_batch(struct worker *w, struct sched_req *head, uint64_t 
 	int ret = 0;
 
 	now = MAX(now, clock_ns()); /* as in handle() */
+	if (park(w, sl, head, now)) {
+		for (n = 0, r = head; r; r = r->next)
+			n++;
+		return n;
+	}
 	set_busy(w, 1);
 	for (r = head; r; r = r->next) {
 		r->worker = w->id;
@@ -1002,12 +1265,20 @@ unsigned worker_poll(struct worker *w, unsigned budget, uint64_t now)
 		atomic_fetch_and(&w->kick, ~(uint32_t)KICK_DROP);
 		drop_unloaded(w);
 	}
+	if (atomic_load_explicit(&w->kick, memory_order_acquire) & KICK_HREAD) {
+		atomic_fetch_and(&w->kick, ~(uint32_t)KICK_HREAD);
+		done += resume_parked(w, now);
+	}
+	if (atomic_load_explicit(&w->kick, memory_order_acquire) & KICK_HOST) {
+		atomic_fetch_and(&w->kick, ~(uint32_t)KICK_HOST);
+		drop_for_host(w);
+	}
 	if (atomic_load_explicit(&w->kick, memory_order_acquire) & KICK_PREPARE) {
 		atomic_fetch_and(&w->kick, ~(uint32_t)KICK_PREPARE);
 		w->prep_pending = w->cold_mode != WCOLD_LOAD;
 	}
 	if (w->max_batch > 1)
-		return poll_batched(w, budget, now);
+		return done + poll_batched(w, budget, now);
 	while (done < budget && (req = take(w))) {
 		handle(w, req, now);
 		done++;

@@ -15,6 +15,20 @@ command -v curl >/dev/null || {
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 
+# loaded: wait (up to 20 s) until the server no longer says it is loading
+# the repository (it listens while the models load).
+loaded()
+{
+	j=0
+	while [ $j -lt 400 ]; do
+		curl -s -m 5 "http://127.0.0.1:$port/v2/health/ready" |
+			grep -q "loading the repository" || return 0
+		sleep 0.05
+		j=$((j + 1))
+	done
+	return 1
+}
+
 # serve NAME ARGS: start dprt on an ephemeral port of 127.0.0.1 ($port, $pid).
 serve()
 {
@@ -27,7 +41,7 @@ serve()
 	i=0
 	while [ $i -lt 400 ]; do
 		port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log")
-		[ -n "$port" ] && return 0
+		[ -n "$port" ] && loaded && return 0
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.05
 		i=$((i + 1))

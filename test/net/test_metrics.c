@@ -62,6 +62,9 @@ static void fill(void)
 	st.models[1].version = 7;
 	st.models[1].state = REPO_FAILED;
 	st.host_used = 123;
+	st.host_hits = 9;
+	st.host_misses = 4;
+	st.host_drops = 2;
 	cnt.http[200] = 5;
 	cnt.http[404] = 2;
 	cnt.conns_open = 1;
@@ -88,6 +91,10 @@ Test(metrics, families_have_help_and_type_before_samples)
 	cr_assert(has("dprt_queue_depth{device=\"cpu0\"} 3\n"));
 	cr_assert(has("dprt_bytes_loaded_total{device=\"cpu1\"} 4096\n"));
 	cr_assert(has("dprt_host_weight_bytes 123\n"));
+	cr_assert(has("# TYPE dprt_host_bytes gauge\ndprt_host_bytes 123\n"));
+	cr_assert(has("# TYPE dprt_host_hits_total counter\ndprt_host_hits_total 9\n"));
+	cr_assert(has("# TYPE dprt_host_misses_total counter\ndprt_host_misses_total 4\n"));
+	cr_assert(has("# TYPE dprt_host_drops_total counter\ndprt_host_drops_total 2\n"));
 	cr_assert(has("dprt_connections_open 1\n"));
 	cr_assert_not(has("dprt_model_resident"), "no residency without the matrix");
 }

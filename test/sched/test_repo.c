@@ -5,12 +5,15 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
+#include "sched/internal.h"
 
 static char dir[256];
 
@@ -301,18 +304,78 @@ Test(repo, host_lru_under_limit)
 	sched_chan_destroy(ch);
 	sched_destroy(s);
 
-	/* Host limit below two models, both in use: the load fails. */
+	/* Host limit below two models, one of them in use: the load fails. */
 	o.host_mem_limit = sz + sz / 2;
 	o.explicit_load = false;
 	s = tsched(&o);
 	cr_assert_eq(sched_chan_create(s, &ch), 0);
-	cr_assert_eq(run(s, ch, "a", 0), 0);
+	a = find(s, "a", 0);
+	/* Loaded in parallel, each read made room by dropping another. */
+	cr_assert_eq(repo_entry_state(a), REPO_READY);
+	cr_assert_eq(repo_entry_state(find(s, "b", 0)), REPO_READY);
+	cr_assert_eq(repo_entry_state(find(s, "c", 0)), REPO_READY);
+	cr_assert_eq(repo_acquire(sched_repo(s), a, &(const void *){NULL}), 0);
 	c = find(s, "c", 0);
 	cr_assert_eq(sched_unload(s, "c", 0), 0);
 	cr_assert_eq(sched_load(s, "c", 0), DPRT_EOVERLOAD);
 	repo_entry_reason(c, why, sizeof(why));
 	cr_assert(strstr(why, "host memory full"), "%s", why);
 	cr_assert_eq(repo_entry_state(c), REPO_FAILED);
+	repo_release(sched_repo(s), a);
+	sched_stop(s);
+	sched_chan_destroy(ch);
+	sched_destroy(s);
+}
+
+/*
+ * Host limit of one model, every model READY: a model resident on its
+ * device but idle does not lock the others out of host memory. Each
+ * request drops the idle one's device model and host copy (least recently
+ * used first) and runs.
+ */
+Test(repo, idle_resident_models_give_host_memory_back)
+{
+	static const char *const order[] = {"a", "b", "c", "a", "c", "b"};
+	struct sched_chan *ch;
+	struct sched_opts o;
+	struct sched *s;
+	uint64_t sz, hits, misses, drops;
+	unsigned i;
+
+	trepo_add(dir, "a", 1, "bert-tiny", 1);
+	trepo_add(dir, "b", 1, "bert-tiny", 2);
+	trepo_add(dir, "c", 1, "bert-tiny", 3);
+	sz = trepo_wsize(dir, "a", 1);
+	o = topts(dir, "cpu");
+	o.host_mem_limit = sz + sz / 2;
+	o.explicit_load = true;
+	s = tsched(&o);
+	cr_assert_eq(sched_chan_create(s, &ch), 0);
+	cr_assert_eq(sched_load(s, "a", 0), 0);
+	cr_assert_eq(sched_load(s, "b", 0), 0);
+	cr_assert_eq(sched_load(s, "c", 0), 0);
+	/* c, read last, is still in host memory: a hit. */
+	cr_assert_eq(run(s, ch, "c", 0), 0);
+	for (i = 0; i < ARRAY_SIZE(order); i++) {
+		struct repo_entry *e = find(s, order[i], 0);
+		int ret = run(s, ch, order[i], 0);
+
+		cr_assert_eq(ret, 0, "request %u for %s: %s", i, order[i], dprt_strerror(ret));
+		cr_assert_not_null(repo_entry_host(e, NULL));
+		cr_assert_eq(repo_entry_state(e), REPO_READY);
+		cr_assert_leq(repo_host_used(sched_repo(s)), o.host_mem_limit);
+	}
+	/* Loads read a, b (dropping a), c (dropping b); then each request
+	 * read its model again and dropped the one before. */
+	repo_host_counts(sched_repo(s), &hits, &misses, &drops);
+	cr_assert_eq(misses, 3 + ARRAY_SIZE(order), "misses %llu", (unsigned long long)misses);
+	cr_assert_eq(drops, 2 + ARRAY_SIZE(order), "drops %llu", (unsigned long long)drops);
+	cr_assert_eq(hits, 1);
+	/* b again: resident, nothing is read or dropped. */
+	cr_assert_eq(run(s, ch, "b", 0), 0);
+	repo_host_counts(sched_repo(s), &hits, &misses, &drops);
+	cr_assert_eq(misses, 3 + ARRAY_SIZE(order));
+	cr_assert_eq(drops, 2 + ARRAY_SIZE(order));
 	sched_stop(s);
 	sched_chan_destroy(ch);
 	sched_destroy(s);
@@ -451,4 +514,202 @@ Test(repo, register_outside_the_directory)
 	sched_chan_destroy(ch);
 	sched_destroy(s);
 	trepo_rm(side);
+}
+
+/* The same on two devices: an idle model on the other device gives its
+ * copy back too (its worker is asked to drop it while the read waits). */
+Test(repo, idle_models_of_other_devices_give_host_memory_back)
+{
+	static const char *const order[] = {"a", "b", "c", "a", "b", "c", "b", "a"};
+	uint32_t on[ARRAY_SIZE(order)], i, moved = 0;
+	struct sched_chan *ch;
+	struct sched_opts o;
+	struct sched *s;
+	uint64_t sz;
+
+	trepo_add(dir, "a", 1, "bert-tiny", 1);
+	trepo_add(dir, "b", 1, "bert-tiny", 2);
+	trepo_add(dir, "c", 1, "bert-tiny", 3);
+	sz = trepo_wsize(dir, "a", 1);
+	o = topts(dir, "cpu:2");
+	o.host_mem_limit = sz + sz / 2;
+	s = tsched(&o);
+	cr_assert_eq(sched_chan_create(s, &ch), 0);
+	for (i = 0; i < ARRAY_SIZE(order); i++) {
+		struct sched_req *req = treq(s, ch, order[i], 0, 1, 0, i), *done;
+
+		cr_assert_eq(sched_submit(s, req), 0);
+		tcollect(s, ch, &done, 1);
+		cr_assert_eq(done->status, 0, "request %u for %s: %s", i, order[i], done->msg);
+		on[i] = done->worker;
+		moved += i && on[i] != on[i - 1];
+		treq_put(s, done);
+	}
+	cr_assert_gt(moved, 0, "every model ran on one device; the test needs two");
+	cr_assert_leq(repo_host_used(sched_repo(s)), o.host_mem_limit);
+	sched_stop(s);
+	sched_chan_destroy(ch);
+	sched_destroy(s);
+}
+
+/* ---- loading at start on loader threads ---- */
+
+static pthread_mutex_t hook_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hook_cond = PTHREAD_COND_INITIALIZER;
+static bool hook_open;	    /* reads of "slow" may go on */
+static unsigned hook_reads; /* reads begun of models other than "slow" */
+
+/* Reads of model "slow" wait (up to 10 s) until the test opens the gate. */
+static void gate_hook(const struct repo_entry *e)
+{
+	struct timespec ts;
+
+	pthread_mutex_lock(&hook_lock);
+	if (strcmp(repo_entry_name(e), "slow")) {
+		hook_reads++;
+		pthread_cond_broadcast(&hook_cond);
+		pthread_mutex_unlock(&hook_lock);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	while (!hook_open && pthread_cond_timedwait(&hook_cond, &hook_lock, &ts) == 0)
+		;
+	pthread_mutex_unlock(&hook_lock);
+}
+
+static void gate_open(void)
+{
+	pthread_mutex_lock(&hook_lock);
+	hook_open = true;
+	pthread_cond_broadcast(&hook_cond);
+	pthread_mutex_unlock(&hook_lock);
+}
+
+/* Wait (up to 10 s) until e is in state st. */
+static void wait_state(struct repo_entry *e, enum repo_state st)
+{
+	int i;
+
+	for (i = 0; i < 10000 && repo_entry_state(e) != st; i++)
+		usleep(1000);
+	cr_assert_eq(repo_entry_state(e), st, "%s is %s", repo_entry_name(e),
+		     repo_state_name(repo_entry_state(e)));
+}
+
+/*
+ * With load_async, sched_create returns at once; models go READY one by
+ * one while a slow one still reads: readiness says "loading N of M", a
+ * request for the slow one fails with "loading", the others serve. Two
+ * links of one package are one job, read once.
+ */
+Test(repo, async_load_serves_while_the_rest_loads)
+{
+	struct sched_opts o = topts(dir, "cpu");
+	char why[SCHED_MSG_LEN], target[512], link[512];
+	struct repo_entry *slow, *fast, *twin;
+	struct sched_chan *ch;
+	struct sched_req *req;
+	struct sched *s;
+
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+		cr_skip_test("one loader thread on one core");
+	trepo_add(dir, "slow", 1, "bert-tiny", 1);
+	trepo_add(dir, "fast", 1, "bert-tiny", 2);
+	snprintf(target, sizeof(target), "%s/fast", dir);
+	snprintf(link, sizeof(link), "%s/twin", dir);
+	cr_assert_eq(symlink(target, link), 0);
+	hook_open = false;
+	hook_reads = 0;
+	atomic_store(&repo_read_hook, gate_hook);
+	o.load_async = true;
+	s = tsched(&o);
+	cr_assert_eq(sched_chan_create(s, &ch), 0);
+	slow = find(s, "slow", 1);
+	fast = find(s, "fast", 1);
+	twin = find(s, "twin", 1);
+	wait_state(fast, REPO_READY);
+	wait_state(twin, REPO_READY);
+	cr_assert_eq(repo_entry_state(slow), REPO_LOADING);
+	cr_assert_not(sched_ready(s, why, sizeof(why)));
+	cr_assert(strstr(why, "loading the repository: 2 of 3 models loaded"), "%s", why);
+	cr_assert_eq(run(s, ch, "fast", 0), 0);
+	cr_assert_eq(run(s, ch, "twin", 0), 0);
+	req = treq(s, ch, "fast", 0, 1, 0, 1); /* slow's signature is the same */
+	req->model = slow;
+	cr_assert_eq(sched_submit(s, req), DPRT_ENOMODEL);
+	cr_assert(strstr(err_msg(DPRT_ENOMODEL), "loading"), "%s", err_msg(DPRT_ENOMODEL));
+	treq_put(s, req);
+	cr_assert_eq(hook_reads, 1, "the linked package was read %u times", hook_reads);
+	gate_open();
+	wait_state(slow, REPO_READY);
+	cr_assert(sched_ready(s, why, sizeof(why)), "%s", why);
+	cr_assert_eq(run(s, ch, "slow", 0), 0);
+	atomic_store(&repo_read_hook, NULL);
+	sched_stop(s);
+	sched_chan_destroy(ch);
+	sched_destroy(s);
+}
+
+/*
+ * A request for a model whose host copy was dropped does not hold up the
+ * device: its copy is read on a reader thread (here held at the gate)
+ * while a request for a resident model, posted right after it, runs and
+ * completes first; the parked one runs when its copy is in.
+ */
+static void check_read_off_the_worker(uint32_t max_batch)
+{
+	struct sched_req *cold, *warm, *done[2];
+	struct sched_chan *ch;
+	struct sched_opts o;
+	struct sched *s;
+	uint64_t sz;
+
+	trepo_add(dir, "slow", 1, "bert-tiny", 1);
+	trepo_add(dir, "res", 1, "bert-tiny", 2);
+	trepo_add(dir, "x", 1, "bert-tiny", 3);
+	sz = trepo_wsize(dir, "slow", 1);
+	o = topts(dir, "cpu:1");
+	o.explicit_load = true;
+	o.max_batch = max_batch;
+	o.host_mem_limit = 2 * sz + sz / 2;
+	s = tsched(&o);
+	cr_assert_eq(sched_chan_create(s, &ch), 0);
+	cr_assert_eq(sched_load(s, "slow", 0), 0);
+	cr_assert_eq(sched_load(s, "res", 0), 0);
+	cr_assert_eq(sched_load(s, "x", 0), 0); /* drops slow's copy */
+	cr_assert_eq(run(s, ch, "res", 0), 0);	/* resident now */
+	cr_assert_null(repo_entry_host(find(s, "slow", 1), NULL));
+
+	hook_open = false;
+	atomic_store(&repo_read_hook, gate_hook);
+	cold = treq(s, ch, "slow", 0, 1, 0, 1);
+	warm = treq(s, ch, "res", 0, 1, 0, 2);
+	cr_assert_eq(sched_submit(s, cold), 0);
+	cr_assert_eq(sched_submit(s, warm), 0);
+	tcollect(s, ch, done, 1);
+	cr_assert_eq(done[0], warm, "the resident model's request came second");
+	cr_assert_eq(warm->status, 0, "%s", warm->msg);
+	gate_open();
+	tcollect(s, ch, done + 1, 1);
+	cr_assert_eq(done[1], cold);
+	cr_assert_eq(cold->status, 0, "%s", cold->msg);
+	cr_assert(cold->flags & SCHED_F_COLD);
+	cr_assert_not_null(repo_entry_host(find(s, "slow", 1), NULL));
+	atomic_store(&repo_read_hook, NULL);
+	treq_put(s, cold);
+	treq_put(s, warm);
+	sched_stop(s);
+	sched_chan_destroy(ch);
+	sched_destroy(s);
+}
+
+Test(repo, reading_a_dropped_model_does_not_block_its_device)
+{
+	check_read_off_the_worker(1);
+}
+
+Test(repo, reading_a_dropped_model_does_not_block_its_batching_device)
+{
+	check_read_off_the_worker(4);
 }

@@ -297,3 +297,41 @@ Test(standby, idle_worker_keeps_room_for_a_cold_start)
 	sched_chan_destroy(ch);
 	sched_destroy(s);
 }
+
+/* A host limit below both models: a kept or resident cold model reads its
+ * host copy in place (DHA layers), so it gives the copy back by leaving the
+ * device (destroyed) when the other model needs the room; both serve in
+ * turn and the device accounting stays exact. */
+Test(standby, host_limit_drops_cold_models_for_the_other)
+{
+	uint64_t wb = trepo_wsize(dir, "bert", 1), wg = trepo_wsize(dir, "gpt", 1);
+	struct sched_opts o = topts(dir, "cpu");
+	struct sched_chan *ch;
+	struct repo_entry *bert, *gpt;
+	struct sched *s;
+	int i;
+
+	o.cold_mode = "pipeline";
+	o.host_mem_limit = wb + wg - 1;
+	s = tsched(&o);
+	wk = sched_worker(s, 0);
+	cr_assert_eq(sched_chan_create(s, &ch), 0);
+	cr_assert_eq(repo_lookup(sched_repo(s), "bert", 0, &bert), 0);
+	cr_assert_eq(repo_lookup(sched_repo(s), "gpt", 0, &gpt), 0);
+	for (i = 0; i < 4; i++) {
+		struct repo_entry *e = i % 2 ? gpt : bert, *other = i % 2 ? bert : gpt;
+
+		cr_assert(infer(s, ch, i % 2 ? "gpt" : "bert", i) & SCHED_F_COLD, "request %d", i);
+		cr_assert_not_null(repo_entry_host(e, NULL));
+		cr_assert_leq(repo_host_used(sched_repo(s)), o.host_mem_limit);
+		if (i) {
+			cr_assert_null(repo_entry_host(other, NULL), "request %d", i);
+			cr_assert_null(other->ws[0].em, "request %d: the other is kept", i);
+		}
+		cr_assert_eq(wk->used, dev_used());
+	}
+	cr_assert_eq(n_destroyed(), 3);
+	sched_stop(s);
+	sched_chan_destroy(ch);
+	sched_destroy(s);
+}

@@ -123,12 +123,24 @@ class Server:
             m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log())
             if m:
                 self.port = int(m.group(1))
+                if "explicit" not in args:  # no health request to count then
+                    self.wait_loaded(end)
                 return
             if self.proc.poll() is not None:
                 break
             time.sleep(0.02)
         self.kill()
         raise AssertionError(f"{name}: dprt did not start listening:\n{self.log()}")
+
+    def wait_loaded(self, end):
+        """Until readiness no longer says the repository is loading (dprt
+        listens while its models load)."""
+        while time.monotonic() < end:
+            st, _, body = request(self.port, "GET", "/v2/health/ready", timeout=10)
+            if st != 503 or b"loading the repository" not in body:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"{self.name}: models still loading:\n{self.log()}")
 
     def log(self):
         with open(self.logpath, errors="replace") as f:
@@ -589,7 +601,9 @@ def metrics_prometheus(fx):
                       ("dprt_queue_depth", "gauge"), ("dprt_bytes_loaded", "counter"),
                       ("dprt_resident_models", "gauge"), ("dprt_resident_bytes", "gauge"),
                       ("dprt_device_memory_limit_bytes", "gauge"),
-                      ("dprt_host_weight_bytes", "gauge"), ("dprt_http_requests", "counter"),
+                      ("dprt_host_weight_bytes", "gauge"), ("dprt_host_bytes", "gauge"),
+                      ("dprt_host_hits", "counter"), ("dprt_host_misses", "counter"),
+                      ("dprt_host_drops", "counter"), ("dprt_http_requests", "counter"),
                       ("dprt_connections_open", "gauge"), ("dprt_model_resident", "gauge"),
                       ("dprt_model_state", "gauge"), ("dprt_evictions", "counter")):
         check(name in fams and fams[name].type == typ, f"family {name} ({typ}) missing")
@@ -609,6 +623,8 @@ def metrics_prometheus(fx):
     check(sample(fams, "dprt_http_requests", code="200") >= 6, "http 200 count")
     check(sample(fams, "dprt_connections_open") >= 1, "connections_open")
     check(sample(fams, "dprt_host_weight_bytes") > 0, "host weight bytes")
+    check(sample(fams, "dprt_host_bytes") == sample(fams, "dprt_host_weight_bytes"), "host bytes")
+    check(sample(fams, "dprt_host_misses", "dprt_host_misses_total") >= 1, "host misses")
     check(sample(fams, "dprt_model_state", model=ODD, state="READY") == 1,
           "an escaped model name did not round-trip")
     check(sample(fams, "dprt_bytes_loaded", device="cpu0") +
@@ -1060,6 +1076,31 @@ def sigterm_with_requests_in_flight(fx):
         raise AssertionError("still accepting after exit")
     except ConnectionRefusedError:
         pass
+
+
+@test
+def host_tier_under_limit(fx):
+    """--host-mem-limit of one and a half models, three models on one
+    device: each request in turn runs (the idle model before it gives its
+    host copy back, it does not lock the others out), and /metrics counts
+    the reads from disk and the drops."""
+    repo = make_repo(fx, "tier", 3)
+    srv = fx.server("tier", repo, "--gpus", "cpu:1", "--host-mem-limit",
+                    str(BERT_W + BERT_W // 2))
+    p = srv.port
+    ins, want = fx.ref("bert-tiny")
+    m0 = metrics(p)
+    for m in ("m0", "m1", "m2", "m0", "m2", "m1"):
+        js, outs, _ = infer(p, m, ins)
+        close_enough(outs["pooler_output"], want["pooler_output"], f"{m} output")
+    fams = metrics(p)
+
+    def grew(fam):
+        return (sample(fams, fam, fam + "_total") - sample(m0, fam, fam + "_total"))
+
+    check(grew("dprt_host_misses") >= 5, f"host misses grew by {grew('dprt_host_misses')}")
+    check(grew("dprt_host_drops") >= 5, f"host drops grew by {grew('dprt_host_drops')}")
+    check(sample(fams, "dprt_host_bytes") <= BERT_W + BERT_W // 2, "host bytes over the limit")
 
 
 @test

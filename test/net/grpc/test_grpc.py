@@ -61,12 +61,27 @@ class Server:
             if h and g:
                 self.port, self.gport = int(h.group(1)), int(g.group(1))
                 self.gaddr = f"{HOST}:{self.gport}"
+                self.wait_loaded(end)
                 return
             if self.proc.poll() is not None:
                 break
             time.sleep(0.02)
         self.proc.kill()
         raise AssertionError(f"dprt did not start listening:\n{self.log()}")
+
+    def wait_loaded(self, end):
+        """Until readiness no longer says the repository is loading (dprt
+        listens while its models load)."""
+        while time.monotonic() < end:
+            c = http.client.HTTPConnection(HOST, self.port, timeout=10)
+            c.request("GET", "/v2/health/ready")
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+            if r.status != 503 or b"loading the repository" not in body:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"models still loading:\n{self.log()}")
 
     def log(self):
         with open(self.logpath, errors="replace") as f:
