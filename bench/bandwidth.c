@@ -47,7 +47,7 @@ struct bench {
 	CUdeviceptr dev; /* GIB of device memory */
 	void *pinned;	 /* GIB, pinned and mapped */
 	CUdeviceptr pinned_dev;
-	void *pageable;	 /* GIB */
+	void *pageable; /* GIB */
 	bool quick;
 };
 
@@ -88,8 +88,8 @@ static int copy_series(struct bench *b, enum dir dir, bool pinned, uint64_t size
 	if (ret)
 		return ret;
 	printf("BW %s %-8s %11llu B %8.2f GB/s %10.2f us/copy (%d copies)\n",
-	       dir == H2D ? "h2d" : "d2h", pinned ? "pinned" : "pageable",
-	       (unsigned long long)size, (double)size * reps / (ms * 1e6), ms * 1e3 / reps, reps);
+	       dir == H2D ? "h2d" : "d2h", pinned ? "pinned" : "pageable", (unsigned long long)size,
+	       (double)size * reps / (ms * 1e6), ms * 1e3 / reps, reps);
 	return 0;
 }
 
@@ -121,14 +121,17 @@ static int read_rate(struct bench *b, CUdeviceptr src, uint64_t size, unsigned g
 	float ms = 0;
 
 	ret = CU(cuEventCreate(&e0, CU_EVENT_DEFAULT)) ?: CU(cuEventCreate(&e1, CU_EVENT_DEFAULT));
-	ret = ret ?: CU(cuLaunchKernel(b->read, grid, 1, 1, threads, 1, 1, 0, b->d->stream, args,
-				       NULL));
+	ret = ret   ?:
+		      CU(cuLaunchKernel(b->read, grid, 1, 1, threads, 1, 1, 0, b->d->stream, args,
+					NULL));
 	ret = ret ?: CU(cuEventRecord(e0, b->d->stream));
 	for (i = 0; i < reps && !ret; i++)
 		ret = CU(cuLaunchKernel(b->read, grid, 1, 1, threads, 1, 1, 0, b->d->stream, args,
 					NULL));
-	ret = ret ?: CU(cuEventRecord(e1, b->d->stream)) ?: CU(cuEventSynchronize(e1)) ?:
-		      CU(cuEventElapsedTime(&ms, e0, e1));
+	ret = ret					  ?:
+		      CU(cuEventRecord(e1, b->d->stream)) ?:
+		      CU(cuEventSynchronize(e1))	  ?:
+							    CU(cuEventElapsedTime(&ms, e0, e1));
 	if (e0)
 		CU(cuEventDestroy(e0));
 	if (e1)
@@ -153,7 +156,8 @@ static int dha(struct bench *b)
 			unsigned grid = per_sm[i] * (unsigned)b->d->sm_count;
 
 			ret = read_rate(b, b->pinned_dev, size, grid, threads[t], &gbs);
-			printf("dha  grid %5u x %3u: host memory %7.2f GB/s", grid, threads[t], gbs);
+			printf("dha  grid %5u x %3u: host memory %7.2f GB/s", grid, threads[t],
+			       gbs);
 			best = MAX(best, gbs);
 			ret = ret ?: read_rate(b, b->dev, size, grid, threads[t], &gbs);
 			printf(", device memory %8.1f GB/s\n", gbs);
@@ -173,7 +177,7 @@ static int d2d(struct bench *b)
 	double ms;
 
 	ret = CU(cuMemcpyDtoDAsync(b->dev + half, b->dev, half, b->d->stream)) ?:
-	      CU(cuStreamSynchronize(b->d->stream));
+		      CU(cuStreamSynchronize(b->d->stream));
 	t0 = clock_ns();
 	for (i = 0; i < reps && !ret; i++)
 		ret = CU(cuMemcpyDtoDAsync(b->dev + half, b->dev, half, b->d->stream));
@@ -199,13 +203,16 @@ static int peer(struct bench *b)
 		return 0;
 	}
 	/* far on GPU 1 (its context is current after the open), then back */
-	ret = cuda_device_open(1, &d1) ?: CU(cuMemAlloc(&far, size)) ?:
-	      CU(cuDeviceCanAccessPeer(&can, b->d->dev, d1->dev)) ?: cuda_dev_enter(b->d);
+	ret = cuda_device_open(1, &d1)					  ?:
+		      CU(cuMemAlloc(&far, size))			  ?:
+		      CU(cuDeviceCanAccessPeer(&can, b->d->dev, d1->dev)) ?:
+									    cuda_dev_enter(b->d);
 	if (!ret && can)
 		ret = CU(cuCtxEnablePeerAccess(d1->ctx, 0));
 	if (!ret && !can)
 		printf("# GPUs 0 and 1 have no peer access: copies go through the host\n");
-	ret = ret ?: CU(cuMemcpyPeerAsync(far, d1->ctx, b->dev, b->d->ctx, size, b->d->stream)) ?:
+	ret = ret										 ?:
+		      CU(cuMemcpyPeerAsync(far, d1->ctx, b->dev, b->d->ctx, size, b->d->stream)) ?:
 		      CU(cuStreamSynchronize(b->d->stream));
 	t0 = clock_ns();
 	for (i = 0; i < reps && !ret; i++)
@@ -250,21 +257,25 @@ static int gemm(struct bench *b, int m, int n, int k, bool f16)
 	if (sa + sb + (uint64_t)m * n * es > GIB)
 		return err_set(-EINVAL, "GEMM %dx%dx%d does not fit", m, n, k);
 	ret = fill(b, a, (uint64_t)m * k, 1, f16) ?: fill(b, bb, (uint64_t)k * n, 2, f16);
-	ret = ret ?: CU(cuEventCreate(&e0, CU_EVENT_DEFAULT)) ?:
+	ret = ret					       ?:
+		      CU(cuEventCreate(&e0, CU_EVENT_DEFAULT)) ?:
 		      CU(cuEventCreate(&e1, CU_EVENT_DEFAULT));
 	for (i = -2; i < reps && !ret; i++) {
 		if (i == 0)
 			ret = CU(cuEventRecord(e0, b->d->stream));
-		ret = ret ?: CUBLAS(cublasGemmEx(b->d->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k,
-						 &one, (void *)a, t, k, (void *)bb, t, k, &zero,
-						 (void *)c, t, m, CUBLAS_COMPUTE_32F,
-						 CUBLAS_GEMM_DEFAULT));
+		ret = ret   ?:
+			      CUBLAS(cublasGemmEx(b->d->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k,
+						  &one, (void *)a, t, k, (void *)bb, t, k, &zero,
+						  (void *)c, t, m, CUBLAS_COMPUTE_32F,
+						  CUBLAS_GEMM_DEFAULT));
 	}
-	ret = ret ?: CU(cuEventRecord(e1, b->d->stream)) ?: CU(cuEventSynchronize(e1)) ?:
-		      CU(cuEventElapsedTime(&ms, e0, e1));
+	ret = ret					  ?:
+		      CU(cuEventRecord(e1, b->d->stream)) ?:
+		      CU(cuEventSynchronize(e1))	  ?:
+							    CU(cuEventElapsedTime(&ms, e0, e1));
 	if (!ret)
-		printf("GEMM %-4s %5d %5d %5d %9.4f ms %7.1f TFLOP/s\n", f16 ? "fp16" : "fp32",
-		       m, n, k, ms / reps, 2.0 * m * n * k * reps / ((double)ms * 1e9));
+		printf("GEMM %-4s %5d %5d %5d %9.4f ms %7.1f TFLOP/s\n", f16 ? "fp16" : "fp32", m,
+		       n, k, ms / reps, 2.0 * m * n * k * reps / ((double)ms * 1e9));
 	if (e0)
 		CU(cuEventDestroy(e0));
 	if (e1)
@@ -277,10 +288,10 @@ static int gemms(struct bench *b)
 	/* squares, then the linear layers: BERT/RoBERTa at 384 tokens (base,
 	 * large), GPT-2 at 1024 (small, medium) */
 	static const int shapes[][3] = {
-		{8192, 8192, 8192}, {4096, 4096, 4096}, {2304, 384, 768}, {768, 384, 768},
-		{3072, 384, 768},   {768, 384, 3072},   {3072, 384, 1024}, {1024, 384, 1024},
-		{4096, 384, 1024},  {1024, 384, 4096},  {2304, 1024, 768}, {768, 1024, 768},
-		{3072, 1024, 768},  {768, 1024, 3072},  {3072, 1024, 1024}, {1024, 1024, 1024},
+		{8192, 8192, 8192}, {4096, 4096, 4096}, {2304, 384, 768},   {768, 384, 768},
+		{3072, 384, 768},   {768, 384, 3072},	{3072, 384, 1024},  {1024, 384, 1024},
+		{4096, 384, 1024},  {1024, 384, 4096},	{2304, 1024, 768},  {768, 1024, 768},
+		{3072, 1024, 768},  {768, 1024, 3072},	{3072, 1024, 1024}, {1024, 1024, 1024},
 		{4096, 1024, 1024}, {1024, 1024, 4096},
 	};
 	size_t i;
@@ -303,13 +314,12 @@ static int setup(struct bench *b)
 	ret = cuda_device_open(0, &b->d);
 	if (ret)
 		return ret;
-	ret = CU(cuModuleLoadData(&b->mod, bw_fatbin)) ?:
-	      CU(cuModuleGetFunction(&b->read, b->mod, "bw_read")) ?:
-	      CU(cuModuleGetFunction(&b->fill, b->mod, "bw_fill")) ?:
-	      CU(cuMemAlloc(&b->dev, GIB)) ?:
-	      CU(cuMemHostAlloc(&b->pinned, GIB,
-				CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_PORTABLE)) ?:
-	      CU(cuMemHostGetDevicePointer(&b->pinned_dev, b->pinned, 0));
+	ret = CU(cuModuleLoadData(&b->mod, bw_fatbin))			   ?:
+		      CU(cuModuleGetFunction(&b->read, b->mod, "bw_read")) ?:
+		      CU(cuModuleGetFunction(&b->fill, b->mod, "bw_fill")) ?:
+		      CU(cuMemAlloc(&b->dev, GIB))			   ?:
+		      CU(cuMemHostAlloc(&b->pinned, GIB, CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_PORTABLE)) ?:
+		      CU(cuMemHostGetDevicePointer(&b->pinned_dev, b->pinned, 0));
 	if (ret)
 		return ret;
 	b->pageable = malloc(GIB);

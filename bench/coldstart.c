@@ -69,9 +69,10 @@ struct bench {
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: coldstart -m MODEL[,MODEL...] [-e MODE[@K][,MODE[@K]...]|all] -d GPU "
-			"[GPU...] [-t fp32|fp16|bf16] [-w WARM] [-n RUNS] [-W WARM] [-N RUNS] "
-			"[-B BYTES] [-c CYCLES]\nmodes: " ALL_MODES "\n");
+	fprintf(stderr,
+		"usage: coldstart -m MODEL[,MODEL...] [-e MODE[@K][,MODE[@K]...]|all] -d GPU "
+		"[GPU...] [-t fp32|fp16|bf16] [-w WARM] [-n RUNS] [-W WARM] [-N RUNS] "
+		"[-B BYTES] [-c CYCLES]\nmodes: " ALL_MODES "\n");
 	return 2;
 }
 
@@ -179,8 +180,9 @@ static int check_bits(struct bench *b, struct exec_model *m, struct row *r)
 	struct outs cold = {0};
 	int ret;
 
-	ret = cuda_cold_run(m, b->in, out, &st) ?: keep(b->g, out, &cold) ?:
-	      cuda_backend.model_run(m, b->in, out);
+	ret = cuda_cold_run(m, b->in, out, &st) ?:
+		      keep(b->g, out, &cold)	?:
+						  cuda_backend.model_run(m, b->in, out);
 	if (!ret)
 		r->bitwise = same_bits(&cold, out);
 	drop(&cold);
@@ -236,7 +238,8 @@ static int cycles(struct bench *b, struct exec_model *m, int n)
 	if (ret)
 		return ret;
 	printf("cycles %s: %d cold/evict: pool in use %llu -> %llu B, GPU free %zu -> %zu B, "
-	       "RSS %ld -> %ld KiB: %s\n", b->g->name, n, (unsigned long long)used,
+	       "RSS %ld -> %ld KiB: %s\n",
+	       b->g->name, n, (unsigned long long)used,
 	       (unsigned long long)cuda_device_used(b->devs[0]), f0, f1, rss0, prog_rss_kib(),
 	       used == cuda_device_used(b->devs[0]) && f0 == f1 ? "ok" : "LEAK");
 	b->fails += used != cuda_device_used(b->devs[0]) || f0 != f1;
@@ -276,7 +279,7 @@ static int run_mode(struct bench *b, enum plan_mode mode, uint32_t k, bool first
 	if (ret)
 		return ret;
 	ret = check_bits(b, m, &r) ?:
-	      measure(b, m, big ? o->warm_big : o->warm, big ? o->runs_big : o->runs, &r);
+		      measure(b, m, big ? o->warm_big : o->warm, big ? o->runs_big : o->runs, &r);
 	if (!ret) {
 		r.floor = MAX((double)r.loaded / b->pf->link.h2d_bw * 1e3, b->warm_ms);
 		print_row(b, &r);
@@ -304,14 +307,16 @@ static void print_profile(const struct bench *b)
 		dha += b->pf->layers[l].dha_ns;
 	}
 	printf("profile %s on %u x %s: %u layers, %.1f MB; sum of layer loads %.3f ms, exec "
-	       "%.3f ms, dha-exec %.3f ms; warm (graph, p50) %.3f ms\n", b->g->name,
-	       lk->n_gpus, b->pf->gpu, b->pf->n_layers, (double)b->g->weights_size / 1e6,
-	       (double)load / 1e6, (double)exec / 1e6, (double)dha / 1e6, b->warm_ms);
+	       "%.3f ms, dha-exec %.3f ms; warm (graph, p50) %.3f ms\n",
+	       b->g->name, lk->n_gpus, b->pf->gpu, b->pf->n_layers,
+	       (double)b->g->weights_size / 1e6, (double)load / 1e6, (double)exec / 1e6,
+	       (double)dha / 1e6, b->warm_ms);
 	printf("links: h2d %.1f GB/s, aggregate", lk->h2d_bw / 1e9);
 	for (k = 0; k < lk->n_gpus; k++)
 		printf(" %.1f", lk->agg_bw[k] / 1e9);
 	printf(" GB/s; %s %.1f GB/s, %.1f us; xfer ovh %.1f us; DHA shares read %.2f copy "
-	       "%.2f\n", lk->n_gpus > 1 ? "peer" : "d2d (no peer)", lk->peer_bw / 1e9,
+	       "%.2f\n",
+	       lk->n_gpus > 1 ? "peer" : "d2d (no peer)", lk->peer_bw / 1e9,
 	       (double)lk->peer_lat_ns / 1e3, (double)lk->xfer_ovh_ns / 1e3, lk->dha_read_share,
 	       lk->dha_copy_share);
 	printf("pcie-floor %s", b->g->name);
@@ -359,13 +364,12 @@ static int bench_model(struct bench *b, const char *name)
 	printf("\n== %s (%s): weights made in %.1f s\n", name, dtype_name(o->dt),
 	       ms_since(t0) / 1e3);
 	ret = cuda_profile(b->devs, o->n_gpus, b->g, hoststore_base(b->hs), 0, &b->pf) ?:
-	      warm_reference(b);
+		      warm_reference(b);
 	if (ret)
 		goto out_in;
 	print_profile(b);
 	snprintf(modes, sizeof(modes), "%s", o->modes);
-	for (mode = strtok_r(modes, ",", &save); mode && !ret;
-	     mode = strtok_r(NULL, ",", &save)) {
+	for (mode = strtok_r(modes, ",", &save); mode && !ret; mode = strtok_r(NULL, ",", &save)) {
 		ret = parse_mode(b, mode, &mo, &k) ?: run_mode(b, (enum plan_mode)mo, k, first);
 		first = false;
 	}
@@ -411,7 +415,9 @@ static int parse(int argc, char **argv, struct opts *o)
 	o->big = 1000000000ull;
 	while ((c = getopt(argc, argv, "m:e:d:t:w:n:W:N:B:c:")) != -1) {
 		switch (c) {
-		case 'm': snprintf(o->models, sizeof(o->models), "%s", optarg); break;
+		case 'm':
+			snprintf(o->models, sizeof(o->models), "%s", optarg);
+			break;
 		case 'e':
 			snprintf(o->modes, sizeof(o->modes), "%s",
 				 strcmp(optarg, "all") ? optarg : ALL_MODES);
@@ -420,14 +426,29 @@ static int parse(int argc, char **argv, struct opts *o)
 			if (add_gpus(o, optarg))
 				return -EINVAL;
 			break;
-		case 't': o->dt = dtype_parse(optarg); break;
-		case 'w': o->warm = atoi(optarg); break;
-		case 'n': o->runs = atoi(optarg); break;
-		case 'W': o->warm_big = atoi(optarg); break;
-		case 'N': o->runs_big = atoi(optarg); break;
-		case 'B': o->big = strtoull(optarg, NULL, 10); break;
-		case 'c': o->cycles = atoi(optarg); break;
-		default: return -EINVAL;
+		case 't':
+			o->dt = dtype_parse(optarg);
+			break;
+		case 'w':
+			o->warm = atoi(optarg);
+			break;
+		case 'n':
+			o->runs = atoi(optarg);
+			break;
+		case 'W':
+			o->warm_big = atoi(optarg);
+			break;
+		case 'N':
+			o->runs_big = atoi(optarg);
+			break;
+		case 'B':
+			o->big = strtoull(optarg, NULL, 10);
+			break;
+		case 'c':
+			o->cycles = atoi(optarg);
+			break;
+		default:
+			return -EINVAL;
 		}
 	}
 	for (; optind < argc; optind++) /* -d 0 1 2 3 */

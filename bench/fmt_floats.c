@@ -66,8 +66,7 @@ static void fill(float *f, int kind, struct rng *r)
 
 int main(void)
 {
-	static const char *const kinds[] = {"activations [-4,4]", "any finite fp32",
-					    "fp16 values"};
+	static const char *const kinds[] = {"activations [-4,4]", "any finite fp32", "fp16 values"};
 	float *f = malloc(sizeof(float) * N);
 	double tp, tf, best_p, best_f;
 	size_t bp = 0, bf = 0;
@@ -77,8 +76,8 @@ int main(void)
 	if (!f)
 		return 1;
 	rng_seed(&r, 5);
-	printf("%-20s %4s %12s %12s %8s %12s\n", "values", "prec", "printf ms", "fmt_g ms",
-	       "ratio", "bytes");
+	printf("%-20s %4s %12s %12s %8s %12s\n", "values", "prec", "printf ms", "fmt_g ms", "ratio",
+	       "bytes");
 	for (k = 0; k < 3; k++) {
 		fill(f, k, &r);
 		for (prec = 9; prec >= 5; prec -= 4) {

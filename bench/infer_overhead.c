@@ -44,7 +44,7 @@ static double now_us(void)
 
 static int connect_to(int port)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
 	int fd, one = 1;
 
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -138,8 +138,8 @@ static int cmp_dbl(const void *a, const void *b)
 static void report(const char *what, double *v, int n)
 {
 	qsort(v, (size_t)n, sizeof(*v), cmp_dbl);
-	printf("%-34s n=%d p50=%8.1f p90=%8.1f p99=%8.1f max=%8.1f us\n", what, n,
-	       v[n / 2], v[(int)(n * 0.90)], v[(int)(n * 0.99)], v[n - 1]);
+	printf("%-34s n=%d p50=%8.1f p90=%8.1f p99=%8.1f max=%8.1f us\n", what, n, v[n / 2],
+	       v[(int)(n * 0.90)], v[(int)(n * 0.99)], v[n - 1]);
 }
 
 static int build_infer(char *req, size_t cap, const char *model, int seq)
@@ -182,8 +182,8 @@ static int run_live(int fd, struct resp *r, int n, int warm, double *rtt)
 	return 0;
 }
 
-static int run_infer(int fd, struct resp *r, const char *req, int len, int n,
-		     int warm, double *v[5])
+static int run_infer(int fd, struct resp *r, const char *req, int len, int n, int warm,
+		     double *v[5])
 {
 	int i;
 
@@ -218,8 +218,11 @@ static int run_infer(int fd, struct resp *r, const char *req, int len, int n,
 int main(int argc, char **argv)
 {
 	static const char *names[5] = {
-		"infer round trip", "server compute_us", "server queue_us+load_us",
-		"overhead: rtt - compute", "overhead: rtt - queue-load-compute",
+		"infer round trip",
+		"server compute_us",
+		"server queue_us+load_us",
+		"overhead: rtt - compute",
+		"overhead: rtt - queue-load-compute",
 	};
 	const char *model = "bert-tiny";
 	int port = 9000, seq = 8, n = 10000, warm = 200, live_only = 0;

@@ -21,16 +21,20 @@ static struct kserve_request req;
 static size_t body_of(char *b, const char *name, const char *dt, const char *shape, int n,
 		      bool floats, struct rng *r)
 {
-	size_t l = (size_t)sprintf(b, "{\"id\":\"bench\",\"inputs\":[{\"name\":\"%s\","
-				   "\"datatype\":\"%s\",\"shape\":%s,\"data\":[", name, dt, shape);
+	size_t l = (size_t)sprintf(b,
+				   "{\"id\":\"bench\",\"inputs\":[{\"name\":\"%s\","
+				   "\"datatype\":\"%s\",\"shape\":%s,\"data\":[",
+				   name, dt, shape);
 	int i;
 
 	for (i = 0; i < n; i++) {
 		if (i)
 			b[l++] = ',';
 		if (floats)
-			l += fmt_g(b + l, (float)((double)(rng_next(r) >> 11) / 9007199254740992.0 *
-						  4 - 2), 9);
+			l += fmt_g(
+				b + l,
+				(float)((double)(rng_next(r) >> 11) / 9007199254740992.0 * 4 - 2),
+				9);
 		else
 			l += (size_t)sprintf(b + l, "%u", (unsigned)(rng_next(r) % 50257));
 	}

@@ -159,7 +159,8 @@ static int no_such(const struct graph *g, const char *kind, const char *name,
 
 	list[0] = 0;
 	for (i = 0; i < n && l < sizeof(list); i++)
-		l += (size_t)snprintf(list + l, sizeof(list) - l, "%s%s", i ? ", " : "", io[i].name);
+		l += (size_t)snprintf(list + l, sizeof(list) - l, "%s%s", i ? ", " : "",
+				      io[i].name);
 	return err_set(-EINVAL, "model '%s' has no %s named '%s' (its %ss: %s)", g->name, kind,
 		       name ? name : "(null)", kind, list);
 }
@@ -247,8 +248,7 @@ static int copy_out(const struct graph *g, const struct sched_req *req, struct d
 				      (unsigned long long)room);
 	}
 	for (i = 0; !ret && i < n_out; i++)
-		memcpy(out[i].data,
-		       req->out[find_io(g->outputs, g->n_outputs, out[i].name)].data,
+		memcpy(out[i].data, req->out[find_io(g->outputs, g->n_outputs, out[i].name)].data,
 		       out[i].nbytes);
 	return ret;
 }

@@ -31,7 +31,10 @@ struct knob {
 	const char *help; /* lines of at most 49 columns */
 };
 
-#define KNOB(n, k, f, d, h) {n, k, offsetof(struct dprt_knobs, f), d, h}
+#define KNOB(n, k, f, d, h)                                                                        \
+	{                                                                                          \
+		n, k, offsetof(struct dprt_knobs, f), d, h                                         \
+	}
 
 static const struct knob knobs[] = {
 	KNOB("DPRT_CUDA_GRAPHS", KNOB_ON, cuda_graphs, "1",
@@ -40,8 +43,7 @@ static const struct knob knobs[] = {
 	     "0: GEMMs through cuBLAS instead of cuBLASLt\n(no fused epilogues, no timed algorithms)"),
 	KNOB("DPRT_CUDA_LT_GELU", KNOB_ON, cuda_lt_gelu, "1",
 	     "0: no GELU fused into cuBLASLt epilogues"),
-	KNOB("DPRT_CUDA_FLASH", KNOB_ON, cuda_flash, "1",
-	     "0: no fused (flash) attention kernel"),
+	KNOB("DPRT_CUDA_FLASH", KNOB_ON, cuda_flash, "1", "0: no fused (flash) attention kernel"),
 	KNOB("DPRT_CUDA_ATTN", KNOB_ATTN, cuda_attn, "timed",
 	     "force the attention path: unfused, or the fused\nkernel with 1, 2 or 4 warps per "
 	     "block\n(default: the fastest, timed per shape)"),

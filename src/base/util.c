@@ -45,10 +45,8 @@ static uint32_t crc32c_sw(uint32_t crc, const unsigned char *p, size_t len)
 		memcpy(&w, p, 8);
 		w ^= crc;
 		crc = crc_table[7][w & 0xff] ^ crc_table[6][(w >> 8) & 0xff] ^
-		      crc_table[5][(w >> 16) & 0xff] ^
-		      crc_table[4][(w >> 24) & 0xff] ^
-		      crc_table[3][(w >> 32) & 0xff] ^
-		      crc_table[2][(w >> 40) & 0xff] ^
+		      crc_table[5][(w >> 16) & 0xff] ^ crc_table[4][(w >> 24) & 0xff] ^
+		      crc_table[3][(w >> 32) & 0xff] ^ crc_table[2][(w >> 40) & 0xff] ^
 		      crc_table[1][(w >> 48) & 0xff] ^ crc_table[0][w >> 56];
 		p += 8;
 		len -= 8;
@@ -59,8 +57,8 @@ static uint32_t crc32c_sw(uint32_t crc, const unsigned char *p, size_t len)
 }
 
 #if defined(__x86_64__)
-__attribute__((target("sse4.2"))) static uint32_t
-crc32c_hw(uint32_t crc, const unsigned char *p, size_t len)
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const unsigned char *p,
+							    size_t len)
 {
 	uint64_t c = crc, w;
 
@@ -154,11 +152,28 @@ int parse_size(const char *s, uint64_t *out)
 	if (errno || end == s || !(v >= 0)) /* !(v >= 0) also catches NaN */
 		return -EINVAL;
 	switch (*end) {
-	case 'k': case 'K': mul = 1ull << 10; end++; break;
-	case 'm': case 'M': mul = 1ull << 20; end++; break;
-	case 'g': case 'G': mul = 1ull << 30; end++; break;
-	case 't': case 'T': mul = 1ull << 40; end++; break;
-	default: break;
+	case 'k':
+	case 'K':
+		mul = 1ull << 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		mul = 1ull << 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		mul = 1ull << 30;
+		end++;
+		break;
+	case 't':
+	case 'T':
+		mul = 1ull << 40;
+		end++;
+		break;
+	default:
+		break;
 	}
 	if (*end == 'i')
 		end++;
@@ -296,8 +311,8 @@ int mkdir_p(const char *path)
 /* 10^k, exact; see base.h. */
 double pow10_exact(int k)
 {
-	static const double p[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-				   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+	static const double p[] = {1e0,	 1e1,  1e2,  1e3,  1e4,	 1e5,  1e6,  1e7,
+				   1e8,	 1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 				   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 	return p[k];
@@ -408,8 +423,7 @@ size_t fmt_g(char *out, double v, int prec)
 	size_t n = 0;
 	int e, nd, i;
 
-	if (prec < 1 || prec > 15 || !isfinite(v) || v == 0 ||
-	    !digits_of(fabs(v), prec, &q, &e))
+	if (prec < 1 || prec > 15 || !isfinite(v) || v == 0 || !digits_of(fabs(v), prec, &q, &e))
 		return (size_t)snprintf(out, 32, "%.*g", prec, v);
 	for (i = prec - 1; i >= 0; i--, q /= 10)
 		d[i] = (char)('0' + q % 10);

@@ -60,8 +60,8 @@ int cli_resolve_pkg(const char *path, char *out, size_t len);
 /* `dprt plan`'s options, as plan.c parses them. */
 struct plan_opts {
 	const char *model, *plans, *profile, *save_profile;
-	int mode;	 /* enum plan_mode or plan.c's MODE_ALL */
-	uint32_t n_gpus; /* 0: the profile's */
+	int mode;		    /* enum plan_mode or plan.c's MODE_ALL */
+	uint32_t n_gpus;	    /* 0: the profile's */
 	int gpu_ids[PLAN_MAX_GPUS]; /* --gpus, ascending: the target first */
 	bool synthetic, show;
 };

@@ -55,9 +55,11 @@ static int gpu_profile(struct plan_job *j)
 		ret = be->dev_open(o->n_gpus ? o->gpu_ids[k] : 0, &devs[k]);
 	if (ret == DPRT_ENODEV) {
 		snprintf(why, sizeof(why), "%s", err_msg(ret));
-		ret = err_set(ret, "no GPU to profile %s on (%s); give --profile FILE (written "
+		ret = err_set(ret,
+			      "no GPU to profile %s on (%s); give --profile FILE (written "
 			      "by the profiler on the GPU machine) or --synthetic-profile (an "
-			      "estimate from PAPER.md's figures)", j->pkg_path, why);
+			      "estimate from PAPER.md's figures)",
+			      j->pkg_path, why);
 	}
 	if (!ret)
 		ret = hoststore_load(j->pkg, &hs);

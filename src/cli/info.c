@@ -49,8 +49,8 @@ static void info_layers(const struct graph *g)
 	char d[128], b[32];
 	uint32_t l, t;
 
-	printf("\n%5s  %-44s %-10s %12s %12s %11s  %s\n", "layer", "name", "op", "offset",
-	       "bytes", "params", "weights");
+	printf("\n%5s  %-44s %-10s %12s %12s %11s  %s\n", "layer", "name", "op", "offset", "bytes",
+	       "params", "weights");
 	for (l = 0; l < g->n_layers; l++) {
 		const struct layer *ly = &g->layers[l];
 
@@ -67,8 +67,8 @@ static void info_layers(const struct graph *g)
 		}
 		printf("\n");
 	}
-	printf("\ntotal: %u layers, %u nodes, %llu parameters, %s of weights (%s)\n",
-	       g->n_layers, g->n_nodes, (unsigned long long)g->n_params,
+	printf("\ntotal: %u layers, %u nodes, %llu parameters, %s of weights (%s)\n", g->n_layers,
+	       g->n_nodes, (unsigned long long)g->n_params,
 	       fmt_bytes(g->weights_size, b, sizeof(b)), dtype_name((enum dtype)g->wdtype));
 }
 

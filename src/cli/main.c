@@ -43,7 +43,7 @@ const char cli_usage_text[] =
 	"                             whose loss costs least, its cold-start time\n"
 	"                             times its recent request rate per byte freed;\n"
 	"                             lru the least recently used\n"
-"      --host-mem-limit SIZE  host memory for weight copies\n"
+	"      --host-mem-limit SIZE  host memory for weight copies\n"
 	"      --max-batch N          fuse up to N queued requests of a model (default 1)\n"
 	"      --batch-delay-us N     wait up to N us for a batch to fill (default 0)\n"
 	"      --cold-mode MODE       how a device brings a model in: dprt (default on\n"
@@ -57,7 +57,7 @@ const char cli_usage_text[] =
 	"                             (default on CPU devices): the whole model, then\n"
 	"                             the run. An evicted model keeps its plans; its\n"
 	"                             next cold start moves only weights\n"
-"      --plans DIR            plan repository (default: $PLAN_REPO/<model>-<id>,\n"
+	"      --plans DIR            plan repository (default: $PLAN_REPO/<model>-<id>,\n"
 	"                             else plans/ beside the model's package)\n"
 	"      --spin-us N            an idle worker polls N us before it sleeps\n"
 	"                             (default 50; longer trades CPU for latency)\n"
@@ -128,8 +128,7 @@ const char cli_usage_text[] =
 
 void cli_usage_hint(const char *cmd, const char *msg)
 {
-	fprintf(stderr, "dprt%s%s: %s\n(see 'dprt --help')\n", cmd ? " " : "", cmd ? cmd : "",
-		msg);
+	fprintf(stderr, "dprt%s%s: %s\n(see 'dprt --help')\n", cmd ? " " : "", cmd ? cmd : "", msg);
 }
 
 int cli_fail(const char *what, int code)
@@ -177,12 +176,8 @@ static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 } commands[] = {
-	{"zoo", cmd_zoo},
-	{"import", cmd_import},
-	{"info", cmd_info},
-	{"run", cmd_run},
-	{"plan", cmd_plan},
-	{"serve", cmd_serve},
+	{"zoo", cmd_zoo}, {"import", cmd_import}, {"info", cmd_info},
+	{"run", cmd_run}, {"plan", cmd_plan},	  {"serve", cmd_serve},
 };
 
 /* Take -v/-q given after the command too, and drop them from argv. */
@@ -237,8 +232,7 @@ int main(int argc, char **argv)
 		if (strcmp(argv[first], commands[k].name))
 			continue;
 		optind = 1;
-		return commands[k].fn(strip_log_flags(argc - first, argv + first),
-				      argv + first);
+		return commands[k].fn(strip_log_flags(argc - first, argv + first), argv + first);
 	}
 	fprintf(stderr, "dprt: unknown command '%s'\n(see 'dprt --help')\n", argv[first]);
 	return EXIT_USAGE;

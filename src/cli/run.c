@@ -36,16 +36,23 @@ static void fill_random(const struct graph *g, const struct io_desc *io, struct 
 			((int32_t *)tv->data)[i] =
 				bound ? (int32_t)(rng_next(r) % (uint64_t)bound) : 0;
 			break;
-		case DT_F32: ((float *)tv->data)[i] = rng_unit(r); break;
-		case DT_F16: ((uint16_t *)tv->data)[i] = f32_to_f16(rng_unit(r)); break;
-		case DT_BF16: ((uint16_t *)tv->data)[i] = f32_to_bf16(rng_unit(r)); break;
-		default: ((uint8_t *)tv->data)[i] = (uint8_t)(rng_next(r) & 1); break;
+		case DT_F32:
+			((float *)tv->data)[i] = rng_unit(r);
+			break;
+		case DT_F16:
+			((uint16_t *)tv->data)[i] = f32_to_f16(rng_unit(r));
+			break;
+		case DT_BF16:
+			((uint16_t *)tv->data)[i] = f32_to_bf16(rng_unit(r));
+			break;
+		default:
+			((uint8_t *)tv->data)[i] = (uint8_t)(rng_next(r) & 1);
+			break;
 		}
 	}
 }
 
-static int make_random_inputs(const struct graph *g, const struct run_opts *o,
-			      struct tview *in)
+static int make_random_inputs(const struct graph *g, const struct run_opts *o, struct tview *in)
 {
 	int64_t seq = o->seq ? o->seq : g->def_seq ? g->def_seq : MIN(g->max_seq, 128);
 	struct rng r;
@@ -81,8 +88,10 @@ static int load_inputs(const struct graph *g, const char *file, struct tview *in
 
 		if (!t) {
 			if (!(io->flags & IO_OPTIONAL))
-				ret = err_set(DPRT_ESHAPE, "%s: has no tensor '%s' (a required "
-						"input)", file, io->name);
+				ret = err_set(DPRT_ESHAPE,
+					      "%s: has no tensor '%s' (a required "
+					      "input)",
+					      file, io->name);
 			continue;
 		}
 		in[i].shape.dtype = t->dtype;
@@ -102,12 +111,18 @@ static int load_inputs(const struct graph *g, const char *file, struct tview *in
 static double out_value(const struct tview *t, int64_t i)
 {
 	switch (t->shape.dtype) {
-	case DT_F32: return ((const float *)t->data)[i];
-	case DT_F16: return f16_to_f32(((const uint16_t *)t->data)[i]);
-	case DT_BF16: return bf16_to_f32(((const uint16_t *)t->data)[i]);
-	case DT_I64: return (double)((const int64_t *)t->data)[i];
-	case DT_I32: return ((const int32_t *)t->data)[i];
-	default: return ((const uint8_t *)t->data)[i];
+	case DT_F32:
+		return ((const float *)t->data)[i];
+	case DT_F16:
+		return f16_to_f32(((const uint16_t *)t->data)[i]);
+	case DT_BF16:
+		return bf16_to_f32(((const uint16_t *)t->data)[i]);
+	case DT_I64:
+		return (double)((const int64_t *)t->data)[i];
+	case DT_I32:
+		return ((const int32_t *)t->data)[i];
+	default:
+		return ((const uint8_t *)t->data)[i];
 	}
 }
 
@@ -245,11 +260,11 @@ static int run_path(const struct run_opts *o)
 int cmd_run(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"random", no_argument, 0, 'r'},       {"input", required_argument, 0, 'i'},
-		{"output", required_argument, 0, 'o'}, {"batch", required_argument, 0, 'b'},
-		{"seq", required_argument, 0, 's'},    {"repeat", required_argument, 0, 'n'},
+		{"random", no_argument, 0, 'r'},	{"input", required_argument, 0, 'i'},
+		{"output", required_argument, 0, 'o'},	{"batch", required_argument, 0, 'b'},
+		{"seq", required_argument, 0, 's'},	{"repeat", required_argument, 0, 'n'},
 		{"threads", required_argument, 0, 't'}, {"gpus", required_argument, 0, 'g'},
-		{"help", no_argument, 0, 'h'},	       {0, 0, 0, 0},
+		{"help", no_argument, 0, 'h'},		{0, 0, 0, 0},
 	};
 	struct run_opts o = {.batch = 1, .gpu = -1};
 	long *num, gpu;
@@ -258,25 +273,42 @@ int cmd_run(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "i:o:h", lo, NULL)) != -1) {
 		num = NULL;
 		switch (c) {
-		case 'r': break;
-		case 'i': o.input = optarg; break;
-		case 'o': o.output = optarg; break;
-		case 'b': num = &o.batch; break;
-		case 's': num = &o.seq; break;
-		case 'n': num = &o.repeat; break;
-		case 't': num = &o.threads; break;
+		case 'r':
+			break;
+		case 'i':
+			o.input = optarg;
+			break;
+		case 'o':
+			o.output = optarg;
+			break;
+		case 'b':
+			num = &o.batch;
+			break;
+		case 's':
+			num = &o.seq;
+			break;
+		case 'n':
+			num = &o.repeat;
+			break;
+		case 't':
+			num = &o.threads;
+			break;
 		case 'g':
 			if (!strcmp(optarg, "cpu"))
 				o.gpu = -1;
 			else if (cli_parse_long(optarg, 0, 1023, &gpu)) {
 				cli_usage_hint("run", "--gpus takes cpu or one GPU number (run "
-						  "uses one device)");
+						      "uses one device)");
 				return EXIT_USAGE;
 			} else
 				o.gpu = (int)gpu;
 			break;
-		case 'h': fputs(cli_usage_text, stdout); return 0;
-		default: cli_usage_hint("run", "unknown option"); return EXIT_USAGE;
+		case 'h':
+			fputs(cli_usage_text, stdout);
+			return 0;
+		default:
+			cli_usage_hint("run", "unknown option");
+			return EXIT_USAGE;
 		}
 		if (num && cli_parse_long(optarg, c == 'n' || c == 't' ? 0 : 1, 1L << 30, num)) {
 			cli_usage_hint("run", "--batch/--seq/--repeat/--threads take a number");

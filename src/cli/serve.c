@@ -90,12 +90,24 @@ static int serve_opt(int c, const char *arg, struct serve_opts *o)
 	int ret;
 
 	switch (c) {
-	case 'g': o->sched.gpus = arg; return 0;
-	case 'l': o->net.listen = arg; return 0;
-	case 'R': o->net.grpc_listen = arg; return 0;
-	case 'm': o->sched.models_dir = arg; return 0;
-	case 'c': o->sched.cpus = arg; return 0;
-	case 'p': o->sched.plans_dir = arg; return 0;
+	case 'g':
+		o->sched.gpus = arg;
+		return 0;
+	case 'l':
+		o->net.listen = arg;
+		return 0;
+	case 'R':
+		o->net.grpc_listen = arg;
+		return 0;
+	case 'm':
+		o->sched.models_dir = arg;
+		return 0;
+	case 'c':
+		o->sched.cpus = arg;
+		return 0;
+	case 'p':
+		o->sched.plans_dir = arg;
+		return 0;
 	case 'M':
 		if (sched_cold_mode_parse(arg, &ret)) {
 			cli_usage_hint(NULL, err_msg(0));
@@ -109,8 +121,12 @@ static int serve_opt(int c, const char *arg, struct serve_opts *o)
 			return EXIT_USAGE;
 		}
 		return 0;
-	case 'v': log_set_level(LOG_DEBUG); return 0;
-	case 'q': log_set_level(LOG_ERROR); return 0;
+	case 'v':
+		log_set_level(LOG_DEBUG);
+		return 0;
+	case 'q':
+		log_set_level(LOG_ERROR);
+		return 0;
 	case 'L':
 		if (strcmp(arg, "all") && strcmp(arg, "explicit")) {
 			cli_usage_hint(NULL, "--load takes all or explicit");
@@ -118,7 +134,10 @@ static int serve_opt(int c, const char *arg, struct serve_opts *o)
 		}
 		o->sched.explicit_load = !strcmp(arg, "explicit");
 		return 0;
-	case 'G': case 'H': case 'B': case 'A':
+	case 'G':
+	case 'H':
+	case 'B':
+	case 'A':
 		ret = serve_size(c, arg, o);
 		break;
 	default:
@@ -134,24 +153,31 @@ static int serve_opt(int c, const char *arg, struct serve_opts *o)
 int cmd_serve(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"gpus", required_argument, 0, 'g'},	   {"listen", required_argument, 0, 'l'},
+		{"gpus", required_argument, 0, 'g'},
+		{"listen", required_argument, 0, 'l'},
 		{"grpc-listen", required_argument, 0, 'R'},
-		{"models", required_argument, 0, 'm'},	   {"cpus", required_argument, 0, 'c'},
+		{"models", required_argument, 0, 'm'},
+		{"cpus", required_argument, 0, 'c'},
 		{"gpu-mem-limit", required_argument, 0, 'G'},
 		{"host-mem-limit", required_argument, 0, 'H'},
 		{"max-batch", required_argument, 0, 'b'},
 		{"batch-delay-us", required_argument, 0, 'd'},
 		{"max-body", required_argument, 0, 'B'},
-		{"max-activation", required_argument, 0, 'A'},   {"max-conns", required_argument, 0, 'C'},
+		{"max-activation", required_argument, 0, 'A'},
+		{"max-conns", required_argument, 0, 'C'},
 		{"idle-timeout", required_argument, 0, 'i'},
 		{"request-timeout", required_argument, 0, 'r'},
-		{"queue-depth", required_argument, 0, 'Q'}, {"load", required_argument, 0, 'L'},
+		{"queue-depth", required_argument, 0, 'Q'},
+		{"load", required_argument, 0, 'L'},
 		{"spin-us", required_argument, 0, 'S'},
 		{"max-batch-tokens", required_argument, 0, 'T'},
-		{"cold-mode", required_argument, 0, 'M'}, {"plans", required_argument, 0, 'p'},
+		{"cold-mode", required_argument, 0, 'M'},
+		{"plans", required_argument, 0, 'p'},
 		{"evict", required_argument, 0, 'E'},
-		{"verbose", no_argument, 0, 'v'},	   {"quiet", no_argument, 0, 'q'},
-		{"help", no_argument, 0, 'h'},		   {0, 0, 0, 0},
+		{"verbose", no_argument, 0, 'v'},
+		{"quiet", no_argument, 0, 'q'},
+		{"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0},
 	};
 	struct serve_opts o = {.net.version = DPRT_VERSION};
 	int c, ret;
@@ -173,8 +199,10 @@ int cmd_serve(int argc, char **argv)
 			return ret;
 	}
 	if (optind < argc) {
-		fprintf(stderr, "dprt: unexpected argument '%s' (serve takes only options)\n"
-			"(see 'dprt --help')\n", argv[optind]);
+		fprintf(stderr,
+			"dprt: unexpected argument '%s' (serve takes only options)\n"
+			"(see 'dprt --help')\n",
+			argv[optind]);
 		return EXIT_USAGE;
 	}
 	ret = serve_main(&o);

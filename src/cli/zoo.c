@@ -86,9 +86,12 @@ static int zoo_write(const struct zoo_opts *o)
 int cmd_zoo(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"output", required_argument, 0, 'o'}, {"dtype", required_argument, 0, 'd'},
-		{"seed", required_argument, 0, 's'},   {"weights", required_argument, 0, 'w'},
-		{"list", no_argument, 0, 'l'},	       {"help", no_argument, 0, 'h'},
+		{"output", required_argument, 0, 'o'},
+		{"dtype", required_argument, 0, 'd'},
+		{"seed", required_argument, 0, 's'},
+		{"weights", required_argument, 0, 'w'},
+		{"list", no_argument, 0, 'l'},
+		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
 	struct zoo_opts o = {.dtype = DT_F32, .seed = 1};
@@ -98,10 +101,18 @@ int cmd_zoo(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "o:hl", lo, NULL)) != -1) {
 		switch (c) {
-		case 'o': o.out = optarg; break;
-		case 'w': o.weights = optarg; break;
-		case 'l': list = true; break;
-		case 'h': fputs(cli_usage_text, stdout); return 0;
+		case 'o':
+			o.out = optarg;
+			break;
+		case 'w':
+			o.weights = optarg;
+			break;
+		case 'l':
+			list = true;
+			break;
+		case 'h':
+			fputs(cli_usage_text, stdout);
+			return 0;
 		case 'd':
 			o.dtype = dtype_parse(optarg);
 			if (o.dtype != DT_F32 && o.dtype != DT_F16 && o.dtype != DT_BF16) {
@@ -116,7 +127,9 @@ int cmd_zoo(int argc, char **argv)
 			}
 			o.seed = (uint64_t)v;
 			break;
-		default: cli_usage_hint("zoo", "unknown option"); return EXIT_USAGE;
+		default:
+			cli_usage_hint("zoo", "unknown option");
+			return EXIT_USAGE;
 		}
 	}
 	if (list)

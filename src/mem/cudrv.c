@@ -27,11 +27,12 @@ static int load_syms(void *h)
 {
 	void *sym;
 
-#define CUDRV_LOAD(f)                                                          \
-	sym = dlsym(h, XSTR(f));                                               \
-	if (!sym)                                                              \
-		return load_fail("no GPU available: libcuda.so.1 lacks %s%s "  \
-				 "(driver too old)", XSTR(f), "");             \
+#define CUDRV_LOAD(f)                                                                              \
+	sym = dlsym(h, XSTR(f));                                                                   \
+	if (!sym)                                                                                  \
+		return load_fail("no GPU available: libcuda.so.1 lacks %s%s "                      \
+				 "(driver too old)",                                               \
+				 XSTR(f), "");                                                     \
 	memcpy(&cudrv_api.f, &sym, sizeof(sym));
 	CUDRV_FUNCS(CUDRV_LOAD)
 #undef CUDRV_LOAD
@@ -47,8 +48,8 @@ static void load_once_fn(void)
 
 	h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
-		load_ret = load_fail("no GPU available: cannot load libcuda.so.1 (%s)%s",
-				     dlerror(), "");
+		load_ret = load_fail("no GPU available: cannot load libcuda.so.1 (%s)%s", dlerror(),
+				     "");
 		return;
 	}
 	load_ret = load_syms(h);
@@ -67,13 +68,14 @@ static void load_once_fn(void)
 	if (version < 12000) {
 		snprintf(load_msg, sizeof(load_msg),
 			 "no GPU available: the CUDA driver supports CUDA %d.%d, dprt needs 12.0 "
-			 "or later", version / 1000, version % 1000 / 10);
+			 "or later",
+			 version / 1000, version % 1000 / 10);
 		load_ret = DPRT_ENODEV;
 		return;
 	}
 	if (!count)
-		load_ret = load_fail("no GPU available: the CUDA driver finds no device%s%s",
-				     "", "");
+		load_ret =
+			load_fail("no GPU available: the CUDA driver finds no device%s%s", "", "");
 }
 
 int cudrv_load(void)

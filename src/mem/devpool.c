@@ -152,8 +152,8 @@ int devpool_alloc(struct devpool *p, uint64_t size, const char *what, uint64_t *
 		ret = add_chunk(p, size > p->chunk ? ALIGN_UP(size, 2ull << 20) : p->chunk);
 		if (ret) {
 			snprintf(why, sizeof(why), "%s", err_msg(ret));
-			return err_set(ret, "%s: cannot get %s of GPU memory (%s in use): %s",
-				       what, fmt_bytes(size, b1, sizeof(b1)),
+			return err_set(ret, "%s: cannot get %s of GPU memory (%s in use): %s", what,
+				       fmt_bytes(size, b1, sizeof(b1)),
 				       fmt_bytes(p->used, b2, sizeof(b2)), why);
 		}
 		b = p->chunks->head; /* the new chunk is one free block */

@@ -30,7 +30,7 @@
 struct hoststore {
 	void *base;
 	uint64_t size;
-	bool mapped;	/* cuMemHostAlloc'ed; ctx holds a primary-context reference */
+	bool mapped; /* cuMemHostAlloc'ed; ctx holds a primary-context reference */
 #if HAVE_CUDA
 	CUdevice dev;
 	CUcontext ctx;
@@ -332,8 +332,7 @@ static void rd_submit(struct reader *r, struct io_uring *ring, struct req *q)
 	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 
 	/* The ring has QD entries and at most QD requests are out. */
-	io_uring_prep_read(sqe, r->fd, r->base + q->off, (unsigned)q->len,
-			   r->file_off + q->off);
+	io_uring_prep_read(sqe, r->fd, r->base + q->off, (unsigned)q->len, r->file_off + q->off);
 	io_uring_sqe_set_data(sqe, q);
 	r->inflight++;
 }
@@ -365,9 +364,10 @@ static int rd_complete(struct reader *r, struct io_uring *ring, struct req *q, i
 		res = (int)q->len;
 	}
 	if (res == 0)
-		return err_set(DPRT_EBADPKG, "%s: truncated: the weight region ends at byte "
-			       "%llu, its layers need %llu", r->path,
-			       (unsigned long long)(r->file_off + q->off),
+		return err_set(DPRT_EBADPKG,
+			       "%s: truncated: the weight region ends at byte "
+			       "%llu, its layers need %llu",
+			       r->path, (unsigned long long)(r->file_off + q->off),
 			       (unsigned long long)(r->file_off + r->need));
 	q->off += (uint64_t)res;
 	q->len -= (uint64_t)res;
@@ -447,9 +447,10 @@ static int rd_pread(struct reader *r)
 		if (n < 0)
 			return rd_error(r, r->next, -errno);
 		if (n == 0 && r->next < r->need)
-			return err_set(DPRT_EBADPKG, "%s: truncated weight region (ends at byte "
-				       "%llu)", r->path,
-				       (unsigned long long)(r->file_off + r->next));
+			return err_set(DPRT_EBADPKG,
+				       "%s: truncated weight region (ends at byte "
+				       "%llu)",
+				       r->path, (unsigned long long)(r->file_off + r->next));
 		if (n == 0) {
 			memset(r->base + r->next, 0, r->size - r->next);
 			n = (ssize_t)(r->size - r->next);
@@ -484,8 +485,7 @@ static int rd_all(struct reader *r, bool *direct)
 {
 	int ret = -EINVAL;
 
-	*direct = r->file_off % PAGE == 0 && r->size % PAGE == 0 &&
-		  (uintptr_t)r->base % PAGE == 0;
+	*direct = r->file_off % PAGE == 0 && r->size % PAGE == 0 && (uintptr_t)r->base % PAGE == 0;
 	if (*direct && rd_open(r, true) == 0) {
 		ret = rd_run(r);
 		close(r->fd);

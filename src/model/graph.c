@@ -12,7 +12,7 @@ static const struct {
 	const char *name;
 	size_t size;
 } dtypes[DT_COUNT] = {
-	[DT_NONE] = {"NONE", 0}, [DT_F32] = {"FP32", 4}, [DT_F16] = {"FP16", 2},
+	[DT_NONE] = {"NONE", 0}, [DT_F32] = {"FP32", 4},  [DT_F16] = {"FP16", 2},
 	[DT_BF16] = {"BF16", 2}, [DT_I64] = {"INT64", 8}, [DT_I32] = {"INT32", 4},
 	[DT_U8] = {"UINT8", 1},	 [DT_BOOL] = {"BOOL", 1},
 };
@@ -86,12 +86,12 @@ bool op_has_weights(enum op op)
 
 /* Number of inputs each op takes: [min, max]. */
 static const uint8_t op_arity[OP_COUNT][2] = {
-	[OP_CONV2D] = {2, 3},	   [OP_BATCHNORM] = {3, 3}, [OP_RELU] = {1, 1},
-	[OP_MAXPOOL] = {1, 1},	   [OP_AVGPOOL] = {1, 1},   [OP_GLOBAL_AVGPOOL] = {1, 1},
-	[OP_ADD] = {2, 2},	   [OP_LINEAR] = {2, 3},    [OP_EMBEDDING] = {2, 2},
+	[OP_CONV2D] = {2, 3},	    [OP_BATCHNORM] = {3, 3}, [OP_RELU] = {1, 1},
+	[OP_MAXPOOL] = {1, 1},	    [OP_AVGPOOL] = {1, 1},   [OP_GLOBAL_AVGPOOL] = {1, 1},
+	[OP_ADD] = {2, 2},	    [OP_LINEAR] = {2, 3},    [OP_EMBEDDING] = {2, 2},
 	[OP_POSITION_IDS] = {1, 1}, [OP_LAYERNORM] = {3, 3}, [OP_GELU] = {1, 1},
-	[OP_TANH] = {1, 1},	   [OP_SOFTMAX] = {1, 1},   [OP_ATTENTION] = {1, 2},
-	[OP_TAKE_ROW] = {1, 1},	   [OP_CLS_POS] = {3, 3},
+	[OP_TANH] = {1, 1},	    [OP_SOFTMAX] = {1, 1},   [OP_ATTENTION] = {1, 2},
+	[OP_TAKE_ROW] = {1, 1},	    [OP_CLS_POS] = {3, 3},
 };
 
 /* ---------------------------------------------------------------- build */
@@ -145,8 +145,7 @@ static void builder_bug(const struct graph *g, const char *what)
 	abort();
 }
 
-static uint32_t new_tensor(struct graph *g, const char *name, enum tensor_kind kind,
-			   enum dtype dt)
+static uint32_t new_tensor(struct graph *g, const char *name, enum tensor_kind kind, enum dtype dt)
 {
 	struct tensor *t;
 
@@ -214,16 +213,16 @@ uint32_t graph_weight(struct graph *g, const char *name, int ndim, const int64_t
 	return id;
 }
 
-uint32_t graph_node(struct graph *g, enum op op, const uint32_t *in, int n_in,
-		    const int64_t *ia, int n_ia, const float *fa, int n_fa)
+uint32_t graph_node(struct graph *g, enum op op, const uint32_t *in, int n_in, const int64_t *ia,
+		    int n_ia, const float *fa, int n_fa)
 {
 	struct node *nd;
 	enum dtype odt = (enum dtype)g->wdtype;
 	char name[NAME_LEN];
 	uint32_t id;
 
-	if (n_in < 0 || n_in > NODE_MAX_IN || n_ia < 0 || n_ia > NODE_MAX_IA ||
-	    n_fa < 0 || n_fa > NODE_MAX_FA)
+	if (n_in < 0 || n_in > NODE_MAX_IN || n_ia < 0 || n_ia > NODE_MAX_IA || n_fa < 0 ||
+	    n_fa > NODE_MAX_FA)
 		builder_bug(g, "node has too many inputs or attributes");
 	if (op == OP_POSITION_IDS)
 		odt = DT_I64;
@@ -274,9 +273,9 @@ uint64_t io_shape(const struct io_desc *io, int64_t batch, int64_t seq, struct s
 	out->dtype = io->dtype;
 	out->ndim = io->ndim;
 	for (d = 0; d < io->ndim; d++)
-		out->dims[d] = io->dims[d] == DIM_BATCH ? batch
-			       : io->dims[d] == DIM_SEQ ? seq
-							: io->dims[d];
+		out->dims[d] = io->dims[d] == DIM_BATCH ? batch :
+			       io->dims[d] == DIM_SEQ	? seq :
+							  io->dims[d];
 	return (uint64_t)shape_numel(out) * dtype_size((enum dtype)io->dtype);
 }
 
@@ -358,13 +357,11 @@ static int validate_node(const struct graph *g, uint32_t i, char *defined, const
 		if (t >= g->n_tensors || !defined[t])
 			return bad(what, "node %u reads tensor %u before it exists", i, t);
 	}
-	if (nd->out >= g->n_tensors || g->tensors[nd->out].kind != TK_ACT ||
-	    defined[nd->out])
+	if (nd->out >= g->n_tensors || g->tensors[nd->out].kind != TK_ACT || defined[nd->out])
 		return bad(what, "node %u writes an invalid tensor %u", i, nd->out);
 	if ((nd->layer != NO_TENSOR) != op_has_weights((enum op)nd->op))
 		return bad(what, "node %u: layer %u does not fit its op", i, nd->layer);
-	if (nd->layer != NO_TENSOR &&
-	    (nd->layer >= g->n_layers || g->layers[nd->layer].node != i))
+	if (nd->layer != NO_TENSOR && (nd->layer >= g->n_layers || g->layers[nd->layer].node != i))
 		return bad(what, "node %u claims layer %u", i, nd->layer);
 	defined[nd->out] = 1;
 	return 0;
@@ -379,8 +376,7 @@ static int validate_weights(const struct graph *g, const char *what)
 		const struct layer *ly = &g->layers[l];
 
 		if (ly->offset % LAYER_ALIGN || ly->offset < prev_end ||
-		    ly->nbytes > g->weights_size ||
-		    ly->offset > g->weights_size - ly->nbytes)
+		    ly->nbytes > g->weights_size || ly->offset > g->weights_size - ly->nbytes)
 			return bad(what, "layer %u has a bad byte range%.0u", l, 0);
 		if (ly->node >= g->n_nodes || g->nodes[ly->node].layer != l)
 			return bad(what, "layer %u is not owned by its node %u", l, ly->node);
@@ -406,9 +402,8 @@ static int validate_weights(const struct graph *g, const char *what)
 		ly = &g->layers[w->layer];
 		if (w->offset % TENSOR_ALIGN)
 			return bad(what, "weight %u is not %u-byte aligned", t, TENSOR_ALIGN);
-		if (w->nbytes != n * dtype_size((enum dtype)w->dtype) ||
-		    w->offset < ly->offset || w->nbytes > ly->nbytes ||
-		    w->offset - ly->offset > ly->nbytes - w->nbytes)
+		if (w->nbytes != n * dtype_size((enum dtype)w->dtype) || w->offset < ly->offset ||
+		    w->nbytes > ly->nbytes || w->offset - ly->offset > ly->nbytes - w->nbytes)
 			return bad(what, "weight %u lies outside layer %u", t, w->layer);
 	}
 	return 0;
@@ -464,8 +459,8 @@ int graph_validate(const struct graph *g, const char *what)
 		ret = validate_node(g, i, defined, what);
 	for (i = 0; i < g->n_outputs && !ret; i++)
 		if (!defined[g->outputs[i].tensor])
-			ret = bad(what, "output %u (tensor %u) is never computed",
-				  i, g->outputs[i].tensor);
+			ret = bad(what, "output %u (tensor %u) is never computed", i,
+				  g->outputs[i].tensor);
 	free(defined);
 	return ret;
 }

@@ -69,7 +69,7 @@ enum op {
 	OP_POSITION_IDS = 10,
 	/* in: x[...,H], gamma[H], beta[H]; fa0 eps */
 	OP_LAYERNORM = 11,
-	OP_GELU = 12,	 /* ia0: 0 = erf form, 1 = tanh approximation */
+	OP_GELU = 12, /* ia0: 0 = erf form, 1 = tanh approximation */
 	OP_TANH = 13,
 	OP_SOFTMAX = 14, /* over the last dim */
 	/* Multi-head self-attention on a fused projection.
@@ -102,7 +102,7 @@ struct tensor {
 	char name[NAME_LEN];
 	uint8_t kind;
 	uint8_t dtype;
-	uint8_t ndim;	 /* weights only; activations: inferred */
+	uint8_t ndim; /* weights only; activations: inferred */
 	int64_t dims[MAX_DIMS];
 	uint32_t layer;	 /* weights: owning layer; else NO_TENSOR */
 	uint64_t offset; /* weights: byte offset in the weight region */
@@ -181,8 +181,8 @@ void graph_layer_begin(struct graph *g, const char *name);
 /* Add a weight tensor of the open layer, dtype = g->wdtype. */
 uint32_t graph_weight(struct graph *g, const char *name, int ndim, const int64_t *dims);
 /* Add a node; returns its output tensor id. Closes the open layer. */
-uint32_t graph_node(struct graph *g, enum op op, const uint32_t *in, int n_in,
-		    const int64_t *ia, int n_ia, const float *fa, int n_fa);
+uint32_t graph_node(struct graph *g, enum op op, const uint32_t *in, int n_in, const int64_t *ia,
+		    int n_ia, const float *fa, int n_fa);
 void graph_output(struct graph *g, const char *name, uint32_t tensor);
 /* Number of rows of the smallest embedding table that reads tensor t (an
  * input of token ids): ids must lie in [0, that). 0 if no embedding reads
@@ -222,8 +222,7 @@ int64_t graph_default_seq(const struct graph *g);
  * in[i].ndim == 0 means an optional input was omitted (it then takes the
  * inferred batch/seq shape). 0 or DPRT_ESHAPE/DPRT_EDTYPE with err_set.
  */
-int graph_infer_shapes(const struct graph *g, const struct shape *in,
-		       struct shape *shapes);
+int graph_infer_shapes(const struct graph *g, const struct shape *in, struct shape *shapes);
 
 /*
  * Activation memory a run of these shapes needs (shapes from
@@ -262,8 +261,7 @@ int pkg_verify_layer(const struct pkg *p, uint32_t layer, const void *region);
 
 /* Weight filler for pkg_write: write tensor t's bytes (t->nbytes, dtype
  * g->wdtype) to dst. 0 or negative error. */
-typedef int (*pkg_fill_fn)(void *ctx, const struct graph *g, uint32_t tensor,
-			   void *dst);
+typedef int (*pkg_fill_fn)(void *ctx, const struct graph *g, uint32_t tensor, void *dst);
 /* Write a finalized graph and its weights to path (atomically: temp + rename).
  * Computes and stores every layer's CRC. */
 int pkg_write(const char *path, struct graph *g, pkg_fill_fn fill, void *ctx);
@@ -319,9 +317,9 @@ struct arch_cfg {
 	int64_t vocab, max_positions, type_vocab; /* text models */
 	float layer_norm_eps;
 	enum arch_act hidden_act;
-	int64_t pad_token_id;			   /* RoBERTa's position ids */
+	int64_t pad_token_id;			  /* RoBERTa's position ids */
 	int64_t image_size, patch_size, channels; /* ViT */
-	bool qkv_bias;				   /* ViT: query/key/value biases */
+	bool qkv_bias;				  /* ViT: query/key/value biases */
 	enum arch_head head;
 	int64_t num_labels; /* classification heads */
 	bool pooler;	    /* HEAD_BASE of BERT/RoBERTa/ViT: pooler_output */

@@ -600,8 +600,8 @@ static uint64_t node_scratch_bytes(const struct node *nd, const struct shape *sh
 		return (uint64_t)nd->ia[0] * x->dims[1] * x->dims[1] * sizeof(float);
 	if (nd->op == OP_CONV2D) { /* im2col of one image */
 		w = &shapes[nd->in[1]];
-		return (uint64_t)w->dims[1] * w->dims[2] * w->dims[3] * y->dims[2] *
-		       y->dims[3] * sizeof(float);
+		return (uint64_t)w->dims[1] * w->dims[2] * w->dims[3] * y->dims[2] * y->dims[3] *
+		       sizeof(float);
 	}
 	return 0;
 }

@@ -195,9 +195,8 @@ static json_t *entry_status(struct server *srv, const struct repo_entry *e)
 
 	repo_entry_reason(e, why, sizeof(why));
 	snprintf(v, sizeof(v), "%u", repo_entry_version(e));
-	o = json_pack("{s:s,s:s,s:o*}", "version", v, "state",
-		      repo_state_name(repo_entry_state(e)), "version_states",
-		      version_states(srv, repo_entry_name(e)));
+	o = json_pack("{s:s,s:s,s:o*}", "version", v, "state", repo_state_name(repo_entry_state(e)),
+		      "version_states", version_states(srv, repo_entry_name(e)));
 	if (o && why[0])
 		json_object_set_new(o, "reason", json_string(why));
 	return o;
@@ -242,9 +241,11 @@ static void meta_not_ready(struct conn *c, struct repo_entry *e)
 	char why[SCHED_MSG_LEN], msg[SCHED_MSG_LEN + NAME_LEN + 96];
 
 	repo_entry_reason(e, why, sizeof(why));
-	snprintf(msg, sizeof(msg), "model '%s' version %u is not loaded yet, so its signature "
-		 "is not known (%s%s%s)", repo_entry_name(e), repo_entry_version(e),
-		 repo_state_name(repo_entry_state(e)), why[0] ? ": " : "", why);
+	snprintf(msg, sizeof(msg),
+		 "model '%s' version %u is not loaded yet, so its signature "
+		 "is not known (%s%s%s)",
+		 repo_entry_name(e), repo_entry_version(e), repo_state_name(repo_entry_state(e)),
+		 why[0] ? ": " : "", why);
 	reply_status(c, 503, entry_status(c->srv, e), msg);
 }
 

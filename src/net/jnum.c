@@ -59,11 +59,11 @@ static bool string(struct scan *s, bool *esc)
 /* ---- numbers ---- */
 
 struct num {
-	bool integer;	/* no fraction, no exponent */
+	bool integer; /* no fraction, no exponent */
 	bool neg;
-	uint64_t mant;	/* first 19 significant digits */
-	int digits;	/* significant digits in all */
-	int exp10;	/* value = mant * 10^exp10 (with digits <= 19) */
+	uint64_t mant; /* first 19 significant digits */
+	int digits;    /* significant digits in all */
+	int exp10;     /* value = mant * 10^exp10 (with digits <= 19) */
 	const char *start, *end;
 };
 
@@ -160,10 +160,10 @@ static bool num_array(struct scan *s, uint32_t depth)
 {
 	/* 1: a character numbers and their separators may use; 2: a digit */
 	static const uint8_t kind[256] = {
-		[','] = 1, ['.'] = 1, ['-'] = 1, ['+'] = 1, ['e'] = 1, ['E'] = 1,
+		[','] = 1, ['.'] = 1,  ['-'] = 1,  ['+'] = 1,  ['e'] = 1, ['E'] = 1,
 		[' '] = 1, ['\t'] = 1, ['\r'] = 1, ['\n'] = 1, ['['] = 1, [']'] = 1,
-		['0'] = 2, ['1'] = 2, ['2'] = 2, ['3'] = 2, ['4'] = 2,
-		['5'] = 2, ['6'] = 2, ['7'] = 2, ['8'] = 2, ['9'] = 2,
+		['0'] = 2, ['1'] = 2,  ['2'] = 2,  ['3'] = 2,  ['4'] = 2, ['5'] = 2,
+		['6'] = 2, ['7'] = 2,  ['8'] = 2,  ['9'] = 2,
 	};
 	uint32_t level = 0;
 	uint8_t seen = 0;
@@ -223,9 +223,12 @@ static bool value(struct scan *s, uint32_t depth)
 	if (s->p >= s->end || !depth)
 		return false;
 	switch (*s->p) {
-	case '{': return members(s, depth - 1);
-	case '[': return elements(s, depth - 1);
-	case '"': return string(s, &esc);
+	case '{':
+		return members(s, depth - 1);
+	case '[':
+		return elements(s, depth - 1);
+	case '"':
+		return string(s, &esc);
 	default:
 		while (s->p < s->end && !strchr(" \t\r\n,]}", *s->p))
 			s->p++;
@@ -276,8 +279,8 @@ static bool tensor(struct scan *s, const char *js, struct jnum_span *sp, uint32_
 	return eat(s, '}');
 }
 
-bool jnum_scan(const char *js, size_t len, const char *key, struct jnum_span *spans,
-	       uint32_t max, uint32_t max_depth)
+bool jnum_scan(const char *js, size_t len, const char *key, struct jnum_span *spans, uint32_t max,
+	       uint32_t max_depth)
 {
 	struct scan s = {js, js + len};
 	bool is, seen = false;
@@ -323,8 +326,8 @@ static int put(int dt, const struct num *n, char *dst)
 	float f;
 
 	if (dt == DT_F32 || dt == DT_F16 || dt == DT_BF16) {
-		d = n->integer ? (double)(n->neg ? -(int64_t)(n->mant - 1) - 1 : (int64_t)n->mant)
-			       : real_of(n);
+		d = n->integer ? (double)(n->neg ? -(int64_t)(n->mant - 1) - 1 : (int64_t)n->mant) :
+				 real_of(n);
 		if (isnan(d) || fabs(d) >= FLT_ROUND_MAX)
 			return -1;
 		f = (float)d;

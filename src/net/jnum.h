@@ -31,8 +31,8 @@ struct jnum_span {
  * then jansson may parse the document with those arrays emptied. The rest
  * is only skimmed: jansson still judges it.
  */
-bool jnum_scan(const char *js, size_t len, const char *key, struct jnum_span *spans,
-	       uint32_t max, uint32_t max_depth);
+bool jnum_scan(const char *js, size_t len, const char *key, struct jnum_span *spans, uint32_t max,
+	       uint32_t max_depth);
 
 /*
  * Decode a span jnum_scan found into numel elements of dtype dt at dst,

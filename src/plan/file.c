@@ -770,10 +770,11 @@ int plan_profile_find(const char *dir, uint64_t pkg_checksum, const char *gpu, u
 		ret = plan_profile_read(path, &pf);
 		if (ret)
 			return ret;
-		if (pf->pkg_checksum != pkg_checksum || strcmp(pf->gpu, gpu) || pf->link.n_gpus != n) {
+		if (pf->pkg_checksum != pkg_checksum || strcmp(pf->gpu, gpu) ||
+		    pf->link.n_gpus != n) {
 			plan_profile_destroy(pf);
-			return err_set(DPRT_EBADPLAN, "profile %s was made for another package or GPU",
-				       path);
+			return err_set(DPRT_EBADPLAN,
+				       "profile %s was made for another package or GPU", path);
 		}
 		*out = pf;
 		return 0;
@@ -794,9 +795,10 @@ int plan_store(const char *dir, const struct plan *p, char *path, size_t len)
 {
 	char name[256];
 
-	return plan_file_name(p->prof.gpu, p->prof.link.n_gpus, (enum plan_mode)p->mode, name,
-			      sizeof(name)) ?:
-	       join(dir, name, path, len) ?: mkdir_p(dir) ?: plan_write(path, p);
+	return plan_file_name(p->prof.gpu, p->prof.link.n_gpus, (enum plan_mode)p->mode, name, sizeof(name)) ?:
+		       join(dir, name, path, len) ?:
+		       mkdir_p(dir)		  ?:
+						    plan_write(path, p);
 }
 
 /* Write pf into dir under its key. Any thread. */
@@ -805,7 +807,9 @@ int plan_profile_store(const char *dir, const struct plan_profile *pf, char *pat
 	char name[256];
 
 	return plan_profile_file_name(pf->gpu, pf->link.n_gpus, name, sizeof(name)) ?:
-	       join(dir, name, path, len) ?: mkdir_p(dir) ?: plan_profile_write(path, pf);
+		       join(dir, name, path, len)				    ?:
+		       mkdir_p(dir)						    ?:
+		       plan_profile_write(path, pf);
 }
 
 /* The stored plan, else one made from the stored profile (and stored, if

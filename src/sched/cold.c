@@ -42,11 +42,15 @@ int sched_cold_mode_parse(const char *s, int *mode)
 	}
 	m = plan_mode_parse(s);
 	if (m == PLAN_PT || m == PLAN_PT_DHA)
-		return err_set(-EINVAL, "cold mode '%s': serving plans cold starts for one GPU; "
-			       "parallel transmission runs in `dprt plan` and bench/coldstart", s);
+		return err_set(-EINVAL,
+			       "cold mode '%s': serving plans cold starts for one GPU; "
+			       "parallel transmission runs in `dprt plan` and bench/coldstart",
+			       s);
 	if (m < 0)
-		return err_set(-EINVAL, "unknown cold mode '%s' (dprt, deepplan, deepplan-v1, "
-			       "pipeline, demand, auto or load)", s);
+		return err_set(-EINVAL,
+			       "unknown cold mode '%s' (dprt, deepplan, deepplan-v1, "
+			       "pipeline, demand, auto or load)",
+			       s);
 	*mode = m;
 	return 0;
 }
@@ -106,8 +110,7 @@ static int make_plan(struct worker *w, const struct graph *g, uint64_t sum, cons
 	return ret;
 }
 
-int sched_find_plan(struct worker *w, struct repo_entry *e, const void *weights,
-		    struct plan **out)
+int sched_find_plan(struct worker *w, struct repo_entry *e, const void *weights, struct plan **out)
 {
 	const struct graph *g = repo_entry_graph(e);
 	enum plan_mode mode = w->cold_mode == WCOLD_AUTO ? PLAN_DPRT : (enum plan_mode)w->cold_mode;

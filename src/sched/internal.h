@@ -90,23 +90,23 @@ struct wslot {
 	_Atomic bool resident;
 	struct repo_entry *e; /* back pointer, constant */
 	struct exec_model *em;
-	struct lnode lru; /* in the worker's resident list */
-	uint64_t bytes;	  /* device bytes charged */
-	bool no_fuse;	  /* a fused run's outputs did not split by batch */
-	bool by_plan;	  /* em is the cold engine's: kept when evicted */
-	uint64_t keep;	  /* cold: device bytes em holds while evicted */
-	uint64_t load;	  /* cold: device bytes its weights take when in */
+	struct lnode lru;  /* in the worker's resident list */
+	uint64_t bytes;	   /* device bytes charged */
+	bool no_fuse;	   /* a fused run's outputs did not split by batch */
+	bool by_plan;	   /* em is the cold engine's: kept when evicted */
+	uint64_t keep;	   /* cold: device bytes em holds while evicted */
+	uint64_t load;	   /* cold: device bytes its weights take when in */
 	struct plan *plan; /* cold: its plan, found once (prepare or first use) */
-	uint8_t prep;	  /* enum slot_prep */
-	bool made_once;	  /* a model was made here before (re-creations) */
+	uint8_t prep;	   /* enum slot_prep */
+	bool made_once;	   /* a model was made here before (re-creations) */
 	/* requests waiting for the host copy (worker.c, "parking") */
 	struct sched_req *parked, *parked_tail;
 	struct lnode park; /* in the worker's parked list while reading */
 	struct hread *hr;  /* the read in progress, NULL when none */
 	bool sync_load;	   /* resuming parked requests: read here if need be */
 	bool held_ref;	   /* resuming: the reader's host reference is ours */
-	double rate;	  /* requests per second, decaying (cost policy) */
-	uint64_t rate_t;  /* when rate was last updated */
+	double rate;	   /* requests per second, decaying (cost policy) */
+	uint64_t rate_t;   /* when rate was last updated */
 	_Atomic uint64_t requests, failures, cold, bytes_loaded, lat_sum;
 	_Atomic uint64_t hist[SCHED_HIST_BUCKETS];
 } __attribute__((aligned(CACHELINE)));
@@ -157,9 +157,9 @@ struct repo_entry {
 	_Atomic(const struct graph *) g;
 	_Atomic bool present; /* model.dpk seen by the last scan */
 
-	bool seen; /* seen by the scan in progress (r->lock) */
+	bool seen;	 /* seen by the scan in progress (r->lock) */
 	bool registered; /* added by repo_register: scans keep it present */
-	bool queued; /* LOADING, waiting for a loader (r->lock) */
+	bool queued;	 /* LOADING, waiting for a loader (r->lock) */
 	struct pkg *pkg;
 	dev_t st_dev;
 	ino_t st_ino;
@@ -169,9 +169,9 @@ struct repo_entry {
 	struct hoststore *hs;
 	_Atomic(const void *) host; /* base of hs, for snapshots */
 	uint64_t host_size;
-	uint8_t hstate;		  /* enum host_state */
-	_Atomic uint32_t users;	  /* device instances using the host copy */
-	struct lnode host_lru;	  /* in r->host_lru while users == 0 */
+	uint8_t hstate;		/* enum host_state */
+	_Atomic uint32_t users; /* device instances using the host copy */
+	struct lnode host_lru;	/* in r->host_lru while users == 0 */
 
 	struct wslot *ws; /* [r->n_workers] */
 };
@@ -185,15 +185,15 @@ struct repo_dead {
 
 struct repo {
 	char dir[PATH_MAX];
-	pthread_mutex_t lock; /* the writers' lock */
+	pthread_mutex_t lock;	   /* the writers' lock */
 	pthread_mutex_t scan_lock; /* one scan at a time (its seen flags) */
-	pthread_cond_t cond; /* LOADING / HOST_READING finished */
-	struct repo_entry **ents; /* the writers' sorted array (r->lock) */
+	pthread_cond_t cond;	   /* LOADING / HOST_READING finished */
+	struct repo_entry **ents;  /* the writers' sorted array (r->lock) */
 	uint32_t n, cap;
 	uint32_t n_workers;
 	uint64_t host_limit; /* 0 = none */
 	_Atomic uint64_t host_used;
-	uint32_t host_reads; /* host copies being read (r->lock) */
+	uint32_t host_reads;	      /* host copies being read (r->lock) */
 	_Atomic uint64_t host_wanted; /* bytes a read found no room for, 0 = none */
 	_Atomic uint64_t host_hits, host_misses, host_drops; /* see sched.h */
 	struct lnode host_lru; /* unreferenced host copies, most recent first */
@@ -201,10 +201,10 @@ struct repo {
 	uint32_t n_retired, cap_retired;
 
 	_Atomic(struct repo_snap *) snap __attribute__((aligned(CACHELINE)));
-	_Atomic uint32_t readers; /* threads inside a snap section */
+	_Atomic uint32_t readers;    /* threads inside a snap section */
 	struct repo_defer *deferred; /* replaced objects (r->lock) */
-	_Atomic bool has_deferred; /* deferred != NULL, for readers */
-	struct repo_dead *dead; /* host copies to free (r->lock) */
+	_Atomic bool has_deferred;   /* deferred != NULL, for readers */
+	struct repo_dead *dead;	     /* host copies to free (r->lock) */
 };
 
 /*
@@ -258,11 +258,11 @@ uint32_t repo_entries(struct repo *r, struct repo_entry **out, uint32_t cap);
 
 /* ---- workers ---- */
 enum worker_kick {
-	KICK_DROP = 1u << 0, /* scan for unloaded models to drop */
-	KICK_STOP = 1u << 1, /* leave the thread loop */
+	KICK_DROP = 1u << 0,	/* scan for unloaded models to drop */
+	KICK_STOP = 1u << 1,	/* leave the thread loop */
 	KICK_PREPARE = 1u << 2, /* models were loaded: find their plans */
-	KICK_HOST = 1u << 3, /* host memory is short: drop idle models' copies */
-	KICK_HREAD = 1u << 4, /* a host copy read for parked requests is done */
+	KICK_HOST = 1u << 3,	/* host memory is short: drop idle models' copies */
+	KICK_HREAD = 1u << 4,	/* a host copy read for parked requests is done */
 };
 
 struct worker {
@@ -277,7 +277,7 @@ struct worker {
 	uint32_t max_batch;
 	uint64_t batch_delay_ns;
 	uint64_t spin_ns;
-	int cold_mode; /* WCOLD_* or an enum plan_mode */
+	int cold_mode;	  /* WCOLD_* or an enum plan_mode */
 	int evict_policy; /* enum sched_evict */
 	int efd;
 	int cpu;
@@ -294,13 +294,13 @@ struct worker {
 	/* owner only */
 	struct lnode lru __attribute__((aligned(CACHELINE)));
 	struct lnode standby; /* evicted cold models kept, most recent first */
-	struct lnode parked; /* slots whose requests wait for a host copy */
+	struct lnode parked;  /* slots whose requests wait for a host copy */
 	uint64_t used;
 	struct sched_req *pending; /* a partial batch waiting for its window */
 	uint64_t pending_since;
 	uint32_t n_pending;
-	struct sched_req *held;	   /* dequeued; did not fit the last batch */
-	void *bbuf;		   /* batch input staging buffer */
+	struct sched_req *held; /* dequeued; did not fit the last batch */
+	void *bbuf;		/* batch input staging buffer */
 	uint64_t bbuf_cap;
 
 	/* published: written by the owner only */
@@ -308,8 +308,8 @@ struct worker {
 	_Atomic uint64_t resident_bytes, resident_models;
 	_Atomic uint64_t requests, failures, cold, bytes_loaded, evictions;
 	_Atomic uint64_t standby_hits, creations, recreations, destroys, plans_made;
-	bool prep_pending; /* owner: some slot may still need its plan */
-	uint64_t headroom; /* owner: the largest model made here (bytes) */
+	bool prep_pending;   /* owner: some slot may still need its plan */
+	uint64_t headroom;   /* owner: the largest model made here (bytes) */
 	uint64_t shrink_due; /* owner: when idle models give back activation
 			      * memory (clock_ns), 0 = nothing ran since */
 };
@@ -324,13 +324,11 @@ int sched_cold_mode_resolve(int mode, const struct exec_ops *be, bool gpu);
 /* The plan of e on w's device in w's cold mode: stored, made from the
  * stored profile, or (a planning mode) made from a profile measured now
  * and stored. -ENOENT in auto mode with nothing stored. w's thread. */
-int sched_find_plan(struct worker *w, struct repo_entry *e, const void *weights,
-		    struct plan **out);
+int sched_find_plan(struct worker *w, struct repo_entry *e, const void *weights, struct plan **out);
 
 /* Make worker id for device dev (not started). 0 or an error with err_set;
  * a GPU device fails with DPRT_ENODEV in a build without a GPU backend. */
-int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev,
-		  struct worker **out);
+int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev, struct worker **out);
 /* Join the thread if any (after sched drained), drop every model, free. */
 void worker_destroy(struct worker *w);
 /* Post a request (any thread); false when the ring is full. */
@@ -347,7 +345,7 @@ void worker_join(struct worker *w);
 struct sched_load {
 	struct repo_entry **ents; /* [n]: queued, grouped by package file */
 	uint32_t n;
-	uint32_t *job;	  /* [n_jobs + 1]: first entry of each job */
+	uint32_t *job; /* [n_jobs + 1]: first entry of each job */
 	uint32_t n_jobs;
 	_Atomic uint32_t next; /* the next job to take */
 	_Atomic uint32_t done; /* entries finished */
@@ -368,7 +366,7 @@ struct sched {
 	uint64_t req_out;
 	struct ck_ring pool __attribute__((aligned(CACHELINE)));
 	struct ck_ring_buffer *pool_buf;
-	uint32_t chan_cap; /* slots of each completion ring */
+	uint32_t chan_cap;   /* slots of each completion ring */
 	uint64_t act_budget; /* activation bytes a request may need */
 
 	_Atomic uint32_t stopping __attribute__((aligned(CACHELINE)));

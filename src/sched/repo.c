@@ -257,9 +257,11 @@ static int host_reserve(struct repo *r, struct repo_entry *e, uint64_t size)
 	uint64_t used;
 
 	if (r->host_limit && size > r->host_limit)
-		return err_set(-ENOMEM, "model '%s' version %u: %s of weights exceed the host "
-			       "memory limit of %s", e->name, e->version,
-			       fmt_bytes(size, a, sizeof(a)), fmt_bytes(r->host_limit, b, sizeof(b)));
+		return err_set(-ENOMEM,
+			       "model '%s' version %u: %s of weights exceed the host "
+			       "memory limit of %s",
+			       e->name, e->version, fmt_bytes(size, a, sizeof(a)),
+			       fmt_bytes(r->host_limit, b, sizeof(b)));
 	/* Copies being read may be droppable once read (loads at start run
 	 * in parallel): wait for them before giving up. */
 	while (r->host_limit && atomic_load(&r->host_used) + size > r->host_limit &&
@@ -277,7 +279,8 @@ static int host_reserve(struct repo *r, struct repo_entry *e, uint64_t size)
 	if (r->host_limit && used + size > r->host_limit) {
 		atomic_store(&r->host_wanted, size);
 		return err_set(DPRT_EOVERLOAD, "host memory full: %s of %s held by models in use",
-			       fmt_bytes(used, a, sizeof(a)), fmt_bytes(r->host_limit, b, sizeof(b)));
+			       fmt_bytes(used, a, sizeof(a)),
+			       fmt_bytes(r->host_limit, b, sizeof(b)));
 	}
 	atomic_store(&r->host_wanted, 0);
 	atomic_fetch_add(&r->host_used, size);
@@ -853,9 +856,8 @@ void repo_host_counts(const struct repo *r, uint64_t *hits, uint64_t *misses, ui
 
 static bool same_file(const struct repo_entry *e, const struct stat *st)
 {
-	return e->st_dev == st->st_dev && e->st_ino == st->st_ino &&
-	       e->st_size == st->st_size && e->st_mtim.tv_sec == st->st_mtim.tv_sec &&
-	       e->st_mtim.tv_nsec == st->st_mtim.tv_nsec;
+	return e->st_dev == st->st_dev && e->st_ino == st->st_ino && e->st_size == st->st_size &&
+	       e->st_mtim.tv_sec == st->st_mtim.tv_sec && e->st_mtim.tv_nsec == st->st_mtim.tv_nsec;
 }
 
 /* Under r->lock: keep the old package's graph alive for whoever holds it. */

@@ -120,9 +120,11 @@ static int check_inputs(const struct graph *g, const struct sched_req *req)
 			continue;
 		need = (uint64_t)shape_numel(&v->shape) * dtype_size((enum dtype)v->shape.dtype);
 		if (v->nbytes != need || (need && !v->data))
-			return err_set(DPRT_EINPUT, "input '%s': %llu bytes given, its shape "
-				       "needs %llu", g->inputs[i].name,
-				       (unsigned long long)v->nbytes, (unsigned long long)need);
+			return err_set(DPRT_EINPUT,
+				       "input '%s': %llu bytes given, its shape "
+				       "needs %llu",
+				       g->inputs[i].name, (unsigned long long)v->nbytes,
+				       (unsigned long long)need);
 	}
 	for (; i < SCHED_MAX_IO; i++)
 		if (req->in[i].shape.ndim)
@@ -194,7 +196,8 @@ static void set_outputs(struct sched_req *req, const struct graph *g, const stru
 		if (!(req->out_mask >> i & 1))
 			continue;
 		o->shape = shapes[g->outputs[i].tensor];
-		o->nbytes = (uint64_t)shape_numel(&o->shape) * dtype_size((enum dtype)o->shape.dtype);
+		o->nbytes =
+			(uint64_t)shape_numel(&o->shape) * dtype_size((enum dtype)o->shape.dtype);
 		req->out_need += ALIGN_UP(o->nbytes, OUT_ALIGN);
 	}
 }
@@ -244,9 +247,10 @@ int req_bind_outputs(struct sched_req *req)
 	uint32_t i;
 
 	if (req->out_need > req->ocap || ((uintptr_t)req->obuf & (OUT_ALIGN - 1)))
-		return err_set(DPRT_EOUTBUF, "outputs of model '%s' need %s; the request's output "
-			       "buffer holds %s", repo_entry_name(req->model),
-			       fmt_bytes(req->out_need, a, sizeof(a)),
+		return err_set(DPRT_EOUTBUF,
+			       "outputs of model '%s' need %s; the request's output "
+			       "buffer holds %s",
+			       repo_entry_name(req->model), fmt_bytes(req->out_need, a, sizeof(a)),
 			       fmt_bytes(req->ocap, b, sizeof(b)));
 	for (i = 0; i < req->n_out; i++) {
 		if (!(req->out_mask >> i & 1))

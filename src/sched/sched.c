@@ -21,8 +21,8 @@
 #define DEF_SPILL_DEPTH 4u
 
 const uint64_t sched_hist_le_ns[SCHED_HIST_BUCKETS - 1] = {
-	100000,	   250000,    500000,	  1000000,    2500000,	  5000000,    10000000,	   25000000,
-	50000000,  100000000, 250000000, 500000000, 1000000000, 2500000000, 5000000000,
+	100000,	  250000,    500000,	1000000,   2500000,    5000000,	   10000000,   25000000,
+	50000000, 100000000, 250000000, 500000000, 1000000000, 2500000000, 5000000000,
 };
 
 /* ------------------------------------------------------------ parsing */
@@ -91,9 +91,10 @@ int sched_parse_devices(const char *spec, struct sched_dev *devs, uint32_t max, 
 	*n = k;
 	return 0;
 out_bad:
-	return err_set(DPRT_EUSAGE, "--gpus '%s': expected cpu, cpu:N (1..%u), or GPU ids "
-		       "like 0-3 or 0,2 (ascending, at most %u)", spec, SCHED_MAX_WORKERS,
-		       MIN(max, SCHED_MAX_WORKERS));
+	return err_set(DPRT_EUSAGE,
+		       "--gpus '%s': expected cpu, cpu:N (1..%u), or GPU ids "
+		       "like 0-3 or 0,2 (ascending, at most %u)",
+		       spec, SCHED_MAX_WORKERS, MIN(max, SCHED_MAX_WORKERS));
 }
 
 int sched_parse_cpus(const char *spec, int *cpus, uint32_t max, uint32_t *n)
@@ -101,8 +102,10 @@ int sched_parse_cpus(const char *spec, int *cpus, uint32_t max, uint32_t *n)
 	uint32_t vals[SCHED_MAX_WORKERS], k, i;
 
 	if (parse_list(spec, CPU_SETSIZE - 1, vals, MIN(max, SCHED_MAX_WORKERS), &k))
-		return err_set(DPRT_EUSAGE, "--cpus '%s': expected core numbers like 2,3 or 4-7 "
-			       "(ascending, at most %u)", spec, MIN(max, SCHED_MAX_WORKERS));
+		return err_set(DPRT_EUSAGE,
+			       "--cpus '%s': expected core numbers like 2,3 or 4-7 "
+			       "(ascending, at most %u)",
+			       spec, MIN(max, SCHED_MAX_WORKERS));
 	for (i = 0; i < k; i++)
 		cpus[i] = (int)vals[i];
 	*n = k;
@@ -237,9 +240,10 @@ static int check_fit(struct sched *s, struct repo_entry *e)
 			return 0;
 		most = MAX(most, s->w[i]->mem_limit);
 	}
-	snprintf(msg, sizeof(msg), "its %s of weights fit no device (the largest memory "
-		 "limit is %s)", fmt_bytes(g->weights_size, a, sizeof(a)),
-		 fmt_bytes(most, b, sizeof(b)));
+	snprintf(msg, sizeof(msg),
+		 "its %s of weights fit no device (the largest memory "
+		 "limit is %s)",
+		 fmt_bytes(g->weights_size, a, sizeof(a)), fmt_bytes(most, b, sizeof(b)));
 	repo_fail_entry(s->repo, e, true, msg);
 	return err_set(DPRT_EDEVICE, "model '%s' version %u: %s", e->name, e->version, msg);
 }
@@ -567,8 +571,7 @@ struct worker *sched_worker(struct sched *s, uint32_t i)
  * Every version of name, in ascending order, in a new array (*n of them;
  * NULL with *n 0 when there is none). -ENOMEM with err_set.
  */
-static int versions_of(struct sched *s, const char *name, struct repo_entry ***out,
-		       uint32_t *n)
+static int versions_of(struct sched *s, const char *name, struct repo_entry ***out, uint32_t *n)
 {
 	const struct repo_snap *sn = repo_snap_enter(s->repo);
 	uint32_t first = repo_snap_first(sn, name), end = first, i;
@@ -739,9 +742,11 @@ static int place(struct sched *s, const struct sched_req *req, uint32_t *out)
 	}
 	c = place_cold(s, g->weights_size, w >= 0);
 	if (c < 0 && w < 0)
-		return err_set(DPRT_EDEVICE, "model '%s' version %u (%s) fits no device's "
-			       "memory limit", repo_entry_name(req->model),
-			       repo_entry_version(req->model), fmt_bytes(g->weights_size, a, sizeof(a)));
+		return err_set(DPRT_EDEVICE,
+			       "model '%s' version %u (%s) fits no device's "
+			       "memory limit",
+			       repo_entry_name(req->model), repo_entry_version(req->model),
+			       fmt_bytes(g->weights_size, a, sizeof(a)));
 	*out = (uint32_t)(c >= 0 ? c : w);
 	return 0;
 }
@@ -764,15 +769,17 @@ static int submit_check(const struct sched *s, struct sched_req *req)
 			return ret;
 	}
 	if (s->o.max_batch_tokens && req->tokens > s->o.max_batch_tokens)
-		return err_set(DPRT_EACTMEM, "model '%s': the request has %llu tokens (batch x "
+		return err_set(DPRT_EACTMEM,
+			       "model '%s': the request has %llu tokens (batch x "
 			       "sequence); this server allows %llu a request (--max-batch-tokens)",
 			       repo_entry_name(req->model), (unsigned long long)req->tokens,
 			       (unsigned long long)s->o.max_batch_tokens);
 	if (req->act_need > s->act_budget)
-		return err_set(DPRT_EACTMEM, "model '%s': inputs of these shapes need %s of "
+		return err_set(DPRT_EACTMEM,
+			       "model '%s': inputs of these shapes need %s of "
 			       "activation memory; this server allows %s a request "
-			       "(--max-activation)", repo_entry_name(req->model),
-			       fmt_bytes(req->act_need, a, sizeof(a)),
+			       "(--max-activation)",
+			       repo_entry_name(req->model), fmt_bytes(req->act_need, a, sizeof(a)),
 			       fmt_bytes(s->act_budget, b, sizeof(b)));
 	return req_bind_outputs(req);
 }

@@ -41,8 +41,8 @@
 #include "exec/exec.h"
 
 #define SCHED_MAX_WORKERS 64
-#define SCHED_MAX_IO 16	   /* inputs or outputs of a model the scheduler runs */
-#define SCHED_MSG_LEN 256  /* error text of a request */
+#define SCHED_MAX_IO 16	  /* inputs or outputs of a model the scheduler runs */
+#define SCHED_MSG_LEN 256 /* error text of a request */
 #define SCHED_HIST_BUCKETS 16
 #define SCHED_STATS_MAX_MODELS 256
 
@@ -85,7 +85,7 @@ struct repo_entry;
 struct repo_info {
 	char name[NAME_LEN];
 	uint32_t version;
-	uint8_t state;	     /* enum repo_state */
+	uint8_t state;		    /* enum repo_state */
 	char reason[SCHED_MSG_LEN]; /* FAILED: why; UNAVAILABLE: "unloaded"... */
 	bool registered;	    /* added by repo_register */
 };
@@ -132,8 +132,7 @@ int repo_register(struct repo *r, const char *name, const char *path);
 /* Host tier counters since start: requests for a host copy that found it
  * in memory (hits), that read it from the package (misses), and copies
  * dropped (LRU, unload, failure). Any thread. */
-void repo_host_counts(const struct repo *r, uint64_t *hits, uint64_t *misses,
-		      uint64_t *drops);
+void repo_host_counts(const struct repo *r, uint64_t *hits, uint64_t *misses, uint64_t *drops);
 
 /* ---- the scheduler ---- */
 struct sched;
@@ -150,20 +149,20 @@ enum sched_evict {
 int sched_evict_parse(const char *s, uint8_t *out);
 
 struct sched_opts {
-	const char *models_dir; /* repository root (required) */
-	const char *gpus;	/* --gpus, NULL = "cpu" */
-	const char *cpus;	/* --cpus, NULL = sched_default_cpus */
-	uint64_t host_mem_limit; /* bytes, 0 = no limit */
-	uint64_t gpu_mem_limit;	 /* bytes per device, 0 = no limit */
-	uint32_t queue_depth;	 /* per-worker ring slots (power of 2), 0 = 256 */
-	uint32_t n_reqs;	 /* request records in the pool, 0 = 1024 */
-	uint64_t req_out_bytes;	 /* output buffer of each record, 0 = 1 MiB */
-	uint32_t max_batch;	 /* requests fused into one run, 0 or 1 = off */
-	uint32_t batch_delay_us; /* wait this long for a batch to fill */
-	uint32_t spin_us;	 /* idle spin before sleeping, 0 = 50 */
-	uint32_t spill_depth;	 /* queue depth at which a model also starts on
+	const char *models_dir;	   /* repository root (required) */
+	const char *gpus;	   /* --gpus, NULL = "cpu" */
+	const char *cpus;	   /* --cpus, NULL = sched_default_cpus */
+	uint64_t host_mem_limit;   /* bytes, 0 = no limit */
+	uint64_t gpu_mem_limit;	   /* bytes per device, 0 = no limit */
+	uint32_t queue_depth;	   /* per-worker ring slots (power of 2), 0 = 256 */
+	uint32_t n_reqs;	   /* request records in the pool, 0 = 1024 */
+	uint64_t req_out_bytes;	   /* output buffer of each record, 0 = 1 MiB */
+	uint32_t max_batch;	   /* requests fused into one run, 0 or 1 = off */
+	uint32_t batch_delay_us;   /* wait this long for a batch to fill */
+	uint32_t spin_us;	   /* idle spin before sleeping, 0 = 50 */
+	uint32_t spill_depth;	   /* queue depth at which a model also starts on
 				  * an idle device with free memory, 0 = 4 */
-	const char *cold_mode;	 /* cold starts: a plan mode (dprt, deepplan,
+	const char *cold_mode;	   /* cold starts: a plan mode (dprt, deepplan,
 				  * deepplan-v1, pipeline, demand: the stored
 				  * one-device plan, else one made from the
 				  * stored profile, else the model is profiled
@@ -172,9 +171,9 @@ struct sched_opts {
 				  * stored dprt plan, else whole), "load"
 				  * (whole models); NULL = dprt on GPUs, load
 				  * on CPU devices */
-	const char *plans_dir;	 /* plan repository, NULL = plan_repo_dir's */
-	uint8_t evict_policy;	 /* enum sched_evict */
-	uint64_t max_activation; /* activation bytes one request may need
+	const char *plans_dir;	   /* plan repository, NULL = plan_repo_dir's */
+	uint8_t evict_policy;	   /* enum sched_evict */
+	uint64_t max_activation;   /* activation bytes one request may need
 				  * (--max-activation); 0 = the default: a
 				  * quarter of host memory on CPU devices;
 				  * on GPUs half of gpu_mem_limit, else
@@ -183,14 +182,14 @@ struct sched_opts {
 				    * have (--max-batch-tokens), 0 = no limit */
 	uint64_t cpu_dev_capacity; /* simulated memory of each CPU device
 				    * (bytes, 0 = none; tests) */
-	bool explicit_load;	 /* don't load every model at start */
-	bool load_async;	 /* load them on loader threads while
+	bool explicit_load;	   /* don't load every model at start */
+	bool load_async;	   /* load them on loader threads while
 				  * sched_create returns (sched_ready says
 				  * "loading" until all are done) */
-	bool no_threads;	 /* don't start worker threads (tests step them) */
-	bool no_prewarm;	 /* don't make and warm up planned models in
+	bool no_threads;	   /* don't start worker threads (tests step them) */
+	bool no_prewarm;	   /* don't make and warm up planned models in
 				  * idle time (worker_prepare) */
-	bool no_pin;		 /* don't pin worker threads to cores */
+	bool no_pin;		   /* don't pin worker threads to cores */
 };
 
 /* --cold-mode: "auto" -> -2, NULL or "load" -> -1, a one-GPU plan mode ->
@@ -286,19 +285,19 @@ enum sched_req_flags {
 struct sched_req {
 	/* filled by the poster */
 	struct repo_entry *model;
-	struct sched_chan *chan;     /* where the completion goes */
-	void *ctx;		     /* the poster's, untouched */
+	struct sched_chan *chan;       /* where the completion goes */
+	void *ctx;		       /* the poster's, untouched */
 	struct tview in[SCHED_MAX_IO]; /* graph input order; caller's buffers,
 				      * valid until completion; shape.ndim 0 =
 				      * an omitted optional input */
-	uint32_t out_mask;	     /* bit i: return graph output i; 0 = all */
-	uint64_t t_post;	     /* clock_ns() at arrival; 0: sched_submit sets it */
+	uint32_t out_mask;	       /* bit i: return graph output i; 0 = all */
+	uint64_t t_post;	       /* clock_ns() at arrival; 0: sched_submit sets it */
 
 	/* filled by sched_req_prepare */
 	uint32_t n_in, n_out;
-	uint64_t out_need;	     /* bytes of output buffer needed */
-	uint64_t act_need;	     /* activation bytes a run needs (graph_act_peak) */
-	uint64_t tokens;	     /* batch x sequence length (0: no sequence dim) */
+	uint64_t out_need; /* bytes of output buffer needed */
+	uint64_t act_need; /* activation bytes a run needs (graph_act_peak) */
+	uint64_t tokens;   /* batch x sequence length (0: no sequence dim) */
 	/* out[i] for graph output i: shape (ndim 0 if not wanted) and, once
 	 * submitted, data pointing into the record's output buffer. */
 	struct tview out[SCHED_MAX_IO];
@@ -392,7 +391,7 @@ struct sched_model_stats {
 	uint8_t state; /* enum repo_state */
 	uint64_t requests, failures, cold_starts, bytes_loaded;
 	uint64_t in_flight, resident_on, host_bytes;
-	uint64_t lat_count, lat_sum_ns; /* queue + load + exec */
+	uint64_t lat_count, lat_sum_ns;	   /* queue + load + exec */
 	uint64_t hist[SCHED_HIST_BUCKETS]; /* not cumulative */
 };
 

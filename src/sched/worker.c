@@ -23,8 +23,7 @@
 
 #include "plan/plan.h"
 
-int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev,
-		  struct worker **out)
+int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev, struct worker **out)
 {
 	struct worker *w;
 	int ret = -ENOMEM;
@@ -32,12 +31,15 @@ int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev,
 	const struct exec_ops *be = dev->kind == SCHED_DEV_GPU ? exec_gpu_backend : &cpu_backend;
 
 	if (!be)
-		return err_set(DPRT_ENODEV, "device gpu%d: this dprt was built without CUDA, so "
-			       "it has no GPU backend (serve with --gpus cpu)", dev->id);
+		return err_set(DPRT_ENODEV,
+			       "device gpu%d: this dprt was built without CUDA, so "
+			       "it has no GPU backend (serve with --gpus cpu)",
+			       dev->id);
 	if (dev->id >= be->dev_count())
-		return err_set(DPRT_ENODEV, "device gpu%d: no such GPU (the driver sees %d; "
-			       "serve with --gpus cpu on a machine without GPUs)", dev->id,
-			       be->dev_count());
+		return err_set(DPRT_ENODEV,
+			       "device gpu%d: no such GPU (the driver sees %d; "
+			       "serve with --gpus cpu on a machine without GPUs)",
+			       dev->id, be->dev_count());
 	w = aligned_alloc(CACHELINE, ALIGN_UP(sizeof(*w), CACHELINE));
 	if (!w)
 		return -ENOMEM;
@@ -173,7 +175,8 @@ static int no_room(struct worker *w, uint64_t busy)
 	char a[32], b[32];
 
 	return err_set(DPRT_EOVERLOAD, "no room on device %s: %s of %s held by models in use",
-		       w->name, fmt_bytes(busy, a, sizeof(a)), fmt_bytes(w->mem_limit, b, sizeof(b)));
+		       w->name, fmt_bytes(busy, a, sizeof(a)),
+		       fmt_bytes(w->mem_limit, b, sizeof(b)));
 }
 
 /*
@@ -209,8 +212,8 @@ static void count_bytes(const struct lnode *head, const struct wslot *self, uint
 
 static double rate_at(const struct wslot *sl, uint64_t now)
 {
-	return now > sl->rate_t ? sl->rate * exp(-(double)(now - sl->rate_t) / RATE_TAU_NS)
-				: sl->rate;
+	return now > sl->rate_t ? sl->rate * exp(-(double)(now - sl->rate_t) / RATE_TAU_NS) :
+				  sl->rate;
 }
 
 /* A request for sl arrived at now: its decaying rate (per second). */
@@ -226,8 +229,8 @@ static double evict_cost(const struct wslot *sl, uint64_t now)
 {
 	const struct graph *g = repo_entry_graph(sl->e);
 	uint64_t freed = sl->by_plan ? sl->bytes - sl->keep : sl->bytes;
-	double reload_ns = sl->by_plan && sl->plan ? sl->plan->total_ns
-						  : (double)g->weights_size / WHOLE_LOAD_BPS * 1e9;
+	double reload_ns = sl->by_plan && sl->plan ? sl->plan->total_ns :
+						     (double)g->weights_size / WHOLE_LOAD_BPS * 1e9;
 
 	return rate_at(sl, now) * reload_ns / (double)(freed ? freed : 1);
 }
@@ -301,9 +304,11 @@ static int make_room(struct worker *w, const struct wslot *self, uint64_t need)
 	char a[32], b[32];
 
 	if (need > w->mem_limit - (self->em ? self->bytes : 0))
-		return err_set(DPRT_EDEVICE, "device %s: model '%s' version %u needs %s, more than "
-			       "the device memory limit of %s", w->name, e->name, e->version,
-			       fmt_bytes(need, a, sizeof(a)), fmt_bytes(w->mem_limit, b, sizeof(b)));
+		return err_set(DPRT_EDEVICE,
+			       "device %s: model '%s' version %u needs %s, more than "
+			       "the device memory limit of %s",
+			       w->name, e->name, e->version, fmt_bytes(need, a, sizeof(a)),
+			       fmt_bytes(w->mem_limit, b, sizeof(b)));
 	if (need <= w->mem_limit - w->used)
 		return 0;
 	count_bytes(&w->lru, self, &busy, &freeable);
@@ -489,8 +494,7 @@ static int create_model(struct worker *w, struct wslot *sl, const void *weights)
 
 /* Make sl's model, evicting on device OOM; *held: the device bytes the
  * new model took. */
-static int create_evicting(struct worker *w, struct wslot *sl, const void *weights,
-			   uint64_t *held)
+static int create_evicting(struct worker *w, struct wslot *sl, const void *weights, uint64_t *held)
 {
 	uint64_t used0;
 	int ret;
@@ -618,8 +622,10 @@ static int copy_output(const struct graph *g, uint32_t i, struct tview *dst,
 		       const struct tview *src, uint64_t row_off)
 {
 	if (!src->data || src->nbytes < dst->nbytes + row_off)
-		return err_set(-EPROTO, "output '%s': the backend returned %llu bytes, %llu "
-			       "expected", g->outputs[i].name, (unsigned long long)src->nbytes,
+		return err_set(-EPROTO,
+			       "output '%s': the backend returned %llu bytes, %llu "
+			       "expected",
+			       g->outputs[i].name, (unsigned long long)src->nbytes,
 			       (unsigned long long)(dst->nbytes + row_off));
 	memcpy(dst->data, (const char *)src->data + row_off, dst->nbytes);
 	return 0;
@@ -634,8 +640,10 @@ static int copy_outputs(const struct graph *g, struct sched_req *req, const stru
 		if (!(req->out_mask >> i & 1))
 			continue;
 		if (!same_shape(&req->out[i].shape, &out[i].shape))
-			return err_set(-EPROTO, "output '%s': the backend's shape differs from "
-				       "the inferred one", g->outputs[i].name);
+			return err_set(-EPROTO,
+				       "output '%s': the backend's shape differs from "
+				       "the inferred one",
+				       g->outputs[i].name);
 		ret = copy_output(g, i, &req->out[i], &out[i], 0);
 		if (ret)
 			return ret;
@@ -654,8 +662,7 @@ static void charge_load(struct worker *w, struct wslot *sl, uint64_t load)
 
 /* Run sl's model; a cold model's run may be its cold start, which takes
  * device memory: on OOM, evict another model and try again. */
-static int run_model(struct worker *w, struct wslot *sl, const struct tview *in,
-		     struct tview *out)
+static int run_model(struct worker *w, struct wslot *sl, const struct tview *in, struct tview *out)
 {
 	struct exec_cold_info info;
 	uint64_t used0;
@@ -972,8 +979,9 @@ static bool batchable(const struct sched_req *a, const struct sched_req *b)
 
 		if (x->ndim != y->ndim || x->dtype != y->dtype)
 			return false;
-		if (x->ndim && (g->inputs[i].dims[0] != DIM_BATCH ||
-				memcmp(x->dims + 1, y->dims + 1, sizeof(x->dims[0]) * (x->ndim - 1))))
+		if (x->ndim &&
+		    (g->inputs[i].dims[0] != DIM_BATCH ||
+		     memcmp(x->dims + 1, y->dims + 1, sizeof(x->dims[0]) * (x->ndim - 1))))
 			return false;
 	}
 	return true;
@@ -1311,8 +1319,8 @@ static struct repo_entry *next_unprepared(struct worker *w)
 	if (!ents)
 		return NULL;
 	for (i = 0; i < n && !found; i++)
-		if (repo_entry_state(ents[i]) == REPO_READY && ents[i]->ws[w->id].prep == PREP_NONE &&
-		    !ents[i]->ws[w->id].em)
+		if (repo_entry_state(ents[i]) == REPO_READY &&
+		    ents[i]->ws[w->id].prep == PREP_NONE && !ents[i]->ws[w->id].em)
 			found = ents[i];
 	free(ents);
 	return found;

@@ -19,8 +19,8 @@ int main(int argc, char **argv)
 	int64_t ids[16];
 	float pooled[4096];
 	struct dprt_tensor in = {"input_ids", DPRT_INT64, 2, {1, 16}, ids, sizeof(ids)};
-	struct dprt_tensor out = {.name = "pooler_output", .data = pooled,
-				  .nbytes = sizeof(pooled)};
+	struct dprt_tensor out = {
+		.name = "pooler_output", .data = pooled, .nbytes = sizeof(pooled)};
 	dprt *d;
 	uint64_t i;
 	int ret;

@@ -66,7 +66,8 @@ static void reference(const int64_t *ids, int64_t batch, int64_t seq, float *poo
 	cr_assert_eq(pkg_read_weights(p, w), 0);
 	cr_assert_eq(cpu_backend.model_create(NULL, g, w, &m), 0);
 	in[0] = (struct tview){.shape = {.dtype = DT_I64, .ndim = 2, .dims = {batch, seq}},
-			       .data = (void *)ids, .nbytes = (uint64_t)(batch * seq * 8)};
+			       .data = (void *)ids,
+			       .nbytes = (uint64_t)(batch * seq * 8)};
 	cr_assert_eq(cpu_backend.model_run(m, in, out), 0, "%s", err_msg(0));
 	cr_assert_eq(strcmp(g->outputs[1].name, "pooler_output"), 0);
 	memcpy(pooled, out[1].data, out[1].nbytes);
@@ -78,8 +79,8 @@ static void reference(const int64_t *ids, int64_t batch, int64_t seq, float *poo
 static int infer_bert(dprt *d, const int64_t *ids, int64_t batch, int64_t seq, float *pooled,
 		      uint64_t room)
 {
-	struct dprt_tensor in = {"input_ids", DPRT_INT64, 2, {batch, seq}, (void *)ids,
-				 (uint64_t)(batch * seq * 8)};
+	struct dprt_tensor in = {"input_ids",  DPRT_INT64,  2,
+				 {batch, seq}, (void *)ids, (uint64_t)(batch * seq * 8)};
 	struct dprt_tensor out = {.name = "pooler_output", .data = pooled, .nbytes = room};
 	int ret = dprt_infer(d, "bert", 0, &in, 1, &out, 1);
 
@@ -118,7 +119,8 @@ Test(api, errors_say_what_is_wrong)
 	int64_t ids[16];
 	float pooled[64], x[3 * 32 * 32];
 	struct dprt_tensor in = {"input_ids", DPRT_INT64, 2, {1, 16}, ids, sizeof(ids)};
-	struct dprt_tensor out = {.name = "pooler_output", .data = pooled, .nbytes = sizeof(pooled)};
+	struct dprt_tensor out = {
+		.name = "pooler_output", .data = pooled, .nbytes = sizeof(pooled)};
 	dprt *d = open_cpu("cpu");
 	int ret;
 
@@ -130,7 +132,8 @@ Test(api, errors_say_what_is_wrong)
 	in.name = "ids";
 	cr_assert_eq(dprt_infer(d, "bert", 0, &in, 1, &out, 1), -EINVAL);
 	cr_assert(strstr(dprt_last_error(), "no input named 'ids'") &&
-		  strstr(dprt_last_error(), "input_ids"), "%s", dprt_last_error());
+			  strstr(dprt_last_error(), "input_ids"),
+		  "%s", dprt_last_error());
 	in.name = "input_ids";
 
 	out.name = "logits";
@@ -173,15 +176,14 @@ Test(api, big_outputs)
 	int64_t *ids = malloc(sizeof(*ids) * B * S);
 	float *hidden = malloc(sizeof(float) * B * S * 64);
 	struct dprt_tensor in = {"input_ids", DPRT_INT64, 2, {B, S}, ids, sizeof(*ids) * B * S};
-	struct dprt_tensor out = {.name = "last_hidden_state", .data = hidden,
-				  .nbytes = sizeof(float) * B * S * 64};
+	struct dprt_tensor out = {
+		.name = "last_hidden_state", .data = hidden, .nbytes = sizeof(float) * B * S * 64};
 	dprt *d = open_cpu("cpu");
 	int i;
 
 	ids_of(ids, B * S, 4);
 	for (i = 0; i < 2; i++) {
-		cr_assert_eq(dprt_infer(d, "bert", 0, &in, 1, &out, 1), 0, "%s",
-			     dprt_last_error());
+		cr_assert_eq(dprt_infer(d, "bert", 0, &in, 1, &out, 1), 0, "%s", dprt_last_error());
 		cr_assert(out.ndim == 3 && out.dims[0] == B && out.dims[2] == 64);
 		cr_assert_eq(out.nbytes, sizeof(float) * B * S * 64);
 	}
@@ -252,8 +254,7 @@ Test(api, load_and_unload)
 	cr_assert_eq(dprt_unload(d, "bert", 0), 0, "%s", dprt_last_error());
 	cr_assert_eq(infer_bert(d, ids, 1, 16, pooled, sizeof(pooled)), DPRT_ENOMODEL);
 	cr_assert_eq(dprt_load(d, "bert", 0), 0, "%s", dprt_last_error());
-	cr_assert_eq(infer_bert(d, ids, 1, 16, pooled, sizeof(pooled)), 0, "%s",
-		     dprt_last_error());
+	cr_assert_eq(infer_bert(d, ids, 1, 16, pooled, sizeof(pooled)), 0, "%s", dprt_last_error());
 	dprt_close(d);
 }
 

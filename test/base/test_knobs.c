@@ -43,9 +43,17 @@ static void assert_defaults(const struct dprt_knobs *k)
 
 Test(knobs, unset_and_empty_take_the_defaults)
 {
-	static const char *const empty[] = {"DPRT_CUDA_GRAPHS", "", "DPRT_CUDNN_FIND", "",
-					    "DPRT_CUDA_ATTN",	"", "DPRT_CUDA_POOL_MB", "",
-					    "PLAN_REPO",	"", NULL};
+	static const char *const empty[] = {"DPRT_CUDA_GRAPHS",
+					    "",
+					    "DPRT_CUDNN_FIND",
+					    "",
+					    "DPRT_CUDA_ATTN",
+					    "",
+					    "DPRT_CUDA_POOL_MB",
+					    "",
+					    "PLAN_REPO",
+					    "",
+					    NULL};
 	struct dprt_knobs k;
 
 	cr_assert_eq(parse(NULL, &k), 0);
@@ -56,14 +64,33 @@ Test(knobs, unset_and_empty_take_the_defaults)
 
 Test(knobs, valid_values)
 {
-	static const char *const vars[] = {
-		"DPRT_CUDA_GRAPHS", "0",      "DPRT_CUDA_LT",	    "0",
-		"DPRT_CUDA_LT_GELU", "0",     "DPRT_CUDA_FLASH",    "0",
-		"DPRT_CUDA_ATTN",   "unfused", "DPRT_CUDNN_FIND",   "1",
-		"DPRT_COLD_GRAPH",  "0",      "DPRT_COLD_PROMOTE",  "1",
-		"DPRT_PT_DIRECT",   "1",      "DPRT_CUDA_POOL_MB",  "1536",
-		"DPRT_CUDA_ARENA_MB", "64",   "PLAN_REPO",	    "/srv/plans",
-		"DPRT_CACHE",	    "/var/cache/x", NULL};
+	static const char *const vars[] = {"DPRT_CUDA_GRAPHS",
+					   "0",
+					   "DPRT_CUDA_LT",
+					   "0",
+					   "DPRT_CUDA_LT_GELU",
+					   "0",
+					   "DPRT_CUDA_FLASH",
+					   "0",
+					   "DPRT_CUDA_ATTN",
+					   "unfused",
+					   "DPRT_CUDNN_FIND",
+					   "1",
+					   "DPRT_COLD_GRAPH",
+					   "0",
+					   "DPRT_COLD_PROMOTE",
+					   "1",
+					   "DPRT_PT_DIRECT",
+					   "1",
+					   "DPRT_CUDA_POOL_MB",
+					   "1536",
+					   "DPRT_CUDA_ARENA_MB",
+					   "64",
+					   "PLAN_REPO",
+					   "/srv/plans",
+					   "DPRT_CACHE",
+					   "/var/cache/x",
+					   NULL};
 	struct dprt_knobs k;
 
 	cr_assert_eq(parse(vars, &k), 0);
@@ -94,10 +121,21 @@ Test(knobs, attention_widths)
  * default taken, the good ones beside it kept. */
 Test(knobs, invalid_values_warn_and_default, .init = cr_redirect_stderr)
 {
-	static const char *const vars[] = {
-		"DPRT_CUDA_GRAPHS", "yes", "DPRT_CUDNN_FIND",	"2",   "DPRT_CUDA_ATTN", "3",
-		"DPRT_CUDA_POOL_MB", "12abc", "DPRT_CUDA_ARENA_MB", "-5", "DPRT_CUDA_LT", "0",
-		"DPRT_COLD_PROMOTE", "1", NULL};
+	static const char *const vars[] = {"DPRT_CUDA_GRAPHS",
+					   "yes",
+					   "DPRT_CUDNN_FIND",
+					   "2",
+					   "DPRT_CUDA_ATTN",
+					   "3",
+					   "DPRT_CUDA_POOL_MB",
+					   "12abc",
+					   "DPRT_CUDA_ARENA_MB",
+					   "-5",
+					   "DPRT_CUDA_LT",
+					   "0",
+					   "DPRT_COLD_PROMOTE",
+					   "1",
+					   NULL};
 	char out[8192];
 	struct dprt_knobs k;
 	size_t n;
@@ -125,8 +163,7 @@ Test(knobs, invalid_values_warn_and_default, .init = cr_redirect_stderr)
 Test(knobs, overflow_and_long_paths_are_invalid)
 {
 	static char path[KNOBS_PATH_LEN + 1];
-	const char *vars[] = {"DPRT_CUDA_POOL_MB", "99999999999999999999", "PLAN_REPO", path,
-			      NULL};
+	const char *vars[] = {"DPRT_CUDA_POOL_MB", "99999999999999999999", "PLAN_REPO", path, NULL};
 	struct dprt_knobs k;
 
 	memset(path, 'a', KNOBS_PATH_LEN);
@@ -160,8 +197,8 @@ Test(knobs, get_reads_the_environment_once)
 Test(knobs, help_lists_every_variable_with_its_default)
 {
 	static const char *const names[] = {
-		"DPRT_CUDA_GRAPHS", "DPRT_CUDA_LT",	  "DPRT_CUDA_LT_GELU", "DPRT_CUDA_FLASH",
-		"DPRT_CUDA_ATTN",   "DPRT_CUDNN_FIND",	  "DPRT_COLD_GRAPH",   "DPRT_COLD_PROMOTE",
+		"DPRT_CUDA_GRAPHS", "DPRT_CUDA_LT",	 "DPRT_CUDA_LT_GELU",  "DPRT_CUDA_FLASH",
+		"DPRT_CUDA_ATTN",   "DPRT_CUDNN_FIND",	 "DPRT_COLD_GRAPH",    "DPRT_COLD_PROMOTE",
 		"DPRT_PT_DIRECT",   "DPRT_CUDA_POOL_MB", "DPRT_CUDA_ARENA_MB", "PLAN_REPO",
 		"DPRT_CACHE"};
 	char out[16384], want[64], *p, *nl;

@@ -921,11 +921,30 @@ static uint32_t rn(struct rnd *r, uint32_t n)
  * in dtypes below); with bad, sometimes a wrong one. */
 static int put_num(struct rnd *r, char *p, int bad, int dt)
 {
-	static const char *const odd[] = {"\"NaN\"", "true", "null", "\"1\"", "1e400",
-					  "-1e999", "99999999999999999999", "01", "1.", "-",
-					  "[]", "{}", "1e", "0x10", "9223372036854775808",
-					  "-9223372036854775809", "65504.1", "3.5e38", "70000",
-					  "2147483648", "-1", "256", "0.5", "1e2"};
+	static const char *const odd[] = {"\"NaN\"",
+					  "true",
+					  "null",
+					  "\"1\"",
+					  "1e400",
+					  "-1e999",
+					  "99999999999999999999",
+					  "01",
+					  "1.",
+					  "-",
+					  "[]",
+					  "{}",
+					  "1e",
+					  "0x10",
+					  "9223372036854775808",
+					  "-9223372036854775809",
+					  "65504.1",
+					  "3.5e38",
+					  "70000",
+					  "2147483648",
+					  "-1",
+					  "256",
+					  "0.5",
+					  "1e2"};
 	double v;
 
 	if (bad && !rn(r, bad))
@@ -937,21 +956,32 @@ static int put_num(struct rnd *r, char *p, int bad, int dt)
 	if (dt == 4)
 		return sprintf(p, "%s%u", rn(r, 2) ? "-" : "", rn(r, 1u << 31));
 	if (dt == 3)
-		return sprintf(p, "%lld", (long long)(((uint64_t)rn(r, 1u << 31) << 32 |
-						       rn(r, 1u << 31)) * (rn(r, 2) ? 1 : -1)) >>
-						      rn(r, 40));
+		return sprintf(p, "%lld",
+			       (long long)(((uint64_t)rn(r, 1u << 31) << 32 | rn(r, 1u << 31)) *
+					   (rn(r, 2) ? 1 : -1)) >>
+				       rn(r, 40));
 	switch (rn(r, 9)) {
-	case 0: return sprintf(p, "%d", (int)rn(r, 600) - 300);
-	case 1: return sprintf(p, "%d", (int)rn(r, 60000) - 30000);
-	case 2: return sprintf(p, "-0");
-	case 3: return sprintf(p, "-0.0");
-	case 4: v = ((double)rn(r, 1u << 30) - (1 << 29)) / (1 << rn(r, 30)); break;
-	case 5: v = ldexp((double)rn(r, 1u << 30), (int)rn(r, dt == 1 ? 40 : 200) -
-						    (dt == 1 ? 60 : 130));
+	case 0:
+		return sprintf(p, "%d", (int)rn(r, 600) - 300);
+	case 1:
+		return sprintf(p, "%d", (int)rn(r, 60000) - 30000);
+	case 2:
+		return sprintf(p, "-0");
+	case 3:
+		return sprintf(p, "-0.0");
+	case 4:
+		v = ((double)rn(r, 1u << 30) - (1 << 29)) / (1 << rn(r, 30));
 		break;
-	case 6: return sprintf(p, "%u.%0*u", rn(r, 100), (int)rn(r, 25) + 1, rn(r, 1000000));
-	case 7: return sprintf(p, "%ue%d", rn(r, 100), (int)rn(r, dt == 1 ? 10 : 60) - 40);
-	default: return sprintf(p, "12345678901234567890.125e-%u", rn(r, 20) + (dt == 1 ? 16 : 0));
+	case 5:
+		v = ldexp((double)rn(r, 1u << 30),
+			  (int)rn(r, dt == 1 ? 40 : 200) - (dt == 1 ? 60 : 130));
+		break;
+	case 6:
+		return sprintf(p, "%u.%0*u", rn(r, 100), (int)rn(r, 25) + 1, rn(r, 1000000));
+	case 7:
+		return sprintf(p, "%ue%d", rn(r, 100), (int)rn(r, dt == 1 ? 10 : 60) - 40);
+	default:
+		return sprintf(p, "12345678901234567890.125e-%u", rn(r, 20) + (dt == 1 ? 16 : 0));
 	}
 	if (dt == 1 && fabs(v) > 60000)
 		v = 1 / v;
@@ -974,9 +1004,11 @@ static size_t make_body(struct rnd *r, char *b)
 		cols = rn(r, 40) + 1;
 		nest = rn(r, 3);
 		dt = (int)rn(r, ARRAY_SIZE(dtypes));
-		l += (size_t)sprintf(b + l, "%s{\"name\":\"in%u\",\"datatype\":\"%s\","
-				     "\"shape\":[%u,%u],\"data\":[", i ? ",\n" : "", i,
-				     dtypes[dt], rows, cols + (rn(r, 20) ? 0 : 1));
+		l += (size_t)sprintf(b + l,
+				     "%s{\"name\":\"in%u\",\"datatype\":\"%s\","
+				     "\"shape\":[%u,%u],\"data\":[",
+				     i ? ",\n" : "", i, dtypes[dt], rows,
+				     cols + (rn(r, 20) ? 0 : 1));
 		for (k = 0; k < rows; k++) {
 			uint32_t c, cn = cols - (bad && !rn(r, 8) ? 1 : 0);
 
@@ -1069,14 +1101,15 @@ Test(kserve, fast_path_big_request)
 	int i;
 
 	l += (size_t)sprintf(b, "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\","
-			     "\"shape\":[1,3,224,224],\"data\":[");
+				"\"shape\":[1,3,224,224],\"data\":[");
 	for (i = 0; i < 3 * 224 * 224; i++)
 		l += (size_t)sprintf(b + l, "%s%.9g", i ? "," : "", (i % 1000) * 0.001 - 0.5);
 	l += (size_t)sprintf(b + l, "]}]}");
 	cr_assert_eq(decode(b), 0, "%s", err_msg(0));
 	cr_assert_eq(req.inputs[0].nbytes, 3 * 224 * 224 * 4);
 	for (i = 0; i < 3 * 224 * 224; i += 997)
-		cr_assert_eq(((const float *)req.inputs[0].data)[i], (float)((i % 1000) * 0.001 - 0.5));
+		cr_assert_eq(((const float *)req.inputs[0].data)[i],
+			     (float)((i % 1000) * 0.001 - 0.5));
 }
 
 /* Bodies that stress the scan: escaped keys, keys elsewhere named like the

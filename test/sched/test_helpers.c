@@ -19,8 +19,7 @@ void trepo_make(char *dir, size_t len)
 	cr_assert(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
 }
 
-void trepo_add(const char *dir, const char *name, uint32_t version, const char *zoo,
-	       uint64_t seed)
+void trepo_add(const char *dir, const char *name, uint32_t version, const char *zoo, uint64_t seed)
 {
 	char path[PATH_MAX];
 	struct weight_source *ws;
@@ -133,8 +132,8 @@ static void fill_input(const struct io_desc *io, struct tview *v, int64_t batch,
 	}
 }
 
-struct sched_req *treq(struct sched *s, struct sched_chan *ch, const char *name,
-		       uint32_t version, int64_t batch, int64_t seq, uint64_t seed)
+struct sched_req *treq(struct sched *s, struct sched_chan *ch, const char *name, uint32_t version,
+		       int64_t batch, int64_t seq, uint64_t seed)
 {
 	struct repo_entry *e;
 	const struct graph *g;

@@ -41,8 +41,8 @@ Test(parse, gpu_devices)
 
 Test(parse, bad_devices)
 {
-	static const char *const bad[] = {"", "cpu:", "cpu:0", "cpu:65", "cpux", "gpu",
-					  "0-", "3-1", "1,1", "2,1", "0,,1", "0,", "-1", "1x"};
+	static const char *const bad[] = {"",	 "cpu:", "cpu:0", "cpu:65", "cpux", "gpu", "0-",
+					  "3-1", "1,1",	 "2,1",	  "0,,1",   "0,",   "-1",  "1x"};
 	struct sched_dev d[SCHED_MAX_WORKERS];
 	uint32_t n;
 	size_t i;
@@ -103,8 +103,8 @@ Test(parse, gpu_without_gpus)
 	o = topts(dir, "0-1");
 	ret = sched_create(&o, &s);
 	cr_assert_eq(ret, DPRT_ENODEV);
-	cr_assert(strstr(err_msg(ret), "without CUDA") || strstr(err_msg(ret), "no such GPU"),
-		  "%s", err_msg(ret));
+	cr_assert(strstr(err_msg(ret), "without CUDA") || strstr(err_msg(ret), "no such GPU"), "%s",
+		  err_msg(ret));
 	cr_assert_null(s);
 	trepo_rm(dir);
 }
@@ -113,8 +113,8 @@ Test(parse, gpu_without_gpus)
  * pt modes are refused with a reason. */
 Test(parse, cold_modes)
 {
-	static const char *const good[] = {"load", "auto", "dprt", "deepplan", "deepplan-v1",
-					   "pipeline", "demand"};
+	static const char *const good[] = {"load",	  "auto",     "dprt",  "deepplan",
+					   "deepplan-v1", "pipeline", "demand"};
 	int mode = 7;
 	size_t i;
 

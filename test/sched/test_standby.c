@@ -111,8 +111,8 @@ Test(standby, evicted_models_come_back_by_cold_start)
 		cr_assert(f & SCHED_F_COLD, "request %d: not a cold start", i);
 		cr_assert_leq(w->used, w->mem_limit, "request %d: %llu bytes charged", i,
 			      (unsigned long long)w->used);
-		cr_assert_eq(w->used, dev_used(), "request %d: charged %llu, the device holds %llu", i,
-			     (unsigned long long)w->used, (unsigned long long)dev_used());
+		cr_assert_eq(w->used, dev_used(), "request %d: charged %llu, the device holds %llu",
+			     i, (unsigned long long)w->used, (unsigned long long)dev_used());
 	}
 	cr_assert_eq(n_created(), 2, "models made %d times (kept ones come back)", n_created());
 	cr_assert_eq(n_cold(), 6);
@@ -146,8 +146,8 @@ Test(standby, kept_models_make_room)
 	 * together: kept models were n_destroyed() and made again */
 	cr_assert_geq(n_destroyed(), 1, "no kept model was destroyed to make room");
 	cr_assert_geq(n_created(), 3, "made %d times", n_created());
-	cr_assert(n_created() - n_destroyed() >= 1 && n_created() - n_destroyed() <= 2, "%d made, %d destroyed",
-		  n_created(), n_destroyed());
+	cr_assert(n_created() - n_destroyed() >= 1 && n_created() - n_destroyed() <= 2,
+		  "%d made, %d destroyed", n_created(), n_destroyed());
 	sched_stop(s);
 	sched_chan_destroy(ch);
 	cr_assert_eq(wk->used, dev_used(), "charged %llu, the device holds %llu",

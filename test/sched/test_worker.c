@@ -282,7 +282,7 @@ static void check_lru(struct worker *w, struct sched *s, const char *const *name
  */
 Test(worker, eviction_lru_in_use_and_size)
 {
-	static const char *const r[] = {"r1", "r2", "r3", "r4", "r5", "r6",
+	static const char *const r[] = {"r1", "r2", "r3", "r4",	 "r5",	"r6",
 					"r7", "r8", "r9", "r10", "r11", "r12"};
 	struct sched_req *g, *busy, *done[2];
 	struct sched_chan *ch;
@@ -466,7 +466,8 @@ static void check_direct(const char *name, const struct sched_req *req)
 		n = shape_numel(&out[i].shape);
 		for (k = 0; k < n; k++)
 			cr_assert(fabsf(a[k] - b[k]) <= 1e-5f * (1 + fabsf(a[k])),
-				  "%s output %u [%lld]: %g vs %g", name, i, (long long)k, a[k], b[k]);
+				  "%s output %u [%lld]: %g vs %g", name, i, (long long)k, a[k],
+				  b[k]);
 	}
 	cpu_backend.model_destroy(m);
 	free(w);
@@ -551,8 +552,7 @@ Test(worker, bad_requests_fail_synchronously)
 	cr_assert_eq(sched_submit(s, req), DPRT_EOUTBUF);
 	cr_assert(strstr(req->msg, "output"), "%s", req->msg);
 	cr_assert_gt(req->out_need, 4096);
-	sched_req_set_output(req, aligned_alloc(64, ALIGN_UP(req->out_need, 64)),
-			     req->out_need);
+	sched_req_set_output(req, aligned_alloc(64, ALIGN_UP(req->out_need, 64)), req->out_need);
 	cr_assert_eq(sched_submit(s, req), 0, "%s", req->msg);
 	tcollect(s, ch, done, 1);
 	cr_assert_eq(done[0]->status, 0, "%s", done[0]->msg);
@@ -578,7 +578,8 @@ Test(worker, bad_requests_fail_synchronously)
 	cr_assert_eq(sched_submit(s, req), -EINVAL); /* no channel */
 	req->chan = ch;
 	req->in[0] = (struct tview){.shape = {.dtype = DT_F32, .ndim = 1, .dims = {4}},
-				    .data = big, .nbytes = sizeof(big)};
+				    .data = big,
+				    .nbytes = sizeof(big)};
 	cr_assert_eq(sched_submit(s, req), DPRT_EDTYPE, "%s", req->msg);
 	sched_req_put(s, req);
 	sched_stop(s);
@@ -617,7 +618,8 @@ Test(worker, device_load_failure_fails_requests_only)
 	tcollect(s, ch, &done, 1);
 	cr_assert_eq(done->status, DPRT_EDEVICE);
 	cr_assert(strstr(done->msg, "device cpu0: cannot load model 'gpt' version 1: "
-				    "simulated"), "%s", done->msg);
+				    "simulated"),
+		  "%s", done->msg);
 	treq_put(s, req);
 	/* The model stays READY (a device problem, not the package's) and
 	 * its host copy is not held by the failed instance. */
@@ -717,9 +719,10 @@ Test(worker, queue_time_counts_waiting_behind_earlier_requests)
 			;
 		cr_assert_lt(k, 4);
 		cr_assert_eq(r[i]->status, 0, "%s", r[i]->msg);
-		cr_assert_geq(r[i]->t_queue, ran, "request %u waited %llu ns, the ones before "
-			      "it ran %llu ns", i, (unsigned long long)r[i]->t_queue,
-			      (unsigned long long)ran);
+		cr_assert_geq(r[i]->t_queue, ran,
+			      "request %u waited %llu ns, the ones before "
+			      "it ran %llu ns",
+			      i, (unsigned long long)r[i]->t_queue, (unsigned long long)ran);
 		ran += r[i]->t_load + r[i]->t_exec;
 	}
 	for (i = 0; i < 4; i++)

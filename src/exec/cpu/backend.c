@@ -42,8 +42,8 @@ struct exec_model {
 	uint64_t arena_cap;
 	void **out; /* [n_outputs]: output buffers in the output dtype */
 	uint64_t *out_cap;
-	void *dev;	     /* virtual device (device.c), or NULL */
-	uint64_t charged;    /* its device bytes for this model */
+	void *dev;	       /* virtual device (device.c), or NULL */
+	uint64_t charged;      /* its device bytes for this model */
 	struct cpu_cold *cold; /* a cold model by plan, else NULL */
 };
 
@@ -229,8 +229,7 @@ out_destroy:
 	return err_set(ret, "%s: out of memory creating the CPU model", g->name);
 }
 
-int cpu_model_create(void *dev, const struct graph *g, const void *weights,
-		     struct exec_model **out)
+int cpu_model_create(void *dev, const struct graph *g, const void *weights, struct exec_model **out)
 {
 	return make_model(dev, g, weights, g->weights_size, out);
 }
@@ -477,10 +476,11 @@ static int get_prog(struct exec_model *m, struct cpu_prog **out)
 			*out = pl;
 			/* no-op unless model_shrink gave the buffers back */
 			ret = grow_buffers(m, pl);
-			return ret ? err_set(ret, "%s: out of memory for %llu bytes of "
-					     "activations", m->g->name,
-					     (unsigned long long)pl->bytes)
-				   : 0;
+			return ret ? err_set(ret,
+					     "%s: out of memory for %llu bytes of "
+					     "activations",
+					     m->g->name, (unsigned long long)pl->bytes) :
+				     0;
 		}
 		if (!pl->valid || (victim->valid && pl->stamp < victim->stamp))
 			victim = pl;

@@ -55,7 +55,7 @@ uint64_t cpu_tensor_bytes(const struct shape *s);
  * the end). off[g->n_tensors] gets CPU_NO_OFFSET for weights; work is
  * scratch of 2 * g->n_tensors entries. Returns the arena bytes needed. */
 uint64_t cpu_layout_offsets(const struct graph *g, const struct shape *shapes, uint64_t *off,
-			  uint32_t *work);
+			    uint32_t *work);
 
 /* ---- convolution and pooling (conv.c) ---- */
 
@@ -128,7 +128,7 @@ void cpu_attention(const struct cpu_attn *p, const float *qkv, const int64_t *ma
 void cpu_take_row(const float *x, float *y, int64_t n, int64_t s, int64_t h, int64_t row);
 /* ViT's y[n,1+p,h]: row 0 = cls[h] + pos[0], row 1+i = x[n,:,i] + pos[1+i]
  * for patch features x[n,h,p] (OP_CLS_POS). */
-void cpu_cls_pos(const float *x, const float *cls, const float *pos, float *y, int64_t n,
-		 int64_t h, int64_t p);
+void cpu_cls_pos(const float *x, const float *cls, const float *pos, float *y, int64_t n, int64_t h,
+		 int64_t p);
 
 #endif

@@ -74,8 +74,8 @@ static const char *cpu_dev_model(const void *dev)
 static uint64_t cpu_dev_used(const void *dev)
 {
 	return dev ? atomic_load_explicit(&((const struct cpu_dev *)dev)->used,
-					  memory_order_relaxed)
-		   : 0;
+					  memory_order_relaxed) :
+		     0;
 }
 
 void cpu_dev_set_capacity(void *dev, uint64_t bytes)

@@ -82,7 +82,7 @@ static void find_lifetimes(struct layout *p)
 }
 
 uint64_t cpu_layout_offsets(const struct graph *g, const struct shape *shapes, uint64_t *off,
-			  uint32_t *work)
+			    uint32_t *work)
 {
 	struct layout p = {
 		.g = g,

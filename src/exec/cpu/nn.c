@@ -27,9 +27,9 @@ void cpu_linear(const float *x, const float *w, const float *b, float *y, int64_
 	/* In row blocks: the BLAS library's per-thread work buffer, which it
 	 * never gives back, then grows with the block, not with the request. */
 	for (r = 0; r < rows; r += LINEAR_ROWS)
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)MIN(LINEAR_ROWS, rows - r),
-			    (int)m, (int)k, 1.0f, x + r * k, (int)k, w, (int)k, b ? 1.0f : 0.0f,
-			    y + r * m, (int)m);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+			    (int)MIN(LINEAR_ROWS, rows - r), (int)m, (int)k, 1.0f, x + r * k,
+			    (int)k, w, (int)k, b ? 1.0f : 0.0f, y + r * m, (int)m);
 }
 
 int cpu_embedding(const int64_t *ids, const float *table, float *y, int64_t n, int64_t v, int64_t h,

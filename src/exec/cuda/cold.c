@@ -55,22 +55,29 @@ static int check_plan(const struct graph *g, const struct plan *p)
 		const struct plan_row *r = &p->rows[l];
 
 		if (p->prof.layers[l].bytes != g->layers[l].nbytes)
-			return err_set(DPRT_EBADPLAN, "plan for %s: layer %u (%s) has %llu bytes, "
-				       "the model %llu", g->name, l, g->layers[l].name,
+			return err_set(DPRT_EBADPLAN,
+				       "plan for %s: layer %u (%s) has %llu bytes, "
+				       "the model %llu",
+				       g->name, l, g->layers[l].name,
 				       (unsigned long long)p->prof.layers[l].bytes,
 				       (unsigned long long)g->layers[l].nbytes);
 		if (r->place == PLAN_DHA)
 			continue;
 		if (r->place != PLAN_LOAD || r->link >= p->width)
-			return err_set(DPRT_EBADPLAN, "plan for %s: layer %u has placement %u on "
-				       "link %u of %u", g->name, l, r->place, r->link, p->width);
+			return err_set(DPRT_EBADPLAN,
+				       "plan for %s: layer %u has placement %u on "
+				       "link %u of %u",
+				       g->name, l, r->place, r->link, p->width);
 		if (r->order != cnt[r->link]++)
-			return err_set(DPRT_EBADPLAN, "plan for %s: layer %u is copied out of layer "
-				       "order on link %u, which the engine does not do", g->name,
-				       l, r->link);
+			return err_set(DPRT_EBADPLAN,
+				       "plan for %s: layer %u is copied out of layer "
+				       "order on link %u, which the engine does not do",
+				       g->name, l, r->link);
 		if (r->link && cnt[r->link] > LINK_EVENTS)
-			return err_set(DPRT_EBADPLAN, "plan for %s: more than %u layers on helper "
-				       "link %u", g->name, LINK_EVENTS, r->link);
+			return err_set(DPRT_EBADPLAN,
+				       "plan for %s: more than %u layers on helper "
+				       "link %u",
+				       g->name, LINK_EVENTS, r->link);
 	}
 	return 0;
 }
@@ -163,7 +170,8 @@ static int cold_hook(void *ctx, uint32_t i)
 	int ret = 0;
 
 	if (!i)
-		ret = cold_copy_own_after_inputs(c) ?: (c->helpers_queued ? 0 : cold_copy_helpers(c));
+		ret = cold_copy_own_after_inputs(c) ?:
+						      (c->helpers_queued ? 0 : cold_copy_helpers(c));
 	/* demand: everything before the first node; all: everything before
 	 * the outputs, so no copy outlives the run */
 	if (!ret && (i >= g->n_nodes || (c->demand && !i))) {
@@ -205,8 +213,9 @@ static int capture_cold(struct cuda_cold *c, struct cuda_prog *pl, struct cuda_c
 	if (ret)
 		return ret;
 	c->capturing = true;
-	ret = enqueue_cold(c, pl) ?: CU(cuEventRecord(c->join, d->copy)) ?:
-	      CU(cuStreamWaitEvent(d->stream, c->join, 0));
+	ret = enqueue_cold(c, pl)			  ?:
+		      CU(cuEventRecord(c->join, d->copy)) ?:
+		      CU(cuStreamWaitEvent(d->stream, c->join, 0));
 	c->capturing = false;
 	end = CU(cuStreamEndCapture(d->stream, &graph));
 	ret = ret ?: end;
@@ -284,7 +293,8 @@ static int launch(struct cuda_cold *c, struct cuda_prog *pl, struct cuda_cold_st
 		ret = capture_cold(c, pl, st);
 		if (ret) {
 			log_warn("cuda: %s: cannot capture the cold start, running it "
-				 "eagerly: %s", c->m->g->name, err_msg(ret));
+				 "eagerly: %s",
+				 c->m->g->name, err_msg(ret));
 			err_clear();
 			c->graph_failed = true;
 		}
@@ -415,8 +425,9 @@ int cuda_cold_evict(struct exec_model *m)
 			       m->g->name);
 	if (!c->resident)
 		return 0;
-	ret = cuda_dev_enter(m->d) ?: CU(cuStreamSynchronize(m->d->stream)) ?:
-	      CU(cuStreamSynchronize(m->d->copy));
+	ret = cuda_dev_enter(m->d)			    ?:
+		      CU(cuStreamSynchronize(m->d->stream)) ?:
+							      CU(cuStreamSynchronize(m->d->copy));
 	if (ret)
 		return ret;
 	cold_unpromote(c, true);
@@ -489,9 +500,10 @@ static int alloc_cold(struct exec_model *m, struct cuda_link *const *helpers, ui
 			c->helpers[c->n_helpers++] = helpers[i];
 	for (i = 0; i < c->n_layers && !ret; i++)
 		ret = CU(cuEventCreate(&c->ev[i], CU_EVENT_DISABLE_TIMING));
-	return ret ?: CU(cuEventCreate(&c->fork, CU_EVENT_DISABLE_TIMING)) ?:
-		      CU(cuEventCreate(&c->join, CU_EVENT_DISABLE_TIMING)) ?:
-		      CU(cuEventCreate(&c->promo_ev, CU_EVENT_DISABLE_TIMING));
+	return ret							    ?:
+		       CU(cuEventCreate(&c->fork, CU_EVENT_DISABLE_TIMING)) ?:
+		       CU(cuEventCreate(&c->join, CU_EVENT_DISABLE_TIMING)) ?:
+		       CU(cuEventCreate(&c->promo_ev, CU_EVENT_DISABLE_TIMING));
 }
 
 /* Access from a's context to b's memory; already enabled is fine. */
@@ -542,8 +554,9 @@ static bool groups_at_creation(const struct cuda_cold *c)
 		const struct cold_group *gr = &c->grp[i];
 
 		for (l = gr->first; l < gr->first + gr->n; l++)
-			if (m->layer_dev[l] != m->layer_dev[gr->first] +
-						       (g->layers[l].offset - g->layers[gr->first].offset))
+			if (m->layer_dev[l] !=
+			    m->layer_dev[gr->first] +
+				    (g->layers[l].offset - g->layers[gr->first].offset))
 				return false;
 	}
 	return true;
@@ -615,8 +628,10 @@ int cuda_cold_model_create(struct cuda_dev *d, const struct graph *g, const void
 	if (ret)
 		return ret;
 	if (!m->host_dev && g->weights_size) {
-		ret = err_set(DPRT_EUNSUP, "%s: cold starts need the weights in pinned, mapped "
-			      "host memory (a host weight store)", g->name);
+		ret = err_set(DPRT_EUNSUP,
+			      "%s: cold starts need the weights in pinned, mapped "
+			      "host memory (a host weight store)",
+			      g->name);
 		goto out_destroy;
 	}
 	ret = alloc_cold(m, helpers, n_helpers) ?: setup_peers(m->cold);

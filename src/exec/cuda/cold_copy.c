@@ -118,7 +118,8 @@ int cold_alloc_groups(struct cuda_cold *c, bool *moved)
 			return ret;
 		}
 		for (l = gr->first; l < gr->first + gr->n; l++) {
-			m->layer_dev[l] = gr->dev + (g->layers[l].offset - g->layers[gr->first].offset);
+			m->layer_dev[l] =
+				gr->dev + (g->layers[l].offset - g->layers[gr->first].offset);
 			*moved |= m->layer_dev[l] != c->last[l];
 		}
 	}
@@ -187,13 +188,12 @@ static int copy_staged(struct cuda_cold *c, struct cuda_link *lk, const struct c
 
 		n = MIN(STAGE_BYTES, gr->bytes - off);
 		lk->slot ^= 1;
-		ret = CU(cuStreamWaitEvent(lk->h2d, lk->freed[s], 0)) ?:
-		      CU(cuMemcpyHtoDAsync(lk->stage[s], src + off, n, lk->h2d)) ?:
-		      CU(cuEventRecord(lk->staged[s], lk->h2d)) ?:
-		      CU(cuStreamWaitEvent(lk->peer, lk->staged[s], 0)) ?:
-		      CU(cuMemcpyPeerAsync(gr->dev + off, m->d->ctx, lk->stage[s], lk->d->ctx, n,
-					   lk->peer)) ?:
-		      CU(cuEventRecord(lk->freed[s], lk->peer));
+		ret = CU(cuStreamWaitEvent(lk->h2d, lk->freed[s], 0))			 ?:
+			      CU(cuMemcpyHtoDAsync(lk->stage[s], src + off, n, lk->h2d)) ?:
+			      CU(cuEventRecord(lk->staged[s], lk->h2d))			 ?:
+			      CU(cuStreamWaitEvent(lk->peer, lk->staged[s], 0))		 ?:
+			      CU(cuMemcpyPeerAsync(gr->dev + off, m->d->ctx, lk->stage[s], lk->d->ctx, n, lk->peer)) ?:
+			      CU(cuEventRecord(lk->freed[s], lk->peer));
 	}
 	return ret;
 }
@@ -213,9 +213,8 @@ static int copy_helper(struct cuda_cold *c, uint32_t k)
 			continue;
 		gr->ev = lk->ev[j++];
 		if (c->direct && gr->bytes)
-			ret = CU(cuMemcpyHtoDAsync(gr->dev, m->host + m->g->layers[gr->first].offset,
-						   gr->bytes, lk->h2d)) ?:
-			      CU(cuEventRecord(gr->ev, lk->h2d));
+			ret = CU(cuMemcpyHtoDAsync(gr->dev, m->host + m->g->layers[gr->first].offset, gr->bytes, lk->h2d)) ?:
+				      CU(cuEventRecord(gr->ev, lk->h2d));
 		else
 			ret = copy_staged(c, lk, gr) ?: CU(cuEventRecord(gr->ev, lk->peer));
 	}
@@ -241,6 +240,7 @@ int cold_copy_own_after_inputs(struct cuda_cold *c)
 {
 	struct cuda_dev *d = c->m->d;
 
-	return CU(cuEventRecord(c->fork, d->stream)) ?: CU(cuStreamWaitEvent(d->copy, c->fork, 0)) ?:
-	       copy_own(c);
+	return CU(cuEventRecord(c->fork, d->stream))		  ?:
+		       CU(cuStreamWaitEvent(d->copy, c->fork, 0)) ?:
+								    copy_own(c);
 }

@@ -32,8 +32,7 @@ bool cuda_link_claim(struct cuda_link *lk)
 
 	/* acquire: pairs with the release in cuda_link_release, so the
 	 * previous claimer's use of slot and events happens before ours */
-	return atomic_compare_exchange_strong_explicit(&lk->claimed, &zero, 1,
-						       memory_order_acquire,
+	return atomic_compare_exchange_strong_explicit(&lk->claimed, &zero, 1, memory_order_acquire,
 						       memory_order_relaxed);
 }
 
@@ -50,7 +49,7 @@ static int link_events(struct cuda_link *lk)
 
 	for (i = 0; i < 2 && !ret; i++)
 		ret = CU(cuEventCreate(&lk->staged[i], CU_EVENT_DISABLE_TIMING)) ?:
-		      CU(cuEventCreate(&lk->freed[i], CU_EVENT_DISABLE_TIMING));
+			      CU(cuEventCreate(&lk->freed[i], CU_EVENT_DISABLE_TIMING));
 	for (i = 0; i < LINK_EVENTS && !ret; i++)
 		ret = CU(cuEventCreate(&lk->ev[i], CU_EVENT_DISABLE_TIMING));
 	return ret;
@@ -67,16 +66,17 @@ int cuda_link_create(struct cuda_dev *d, struct cuda_link **out)
 		return err_set(-ENOMEM, "cuda: out of memory for a link");
 	lk->d = d;
 	atomic_init(&lk->claimed, 0);
-	ret = cuda_dev_enter(d) ?: CU(cuStreamCreate(&lk->h2d, CU_STREAM_NON_BLOCKING)) ?:
-	      CU(cuStreamCreate(&lk->peer, CU_STREAM_NON_BLOCKING)) ?:
-	      devpool_alloc(d->pool, STAGE_BYTES, "link staging", &lk->stage[0]) ?:
-	      devpool_alloc(d->pool, STAGE_BYTES, "link staging", &lk->stage[1]) ?:
-	      link_events(lk);
+	ret = cuda_dev_enter(d)								 ?:
+		      CU(cuStreamCreate(&lk->h2d, CU_STREAM_NON_BLOCKING))		 ?:
+		      CU(cuStreamCreate(&lk->peer, CU_STREAM_NON_BLOCKING))		 ?:
+		      devpool_alloc(d->pool, STAGE_BYTES, "link staging", &lk->stage[0]) ?:
+		      devpool_alloc(d->pool, STAGE_BYTES, "link staging", &lk->stage[1]) ?:
+		      link_events(lk);
 	if (ret) {
 		snprintf(why, sizeof(why), "%s", err_msg(ret));
 		cuda_link_destroy(lk);
-		return err_set(ret, "cuda: GPU %d: cannot make its transfer link: %s",
-			       d->ordinal, why);
+		return err_set(ret, "cuda: GPU %d: cannot make its transfer link: %s", d->ordinal,
+			       why);
 	}
 	*out = lk;
 	return 0;

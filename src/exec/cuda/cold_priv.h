@@ -26,11 +26,11 @@ struct cuda_link {
 	struct cuda_dev *d;
 	CUstream h2d, peer;
 	uint64_t stage[2];
-	CUevent staged[2];	   /* slot filled (h2d stream) */
-	CUevent freed[2];	   /* slot forwarded (peer stream) */
-	CUevent ev[LINK_EVENTS];   /* group arrived on the target */
-	uint32_t slot;		   /* next staging slot: the claimer's */
-	atomic_int claimed;	   /* 1 while a cold start holds the link */
+	CUevent staged[2];	 /* slot filled (h2d stream) */
+	CUevent freed[2];	 /* slot forwarded (peer stream) */
+	CUevent ev[LINK_EVENTS]; /* group arrived on the target */
+	uint32_t slot;		 /* next staging slot: the claimer's */
+	atomic_int claimed;	 /* 1 while a cold start holds the link */
 };
 
 /* Adjacent layers first..first+n-1 copied over one link as one range. */
@@ -54,13 +54,13 @@ struct cuda_cold {
 	uint32_t n_layers, width;
 	bool demand;
 	bool resident;
-	bool per_layer;	   /* ranges are model creation's (m->wrange) */
-	bool use_graph;	   /* DPRT_COLD_GRAPH unless "0" */
-	bool graph_failed; /* a capture failed: eager from then on */
-	bool direct;	   /* DPRT_PT_DIRECT=1 and every helper peer-mapped */
-	uint8_t *link;	   /* [n_layers]: plan slot of each LOAD layer */
-	uint64_t *last;	   /* [n_layers]: layer addresses at the last eviction */
-	uint32_t *lgrp;	   /* [n_layers]: this run's group of a LOAD layer */
+	bool per_layer;		/* ranges are model creation's (m->wrange) */
+	bool use_graph;		/* DPRT_COLD_GRAPH unless "0" */
+	bool graph_failed;	/* a capture failed: eager from then on */
+	bool direct;		/* DPRT_PT_DIRECT=1 and every helper peer-mapped */
+	uint8_t *link;		/* [n_layers]: plan slot of each LOAD layer */
+	uint64_t *last;		/* [n_layers]: layer addresses at the last eviction */
+	uint32_t *lgrp;		/* [n_layers]: this run's group of a LOAD layer */
 	struct cold_group *grp; /* [n_layers]: this run's groups, by link */
 	uint8_t *waited;	/* [n_layers]: exec stream waits on group */
 	uint32_t n_grp;
@@ -69,23 +69,22 @@ struct cuda_cold {
 	CUevent fork, join;		/* graph capture of the copy stream */
 	struct cuda_link **helpers;
 	uint32_t n_helpers;
-	struct cuda_link *slot[CUDA_COLD_LINKS]; /* this run's lent links */
+	struct cuda_link *slot[CUDA_COLD_LINKS];  /* this run's lent links */
 	struct cuda_link *gslot[CUDA_COLD_LINKS]; /* links of the captured graphs */
-	uint64_t pt_ns[2]; /* with helpers: fastest cold start eager [0], graph [1] */
-	uint32_t pt_n[2];  /* how many each of those measured */
-	int pt_try;	   /* this run measures pt_ns[pt_try]; -1: none */
+	uint64_t pt_ns[2];   /* with helpers: fastest cold start eager [0], graph [1] */
+	uint32_t pt_n[2];    /* how many each of those measured */
+	int pt_try;	     /* this run measures pt_ns[pt_try]; -1: none */
 	bool capturing;	     /* a cold start is being captured */
 	bool helpers_queued; /* this run's helper copies are queued already */
 	uint64_t bytes_dha;
-	bool auto_promote;	 /* DPRT_COLD_PROMOTE=1: promote after cold starts */
-	bool remade;		 /* an unpromotion dropped the shape programs */
+	bool auto_promote; /* DPRT_COLD_PROMOTE=1: promote after cold starts */
+	bool remade;	   /* an unpromotion dropped the shape programs */
 	enum promo_state promo;
 	struct cold_group *pgrp; /* [n_layers]: promoted ranges of DHA layers */
 	uint32_t n_pgrp;
 	CUevent promo_ev;	 /* recorded after the promotion's copies */
 	uint64_t bytes_promoted; /* DHA layers' bytes in the ranges */
 };
-
 
 /* ---- cold_link.c ---- */
 

@@ -44,8 +44,7 @@ static int alloc_promoted(struct cuda_cold *c)
 	for (i = 0; i < c->n_pgrp; i++) {
 		struct cold_group *gr = &c->pgrp[i];
 
-		ret = devpool_alloc(m->d->pool, gr->bytes, m->g->layers[gr->first].name,
-				    &gr->dev);
+		ret = devpool_alloc(m->d->pool, gr->bytes, m->g->layers[gr->first].name, &gr->dev);
 		if (ret) {
 			while (i--)
 				devpool_free(m->d->pool, c->pgrp[i].dev);
@@ -78,7 +77,8 @@ static int copy_promoted(struct cuda_cold *c)
 		const struct cold_group *gr = &c->pgrp[i];
 
 		if (gr->bytes)
-			ret = CU(cuMemcpyHtoDAsync(gr->dev, m->host + m->g->layers[gr->first].offset,
+			ret = CU(cuMemcpyHtoDAsync(gr->dev,
+						   m->host + m->g->layers[gr->first].offset,
 						   gr->bytes, m->d->copy));
 	}
 	return ret ?: CU(cuEventRecord(c->promo_ev, m->d->copy));
@@ -114,8 +114,8 @@ int cuda_cold_promote(struct exec_model *m)
 		CU(cuStreamSynchronize(m->d->copy));
 		free_promoted(c);
 	}
-	return err_set(ret, "%s: cannot promote its DHA layers into device memory: %s",
-		       m->g->name, why);
+	return err_set(ret, "%s: cannot promote its DHA layers into device memory: %s", m->g->name,
+		       why);
 }
 
 /* The copies are done: the promoted layers become LOAD in their ranges
@@ -132,7 +132,8 @@ static void switch_promoted(struct cuda_cold *c)
 
 		for (l = gr->first; l < gr->first + gr->n; l++) {
 			m->place[l] = PLACE_LOAD;
-			m->layer_dev[l] = gr->dev + (g->layers[l].offset - g->layers[gr->first].offset);
+			m->layer_dev[l] =
+				gr->dev + (g->layers[l].offset - g->layers[gr->first].offset);
 			c->bytes_promoted += g->layers[l].nbytes;
 		}
 	}
@@ -156,7 +157,8 @@ bool cold_poll_promoted(struct cuda_cold *c, struct cuda_cold_stats *st)
 		return false;
 	if (r != CUDA_SUCCESS) {
 		log_warn("cuda: %s: promotion of its DHA layers failed, reading them from host "
-			 "memory: %s", m->g->name, err_msg(cudrv_check(r, "cuEventQuery")));
+			 "memory: %s",
+			 m->g->name, err_msg(cudrv_check(r, "cuEventQuery")));
 		CU(cuStreamSynchronize(m->d->copy));
 		err_clear();
 		free_promoted(c);

@@ -90,23 +90,23 @@ int cuda_device_reserve(struct cuda_dev *d, uint64_t bytes);
 #define CUDA_COLD_LINKS 16
 /* What one cold start did. */
 struct cuda_cold_stats {
-	bool cold;	    /* weights were brought in (false: was resident) */
-	bool graph;	    /* ran as one captured graph */
-	bool progs_remade;  /* the shape programs (and their graphs) were
+	bool cold;			      /* weights were brought in (false: was resident) */
+	bool graph;			      /* ran as one captured graph */
+	bool progs_remade;		      /* the shape programs (and their graphs) were
 			     * remade: the places changed (promotion undone) */
-	bool moved;	    /* weights landed elsewhere than last time: the
+	bool moved;			      /* weights landed elsewhere than last time: the
 			     * shape programs took the new addresses (their
 			     * graphs updated, not remade) */
-	uint32_t graphs_updated;  /* cold-start graphs updated in place
+	uint32_t graphs_updated;	      /* cold-start graphs updated in place
 				   * (new addresses, cuGraphExecUpdate) */
-	uint32_t graphs_captured; /* cold-start graphs instantiated anew */
-	uint32_t links;	    /* links that carried bytes, the target's included */
-	uint32_t fallbacks; /* helper slots that found no free link */
-	uint32_t copies;    /* host-to-device copies (one per group) */
+	uint32_t graphs_captured;	      /* cold-start graphs instantiated anew */
+	uint32_t links;			      /* links that carried bytes, the target's included */
+	uint32_t fallbacks;		      /* helper slots that found no free link */
+	uint32_t copies;		      /* host-to-device copies (one per group) */
 	uint64_t bytes_link[CUDA_COLD_LINKS]; /* bytes per plan link */
-	uint64_t bytes_loaded;		       /* all links */
-	uint64_t bytes_dha;		       /* left in host memory */
-	uint64_t bytes_promoted; /* DHA layers' bytes this run switched to
+	uint64_t bytes_loaded;		      /* all links */
+	uint64_t bytes_dha;		      /* left in host memory */
+	uint64_t bytes_promoted;	      /* DHA layers' bytes this run switched to
 				  * device memory (a finished promotion) */
 };
 

@@ -66,8 +66,10 @@ static int load_kernels(struct cuda_dev *d)
 				 k < K_TYPED_COUNT ? dt_suffix[s] : "");
 			ret = CU(cuModuleGetFunction(&d->fn[k][s], d->mod, name));
 			if (ret)
-				return err_set(ret, "cuda: kernel %s missing from the embedded "
-					       "fatbin", name);
+				return err_set(ret,
+					       "cuda: kernel %s missing from the embedded "
+					       "fatbin",
+					       name);
 		}
 	}
 	for (k = 0; k < FLASH_DTS * FLASH_DS * FLASH_WS; k++) {
@@ -94,19 +96,19 @@ static int describe(struct cuda_dev *d)
 	int ret;
 
 	ret = CU(cuDeviceGetName(gpu, sizeof(d->model), d->dev)) ?:
-	      CU(cuDeviceGetAttribute(&d->cc_major,
-				      CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, d->dev)) ?:
-	      CU(cuDeviceGetAttribute(&d->cc_minor,
-				      CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, d->dev)) ?:
-	      CU(cuDeviceGetAttribute(&d->sm_count,
-				      CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, d->dev));
+		      CU(cuDeviceGetAttribute(&d->cc_major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, d->dev)) ?:
+		      CU(cuDeviceGetAttribute(&d->cc_minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, d->dev)) ?:
+		      CU(cuDeviceGetAttribute(&d->sm_count,
+					      CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, d->dev));
 	if (ret)
 		return ret;
-	snprintf(d->name, sizeof(d->name), "%s, sm_%d%d, %d SMs", gpu, d->cc_major,
-		 d->cc_minor, d->sm_count);
+	snprintf(d->name, sizeof(d->name), "%s, sm_%d%d, %d SMs", gpu, d->cc_major, d->cc_minor,
+		 d->sm_count);
 	if (d->cc_major < 8)
-		return err_set(DPRT_EUNSUP, "cuda: GPU %d (%s) is older than sm_80, which "
-			       "dprt's kernels need", d->ordinal, d->name);
+		return err_set(DPRT_EUNSUP,
+			       "cuda: GPU %d (%s) is older than sm_80, which "
+			       "dprt's kernels need",
+			       d->ordinal, d->name);
 	return 0;
 }
 
@@ -138,10 +140,9 @@ static int make_handles(struct cuda_dev *d, bool have_cudnn)
 	/* cublasSetStream resets the workspace: set the stream first. Default
 	 * math with CUBLAS_COMPUTE_32F never uses TF32. */
 	ret = CUBLAS(cublasSetStream(d->blas, d->stream)) ?:
-	      CUBLAS(cublasSetWorkspace(d->blas, (void *)(uintptr_t)d->blas_ws,
-					BLAS_WORKSPACE)) ?:
-	      CUBLAS(cublasSetMathMode(d->blas, CUBLAS_DEFAULT_MATH)) ?:
-	      CUBLASLT(cublasLtCreate(&d->lt));
+		      CUBLAS(cublasSetWorkspace(d->blas, (void *)(uintptr_t)d->blas_ws, BLAS_WORKSPACE)) ?:
+		      CUBLAS(cublasSetMathMode(d->blas, CUBLAS_DEFAULT_MATH)) ?:
+		      CUBLASLT(cublasLtCreate(&d->lt));
 	if (ret || !have_cudnn)
 		return ret;
 #if HAVE_CUDNN
@@ -162,8 +163,8 @@ static int open_dev(struct cuda_dev *d, int ordinal)
 	if (ret)
 		return ret;
 	if (ordinal < 0 || ordinal >= count)
-		return err_set(DPRT_ENODEV, "no GPU %d: the CUDA driver sees %d GPU%s",
-			       ordinal, count, count == 1 ? "" : "s");
+		return err_set(DPRT_ENODEV, "no GPU %d: the CUDA driver sees %d GPU%s", ordinal,
+			       count, count == 1 ? "" : "s");
 	d->ordinal = ordinal;
 	ret = CU(cuDeviceGet(&d->dev, ordinal)) ?: describe(d);
 	if (ret)
@@ -171,10 +172,12 @@ static int open_dev(struct cuda_dev *d, int ordinal)
 	ret = CU(cuDevicePrimaryCtxRetain(&d->ctx, d->dev));
 	if (ret)
 		return ret;
-	ret = CU(cuCtxSetCurrent(d->ctx)) ?:
-	      CU(cuStreamCreate(&d->stream, CU_STREAM_NON_BLOCKING)) ?:
-	      CU(cuStreamCreate(&d->copy, CU_STREAM_NON_BLOCKING)) ?:
-	      load_kernels(d) ?: cudalibs_load(&have_cudnn) ?: make_pool(d);
+	ret = CU(cuCtxSetCurrent(d->ctx))				     ?:
+		      CU(cuStreamCreate(&d->stream, CU_STREAM_NON_BLOCKING)) ?:
+		      CU(cuStreamCreate(&d->copy, CU_STREAM_NON_BLOCKING))   ?:
+		      load_kernels(d)					     ?:
+		      cudalibs_load(&have_cudnn)			     ?:
+									       make_pool(d);
 	if (ret)
 		return ret;
 #if HAVE_CUDNN

@@ -107,18 +107,17 @@ static int make_descs(struct exec_model *m, struct node_rt *rt, int mm, int rows
 	int ret;
 
 	ret = CUBLASLT(cublasLtMatmulDescCreate(&rt->mm, CUBLAS_COMPUTE_32F, CUDA_R_32F)) ?:
-	      CUBLASLT(cublasLtMatmulDescSetAttribute(rt->mm, CUBLASLT_MATMUL_DESC_TRANSA, &opt,
-						       sizeof(opt))) ?:
-	      CUBLASLT(cublasLtMatmulDescSetAttribute(rt->mm, CUBLASLT_MATMUL_DESC_TRANSB, &opn,
-						       sizeof(opn))) ?:
-	      CUBLASLT(cublasLtMatmulDescSetAttribute(rt->mm, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
-						       sizeof(epi)));
+		      CUBLASLT(cublasLtMatmulDescSetAttribute(rt->mm, CUBLASLT_MATMUL_DESC_TRANSA, &opt, sizeof(opt))) ?:
+		      CUBLASLT(cublasLtMatmulDescSetAttribute(rt->mm, CUBLASLT_MATMUL_DESC_TRANSB, &opn, sizeof(opn))) ?:
+		      CUBLASLT(cublasLtMatmulDescSetAttribute(rt->mm, CUBLASLT_MATMUL_DESC_EPILOGUE,
+							      &epi, sizeof(epi)));
 	if (!ret && bias)
 		ret = CUBLASLT(cublasLtMatmulDescSetAttribute(
 			rt->mm, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof(bp)));
-	return ret ?: CUBLASLT(cublasLtMatrixLayoutCreate(&rt->la, t, k, mm, k)) ?:
-		      CUBLASLT(cublasLtMatrixLayoutCreate(&rt->lb, t, k, rows, k)) ?:
-		      CUBLASLT(cublasLtMatrixLayoutCreate(&rt->lc, t, mm, rows, mm));
+	return ret								    ?:
+		       CUBLASLT(cublasLtMatrixLayoutCreate(&rt->la, t, k, mm, k))   ?:
+		       CUBLASLT(cublasLtMatrixLayoutCreate(&rt->lb, t, k, rows, k)) ?:
+		       CUBLASLT(cublasLtMatrixLayoutCreate(&rt->lc, t, mm, rows, mm));
 }
 
 static int find_gemm(const struct cuda_dev *d, const struct gemm_key *k)
@@ -143,12 +142,12 @@ static int candidates(struct exec_model *m, struct node_rt *rt, const struct gem
 	int n = 0, i, k, ret;
 
 	ret = CUBLASLT(cublasLtMatmulPreferenceCreate(&pref)) ?:
-	      CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
-		      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+		      CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
+			      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
 	d->cnt.heuristics++;
-	if (!ret && cuda_blaslt_api.cublasLtMatmulAlgoGetHeuristic(d->lt, rt->mm, rt->la, rt->lb, rt->lc,
-							    rt->lc, pref, GEMM_CANDIDATES,
-							    res, &n) != CUBLAS_STATUS_SUCCESS)
+	if (!ret && cuda_blaslt_api.cublasLtMatmulAlgoGetHeuristic(
+			    d->lt, rt->mm, rt->la, rt->lb, rt->lc, rt->lc, pref, GEMM_CANDIDATES,
+			    res, &n) != CUBLAS_STATUS_SUCCESS)
 		n = 0;
 	if (pref)
 		CUBLASLT(cublasLtMatmulPreferenceDestroy(pref));
@@ -287,8 +286,10 @@ static int tune_one(struct exec_model *m, struct cuda_prog *pl, uint32_t i, CUev
 		}
 	}
 	if (gc->pick < 0)
-		return err_set(DPRT_EUNSUP, "%s: node %u: no cuBLASLt algorithm for a %dx%dx%d "
-			       "GEMM ran", m->g->name, i, gc->key.m, gc->key.n, gc->key.k);
+		return err_set(DPRT_EUNSUP,
+			       "%s: node %u: no cuBLASLt algorithm for a %dx%dx%d "
+			       "GEMM ran",
+			       m->g->name, i, gc->key.m, gc->key.n, gc->key.k);
 	return 0;
 }
 
@@ -299,7 +300,7 @@ int cuda_gemm_tune(struct exec_model *m, struct cuda_prog *pl)
 	int ret;
 
 	ret = CU(cuEventCreate(&ev[0], CU_EVENT_DEFAULT)) ?:
-	      CU(cuEventCreate(&ev[1], CU_EVENT_DEFAULT));
+		      CU(cuEventCreate(&ev[1], CU_EVENT_DEFAULT));
 	for (i = 0; i < m->g->n_nodes && !ret; i++) {
 		struct node_rt *rt = &pl->rt[i];
 

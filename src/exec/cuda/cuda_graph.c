@@ -29,7 +29,8 @@ static void update_once_fn(void)
 	memcpy(&exec_update, &sym, sizeof(sym));
 	if (!exec_update)
 		log_warn("cuda: the driver lacks %s: graphs are instantiated again when "
-			 "addresses change", XSTR(cuGraphExecUpdate));
+			 "addresses change",
+			 XSTR(cuGraphExecUpdate));
 }
 
 /* Put graph's parameters into exec; false if the driver cannot (another

@@ -62,13 +62,12 @@ static int load_cublaslt(void)
 			 dlerror());
 		return DPRT_ENODEV;
 	}
-#define LOAD_CUBLASLT(f)                                                       \
-	sym = dlsym(h, #f);                                                    \
-	if (!sym) {                                                            \
-		snprintf(libs_msg, sizeof(libs_msg),                           \
-			 "libcublasLt.so.13 lacks %s", #f);                     \
-		return DPRT_ENODEV;                                            \
-	}                                                                      \
+#define LOAD_CUBLASLT(f)                                                                           \
+	sym = dlsym(h, #f);                                                                        \
+	if (!sym) {                                                                                \
+		snprintf(libs_msg, sizeof(libs_msg), "libcublasLt.so.13 lacks %s", #f);            \
+		return DPRT_ENODEV;                                                                \
+	}                                                                                          \
 	memcpy(&cuda_blaslt_api.f, &sym, sizeof(sym));
 	CUBLASLT_FUNCS(LOAD_CUBLASLT)
 #undef LOAD_CUBLASLT
@@ -86,17 +85,15 @@ static int load_cublas(void)
 	h = open_lib(cublas_dirs, ARRAY_SIZE(cublas_dirs), "libcublas.so.13",
 		     RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
-		snprintf(libs_msg, sizeof(libs_msg), "cannot load libcublas.so.13 (%s)",
-			 dlerror());
+		snprintf(libs_msg, sizeof(libs_msg), "cannot load libcublas.so.13 (%s)", dlerror());
 		return DPRT_ENODEV;
 	}
-#define LOAD_CUBLAS(f)                                                         \
-	sym = dlsym(h, XSTR(f));                                               \
-	if (!sym) {                                                            \
-		snprintf(libs_msg, sizeof(libs_msg),                           \
-			 "libcublas.so.13 lacks %s", XSTR(f));                  \
-		return DPRT_ENODEV;                                            \
-	}                                                                      \
+#define LOAD_CUBLAS(f)                                                                             \
+	sym = dlsym(h, XSTR(f));                                                                   \
+	if (!sym) {                                                                                \
+		snprintf(libs_msg, sizeof(libs_msg), "libcublas.so.13 lacks %s", XSTR(f));         \
+		return DPRT_ENODEV;                                                                \
+	}                                                                                          \
 	memcpy(&cuda_blas_api.f, &sym, sizeof(sym));
 	CUBLAS_FUNCS(LOAD_CUBLAS)
 #undef LOAD_CUBLAS
@@ -109,20 +106,17 @@ static bool load_cudnn(void)
 {
 	void *h, *sym;
 
-	h = open_lib(cudnn_dirs, ARRAY_SIZE(cudnn_dirs), "libcudnn.so.9",
-		     RTLD_NOW | RTLD_LOCAL);
+	h = open_lib(cudnn_dirs, ARRAY_SIZE(cudnn_dirs), "libcudnn.so.9", RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
-		snprintf(cudnn_why, sizeof(cudnn_why), "cannot load libcudnn.so.9 (%s)",
-			 dlerror());
+		snprintf(cudnn_why, sizeof(cudnn_why), "cannot load libcudnn.so.9 (%s)", dlerror());
 		goto out_warn;
 	}
-#define LOAD_CUDNN(f)                                                          \
-	sym = dlsym(h, XSTR(f));                                               \
-	if (!sym) {                                                            \
-		snprintf(cudnn_why, sizeof(cudnn_why), "libcudnn.so.9 lacks %s", \
-			 XSTR(f));                                             \
-		goto out_warn;                                                 \
-	}                                                                      \
+#define LOAD_CUDNN(f)                                                                              \
+	sym = dlsym(h, XSTR(f));                                                                   \
+	if (!sym) {                                                                                \
+		snprintf(cudnn_why, sizeof(cudnn_why), "libcudnn.so.9 lacks %s", XSTR(f));         \
+		goto out_warn;                                                                     \
+	}                                                                                          \
 	memcpy(&cuda_dnn_api.f, &sym, sizeof(sym));
 	CUDNN_FUNCS(LOAD_CUDNN)
 #undef LOAD_CUDNN
@@ -198,6 +192,7 @@ int cudnn_check(cudnnStatus_t s, const char *call)
 	else if (s == CUDNN_STATUS_NOT_SUPPORTED)
 		code = DPRT_EUNSUP;
 	return err_set(code, "cuDNN call %s failed: %s (status %d)", call,
-		       cuda_dnn_api.cudnnGetErrorString ? cuda_dnn_api.cudnnGetErrorString(s) : "?", (int)s);
+		       cuda_dnn_api.cudnnGetErrorString ? cuda_dnn_api.cudnnGetErrorString(s) : "?",
+		       (int)s);
 }
 #endif

@@ -132,9 +132,11 @@ static int place_weights(struct exec_model *m)
 
 	for (l = 0; l < g->n_layers && !ret; l++)
 		if (m->place[l] != PLACE_LOAD && !m->host_dev)
-			ret = err_set(DPRT_EUNSUP, "%s: layer %s is placed DHA, which needs the "
+			ret = err_set(DPRT_EUNSUP,
+				      "%s: layer %s is placed DHA, which needs the "
 				      "weights in pinned, device-mapped host memory (a host "
-				      "weight store)", g->name, g->layers[l].name);
+				      "weight store)",
+				      g->name, g->layers[l].name);
 	if (!ret) { /* on a failed copy too, let those queued finish */
 		ret = load_layers(m);
 		ret = CU(cuStreamSynchronize(m->d->copy)) ?: ret;
@@ -283,8 +285,10 @@ static int check_args(struct cuda_dev *d, const struct graph *g, const void *wei
 	int ret;
 
 	if (!d)
-		return err_set(-EINVAL, "%s: the CUDA backend needs a device from "
-			       "cuda_device_open", g->name);
+		return err_set(-EINVAL,
+			       "%s: the CUDA backend needs a device from "
+			       "cuda_device_open",
+			       g->name);
 	if (cuda_dt_slot(g->wdtype) < 0)
 		return err_set(DPRT_EUNSUP, "%s: weight dtype %s is not supported on the GPU",
 			       g->name, dtype_name((enum dtype)g->wdtype));
@@ -501,8 +505,8 @@ int cuda_model_rebind(struct exec_model *m)
 }
 
 /* The first id an embedding refused: like the CPU backend's message. */
-static int id_error(const struct exec_model *m, const struct cuda_prog *pl,
-		    const struct tview *in, uint64_t key)
+static int id_error(const struct exec_model *m, const struct cuda_prog *pl, const struct tview *in,
+		    uint64_t key)
 {
 	const struct graph *g = m->g;
 	uint32_t node = (uint32_t)(key >> ERRREC_SHIFT), i;
@@ -514,17 +518,19 @@ static int id_error(const struct exec_model *m, const struct cuda_prog *pl,
 	for (i = 0; i < g->n_inputs; i++) {
 		if (g->inputs[i].tensor != nd->in[0] || !in[i].data)
 			continue;
-		return err_set(DPRT_EINPUT, "%s: id %lld at flat index %lld is outside the "
-			       "valid range [0, %lld)", name,
-			       (long long)((const int64_t *)in[i].data)[idx], (long long)idx,
+		return err_set(DPRT_EINPUT,
+			       "%s: id %lld at flat index %lld is outside the "
+			       "valid range [0, %lld)",
+			       name, (long long)((const int64_t *)in[i].data)[idx], (long long)idx,
 			       (long long)v);
 	}
-	return err_set(DPRT_EINPUT, "%s: the id at flat index %lld is outside the valid "
-		       "range [0, %lld)", name, (long long)idx, (long long)v);
+	return err_set(DPRT_EINPUT,
+		       "%s: the id at flat index %lld is outside the valid "
+		       "range [0, %lld)",
+		       name, (long long)idx, (long long)v);
 }
 
-static void set_outputs(const struct exec_model *m, const struct cuda_prog *pl,
-			struct tview *out)
+static void set_outputs(const struct exec_model *m, const struct cuda_prog *pl, struct tview *out)
 {
 	uint32_t o;
 

@@ -52,8 +52,7 @@ static uint64_t in_addr(const struct cuda_prog *pl, const struct node *nd, int k
 
 /* ---------------------------------------------------------- elementwise */
 
-static int op_unary(struct exec_model *m, struct cuda_prog *pl, const struct node *nd,
-		    int op)
+static int op_unary(struct exec_model *m, struct cuda_prog *pl, const struct node *nd, int op)
 {
 	uint64_t x = in_addr(pl, nd, 0), y = pl->addr[nd->out];
 	i64 n = shape_numel(&pl->shapes[nd->out]);
@@ -74,8 +73,8 @@ static int op_add(struct exec_model *m, struct cuda_prog *pl, const struct node 
 
 /* y = x * scale[c] + shift[c] (+ relu) over x[.., c, inner]; scale/shift
  * 0 for none. */
-static int chan_affine(struct exec_model *m, uint64_t x, uint64_t scale, uint64_t shift,
-		       uint64_t y, i64 n, i64 c, i64 inner, int relu)
+static int chan_affine(struct exec_model *m, uint64_t x, uint64_t scale, uint64_t shift, uint64_t y,
+		       i64 n, i64 c, i64 inner, int relu)
 {
 	void *args[] = {&x, &scale, &shift, &y, &n, &c, &inner, &relu};
 
@@ -117,8 +116,8 @@ static int op_linear(struct exec_model *m, struct cuda_prog *pl, const struct no
 	int ret;
 
 	ret = CUBLAS(cublasGemmEx(m->d->blas, CUBLAS_OP_T, CUBLAS_OP_N, mm, rows, k, &one,
-				  vp(in_addr(pl, nd, 1)), t, k, vp(in_addr(pl, nd, 0)), t, k,
-				  &zero, vp(y), t, mm, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+				  vp(in_addr(pl, nd, 1)), t, k, vp(in_addr(pl, nd, 0)), t, k, &zero,
+				  vp(y), t, mm, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 	if (ret || !b)
 		return ret;
 	return chan_affine(m, y, 0, b, y, (i64)rows * mm, mm, 1, 0);
@@ -160,8 +159,8 @@ static int op_attention(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 			CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 	}
 	if (!ret)
-		ret = launch(m, K_ATTN_SOFTMAX, (unsigned)s, (unsigned)heads,
-			     (unsigned)x->dims[0], args);
+		ret = launch(m, K_ATTN_SOFTMAX, (unsigned)s, (unsigned)heads, (unsigned)x->dims[0],
+			     args);
 	for (b = 0; b < x->dims[0] && !ret; b++) {
 		uint64_t v = qkv + ((uint64_t)b * s * ld + 2 * (uint64_t)h) * es;
 
@@ -273,7 +272,7 @@ int cuda_attn_tune(struct exec_model *m, struct cuda_prog *pl, bool *relayout)
 
 	*relayout = false;
 	ret = CU(cuEventCreate(&ev[0], CU_EVENT_DEFAULT)) ?:
-	      CU(cuEventCreate(&ev[1], CU_EVENT_DEFAULT));
+		      CU(cuEventCreate(&ev[1], CU_EVENT_DEFAULT));
 	for (i = 0; i < m->g->n_nodes && !ret; i++) {
 		struct node_rt *rt = &pl->rt[i];
 
@@ -298,14 +297,14 @@ int cuda_dnn_check(const struct cuda_dev *d, const struct graph *g, uint32_t i)
 {
 	if (!cuda_op_needs_dnn(g, i) || cuda_dev_has_dnn(d))
 		return 0;
-	return err_set(DPRT_EUNSUP, "%s: node %u (%s) needs cuDNN for convolutions and "
-		       "pooling on the GPU: %s", g->name, i, op_name((enum op)g->nodes[i].op),
-		       cudalibs_cudnn_why());
+	return err_set(DPRT_EUNSUP,
+		       "%s: node %u (%s) needs cuDNN for convolutions and "
+		       "pooling on the GPU: %s",
+		       g->name, i, op_name((enum op)g->nodes[i].op), cudalibs_cudnn_why());
 }
 
 #if HAVE_CUDNN
-static bool algo_fits(const cudnnConvolutionFwdAlgoPerf_t *p, uint64_t limit,
-		      cudnnMathType_t want)
+static bool algo_fits(const cudnnConvolutionFwdAlgoPerf_t *p, uint64_t limit, cudnnMathType_t want)
 {
 	return p->status == CUDNN_STATUS_SUCCESS && p->memory <= limit &&
 	       (p->mathType == want || p->mathType == CUDNN_DEFAULT_MATH);
@@ -319,8 +318,7 @@ static int conv_heuristic(struct exec_model *m, struct node_rt *rt, cudnnMathTyp
 	int n = 0, k, pick = -1, ret;
 
 	ret = CUDNN(cudnnGetConvolutionForwardAlgorithm_v7(m->d->dnn, rt->xd, rt->wd, rt->cd,
-							   rt->yd, ARRAY_SIZE(perf), &n,
-							   perf));
+							   rt->yd, ARRAY_SIZE(perf), &n, perf));
 	if (ret)
 		return ret;
 	for (k = 0; k < n && pick < 0; k++)
@@ -331,7 +329,8 @@ static int conv_heuristic(struct exec_model *m, struct node_rt *rt, cudnnMathTyp
 		if (algo_fits(&perf[k], m->d->conv_ws_limit, want))
 			pick = k;
 	if (pick < 0)
-		return err_set(DPRT_EUNSUP, "cuDNN has no convolution algorithm for this shape "
+		return err_set(DPRT_EUNSUP,
+			       "cuDNN has no convolution algorithm for this shape "
 			       "within %llu MiB of workspace",
 			       (unsigned long long)(m->d->conv_ws_limit >> 20));
 	rt->algo = perf[pick].algo;
@@ -356,8 +355,7 @@ static void conv_key(const struct exec_model *m, uint32_t i, const struct shape 
 	k->timed = m->conv_find;
 }
 
-static const struct conv_choice *conv_lookup(const struct cuda_dev *d,
-					     const struct conv_key *k)
+static const struct conv_choice *conv_lookup(const struct cuda_dev *d, const struct conv_key *k)
 {
 	uint32_t i;
 
@@ -374,8 +372,8 @@ static int conv_timed(struct exec_model *m, struct node_rt *rt, cudnnMathType_t 
 	cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
 	int n = 0, k, ret;
 
-	ret = CUDNN(cudnnFindConvolutionForwardAlgorithm(m->d->dnn, rt->xd, rt->wd, rt->cd,
-							 rt->yd, ARRAY_SIZE(perf), &n, perf));
+	ret = CUDNN(cudnnFindConvolutionForwardAlgorithm(m->d->dnn, rt->xd, rt->wd, rt->cd, rt->yd,
+							 ARRAY_SIZE(perf), &n, perf));
 	if (ret)
 		return ret;
 	for (k = 0; k < n; k++) {
@@ -387,8 +385,7 @@ static int conv_timed(struct exec_model *m, struct node_rt *rt, cudnnMathType_t 
 	return conv_heuristic(m, rt, want);
 }
 
-int cuda_conv_choose(struct exec_model *m, uint32_t i, const struct shape *x,
-		     struct node_rt *rt)
+int cuda_conv_choose(struct exec_model *m, uint32_t i, const struct shape *x, struct node_rt *rt)
 {
 	/* fp32 stays fp32: CUDNN_DEFAULT_MATH would allow TF32 on sm_80+. */
 	cudnnMathType_t want = m->g->wdtype == DT_F32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
@@ -430,14 +427,13 @@ static int op_conv(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 	uint64_t out = pl->addr[nd->out], b = in_addr(pl, nd, 2);
 	int ret;
 
-	ret = CUDNN(cudnnConvolutionForward(m->d->dnn, &one, rt->xd, vp(in_addr(pl, nd, 0)),
-					    rt->wd, vp(in_addr(pl, nd, 1)), rt->cd, rt->algo,
-					    vp(rt->scratch), rt->ws_bytes, &zero, rt->yd,
-					    vp(out)));
+	ret = CUDNN(cudnnConvolutionForward(m->d->dnn, &one, rt->xd, vp(in_addr(pl, nd, 0)), rt->wd,
+					    vp(in_addr(pl, nd, 1)), rt->cd, rt->algo,
+					    vp(rt->scratch), rt->ws_bytes, &zero, rt->yd, vp(out)));
 	if (ret || !b)
 		return ret;
-	return chan_affine(m, out, 0, b, out, shape_numel(y), y->dims[1],
-			   y->dims[2] * y->dims[3], 0);
+	return chan_affine(m, out, 0, b, out, shape_numel(y), y->dims[1], y->dims[2] * y->dims[3],
+			   0);
 }
 
 static int op_pool(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
@@ -445,9 +441,8 @@ static int op_pool(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 	const struct node *nd = &m->g->nodes[i];
 	const struct node_rt *rt = &pl->rt[i];
 
-	return CUDNN(cudnnPoolingForward(m->d->dnn, rt->pd, &one, rt->xd,
-					 vp(in_addr(pl, nd, 0)), &zero, rt->yd,
-					 vp(pl->addr[nd->out])));
+	return CUDNN(cudnnPoolingForward(m->d->dnn, rt->pd, &one, rt->xd, vp(in_addr(pl, nd, 0)),
+					 &zero, rt->yd, vp(pl->addr[nd->out])));
 }
 #else
 /* Not reached: model creation refuses these nodes (cuda_dnn_check). */
@@ -554,28 +549,44 @@ int cuda_op_enqueue(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 	if (pl->rt[i].skip) /* an earlier GEMM's epilogue did it */
 		return 0;
 	switch (nd->op) {
-	case OP_CONV2D: return op_conv(m, pl, i);
-	case OP_BATCHNORM: return op_batchnorm(m, pl, nd);
-	case OP_RELU: return op_unary(m, pl, nd, U_RELU);
+	case OP_CONV2D:
+		return op_conv(m, pl, i);
+	case OP_BATCHNORM:
+		return op_batchnorm(m, pl, nd);
+	case OP_RELU:
+		return op_unary(m, pl, nd, U_RELU);
 	case OP_MAXPOOL:
-	case OP_AVGPOOL: return op_pool(m, pl, i);
-	case OP_GLOBAL_AVGPOOL: return op_gap(m, pl, nd);
-	case OP_ADD: return op_add(m, pl, nd);
+	case OP_AVGPOOL:
+		return op_pool(m, pl, i);
+	case OP_GLOBAL_AVGPOOL:
+		return op_gap(m, pl, nd);
+	case OP_ADD:
+		return op_add(m, pl, nd);
 	case OP_LINEAR:
 		return pl->rt[i].lt ? cuda_gemm_enqueue(m, pl, i) : op_linear(m, pl, nd);
-	case OP_EMBEDDING: return op_embedding(m, pl, i);
-	case OP_POSITION_IDS: return op_posids(m, pl, nd);
-	case OP_LAYERNORM: return op_layernorm(m, pl, nd);
-	case OP_GELU: return op_unary(m, pl, nd, nd->ia[0] ? U_GELU_TANH : U_GELU_ERF);
-	case OP_TANH: return op_unary(m, pl, nd, U_TANH);
-	case OP_SOFTMAX: return op_softmax(m, pl, nd);
+	case OP_EMBEDDING:
+		return op_embedding(m, pl, i);
+	case OP_POSITION_IDS:
+		return op_posids(m, pl, nd);
+	case OP_LAYERNORM:
+		return op_layernorm(m, pl, nd);
+	case OP_GELU:
+		return op_unary(m, pl, nd, nd->ia[0] ? U_GELU_TANH : U_GELU_ERF);
+	case OP_TANH:
+		return op_unary(m, pl, nd, U_TANH);
+	case OP_SOFTMAX:
+		return op_softmax(m, pl, nd);
 	case OP_ATTENTION:
-		return pl->rt[i].flash ? op_flash(m, pl, i, pl->rt[i].flash, false)
-				       : op_attention(m, pl, i);
-	case OP_TAKE_ROW: return op_take_row(m, pl, nd);
-	case OP_CLS_POS: return op_cls_pos(m, pl, nd);
+		return pl->rt[i].flash ? op_flash(m, pl, i, pl->rt[i].flash, false) :
+					 op_attention(m, pl, i);
+	case OP_TAKE_ROW:
+		return op_take_row(m, pl, nd);
+	case OP_CLS_POS:
+		return op_cls_pos(m, pl, nd);
 	default:
-		return err_set(DPRT_EUNSUP, "%s: node %u has op %u, which the CUDA backend does "
-			       "not know", m->g->name, i, nd->op);
+		return err_set(DPRT_EUNSUP,
+			       "%s: node %u has op %u, which the CUDA backend does "
+			       "not know",
+			       m->g->name, i, nd->op);
 	}
 }

@@ -34,58 +34,58 @@
 
 /* ---- cuBLAS and cuDNN through dlopen (cuda_libs.c) ---- */
 
-#define CUBLAS_FUNCS(X)                                                        \
-	X(cublasCreate)                                                        \
-	X(cublasDestroy)                                                       \
-	X(cublasGetVersion)                                                    \
-	X(cublasSetStream)                                                     \
-	X(cublasSetWorkspace)                                                  \
-	X(cublasSetMathMode)                                                   \
-	X(cublasGemmEx)                                                        \
-	X(cublasGemmStridedBatchedEx)                                          \
-	X(cublasGetStatusName)                                                 \
+#define CUBLAS_FUNCS(X)                                                                            \
+	X(cublasCreate)                                                                            \
+	X(cublasDestroy)                                                                           \
+	X(cublasGetVersion)                                                                        \
+	X(cublasSetStream)                                                                         \
+	X(cublasSetWorkspace)                                                                      \
+	X(cublasSetMathMode)                                                                       \
+	X(cublasGemmEx)                                                                            \
+	X(cublasGemmStridedBatchedEx)                                                              \
+	X(cublasGetStatusName)                                                                     \
 	X(cublasGetStatusString)
 
 /* cuBLASLt: GEMMs with fused epilogues (cuda_gemm.c). */
-#define CUBLASLT_FUNCS(X)                                                      \
-	X(cublasLtCreate)                                                      \
-	X(cublasLtDestroy)                                                     \
-	X(cublasLtMatmulDescCreate)                                            \
-	X(cublasLtMatmulDescDestroy)                                           \
-	X(cublasLtMatmulDescSetAttribute)                                      \
-	X(cublasLtMatrixLayoutCreate)                                          \
-	X(cublasLtMatrixLayoutDestroy)                                         \
-	X(cublasLtMatmulPreferenceCreate)                                      \
-	X(cublasLtMatmulPreferenceDestroy)                                     \
-	X(cublasLtMatmulPreferenceSetAttribute)                                \
-	X(cublasLtMatmulAlgoGetHeuristic)                                      \
+#define CUBLASLT_FUNCS(X)                                                                          \
+	X(cublasLtCreate)                                                                          \
+	X(cublasLtDestroy)                                                                         \
+	X(cublasLtMatmulDescCreate)                                                                \
+	X(cublasLtMatmulDescDestroy)                                                               \
+	X(cublasLtMatmulDescSetAttribute)                                                          \
+	X(cublasLtMatrixLayoutCreate)                                                              \
+	X(cublasLtMatrixLayoutDestroy)                                                             \
+	X(cublasLtMatmulPreferenceCreate)                                                          \
+	X(cublasLtMatmulPreferenceDestroy)                                                         \
+	X(cublasLtMatmulPreferenceSetAttribute)                                                    \
+	X(cublasLtMatmulAlgoGetHeuristic)                                                          \
 	X(cublasLtMatmul)
 
 #if HAVE_CUDNN
-#define CUDNN_FUNCS(X)                                                         \
-	X(cudnnGetVersion)                                                     \
-	X(cudnnGetErrorString)                                                 \
-	X(cudnnCreate)                                                         \
-	X(cudnnDestroy)                                                        \
-	X(cudnnSetStream)                                                      \
-	X(cudnnCreateTensorDescriptor)                                         \
-	X(cudnnSetTensor4dDescriptor)                                          \
-	X(cudnnDestroyTensorDescriptor)                                        \
-	X(cudnnCreateFilterDescriptor)                                         \
-	X(cudnnSetFilter4dDescriptor)                                          \
-	X(cudnnDestroyFilterDescriptor)                                        \
-	X(cudnnCreateConvolutionDescriptor)                                    \
-	X(cudnnSetConvolution2dDescriptor)                                     \
-	X(cudnnSetConvolutionGroupCount)                                       \
-	X(cudnnSetConvolutionMathType)                                         \
-	X(cudnnDestroyConvolutionDescriptor)                                   \
-	X(cudnnGetConvolutionForwardAlgorithm_v7)                              \
-	X(cudnnFindConvolutionForwardAlgorithm)                                \
-	X(cudnnGetConvolutionForwardWorkspaceSize)                             \
-	X(cudnnConvolutionForward)                                             \
-	X(cudnnCreatePoolingDescriptor)                                        \
-	X(cudnnSetPooling2dDescriptor)                                         \
-	X(cudnnDestroyPoolingDescriptor)                                       \
+#define CUDNN_FUNCS(X)                                                                             \
+	X(cudnnGetVersion)                                                                         \
+	X(cudnnGetErrorString)                                                                     \
+	X(cudnnCreate)                                                                             \
+	X(cudnnDestroy)                                                                            \
+	X(cudnnSetStream)                                                                          \
+	X(cudnnCreateTensorDescriptor)                                                             \
+	X(cudnnSetTensor4dDescriptor)                                                              \
+	X(cudnnDestroyTensorDescriptor)                                                            \
+	X(cudnnCreateFilterDescriptor)                                                             \
+	X(cudnnSetFilter4dDescriptor)                                                              \
+	X(cudnnDestroyFilterDescriptor)                                                            \
+	X(cudnnCreateConvolutionDescriptor)                                                        \
+	X(cudnnSetConvolution2dDescriptor)                                                         \
+	X(cudnnSetConvolutionGroupCount)                                                           \
+	X(cudnnSetConvolutionMathType)                                                             \
+	X(cudnnDestroyConvolutionDescriptor)                                                       \
+	X(cudnnGetConvolutionForwardAlgorithm_v7)                                                  \
+	X(cudnnFindConvolutionForwardAlgorithm)                                                    \
+	X(cudnnGetConvolutionForwardWorkspaceSize)                                                 \
+	X(cudnnConvolutionForward)                                                                 \
+	X(cudnnCreatePoolingDescriptor)                                                            \
+	X(cudnnSetPooling2dDescriptor)                                                             \
+	X(cudnnDestroyPoolingDescriptor)                                                           \
 	X(cudnnPoolingForward)
 #endif
 
@@ -187,10 +187,10 @@ extern const unsigned char cuda_fatbin[];
 /* A convolution as cuDNN sees it, for the device's algorithm cache; kept
  * zeroed around its fields so memcmp compares it. */
 struct conv_key {
-	int32_t x[4], w[4];   /* NCHW input, KCRS filter */
-	int32_t geom[7];      /* stride h/w, pad h/w, dilation h/w, groups */
+	int32_t x[4], w[4]; /* NCHW input, KCRS filter */
+	int32_t geom[7];    /* stride h/w, pad h/w, dilation h/w, groups */
 	int32_t dtype;
-	int32_t timed;	      /* chosen by timing (cudnnFind), not heuristics */
+	int32_t timed; /* chosen by timing (cudnnFind), not heuristics */
 };
 
 #if HAVE_CUDNN
@@ -206,9 +206,9 @@ struct conv_choice {
 struct gemm_key {
 	int32_t m, n, k;
 	int32_t dtype;
-	int32_t epilogue;     /* cublasLtEpilogue_t */
-	int32_t beta;	      /* 1: C (a residual) is added */
-	int32_t host_a;	      /* A (the weight) read from host memory */
+	int32_t epilogue; /* cublasLtEpilogue_t */
+	int32_t beta;	  /* 1: C (a residual) is added */
+	int32_t host_a;	  /* A (the weight) read from host memory */
 };
 
 /* An attention node as tuned: which of the unfused path and the fused
@@ -227,8 +227,8 @@ struct attn_choice {
 struct gemm_choice {
 	struct gemm_key key;
 	cublasLtMatmulAlgo_t algo[GEMM_CANDIDATES];
-	int n_algo;	      /* heuristic candidates */
-	int pick;	      /* index of the fastest, -1 until timed */
+	int n_algo; /* heuristic candidates */
+	int pick;   /* index of the fastest, -1 until timed */
 };
 
 /*
@@ -275,7 +275,7 @@ struct cuda_dev {
 	struct devpool *pool;
 	uint64_t blas_ws;
 #if HAVE_CUDNN
-	cudnnHandle_t dnn; /* NULL when libcudnn could not be loaded */
+	cudnnHandle_t dnn;	/* NULL when libcudnn could not be loaded */
 	uint64_t conv_ws_limit; /* most workspace one convolution may use */
 	/* Algorithms chosen so far, so that a model's load (and the next
 	 * model of the same architecture) asks cuDNN once per distinct
@@ -291,8 +291,8 @@ struct cuda_dev {
 	int sm_count;
 	int cc_major, cc_minor;
 	char name[128];
-	char model[96]; /* cuDeviceGetName: the key of profiles and plans */
-	struct cuda_arena act;	 /* shared activation arena (cuda_prog.c) */
+	char model[96];	       /* cuDeviceGetName: the key of profiles and plans */
+	struct cuda_arena act; /* shared activation arena (cuda_prog.c) */
 	struct cuda_counters cnt;
 };
 
@@ -340,15 +340,15 @@ struct node_rt {
 	/* cuBLASLt (OP_LINEAR when the model uses it) */
 	cublasLtMatmulDesc_t mm;
 	cublasLtMatrixLayout_t la, lb, lc;
-	int32_t gemm;	   /* index in the device's gemm cache, -1: untuned */
-	uint32_t fused;	   /* node whose work this GEMM's epilogue does, or 0 */
-	uint32_t resid;	   /* tensor added by the epilogue (beta 1), or NO_TENSOR */
+	int32_t gemm;	/* index in the device's gemm cache, -1: untuned */
+	uint32_t fused; /* node whose work this GEMM's epilogue does, or 0 */
+	uint32_t resid; /* tensor added by the epilogue (beta 1), or NO_TENSOR */
 	cublasLtMatmulAlgo_t algo_lt;
 	bool lt;
-	bool skip;	   /* done by an earlier node's epilogue */
-	int flash;	   /* attention: 0 unfused, else the fused kernel's W */
-	bool attn_tune;	   /* attention: choose by timing after the arena */
-	int64_t first;	   /* skip: the node that writes its output */
+	bool skip;	/* done by an earlier node's epilogue */
+	int flash;	/* attention: 0 unfused, else the fused kernel's W */
+	bool attn_tune; /* attention: choose by timing after the arena */
+	int64_t first;	/* skip: the node that writes its output */
 };
 
 /* Everything one set of input shapes needs, made at its first run. */
@@ -361,14 +361,14 @@ struct cuda_prog {
 	uint64_t *out_off;    /* [n_outputs] */
 	struct node_rt *rt;   /* [n_nodes] */
 	uint64_t arena, arena_bytes;
-	uint64_t err_dev;     /* device struct cuda_errrec */
-	uint64_t err_off;     /* its copy in the staging buffer */
-	char *stage;	      /* pinned host memory: inputs, outputs, errrec */
+	uint64_t err_dev; /* device struct cuda_errrec */
+	uint64_t err_off; /* its copy in the staging buffer */
+	char *stage;	  /* pinned host memory: inputs, outputs, errrec */
 	uint64_t stage_bytes;
-	CUgraphExec gexec;    /* the captured run, after the first run */
+	CUgraphExec gexec;	/* the captured run, after the first run */
 	CUgraphExec cold_gexec; /* cold.c: the captured cold start (copies
 				 * and run), made at the first cold run */
-	bool no_graph;	      /* capture failed once: run eagerly */
+	bool no_graph;		/* capture failed once: run eagerly */
 	uint64_t stamp;
 	uint64_t runs;
 	/* the shared arena (struct cuda_arena): which gen arena/addr follow,
@@ -385,17 +385,17 @@ struct cuda_prog {
 struct exec_model {
 	struct cuda_dev *d;
 	const struct graph *g;
-	const char *host;      /* the weight region in host memory */
-	uint64_t host_dev;     /* its device address when mapped, else 0 */
-	uint8_t *place;	       /* [n_layers]: enum exec_place */
-	uint64_t *layer_dev;   /* [n_layers]: pool allocation of LOAD layers */
-	uint64_t *waddr;       /* [n_tensors]: weights' device addresses */
-	struct shape *given;   /* [n_inputs]: this run's input shapes */
-	struct shape *check;   /* [n_tensors]: scratch for checking them */
+	const char *host;    /* the weight region in host memory */
+	uint64_t host_dev;   /* its device address when mapped, else 0 */
+	uint8_t *place;	     /* [n_layers]: enum exec_place */
+	uint64_t *layer_dev; /* [n_layers]: pool allocation of LOAD layers */
+	uint64_t *waddr;     /* [n_tensors]: weights' device addresses */
+	struct shape *given; /* [n_inputs]: this run's input shapes */
+	struct shape *check; /* [n_tensors]: scratch for checking them */
 	struct cuda_prog *progs[CUDA_PROGS];
 	uint64_t clock;
-	int dt;		       /* slot of g->wdtype */
-	bool no_graphs;	       /* DPRT_CUDA_GRAPHS=0 at creation: always eager */
+	int dt;		/* slot of g->wdtype */
+	bool no_graphs; /* DPRT_CUDA_GRAPHS=0 at creation: always eager */
 	/* Paths, from knobs_get() at creation (for comparisons),
 	 * each on unless its variable is "0": DPRT_CUDA_LT cuBLASLt GEMMs with
 	 * fused bias and residual epilogues, DPRT_CUDA_LT_GELU the GELU
@@ -482,8 +482,7 @@ int cuda_dnn_check(const struct cuda_dev *d, const struct graph *g, uint32_t i);
  * rt set): the device's earlier choice for the same convolution and shape,
  * else the cuDNN heuristics' best within the workspace limit, remembered.
  * Sets rt->algo and rt->ws_bytes. */
-int cuda_conv_choose(struct exec_model *m, uint32_t i, const struct shape *x,
-		     struct node_rt *rt);
+int cuda_conv_choose(struct exec_model *m, uint32_t i, const struct shape *x, struct node_rt *rt);
 #endif
 
 /* cuBLASLt GEMMs (cuda_gemm.c). Setup, at program creation before the arena:

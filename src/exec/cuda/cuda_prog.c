@@ -63,8 +63,7 @@ static int cmp_off(const void *a, const void *b)
 
 /* The lowest offset where item k fits between the items placed before it
  * whose lifetimes overlap k's. */
-static uint64_t first_gap(struct item *k, struct item **placed, uint32_t n,
-			  struct item **busy)
+static uint64_t first_gap(struct item *k, struct item **placed, uint32_t n, struct item **busy)
 {
 	uint64_t off = 0;
 	uint32_t i, nb = 0;
@@ -165,7 +164,7 @@ static void rebase(struct exec_model *m, struct cuda_prog *pl, uint64_t from, ui
 	const struct graph *g = m->g;
 	uint32_t i;
 
-#define MOVE(a) ((a) = (a) ? (a) - from + to : 0)
+#define MOVE(a) ((a) = (a) ? (a)-from + to : 0)
 	for (i = 0; i < g->n_tensors; i++)
 		if (g->tensors[i].kind != TK_WEIGHT)
 			MOVE(pl->addr[i]);
@@ -202,8 +201,9 @@ int cuda_prog_refresh(struct exec_model *m, struct cuda_prog *pl)
 #if HAVE_CUDNN
 static cudnnDataType_t dnn_dtype(uint8_t dt)
 {
-	return dt == DT_F16 ? CUDNN_DATA_HALF : dt == DT_BF16 ? CUDNN_DATA_BFLOAT16
-							      : CUDNN_DATA_FLOAT;
+	return dt == DT_F16  ? CUDNN_DATA_HALF :
+	       dt == DT_BF16 ? CUDNN_DATA_BFLOAT16 :
+			       CUDNN_DATA_FLOAT;
 }
 
 static int set_4d(cudnnTensorDescriptor_t *td, const struct shape *s, uint8_t dt)
@@ -213,8 +213,8 @@ static int set_4d(cudnnTensorDescriptor_t *td, const struct shape *s, uint8_t dt
 	if (ret)
 		return ret;
 	return CUDNN(cudnnSetTensor4dDescriptor(*td, CUDNN_TENSOR_NCHW, dnn_dtype(dt),
-						(int)s->dims[0], (int)s->dims[1],
-						(int)s->dims[2], (int)s->dims[3]));
+						(int)s->dims[0], (int)s->dims[1], (int)s->dims[2],
+						(int)s->dims[3]));
 }
 
 static int setup_conv(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
@@ -225,22 +225,16 @@ static int setup_conv(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 	uint8_t dt = m->g->wdtype;
 	int ret;
 
-	ret = set_4d(&rt->xd, &pl->shapes[nd->in[0]], dt) ?:
-	      set_4d(&rt->yd, &pl->shapes[nd->out], dt) ?:
-	      CUDNN(cudnnCreateFilterDescriptor(&rt->wd)) ?:
-	      CUDNN(cudnnSetFilter4dDescriptor(rt->wd, dnn_dtype(dt), CUDNN_TENSOR_NCHW,
-					       (int)w->dims[0], (int)w->dims[1],
-					       (int)w->dims[2], (int)w->dims[3])) ?:
-	      CUDNN(cudnnCreateConvolutionDescriptor(&rt->cd));
+	ret = set_4d(&rt->xd, &pl->shapes[nd->in[0]], dt)	  ?:
+		      set_4d(&rt->yd, &pl->shapes[nd->out], dt)	  ?:
+		      CUDNN(cudnnCreateFilterDescriptor(&rt->wd)) ?:
+		      CUDNN(cudnnSetFilter4dDescriptor(rt->wd, dnn_dtype(dt), CUDNN_TENSOR_NCHW, (int)w->dims[0], (int)w->dims[1], (int)w->dims[2], (int)w->dims[3])) ?:
+		      CUDNN(cudnnCreateConvolutionDescriptor(&rt->cd));
 	if (ret)
 		return ret;
 	/* fp32 accumulation whatever the data type */
-	ret = CUDNN(cudnnSetConvolution2dDescriptor(rt->cd, (int)nd->ia[2], (int)nd->ia[3],
-						    (int)nd->ia[0], (int)nd->ia[1],
-						    (int)nd->ia[4], (int)nd->ia[5],
-						    CUDNN_CROSS_CORRELATION,
-						    CUDNN_DATA_FLOAT)) ?:
-	      CUDNN(cudnnSetConvolutionGroupCount(rt->cd, (int)nd->ia[6]));
+	ret = CUDNN(cudnnSetConvolution2dDescriptor(rt->cd, (int)nd->ia[2], (int)nd->ia[3], (int)nd->ia[0], (int)nd->ia[1], (int)nd->ia[4], (int)nd->ia[5], CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT)) ?:
+		      CUDNN(cudnnSetConvolutionGroupCount(rt->cd, (int)nd->ia[6]));
 	if (ret)
 		return ret;
 	ret = cuda_conv_choose(m, i, &pl->shapes[nd->in[0]], rt);
@@ -258,16 +252,15 @@ static int setup_pool(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 	int ret;
 
 	if (nd->op == OP_AVGPOOL)
-		mode = nd->ia[6] ? CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING
-				 : CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING;
-	ret = set_4d(&rt->xd, &pl->shapes[nd->in[0]], m->g->wdtype) ?:
-	      set_4d(&rt->yd, &pl->shapes[nd->out], m->g->wdtype) ?:
-	      CUDNN(cudnnCreatePoolingDescriptor(&rt->pd));
+		mode = nd->ia[6] ? CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING :
+				   CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING;
+	ret = set_4d(&rt->xd, &pl->shapes[nd->in[0]], m->g->wdtype)	  ?:
+		      set_4d(&rt->yd, &pl->shapes[nd->out], m->g->wdtype) ?:
+		      CUDNN(cudnnCreatePoolingDescriptor(&rt->pd));
 	if (ret)
 		return ret;
-	return CUDNN(cudnnSetPooling2dDescriptor(rt->pd, mode, CUDNN_PROPAGATE_NAN,
-						 (int)nd->ia[0], (int)nd->ia[1],
-						 (int)nd->ia[4], (int)nd->ia[5],
+	return CUDNN(cudnnSetPooling2dDescriptor(rt->pd, mode, CUDNN_PROPAGATE_NAN, (int)nd->ia[0],
+						 (int)nd->ia[1], (int)nd->ia[4], (int)nd->ia[5],
 						 (int)nd->ia[2], (int)nd->ia[3]));
 }
 #else
@@ -315,14 +308,17 @@ static int check_node(struct exec_model *m, struct cuda_prog *pl, uint32_t i)
 	const struct shape *x = &pl->shapes[nd->in[0]];
 
 	if (shape_numel(&pl->shapes[nd->out]) >= ELEM_LIMIT || shape_numel(x) >= ELEM_LIMIT)
-		return err_set(DPRT_EUNSUP, "%s: node %u (%s): tensors of 2^31 elements or more "
-			       "are not supported", g->name, i, op_name((enum op)nd->op));
-	if (nd->op == OP_ATTENTION && (x->dims[0] > 65535 || nd->ia[0] > 65535 ||
-				       (uint64_t)x->dims[0] * nd->ia[0] * x->dims[1] *
-						       x->dims[1] >= (uint64_t)ELEM_LIMIT))
-		return err_set(DPRT_EUNSUP, "%s: node %u (attention): batch %lld x heads %lld "
-			       "x seq %lld^2 is too large", g->name, i,
-			       (long long)x->dims[0], (long long)nd->ia[0],
+		return err_set(DPRT_EUNSUP,
+			       "%s: node %u (%s): tensors of 2^31 elements or more "
+			       "are not supported",
+			       g->name, i, op_name((enum op)nd->op));
+	if (nd->op == OP_ATTENTION &&
+	    (x->dims[0] > 65535 || nd->ia[0] > 65535 ||
+	     (uint64_t)x->dims[0] * nd->ia[0] * x->dims[1] * x->dims[1] >= (uint64_t)ELEM_LIMIT))
+		return err_set(DPRT_EUNSUP,
+			       "%s: node %u (attention): batch %lld x heads %lld "
+			       "x seq %lld^2 is too large",
+			       g->name, i, (long long)x->dims[0], (long long)nd->ia[0],
 			       (long long)x->dims[1]);
 	return cuda_dnn_check(m->d, g, i);
 }
@@ -378,8 +374,8 @@ static void last_uses(const struct graph *g, int64_t *last)
 		last[g->outputs[i].tensor] = g->n_nodes;
 }
 
-static struct item *add(struct item *it, uint32_t *n, uint64_t size, int64_t first,
-			int64_t last, uint64_t *addr)
+static struct item *add(struct item *it, uint32_t *n, uint64_t size, int64_t first, int64_t last,
+			uint64_t *addr)
 {
 	struct item *x = &it[(*n)++];
 
@@ -459,18 +455,28 @@ out_free:
 
 static void fill_value(const struct io_desc *io, char *dst, int64_t n)
 {
-	uint16_t h = io->dtype == DT_F16 ? f32_to_f16((float)io->fill)
-					 : f32_to_bf16((float)io->fill);
+	uint16_t h = io->dtype == DT_F16 ? f32_to_f16((float)io->fill) :
+					   f32_to_bf16((float)io->fill);
 	int64_t i;
 
 	for (i = 0; i < n; i++) {
 		switch (io->dtype) {
-		case DT_F32: ((float *)(void *)dst)[i] = (float)io->fill; break;
+		case DT_F32:
+			((float *)(void *)dst)[i] = (float)io->fill;
+			break;
 		case DT_F16:
-		case DT_BF16: ((uint16_t *)(void *)dst)[i] = h; break;
-		case DT_I64: ((int64_t *)(void *)dst)[i] = (int64_t)io->fill; break;
-		case DT_I32: ((int32_t *)(void *)dst)[i] = (int32_t)io->fill; break;
-		default: dst[i] = (char)(int)io->fill; break;
+		case DT_BF16:
+			((uint16_t *)(void *)dst)[i] = h;
+			break;
+		case DT_I64:
+			((int64_t *)(void *)dst)[i] = (int64_t)io->fill;
+			break;
+		case DT_I32:
+			((int32_t *)(void *)dst)[i] = (int32_t)io->fill;
+			break;
+		default:
+			dst[i] = (char)(int)io->fill;
+			break;
 		}
 	}
 }
@@ -490,8 +496,7 @@ static int make_stage(struct exec_model *m, struct cuda_prog *pl)
 	}
 	for (i = 0; i < g->n_outputs; i++) {
 		pl->out_off[i] = off;
-		off = ALIGN_UP(off + tensor_bytes(&pl->shapes[g->outputs[i].tensor]),
-			       STAGE_ALIGN);
+		off = ALIGN_UP(off + tensor_bytes(&pl->shapes[g->outputs[i].tensor]), STAGE_ALIGN);
 	}
 	pl->err_off = off;
 	pl->stage_bytes = off + sizeof(struct cuda_errrec);
@@ -530,8 +535,8 @@ static int alloc_arrays(const struct graph *g, struct cuda_prog *pl)
 	pl->in_off = calloc(g->n_inputs, sizeof(*pl->in_off));
 	pl->out_off = calloc(g->n_outputs, sizeof(*pl->out_off));
 	pl->rt = calloc(g->n_nodes, sizeof(*pl->rt));
-	if (!pl->key || !pl->shapes || !pl->addr || !pl->raw || !pl->in_off ||
-	    !pl->out_off || !pl->rt)
+	if (!pl->key || !pl->shapes || !pl->addr || !pl->raw || !pl->in_off || !pl->out_off ||
+	    !pl->rt)
 		return -ENOMEM;
 	return 0;
 }

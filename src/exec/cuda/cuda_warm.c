@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define WARM_N 64		  /* GEMM sides */
+#define WARM_N 64		/* GEMM sides */
 #define WARM_SLOT (64ull << 10) /* bytes of each of the four buffers */
 
 static const float one = 1.0f, zero = 0.0f;
@@ -52,17 +52,12 @@ static int warm_blas(struct warm *w, uint8_t dt)
 	struct cuda_dev *d = w->d;
 	int n = WARM_N, s = 16;
 
-	return CUBLAS(cublasGemmEx(d->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &one, slot(w, 0),
-				   t, n, slot(w, 1), t, n, &zero, slot(w, 2), t, n,
-				   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)) ?:
-	       CUBLAS(cublasGemmStridedBatchedEx(d->blas, CUBLAS_OP_T, CUBLAS_OP_N, s, s, s, &one,
-						 slot(w, 0), t, s, s * s, slot(w, 1), t, s, s * s,
-						 &zero, slot(w, 2), CUDA_R_32F, s, s * s, 2,
-						 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)) ?:
-	       CUBLAS(cublasGemmStridedBatchedEx(d->blas, CUBLAS_OP_N, CUBLAS_OP_N, s, s, s, &one,
-						 slot(w, 0), t, s, s * s, slot(w, 1), t, s, s * s,
-						 &zero, slot(w, 2), t, s, s * s, 2, CUBLAS_COMPUTE_32F,
-						 CUBLAS_GEMM_DEFAULT));
+	return CUBLAS(cublasGemmEx(d->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &one, slot(w, 0), t, n, slot(w, 1), t, n, &zero, slot(w, 2), t, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)) ?:
+		       CUBLAS(cublasGemmStridedBatchedEx(d->blas, CUBLAS_OP_T, CUBLAS_OP_N, s, s, s, &one, slot(w, 0), t, s, s * s, slot(w, 1), t, s, s * s, &zero, slot(w, 2), CUDA_R_32F, s, s * s, 2, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)) ?:
+		       CUBLAS(cublasGemmStridedBatchedEx(
+			       d->blas, CUBLAS_OP_N, CUBLAS_OP_N, s, s, s, &one, slot(w, 0), t, s,
+			       s * s, slot(w, 1), t, s, s * s, &zero, slot(w, 2), t, s, s * s, 2,
+			       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 static void lt_release(cublasLtMatmulDesc_t mm, cublasLtMatrixLayout_t *l,
@@ -96,22 +91,17 @@ static int warm_lt(struct warm *w, uint8_t dt, cublasLtEpilogue_t epi)
 
 	memset(&res, 0, sizeof(res));
 	ret = CUBLASLT(cublasLtMatmulDescCreate(&mm, CUBLAS_COMPUTE_32F, CUDA_R_32F)) ?:
-	      CUBLASLT(cublasLtMatmulDescSetAttribute(mm, CUBLASLT_MATMUL_DESC_TRANSA, &opt,
-						       sizeof(opt))) ?:
-	      CUBLASLT(cublasLtMatmulDescSetAttribute(mm, CUBLASLT_MATMUL_DESC_TRANSB, &opn,
-						       sizeof(opn))) ?:
-	      CUBLASLT(cublasLtMatmulDescSetAttribute(mm, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
-						       sizeof(epi))) ?:
-	      CUBLASLT(cublasLtMatmulDescSetAttribute(mm, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
-						       sizeof(bias))) ?:
-	      CUBLASLT(cublasLtMatrixLayoutCreate(&l[0], t, n, n, n)) ?:
-	      CUBLASLT(cublasLtMatrixLayoutCreate(&l[1], t, n, n, n)) ?:
-	      CUBLASLT(cublasLtMatrixLayoutCreate(&l[2], t, n, n, n)) ?:
-	      CUBLASLT(cublasLtMatmulPreferenceCreate(&pref)) ?:
-	      CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
-		      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws))) ?:
-	      CUBLASLT(cublasLtMatmulAlgoGetHeuristic(d->lt, mm, l[0], l[1], l[2], l[2], pref, 1,
-						      &res, &found));
+		      CUBLASLT(cublasLtMatmulDescSetAttribute(mm, CUBLASLT_MATMUL_DESC_TRANSA, &opt, sizeof(opt))) ?:
+		      CUBLASLT(cublasLtMatmulDescSetAttribute(mm, CUBLASLT_MATMUL_DESC_TRANSB, &opn, sizeof(opn))) ?:
+		      CUBLASLT(cublasLtMatmulDescSetAttribute(mm, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi))) ?:
+		      CUBLASLT(cublasLtMatmulDescSetAttribute(mm, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias))) ?:
+		      CUBLASLT(cublasLtMatrixLayoutCreate(&l[0], t, n, n, n)) ?:
+		      CUBLASLT(cublasLtMatrixLayoutCreate(&l[1], t, n, n, n)) ?:
+		      CUBLASLT(cublasLtMatrixLayoutCreate(&l[2], t, n, n, n)) ?:
+		      CUBLASLT(cublasLtMatmulPreferenceCreate(&pref))	      ?:
+		      CUBLASLT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws))) ?:
+		      CUBLASLT(cublasLtMatmulAlgoGetHeuristic(d->lt, mm, l[0], l[1], l[2], l[2],
+							      pref, 1, &res, &found));
 	if (!ret && found > 0 && res.state == CUBLAS_STATUS_SUCCESS)
 		ret = CUBLASLT(cublasLtMatmul(d->lt, mm, &one, slot(w, 0), l[0], slot(w, 1), l[1],
 					      &zero, slot(w, 2), l[2], slot(w, 2), l[2], &res.algo,
@@ -124,8 +114,9 @@ static int warm_lt(struct warm *w, uint8_t dt, cublasLtEpilogue_t epi)
 #if HAVE_CUDNN
 static cudnnDataType_t dnn_dtype(uint8_t dt)
 {
-	return dt == DT_F16 ? CUDNN_DATA_HALF : dt == DT_BF16 ? CUDNN_DATA_BFLOAT16
-							      : CUDNN_DATA_FLOAT;
+	return dt == DT_F16  ? CUDNN_DATA_HALF :
+	       dt == DT_BF16 ? CUDNN_DATA_BFLOAT16 :
+			       CUDNN_DATA_FLOAT;
 }
 
 struct dnn_descs {
@@ -161,29 +152,27 @@ static int warm_dnn(struct warm *w, uint8_t dt)
 	int n = 0, k, pick = -1, ret;
 
 	memset(&s, 0, sizeof(s));
-	ret = CUDNN(cudnnCreateTensorDescriptor(&s.xd)) ?:
-	      CUDNN(cudnnSetTensor4dDescriptor(s.xd, CUDNN_TENSOR_NCHW, t, 1, 8, 8, 8)) ?:
-	      CUDNN(cudnnCreateTensorDescriptor(&s.yd)) ?:
-	      CUDNN(cudnnSetTensor4dDescriptor(s.yd, CUDNN_TENSOR_NCHW, t, 1, 8, 8, 8)) ?:
-	      CUDNN(cudnnCreateFilterDescriptor(&s.wd)) ?:
-	      CUDNN(cudnnSetFilter4dDescriptor(s.wd, t, CUDNN_TENSOR_NCHW, 8, 8, 3, 3)) ?:
-	      CUDNN(cudnnCreateConvolutionDescriptor(&s.cd)) ?:
-	      CUDNN(cudnnSetConvolution2dDescriptor(s.cd, 1, 1, 1, 1, 1, 1,
-						    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT)) ?:
-	      CUDNN(cudnnGetConvolutionForwardAlgorithm_v7(d->dnn, s.xd, s.wd, s.cd, s.yd,
-							   ARRAY_SIZE(perf), &n, perf));
+	ret = CUDNN(cudnnCreateTensorDescriptor(&s.xd))						?:
+		      CUDNN(cudnnSetTensor4dDescriptor(s.xd, CUDNN_TENSOR_NCHW, t, 1, 8, 8, 8)) ?:
+		      CUDNN(cudnnCreateTensorDescriptor(&s.yd))					?:
+		      CUDNN(cudnnSetTensor4dDescriptor(s.yd, CUDNN_TENSOR_NCHW, t, 1, 8, 8, 8)) ?:
+		      CUDNN(cudnnCreateFilterDescriptor(&s.wd))					?:
+		      CUDNN(cudnnSetFilter4dDescriptor(s.wd, t, CUDNN_TENSOR_NCHW, 8, 8, 3, 3)) ?:
+		      CUDNN(cudnnCreateConvolutionDescriptor(&s.cd))				?:
+		      CUDNN(cudnnSetConvolution2dDescriptor(s.cd, 1, 1, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT)) ?:
+		      CUDNN(cudnnGetConvolutionForwardAlgorithm_v7(d->dnn, s.xd, s.wd, s.cd, s.yd,
+								   ARRAY_SIZE(perf), &n, perf));
 	for (k = 0; !ret && k < n && pick < 0; k++)
 		if (perf[k].status == CUDNN_STATUS_SUCCESS && perf[k].memory <= CUDA_BLAS_WS)
 			pick = k;
 	if (!ret && pick >= 0)
-		ret = CUDNN(cudnnConvolutionForward(d->dnn, &one, s.xd, slot(w, 0), s.wd,
-						    slot(w, 1), s.cd, perf[pick].algo,
-						    (void *)(uintptr_t)d->blas_ws, perf[pick].memory,
-						    &zero, s.yd, slot(w, 2)));
-	ret = ret ?: CUDNN(cudnnSetTensor4dDescriptor(s.yd, CUDNN_TENSOR_NCHW, t, 1, 8, 4, 4)) ?:
-		      CUDNN(cudnnCreatePoolingDescriptor(&s.pd)) ?:
-		      CUDNN(cudnnSetPooling2dDescriptor(s.pd, CUDNN_POOLING_MAX,
-							CUDNN_PROPAGATE_NAN, 2, 2, 0, 0, 2, 2)) ?:
+		ret = CUDNN(cudnnConvolutionForward(
+			d->dnn, &one, s.xd, slot(w, 0), s.wd, slot(w, 1), s.cd, perf[pick].algo,
+			(void *)(uintptr_t)d->blas_ws, perf[pick].memory, &zero, s.yd, slot(w, 2)));
+	ret = ret										?:
+		      CUDNN(cudnnSetTensor4dDescriptor(s.yd, CUDNN_TENSOR_NCHW, t, 1, 8, 4, 4)) ?:
+		      CUDNN(cudnnCreatePoolingDescriptor(&s.pd))				?:
+		      CUDNN(cudnnSetPooling2dDescriptor(s.pd, CUDNN_POOLING_MAX, CUDNN_PROPAGATE_NAN, 2, 2, 0, 0, 2, 2)) ?:
 		      CUDNN(cudnnPoolingForward(d->dnn, s.pd, &one, s.xd, slot(w, 0), &zero, s.yd,
 						slot(w, 2)));
 	dnn_release(&s);
@@ -218,8 +207,9 @@ static int warm_graph(struct warm *w)
 		ret = CU(cuStreamBeginCapture(d->stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
 		if (ret)
 			break;
-		ret = warm_kernel(w) ?: warm_blas(w, DT_F16) ?:
-		      CU(cuMemsetD8Async(w->buf + 2 * WARM_SLOT, 0, WARM_SLOT, d->stream));
+		ret = warm_kernel(w)		   ?:
+			      warm_blas(w, DT_F16) ?:
+			      CU(cuMemsetD8Async(w->buf + 2 * WARM_SLOT, 0, WARM_SLOT, d->stream));
 		end = CU(cuStreamEndCapture(d->stream, &graph));
 		ret = ret ?: end ?: cuda_graph_refresh(d, &exec, graph, &updated);
 		if (graph)
@@ -243,10 +233,11 @@ static int warm_copies(struct warm *w)
 	if (ret)
 		return ret;
 	memset(host, 0, 4096);
-	ret = CU(cuMemcpyHtoDAsync(w->buf, host, 4096, d->stream)) ?:
-	      CU(cuMemcpyDtoHAsync(host, w->buf, 4096, d->stream)) ?:
-	      CU(cuMemcpyHtoDAsync(w->buf + WARM_SLOT, host, 4096, d->copy)) ?:
-	      CU(cuStreamSynchronize(d->copy)) ?: CU(cuStreamSynchronize(d->stream));
+	ret = CU(cuMemcpyHtoDAsync(w->buf, host, 4096, d->stream))		     ?:
+		      CU(cuMemcpyDtoHAsync(host, w->buf, 4096, d->stream))	     ?:
+		      CU(cuMemcpyHtoDAsync(w->buf + WARM_SLOT, host, 4096, d->copy)) ?:
+		      CU(cuStreamSynchronize(d->copy))				     ?:
+		      CU(cuStreamSynchronize(d->stream));
 	CU(cuMemFreeHost(host));
 	return ret;
 }
@@ -255,8 +246,8 @@ static void step(struct cuda_dev *d, int ret, const char *what)
 {
 	if (!ret)
 		return;
-	log_warn("cuda: GPU %d: warm-up of %s failed (it will be paid later): %s", d->ordinal,
-		 what, err_msg(ret));
+	log_warn("cuda: GPU %d: warm-up of %s failed (it will be paid later): %s", d->ordinal, what,
+		 err_msg(ret));
 	err_clear();
 }
 

@@ -39,14 +39,14 @@ uint64_t cudadev_used(const void *dev)
 	return dev ? cuda_device_used(dev) : 0;
 }
 
-int cudadev_profile(void *const *devs, uint32_t n_devs, const struct graph *g,
-		    const void *weights, uint64_t pkg_checksum, struct plan_profile **out)
+int cudadev_profile(void *const *devs, uint32_t n_devs, const struct graph *g, const void *weights,
+		    uint64_t pkg_checksum, struct plan_profile **out)
 {
 	return cuda_profile((struct cuda_dev *const *)devs, n_devs, g, weights, pkg_checksum, out);
 }
 
-int cudadev_cold_create(void *dev, const struct graph *g, const void *weights,
-			const struct plan *p, struct exec_model **out)
+int cudadev_cold_create(void *dev, const struct graph *g, const void *weights, const struct plan *p,
+			struct exec_model **out)
 {
 	return cuda_cold_model_create(dev, g, weights, p, NULL, 0, out);
 }
@@ -69,8 +69,8 @@ int cudadev_cold_run(struct exec_model *m, const struct tview *in, struct tview 
 
 	ret = cuda_cold_run(m, in, out, &st);
 	if (info)
-		*info = ret ? (struct exec_cold_info){0}
-			    : (struct exec_cold_info){.cold = st.cold,
+		*info = ret ? (struct exec_cold_info){0} :
+			      (struct exec_cold_info){.cold = st.cold,
 						      .links = st.links,
 						      .bytes_loaded = st.bytes_loaded,
 						      .bytes_dha = st.bytes_dha};

@@ -15,10 +15,10 @@ void cudadev_close(void *dev);
 const char *cudadev_label(const void *dev);
 const char *cudadev_model(const void *dev);
 uint64_t cudadev_used(const void *dev);
-int cudadev_profile(void *const *devs, uint32_t n_devs, const struct graph *g,
-		    const void *weights, uint64_t pkg_checksum, struct plan_profile **out);
-int cudadev_cold_create(void *dev, const struct graph *g, const void *weights,
-			const struct plan *p, struct exec_model **out);
+int cudadev_profile(void *const *devs, uint32_t n_devs, const struct graph *g, const void *weights,
+		    uint64_t pkg_checksum, struct plan_profile **out);
+int cudadev_cold_create(void *dev, const struct graph *g, const void *weights, const struct plan *p,
+			struct exec_model **out);
 int cudadev_cold_evict(struct exec_model *m);
 bool cudadev_cold_resident(const struct exec_model *m);
 int cudadev_cold_run(struct exec_model *m, const struct tview *in, struct tview *out,

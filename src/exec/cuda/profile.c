@@ -44,8 +44,8 @@ struct prof {
 	const struct graph *g;
 	const char *host;
 	struct plan_profile *pf;
-	void *pin;		    /* BIG bytes of pinned host memory */
-	uint64_t pin_dev;	    /* its device address */
+	void *pin;		     /* BIG bytes of pinned host memory */
+	uint64_t pin_dev;	     /* its device address */
 	uint64_t buf[PLAN_MAX_GPUS]; /* BIG (+ MID on the target) per GPU */
 	CUevent ev[PLAN_MAX_GPUS][4];
 };
@@ -71,10 +71,10 @@ static int time_loads(struct prof *p)
 						   d->copy));
 		for (r = 0; r < TIMED && !ret; r++) {
 			ret = CU(cuEventRecord(e[0], d->copy)) ?:
-			      CU(cuMemcpyHtoDAsync(p->buf[0], p->host + ly->offset, ly->nbytes,
-						   d->copy)) ?:
-			      CU(cuEventRecord(e[1], d->copy)) ?: CU(cuEventSynchronize(e[1])) ?:
-			      CU(cuEventElapsedTime(&ms, e[0], e[1]));
+				      CU(cuMemcpyHtoDAsync(p->buf[0], p->host + ly->offset, ly->nbytes, d->copy)) ?:
+				      CU(cuEventRecord(e[1], d->copy)) ?:
+				      CU(cuEventSynchronize(e[1]))     ?:
+				      CU(cuEventElapsedTime(&ms, e[0], e[1]));
 			sum += ms;
 		}
 		p->pf->layers[l].load_ns = (uint64_t)llround(sum / TIMED * 1e6);
@@ -171,8 +171,8 @@ static int capture_segments(struct exec_model *m, struct cuda_prog *pl, struct s
 	return ret;
 }
 
-static int replay(struct exec_model *m, struct cuda_prog *pl, struct seg_run *r,
-		  CUgraphExec gx, double *sum)
+static int replay(struct exec_model *m, struct cuda_prog *pl, struct seg_run *r, CUgraphExec gx,
+		  double *sum)
 {
 	struct cuda_hook h = {seg_hook, r};
 	uint32_t l;
@@ -200,8 +200,8 @@ static int run_segments(struct exec_model *m, const struct tview *in, struct tvi
 		return ret;
 	ret = capture_segments(m, pl, r, &gx);
 	if (ret) {
-		log_warn("profile: %s: cannot capture a graph, timing eager runs: %s",
-			 r->g->name, err_msg(ret));
+		log_warn("profile: %s: cannot capture a graph, timing eager runs: %s", r->g->name,
+			 err_msg(ret));
 		err_clear();
 		ret = 0;
 	}
@@ -289,8 +289,10 @@ static int time_copy(struct prof *p, uint32_t k, enum xfer x, uint64_t bytes, in
 						   d->copy));
 		else if (!ret)
 			ret = CU(cuMemcpyDtoDAsync(p->buf[k] + BIG / 2, p->buf[k], bytes, d->copy));
-		ret = ret ?: CU(cuEventRecord(e[1], d->copy)) ?: CU(cuEventSynchronize(e[1])) ?:
-		      CU(cuEventElapsedTime(&ms, e[0], e[1]));
+		ret = ret				       ?:
+			      CU(cuEventRecord(e[1], d->copy)) ?:
+			      CU(cuEventSynchronize(e[1]))     ?:
+			      CU(cuEventElapsedTime(&ms, e[0], e[1]));
 		if (r >= 0)
 			sum += ms;
 	}
@@ -310,10 +312,11 @@ static int time_agg(struct prof *p, uint32_t k, double *bw)
 		t0 = clock_ns();
 		for (j = 0; j < k && !ret; j++)
 			ret = cuda_dev_enter(p->devs[j]) ?:
-			      CU(cuMemcpyHtoDAsync(p->buf[j], p->pin, BIG, p->devs[j]->copy));
+				      CU(cuMemcpyHtoDAsync(p->buf[j], p->pin, BIG,
+							   p->devs[j]->copy));
 		for (j = 0; j < k && !ret; j++)
 			ret = cuda_dev_enter(p->devs[j]) ?:
-			      CU(cuStreamSynchronize(p->devs[j]->copy));
+							   CU(cuStreamSynchronize(p->devs[j]->copy));
 		if (r >= 0)
 			sum += clock_ns() - t0;
 	}
@@ -331,8 +334,8 @@ static int dha_read(struct prof *p, uint64_t bytes)
 	int op = U_RELU;
 	void *args[] = {&x, &y, &n, &op};
 
-	return CU(cuLaunchKernel(d->fn[K_UNARY][0], (unsigned)d->sm_count * 32, 1, 1, CUDA_BLOCK,
-				 1, 1, 0, d->stream, args, NULL));
+	return CU(cuLaunchKernel(d->fn[K_UNARY][0], (unsigned)d->sm_count * 32, 1, 1, CUDA_BLOCK, 1,
+				 1, 0, d->stream, args, NULL));
 }
 
 /* ms of the short work (a DHA read of MID bytes, or a MID copy) alone,
@@ -351,15 +354,18 @@ static int time_share(struct prof *p, bool read, double *share)
 
 		if (beside)
 			ret = read ? CU(cuMemcpyHtoDAsync(p->buf[0] + MID, p->pin, BIG - MID,
-							  d->copy))
-				   : dha_read(p, BIG);
+							  d->copy)) :
+				     dha_read(p, BIG);
 		ret = ret ?: CU(cuEventRecord(e[0], s_short));
 		if (!ret)
-			ret = read ? dha_read(p, MID)
-				   : CU(cuMemcpyHtoDAsync(p->buf[0] + BIG, p->pin, MID, d->copy));
-		ret = ret ?: CU(cuEventRecord(e[1], s_short)) ?: CU(cuEventSynchronize(e[1])) ?:
-		      CU(cuEventElapsedTime(&ms, e[0], e[1])) ?:
-		      CU(cuStreamSynchronize(d->stream)) ?: CU(cuStreamSynchronize(d->copy));
+			ret = read ? dha_read(p, MID) :
+				     CU(cuMemcpyHtoDAsync(p->buf[0] + BIG, p->pin, MID, d->copy));
+		ret = ret					      ?:
+			      CU(cuEventRecord(e[1], s_short))	      ?:
+			      CU(cuEventSynchronize(e[1]))	      ?:
+			      CU(cuEventElapsedTime(&ms, e[0], e[1])) ?:
+			      CU(cuStreamSynchronize(d->stream))      ?:
+			      CU(cuStreamSynchronize(d->copy));
 		if (r >= 0)
 			*(beside ? &both : &alone) += ms;
 	}
@@ -382,14 +388,13 @@ static int time_links(struct prof *p)
 		ret = time_agg(p, k, &lk->agg_bw[k - 1]);
 	ret = ret ?: time_copy(p, 0, X_H2D, SMALL, TIMED, &ms);
 	lk->xfer_ovh_ns = (uint64_t)llround(ms * 1e6);
-	ret = ret ?: time_copy(p, p->n > 1 ? 1 : 0, p->n > 1 ? X_PEER : X_D2D, MID, BW_REPS,
-			       &ms);
+	ret = ret ?: time_copy(p, p->n > 1 ? 1 : 0, p->n > 1 ? X_PEER : X_D2D, MID, BW_REPS, &ms);
 	lk->peer_bw = (double)MID / (ms / 1e3);
-	ret = ret ?: time_copy(p, p->n > 1 ? 1 : 0, p->n > 1 ? X_PEER : X_D2D, SMALL, TIMED,
-			       &ms);
+	ret = ret ?: time_copy(p, p->n > 1 ? 1 : 0, p->n > 1 ? X_PEER : X_D2D, SMALL, TIMED, &ms);
 	lk->peer_lat_ns = (uint64_t)llround(ms * 1e6);
-	return ret ?: time_share(p, true, &lk->dha_read_share) ?:
-		      time_share(p, false, &lk->dha_copy_share);
+	return ret						?:
+		       time_share(p, true, &lk->dha_read_share) ?:
+		       time_share(p, false, &lk->dha_copy_share);
 }
 
 /* ------------------------------------------------------------- set-up */
@@ -415,17 +420,17 @@ static int setup(struct prof *p)
 	int ret = 0;
 
 	for (k = 0; k < p->n && !ret; k++) {
-		ret = cuda_dev_enter(p->devs[k]) ?:
-		      CU(cuMemAlloc(&dp, k ? BIG : BIG + MID));
+		ret = cuda_dev_enter(p->devs[k]) ?: CU(cuMemAlloc(&dp, k ? BIG : BIG + MID));
 		p->buf[k] = dp;
 		for (e = 0; e < 4 && !ret; e++)
 			ret = CU(cuEventCreate(&p->ev[k][e], CU_EVENT_DEFAULT));
 	}
 	if (!ret && p->n > 1)
 		ret = enable_peer(p->devs[1], p->devs[0]) ?: enable_peer(p->devs[0], p->devs[1]);
-	ret = ret ?: cuda_dev_enter(p->devs[0]) ?:
-	      CU(cuMemHostAlloc(&p->pin, BIG,
-				CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_PORTABLE));
+	ret = ret				 ?:
+		      cuda_dev_enter(p->devs[0]) ?:
+						   CU(cuMemHostAlloc(&p->pin, BIG,
+								     CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_PORTABLE));
 	if (!ret)
 		memset(p->pin, 0x3c, BIG);
 	ret = ret ?: CU(cuMemHostGetDevicePointer(&dp, p->pin, 0));
@@ -471,17 +476,19 @@ int cuda_profile(struct cuda_dev *const *devs, uint32_t n_devs, const struct gra
 
 	*out = NULL;
 	if (!n_devs || n_devs > PLAN_MAX_GPUS)
-		return err_set(-EINVAL, "profile: %u GPUs (1..%u allowed)", n_devs,
-			       PLAN_MAX_GPUS);
+		return err_set(-EINVAL, "profile: %u GPUs (1..%u allowed)", n_devs, PLAN_MAX_GPUS);
 	ret = plan_profile_from_graph(g, pkg_checksum, &p.pf);
 	if (ret)
 		return ret;
 	exec = calloc(g->n_layers + 1u, sizeof(*exec));
 	dha = calloc(g->n_layers + 1u, sizeof(*dha));
 	ret = exec && dha ? setup(&p) : err_set(-ENOMEM, "profile: out of memory");
-	ret = ret ?: gpu_name(devs[0], p.pf->gpu, sizeof(p.pf->gpu)) ?: time_loads(&p) ?:
-	      time_segments(&p, PLACE_LOAD, exec) ?: time_segments(&p, PLACE_DHA, dha) ?:
-	      time_links(&p);
+	ret = ret						      ?:
+		      gpu_name(devs[0], p.pf->gpu, sizeof(p.pf->gpu)) ?:
+		      time_loads(&p)				      ?:
+		      time_segments(&p, PLACE_LOAD, exec)	      ?:
+		      time_segments(&p, PLACE_DHA, dha)		      ?:
+									time_links(&p);
 	teardown(&p);
 	for (l = 0; !ret && l < g->n_layers; l++) {
 		p.pf->layers[l].exec_ns = exec[l];

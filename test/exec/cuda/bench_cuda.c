@@ -110,8 +110,8 @@ static void print_row(const char *name, const struct opts *o, int64_t seq, const
 	printf("%-14s %-5s %3lld %5lld %8.1f %8.1f | %8.3f %8.3f %8.3f | %8.3f %8.3f %8.3f | "
 	       "%8.2f %7.1f %6.1f\n",
 	       name, dtype_name(o->dt), (long long)o->batch, (long long)seq, r->load, r->first,
-	       r->graph.mean, r->graph.p50, r->graph.p99, r->eager.mean, r->eager.p50,
-	       r->eager.p99, r->dha.p50, r->gflop, tflops);
+	       r->graph.mean, r->graph.p50, r->graph.p99, r->eager.mean, r->eager.p50, r->eager.p99,
+	       r->dha.p50, r->gflop, tflops);
 	printf("RESULT %s %s %s %lld %lld %.3f %.3f %.4f %.4f %.4f %.4f %.4f %.4f %.4f %.3f\n",
 	       o->label, name, dtype_name(o->dt), (long long)o->batch, (long long)seq, r->load,
 	       r->first, r->graph.mean, r->graph.p50, r->graph.p99, r->eager.mean, r->eager.p50,
@@ -145,7 +145,9 @@ static void node_label(const struct exec_model *m, const struct cuda_prog *pl, u
 
 	if (nd->op == OP_LINEAR && rt->lt)
 		snprintf(buf, n, "%s[lt%s]", op,
-			 !rt->fused ? "" : rt->resid != NO_TENSOR ? "+add" : "+gelu");
+			 !rt->fused		? "" :
+			 rt->resid != NO_TENSOR ? "+add" :
+						  "+gelu");
 	else if (nd->op == OP_ATTENTION && rt->flash)
 		snprintf(buf, n, "%s[fused w%d]", op, rt->flash);
 	else if (nd->op == OP_ATTENTION)
@@ -230,8 +232,8 @@ static int prof_graph(struct exec_model *m, struct cuda_prog *pl, struct prof *p
 	return ret;
 }
 
-static int profile(struct cuda_dev *d, const struct graph *g, const void *w,
-		   const struct tview *in, const char *name)
+static int profile(struct cuda_dev *d, const struct graph *g, const void *w, const struct tview *in,
+		   const char *name)
 {
 	struct exec_model *m = NULL;
 	struct tview out[PROG_MAX_IO];
@@ -278,8 +280,7 @@ static int bench_model(struct cuda_dev *d, const char *name, const struct opts *
 	if (ret)
 		goto out_in;
 	r.gflop = prog_flops(g, in) / 1e9;
-	ret = timed(d, g, hoststore_base(hs), NULL, in, o, o->runs, &r.load, &r.first,
-		    &r.graph);
+	ret = timed(d, g, hoststore_base(hs), NULL, in, o, o->runs, &r.load, &r.first, &r.graph);
 	if (!ret && o->eager) {
 		setenv("DPRT_CUDA_GRAPHS", "0", 1);
 		knobs_reload();
@@ -290,8 +291,7 @@ static int bench_model(struct cuda_dev *d, const char *name, const struct opts *
 	dha = calloc(g->n_layers + 1, 1);
 	if (!ret && o->dha && dha) {
 		memset(dha, PLACE_DHA, g->n_layers + 1);
-		ret = timed(d, g, hoststore_base(hs), dha, in, o, MIN(o->runs, 20), &x, &y,
-			    &r.dha);
+		ret = timed(d, g, hoststore_base(hs), dha, in, o, MIN(o->runs, 20), &x, &y, &r.dha);
 	}
 	if (!ret && !quiet)
 		print_row(name, o, seq, &r);
@@ -322,17 +322,38 @@ static int parse(int argc, char **argv, struct opts *o)
 	o->eager = true;
 	while ((c = getopt(argc, argv, "m:d:b:s:n:w:EDPV:")) != -1) {
 		switch (c) {
-		case 'm': snprintf(o->models, sizeof(o->models), "%s", optarg); break;
-		case 'd': o->dt = dtype_parse(optarg); break;
-		case 'b': o->batch = atoll(optarg); break;
-		case 's': o->seq = atoll(optarg); break;
-		case 'n': o->runs = atoi(optarg); break;
-		case 'w': o->warm = atoi(optarg); break;
-		case 'E': o->eager = false; break;
-		case 'D': o->dha = true; break;
-		case 'P': o->prof = true; break;
-		case 'V': snprintf(o->label, sizeof(o->label), "%s", optarg); break;
-		default: return -EINVAL;
+		case 'm':
+			snprintf(o->models, sizeof(o->models), "%s", optarg);
+			break;
+		case 'd':
+			o->dt = dtype_parse(optarg);
+			break;
+		case 'b':
+			o->batch = atoll(optarg);
+			break;
+		case 's':
+			o->seq = atoll(optarg);
+			break;
+		case 'n':
+			o->runs = atoi(optarg);
+			break;
+		case 'w':
+			o->warm = atoi(optarg);
+			break;
+		case 'E':
+			o->eager = false;
+			break;
+		case 'D':
+			o->dha = true;
+			break;
+		case 'P':
+			o->prof = true;
+			break;
+		case 'V':
+			snprintf(o->label, sizeof(o->label), "%s", optarg);
+			break;
+		default:
+			return -EINVAL;
 		}
 	}
 	if (o->batch < 1 || o->runs < 1 || o->warm < 0 ||
@@ -361,8 +382,8 @@ int main(int argc, char **argv)
 	printf("GPU 0: %s; variant %s; %d warm-up + %d timed runs; times in ms\n",
 	       cuda_device_name(d), o.label, o.warm, o.runs);
 	printf("%-14s %-5s %3s %5s %8s %8s | %8s %8s %8s | %8s %8s %8s | %8s %7s %6s\n", "model",
-	       "dtype", "b", "seq", "load", "first", "graph", "g-p50", "g-p99", "eager",
-	       "e-p50", "e-p99", "dha-p50", "GFLOP", "TF/s");
+	       "dtype", "b", "seq", "load", "first", "graph", "g-p50", "g-p99", "eager", "e-p50",
+	       "e-p99", "dha-p50", "GFLOP", "TF/s");
 	/* The libraries' lazy start-up, on tiny models. */
 	w = o;
 	w.batch = 1;

@@ -34,8 +34,9 @@
 #include "mem/cudrv.h"
 #include "progs.h"
 
-#define ALL_MODELS "resnet50,resnet101,bert-base,bert-large,roberta-base,roberta-large," \
-		   "gpt2,gpt2-medium"
+#define ALL_MODELS                                                                                 \
+	"resnet50,resnet101,bert-base,bert-large,roberta-base,roberta-large,"                      \
+	"gpt2,gpt2-medium"
 
 struct opts {
 	char models[512], dtypes[64], configs[64], mem_model[64];
@@ -50,10 +51,14 @@ struct ref {
 static double value(const struct tview *t, int64_t i)
 {
 	switch (t->shape.dtype) {
-	case DT_F32: return ((const float *)t->data)[i];
-	case DT_F16: return f16_to_f32(((const uint16_t *)t->data)[i]);
-	case DT_BF16: return bf16_to_f32(((const uint16_t *)t->data)[i]);
-	default: return (double)((const int64_t *)t->data)[i];
+	case DT_F32:
+		return ((const float *)t->data)[i];
+	case DT_F16:
+		return f16_to_f32(((const uint16_t *)t->data)[i]);
+	case DT_BF16:
+		return bf16_to_f32(((const uint16_t *)t->data)[i]);
+	default:
+		return (double)((const int64_t *)t->data)[i];
 	}
 }
 
@@ -184,14 +189,13 @@ static int gpu_variant(struct cuda_dev *d, const struct graph *g, const void *w,
 	cuda_backend.model_destroy(m);
 	return bad;
 fail:
-	printf("FAIL %-14s %-5s %-6s %-8s error: %s\n", g->name,
-	       dtype_name((enum dtype)g->wdtype), what, variant, err_msg(ret));
+	printf("FAIL %-14s %-5s %-6s %-8s error: %s\n", g->name, dtype_name((enum dtype)g->wdtype),
+	       what, variant, err_msg(ret));
 	cuda_backend.model_destroy(m);
 	return bad + 1;
 }
 
-static int one_config(struct cuda_dev *d, const struct graph *g, const void *w,
-		      const char *what)
+static int one_config(struct cuda_dev *d, const struct graph *g, const void *w, const char *what)
 {
 	static const char *const variants[] = {"default", "legacy", "dha"};
 	bool b4 = !strcmp(what, "b4");
@@ -238,8 +242,7 @@ static bool listed(const char *list, const char *item)
 	return false;
 }
 
-static int check_model(struct cuda_dev *d, const char *name, enum dtype dt,
-		       const struct opts *o)
+static int check_model(struct cuda_dev *d, const char *name, enum dtype dt, const struct opts *o)
 {
 	struct hoststore *hs = NULL;
 	struct graph *g = NULL;
@@ -335,8 +338,9 @@ static int mem_test(struct cuda_dev *d, const char *spec, int runs)
 	bad = b.dev_free < a.dev_free || b.reserved != a.reserved || b.used != a.used ||
 	      b.rss > a.rss + 1024;
 	printf("%s mem %s %s: %d runs in %.1f s: device free %+lld B, pool %+lld B, RSS %+ld "
-	       "KiB\n", bad ? "FAIL" : "ok", name, dtype_name(dt), runs,
-	       clock_ms_since(t0) / 1e3, (long long)b.dev_free - (long long)a.dev_free,
+	       "KiB\n",
+	       bad ? "FAIL" : "ok", name, dtype_name(dt), runs, clock_ms_since(t0) / 1e3,
+	       (long long)b.dev_free - (long long)a.dev_free,
 	       (long long)b.reserved - (long long)a.reserved, b.rss - a.rss);
 out:
 	if (g)
@@ -357,12 +361,23 @@ static int parse(int argc, char **argv, struct opts *o)
 	snprintf(o->mem_model, sizeof(o->mem_model), "bert-base:fp16");
 	while ((c = getopt(argc, argv, "m:d:c:r:M:")) != -1) {
 		switch (c) {
-		case 'm': snprintf(o->models, sizeof(o->models), "%s", optarg); break;
-		case 'd': snprintf(o->dtypes, sizeof(o->dtypes), "%s", optarg); break;
-		case 'c': snprintf(o->configs, sizeof(o->configs), "%s", optarg); break;
-		case 'r': o->mem_runs = atoi(optarg); break;
-		case 'M': snprintf(o->mem_model, sizeof(o->mem_model), "%s", optarg); break;
-		default: return -EINVAL;
+		case 'm':
+			snprintf(o->models, sizeof(o->models), "%s", optarg);
+			break;
+		case 'd':
+			snprintf(o->dtypes, sizeof(o->dtypes), "%s", optarg);
+			break;
+		case 'c':
+			snprintf(o->configs, sizeof(o->configs), "%s", optarg);
+			break;
+		case 'r':
+			o->mem_runs = atoi(optarg);
+			break;
+		case 'M':
+			snprintf(o->mem_model, sizeof(o->mem_model), "%s", optarg);
+			break;
+		default:
+			return -EINVAL;
 		}
 	}
 	return 0;
@@ -392,8 +407,7 @@ int main(int argc, char **argv)
 		if (!listed(o.dtypes, dts[k]))
 			continue;
 		snprintf(models, sizeof(models), "%s", o.models);
-		for (name = strtok_r(models, ",", &save); name;
-		     name = strtok_r(NULL, ",", &save))
+		for (name = strtok_r(models, ",", &save); name; name = strtok_r(NULL, ",", &save))
 			bad += check_model(d, name, dtype_parse(dts[k]), &o);
 	}
 	if (o.mem_runs > 0)

@@ -149,8 +149,8 @@ static void fill_input(const struct graph *g, const struct io_desc *io, struct t
 	}
 }
 
-void tin_make(const struct graph *g, int64_t batch, int64_t seq, int64_t pad,
-	      int64_t id_range, bool omit_optional, struct rng *r, struct tview *in)
+void tin_make(const struct graph *g, int64_t batch, int64_t seq, int64_t pad, int64_t id_range,
+	      bool omit_optional, struct rng *r, struct tview *in)
 {
 	uint32_t i;
 
@@ -186,11 +186,16 @@ double ttol(enum dtype dt)
 static double value(const struct tview *t, int64_t i)
 {
 	switch (t->shape.dtype) {
-	case DT_F32: return ((const float *)t->data)[i];
-	case DT_F16: return f16_to_f32(((const uint16_t *)t->data)[i]);
-	case DT_BF16: return bf16_to_f32(((const uint16_t *)t->data)[i]);
-	case DT_I64: return (double)((const int64_t *)t->data)[i];
-	default: return ((const int32_t *)t->data)[i];
+	case DT_F32:
+		return ((const float *)t->data)[i];
+	case DT_F16:
+		return f16_to_f32(((const uint16_t *)t->data)[i]);
+	case DT_BF16:
+		return bf16_to_f32(((const uint16_t *)t->data)[i]);
+	case DT_I64:
+		return (double)((const int64_t *)t->data)[i];
+	default:
+		return ((const int32_t *)t->data)[i];
 	}
 }
 
@@ -243,15 +248,16 @@ static void check_replay(struct exec_model *gm, const struct graph *g, const str
 		for (o = 0; o < g->n_outputs; o++)
 			cr_assert(!memcmp(first[o], go[o].data, go[o].nbytes),
 				  "%s: output %s of GPU run %d (graph replay) differs from the "
-				  "first run", what, g->outputs[o].name, rep + 2);
+				  "first run",
+				  what, g->outputs[o].name, rep + 2);
 	}
 	for (o = 0; o < g->n_outputs; o++)
 		free(first[o]);
 	free(first);
 }
 
-void tcheck(struct cuda_dev *d, const struct tmodel *t, const struct tview *in,
-	    enum tplace p, double tol, const char *what)
+void tcheck(struct cuda_dev *d, const struct tmodel *t, const struct tview *in, enum tplace p,
+	    double tol, const char *what)
 {
 	const struct graph *g = t->g;
 	struct tview *co = calloc(g->n_outputs, sizeof(*co));

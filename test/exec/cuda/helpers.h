@@ -46,8 +46,8 @@ int tmodel_create_gpu(struct cuda_dev *d, const struct tmodel *t, enum tplace p,
  * below the smallest embedding table that reads them, else below
  * id_range. Optional inputs are given unless omit_optional.
  */
-void tin_make(const struct graph *g, int64_t batch, int64_t seq, int64_t pad,
-	      int64_t id_range, bool omit_optional, struct rng *r, struct tview *in);
+void tin_make(const struct graph *g, int64_t batch, int64_t seq, int64_t pad, int64_t id_range,
+	      bool omit_optional, struct rng *r, struct tview *in);
 void tin_free(const struct graph *g, struct tview *in);
 
 /* Tolerance of the normalised max error for an activation dtype. */
@@ -63,8 +63,8 @@ double tnorm_err(const struct tview *a, const struct tview *ref);
  * the CUDA graph): each must equal the first GPU run bit for bit.
  * what names the case in failure messages.
  */
-void tcheck(struct cuda_dev *d, const struct tmodel *t, const struct tview *in,
-	    enum tplace p, double tol, const char *what);
+void tcheck(struct cuda_dev *d, const struct tmodel *t, const struct tview *in, enum tplace p,
+	    double tol, const char *what);
 
 /* A seed that differs from run to run, logged so a failure can be redone
  * (DPRT_TEST_SEED overrides it). */

@@ -31,8 +31,8 @@ int prog_model(const char *name, enum dtype dt, uint64_t seed, struct graph **g,
 	return ret;
 }
 
-static void fill(const struct graph *g, const struct io_desc *io, struct tview *tv,
-		 int64_t pad, struct rng *r)
+static void fill(const struct graph *g, const struct io_desc *io, struct tview *tv, int64_t pad,
+		 struct rng *r)
 {
 	int64_t n = shape_numel(&tv->shape), s = tv->shape.dims[tv->shape.ndim - 1], i;
 	int64_t bound = graph_id_bound(g, io->tensor);
@@ -56,8 +56,8 @@ static void fill(const struct graph *g, const struct io_desc *io, struct tview *
 	}
 }
 
-int prog_inputs(const struct graph *g, int64_t batch, int64_t seq, int64_t pad,
-		bool omit_optional, uint64_t seed, struct tview *in)
+int prog_inputs(const struct graph *g, int64_t batch, int64_t seq, int64_t pad, bool omit_optional,
+		uint64_t seed, struct tview *in)
 {
 	struct rng r;
 	uint32_t i;

@@ -26,8 +26,8 @@ int prog_model(const char *name, enum dtype dt, uint64_t seed, struct graph **g,
  * [-1, 1). Optional inputs are omitted when omit_optional. Returns 0 or
  * -ENOMEM; free with prog_free_inputs.
  */
-int prog_inputs(const struct graph *g, int64_t batch, int64_t seq, int64_t pad,
-		bool omit_optional, uint64_t seed, struct tview *in);
+int prog_inputs(const struct graph *g, int64_t batch, int64_t seq, int64_t pad, bool omit_optional,
+		uint64_t seed, struct tview *in);
 void prog_free_inputs(const struct graph *g, struct tview *in);
 
 /* Floating-point operations of one run with inputs in (GEMMs, attention

@@ -74,7 +74,7 @@ static void case_init(struct cold_case *k, const char *model, uint32_t n_gpus)
 	cr_assert(k->t.g->n_inputs <= MAX_IO && k->t.g->n_outputs <= MAX_IO);
 	tin_make(k->t.g, 1, 16, 0, 0, true, &r, k->in);
 	ret = cpu_backend.model_create(NULL, k->t.g, k->t.page, &cm) ?:
-	      cpu_backend.model_run(cm, k->in, out);
+		      cpu_backend.model_run(cm, k->in, out);
 	cr_assert_eq(ret, 0, "%s on the CPU: %s", model, err_msg(ret));
 	keep(k->t.g, out, k->ref);
 	cpu_backend.model_destroy(cm);
@@ -165,7 +165,7 @@ static uint64_t dha_bytes_of(const struct plan *p)
 static void check_modes(const char *model)
 {
 	static const int modes[] = {PLAN_DEMAND, PLAN_PIPELINE, PLAN_DEEPPLAN, PLAN_DEEPPLAN_V1,
-				    PLAN_PT, PLAN_PT_DHA, PLAN_DPRT, FORCE_MIXED};
+				    PLAN_PT,	 PLAN_PT_DHA,	PLAN_DPRT,     FORCE_MIXED};
 	struct cuda_dev *d = tgpu_open();
 	struct cuda_cold_stats st;
 	struct cold_case k;
@@ -207,10 +207,22 @@ static void check_modes(const char *model)
 	cuda_device_close(d);
 }
 
-Test(cuda_cold, modes_bert_tiny) { check_modes("bert-tiny"); }
-Test(cuda_cold, modes_gpt2_tiny) { check_modes("gpt2-tiny"); }
-Test(cuda_cold, modes_roberta_tiny) { check_modes("roberta-tiny"); }
-Test(cuda_cold, modes_resnet_tiny) { check_modes("resnet-tiny"); }
+Test(cuda_cold, modes_bert_tiny)
+{
+	check_modes("bert-tiny");
+}
+Test(cuda_cold, modes_gpt2_tiny)
+{
+	check_modes("gpt2-tiny");
+}
+Test(cuda_cold, modes_roberta_tiny)
+{
+	check_modes("roberta-tiny");
+}
+Test(cuda_cold, modes_resnet_tiny)
+{
+	check_modes("resnet-tiny");
+}
 
 /* One model through several plans; model_run of an evicted model is a
  * cold start. */
@@ -264,8 +276,8 @@ Test(cuda_cold, helper_fallback)
 	ret = cuda_cold_model_create(d, k.t.g, hoststore_base(k.t.hs), p, NULL, 0, &m);
 	cr_assert_eq(ret, 0, "create: %s", err_msg(ret));
 	cold_then_warm(&k, m, "no helper", &st);
-	cr_assert(st.fallbacks == 1 && st.links == 1, "fallbacks %u links %u",
-		  st.fallbacks, st.links);
+	cr_assert(st.fallbacks == 1 && st.links == 1, "fallbacks %u links %u", st.fallbacks,
+		  st.links);
 	cuda_backend.model_destroy(m);
 	if (cuda_device_count() > 1) {
 		struct cuda_dev *h;
@@ -327,7 +339,8 @@ Test(cuda_cold, pt_two_gpus)
 			graphs += st.graph;
 			cuda_cold_evict(m);
 		}
-		cr_assert(graphs >= (i / 2 % 2 ? 1 : 0), "%s: %d graph runs", models[i / 4], graphs);
+		cr_assert(graphs >= (i / 2 % 2 ? 1 : 0), "%s: %d graph runs", models[i / 4],
+			  graphs);
 		cuda_backend.model_destroy(m);
 		plan_destroy(p);
 		case_fini(&k);
@@ -425,10 +438,9 @@ static void mark_check(struct cuda_dev *d, const struct mem_mark *mk, long slack
 	cr_assert_eq(cuda_device_used(d), mk->used, "pool: %llu bytes in use, %llu before",
 		     (unsigned long long)cuda_device_used(d), (unsigned long long)mk->used);
 	cr_assert_eq(cuda_device_reserved(d), mk->reserved);
-	cr_assert_eq(free_mem(), mk->free, "GPU free memory %zu, %zu before", free_mem(),
-		     mk->free);
-	cr_assert(rss_kib() <= mk->rss + slack, "resident memory %ld KiB, %ld before",
-		  rss_kib(), mk->rss);
+	cr_assert_eq(free_mem(), mk->free, "GPU free memory %zu, %zu before", free_mem(), mk->free);
+	cr_assert(rss_kib() <= mk->rss + slack, "resident memory %ld KiB, %ld before", rss_kib(),
+		  mk->rss);
 }
 
 /* 20 warm-up and n measured cold/evict cycles of a mixed plan: the pool,
@@ -498,8 +510,8 @@ static void same_bits(const struct graph *g, const struct tview *a, const struct
 /* Wait (polling, 1 ms apart, up to 5 s) until m's promotion has switched:
  * by warm runs (by_run; the run that switches says how many bytes) or by
  * cuda_cold_promoted. Then one run on the promoted layers into out. */
-static void run_promoted(struct cold_case *k, struct exec_model *m, bool by_run,
-			 uint64_t dha_bytes, struct tview *out, const char *what)
+static void run_promoted(struct cold_case *k, struct exec_model *m, bool by_run, uint64_t dha_bytes,
+			 struct tview *out, const char *what)
 {
 	struct cuda_cold_stats st;
 	uint64_t switched = 0;
@@ -553,7 +565,7 @@ static void check_promote(const char *model)
 
 	case_init(&k, model, 1);
 	ret = tmodel_create_gpu(d, &k.t, TP_LOAD_PINNED, &all) ?:
-	      cuda_backend.model_run(all, k.in, out);
+		      cuda_backend.model_run(all, k.in, out);
 	cr_assert_eq(ret, 0, "%s all LOAD: %s", model, err_msg(ret));
 	keep(k.t.g, out, load);
 	for (graph = 0; graph < 2; graph++) {
@@ -581,9 +593,10 @@ static void check_promote(const char *model)
 			used = cuda_device_used(d);
 			ret = cuda_cold_promote(m);
 			cr_assert_eq(ret, 0, "%s: promote: %s", what, err_msg(ret));
-			cr_assert(cuda_device_used(d) >= used + dha, "%s: promotion took %llu bytes "
-				  "for %llu DHA", what,
-				  (unsigned long long)(cuda_device_used(d) - used),
+			cr_assert(cuda_device_used(d) >= used + dha,
+				  "%s: promotion took %llu bytes "
+				  "for %llu DHA",
+				  what, (unsigned long long)(cuda_device_used(d) - used),
 				  (unsigned long long)dha);
 			run_promoted(&k, m, i == 0, dha, out, what);
 			same_bits(k.t.g, out, load, what, "the all-LOAD model's");
@@ -612,8 +625,14 @@ static void check_promote(const char *model)
 	cuda_device_close(d);
 }
 
-Test(cuda_cold, promote_matches_bert_tiny) { check_promote("bert-tiny"); }
-Test(cuda_cold, promote_matches_gpt2_tiny) { check_promote("gpt2-tiny"); }
+Test(cuda_cold, promote_matches_bert_tiny)
+{
+	check_promote("bert-tiny");
+}
+Test(cuda_cold, promote_matches_gpt2_tiny)
+{
+	check_promote("gpt2-tiny");
+}
 
 /* 20 warm-up and n measured cycles of cold run, promotion (by a call, or
  * by DPRT_COLD_PROMOTE=1), wait, run, eviction: pool, GPU free memory
@@ -700,9 +719,10 @@ static void promote_evict_early(struct cold_case *k, struct cuda_dev *d, struct 
 	cr_assert_eq(cuda_device_used(d), used, "a second promotion took memory");
 	ret = cuda_cold_evict(m);
 	cr_assert_eq(ret, 0, "evict while promoting: %s", err_msg(ret));
-	cr_assert_eq(cuda_device_used(d), used_evicted, "pool: %llu bytes after the eviction, "
-		     "%llu before the cold run", (unsigned long long)cuda_device_used(d),
-		     (unsigned long long)used_evicted);
+	cr_assert_eq(cuda_device_used(d), used_evicted,
+		     "pool: %llu bytes after the eviction, "
+		     "%llu before the cold run",
+		     (unsigned long long)cuda_device_used(d), (unsigned long long)used_evicted);
 	cr_assert(!cuda_cold_promoted(m));
 	ret = cuda_cold_run(m, k->in, out, &st);
 	cr_assert(!ret && st.cold && !st.progs_remade, "cold run after: %s (progs_remade %d)",
@@ -754,8 +774,8 @@ Test(cuda_cold, promote_edges)
 	/* evicted: nothing */
 	used = cuda_device_used(d);
 	cr_assert_eq(cuda_cold_promote(m), 0);
-	cr_assert(cuda_device_used(d) == used && !cuda_cold_promoted(m) &&
-		  !cuda_cold_resident(m), "an evicted model was promoted");
+	cr_assert(cuda_device_used(d) == used && !cuda_cold_promoted(m) && !cuda_cold_resident(m),
+		  "an evicted model was promoted");
 	ret = cuda_cold_run(m, k.in, out, &st) ?: cuda_cold_evict(m);
 	cr_assert_eq(ret, 0, "cold/evict: %s", err_msg(ret));
 	ret = cuda_cold_run(m, k.in, out, &st);
@@ -785,16 +805,19 @@ Test(cuda_cold, promote_edges)
 	cr_assert_eq(ret, 0, "promote: %s", err_msg(ret));
 	run_promoted(&k, m, true, dha_bytes_of(p), out, "before destroy");
 	cuda_backend.model_destroy(m);
-	cr_assert_eq(cuda_device_used(d), base, "pool: %llu bytes after destroying a promoted "
-		     "model, %llu before", (unsigned long long)cuda_device_used(d),
-		     (unsigned long long)base);
+	cr_assert_eq(cuda_device_used(d), base,
+		     "pool: %llu bytes after destroying a promoted "
+		     "model, %llu before",
+		     (unsigned long long)cuda_device_used(d), (unsigned long long)base);
 	ret = cuda_cold_model_create(d, k.t.g, hoststore_base(k.t.hs), p, NULL, 0, &m) ?:
-	      cuda_cold_run(m, k.in, out, &st) ?: cuda_cold_promote(m);
+		      cuda_cold_run(m, k.in, out, &st)				       ?:
+		      cuda_cold_promote(m);
 	cr_assert_eq(ret, 0, "create, cold run and promote: %s", err_msg(ret));
 	cuda_backend.model_destroy(m);
-	cr_assert_eq(cuda_device_used(d), base, "pool: %llu bytes after destroying a promoting "
-		     "model, %llu before", (unsigned long long)cuda_device_used(d),
-		     (unsigned long long)base);
+	cr_assert_eq(cuda_device_used(d), base,
+		     "pool: %llu bytes after destroying a promoting "
+		     "model, %llu before",
+		     (unsigned long long)cuda_device_used(d), (unsigned long long)base);
 	drop(k.t.g, cold);
 	plan_destroy(p);
 	plan_destroy(all);
@@ -808,8 +831,8 @@ Test(cuda_cold, promote_edges)
  * into fill[]; returns how many allocations that took. */
 static uint32_t fill_pool(struct cuda_dev *d, uint64_t *fill)
 {
-	static const uint64_t sizes[] = {1ull << 30, 64ull << 20, 4ull << 20, 256ull << 10,
-					 16ull << 10, 1ull << 10, DEVPOOL_ALIGN};
+	static const uint64_t sizes[] = {1ull << 30,  64ull << 20, 4ull << 20,	 256ull << 10,
+					 16ull << 10, 1ull << 10,  DEVPOOL_ALIGN};
 	uint32_t n = 0;
 	size_t i;
 
@@ -839,7 +862,7 @@ Test(cuda_cold, promote_pool_full, .timeout = 120)
 	case_init(&k, "gpt2-tiny", 1);
 	p = make_plan(&k, FORCE_MIXED, 1);
 	ret = cuda_cold_model_create(d, k.t.g, hoststore_base(k.t.hs), p, NULL, 0, &m) ?:
-	      cuda_cold_run(m, k.in, out, &st);
+		      cuda_cold_run(m, k.in, out, &st);
 	cr_assert_eq(ret, 0, "create and cold run: %s", err_msg(ret));
 	keep(k.t.g, out, cold);
 	fill = calloc(FILL_MAX, sizeof(*fill));
@@ -893,11 +916,12 @@ Test(cuda_cold, profile)
 		exec += pf->layers[l].exec_ns;
 	}
 	cr_assert(exec > 1000 && exec < 50000000, "exec %llu ns", (unsigned long long)exec);
-	fprintf(stderr, "profile of %s on %s: h2d %.1f GB/s, ovh %llu ns, d2d %.1f GB/s, dha "
-		"shares read %.2f copy %.2f, exec %.1f us\n", k.t.g->name, pf->gpu,
-		pf->link.h2d_bw / 1e9, (unsigned long long)pf->link.xfer_ovh_ns,
-		pf->link.peer_bw / 1e9, pf->link.dha_read_share, pf->link.dha_copy_share,
-		(double)exec / 1e3);
+	fprintf(stderr,
+		"profile of %s on %s: h2d %.1f GB/s, ovh %llu ns, d2d %.1f GB/s, dha "
+		"shares read %.2f copy %.2f, exec %.1f us\n",
+		k.t.g->name, pf->gpu, pf->link.h2d_bw / 1e9,
+		(unsigned long long)pf->link.xfer_ovh_ns, pf->link.peer_bw / 1e9,
+		pf->link.dha_read_share, pf->link.dha_copy_share, (double)exec / 1e3);
 	ret = plan_build(pf, PLAN_DPRT, 1, &p);
 	cr_assert_eq(ret, 0, "plan: %s", err_msg(ret));
 	ret = cuda_cold_model_create(d, k.t.g, hoststore_base(k.t.hs), p, NULL, 0, &m);

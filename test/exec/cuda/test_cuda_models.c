@@ -38,16 +38,46 @@ static void check_zoo(const char *name, enum dtype dt)
 	cuda_device_close(d);
 }
 
-Test(cuda_models, resnet_tiny) { check_zoo("resnet-tiny", DT_F32); }
-Test(cuda_models, resnet_tiny_fp16) { check_zoo("resnet-tiny", DT_F16); }
-Test(cuda_models, bert_tiny) { check_zoo("bert-tiny", DT_F32); }
-Test(cuda_models, bert_tiny_fp16) { check_zoo("bert-tiny", DT_F16); }
-Test(cuda_models, roberta_tiny) { check_zoo("roberta-tiny", DT_F32); }
-Test(cuda_models, roberta_tiny_fp16) { check_zoo("roberta-tiny", DT_F16); }
-Test(cuda_models, gpt2_tiny) { check_zoo("gpt2-tiny", DT_F32); }
-Test(cuda_models, gpt2_tiny_fp16) { check_zoo("gpt2-tiny", DT_F16); }
-Test(cuda_models, gpt2_tiny_bf16) { check_zoo("gpt2-tiny", DT_BF16); }
-Test(cuda_models, bert_tiny_bf16) { check_zoo("bert-tiny", DT_BF16); }
+Test(cuda_models, resnet_tiny)
+{
+	check_zoo("resnet-tiny", DT_F32);
+}
+Test(cuda_models, resnet_tiny_fp16)
+{
+	check_zoo("resnet-tiny", DT_F16);
+}
+Test(cuda_models, bert_tiny)
+{
+	check_zoo("bert-tiny", DT_F32);
+}
+Test(cuda_models, bert_tiny_fp16)
+{
+	check_zoo("bert-tiny", DT_F16);
+}
+Test(cuda_models, roberta_tiny)
+{
+	check_zoo("roberta-tiny", DT_F32);
+}
+Test(cuda_models, roberta_tiny_fp16)
+{
+	check_zoo("roberta-tiny", DT_F16);
+}
+Test(cuda_models, gpt2_tiny)
+{
+	check_zoo("gpt2-tiny", DT_F32);
+}
+Test(cuda_models, gpt2_tiny_fp16)
+{
+	check_zoo("gpt2-tiny", DT_F16);
+}
+Test(cuda_models, gpt2_tiny_bf16)
+{
+	check_zoo("gpt2-tiny", DT_BF16);
+}
+Test(cuda_models, bert_tiny_bf16)
+{
+	check_zoo("bert-tiny", DT_BF16);
+}
 
 /* The paths the DPRT_CUDA_* variables fall back to (cublasGemmEx with a
  * separate bias kernel, three-step attention, heuristic convolution
@@ -118,7 +148,8 @@ Test(cuda_models, replay_across_shapes)
 			cr_assert(out[o].nbytes == first[k].n[o] &&
 					  !memcmp(out[o].data, first[k].data[o], out[o].nbytes),
 				  "run %d (shape %d): output %s differs from the shape's first "
-				  "run", i, k, t.g->outputs[o].name);
+				  "run",
+				  i, k, t.g->outputs[o].name);
 	}
 	for (k = 0; k < 3; k++) {
 		tin_free(t.g, in[k]);
@@ -153,8 +184,7 @@ Test(cuda_models, bad_requests_leave_the_model_usable)
 	((int64_t *)in[0].data)[11] = 1000;
 	ret = cuda_backend.model_run(m, in, out);
 	cr_assert_eq(ret, DPRT_EINPUT, "got %d: %s", ret, err_msg(ret));
-	cr_assert(strstr(err_msg(ret), "input_ids: id 1000 at flat index 11"), "%s",
-		  err_msg(ret));
+	cr_assert(strstr(err_msg(ret), "input_ids: id 1000 at flat index 11"), "%s", err_msg(ret));
 	((int64_t *)in[0].data)[11] = keep;
 	ret = cuda_backend.model_run(m, in, out);
 	cr_assert_eq(ret, 0, "%s", err_msg(ret));
@@ -182,8 +212,8 @@ Test(cuda_models, bad_requests_leave_the_model_usable)
 	cuda_backend.model_destroy(m);
 
 	/* DHA needs pinned, mapped weights */
-	ret = cuda_backend.model_create_placed(d, t.g, t.page,
-					       (uint8_t[64]){PLACE_DHA, PLACE_DHA}, &m);
+	ret = cuda_backend.model_create_placed(d, t.g, t.page, (uint8_t[64]){PLACE_DHA, PLACE_DHA},
+					       &m);
 	cr_assert_eq(ret, DPRT_EUNSUP, "%s", err_msg(ret));
 	cr_assert(strstr(err_msg(ret), "pinned"), "%s", err_msg(ret));
 	tin_free(t.g, in);
@@ -220,7 +250,7 @@ Test(cuda_models, thousand_runs_no_memory_growth, .timeout = 300)
 	for (i = 0; i < 3; i++) {
 		tin_make(t.g, i + 1, 8 << i, 1, 0, false, &r, in[i]);
 		ret = cuda_backend.model_run(m, in[i], out) ?:
-		      cuda_backend.model_run(m, in[i], out);
+							      cuda_backend.model_run(m, in[i], out);
 		cr_assert_eq(ret, 0, "%s", err_msg(ret));
 	}
 	free0 = gpu_free();

@@ -343,11 +343,7 @@ Test(cuda_ops, softmax)
 /* clang-format on */
 
 static const struct spec attn_specs[] = {
-	{.name = "attention",
-	 .op = OP_ATTENTION,
-	 .in = {QKV(2, 13, 64)},
-	 .n_in = 1,
-	 .ia = {4, 0}},
+	{.name = "attention", .op = OP_ATTENTION, .in = {QKV(2, 13, 64)}, .n_in = 1, .ia = {4, 0}},
 	{.name = "attention-mask",
 	 .op = OP_ATTENTION,
 	 .in = {QKV(2, 13, 64), MASK(2, 13)},

@@ -123,9 +123,8 @@ Test(cuda_pool, arena_growth)
 	d.pool = fake_pool(64ull << 20);
 	cudrv_api.cuStreamSynchronize = fake_sync;
 	cr_assert_eq(cuda_arena_reserve(&d, 5ull << 20), 0);
-	cr_assert(d.act.bytes == 6ull << 20 && d.act.gen == 1 && d.act.base,
-		  "%llu bytes, gen %llu", (unsigned long long)d.act.bytes,
-		  (unsigned long long)d.act.gen);
+	cr_assert(d.act.bytes == 6ull << 20 && d.act.gen == 1 && d.act.base, "%llu bytes, gen %llu",
+		  (unsigned long long)d.act.bytes, (unsigned long long)d.act.gen);
 	cr_assert_eq(devpool_used(d.pool), 6ull << 20);
 	cr_assert_eq(cuda_arena_reserve(&d, 4ull << 20), 0);
 	cr_assert(d.act.bytes == 6ull << 20 && d.act.gen == 1, "a smaller need changed it");
@@ -150,7 +149,7 @@ static void cpu_ref(const struct tmodel *t, const struct tview *in, struct tview
 	int ret;
 
 	ret = cpu_backend.model_create(NULL, t->g, t->page, &cm) ?:
-	      cpu_backend.model_run(cm, in, out);
+								   cpu_backend.model_run(cm, in, out);
 	cr_assert_eq(ret, 0, "%s on the CPU: %s", t->g->name, err_msg(ret));
 	for (o = 0; o < t->g->n_outputs; o++) {
 		ref[o] = out[o];
@@ -189,8 +188,10 @@ static void near(const struct graph *g, const struct tview *out, const struct tv
 
 	for (o = 0; o < g->n_outputs; o++) {
 		e = tnorm_err(&out[o], &ref[o]);
-		cr_assert(e <= ttol((enum dtype)g->wdtype), "%s: output %s: error %.3g against "
-			  "the CPU", what, g->outputs[o].name, e);
+		cr_assert(e <= ttol((enum dtype)g->wdtype),
+			  "%s: output %s: error %.3g against "
+			  "the CPU",
+			  what, g->outputs[o].name, e);
 	}
 }
 
@@ -250,8 +251,7 @@ static void snap_same(struct cuda_dev *d, const struct snap *s, const char *what
 {
 	cr_assert_eq(d->cnt.progs, s->cnt.progs, "%s: a shape program was made", what);
 	cr_assert_eq(d->cnt.stages, s->cnt.stages, "%s: pinned staging allocated", what);
-	cr_assert_eq(d->cnt.heuristics, s->cnt.heuristics, "%s: cuBLASLt heuristics asked",
-		     what);
+	cr_assert_eq(d->cnt.heuristics, s->cnt.heuristics, "%s: cuBLASLt heuristics asked", what);
 	cr_assert_eq(d->cnt.graphs_made, s->cnt.graphs_made, "%s: a graph instantiated", what);
 	cr_assert_eq(d->cnt.arena_grows, s->cnt.arena_grows, "%s: the arena grew", what);
 	cr_assert_eq(devpool_grows(d->pool), s->grows, "%s: the pool called cuMemAlloc", what);
@@ -281,7 +281,8 @@ static void first_cold(const char *model, bool mixed)
 	if (mixed) {
 		p = mixed_plan(t.g);
 	} else {
-		ret = plan_profile_synthetic(t.g, 1, 1, &pf) ?: plan_build(pf, PLAN_DEEPPLAN, 1, &p);
+		ret = plan_profile_synthetic(t.g, 1, 1, &pf) ?:
+							       plan_build(pf, PLAN_DEEPPLAN, 1, &p);
 		cr_assert_eq(ret, 0, "plan: %s", err_msg(ret));
 		plan_profile_destroy(pf);
 	}
@@ -315,9 +316,18 @@ static void first_cold(const char *model, bool mixed)
 	cuda_device_close(d);
 }
 
-Test(cuda_engine, first_cold_start_makes_nothing_bert) { first_cold("bert-tiny", true); }
-Test(cuda_engine, first_cold_start_makes_nothing_gpt2) { first_cold("gpt2-tiny", false); }
-Test(cuda_engine, first_cold_start_makes_nothing_resnet) { first_cold("resnet-tiny", true); }
+Test(cuda_engine, first_cold_start_makes_nothing_bert)
+{
+	first_cold("bert-tiny", true);
+}
+Test(cuda_engine, first_cold_start_makes_nothing_gpt2)
+{
+	first_cold("gpt2-tiny", false);
+}
+Test(cuda_engine, first_cold_start_makes_nothing_resnet)
+{
+	first_cold("resnet-tiny", true);
+}
 
 /* Device memory a model takes beyond u0 once it has run in at batch,
  * seq; the model is destroyed again and the pool back at u0. */
@@ -449,7 +459,7 @@ static void moves(bool graph)
 	cpu_ref(&t, in, ref);
 	p = mixed_plan(t.g);
 	ret = cuda_cold_model_create(d, t.g, hoststore_base(t.hs), p, NULL, 0, &m) ?:
-	      cuda_cold_run(m, in, out, &st);
+		      cuda_cold_run(m, in, out, &st);
 	cr_assert_eq(ret, 0, "create and cold run: %s", err_msg(ret));
 	near(t.g, out, ref, "first cold start");
 	ret = cuda_backend.model_run(m, in, out) ?: cuda_backend.model_run(m, in, out);
@@ -475,8 +485,7 @@ static void moves(bool graph)
 	same(t.g, out, warm, "warm run after the move");
 	snap_same(d, &s, "after the move");
 	cr_assert_eq(d->cnt.graphs_updated, s.cnt.graphs_updated + (graph ? 2 : 1),
-		     "graphs updated %llu, %llu before",
-		     (unsigned long long)d->cnt.graphs_updated,
+		     "graphs updated %llu, %llu before", (unsigned long long)d->cnt.graphs_updated,
 		     (unsigned long long)s.cnt.graphs_updated);
 	devpool_free(d->pool, old);
 
@@ -492,17 +501,17 @@ static void moves(bool graph)
 	old = ret ? 0 : d->act.base + d->act.bytes;
 	err_clear();
 	tin_make(t.g, 64, 64, 0, 0, true, &r, in2);
-	ret = cuda_cold_evict(m) ?: tmodel_create_gpu(d, &t, TP_LOAD_PINNED, &big) ?:
-	      cuda_backend.model_run(big, in2, out);
+	ret = cuda_cold_evict(m)				     ?:
+		      tmodel_create_gpu(d, &t, TP_LOAD_PINNED, &big) ?:
+		      cuda_backend.model_run(big, in2, out);
 	cr_assert_eq(ret, 0, "a larger run: %s", err_msg(ret));
 	cr_assert(d->act.base != base, "the arena did not move");
 	made = d->cnt.graphs_made;
 	upd = d->cnt.graphs_updated;
 	ret = cuda_cold_run(m, in, out, &st);
 	cr_assert_eq(ret, 0, "cold run after the arena moved: %s", err_msg(ret));
-	cr_assert(!st.progs_remade && st.graphs_updated == (graph ? 1u : 0u) &&
-			  !st.graphs_captured, "updated %u captured %u", st.graphs_updated,
-		  st.graphs_captured);
+	cr_assert(!st.progs_remade && st.graphs_updated == (graph ? 1u : 0u) && !st.graphs_captured,
+		  "updated %u captured %u", st.graphs_updated, st.graphs_captured);
 	cr_assert_eq(d->cnt.graphs_made, made);
 	cr_assert_eq(d->cnt.graphs_updated, upd + (graph ? 1 : 0));
 	same(t.g, out, warm, "cold start after the arena moved");
@@ -524,8 +533,14 @@ static void moves(bool graph)
 	cuda_device_close(d);
 }
 
-Test(cuda_engine, moved_weights_update_graphs) { moves(true); }
-Test(cuda_engine, moved_weights_eager) { moves(false); }
+Test(cuda_engine, moved_weights_update_graphs)
+{
+	moves(true);
+}
+Test(cuda_engine, moved_weights_eager)
+{
+	moves(false);
+}
 
 /* A whole-model load is one range and one copy; a mixed one a copy per
  * run of LOAD layers; the outputs are the CPU's. */
