@@ -62,8 +62,13 @@ static void fuzz_init(void)
 {
 	static char dir[] = "/tmp/fuzz_h2_repo_XXXXXX";
 	struct sched_opts so = {
-		.gpus = "cpu", .queue_depth = 16, .n_reqs = 16,
-		.no_threads = true, .explicit_load = true, .no_prewarm = true, .no_pin = true,
+		.gpus = "cpu",
+		.queue_depth = 16,
+		.n_reqs = 16,
+		.no_threads = true,
+		.explicit_load = true,
+		.no_prewarm = true,
+		.no_pin = true,
 	};
 	uint32_t nw;
 
@@ -227,11 +232,11 @@ static void write_seeds(const char *dir)
 	/* ModelInferRequest: model_name "bert-tiny", one INT64 input [1,4]
 	 * "input_ids", one raw_input_contents of 32 bytes. */
 	static const uint8_t infer[] = {
-		0x0a, 9, 'b', 'e', 'r', 't', '-', 't', 'i', 'n', 'y',
-		0x2a, 22, 0x0a, 9, 'i', 'n', 'p', 'u', 't', '_', 'i', 'd', 's',
-		0x12, 5, 'I', 'N', 'T', '6', '4', 0x1a, 2, 1, 4,
-		0x3a, 32, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0,
-		3, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0,
+		0x0a, 9,   'b', 'e',  'r', 't', '-', 't',  'i', 'n', 'y',  0x2a, 22,  0x0a,
+		9,    'i', 'n', 'p',  'u', 't', '_', 'i',  'd', 's', 0x12, 5,	 'I', 'N',
+		'T',  '6', '4', 0x1a, 2,   1,	4,   0x3a, 32,	1,   0,	   0,	 0,   0,
+		0,    0,   0,	2,    0,   0,	0,   0,	   0,	0,   0,	   3,	 0,   0,
+		0,    0,   0,	0,    0,   4,	0,   0,	   0,	0,   0,	   0,	 0,
 	};
 	static const uint8_t name[] = {0x0a, 9, 'b', 'e', 'r', 't', '-', 't', 'i', 'n', 'y'};
 	static const char *const paths[] = {
@@ -248,8 +253,8 @@ static void write_seeds(const char *dir)
 	uint8_t buf[2048];
 	size_t i;
 
-	write_seed(dir, 0, buf, call(buf, "/inference.GRPCInferenceService/ModelInfer", infer,
-				    sizeof(infer)));
+	write_seed(dir, 0, buf,
+		   call(buf, "/inference.GRPCInferenceService/ModelInfer", infer, sizeof(infer)));
 	for (i = 0; i < ARRAY_SIZE(paths); i++)
 		write_seed(dir, (int)i + 1, buf, call(buf, paths[i], name, sizeof(name)));
 }
