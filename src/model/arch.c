@@ -156,31 +156,52 @@ static uint32_t pooler(struct graph *g, const struct arch_cfg *c, uint32_t x, co
 
 /* ------------------------------------------------------------ BERT/RoBERTa */
 
-/* One BertLayer; returns its output hidden states. */
-static uint32_t bert_layer(struct graph *g, const struct arch_cfg *c, uint32_t x, uint32_t mask,
-			   int i)
+/* Tensor names of one post-LN encoder layer (BERT's and DistilBERT's
+ * differ only in these), each after the layer's prefix. */
+struct post_ln_names {
+	const char *layer; /* printf format of the prefix, %d: the layer */
+	const char *qkv, *self, *qkv_parts;
+	const char *attn_out, *ln1, *ffn_in, *ffn_out, *ln2;
+};
+
+/* One post-LN encoder layer; returns its output hidden states. */
+static uint32_t post_ln_layer(struct graph *g, const struct arch_cfg *c, uint32_t x, uint32_t mask,
+			      int i, const struct post_ln_names *nm)
 {
 	int64_t att[2] = {c->heads, 0};
 	char p[NAME_LEN], n[NAME_LEN], q[NAME_LEN];
 	uint32_t in[2], y;
 
-	pname(p, c, "encoder.layer.%d", i);
-	mb_join(n, p, ".attention.self.qkv");
-	mb_join(q, p, ".attention.self");
-	y = linear_qkv(g, c, x, n, q, "query,key,value", true);
+	pname(p, c, nm->layer, i);
+	mb_join(n, p, nm->qkv);
+	mb_join(q, p, nm->self);
+	y = linear_qkv(g, c, x, n, q, nm->qkv_parts, true);
 	in[0] = y;
 	in[1] = mask;
 	y = graph_node(g, OP_ATTENTION, in, 2, att, 2, NULL, 0);
-	mb_join(n, p, ".attention.output.dense");
+	mb_join(n, p, nm->attn_out);
 	y = mb_node2(g, OP_ADD, mb_linear_plain(g, y, n, c->hidden, c->hidden), x, 0);
-	mb_join(n, p, ".attention.output.LayerNorm");
+	mb_join(n, p, nm->ln1);
 	x = layernorm(g, y, n, c->hidden, c->layer_norm_eps);
-	mb_join(n, p, ".intermediate.dense");
+	mb_join(n, p, nm->ffn_in);
 	y = act(g, c, mb_linear_plain(g, x, n, c->intermediate, c->hidden));
-	mb_join(n, p, ".output.dense");
+	mb_join(n, p, nm->ffn_out);
 	y = mb_node2(g, OP_ADD, mb_linear_plain(g, y, n, c->hidden, c->intermediate), x, 0);
-	mb_join(n, p, ".output.LayerNorm");
+	mb_join(n, p, nm->ln2);
 	return layernorm(g, y, n, c->hidden, c->layer_norm_eps);
+}
+
+/* One BertLayer; returns its output hidden states. */
+static uint32_t bert_layer(struct graph *g, const struct arch_cfg *c, uint32_t x, uint32_t mask,
+			   int i)
+{
+	static const struct post_ln_names nm = {
+		"encoder.layer.%d",    ".attention.self.qkv",	  ".attention.self",
+		"query,key,value",     ".attention.output.dense", ".attention.output.LayerNorm",
+		".intermediate.dense", ".output.dense",		  ".output.LayerNorm",
+	};
+
+	return post_ln_layer(g, c, x, mask, i, &nm);
 }
 
 /* RobertaClassificationHead: dense + tanh + out_proj on the first token. */
@@ -249,27 +270,13 @@ static void build_bert(struct graph *g, const struct arch_cfg *c)
 static uint32_t distil_layer(struct graph *g, const struct arch_cfg *c, uint32_t x, uint32_t mask,
 			     int i)
 {
-	int64_t att[2] = {c->heads, 0};
-	char p[NAME_LEN], n[NAME_LEN], q[NAME_LEN];
-	uint32_t in[2], y;
+	static const struct post_ln_names nm = {
+		"transformer.layer.%d", ".attention.qkv", ".attention", "q_lin,k_lin,v_lin",
+		".attention.out_lin",	".sa_layer_norm", ".ffn.lin1",	".ffn.lin2",
+		".output_layer_norm",
+	};
 
-	pname(p, c, "transformer.layer.%d", i);
-	mb_join(n, p, ".attention.qkv");
-	mb_join(q, p, ".attention");
-	y = linear_qkv(g, c, x, n, q, "q_lin,k_lin,v_lin", true);
-	in[0] = y;
-	in[1] = mask;
-	y = graph_node(g, OP_ATTENTION, in, 2, att, 2, NULL, 0);
-	mb_join(n, p, ".attention.out_lin");
-	y = mb_node2(g, OP_ADD, mb_linear_plain(g, y, n, c->hidden, c->hidden), x, 0);
-	mb_join(n, p, ".sa_layer_norm");
-	x = layernorm(g, y, n, c->hidden, c->layer_norm_eps);
-	mb_join(n, p, ".ffn.lin1");
-	y = act(g, c, mb_linear_plain(g, x, n, c->intermediate, c->hidden));
-	mb_join(n, p, ".ffn.lin2");
-	y = mb_node2(g, OP_ADD, mb_linear_plain(g, y, n, c->hidden, c->intermediate), x, 0);
-	mb_join(n, p, ".output_layer_norm");
-	return layernorm(g, y, n, c->hidden, c->layer_norm_eps);
+	return post_ln_layer(g, c, x, mask, i, &nm);
 }
 
 static void build_distilbert(struct graph *g, const struct arch_cfg *c)

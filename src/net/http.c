@@ -272,7 +272,7 @@ static int hdr_expect(struct http_req *r, const char *v, size_t n)
 static int hdr_transfer_encoding(struct http_req *r, const char *v, size_t n)
 {
 	if (!slice_ieq(v, n, "chunked") || r->ps.has_te)
-		return fail(r, 501, "transfer coding not implemented (only chunked alone)");
+		return fail(r, 501, "transfer coding not supported (only chunked alone)");
 	r->ps.has_te = true;
 	return 0;
 }
