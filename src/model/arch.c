@@ -237,6 +237,25 @@ static void bert_heads(struct graph *g, const struct arch_cfg *c, uint32_t x)
 	}
 }
 
+/* input_ids and an optional attention_mask (*mask), then word embeddings
+ * plus learned position embeddings of arange(seq): DistilBERT's and
+ * GPT-2's embeddings (tables named word and pos, after the prefix). */
+static uint32_t words_and_positions(struct graph *g, const struct arch_cfg *c, const char *word,
+				    const char *pos_name, uint32_t *mask)
+{
+	int64_t pos_ia[2] = {0, 0};
+	uint32_t ids, pos, x;
+	char n[NAME_LEN];
+
+	ids = token_input(g, "input_ids", 0, 0);
+	*mask = token_input(g, "attention_mask", IO_OPTIONAL, 1);
+	pos = graph_node(g, OP_POSITION_IDS, &ids, 1, pos_ia, 2, NULL, 0);
+	pname(n, c, "%s", word);
+	x = embedding(g, ids, n, c->vocab, c->hidden);
+	pname(n, c, "%s", pos_name);
+	return mb_node2(g, OP_ADD, x, embedding(g, pos, n, c->max_positions, c->hidden), 0);
+}
+
 /* BertModel and RobertaModel (RoBERTa: position ids from the input ids). */
 static void build_bert(struct graph *g, const struct arch_cfg *c)
 {
@@ -281,18 +300,12 @@ static uint32_t distil_layer(struct graph *g, const struct arch_cfg *c, uint32_t
 
 static void build_distilbert(struct graph *g, const struct arch_cfg *c)
 {
-	int64_t pos_ia[2] = {0, 0};
-	uint32_t ids, mask, pos, x;
+	uint32_t mask, x;
 	char n[NAME_LEN];
 	int i;
 
-	ids = token_input(g, "input_ids", 0, 0);
-	mask = token_input(g, "attention_mask", IO_OPTIONAL, 1);
-	pos = graph_node(g, OP_POSITION_IDS, &ids, 1, pos_ia, 2, NULL, 0);
-	pname(n, c, "embeddings.word_embeddings");
-	x = embedding(g, ids, n, c->vocab, c->hidden);
-	pname(n, c, "embeddings.position_embeddings");
-	x = mb_node2(g, OP_ADD, x, embedding(g, pos, n, c->max_positions, c->hidden), 0);
+	x = words_and_positions(g, c, "embeddings.word_embeddings",
+				"embeddings.position_embeddings", &mask);
 	pname(n, c, "embeddings.LayerNorm");
 	x = layernorm(g, x, n, c->hidden, c->layer_norm_eps);
 	for (i = 0; i < c->layers; i++)
@@ -338,18 +351,11 @@ static uint32_t gpt2_block(struct graph *g, const struct arch_cfg *c, uint32_t x
 
 static void build_gpt2(struct graph *g, const struct arch_cfg *c)
 {
-	int64_t pos_ia[2] = {0, 0};
-	uint32_t ids, mask, pos, x;
+	uint32_t mask, x;
 	char n[NAME_LEN];
 	int i;
 
-	ids = token_input(g, "input_ids", 0, 0);
-	mask = token_input(g, "attention_mask", IO_OPTIONAL, 1);
-	pos = graph_node(g, OP_POSITION_IDS, &ids, 1, pos_ia, 2, NULL, 0);
-	pname(n, c, "wte");
-	x = embedding(g, ids, n, c->vocab, c->hidden);
-	pname(n, c, "wpe");
-	x = mb_node2(g, OP_ADD, x, embedding(g, pos, n, c->max_positions, c->hidden), 0);
+	x = words_and_positions(g, c, "wte", "wpe", &mask);
 	for (i = 0; i < c->layers; i++)
 		x = gpt2_block(g, c, x, mask, i);
 	pname(n, c, "ln_f");
