@@ -70,6 +70,9 @@ static const char usage[] =
 	"Arrivals:\n"
 	"  --rate R             open-loop arrivals at R requests/s (default 100)\n"
 	"  --uniform            evenly spaced arrivals instead of Poisson\n"
+	"  --round-robin        models chosen in turn (m0, m1, ..., m0, ...): with a device\n"
+	"                       memory limit that holds fewer than N, every request is a\n"
+	"                       cold start\n"
 	"  --zipf S             model i (from 0) chosen with weight 1/(i+1)^S instead of\n"
 	"                       uniformly\n"
 	"  --warmup SEC         requests before SEC are sent and checked but not in the\n"
@@ -105,7 +108,7 @@ struct opts {
 	long vocab;
 	double rate, zipf, warmup, duration, time_scale, slo_ms, timeout_ms, wait_s, tol;
 	int min_a, min_b;
-	bool uniform, check, quiet, map_hash, warmup_set;
+	bool uniform, check, quiet, map_hash, warmup_set, round_robin;
 	uint64_t seed;
 };
 
@@ -724,9 +727,12 @@ static double *zipf_cdf;
 
 static uint32_t pick_model(void)
 {
+	static uint32_t next;
 	double u;
 	int lo = 0, hi = n_models - 1;
 
+	if (o.round_robin)
+		return next++ % (uint32_t)n_models;
 	if (!zipf_cdf)
 		return (uint32_t)(rng_next() % (uint64_t)n_models);
 	u = rng_unit() * zipf_cdf[n_models - 1];
@@ -1343,6 +1349,8 @@ struct stats {
 	uint64_t sent, ok, err, wrong, cold, good, delayed, kinds[K_N], sched;
 	double p[6], mean; /* p50 p90 p99 p99.9 max (ms), mean */
 	double tm[3][2];   /* queue, load, compute: mean, p99 (ms) */
+	double cp[3];	   /* cold requests: p50, p99, mean (ms) */
+	double cc;	   /* cold requests: server compute mean (ms) */
 	uint64_t n_timing;
 };
 
@@ -1398,6 +1406,8 @@ static void stats_of(int minute, struct stats *s)
 	size_t i, nl = 0, nt = 0, lo = minute < 0 ? 0 : minute_lo(minute),
 		  hi = minute < 0 ? n_evs : minute_lo(minute + 1);
 	double *lat = xcalloc(hi - lo, sizeof(double)), *tv[3], sum = 0;
+	double *clat = xcalloc(hi - lo, sizeof(double)), csum = 0, ccomp = 0;
+	size_t nc = 0, ncc = 0;
 	uint64_t slo = (uint64_t)(o.slo_ms * 1e6);
 	int k;
 
@@ -1420,6 +1430,14 @@ static void stats_of(int minute, struct stats *s)
 			continue;
 		s->cold += e->cold;
 		s->good += d <= slo;
+		if (e->cold) {
+			clat[nc++] = (double)d / 1e6;
+			csum += (double)d / 1e6;
+			if (e->c >= 0) {
+				ccomp += e->c;
+				ncc++;
+			}
+		}
 		lat[nl++] = (double)d / 1e6;
 		sum += (double)d / 1e6;
 		if (e->q >= 0 && e->l >= 0 && e->c >= 0) {
@@ -1440,6 +1458,12 @@ static void stats_of(int minute, struct stats *s)
 	s->p[4] = nl ? lat[nl - 1] : 0;
 	s->mean = nl ? sum / (double)nl : 0;
 	s->n_timing = nt;
+	qsort(clat, nc, sizeof(double), dcmp);
+	s->cp[0] = pct(clat, nc, 0.5);
+	s->cp[1] = pct(clat, nc, 0.99);
+	s->cp[2] = nc ? csum / (double)nc : 0;
+	s->cc = ncc ? ccomp / (double)ncc : 0;
+	free(clat);
 	for (k = 0; k < 3; k++) {
 		mean_p99(tv[k], nt, s->tm[k]);
 		free(tv[k]);
@@ -1472,6 +1496,12 @@ static void print_stats(const struct stats *s)
 	       (unsigned long long)s->good, (unsigned long long)s->sched);
 	printf("cold starts: %llu (rate %.4f of ok)\n", (unsigned long long)s->cold,
 	       frac(s->cold, s->ok));
+	if (n_evs && evs[0].kind == K_OK)
+		printf("first request ms: %.3f (%s; server compute %.3f)\n",
+		       (double)(evs[0].done - evs[0].t) / 1e6, evs[0].cold ? "cold" : "warm",
+		       evs[0].c);
+	printf("cold requests ms: p50 %.3f  p99 %.3f  mean %.3f  (server compute mean %.3f)\n",
+	       s->cp[0], s->cp[1], s->cp[2], s->cc);
 	printf("server ms (Server-Timing, %llu answers): queue mean %.3f p99 %.3f  load mean "
 	       "%.3f p99 %.3f  compute mean %.3f p99 %.3f\n",
 	       (unsigned long long)s->n_timing, s->tm[0][0], s->tm[0][1], s->tm[1][0], s->tm[1][1],
@@ -1525,6 +1555,10 @@ static json_t *stats_json(const struct stats *s)
 	json_object_set_new(j, "goodput", json_real(frac(s->good, s->sched)));
 	json_object_set_new(j, "cold_starts", json_integer((json_int_t)s->cold));
 	json_object_set_new(j, "cold_start_rate", json_real(frac(s->cold, s->ok)));
+	json_object_set_new(j, "cold_p50_ms", json_real(s->cp[0]));
+	json_object_set_new(j, "cold_p99_ms", json_real(s->cp[1]));
+	json_object_set_new(j, "cold_mean_ms", json_real(s->cp[2]));
+	json_object_set_new(j, "cold_compute_ms_mean", json_real(s->cc));
 	json_object_set_new(j, "queue_ms_mean", json_real(s->tm[0][0]));
 	json_object_set_new(j, "queue_ms_p99", json_real(s->tm[0][1]));
 	json_object_set_new(j, "load_ms_mean", json_real(s->tm[1][0]));
@@ -1590,6 +1624,7 @@ enum {
 	O_RATE,
 	O_UNIFORM,
 	O_ZIPF,
+	O_RR,
 	O_WARMUP,
 	O_DURATION,
 	O_TRACE,
@@ -1623,6 +1658,7 @@ static const struct option lopts[] = {
 	{"rate", 1, 0, O_RATE},
 	{"uniform", 0, 0, O_UNIFORM},
 	{"zipf", 1, 0, O_ZIPF},
+	{"round-robin", 0, 0, O_RR},
 	{"warmup", 1, 0, O_WARMUP},
 	{"duration", 1, 0, O_DURATION},
 	{"trace", 1, 0, O_TRACE},
@@ -1708,6 +1744,9 @@ static void opt_one(int c, const char *a)
 		break;
 	case O_ZIPF:
 		o.zipf = num(a, 0, 100, "zipf");
+		break;
+	case O_RR:
+		o.round_robin = true;
 		break;
 	case O_WARMUP:
 		o.warmup = num(a, 0, 1e6, "warmup"), o.warmup_set = true;

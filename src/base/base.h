@@ -156,6 +156,10 @@ struct dprt_knobs {
 	/* CUDA cold starts, read when a cold model is made */
 	bool cold_graph;   /* DPRT_COLD_GRAPH (1): one captured graph */
 	bool cold_promote; /* DPRT_COLD_PROMOTE (0): promote DHA layers */
+	bool cold_defer;   /* DPRT_COLD_DEFER (1): moved weights' graphs are
+			    * re-recorded when idle, the run eager */
+	bool evict_place;  /* DPRT_EVICT_PLACE (1): evict the idle models
+			    * where a cold model's weights were */
 	bool pt_direct;	   /* DPRT_PT_DIRECT (0): helpers copy host to target */
 	/* CUDA devices, read when a device is warmed up; 0: none */
 	uint64_t cuda_pool_bytes;  /* DPRT_CUDA_POOL_MB: pool reserved, bytes */

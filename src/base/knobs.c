@@ -51,6 +51,12 @@ static const struct knob knobs[] = {
 	     "1: choose convolution algorithms by timing\n(cudnnFind) instead of heuristics"),
 	KNOB("DPRT_COLD_GRAPH", KNOB_ON, cold_graph, "1",
 	     "0: cold starts run eagerly, never as one\ncaptured graph"),
+	KNOB("DPRT_COLD_DEFER", KNOB_ON, cold_defer, "1",
+	     "0: graphs of a model whose weights moved are\nre-recorded before its cold start runs "
+	     "instead\nof running it eagerly and re-recording them\nwhile the GPU is idle"),
+	KNOB("DPRT_EVICT_PLACE", KNOB_ON, evict_place, "1",
+	     "0: cold starts do not evict the idle models\nholding where their weights were "
+	     "last time\n(so their graphs stay right)"),
 	KNOB("DPRT_COLD_PROMOTE", KNOB_OFF, cold_promote, "0",
 	     "1: after a cold start, move the layers its plan\nleaves in host memory into device "
 	     "memory in\nthe background"),

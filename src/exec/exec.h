@@ -42,6 +42,10 @@ struct exec_cold_info {
 	uint32_t links;	       /* links that carried bytes, the target's included */
 	uint64_t bytes_loaded; /* copied to the device, all links */
 	uint64_t bytes_dha;    /* left in host memory, read in place */
+	bool moved;	       /* weights landed elsewhere than last time */
+	bool deferred;	       /* so the run went eagerly; model_tidy re-records */
+	uint64_t fixup_ns;     /* spent taking the new addresses (rebind, and
+				* re-recording graphs when not deferred) */
 };
 
 /*
@@ -89,6 +93,11 @@ struct exec_ops {
 	 * idle a while, so that one large request does not keep its memory
 	 * for good. */
 	void (*model_shrink)(struct exec_model *m);
+	/* Optional (NULL: nothing to tidy). Work a run left for later that
+	 * is cheaper done while the device is idle (re-recording the graphs
+	 * of a model whose weights moved). Returns whether it did any; the
+	 * worker calls it between requests. */
+	bool (*model_tidy)(struct exec_model *m);
 	/* Optional (NULL: the backend has no device memory; use model_create).
 	 * Like model_create, with place[g->n_layers] giving each layer's enum
 	 * exec_place; place == NULL means every layer PLACE_LOAD. */
@@ -118,6 +127,11 @@ struct exec_ops {
 	 * is left evicted and usable. */
 	int (*cold_run)(struct exec_model *m, const struct tview *in, struct tview *out,
 			struct exec_cold_info *info);
+	/* Optional (NULL: no addresses to keep). Whether evicting other would
+	 * free part of the device range m's LOAD layers held before m's last
+	 * eviction (so that m's next cold start lands there and its graphs
+	 * stay right). m is evicted, other resident; both on one device. */
+	bool (*cold_overlaps)(const struct exec_model *m, const struct exec_model *other);
 };
 
 /* The GPU backend of this build (&cuda_backend), or NULL in a build

@@ -115,6 +115,23 @@ static void device_metric(struct sbuf *b, const struct sched_stats *st, const ch
 	}
 }
 
+/* Like device_metric, for a field in nanoseconds shown in seconds. */
+static void device_seconds(struct sbuf *b, const struct sched_stats *st, const char *name,
+			   const char *help, size_t off)
+{
+	uint32_t i;
+
+	family(b, name, "counter", help);
+	for (i = 0; i < st->n_workers; i++) {
+		const struct sched_worker_stats *w = &st->workers[i];
+
+		sbuf_printf(b, "%s{device=\"", name);
+		sbuf_label(b, w->name);
+		sbuf_printf(b, "\"} %.9f\n",
+			    (double)*(const uint64_t *)((const char *)w + off) / 1e9);
+	}
+}
+
 static void histogram(struct sbuf *b, const struct sched_stats *st)
 {
 	const char *name = "dprt_request_duration_seconds";
@@ -218,6 +235,20 @@ static void device_metrics(struct sbuf *b, const struct sched_stats *st)
 		      "Cold starts of a model kept on the device while evicted (only its "
 		      "weights moved).",
 		      WOFF(standby_hits));
+	device_metric(b, st, "dprt_cold_moved_total", "counter",
+		      "Cold starts whose weights landed elsewhere than last time (the "
+		      "model's programs took the new addresses).",
+		      WOFF(cold_moved));
+	device_metric(b, st, "dprt_cold_deferred_total", "counter",
+		      "Cold starts whose weights moved that ran eagerly, their graphs "
+		      "re-recorded while the device was idle.",
+		      WOFF(cold_deferred));
+	device_seconds(b, st, "dprt_cold_fixup_seconds_total",
+		       "Time cold starts spent taking new weight addresses.", WOFF(fixup_ns));
+	device_metric(b, st, "dprt_place_evictions_total", "counter",
+		      "Evictions so that a cold model's weights land where they were "
+		      "(counted in dprt_evictions_total too).",
+		      WOFF(place_evictions));
 	device_metric(b, st, "dprt_model_creations_total", "counter",
 		      "Models made on the device for the first time.", WOFF(creations));
 	device_metric(b, st, "dprt_model_recreations_total", "counter",

@@ -105,6 +105,7 @@ struct wslot {
 	struct hread *hr;  /* the read in progress, NULL when none */
 	bool sync_load;	   /* resuming parked requests: read here if need be */
 	bool held_ref;	   /* resuming: the reader's host reference is ours */
+	bool untidy;	   /* a run left work for model_tidy (idle time) */
 	double rate;	   /* requests per second, decaying (cost policy) */
 	uint64_t rate_t;   /* when rate was last updated */
 	_Atomic uint64_t requests, failures, cold, bytes_loaded, lat_sum;
@@ -279,6 +280,7 @@ struct worker {
 	uint64_t spin_ns;
 	int cold_mode;	  /* WCOLD_* or an enum plan_mode */
 	int evict_policy; /* enum sched_evict */
+	bool evict_place; /* evict where a cold model's weights were */
 	int efd;
 	int cpu;
 	pthread_t thread;
@@ -308,7 +310,9 @@ struct worker {
 	_Atomic uint64_t resident_bytes, resident_models;
 	_Atomic uint64_t requests, failures, cold, bytes_loaded, evictions;
 	_Atomic uint64_t standby_hits, creations, recreations, destroys, plans_made;
+	_Atomic uint64_t cold_moved, cold_deferred, fixup_ns, place_evictions;
 	bool prep_pending;   /* owner: some slot may still need its plan */
+	uint32_t untidy;     /* owner: slots with work for model_tidy */
 	uint64_t headroom;   /* owner: the largest model made here (bytes) */
 	uint64_t shrink_due; /* owner: when idle models give back activation
 			      * memory (clock_ns), 0 = nothing ran since */

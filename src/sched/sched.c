@@ -848,6 +848,10 @@ static void worker_stats(const struct sched *s, uint32_t i, struct sched_worker_
 	ws->recreations = ctr_get(&w->recreations);
 	ws->destroys = ctr_get(&w->destroys);
 	ws->plans = ctr_get(&w->plans_made);
+	ws->cold_moved = ctr_get(&w->cold_moved);
+	ws->cold_deferred = ctr_get(&w->cold_deferred);
+	ws->fixup_ns = ctr_get(&w->fixup_ns);
+	ws->place_evictions = ctr_get(&w->place_evictions);
 	ws->cold_mode = w->cold_mode;
 }
 

@@ -377,12 +377,16 @@ struct sched_worker_stats {
 	int32_t dev_id, cpu;
 	uint64_t queue_depth, resident_models, resident_bytes, mem_limit;
 	uint64_t requests, failures, cold_starts, bytes_loaded, evictions;
-	uint64_t standby_hits; /* cold starts of a kept (evicted) cold model */
-	uint64_t creations;    /* models made here for the first time */
-	uint64_t recreations;  /* models made again after being destroyed */
-	uint64_t destroys;     /* models destroyed (room, unload, shutdown) */
-	uint64_t plans;	       /* cold-start plans found or made */
-	int32_t cold_mode;     /* the worker's: an enum plan_mode, or < 0 */
+	uint64_t standby_hits;	  /* cold starts of a kept (evicted) cold model */
+	uint64_t creations;	  /* models made here for the first time */
+	uint64_t recreations;	  /* models made again after being destroyed */
+	uint64_t destroys;	  /* models destroyed (room, unload, shutdown) */
+	uint64_t plans;		  /* cold-start plans found or made */
+	uint64_t cold_moved;	  /* cold starts whose weights landed elsewhere */
+	uint64_t cold_deferred;	  /* of those, run eagerly (graphs re-recorded idle) */
+	uint64_t fixup_ns;	  /* time cold starts spent taking new addresses */
+	uint64_t place_evictions; /* evictions so a cold model lands where it was */
+	int32_t cold_mode;	  /* the worker's: an enum plan_mode, or < 0 */
 };
 
 struct sched_model_stats {

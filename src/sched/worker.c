@@ -60,6 +60,7 @@ int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev, str
 	lnode_init(&w->standby);
 	lnode_init(&w->parked);
 	w->evict_policy = s->o.evict_policy;
+	w->evict_place = knobs_get()->evict_place && w->evict_policy == SCHED_EVICT_COST;
 	ret = sched_cold_mode_parse(s->o.cold_mode, &w->cold_mode);
 	if (ret)
 		goto out_free;
@@ -98,9 +99,18 @@ static bool slot_in_use(const struct wslot *sl)
 
 /* Destroy a model (resident or kept evicted) and drop its reference on
  * the host copy. */
+static void forget_untidy(struct worker *w, struct wslot *sl)
+{
+	if (sl->untidy) {
+		sl->untidy = false;
+		w->untidy--;
+	}
+}
+
 static void destroy(struct worker *w, struct wslot *sl)
 {
 	ctr_add(&w->destroys, 1);
+	forget_untidy(w, sl);
 	lnode_del(&sl->lru);
 	w->ops->model_destroy(sl->em);
 	sl->em = NULL;
@@ -120,6 +130,7 @@ static void destroy(struct worker *w, struct wslot *sl)
 static void evict(struct worker *w, struct wslot *sl)
 {
 	log_debug("%s: evicting '%s' v%u", w->name, sl->e->name, sl->e->version);
+	forget_untidy(w, sl); /* its graphs wait for where it lands next */
 	lnode_del(&sl->lru);
 	atomic_store(&sl->resident, false);
 	if (sl->by_plan && repo_entry_state(sl->e) == REPO_READY && !w->ops->cold_evict(sl->em)) {
@@ -527,6 +538,55 @@ static void make_resident(struct worker *w, struct wslot *sl)
 	publish_residency(w, 1);
 }
 
+/* An idle model whose eviction costs more than this many times the
+ * cheapest one's is not evicted to keep a cold model's addresses. */
+#define PLACE_SLACK 4.0
+
+/*
+ * A kept cold model comes back where its weights were last time when the
+ * models now there are idle and not much dearer to lose than the cheapest
+ * (evict_cost, within PLACE_SLACK): then its graphs need no re-recording.
+ * Evicts them (cheap: ranges go back to the pool, nothing is destroyed).
+ * Under the LRU policy, or without addresses (CPU devices), nothing.
+ */
+static void make_place(struct worker *w, struct wslot *self)
+{
+	struct wslot *hit[8];
+	double worst = 0, cheapest = 0;
+	uint64_t now = clock_ns();
+	struct lnode *n;
+	uint32_t k = 0, i;
+	bool any = false;
+
+	if (!w->evict_place || !w->ops->cold_overlaps || !self->by_plan || !self->em)
+		return;
+	for (n = w->lru.next; n != &w->lru; n = n->next) {
+		struct wslot *sl = container_of(n, struct wslot, lru);
+		double c;
+
+		if (sl == self || !sl->by_plan || !sl->em)
+			continue;
+		c = slot_in_use(sl) ? 0 : evict_cost(sl, now);
+		if (!slot_in_use(sl) && (!any || c < cheapest)) {
+			cheapest = c;
+			any = true;
+		}
+		if (!w->ops->cold_overlaps(self->em, sl->em))
+			continue;
+		if (slot_in_use(sl) || k == ARRAY_SIZE(hit))
+			return; /* it lands elsewhere */
+		hit[k++] = sl;
+		worst = MAX(worst, c);
+	}
+	if (!k || worst > PLACE_SLACK * cheapest + 1e-30)
+		return;
+	for (i = 0; i < k; i++) {
+		evict(w, hit[i]);
+		ctr_add(&w->evictions, 1);
+		ctr_add(&w->place_evictions, 1);
+	}
+}
+
 /* A kept cold model comes back: room for its weights, which its next run
  * brings in by its plan (the cold start proper runs in run_one). */
 static int load_kept(struct worker *w, struct wslot *sl, struct sched_req *req)
@@ -534,6 +594,7 @@ static int load_kept(struct worker *w, struct wslot *sl, struct sched_req *req)
 	uint64_t t0 = clock_ns();
 	int ret;
 
+	make_place(w, sl);
 	ret = make_room(w, sl, sl->load);
 	if (ret)
 		return ret;
@@ -679,6 +740,13 @@ static int run_model(struct worker *w, struct wslot *sl, const struct tview *in,
 			charge_load(w, sl, w->ops->dev_used(w->devh) - used0);
 			ctr_add(&w->bytes_loaded, info.bytes_loaded);
 			ctr_add(&sl->bytes_loaded, info.bytes_loaded);
+			ctr_add(&w->cold_moved, info.moved);
+			ctr_add(&w->cold_deferred, info.deferred);
+			ctr_add(&w->fixup_ns, info.fixup_ns);
+			if (info.deferred && w->ops->model_tidy && !sl->untidy) {
+				sl->untidy = true;
+				w->untidy++;
+			}
 			trim(w, sl);
 		}
 		if (!out_of_memory(ret) || !cold || !free_one(w, sl))
@@ -1411,10 +1479,33 @@ static void shrink_all(struct worker *w)
 	log_debug("%s: models shrank", w->name);
 }
 
+/* Re-record one model's graphs that a run left stale (model_tidy), the
+ * most recently used first: it is the likeliest to run next. Whether one
+ * was tidied. */
+static bool tidy_one(struct worker *w)
+{
+	struct lnode *n;
+
+	for (n = w->lru.next; n != &w->lru; n = n->next) {
+		struct wslot *sl = container_of(n, struct wslot, lru);
+
+		if (!sl->untidy)
+			continue;
+		sl->untidy = false;
+		w->untidy--;
+		w->ops->model_tidy(sl->em);
+		return true;
+	}
+	return false;
+}
+
 bool worker_prepare(struct worker *w)
 {
 	struct repo_entry *e;
 	const void *weights;
+
+	if (w->untidy && tidy_one(w))
+		return true;
 
 	if (w->shrink_due && clock_ns() >= w->shrink_due) {
 		shrink_all(w);

@@ -226,4 +226,17 @@ done
 grep -qx cpu "$tmp/fig12/machine.txt" || fail "machine.txt"
 grep -q -- "--cold-mode deepplan" "$tmp/fig12/commands.txt" || fail "commands.txt"
 
+# --round-robin over two instances under a limit that holds one: in load
+# mode every request is a cold start; bench/cold_e2e.sh --tiny reports them.
+sh "$root/bench/cold_e2e.sh" --tiny --models bert-tiny --modes load --requests 10 \
+	--out "$tmp/ce2e" --dprt "$DPRT" --loadgen "$LOADGEN" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+last="bench/cold_e2e.sh --tiny"
+expect_rc 0 "cold_e2e.sh --tiny"
+cat "$tmp/out"
+grep -Eq '^\| bert-tiny \| load \| - \| [0-9.]+ / [0-9.]+ \(([0-9]+)/\1 cold\)' \
+	"$tmp/ce2e/summary.md" || fail "cold_e2e row: every request a cold start"
+grep -Eq '^first request ms: [0-9.]+ \(cold' "$tmp/ce2e/raw/bert-tiny-load.txt" ||
+	fail "loadgen's first request line"
+
 finish

@@ -289,8 +289,19 @@ static int launch(struct cuda_cold *c, struct cuda_prog *pl, struct cuda_cold_st
 			return ret;
 		c->helpers_queued = true;
 	}
+	/* Weights moved: the stale graph is re-recorded while the device is
+	 * idle (cuda_cold_tidy), this run goes eagerly, no capture on it. */
+	if (graph_ok(c, pl) && pl->cold_gexec && pl->cold_stale && c->m->defer && c->width == 1) {
+		st->deferred = true;
+		return enqueue_cold(c, pl);
+	}
 	if (graph_ok(c, pl) && (!pl->cold_gexec || pl->cold_stale)) {
+		uint64_t t0 = clock_ns();
+		bool stale = pl->cold_gexec != NULL;
+
 		ret = capture_cold(c, pl, st);
+		if (stale)
+			st->fixup_ns += clock_ns() - t0;
 		if (ret) {
 			log_warn("cuda: %s: cannot capture the cold start, running it "
 				 "eagerly: %s",
@@ -338,6 +349,7 @@ static int cold_start(struct cuda_cold *c, const struct tview *in, struct cuda_p
 	 * and their graphs are updated before their next launch; remade
 	 * only if that fails. */
 	if (moved) {
+		t0 = clock_ns();
 		cuda_model_bind_weights(m);
 		ret = cuda_model_rebind(m);
 		if (ret) {
@@ -346,6 +358,7 @@ static int cold_start(struct cuda_cold *c, const struct tview *in, struct cuda_p
 			cold_drop_progs(m);
 			c->remade = true;
 		}
+		st->fixup_ns += clock_ns() - t0;
 	}
 	st->moved = moved;
 	st->progs_remade = c->remade;
@@ -433,6 +446,78 @@ int cuda_cold_evict(struct exec_model *m)
 	cold_unpromote(c, true);
 	cold_free_ranges(c);
 	return 0;
+}
+
+/* The spans of LOAD layers at addr[] (0: none), adjacent ones merged, at
+ * most n of them (beyond that the last one grows to cover the rest). */
+static uint32_t load_spans(const struct exec_model *m, const uint64_t *addr, uint64_t (*sp)[2],
+			   uint32_t n)
+{
+	uint32_t l, k = 0;
+
+	for (l = 0; l < m->g->n_layers; l++) {
+		uint64_t lo = addr[l], hi = lo + m->g->layers[l].nbytes;
+
+		if (m->place[l] != PLACE_LOAD || !lo)
+			continue;
+		if (k && (lo >= sp[k - 1][0] && lo <= ALIGN_UP(sp[k - 1][1], 4096))) {
+			sp[k - 1][1] = MAX(sp[k - 1][1], hi);
+			continue;
+		}
+		if (k == n) {
+			sp[k - 1][0] = MIN(sp[k - 1][0], lo);
+			sp[k - 1][1] = MAX(sp[k - 1][1], hi);
+			continue;
+		}
+		sp[k][0] = lo;
+		sp[k++][1] = hi;
+	}
+	return k;
+}
+
+#define OVERLAP_SPANS 16
+
+bool cuda_cold_overlaps(const struct exec_model *m, const struct exec_model *other)
+{
+	uint64_t a[OVERLAP_SPANS][2], b[OVERLAP_SPANS][2];
+	uint32_t na, nb, i, j;
+
+	if (!m->cold || !other->cold || m->cold->resident || !other->cold->resident ||
+	    m->d != other->d)
+		return false;
+	na = load_spans(m, m->cold->last, a, OVERLAP_SPANS);
+	nb = load_spans(other, other->layer_dev, b, OVERLAP_SPANS);
+	for (i = 0; i < na; i++)
+		for (j = 0; j < nb; j++)
+			if (a[i][0] < b[j][1] && b[j][0] < a[i][1])
+				return true;
+	return false;
+}
+
+bool cuda_cold_tidy(struct exec_model *m)
+{
+	struct cuda_cold *c = m->cold;
+	bool did = false;
+	int k;
+
+	if (!c || !c->resident || c->width > 1)
+		return false;
+	for (k = 0; k < CUDA_PROGS; k++) {
+		struct cuda_prog *pl = m->progs[k];
+
+		if (!pl || !pl->cold_gexec || !pl->cold_stale || !graph_ok(c, pl))
+			continue;
+		if (capture_cold(c, pl, NULL)) {
+			log_warn("cuda: %s: cannot capture the cold start, running it "
+				 "eagerly: %s",
+				 m->g->name, err_msg(0));
+			err_clear();
+			c->graph_failed = true;
+			return did;
+		}
+		did = true;
+	}
+	return did;
 }
 
 /* Whether m's LOAD layers are on the GPU (models without cold state: yes). */

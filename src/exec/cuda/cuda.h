@@ -100,6 +100,10 @@ struct cuda_cold_stats {
 	uint32_t graphs_updated;	      /* cold-start graphs updated in place
 				   * (new addresses, cuGraphExecUpdate) */
 	uint32_t graphs_captured;	      /* cold-start graphs instantiated anew */
+	bool deferred;			      /* moved: ran eagerly, graphs left stale
+				   * for cuda_model_tidy */
+	uint64_t fixup_ns;		      /* taking the new addresses: rebind, and
+				   * re-recording when not deferred */
 	uint32_t links;			      /* links that carried bytes, the target's included */
 	uint32_t fallbacks;		      /* helper slots that found no free link */
 	uint32_t copies;		      /* host-to-device copies (one per group) */
@@ -137,6 +141,15 @@ int cuda_cold_run(struct exec_model *m, const struct tview *in, struct tview *ou
 /* Return m's LOAD layers' device memory to the pool (no-op if evicted).
  * 0 or an error with err_set (-EINVAL for a model without cold state). */
 int cuda_cold_evict(struct exec_model *m);
+/* Whether other's LOAD ranges (other resident) overlap where m's LOAD
+ * layers were before m's last eviction (m evicted); same device. */
+bool cuda_cold_overlaps(const struct exec_model *m, const struct exec_model *other);
+/* Re-record m's stale cold-start graphs (m resident, no helpers); the
+ * device's context is current and its streams idle. Whether it did any. */
+bool cuda_cold_tidy(struct exec_model *m);
+/* exec_ops.model_tidy: re-record the stale graphs of m (warm and cold)
+ * that runs left for later (DPRT_COLD_DEFER). Whether it did any. */
+bool cuda_model_tidy(struct exec_model *m);
 /*
  * Start promoting m's DHA layers into device memory: take ranges from the
  * device pool (adjacent layers share one, as in cold starts), queue their

@@ -314,6 +314,7 @@ static void set_knobs(struct exec_model *m)
 	const struct dprt_knobs *k = knobs_get();
 
 	m->no_graphs = !k->cuda_graphs;
+	m->defer = k->cold_defer;
 	m->use_lt = k->cuda_lt;
 	m->lt_gelu = k->cuda_lt_gelu;
 	m->use_flash = k->cuda_flash;
@@ -590,9 +591,9 @@ static int cuda_model_run(struct exec_model *m, const struct tview *in, struct t
 	ret = cuda_dev_enter(m->d) ?: cuda_model_prepare(m, in, &pl);
 	if (ret)
 		return ret;
-	if (pl->gexec && pl->gexec_stale)
+	if (pl->gexec && pl->gexec_stale && !m->defer)
 		capture(m, pl);
-	if (pl->gexec)
+	if (pl->gexec && !pl->gexec_stale)
 		ret = CU(cuGraphLaunch(pl->gexec, m->d->stream));
 	else
 		ret = enqueue_run(m, pl, NULL);
@@ -604,6 +605,26 @@ static int cuda_model_run(struct exec_model *m, const struct tview *in, struct t
 	if (!pl->gexec && !pl->no_graph && !m->no_graphs)
 		capture(m, pl);
 	return cuda_model_finish(m, pl, in, out);
+}
+
+bool cuda_model_tidy(struct exec_model *m)
+{
+	bool did = false;
+	int k;
+
+	if (cuda_dev_enter(m->d)) {
+		err_clear();
+		return false;
+	}
+	for (k = 0; k < CUDA_PROGS; k++) {
+		struct cuda_prog *pl = m->progs[k];
+
+		if (pl && pl->gexec && pl->gexec_stale) {
+			capture(m, pl);
+			did = true;
+		}
+	}
+	return cuda_cold_tidy(m) || did;
 }
 
 const struct exec_ops cuda_backend = {
@@ -623,4 +644,6 @@ const struct exec_ops cuda_backend = {
 	.cold_evict = cudadev_cold_evict,
 	.cold_resident = cudadev_cold_resident,
 	.cold_run = cudadev_cold_run,
+	.model_tidy = cuda_model_tidy,
+	.cold_overlaps = cudadev_cold_overlaps,
 };

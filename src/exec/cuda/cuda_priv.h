@@ -396,6 +396,8 @@ struct exec_model {
 	uint64_t clock;
 	int dt;		/* slot of g->wdtype */
 	bool no_graphs; /* DPRT_CUDA_GRAPHS=0 at creation: always eager */
+	bool defer;	/* DPRT_COLD_DEFER (1): stale graphs wait for
+			 * model_tidy, the run meanwhile eager */
 	/* Paths, from knobs_get() at creation (for comparisons),
 	 * each on unless its variable is "0": DPRT_CUDA_LT cuBLASLt GEMMs with
 	 * fused bias and residual epilogues, DPRT_CUDA_LT_GELU the GELU

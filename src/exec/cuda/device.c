@@ -73,6 +73,14 @@ int cudadev_cold_run(struct exec_model *m, const struct tview *in, struct tview 
 			      (struct exec_cold_info){.cold = st.cold,
 						      .links = st.links,
 						      .bytes_loaded = st.bytes_loaded,
-						      .bytes_dha = st.bytes_dha};
+						      .bytes_dha = st.bytes_dha,
+						      .moved = st.moved,
+						      .deferred = st.deferred,
+						      .fixup_ns = st.fixup_ns};
 	return ret;
+}
+
+bool cudadev_cold_overlaps(const struct exec_model *m, const struct exec_model *other)
+{
+	return cuda_cold_overlaps(m, other);
 }

@@ -23,5 +23,6 @@ int cudadev_cold_evict(struct exec_model *m);
 bool cudadev_cold_resident(const struct exec_model *m);
 int cudadev_cold_run(struct exec_model *m, const struct tview *in, struct tview *out,
 		     struct exec_cold_info *info);
+bool cudadev_cold_overlaps(const struct exec_model *m, const struct exec_model *other);
 
 #endif
