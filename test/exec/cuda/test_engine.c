@@ -452,6 +452,7 @@ static void moves(bool graph)
 	int ret;
 
 	setenv("DPRT_COLD_GRAPH", graph ? "1" : "0", 1);
+	setenv("DPRT_COLD_DEFER", "0", 1); /* updated before the run */
 	knobs_reload();
 	rng_seed(&r, tseed());
 	tm_init_zoo(&t, "bert-tiny", DT_F32, rng_next(&r));
@@ -523,6 +524,7 @@ static void moves(bool graph)
 	cuda_backend.model_destroy(big);
 	cuda_backend.model_destroy(m);
 	unsetenv("DPRT_COLD_GRAPH");
+	unsetenv("DPRT_COLD_DEFER");
 	knobs_reload();
 	plan_destroy(p);
 	drop(t.g, warm);
@@ -540,6 +542,77 @@ Test(cuda_engine, moved_weights_update_graphs)
 Test(cuda_engine, moved_weights_eager)
 {
 	moves(false);
+}
+
+/* The default (DPRT_COLD_DEFER): weights that land elsewhere make the cold
+ * start and the next warm run go eagerly, nothing re-recorded on them;
+ * model_tidy then updates both graphs (not remade), after which a cold
+ * start in place and a warm run replay them; outputs bit for bit. */
+Test(cuda_engine, moved_weights_deferred)
+{
+	struct tview in[MAX_IO], ref[MAX_IO], warm[MAX_IO], out[MAX_IO];
+	struct cuda_dev *d = tgpu_open();
+	struct cuda_cold_stats st;
+	struct exec_model *m;
+	struct tmodel t;
+	struct plan *p;
+	uint64_t old, upd, made;
+	struct rng r;
+	int ret;
+
+	knobs_reload();
+	rng_seed(&r, tseed());
+	tm_init_zoo(&t, "bert-tiny", DT_F32, rng_next(&r));
+	tin_make(t.g, 1, 16, 0, 0, true, &r, in);
+	cpu_ref(&t, in, ref);
+	p = mixed_plan(t.g);
+	ret = cuda_cold_model_create(d, t.g, hoststore_base(t.hs), p, NULL, 0, &m) ?:
+		      cuda_cold_run(m, in, out, &st);
+	cr_assert_eq(ret, 0, "create and cold run: %s", err_msg(ret));
+	near(t.g, out, ref, "first cold start");
+	ret = cuda_backend.model_run(m, in, out) ?: cuda_backend.model_run(m, in, out);
+	cr_assert_eq(ret, 0, "warm: %s", err_msg(ret));
+	keep(t.g, out, warm);
+
+	old = first_load(m);
+	ret = cuda_cold_evict(m);
+	cr_assert_eq(ret, 0);
+	cr_assert_eq(devpool_alloc_at(d->pool, old, 4096), 0, "the old range is not free");
+	upd = d->cnt.graphs_updated;
+	made = d->cnt.graphs_made;
+	ret = cuda_cold_run(m, in, out, &st);
+	cr_assert_eq(ret, 0, "cold run elsewhere: %s", err_msg(ret));
+	cr_assert(st.moved && st.deferred && !st.graph, "moved %d deferred %d graph %d", st.moved,
+		  st.deferred, st.graph);
+	cr_assert(!st.graphs_updated && !st.graphs_captured, "re-recorded on the cold start");
+	same(t.g, out, warm, "deferred cold start elsewhere");
+	ret = cuda_backend.model_run(m, in, out);
+	cr_assert_eq(ret, 0);
+	same(t.g, out, warm, "eager warm run after the move");
+	cr_assert_eq(d->cnt.graphs_updated, upd, "a run re-recorded its graph");
+	cr_assert(cuda_model_tidy(m), "nothing to tidy");
+	cr_assert_eq(d->cnt.graphs_updated, upd + 2, "graphs updated %llu, %llu before",
+		     (unsigned long long)d->cnt.graphs_updated, (unsigned long long)upd);
+	cr_assert_eq(d->cnt.graphs_made, made, "a graph was made anew");
+	cr_assert(!cuda_model_tidy(m), "tidy twice");
+	ret = cuda_backend.model_run(m, in, out);
+	cr_assert_eq(ret, 0);
+	same(t.g, out, warm, "warm replay after tidy");
+	devpool_free(d->pool, old);
+	/* evicted and back in place: the tidied cold graph replays */
+	ret = cuda_cold_evict(m) ?: cuda_cold_run(m, in, out, &st);
+	cr_assert_eq(ret, 0);
+	cr_assert(!st.moved && st.graph && !st.deferred && !st.graphs_updated, "moved %d graph %d",
+		  st.moved, st.graph);
+	same(t.g, out, warm, "cold replay in place after tidy");
+
+	cuda_backend.model_destroy(m);
+	plan_destroy(p);
+	drop(t.g, warm);
+	drop(t.g, ref);
+	tin_free(t.g, in);
+	tm_fini(&t);
+	cuda_device_close(d);
 }
 
 /* A whole-model load is one range and one copy; a mixed one a copy per
