@@ -947,7 +947,10 @@ void grpc_destroy(struct server *srv)
 	while ((j = g->jobs)) {
 		g->jobs = j->next;
 		pthread_join(j->thread, NULL);
-		gstream_back(j->st);
+		if (j->st)
+			gstream_back(j->st);
+		if (j->waiter)
+			gstream_back(j->waiter);
 		free(j);
 	}
 	while (g->conns) {

@@ -165,6 +165,10 @@ struct grpc_job {
 	int ret;
 	int gstatus; /* GJ_MM_*: the gRPC status of a failure */
 	char msg[SCHED_MSG_LEN];
+	/* GJ_MM_LOAD, loop thread: an unloadModel of the model came while it
+	 * loaded; its stream (waiter) is answered once the load is undone */
+	bool cancel;
+	struct gstream *waiter;
 };
 
 struct grpc_srv {
