@@ -38,53 +38,64 @@ static bool str_ieq(const struct http_str *s, const char *lit)
 	return s->len == strlen(lit) && !strncasecmp(s->p, lit, s->len);
 }
 
-/* Room for more output: zbuf grown, up to max_body + 1 bytes. */
-static int zbuf_more(struct conn *c, uint64_t max)
+/* Room for more output: *buf grown, up to max + 1 bytes. */
+static int out_more(char **buf, size_t *cap, uint64_t max)
 {
-	uint64_t want = MAX((uint64_t)c->zcap * 2, ZBUF_MIN);
+	uint64_t want = MAX((uint64_t)*cap * 2, ZBUF_MIN);
 
-	return buf_grow(&c->zbuf, &c->zcap, (size_t)MIN(want, max + 1));
+	return buf_grow(buf, cap, (size_t)MIN(want, max + 1));
+}
+
+int body_inflate(const void *in, size_t n, int wbits, uint64_t max, char **buf, size_t *cap,
+		 size_t *out)
+{
+	z_stream zs;
+	int zr = Z_OK, ret = 0;
+
+	memset(&zs, 0, sizeof(zs));
+	if (inflateInit2(&zs, wbits) != Z_OK)
+		return -ENOMEM;
+	zs.next_in = (Bytef *)in;
+	zs.avail_in = (uInt)n;
+	while (zr != Z_STREAM_END) {
+		if (zs.total_out == *cap && (zs.total_out > max || out_more(buf, cap, max))) {
+			ret = zs.total_out > max ? -E2BIG : -ENOMEM;
+			break;
+		}
+		zs.next_out = (Bytef *)*buf + zs.total_out;
+		zs.avail_out = (uInt)(*cap - zs.total_out);
+		zr = inflate(&zs, Z_NO_FLUSH);
+		if ((zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) ||
+		    (zr == Z_BUF_ERROR && !zs.avail_in) || (zr == Z_STREAM_END && zs.avail_in)) {
+			ret = -EBADMSG;
+			break;
+		}
+	}
+	if (!ret && zs.total_out > max)
+		ret = -E2BIG;
+	*out = zs.total_out;
+	inflateEnd(&zs);
+	return ret;
 }
 
 /* Inflate body into c->zbuf; wbits as inflateInit2's. 0 or a status. */
 static int inflate_body(struct conn *c, int wbits, const char **why)
 {
-	uint64_t max = c->srv->lim.max_body;
-	z_stream zs;
-	int zr = Z_OK, status = 0;
+	size_t n;
+	int ret = body_inflate(c->req.body.p, c->req.body.len, wbits, c->srv->lim.max_body,
+			       &c->zbuf, &c->zcap, &n);
 
-	memset(&zs, 0, sizeof(zs));
-	if (inflateInit2(&zs, wbits) != Z_OK) {
-		*why = "cannot start decompressing";
-		return 500;
+	if (!ret) {
+		c->req.body = (struct http_str){c->zbuf, n};
+		return 0;
 	}
-	zs.next_in = (Bytef *)c->req.body.p;
-	zs.avail_in = (uInt)c->req.body.len;
-	while (zr != Z_STREAM_END) {
-		if (zs.total_out == c->zcap && (zs.total_out > max || zbuf_more(c, max))) {
-			status = zs.total_out > max ? 413 : 500;
-			*why = status == 413 ? "decompressed request body too large" :
-					       "out of memory";
-			break;
-		}
-		zs.next_out = (Bytef *)c->zbuf + zs.total_out;
-		zs.avail_out = (uInt)(c->zcap - zs.total_out);
-		zr = inflate(&zs, Z_NO_FLUSH);
-		if ((zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) ||
-		    (zr == Z_BUF_ERROR && !zs.avail_in) || (zr == Z_STREAM_END && zs.avail_in)) {
-			status = 400;
-			*why = "malformed compressed request body";
-			break;
-		}
-	}
-	if (!status && zs.total_out > max) {
-		status = 413;
+	if (ret == -E2BIG)
 		*why = "decompressed request body too large";
-	}
-	if (!status)
-		c->req.body = (struct http_str){c->zbuf, zs.total_out};
-	inflateEnd(&zs);
-	return status;
+	else if (ret == -EBADMSG)
+		*why = "malformed compressed request body";
+	else
+		*why = "out of memory";
+	return ret == -E2BIG ? 413 : ret == -EBADMSG ? 400 : 500;
 }
 
 int body_decode(struct conn *c, const char **why)

@@ -203,6 +203,12 @@ int conn_body(struct conn *c, int (*enc)(char *, size_t, const void *), const vo
 /* Make a complete request's body plain (chunked, Content-Encoding); 0, or
  * the HTTP status to answer with *why. */
 int body_decode(struct conn *c, const char **why);
+/* Inflate in[0, n) (wbits as zlib's inflateInit2: 16 + 15 gzip, 15 zlib)
+ * into *buf (grown, *cap bytes), at most max bytes; *out gets the length.
+ * 0, -E2BIG (more than max), -EBADMSG (malformed, truncated, or bytes after
+ * the stream) or -ENOMEM. Any thread. */
+int body_inflate(const void *in, size_t n, int wbits, uint64_t max, char **buf, size_t *cap,
+		 size_t *out);
 /* Compress the response body, c->iov[1, 1 + n_body), into c->cbuf when
  * the request's Accept-Encoding asks for a coding and the body is not tiny,
  * and rewrite the head c->head[0, *hlen) to match (Content-Length,
