@@ -52,9 +52,17 @@ void fuzz_svc_call(struct gstream *st)
 	}
 }
 
+static char repo_dir[] = "/tmp/fuzz_h2_repo_XXXXXX";
+
+/* At exit: remove the (empty) repository directory. */
+static void repo_rm(void)
+{
+	rmdir(repo_dir);
+}
+
 static void fuzz_init(void)
 {
-	static char dir[] = "/tmp/fuzz_h2_repo_XXXXXX";
+	char *dir = repo_dir;
 	struct sched_opts so = {
 		.gpus = "cpu",
 		.queue_depth = 16,
@@ -69,6 +77,7 @@ static void fuzz_init(void)
 	log_set_level(LOG_ERROR);
 	if (!mkdtemp(dir))
 		abort();
+	atexit(repo_rm);
 	so.models_dir = dir;
 	if (sched_create(&so, &fsrv.s))
 		abort();
