@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MIT
 # dprt serve's HTTP extensions, over real sockets with curl (and python3 for
 # bytes curl will not send): JSON health bodies, Triton's model config and
-# statistics, the nv_inference_* metrics, gzip/deflate request bodies and
-# chunked request bodies, with their limits.
+# statistics, the nv_inference_* metrics, gzip/deflate request bodies,
+# gzip/deflate responses (Accept-Encoding, read back by curl --compressed)
+# and chunked request bodies, with their limits.
 . "$(dirname "$0")/common.inc"
 
 export DPRT_CACHE="$tmp/cache"

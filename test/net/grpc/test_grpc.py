@@ -7,7 +7,8 @@ the demo repository (built into a scratch DPRT_CACHE) and checks with the
 official Triton gRPC client and grpcio: health, server and model metadata,
 ModelInfer (raw and typed contents) against the HTTP client's answer for the
 same input, the status codes of bad calls, trailing metadata, the repository
-API, config and statistics, --max-body, and garbage over raw sockets, after
+API, config and statistics, --max-body, gzip- and deflate-compressed request
+messages (grpc-encoding), and garbage over raw sockets, after
 each of which the server must still answer HTTP and gRPC.
 
 Usage: test_grpc.py [TEST_NAME...]   (DPRT names the binary under test)
