@@ -93,6 +93,7 @@ void conn_send_response(struct conn *c, int status, size_t hlen, uint32_t n_body
 	if (status >= 0 && status < (int)ARRAY_SIZE(srv->cnt.http))
 		srv->cnt.http[status]++;
 	c->close_after = !conn_keep_alive(c);
+	n_body = body_encode(c, status, &hlen, n_body);
 	c->iov[0] = (struct iovec){c->head, hlen};
 	c->n_iov = c->req.method == HTTP_HEAD ? 1 : 1 + n_body;
 	c->iov_i = 0;
@@ -204,6 +205,11 @@ void conn_release_request(struct conn *c)
 		c->wbuf = NULL;
 		c->wcap = 0;
 	}
+	if (c->ccap > ARENA_KEEP) {
+		free(c->cbuf);
+		c->cbuf = NULL;
+		c->ccap = 0;
+	}
 	c->e = NULL;
 }
 
@@ -219,6 +225,8 @@ void conn_free(struct conn *c)
 	free(c->wbuf);
 	free(c->obuf);
 	free(c->zbuf);
+	free(c->cbuf);
+	body_fini(c);
 	if (c->reject)
 		srv->n_rejecting--;
 	else

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <protobuf-c/protobuf-c.h>
+#include <zlib.h>
 
 #include "net/grpc_int.h"
 
@@ -167,6 +168,7 @@ void gstream_fail_code(struct gstream *st, int code, const char *msg)
 static void gstream_free(struct gstream *st)
 {
 	free(st->meta);
+	free(st->zin);
 	free(st->raw);
 	free(st->resp);
 	free(st->obuf);
@@ -198,7 +200,7 @@ static void gstream_unlink(struct gstream *st)
 	if (st->next)
 		st->next->prev = st->prev;
 	gc->n_streams--;
-	gc->buffered -= MIN(gc->buffered, st->meta_cap + st->raw_cap);
+	gc->buffered -= MIN(gc->buffered, st->meta_cap + st->raw_cap + st->zin_cap);
 }
 
 static int on_begin_headers(nghttp2_session *ses, const nghttp2_frame *f, void *user)
@@ -227,6 +229,17 @@ static int on_begin_headers(nghttp2_session *ses, const nghttp2_frame *f, void *
 	return 0;
 }
 
+static uint8_t genc_of(const char *v, size_t n)
+{
+	if (n == 8 && !memcmp(v, "identity", 8))
+		return GE_IDENTITY;
+	if (n == 4 && !memcmp(v, "gzip", 4))
+		return GE_GZIP;
+	if (n == 7 && !memcmp(v, "deflate", 7))
+		return GE_DEFLATE;
+	return GE_OTHER;
+}
+
 static int on_header(nghttp2_session *ses, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
 		     const uint8_t *val, size_t vlen, uint8_t flags, void *user)
 {
@@ -245,6 +258,8 @@ static int on_header(nghttp2_session *ses, const nghttp2_frame *f, const uint8_t
 			memcpy(st->mm_id, val, vlen);
 			st->mm_id[vlen] = 0;
 		}
+	} else if (nlen == 13 && !memcmp(name, "grpc-encoding", 13)) {
+		st->enc = genc_of((const char *)val, vlen);
 	} else if (nlen == 12 && !memcmp(name, "content-type", 12)) {
 		st->bad_ctype = vlen < 16 || memcmp(val, "application/grpc", 16) ||
 				(vlen > 16 && val[16] != '+' && val[16] != ';');
@@ -267,31 +282,12 @@ static void gstream_headers_done(struct gstream *st)
 	st->done_early = true;
 }
 
-/* The 5-byte prefix is in: check the message and make room for it. */
-static int msg_begin(struct gstream *st)
+/* Room for a message of len plain bytes: meta, and raw for ModelInfer. */
+static int msg_alloc(struct gstream *st, uint64_t len)
 {
-	struct server *srv = st->gc->srv;
-	uint64_t len = (uint64_t)st->pfx[1] << 24 | (uint64_t)st->pfx[2] << 16 |
-		       (uint64_t)st->pfx[3] << 8 | st->pfx[4];
-	size_t meta;
+	size_t meta = st->method == GM_INFER ? MIN(len, 65536u) : len;
 
-	if (++st->n_msgs > 1)
-		return gstream_fail(st, GS_INVALID_ARGUMENT, "a unary call takes one message"), -1;
-	if (st->pfx[0])
-		return gstream_fail(st, GS_UNIMPLEMENTED,
-				    "compressed messages are not supported (grpc-encoding)"),
-		       -1;
-	if (len > srv->o.max_body)
-		return gstream_fail(st, GS_RESOURCE_EXHAUSTED,
-				    "the message has %llu bytes; at most %llu (--max-body)",
-				    (unsigned long long)len, (unsigned long long)srv->o.max_body),
-		       -1;
-	if (st->gc->buffered + len > 2 * srv->o.max_body)
-		return gstream_fail(st, GS_RESOURCE_EXHAUSTED,
-				    "too many request bytes in flight on this connection"),
-		       -1;
 	st->msg_len = len;
-	meta = st->method == GM_INFER ? MIN(len, 65536u) : len;
 	if (buf_grow(&st->meta, &st->meta_cap, meta + 1))
 		return gstream_fail(st, GS_RESOURCE_EXHAUSTED, "out of memory"), -1;
 	if (st->method == GM_INFER) {
@@ -304,14 +300,106 @@ static int msg_begin(struct gstream *st)
 	return 0;
 }
 
+/* The message's compressed flag against grpc-encoding; 0 or -1 (failed). */
+static int msg_coding(struct gstream *st)
+{
+	if (st->pfx[0] > 1)
+		return gstream_fail(st, GS_INTERNAL, "bad message flags %u", st->pfx[0]), -1;
+	if (!st->pfx[0])
+		return 0;
+	if (st->enc == GE_IDENTITY)
+		return gstream_fail(st, GS_INTERNAL, "a compressed message without grpc-encoding"),
+		       -1;
+	if (st->enc == GE_OTHER)
+		return gstream_fail(st, GS_UNIMPLEMENTED,
+				    "grpc-encoding not supported (gzip, deflate and identity are)"),
+		       -1;
+	st->zmsg = true;
+	return 0;
+}
+
+/* The 5-byte prefix is in: check the message and make room for it. */
+static int msg_begin(struct gstream *st)
+{
+	struct server *srv = st->gc->srv;
+	uint64_t len = (uint64_t)st->pfx[1] << 24 | (uint64_t)st->pfx[2] << 16 |
+		       (uint64_t)st->pfx[3] << 8 | st->pfx[4];
+
+	if (++st->n_msgs > 1)
+		return gstream_fail(st, GS_INVALID_ARGUMENT, "a unary call takes one message"), -1;
+	if (msg_coding(st))
+		return -1;
+	if (len > srv->o.max_body)
+		return gstream_fail(st, GS_RESOURCE_EXHAUSTED,
+				    "the message has %llu bytes; at most %llu (--max-body)",
+				    (unsigned long long)len, (unsigned long long)srv->o.max_body),
+		       -1;
+	if (st->gc->buffered + len > 2 * srv->o.max_body)
+		return gstream_fail(st, GS_RESOURCE_EXHAUSTED,
+				    "too many request bytes in flight on this connection"),
+		       -1;
+	if (!st->zmsg)
+		return msg_alloc(st, len);
+	if (!len)
+		return gstream_fail(st, GS_INTERNAL, "an empty compressed message"), -1;
+	st->msg_len = len;
+	st->zin_cap = len + 1;
+	st->zin = malloc(st->zin_cap);
+	if (!st->zin)
+		return gstream_fail(st, GS_RESOURCE_EXHAUSTED, "out of memory"), -1;
+	st->gc->buffered += st->zin_cap;
+	return 0;
+}
+
 /* Bytes of a message body. */
 static int msg_feed(struct gstream *st, const uint8_t *p, size_t n)
 {
+	if (st->zmsg) {
+		memcpy(st->zin + st->msg_got, p, n);
+		return 0;
+	}
 	if (st->method == GM_INFER)
 		return split_feed(st, p, n);
 	memcpy(st->meta + st->meta_len, p, n);
 	st->meta_len += n;
 	return 0;
+}
+
+/* A compressed message is complete in zin: inflate it (at most --max-body
+ * bytes) and feed it on as if it had come plain. 0 or -1 (failed). */
+static int msg_inflate(struct gstream *st)
+{
+	struct gconn *gc = st->gc;
+	char *plain = NULL;
+	size_t cap = 0, n = 0;
+	int ret;
+
+	ret = body_inflate(st->zin, st->msg_len, st->enc == GE_GZIP ? 16 + MAX_WBITS : MAX_WBITS,
+			   gc->srv->o.max_body, &plain, &cap, &n);
+	free(st->zin);
+	st->zin = NULL;
+	gc->buffered -= MIN(gc->buffered, st->zin_cap);
+	st->zin_cap = 0;
+	st->zmsg = false;
+	if (ret) {
+		free(plain);
+		if (ret == -E2BIG)
+			return gstream_fail(st, GS_RESOURCE_EXHAUSTED,
+					    "the decompressed message has more than %llu bytes "
+					    "(--max-body)",
+					    (unsigned long long)gc->srv->o.max_body),
+			       -1;
+		return gstream_fail(st, ret == -EBADMSG ? GS_INTERNAL : GS_RESOURCE_EXHAUSTED, "%s",
+				    ret == -EBADMSG ? "malformed compressed message" :
+						      "out of memory"),
+		       -1;
+	}
+	ret = msg_alloc(st, n);
+	if (!ret && n)
+		ret = msg_feed(st, (const uint8_t *)plain, n);
+	free(plain);
+	st->msg_got = st->msg_len;
+	return ret;
 }
 
 static int on_data_chunk(nghttp2_session *ses, uint8_t flags, int32_t id, const uint8_t *p,
@@ -345,6 +433,10 @@ static int on_data_chunk(nghttp2_session *ses, uint8_t flags, int32_t id, const 
 		st->msg_got += k;
 		p += k;
 		len -= k;
+		if (st->msg_got == st->msg_len && st->zmsg && msg_inflate(st)) {
+			st->done_early = true;
+			break;
+		}
 		if (st->msg_got == st->msg_len) {
 			st->pfx_len = 0; /* a next message (refused in msg_begin) */
 			st->msg_got = 0;
@@ -947,7 +1039,10 @@ void grpc_destroy(struct server *srv)
 	while ((j = g->jobs)) {
 		g->jobs = j->next;
 		pthread_join(j->thread, NULL);
-		gstream_back(j->st);
+		if (j->st)
+			gstream_back(j->st);
+		if (j->waiter)
+			gstream_back(j->waiter);
 		free(j);
 	}
 	while (g->conns) {

@@ -64,6 +64,9 @@ struct split {
 
 struct gstream;
 
+/* Message codings (grpc-encoding) of a request. */
+enum genc { GE_IDENTITY = 0, GE_GZIP, GE_DEFLATE, GE_OTHER };
+
 /* One piece of a response body. */
 struct gpiece {
 	const uint8_t *p;
@@ -86,6 +89,8 @@ struct gstream {
 	bool replied;	 /* a response was submitted */
 	bool inflight;	 /* the record is with a worker, or a job runs */
 	bool closed;	 /* nghttp2 closed it; free when not inflight */
+	uint8_t enc;	 /* grpc-encoding: enum genc */
+	bool zmsg;	 /* the message is compressed: gathered in zin */
 	uint64_t t_start, t_done;
 
 	/* the request message */
@@ -95,6 +100,8 @@ struct gstream {
 	uint64_t msg_len, msg_got;
 	char *meta; /* the message, less raw_input_contents for ModelInfer */
 	size_t meta_len, meta_cap;
+	uint8_t *zin; /* a compressed message as it arrives */
+	size_t zin_cap;
 	uint8_t *raw; /* raw_input_contents, each 64-byte aligned */
 	size_t raw_len, raw_cap;
 	uint64_t raw_off[KSERVE_MAX_TENSORS], raw_size[KSERVE_MAX_TENSORS];
@@ -165,6 +172,10 @@ struct grpc_job {
 	int ret;
 	int gstatus; /* GJ_MM_*: the gRPC status of a failure */
 	char msg[SCHED_MSG_LEN];
+	/* GJ_MM_LOAD, loop thread: an unloadModel of the model came while it
+	 * loaded; its stream (waiter) is answered once the load is undone */
+	bool cancel;
+	struct gstream *waiter;
 };
 
 struct grpc_srv {

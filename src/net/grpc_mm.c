@@ -8,6 +8,9 @@
  * the packages' weight bytes; predictModelSize reads only the package's
  * header and tables; runtimeStatus first unloads every model loadModel
  * loaded (ModelMesh calls it when it starts, knowing of no model loaded).
+ * A load whose loadModel is cancelled (the stream reset) is unloaded when
+ * it finishes; an unloadModel that comes while the model loads waits for
+ * the load, then unloads (the loadModel, if still there, is CANCELLED).
  * ModelMesh routes inference as ModelInfer with the
  * mm-model-id header naming the model (grpc_svc.c).
  */
@@ -229,33 +232,69 @@ static void *mm_job_main(void *arg)
 	return NULL;
 }
 
-/* Start a load or unload of model id for st (answered in mm_job_done). */
-static void job_start(struct gstream *st, uint8_t kind, const char *id, const char *path)
+/* Start a load or unload of model id for st (answered in mm_job_done), or
+ * for nobody (st NULL: undoing a cancelled load). 0, or -1 after failing st. */
+static int job_start(struct server *srv, struct gstream *st, uint8_t kind, const char *id,
+		     const char *path)
 {
-	struct server *srv = st->gc->srv;
 	struct grpc_srv *g = srv->grpc;
-	struct grpc_job *j;
+	struct grpc_job *j = NULL;
+	const char *why = "too many model loads and unloads in progress";
 
-	if (g->n_jobs >= MM_MAX_JOBS || !(j = calloc(1, sizeof(*j)))) {
-		gstream_fail(st, GS_UNAVAILABLE, "too many model loads and unloads in progress");
-		return;
+	if (g->n_jobs < MM_MAX_JOBS && (j = calloc(1, sizeof(*j)))) {
+		j->srv = srv;
+		j->st = st;
+		j->kind = kind;
+		j->load = kind == GJ_MM_LOAD;
+		snprintf(j->model, sizeof(j->model), "%s", id);
+		snprintf(j->path, sizeof(j->path), "%s", path ? path : "");
+		why = "cannot start a helper thread";
 	}
-	j->srv = srv;
-	j->st = st;
-	j->kind = kind;
-	j->load = kind == GJ_MM_LOAD;
-	snprintf(j->model, sizeof(j->model), "%s", id);
-	snprintf(j->path, sizeof(j->path), "%s", path ? path : "");
-	if (pthread_create(&j->thread, NULL, mm_job_main, j)) {
+	if (!j || pthread_create(&j->thread, NULL, mm_job_main, j)) {
 		free(j);
-		gstream_fail(st, GS_UNAVAILABLE, "cannot start a helper thread");
-		return;
+		if (st)
+			gstream_fail(st, GS_UNAVAILABLE, "%s", why);
+		return -1;
 	}
-	st->inflight = true;
-	st->gc->n_inflight++;
+	if (st) {
+		st->inflight = true;
+		st->gc->n_inflight++;
+	}
 	j->next = g->jobs;
 	g->jobs = j;
 	g->n_jobs++;
+	return 0;
+}
+
+/* The loadModel job of model id still in flight (not yet answered), or NULL. */
+static struct grpc_job *load_in_flight(struct grpc_srv *g, const char *id)
+{
+	struct grpc_job *j;
+
+	for (j = g->jobs; j; j = j->next)
+		if (j->kind == GJ_MM_LOAD && !strcmp(j->model, id))
+			return j;
+	return NULL;
+}
+
+/*
+ * A load whose loadModel was cancelled (its stream reset: ModelMesh gave
+ * up on it) or overtaken by an unloadModel has finished: unload what it
+ * loaded, so that nothing stays loaded that ModelMesh does not count,
+ * answering the waiting unloadModel, if any, when that is done.
+ */
+static void load_undo(struct grpc_job *j)
+{
+	struct gstream *w = j->waiter;
+
+	if (w && !gstream_back(w))
+		w = NULL; /* job_start counts it again */
+	if (j->ret && !w)
+		return; /* it failed: nothing is loaded */
+	log_info("model '%s': %s while it loaded; unloading it (mmesh)", j->model,
+		 j->cancel ? "an unloadModel came" : "its loadModel was cancelled");
+	if (job_start(j->srv, w, GJ_MM_UNLOAD, j->model, NULL) && !w)
+		log_warn("model '%s': cannot start its unload; it stays loaded", j->model);
 }
 
 static void status_reply(struct gstream *st);
@@ -265,11 +304,19 @@ void mm_job_done(struct grpc_job *j)
 	Mmesh__LoadModelResponse lr = MMESH__LOAD_MODEL_RESPONSE__INIT;
 	Mmesh__UnloadModelResponse ur = MMESH__UNLOAD_MODEL_RESPONSE__INIT;
 	struct gstream *st = j->st;
+	bool back = st && gstream_back(st);
 
 	if (!j->ret && j->kind != GJ_MM_PURGE)
 		log_info("model '%s': %s (mmesh)", j->model,
 			 j->kind == GJ_MM_LOAD ? "loaded" : "unloaded");
-	if (!gstream_back(st))
+	if (j->kind == GJ_MM_LOAD && (j->cancel || !back)) {
+		load_undo(j);
+		if (back)
+			gstream_fail(st, GS_CANCELLED, "model '%s' was unloaded while it loaded",
+				     j->model);
+		return;
+	}
+	if (!back)
 		return;
 	if (j->ret) {
 		gstream_fail(st, j->gstatus ? j->gstatus : grpc_status_of(j->ret), "%s", j->msg);
@@ -300,21 +347,37 @@ static void mm_load_call(struct gstream *st)
 	Mmesh__LoadModelRequest *q = svc_unpack(st, &mmesh__load_model_request__descriptor);
 
 	if (q && id_ok(st, q->modelid))
-		job_start(st, GJ_MM_LOAD, q->modelid, q->modelpath);
+		job_start(st->gc->srv, st, GJ_MM_LOAD, q->modelid, q->modelpath);
 }
 
 static void mm_unload_call(struct gstream *st)
 {
 	Mmesh__UnloadModelRequest *q = svc_unpack(st, &mmesh__unload_model_request__descriptor);
+	struct server *srv = st->gc->srv;
+	struct grpc_job *ld;
 	struct repo_entry *e;
 
 	if (!q || !id_ok(st, q->modelid))
 		return;
-	if (repo_lookup(sched_repo(st->gc->srv->s), q->modelid, 1, &e)) {
+	ld = load_in_flight(srv->grpc, q->modelid);
+	if (ld && ld->waiter) {
+		gstream_fail(st, GS_UNAVAILABLE, "an unloadModel of '%s' is in progress",
+			     q->modelid);
+		return;
+	}
+	if (ld) {
+		/* answered when the load is done and undone (load_undo) */
+		ld->cancel = true;
+		ld->waiter = st;
+		st->inflight = true;
+		st->gc->n_inflight++;
+		return;
+	}
+	if (repo_lookup(sched_repo(srv->s), q->modelid, 1, &e)) {
 		gstream_fail(st, GS_NOT_FOUND, "no model '%s'", q->modelid);
 		return;
 	}
-	job_start(st, GJ_MM_UNLOAD, q->modelid, NULL);
+	job_start(srv, st, GJ_MM_UNLOAD, q->modelid, NULL);
 }
 
 static void mm_size_call(struct gstream *st)
@@ -408,7 +471,7 @@ static void status_reply(struct gstream *st)
 static void mm_status_call(struct gstream *st)
 {
 	if (svc_unpack(st, &mmesh__runtime_status_request__descriptor))
-		job_start(st, GJ_MM_PURGE, "", NULL);
+		job_start(st->gc->srv, st, GJ_MM_PURGE, "", NULL);
 }
 
 void mm_call(struct gstream *st)

@@ -908,3 +908,165 @@ int http_write_response(char *buf, size_t cap, int status, const char *content_t
 	put(&w, "\r\n");
 	return w.full ? -ENOSPC : (int)w.len;
 }
+
+/* ---- Accept-Encoding ---- */
+
+enum { AC_GZIP, AC_DEFLATE, AC_IDENTITY, AC_STAR, AC_N };
+
+/* Weights in thousandths of the codings listed so far; -1: no entry. */
+struct accept_q {
+	int q[AC_N];
+};
+
+static bool is_ows(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] ), in
+ * thousandths; -1 if malformed. */
+static int parse_qvalue(const char *p, size_t n)
+{
+	int q, scale = 100;
+	size_t i;
+
+	if (!n || (p[0] != '0' && p[0] != '1') || n > 5 || (n > 1 && p[1] != '.'))
+		return -1;
+	q = (p[0] - '0') * 1000;
+	for (i = 2; i < n; i++, scale /= 10) {
+		if (p[i] < '0' || p[i] > '9' || (q == 1000 && p[i] != '0'))
+			return -1;
+		q += (p[i] - '0') * scale;
+	}
+	return q;
+}
+
+/* The entry's parameters at p[*i]: its q (1000 without one), -1 if bad.
+ * Advances *i to the ',' that ends the entry, or to n. */
+static int entry_weight(const char *p, size_t n, size_t *i)
+{
+	int q = 1000;
+	size_t b;
+
+	while (*i < n && p[*i] != ',') {
+		while (*i < n && is_ows(p[*i]))
+			(*i)++;
+		if (*i == n || p[*i] == ',')
+			break;
+		if (p[*i] != ';')
+			q = -1; /* junk after the coding */
+		(*i)++;
+		while (*i < n && is_ows(p[*i]))
+			(*i)++;
+		b = *i;
+		while (*i < n && p[*i] != ',' && p[*i] != ';' && !is_ows(p[*i]))
+			(*i)++;
+		if (*i - b >= 2 && (p[b] | 0x20) == 'q' && p[b + 1] == '=' && q >= 0)
+			q = parse_qvalue(p + b + 2, *i - b - 2);
+	}
+	return q;
+}
+
+static void accept_add(struct accept_q *a, const char *p, size_t n)
+{
+	static const struct {
+		const char *name;
+		int k;
+	} names[] = {{"gzip", AC_GZIP},
+		     {"x-gzip", AC_GZIP},
+		     {"deflate", AC_DEFLATE},
+		     {"identity", AC_IDENTITY},
+		     {"*", AC_STAR}};
+	size_t i = 0, b, k, j;
+	int q;
+
+	while (i < n) {
+		while (i < n && (is_ows(p[i]) || p[i] == ','))
+			i++;
+		b = i;
+		while (i < n && is_tchar((unsigned char)p[i]))
+			i++;
+		k = i - b;
+		q = entry_weight(p, n, &i);
+		if (!k || q < 0)
+			continue;
+		for (j = 0; j < ARRAY_SIZE(names); j++)
+			if (slice_ieq(p + b, k, names[j].name))
+				a->q[names[j].k] = MAX(a->q[names[j].k], q);
+	}
+}
+
+static void accept_resolve(const struct accept_q *a, struct http_accept *out)
+{
+	int star = a->q[AC_STAR];
+	int g = a->q[AC_GZIP] >= 0 ? a->q[AC_GZIP] : star;
+	int d = a->q[AC_DEFLATE] >= 0 ? a->q[AC_DEFLATE] : star;
+	int id = a->q[AC_IDENTITY] >= 0 ? a->q[AC_IDENTITY] : star;
+	int best = MAX(g, d);
+
+	out->identity_ok = id != 0;
+	out->coding = HTTP_IDENTITY;
+	if (best > 0 && best >= id)
+		out->coding = g >= d ? HTTP_GZIP : HTTP_DEFLATE;
+}
+
+void http_accept_parse(const char *s, size_t len, struct http_accept *a)
+{
+	struct accept_q q = {{-1, -1, -1, -1}};
+
+	accept_add(&q, s, len);
+	accept_resolve(&q, a);
+	a->present = true;
+}
+
+void http_accept_encoding(const struct http_req *r, struct http_accept *a)
+{
+	struct accept_q q = {{-1, -1, -1, -1}};
+	struct http_str n, v;
+	uint32_t i;
+
+	a->present = false;
+	for (i = 0; i < http_header_count(r); i++) {
+		http_header_at(r, i, &n, &v);
+		if (!slice_ieq(n.p, n.len, "accept-encoding"))
+			continue;
+		accept_add(&q, v.p, v.len);
+		a->present = true;
+	}
+	accept_resolve(&q, a);
+}
+
+/* Where the line starting with lit is in buf[0, n) (after a CRLF), or n. */
+static size_t find_line(const char *buf, size_t n, const char *lit)
+{
+	size_t k = strlen(lit), i;
+
+	for (i = 0; i + 2 + k <= n; i++)
+		if (buf[i] == '\r' && buf[i + 1] == '\n' && !memcmp(buf + i + 2, lit, k))
+			return i + 2;
+	return n;
+}
+
+int http_head_rewrite(char *buf, size_t hlen, size_t cap, uint64_t body_len, const char *extra)
+{
+	char tmp[24 + sizeof("Content-Length: \r\n")];
+	size_t cl = find_line(buf, hlen, "Content-Length: "), end, xl = extra ? strlen(extra) : 0;
+	struct wbuf w = {tmp, 0, sizeof(tmp), false};
+
+	if (cl == hlen || hlen < 4 || memcmp(buf + hlen - 4, "\r\n\r\n", 4))
+		return -EINVAL;
+	for (end = cl; end + 1 < hlen && buf[end] != '\r'; end++)
+		;
+	end += 2; /* past the line's CRLF */
+	put(&w, "Content-Length: ");
+	put_u64(&w, body_len);
+	put(&w, "\r\n");
+	if (hlen - (end - cl) + w.len + xl > cap)
+		return -ENOSPC;
+	memmove(buf + cl + w.len, buf + end, hlen - end);
+	memcpy(buf + cl, tmp, w.len);
+	hlen = hlen - (end - cl) + w.len;
+	memcpy(buf + hlen - 2, extra ? extra : "", xl);
+	memcpy(buf + hlen - 2 + xl, "\r\n", 2);
+	return (int)(hlen + xl);
+}

@@ -186,4 +186,41 @@ const char *http_reason(int status);
 int http_write_response(char *buf, size_t cap, int status, const char *content_type,
 			const char *extra_headers, uint64_t body_len, bool keep_alive);
 
+/* Content codings of a response body (RFC 9110 8.4.1). */
+enum http_coding {
+	HTTP_IDENTITY = 0,
+	HTTP_GZIP = 1,	  /* gzip (RFC 1952); x-gzip is the same */
+	HTTP_DEFLATE = 2, /* the zlib format (RFC 1950), as RFC 9110 says */
+};
+
+/*
+ * What a request's Accept-Encoding allows (RFC 9110 12.5.3). Each coding's
+ * weight is its own entry's q, else the one of "*", else it is not
+ * acceptable; identity is acceptable unless "identity;q=0", or "*;q=0"
+ * without an identity entry, says otherwise. coding is the acceptable
+ * coding of the highest weight (gzip on a tie), or HTTP_IDENTITY when none
+ * is or identity has an entry of a higher weight. Malformed entries (a bad
+ * qvalue) are ignored; an empty value accepts identity only.
+ */
+struct http_accept {
+	bool present;	  /* the request has Accept-Encoding */
+	bool identity_ok; /* an uncoded body is acceptable */
+	uint8_t coding;	  /* enum http_coding */
+};
+
+/* The Accept-Encoding of a complete request (every field of that name,
+ * as one list) into *a. Connection thread. */
+void http_accept_encoding(const struct http_req *r, struct http_accept *a);
+/* The same for one field value s[0, len) (a->present set). Any thread. */
+void http_accept_parse(const char *s, size_t len, struct http_accept *a);
+
+/*
+ * Rewrite the head buf[0, hlen) that http_write_response wrote (cap bytes
+ * of room) for a body of body_len bytes: its Content-Length replaced and
+ * the header lines extra ("Name: value\r\n"..., or NULL) added before the
+ * blank line. Returns the new length, -ENOSPC (buf unchanged) or -EINVAL
+ * (no Content-Length or blank line in it). Any thread.
+ */
+int http_head_rewrite(char *buf, size_t hlen, size_t cap, uint64_t body_len, const char *extra);
+
 #endif

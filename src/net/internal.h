@@ -6,7 +6,8 @@
  *                the tick (timeouts), signals, shutdown
  *   conn.c       connections: state, recv/send, HTTP framing, limits,
  *                responses, dispatch to the endpoints
- *   body.c       request bodies: chunked and compressed ones made plain
+ *   body.c       request bodies: chunked and compressed ones made plain;
+ *                response bodies compressed as Accept-Encoding asks
  *   ep_models.c  health, server and model metadata, model readiness
  *   ep_infer.c   inference: decode, submit to a worker, encode the answer
  *   ep_repo.c    the repository API: index, load/unload on helper threads
@@ -115,6 +116,9 @@ struct conn {
 	char head[1024];
 	char *wbuf;
 	size_t wcap;
+	struct z_stream_s *zs; /* raw deflate state, made at the first use (body.c) */
+	char *cbuf;	       /* the body, compressed */
+	size_t ccap;
 	struct iovec iov[2 + SCHED_MAX_IO];
 	uint32_t n_iov, iov_i;
 	struct msghdr msg;
@@ -199,6 +203,20 @@ int conn_body(struct conn *c, int (*enc)(char *, size_t, const void *), const vo
 /* Make a complete request's body plain (chunked, Content-Encoding); 0, or
  * the HTTP status to answer with *why. */
 int body_decode(struct conn *c, const char **why);
+/* Inflate in[0, n) (wbits as zlib's inflateInit2: 16 + 15 gzip, 15 zlib)
+ * into *buf (grown, *cap bytes), at most max bytes; *out gets the length.
+ * 0, -E2BIG (more than max), -EBADMSG (malformed, truncated, or bytes after
+ * the stream) or -ENOMEM. Any thread. */
+int body_inflate(const void *in, size_t n, int wbits, uint64_t max, char **buf, size_t *cap,
+		 size_t *out);
+/* Compress the response body, c->iov[1, 1 + n_body), into c->cbuf when
+ * the request's Accept-Encoding asks for a coding and the body is not tiny,
+ * and rewrite the head c->head[0, *hlen) to match (Content-Length,
+ * Content-Encoding, Vary). Returns the number of body pieces to send: 1
+ * when compressed, else n_body (the body as it was; on any failure too). */
+uint32_t body_encode(struct conn *c, int status, size_t *hlen, uint32_t n_body);
+/* Free the connection's compression state. */
+void body_fini(struct conn *c);
 
 /* ep_models.c */
 int ep_lookup(struct conn *c, struct repo_entry **e);

@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MIT
 # dprt serve's HTTP extensions, over real sockets with curl (and python3 for
 # bytes curl will not send): JSON health bodies, Triton's model config and
-# statistics, the nv_inference_* metrics, gzip/deflate request bodies and
-# chunked request bodies, with their limits.
+# statistics, the nv_inference_* metrics, gzip/deflate request bodies,
+# gzip/deflate responses (Accept-Encoding, read back by curl --compressed)
+# and chunked request bodies, with their limits.
 . "$(dirname "$0")/common.inc"
 
 export DPRT_CACHE="$tmp/cache"
@@ -131,6 +132,57 @@ get /v2/models/bert-tiny/infer --data-binary @"$tmp/body.json" -H 'Content-Encod
 expect_code 415 "unknown encoding"
 get /v2/models/bert-tiny/infer --data-binary @"$tmp/body.json" -H 'Content-Encoding: identity'
 expect_code 200 "identity encoding"
+
+# ---- compressed responses: Accept-Encoding, read back by curl --compressed
+# no_header PATTERN WHAT: the last response's headers lack PATTERN
+no_header()
+{
+	! grep -Eq -e "$1" "$tmp/err" || fail "$2: the headers have /$1/"
+}
+sizes()
+{
+	plain=$(curl -s -o "$tmp/plain" -w '%{size_download}' "$@")
+	coded=$(curl -s -o "$tmp/coded" -w '%{size_download}' -H 'Accept-Encoding: gzip' "$@")
+	[ "$coded" -lt "$plain" ] || fail "$*: $coded coded bytes, $plain plain"
+}
+get /metrics --compressed
+expect_code 200 "compressed metrics"
+expect_err '^[Cc]ontent-[Ee]ncoding: gzip' "metrics Content-Encoding"
+expect_err '^[Vv]ary: Accept-Encoding' "metrics Vary"
+expect_out '^nv_inference_count\{model="bert-tiny",version="1"\} [0-9]+' "metrics decoded"
+sizes "$url/metrics"
+# every output: a body of some KiB (pooler_output alone is under BODY_ZMIN)
+printf '%s' "${body%,\"outputs\"*}}" >"$tmp/all.json"
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/all.json"
+expect_code 200 "infer of every output"
+sed 's/.*"outputs"/"outputs"/' "$tmp/out" >"$tmp/all.out"
+same_all()
+{
+	sed 's/.*"outputs"/"outputs"/' "$tmp/out" | cmp -s - "$tmp/all.out"
+}
+get /v2/models/bert-tiny/infer --compressed --data-binary @"$tmp/all.json"
+expect_code 200 "compressed infer"
+expect_err '^[Cc]ontent-[Ee]ncoding: gzip' "infer Content-Encoding"
+same_all || fail "compressed infer: answer differs from the plain one"
+sizes "$url/v2/models/bert-tiny/infer" --data-binary @"$tmp/all.json"
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/all.json" -H 'Accept-Encoding: deflate'
+expect_code 200 "deflate-coded infer"
+expect_err '^[Cc]ontent-[Ee]ncoding: deflate' "infer deflate"
+python3 -c 'import sys, zlib; sys.stdout.buffer.write(zlib.decompress(open(sys.argv[1], "rb").read()))' \
+	"$tmp/out" >"$tmp/inflated" || fail "deflate-coded infer is not zlib data"
+mv "$tmp/inflated" "$tmp/out"
+same_all || fail "deflate-coded infer: answer differs from the plain one"
+get /v2/models/bert-tiny/infer --data-binary @"$tmp/all.json" -H 'Accept-Encoding: gzip;q=0'
+expect_code 200 "gzip;q=0"
+no_header '^[Cc]ontent-[Ee]ncoding' "gzip;q=0 is not coded"
+same_all || fail "gzip;q=0 infer differs"
+get /v2/health/live --compressed
+expect_code 200 "tiny body"
+no_header '^[Cc]ontent-[Ee]ncoding' "a tiny body is not coded"
+expect_out '^\{"live":true\}$' "live body, as it was"
+get /metrics
+no_header '^[Cc]ontent-[Ee]ncoding' "no Accept-Encoding: not coded"
+no_header '^[Vv]ary' "no Accept-Encoding: no Vary"
 
 # ---- chunked request bodies
 get /v2/models/bert-tiny/infer --data-binary @"$tmp/body.json" -H 'Transfer-Encoding: chunked'

@@ -1,7 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # dprt serve as a ModelMesh serving runtime end to end: a fake ModelMesh in
-# grpcio drives mmesh.ModelRuntime over TCP and a Unix socket, inference is
+# grpcio drives mmesh.ModelRuntime over TCP and a Unix socket (loads,
+# cancelled loads, the loading limit, messages over 16 MiB, two dprt
+# processes as two pods), inference is
 # routed by the mm-model-id header, and (when nginx is installed) two dprt
 # processes behind deploy/nginx-consistent-hash.conf keep each model on one
 # backend (test/net/grpc/test_mmesh.py). The clients come from PyPI

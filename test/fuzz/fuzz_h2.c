@@ -2,24 +2,18 @@
 /*
  * Fuzz harness: the gRPC input path (nghttp2 server session, the
  * callbacks of src/net/grpc.c, message framing, the ModelInferRequest
- * splitter and the unary methods of src/net/grpc_svc.c). Not part of the
- * unit tests. grpc.c and grpc_svc.c are compiled into this file so that
+ * splitter and the unary methods of src/net/grpc_svc.c).
+ * grpc.c and grpc_svc.c are compiled into this file so that
  * a connection can be driven without a socket or io_uring: the input
  * bytes go to nghttp2_session_mem_recv as grpc_on_recv does, and what the
- * session writes is dropped as if sent.
+ * session writes is dropped as if sent. 'ninja test' builds it
+ * (test/fuzz/fuzz_h2.ninja) and test/cli/fuzz.sh runs it on corpus_h2/.
  *
- * libFuzzer, ASan and UBSan, 60 seconds (from the repository root, after
- * ./configure && ninja, which make build/proto and build/libdprt.a):
- *   clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
- *     -Isrc -Iinclude -Ibuild/proto test/fuzz/fuzz_h2.c src/net/grpc_mm.c \
- *     build/proto/grpc_service.pb-c.c build/proto/model_runtime.pb-c.c \
- *     build/libdprt.a build/libdprt_cuda.a $(libs of build/config.ninja) -o /tmp/fuzz_h2
- *   mkdir -p /tmp/fuzz_h2_corpus
- *   /tmp/fuzz_h2 -max_total_time=60 -artifact_prefix=/tmp/ \
- *     -dict=test/fuzz/h2.dict /tmp/fuzz_h2_corpus
- * An empty corpus directory is first filled with seed inputs.
- * Standalone replay: add -DFUZZ_STANDALONE, drop "fuzzer," from
- * -fsanitize, run /tmp/fuzz_h2_replay FILE...
+ * By hand, longer (from the repository root, after ./configure && ninja):
+ *   build/fuzz/fuzz_h2 -max_total_time=600 -artifact_prefix=/tmp/ \
+ *     -dict=test/fuzz/h2.dict /tmp/corpus test/fuzz/corpus_h2
+ * An empty corpus directory is first filled with seed inputs; a replay
+ * driver (no libFuzzer) takes files: build/fuzz/fuzz_h2 FILE...
  *
  * The first input byte: bit 0 sets the server stopping; bits 1..7 + 1 are
  * the size of the pieces the rest is fed in (as separate recvs).
@@ -58,9 +52,17 @@ void fuzz_svc_call(struct gstream *st)
 	}
 }
 
+static char repo_dir[] = "/tmp/fuzz_h2_repo_XXXXXX";
+
+/* At exit: remove the (empty) repository directory. */
+static void repo_rm(void)
+{
+	rmdir(repo_dir);
+}
+
 static void fuzz_init(void)
 {
-	static char dir[] = "/tmp/fuzz_h2_repo_XXXXXX";
+	char *dir = repo_dir;
 	struct sched_opts so = {
 		.gpus = "cpu",
 		.queue_depth = 16,
@@ -75,6 +77,7 @@ static void fuzz_init(void)
 	log_set_level(LOG_ERROR);
 	if (!mkdtemp(dir))
 		abort();
+	atexit(repo_rm);
 	so.models_dir = dir;
 	if (sched_create(&so, &fsrv.s))
 		abort();

@@ -1,21 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fuzz harness: HTTP parser + KServe router + KServe decoders/encoder.
- * Not part of the unit tests.
+ * Fuzz harness: HTTP parser (and its Accept-Encoding and head rewriting),
+ * KServe router, KServe decoders/encoder. 'ninja test' builds it
+ * (test/fuzz/fuzz.ninja) and test/cli/fuzz.sh runs it on corpus_http/.
  *
- * libFuzzer, ASan and UBSan, 60 seconds (from the repository root):
- *   clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude \
- *     test/fuzz/fuzz_http.c src/net/http.c src/net/kserve.c src/net/jnum.c src/base/[a-z]*.c src/model/[a-z]*.c \
- *     -ljansson -lm -o /tmp/fuzz_http
- *   mkdir -p /tmp/fuzz_http_corpus
- *   /tmp/fuzz_http -max_total_time=60 -artifact_prefix=/tmp/ \
- *     -dict=test/fuzz/http.dict /tmp/fuzz_http_corpus
- * An empty corpus directory is first filled with a few seed inputs.
- *
- * Standalone (no libFuzzer; replays files such as a corpus or a crash):
- *   gcc -std=gnu11 -g -fsanitize=address,undefined -DFUZZ_STANDALONE -Isrc -Iinclude \
- *     test/fuzz/fuzz_http.c src/net/http.c src/net/kserve.c src/net/jnum.c src/base/[a-z]*.c src/model/[a-z]*.c \
- *     -ljansson -lm -o /tmp/fuzz_http_replay && /tmp/fuzz_http_replay FILE...
+ * By hand, longer (from the repository root, after ./configure && ninja):
+ *   build/fuzz/fuzz_http -max_total_time=600 -artifact_prefix=/tmp/ \
+ *     -dict=test/fuzz/http.dict /tmp/corpus test/fuzz/corpus_http
+ * (a replay driver, fuzz_mode = replay in build/config.ninja, takes files:
+ * build/fuzz/fuzz_http FILE...). An empty corpus directory is first
+ * filled with a few seed inputs.
  *
  * The first input byte picks a target; the rest is its input:
  *   0, 1  HTTP stream: parse pipelined requests, route them, decode infer
@@ -39,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define CHECK(c)                                                                                   \
 	do {                                                                                       \
@@ -110,6 +105,37 @@ static void check_dechunk(const struct http_req *r)
 	free(copy);
 }
 
+/* Accept-Encoding of a parsed request: a coding we have, the same verdict
+ * from its one field's value; its head rewritten for another length. */
+static void check_accept(const struct http_req *r)
+{
+	struct http_accept a, b;
+	struct http_str v, name, val;
+	char head[512];
+	uint32_t i, k = 0;
+	int n;
+
+	http_accept_encoding(r, &a);
+	CHECK(a.coding <= HTTP_DEFLATE);
+	CHECK(a.present == http_header(r, "accept-encoding", &v));
+	if (!a.present)
+		CHECK(a.coding == HTTP_IDENTITY && a.identity_ok);
+	for (i = 0; i < http_header_count(r); i++) {
+		http_header_at(r, i, &name, &val);
+		k += name.len == 15 && !strncasecmp(name.p, "accept-encoding", 15);
+	}
+	if (k == 1) {
+		http_accept_parse(v.p, v.len, &b);
+		CHECK(!memcmp(&a, &b, sizeof(a)));
+	}
+	n = http_write_response(head, sizeof(head), 200, "application/json", NULL, r->body.len,
+				r->keep_alive);
+	CHECK(n > 0);
+	n = http_head_rewrite(head, (size_t)n, sizeof(head), r->body.len * 3 + 7,
+			      "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n");
+	CHECK(n > 0 && !memcmp(head + n - 4, "\r\n\r\n", 4));
+}
+
 static void check_request(const struct http_req *r, const char *buf, size_t len, ssize_t n)
 {
 	struct kserve_target t;
@@ -125,6 +151,7 @@ static void check_request(const struct http_req *r, const char *buf, size_t len,
 	CHECK(kserve_http_status(ret) == (ret ? t.status : 200));
 	if (r->chunked)
 		check_dechunk(r);
+	check_accept(r);
 	if (ret || t.route != KR_INFER)
 		return;
 	arena_reset(&arena);
@@ -367,6 +394,8 @@ static void write_seeds(const char *dir)
 		"HEAD /v2/models/m%20n/versions/2/ready HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
 		"\x05POST /v2/repository/index HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
 		"Content-Length: 14\r\n\r\n{\"ready\":true}",
+		"\x04GET /metrics HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip;q=0.5, "
+		"deflate, identity;q=0\r\naccept-encoding: *;q=0.1\r\n\r\n",
 		"\x06xxx" REQ_JSON,
 		"\x07{\"model_name\":\"m\",\"outputs\":[{\"name\":\"o\",\"datatype\":\"BF16\","
 		"\"shape\":[1],\"data\":[\"-Infinity\"]}]}",

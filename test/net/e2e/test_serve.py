@@ -584,6 +584,77 @@ def tritonclient_http(fx):
 
 
 @test
+def compressed_responses(fx):
+    """Accept-Encoding: gzip and deflate answers, as tritonclient and a raw
+    client read them; Inference-Header-Content-Length counts the JSON before
+    coding."""
+    import gzip
+    import zlib
+    import tritonclient.http as tc
+    p = fx.main.port
+    ins, want = fx.ref("bert-tiny")
+    cl = tc.InferenceServerClient(url=f"{HOST}:{p}", connection_timeout=20.0,
+                                  network_timeout=20.0)
+    try:
+        for algo in ("gzip", "deflate"):
+            for binary in (False, True):
+                tin = []
+                for name, a in ins.items():
+                    t = tc.InferInput(name, list(a.shape), NP_KS[a.dtype])
+                    t.set_data_from_numpy(a, binary_data=binary)
+                    tin.append(t)
+                touts = [tc.InferRequestedOutput(n, binary_data=binary) for n in want]
+                for req_algo in (None, algo):
+                    r = cl.infer("bert-tiny", tin, outputs=touts,
+                                 request_compression_algorithm=req_algo,
+                                 response_compression_algorithm=algo)
+                    for n in want:
+                        close_enough(r.as_numpy(n), want[n],
+                                     f"tritonclient {algo} binary {binary} {n}")
+    finally:
+        cl.close()
+    unz = {"gzip": gzip.decompress, "deflate": zlib.decompress}
+    body, hdrs = infer_body(ins, list(want), binary_out=True)
+    for algo, accept in (("gzip", "gzip"), ("deflate", "deflate"),
+                         ("deflate", "gzip;q=0.5, deflate;q=0.9"), ("gzip", "*")):
+        st, h, b = request(p, "POST", "/v2/models/bert-tiny/infer", body,
+                           dict(hdrs, **{"Accept-Encoding": accept}))
+        check(st == 200 and h["Content-Encoding"] == algo, f"{accept}: {st} {dict(h)}")
+        check(h["Vary"] == "Accept-Encoding", f"{accept}: Vary {h.get('Vary')}")
+        check(int(h["Content-Length"]) == len(b), "Content-Length is the coded length")
+        plain = unz[algo](b)
+        check(len(b) < len(plain), f"{accept}: {len(b)} coded bytes of {len(plain)}")
+        jl = int(h["Inference-Header-Content-Length"])
+        check(plain[jl - 1:jl] == b"}" and json.loads(plain[:jl])["model_name"] == "bert-tiny",
+              "Inference-Header-Content-Length counts the uncoded JSON")
+        js, outs = infer_parse(h, plain)
+        for n in want:
+            close_enough(outs[n], want[n], f"raw {accept} {n}")
+    # identity only, or q=0, or no coding of ours: as before, with Vary
+    for accept in ("identity", "gzip;q=0, deflate;q=0", "br"):
+        st, h, b = request(p, "POST", "/v2/models/bert-tiny/infer", body,
+                           dict(hdrs, **{"Accept-Encoding": accept}))
+        check(st == 200 and "Content-Encoding" not in h, f"{accept}: {dict(h)}")
+        check(h["Vary"] == "Accept-Encoding", f"{accept}: Vary {h.get('Vary')}")
+        infer_parse(h, b)
+    # no Accept-Encoding at all (http.client would send identity): no change
+    s = connect(p)
+    try:
+        s.sendall(raw_request("POST", "/v2/models/bert-tiny/infer", body, hdrs))
+        st, h, b = Reader(s).response()
+    finally:
+        s.close()
+    check(st == 200 and "content-encoding" not in h and "vary" not in h, f"plain: {h}")
+    js, outs = infer_parse(h, b)
+    close_enough(outs["pooler_output"], want["pooler_output"], "no Accept-Encoding")
+    st, h, b = request(p, "GET", "/v2/health/ready", headers={"Accept-Encoding": "gzip"})
+    check(st == 200 and "Content-Encoding" not in h and b == b'{"ready":true}', f"{dict(h)}")
+    st, h, b = request(p, "GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+    check(st == 200 and h["Content-Encoding"] == "gzip" and b"# TYPE" in gzip.decompress(b),
+          f"metrics: {dict(h)}")
+
+
+@test
 def metrics_prometheus(fx):
     p = fx.main.port
     ins, want = fx.ref("bert-tiny")

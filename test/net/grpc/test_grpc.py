@@ -7,7 +7,8 @@ the demo repository (built into a scratch DPRT_CACHE) and checks with the
 official Triton gRPC client and grpcio: health, server and model metadata,
 ModelInfer (raw and typed contents) against the HTTP client's answer for the
 same input, the status codes of bad calls, trailing metadata, the repository
-API, config and statistics, --max-body, and garbage over raw sockets, after
+API, config and statistics, --max-body, gzip- and deflate-compressed request
+messages (grpc-encoding), and garbage over raw sockets, after
 each of which the server must still answer HTTP and gRPC.
 
 Usage: test_grpc.py [TEST_NAME...]   (DPRT names the binary under test)
@@ -319,6 +320,54 @@ def test_max_body(srv, tmp):
         s2.stop()
 
 
+def test_compressed_requests(srv, tmp):
+    """Request messages coded gzip or deflate (grpc-encoding), from
+    tritonclient and from grpcio: the same answers as plain ones; the
+    decoded size is bounded by --max-body; a malformed one is refused."""
+    a = bert_inputs(batch=3, seq=16)
+    want = grpc_infer(srv, "bert-tiny", a)
+    c = tg.InferenceServerClient(srv.gaddr)
+    ins = []
+    for k, v in a.items():
+        x = tg.InferInput(k, list(v.shape), "INT64")
+        x.set_data_from_numpy(v)
+        ins.append(x)
+    for algo in ("gzip", "deflate"):
+        g = c.infer("bert-tiny", ins, compression_algorithm=algo)
+        for o in ("last_hidden_state", "pooler_output"):
+            check(np.array_equal(g.as_numpy(o), want.as_numpy(o)), f"{algo}: {o} differs")
+    ch = grpc.insecure_channel(srv.gaddr, compression=grpc.Compression.Gzip)
+    f = ch.unary_unary(SVC + "ModelReady", request_serializer=lambda m: m.SerializeToString(),
+                       response_deserializer=pb.ModelReadyResponse.FromString)
+    check(f(pb.ModelReadyRequest(name="bert-tiny"), timeout=20).ready, "grpcio gzip call")
+    ch.close()
+    # the decoded message is what --max-body bounds: zeros of 3 x 64 KiB
+    s2 = Server(tmp, "zsmall", "--max-body", "64K")
+    try:
+        z = {k: np.zeros((64, 128), np.int64) for k in a}
+        cz = tg.InferenceServerClient(s2.gaddr)
+        zi = []
+        for k, v in z.items():
+            x = tg.InferInput(k, list(v.shape), "INT64")
+            x.set_data_from_numpy(v)
+            zi.append(x)
+        msg = expect_status("RESOURCE_EXHAUSTED",
+                            lambda: cz.infer("bert-tiny", zi, compression_algorithm="gzip"),
+                            "a small gzip message over --max-body decoded")
+        check("decompressed" in msg, msg)
+        # a message flagged compressed that is not gzip data
+        junk = b"\x01" + struct.pack(">I", 6) + b"abcdef"
+        hb = headers_block("ModelReady") + hpack_lit("grpc-encoding", "gzip")
+        got = blast(s2, PREFACE + frame(4, 0, 0, b"") + frame(1, 4, 1, hb) +
+                    frame(0, 1, 1, junk))
+        check(any(t == 1 and fl & 1 and sid == 1 for t, fl, sid in frames_of(got)),
+              f"no trailers for a malformed compressed message: {frames_of(got)}")
+        s2.alive()
+    finally:
+        s2.stop()
+    srv.alive()
+
+
 # -- raw HTTP/2 --
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -512,6 +561,7 @@ def test_fuzz(srv, tmp):
 
 
 TESTS = [test_health_and_metadata, test_infer_matches_http, test_big_and_concurrent,
+         test_compressed_requests,
          test_typed_contents_and_trailers, test_bad_calls, test_repository, test_max_body,
          test_timeouts_and_stop, test_garbage, test_fuzz]
 

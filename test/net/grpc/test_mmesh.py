@@ -5,13 +5,18 @@
 A fake ModelMesh written with grpcio drives mmesh.ModelRuntime
 (src/net/proto/model_runtime.proto, turned into a descriptor set with
 protoc-c -o and loaded with protobuf's descriptor pool, so the test speaks
-the file dprt is built from): runtimeStatus, predictModelSize, loadModel of
-bert-tiny packages (a repository entry directory and a model.dpk file),
-modelSize, ModelInfer routed by the mm-model-id header (compared with HTTP's
-answer for the same model), unloadModel, NOT_FOUND for unknown ids,
-concurrent loads, and the same over --grpc-listen unix:PATH. Then, when an
-nginx binary exists, two dprt processes behind deploy/nginx-consistent-hash.conf:
-each model is always answered by the same backend.
+the file dprt is built from): runtimeStatus (and its purge of what was
+loaded before), predictModelSize, loadModel of bert-tiny packages (a
+repository entry directory and a model.dpk file), modelSize, ModelInfer
+routed by the mm-model-id header and by the injected model_name (compared
+with HTTP's answer for the same model), unloadModel, NOT_FOUND for unknown
+ids, concurrent loads, cancelled loads (alone and followed by unloadModel:
+nothing stays loaded), no more loads at once than maxLoadingConcurrency
+(loads of a ResNet-50 package, long enough to overlap), requests and
+responses over 16 MiB, the same over --grpc-listen unix:PATH, and two dprt
+processes as two pods. Then, when an nginx binary exists, two dprt
+processes behind deploy/nginx-consistent-hash.conf: each model is always
+answered by the same backend.
 
 Usage: test_mmesh.py [TEST_NAME...]   (DPRT names the binary under test)
 Every wait is bounded; prints "N passed, N failed, N skipped".
@@ -297,6 +302,180 @@ def test_concurrent_loads(env):
         expect_code("NOT_FOUND", lambda: env.mesh.call("modelSize", modelId=i), "unloaded")
 
 
+def wait_log(srv, pattern, what, timeout=30):
+    """The first match of pattern in srv's log, waiting for it."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        m = re.search(pattern, srv.log())
+        if m:
+            return m
+        time.sleep(0.005)
+    raise AssertionError(f"{what}: no /{pattern}/ in the log")
+
+
+def not_loaded(env, mid, what):
+    """mid serves nothing: modelSize NOT_FOUND, ModelReady false, not READY
+    in the repository index, inference refused."""
+    m = env.mesh
+    expect_code("NOT_FOUND", lambda: m.call("modelSize", modelId=mid), f"{what}: modelSize")
+    c = tg.InferenceServerClient(env.srv.gaddr)
+    check(not c.is_model_ready("z", headers={"mm-model-id": mid}), f"{what}: ready")
+    idx = {r.name: r.state for r in c.get_model_repository_index().models}
+    check(idx.get(mid, "UNAVAILABLE") == "UNAVAILABLE", f"{what}: index {idx.get(mid)}")
+
+
+def big_copies(env, n):
+    """n byte copies of the big package: each is read and checked on its own
+    (one file's host copy is shared), so each load takes its time."""
+    out = []
+    for i in range(n):
+        out.append(os.path.join(env.tmp, f"big-copy{i}.dpk"))
+        shutil.copyfile(env.big, out[-1])
+    return out
+
+
+def test_cancel_load(env):
+    """A cancelled loadModel leaves nothing loaded; an unloadModel during a
+    load waits for it and unloads (cancel then unload, as ModelMesh does)."""
+    m = env.mesh
+    big = big_copies(env, 3)
+    # cancelled, no unload: undone when the load finishes
+    f = m.future("loadModel", modelId="k1", modelPath=big[0])
+    wait_log(env.srv, r"model 'k1': loading ", "k1 load started")
+    check(f.cancel(), "k1: the call was still running when cancelled")
+    wait_log(env.srv, r"model 'k1': unloaded \(mmesh\)", "k1 undone", timeout=10)
+    check("model 'k1': its loadModel was cancelled while it loaded" in env.srv.log(), "why")
+    not_loaded(env, "k1", "cancelled load")
+    # cancelled, then unloaded at once: the unload answers after the load is undone
+    f = m.future("loadModel", modelId="k2", modelPath=big[1])
+    wait_log(env.srv, r"model 'k2': loading ", "k2 load started")
+    check(f.cancel(), "k2: the call was still running when cancelled")
+    m.call("unloadModel", modelId="k2")
+    not_loaded(env, "k2", "cancel then unload")
+    # unloaded while loading, not cancelled: the load is CANCELLED, the unload waits
+    f = m.future("loadModel", modelId="k3", modelPath=big[2])
+    wait_log(env.srv, r"model 'k3': loading ", "k3 load started")
+    u = m.future("unloadModel", modelId="k3")
+    expect_code("CANCELLED", f.result, "loadModel overtaken by unloadModel")
+    u.result()
+    not_loaded(env, "k3", "unload during the load")
+    check("model 'k3': an unloadModel came while it loaded" in env.srv.log(), "k3 why")
+    # still no model after a while (no load finishing late), and the ids load again
+    time.sleep(0.2)
+    for i in ("k1", "k2", "k3"):
+        not_loaded(env, i, f"{i} later")
+    check(m.call("loadModel", modelId="k1", modelPath=env.dpk).sizeInBytes == env.size,
+          "k1 loads again, from another path")
+    x = bert_inputs(1, 4)
+    same_outputs(grpc_infer(env.srv.gaddr, "z", x, mm_id="k1"),
+                 http_infer(env.srv.port, "k1", x), "k1 after the cancelled load")
+    m.call("unloadModel", modelId="k1")
+    for f in big:
+        os.unlink(f)
+
+
+def test_loading_concurrency(env):
+    """No more loads in flight than runtimeStatus announces, with loads that
+    take long enough to overlap: the limit is reached, never passed."""
+    lim = env.mesh.call("runtimeStatus").maxLoadingConcurrency
+    check(lim >= 1, f"maxLoadingConcurrency {lim}")
+    ids = [f"big{i}" for i in range(lim + 1)]
+    big = big_copies(env, len(ids))
+    mark = len(env.srv.log())
+    fs = [env.mesh.future("loadModel", modelId=i, modelPath=p) for i, p in zip(ids, big)]
+    for f in fs:
+        check(f.result().sizeInBytes == env.big_size, "big load size")
+    log = env.srv.log()[mark:]
+    # the server counts the loads in flight as each one starts (under its lock)
+    counted = [int(k) for k in re.findall(r"model 'big\d+': loading \S+ \(mmesh load (\d+) of "
+                                          r"at most %d\)" % lim, log)]
+    check(len(counted) == len(ids), f"{len(counted)} load lines for {len(ids)} loads")
+    check(max(counted) == lim, f"loads in flight: {counted}, limit {lim} never passed nor reached")
+    for i in ids:
+        env.mesh.call("unloadModel", modelId=i)
+    for f in big:
+        os.unlink(f)
+
+
+def test_big_messages(env):
+    """ModelInfer routed by mm-model-id with a request, then a response, of
+    more than 16 MiB (ModelMesh's default message limit is 16 MiB)."""
+    m = env.mesh
+    rn = os.path.join(env.tmp, "resnet-tiny.dpk")
+    subprocess.run([DPRT, "zoo", "resnet-tiny", "-o", rn], check=True, stdout=subprocess.DEVNULL)
+    m.call("loadModel", modelId="rn", modelPath=rn)
+    m.call("loadModel", modelId="bb", modelPath=env.dpk)
+    try:
+        img = np.random.default_rng(3).uniform(-1, 1, (1400, 3, 32, 32)).astype(np.float32)
+        check(img.nbytes > 16 << 20, f"request of {img.nbytes} bytes")
+        c = tg.InferenceServerClient(env.srv.gaddr)
+        x = tg.InferInput("input", list(img.shape), "FP32")
+        x.set_data_from_numpy(img)
+        got = c.infer("z", [x], headers={"mm-model-id": "rn"})
+        h = th.InferenceServerClient(f"{HOST}:{env.srv.port}", network_timeout=120)
+        y = th.InferInput("input", list(img.shape), "FP32")
+        y.set_data_from_numpy(img, binary_data=True)
+        same_outputs(got, h.infer("rn", [y]), "a 17 MiB request")
+        x = bert_inputs(1040, 64)
+        got = grpc_infer(env.srv.gaddr, "z", x, mm_id="bb")
+        big = got.as_numpy("last_hidden_state")
+        check(big.nbytes > 16 << 20, f"response of {big.nbytes} bytes")
+        ins = []
+        for k, a in x.items():
+            t = th.InferInput(k, list(a.shape), "INT64")
+            t.set_data_from_numpy(a, binary_data=True)
+            ins.append(t)
+        outs = [th.InferRequestedOutput(n, binary_data=True)
+                for n in ("last_hidden_state", "pooler_output")]
+        same_outputs(got, h.infer("bb", ins, outputs=outs), "a 17 MiB response")
+    finally:
+        m.call("unloadModel", modelId="rn")
+        m.call("unloadModel", modelId="bb")
+
+
+def test_two_pods(env):
+    """Two dprt processes as two ModelMesh pods (one on TCP, one on a Unix
+    socket), each driven by its own mesh connection: a model loads where it
+    is placed and only there, one id placed on both answers the same from
+    each, and one pod's unload and runtimeStatus leave the other alone."""
+    sock = os.path.join(env.tmp, "pod-b.sock")
+    pa = Server(env.tmp, "pod-a", env.models)
+    pb = Server(env.tmp, "pod-b", env.models, "unix:" + sock)
+    ma, mb = FakeMesh(pa.gaddr), FakeMesh(pb.gaddr)
+    try:
+        for mm in (ma, mb):
+            check(mm.call("runtimeStatus").capacityInBytes == HOST_LIMIT, "capacity per pod")
+        ma.call("loadModel", modelId="only-a", modelPath=env.dpk)
+        mb.call("loadModel", modelId="only-b", modelPath=env.entry)
+        for mm in (ma, mb):
+            check(mm.call("loadModel", modelId="both", modelPath=env.dpk).sizeInBytes ==
+                  env.size, "both")
+        x = bert_inputs()
+        want = http_infer(pa.port, "only-a", x)
+        same_outputs(grpc_infer(pa.gaddr, "z", x, mm_id="only-a"), want, "only-a on a")
+        same_outputs(grpc_infer(pb.gaddr, "z", x, mm_id="only-b"), want, "only-b on b")
+        expect_code("NOT_FOUND", lambda: grpc_infer(pb.gaddr, "z", x, mm_id="only-a"),
+                    "only-a is not on b")
+        expect_code("NOT_FOUND", lambda: mb.call("modelSize", modelId="only-a"), "b: only-a")
+        expect_code("NOT_FOUND", lambda: grpc_infer(pa.gaddr, "z", x, mm_id="only-b"),
+                    "only-b is not on a")
+        same_outputs(grpc_infer(pa.gaddr, "z", x, mm_id="both"), want, "both on a")
+        same_outputs(grpc_infer(pb.gaddr, "z", x, mm_id="both"), want, "both on b")
+        ma.call("unloadModel", modelId="both")
+        expect_code("UNAVAILABLE", lambda: grpc_infer(pa.gaddr, "z", x, mm_id="both"),
+                    "unloaded on a")
+        same_outputs(grpc_infer(pb.gaddr, "z", x, mm_id="both"), want, "b still serves both")
+        ma.call("runtimeStatus")  # pod a restarts its mesh: purges a only
+        expect_code("NOT_FOUND", lambda: ma.call("modelSize", modelId="only-a"), "a purged")
+        check(mb.call("modelSize", modelId="only-b").sizeInBytes == env.size, "b keeps only-b")
+        check(mb.call("modelSize", modelId="both").sizeInBytes == env.size, "b keeps both")
+    finally:
+        ma.close()
+        mb.close()
+        pa.stop()
+        pb.stop()
+
+
 def test_status_purges(env):
     """runtimeStatus (ModelMesh starting) unloads what loadModel loaded."""
     m = env.mesh
@@ -476,8 +655,8 @@ def test_manifests(env):
 
 
 TESTS = [test_runtime_status, test_predict_size, test_load_infer_unload, test_unknown_ids,
-         test_concurrent_loads, test_status_purges, test_unix_socket, test_manifests,
-         test_nginx]
+         test_concurrent_loads, test_cancel_load, test_loading_concurrency, test_big_messages,
+         test_status_purges, test_unix_socket, test_two_pods, test_manifests, test_nginx]
 
 
 class Env:
@@ -499,6 +678,10 @@ def main():
                        check=True, stdout=subprocess.DEVNULL)
         env.entry = os.path.join(tmp, "pkgs", "bert-tiny")
         env.dpk = os.path.join(tmp, "one.dpk")
+        # a package that takes long enough to load for a cancel to come first
+        env.big = os.path.join(tmp, "big.dpk")
+        subprocess.run([DPRT, "zoo", "resnet50", "--dtype", "fp16", "-o", env.big], check=True,
+                       stdout=subprocess.DEVNULL)
         # 139456 FP32 parameters, aligned layers: at least 4 bytes each, at
         # most the file
         env.srv = Server(tmp, "main", env.models)
@@ -507,6 +690,7 @@ def main():
             env.size = env.mesh.call("predictModelSize", modelPath=env.dpk).sizeInBytes
             check(139456 * 4 <= env.size <= os.path.getsize(env.dpk),
                   f"bert-tiny weights {env.size} bytes")
+            env.big_size = env.mesh.call("predictModelSize", modelPath=env.big).sizeInBytes
             for t in TESTS:
                 if want and t.__name__ not in want:
                     continue
