@@ -35,6 +35,7 @@ enum exec_place {
 
 struct plan;
 struct plan_profile;
+struct link_table;
 
 /* What one cold start by plan did (exec_ops.cold_run). */
 struct exec_cold_info {
@@ -42,6 +43,8 @@ struct exec_cold_info {
 	uint32_t links;	       /* links that carried bytes, the target's included */
 	uint64_t bytes_loaded; /* copied to the device, all links */
 	uint64_t bytes_dha;    /* left in host memory, read in place */
+	uint32_t fallbacks;    /* transfers the plan put on a helper's link
+				* that went over fewer links (none idle) */
 };
 
 /*
@@ -118,6 +121,13 @@ struct exec_ops {
 	 * is left evicted and usable. */
 	int (*cold_run)(struct exec_model *m, const struct tview *in, struct tview *out,
 			struct exec_cold_info *info);
+	/* Optional (NULL: the device lends no link and its cold starts use
+	 * only their own). Device dev joins link table t (mem/link.h) as
+	 * device i: other devices' cold starts may borrow its link between
+	 * its own transfers, and its cold models' plans with helpers borrow
+	 * theirs. dev_close leaves the table. Owner thread, after dev_open,
+	 * before its first cold_create. 0 or an error with err_set. */
+	int (*dev_join_links)(void *dev, struct link_table *t, uint32_t i);
 };
 
 /* The GPU backend of this build (&cuda_backend), or NULL in a build
