@@ -31,15 +31,15 @@
 struct link {
 	/* 0: free; else the holder's device index + 1 */
 	_Atomic uint32_t holder __attribute__((aligned(64)));
-	_Atomic uint32_t want;	      /* its owner has transfers to make */
-	_Atomic uint32_t up;	      /* its device joined the table */
-	_Atomic uint64_t until;	      /* clock_ns the holder's transfer ends */
-	_Atomic uint64_t since;	      /* clock_ns the holder took it */
-	_Atomic uint64_t lent_ns;     /* held by other devices, in all */
-	_Atomic uint64_t lent_bytes;  /* moved for other devices */
-	_Atomic uint64_t lent_xfers;  /* transfers for other devices */
-	_Atomic uint64_t own_xfers;   /* transfers for its owner */
-	void *_Atomic be;	      /* the backend's object for the link */
+	_Atomic uint32_t want;	     /* its owner has transfers to make */
+	_Atomic uint32_t up;	     /* its device joined the table */
+	_Atomic uint64_t until;	     /* clock_ns the holder's transfer ends */
+	_Atomic uint64_t since;	     /* clock_ns the holder took it */
+	_Atomic uint64_t lent_ns;    /* held by other devices, in all */
+	_Atomic uint64_t lent_bytes; /* moved for other devices */
+	_Atomic uint64_t lent_xfers; /* transfers for other devices */
+	_Atomic uint64_t own_xfers;  /* transfers for its owner */
+	void *_Atomic be;	     /* the backend's object for the link */
 };
 
 struct link_table {

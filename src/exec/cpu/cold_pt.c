@@ -38,11 +38,11 @@ struct xfer {
 	struct cpu_cold *c;
 	struct link_table *t;
 	uint32_t self;
-	uint32_t used;	   /* helper links held now (bit per device) */
-	uint32_t carried;  /* helper links that carried bytes */
-	bool own_carried;  /* the target's link carried bytes */
+	uint32_t used;	  /* helper links held now (bit per device) */
+	uint32_t carried; /* helper links that carried bytes */
+	bool own_carried; /* the target's link carried bytes */
 	uint32_t fb_head, fb_tail;
-	uint64_t wake;	   /* earliest end of a transfer in flight */
+	uint64_t wake; /* earliest end of a transfer in flight */
 	bool started;
 	struct exec_cold_info *info;
 };
