@@ -149,9 +149,10 @@ static int get_plan(struct worker *w, const char *dir, uint64_t sum, enum plan_m
 	ret = plan_get(dir, sum, gpu, n, mode, true, out);
 	if (ret != -ENOENT || n == 1 || w->dev.kind == SCHED_DEV_CPU)
 		return ret;
-	log_info("%s: %s: no stored plan or profile for %u devices (dprt plan --gpus ...): "
-		 "planning for its own link only",
-		 w->name, name, n);
+	log_info(
+		"%s: %s: no stored plan or profile for %u devices (dprt plan PATH --gpus 0,1,...): "
+		"planning for its own link only",
+		w->name, name, n);
 	err_clear();
 	return plan_get(dir, sum, gpu, 1, mode, true, out);
 }

@@ -21,6 +21,7 @@ int cudadev_open(int ordinal, void **out)
 
 void cudadev_close(void *dev)
 {
+	cudadev_leave_links(dev);
 	cuda_device_close(dev);
 }
 
@@ -73,6 +74,7 @@ int cudadev_cold_run(struct exec_model *m, const struct tview *in, struct tview 
 			      (struct exec_cold_info){.cold = st.cold,
 						      .links = st.links,
 						      .bytes_loaded = st.bytes_loaded,
-						      .bytes_dha = st.bytes_dha};
+						      .bytes_dha = st.bytes_dha,
+						      .fallbacks = st.fallbacks};
 	return ret;
 }
