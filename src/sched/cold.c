@@ -106,9 +106,12 @@ static bool mode_has_pt(int mode)
  * lends links and the mode can use them, else 1. */
 static uint32_t plan_devices(const struct worker *w)
 {
+	uint32_t n = MIN(w->s->n_workers, MIN((uint32_t)PLAN_MAX_GPUS, (uint32_t)LINK_MAX));
+
 	if (!w->ops->dev_join_links || !mode_has_pt(w->cold_mode))
 		return 1;
-	return MIN(w->s->n_workers, MIN((uint32_t)PLAN_MAX_GPUS, (uint32_t)LINK_MAX));
+	/* synthetic profiles (virtual CPU devices) cover up to 8 devices */
+	return w->dev.kind == SCHED_DEV_CPU ? MIN(n, 8u) : n;
 }
 
 /* Profile g on w's device for n devices, plan it in mode, store both. A

@@ -197,6 +197,50 @@ Test(pt, falls_back_when_helpers_are_busy)
 	sched_destroy(s);
 }
 
+/* Every link borrowed (other devices' transfers in flight, ending in
+ * 50 ms): the target's own cold start waits out the borrowed transfer on
+ * its link, then takes it back and completes; its helper transfers fall
+ * back. */
+static void *release_later(void *arg)
+{
+	struct link_table *t = arg;
+	uint32_t i;
+
+	link_pause(50000000);
+	for (i = 0; i < 4; i++)
+		link_release(t, i, (i + 1) % 4, 0);
+	return NULL;
+}
+
+Test(pt, owner_takes_its_link_back_after_a_borrowed_transfer)
+{
+	struct sched *s = pt_sched("pt", 0, false);
+	struct sched_chan *ch = NULL;
+	struct sched_pt_stats a, b;
+	struct answer r;
+	pthread_t th;
+	uint64_t t0, ns;
+	uint32_t i;
+
+	cr_assert_eq(sched_chan_create(s, &ch), 0);
+	sched_pt_stats(s, &a);
+	for (i = 0; i < 4; i++)
+		cr_assert(link_lend(&s->links, i, (i + 1) % 4, clock_ns() + 50000000));
+	cr_assert_eq(pthread_create(&th, NULL, release_later, &s->links), 0);
+	t0 = clock_ns();
+	infer(s, ch, "resnet", &r);
+	ns = clock_ns() - t0;
+	pthread_join(th, NULL);
+	cr_assert(r.flags & SCHED_F_COLD, "not a cold start");
+	cr_assert_geq(ns, 40000000ull, "the cold start did not wait for its link (%llu ns)",
+		      (unsigned long long)ns);
+	sched_pt_stats(s, &b);
+	cr_assert_eq(b.pt_fallbacks, a.pt_fallbacks + 1);
+	free(r.bytes);
+	sched_chan_destroy(ch);
+	sched_destroy(s);
+}
+
 /* The same inputs answer byte for byte alike: whole loads, PT with idle
  * helpers, PT fallen back. */
 Test(pt, results_identical_to_non_pt)
