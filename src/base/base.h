@@ -164,6 +164,8 @@ struct dprt_knobs {
 	/* CUDA devices, read when a device is warmed up; 0: none */
 	uint64_t cuda_pool_bytes;  /* DPRT_CUDA_POOL_MB: pool reserved, bytes */
 	uint64_t cuda_arena_bytes; /* DPRT_CUDA_ARENA_MB: arena reserved, bytes */
+	/* virtual CPU devices, read at each cold start; 0: unpaced */
+	uint64_t cpu_link_bw; /* DPRT_CPU_LINK_MBS: a simulated link, bytes/s */
 	/* Paths; "" when unset */
 	char plan_repo[KNOBS_PATH_LEN]; /* PLAN_REPO: root of plan directories */
 	char cache[KNOBS_PATH_LEN];	/* DPRT_CACHE: demo repository's parent */

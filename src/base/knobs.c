@@ -63,6 +63,9 @@ static const struct knob knobs[] = {
 	KNOB("DPRT_PT_DIRECT", KNOB_OFF, pt_direct, "0",
 	     "1: helper links copy their layers from host\nmemory straight into the target "
 	     "GPU (when\nevery helper is peer-mapped) instead of\nstaging them in helper memory"),
+	KNOB("DPRT_CPU_LINK_MBS", KNOB_MIB, cpu_link_bw, "0",
+	     "MiB/s each virtual CPU device's simulated link\nmoves: a cold start's transfer holds "
+	     "its link\nthat long (0: as fast as memory copies)"),
 	KNOB("DPRT_CUDA_POOL_MB", KNOB_MIB, cuda_pool_bytes, "0",
 	     "MiB of device memory each GPU's pool reserves\nat start (0: grow on demand)"),
 	KNOB("DPRT_CUDA_ARENA_MB", KNOB_MIB, cuda_arena_bytes, "0",

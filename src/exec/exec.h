@@ -35,6 +35,7 @@ enum exec_place {
 
 struct plan;
 struct plan_profile;
+struct link_table;
 
 /* What one cold start by plan did (exec_ops.cold_run). */
 struct exec_cold_info {
@@ -46,6 +47,8 @@ struct exec_cold_info {
 	bool deferred;	       /* so the run went eagerly; model_tidy re-records */
 	uint64_t fixup_ns;     /* spent taking the new addresses (rebind, and
 				* re-recording graphs when not deferred) */
+	uint32_t fallbacks;    /* transfers the plan put on a helper's link
+				* that went over fewer links (none idle) */
 };
 
 /*
@@ -132,6 +135,13 @@ struct exec_ops {
 	 * eviction (so that m's next cold start lands there and its graphs
 	 * stay right). m is evicted, other resident; both on one device. */
 	bool (*cold_overlaps)(const struct exec_model *m, const struct exec_model *other);
+	/* Optional (NULL: the device lends no link and its cold starts use
+	 * only their own). Device dev joins link table t (mem/link.h) as
+	 * device i: other devices' cold starts may borrow its link between
+	 * its own transfers, and its cold models' plans with helpers borrow
+	 * theirs. dev_close leaves the table. Owner thread, after dev_open,
+	 * before its first cold_create. 0 or an error with err_set. */
+	int (*dev_join_links)(void *dev, struct link_table *t, uint32_t i);
 };
 
 /* The GPU backend of this build (&cuda_backend), or NULL in a build

@@ -41,6 +41,7 @@
 #include "base/lebuf.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -218,7 +219,9 @@ static int write_atomic(const char *path, const uint8_t *b, size_t len)
 	char tmp[4096];
 	int fd, ret;
 
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp))
+	/* pid and thread: the workers of one server may store one plan at once */
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld.%lx", path, (long)getpid(),
+			     (unsigned long)pthread_self()) >= sizeof(tmp))
 		return err_set(-ENAMETOOLONG, "%s: path too long", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)

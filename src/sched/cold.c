@@ -13,8 +13,16 @@
  * keeps its shape plans and graphs (the worker charges that memory), so
  * the next cold start only moves weights.
  *
- * Serving plans for one device: parallel transmission needs links of other
- * workers' devices, which serving does not lend yet.
+ * Parallel transmission: every worker's device joins the scheduler's link
+ * table (mem/link.h) when it is opened, and plans are made for the number
+ * of devices served (plans are keyed by it), so a plan with helpers moves
+ * some layers over other devices' links. The backend claims an idle
+ * helper's link per transfer and falls back to the target's own link when
+ * none is idle; the helper's worker keeps serving meanwhile. With one
+ * device, pt and pt+dha plan for that one (logged, not refused). A GPU's
+ * profile measured while serving knows only its own link, so on GPUs a plan
+ * for several devices comes from a stored plan or profile (`dprt plan
+ * --gpus N`); without one the worker plans for its device alone (logged).
  */
 #include "sched/internal.h"
 
@@ -41,15 +49,10 @@ int sched_cold_mode_parse(const char *s, int *mode)
 		return 0;
 	}
 	m = plan_mode_parse(s);
-	if (m == PLAN_PT || m == PLAN_PT_DHA)
-		return err_set(-EINVAL,
-			       "cold mode '%s': serving plans cold starts for one GPU; "
-			       "parallel transmission runs in `dprt plan` and bench/coldstart",
-			       s);
 	if (m < 0)
 		return err_set(-EINVAL,
 			       "unknown cold mode '%s' (dprt, deepplan, deepplan-v1, "
-			       "pipeline, demand, auto or load)",
+			       "pipeline, pt, pt+dha, demand, auto or load)",
 			       s);
 	*mode = m;
 	return 0;
@@ -92,22 +95,69 @@ static void store(const struct worker *w, const char *dir, const struct plan_pro
 	log_info("%s: profile and plan stored in %s", w->name, dir);
 }
 
-/* Profile g on w's device, plan it in mode, store both. */
-static int make_plan(struct worker *w, const struct graph *g, uint64_t sum, const void *weights,
-		     enum plan_mode mode, const char *dir, struct plan **out)
+/* Whether mode's plans may use helpers' links. */
+static bool mode_has_pt(int mode)
 {
+	return mode == PLAN_DPRT || mode == PLAN_PT || mode == PLAN_PT_DHA ||
+	       mode == PLAN_DEEPPLAN_V1 || mode == WCOLD_AUTO;
+}
+
+/* Devices w's plans are made for: every device served when its backend
+ * lends links and the mode can use them, else 1. */
+static uint32_t plan_devices(const struct worker *w)
+{
+	uint32_t n = MIN(w->s->n_workers, MIN((uint32_t)PLAN_MAX_GPUS, (uint32_t)LINK_MAX));
+
+	if (!w->ops->dev_join_links || !mode_has_pt(w->cold_mode))
+		return 1;
+	/* synthetic profiles (virtual CPU devices) cover up to 8 devices */
+	return w->dev.kind == SCHED_DEV_CPU ? MIN(n, 8u) : n;
+}
+
+/* Profile g on w's device for n devices, plan it in mode, store both. A
+ * profile on a virtual CPU device is synthetic and covers any count; a
+ * GPU's, measured while serving, covers its own link only. */
+static int make_plan(struct worker *w, const struct graph *g, uint64_t sum, const void *weights,
+		     enum plan_mode mode, uint32_t n, const char *dir, struct plan **out)
+{
+	void *devs[PLAN_MAX_GPUS];
 	struct plan_profile *pf = NULL;
 	uint64_t t0 = clock_ns();
+	uint32_t i;
 	int ret;
 
-	ret = w->ops->profile(&w->devh, 1, g, weights, sum, &pf) ?: plan_build(pf, mode, 1, out);
+	if (w->dev.kind != SCHED_DEV_CPU)
+		n = 1;
+	for (i = 0; i < n; i++)
+		devs[i] = w->devh;
+	ret = w->ops->profile(devs, n, g, weights, sum, &pf) ?: plan_build(pf, mode, n, out);
 	if (!ret) {
-		log_info("%s: %s profiled and planned (%s) in %.1f s", w->name, g->name,
-			 plan_mode_name(mode), (double)(clock_ns() - t0) / 1e9);
+		log_info("%s: %s profiled and planned (%s, %u device%s, %u link%s) in %.1f s",
+			 w->name, g->name, plan_mode_name(mode), n, n > 1 ? "s" : "", (*out)->width,
+			 (*out)->width > 1 ? "s" : "", (double)(clock_ns() - t0) / 1e9);
 		store(w, dir, pf, *out);
 	}
 	plan_profile_destroy(pf);
 	return ret;
+}
+
+/* The stored plan for n devices, else (n > 1) the one for the device
+ * alone, logged: a GPU serving without a stored profile for n. */
+static int get_plan(struct worker *w, const char *dir, uint64_t sum, enum plan_mode mode,
+		    uint32_t n, const char *name, struct plan **out)
+{
+	const char *gpu = w->ops->dev_model(w->devh);
+	int ret;
+
+	ret = plan_get(dir, sum, gpu, n, mode, true, out);
+	if (ret != -ENOENT || n == 1 || w->dev.kind == SCHED_DEV_CPU)
+		return ret;
+	log_info(
+		"%s: %s: no stored plan or profile for %u devices (dprt plan PATH --gpus 0,1,...): "
+		"planning for its own link only",
+		w->name, name, n);
+	err_clear();
+	return plan_get(dir, sum, gpu, 1, mode, true, out);
 }
 
 int sched_find_plan(struct worker *w, struct repo_entry *e, const void *weights, struct plan **out)
@@ -121,12 +171,62 @@ int sched_find_plan(struct worker *w, struct repo_entry *e, const void *weights,
 	ret = plan_repo_dir(w->s->o.plans_dir, e->path, g->name, sum, dir, sizeof(dir));
 	if (ret)
 		return ret;
-	ret = plan_get(dir, sum, w->ops->dev_model(w->devh), 1, mode, true, out);
+	ret = get_plan(w, dir, sum, mode, plan_devices(w), g->name, out);
 	if (!ret || w->cold_mode == WCOLD_AUTO)
 		return ret;
 	if (ret != -ENOENT) /* made for another package, or damaged */
 		log_warn("%s: %s: the stored plan is of no use, planning anew: %s", w->name,
 			 g->name, err_msg(ret));
 	err_clear();
-	return make_plan(w, g, sum, weights, mode, dir, out);
+	return make_plan(w, g, sum, weights, mode, plan_devices(w), dir, out);
+}
+
+void sched_cold_join(struct worker *w)
+{
+	int ret;
+
+	if (w->cold_mode == WCOLD_LOAD || !w->ops->dev_join_links)
+		return;
+	if (w->s->n_workers < 2) {
+		if (w->cold_mode == PLAN_PT || w->cold_mode == PLAN_PT_DHA)
+			log_info("%s: cold mode %s with one device: no helper links, cold "
+				 "starts load over its own link only",
+				 w->name, plan_mode_name((enum plan_mode)w->cold_mode));
+		return;
+	}
+	if (w->id >= w->s->links.n) {
+		log_warn("%s: beyond the %u devices that lend links: its cold starts use "
+			 "its own link only",
+			 w->name, w->s->links.n);
+		return;
+	}
+	ret = w->ops->dev_join_links(w->devh, &w->s->links, w->id);
+	if (ret) {
+		log_warn("%s: lends no link (its cold starts use its own only): %s", w->name,
+			 err_msg(ret));
+		err_clear();
+	}
+}
+
+void sched_cold_count(struct worker *w, const struct plan *p, const struct exec_cold_info *info)
+{
+	if (!p || p->width < 2 || !info->cold)
+		return;
+	link_count_pt(&w->s->links, info->links > 1, info->fallbacks > 0);
+}
+
+void sched_pt_stats(const struct sched *s, struct sched_pt_stats *st)
+{
+	const struct link_table *t = &s->links;
+	uint32_t i;
+
+	memset(st, 0, sizeof(*st));
+	st->n_workers = s->n_workers;
+	st->pt_cold_starts = atomic_load_explicit(&t->pt_cold, memory_order_relaxed);
+	st->pt_fallbacks = atomic_load_explicit(&t->pt_fallbacks, memory_order_relaxed);
+	for (i = 0; i < t->n && i < SCHED_MAX_WORKERS; i++) {
+		st->lent_ns[i] = atomic_load_explicit(&t->link[i].lent_ns, memory_order_relaxed);
+		st->lent_bytes[i] =
+			atomic_load_explicit(&t->link[i].lent_bytes, memory_order_relaxed);
+	}
 }

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <sys/types.h>
 
+#include "mem/link.h"
 #include "mem/mem.h"
 #include "sched/sched.h"
 
@@ -329,6 +330,11 @@ int sched_cold_mode_resolve(int mode, const struct exec_ops *be, bool gpu);
  * stored profile, or (a planning mode) made from a profile measured now
  * and stored. -ENOENT in auto mode with nothing stored. w's thread. */
 int sched_find_plan(struct worker *w, struct repo_entry *e, const void *weights, struct plan **out);
+/* w's device joins the scheduler's link table (after dev_open), logging
+ * how its cold mode resolves with this many devices. w's thread. */
+void sched_cold_join(struct worker *w);
+/* Count what a cold start by plan p did (parallel transmission). */
+void sched_cold_count(struct worker *w, const struct plan *p, const struct exec_cold_info *info);
 
 /* Make worker id for device dev (not started). 0 or an error with err_set;
  * a GPU device fails with DPRT_ENODEV in a build without a GPU backend. */
@@ -378,6 +384,7 @@ struct sched {
 	_Atomic uint32_t hreads; /* host copy reads for workers in progress */
 	bool stopped;
 	struct sched_load load;
+	struct link_table links; /* the devices' transfer links (cold.c) */
 };
 
 /* Push a finished request into its channel and signal it (worker w). */

@@ -215,6 +215,7 @@ static int make_workers(struct sched *s)
 		ret = setup_cpus(s, n);
 	if (!ret)
 		ret = repo_create(s->o.models_dir, n, s->o.host_mem_limit, &s->repo);
+	link_table_init(&s->links, n);
 	/* n_workers counts the workers made, for sched_destroy. */
 	for (i = 0; !ret && i < n; i++) {
 		ret = worker_create(s, i, &devs[i], &s->w[i]);

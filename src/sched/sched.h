@@ -220,6 +220,17 @@ struct repo *sched_repo(struct sched *s);
 uint32_t sched_n_workers(const struct sched *s);
 struct worker *sched_worker(struct sched *s, uint32_t i);
 
+/* Parallel transmission (cold.c): cold starts that moved layers over
+ * other devices' links, cold starts by plans with helpers that fell back
+ * to fewer links, and per worker what its link carried for others. */
+struct sched_pt_stats {
+	uint32_t n_workers;
+	uint64_t pt_cold_starts, pt_fallbacks;
+	uint64_t lent_ns[SCHED_MAX_WORKERS], lent_bytes[SCHED_MAX_WORKERS];
+};
+/* A snapshot of those counters. Any thread. */
+void sched_pt_stats(const struct sched *s, struct sched_pt_stats *st);
+
 /*
  * Explicit repository control (Triton's load/unload). load: open the
  * package and read its weights into host memory; READY on success, FAILED

@@ -431,6 +431,7 @@ static int worker_open_device(struct worker *w)
 	log_info("%s: %s", w->name, w->ops->dev_label(w->devh));
 	if (w->dev.kind == SCHED_DEV_CPU && w->s->o.cpu_dev_capacity)
 		cpu_dev_set_capacity(w->devh, w->s->o.cpu_dev_capacity);
+	sched_cold_join(w);
 	return 0;
 }
 
@@ -737,6 +738,7 @@ static int run_model(struct worker *w, struct wslot *sl, const struct tview *in,
 		used0 = w->ops->dev_used(w->devh);
 		ret = w->ops->cold_run(sl->em, in, out, &info);
 		if (!ret && cold) {
+			sched_cold_count(w, sl->plan, &info);
 			charge_load(w, sl, w->ops->dev_used(w->devh) - used0);
 			ctr_add(&w->bytes_loaded, info.bytes_loaded);
 			ctr_add(&sl->bytes_loaded, info.bytes_loaded);

@@ -63,9 +63,9 @@ run serve --cold-mode bogus
 expect_rc 2 "serve --cold-mode bogus"
 expect_err "unknown cold mode 'bogus'" "bad cold mode is named"
 
-run serve --cold-mode pt+dha
-expect_rc 2 "serve --cold-mode pt+dha"
-expect_err "one GPU" "PT in serving: why not"
+run serve --cold-mode pt+x
+expect_rc 2 "serve --cold-mode pt+x"
+expect_err "pipeline, pt, pt\+dha" "the cold modes, parallel transmission's included"
 
 run info "$tmp/does-not-exist"
 [ "$rc" -ne 0 ] || fail "info of a missing path succeeded"

@@ -131,9 +131,13 @@ Test(parse, cold_modes)
 		cr_assert_eq(sched_cold_mode_parse(good[i], &mode), 0, "%s", good[i]);
 		cr_assert(mode >= 0, "%s: a plan mode", good[i]);
 	}
-	cr_assert_eq(sched_cold_mode_parse("pt", &mode), -EINVAL);
-	cr_assert(strstr(err_msg(0), "one GPU"), "%s", err_msg(0));
-	cr_assert_eq(sched_cold_mode_parse("pt+dha", &mode), -EINVAL);
+	/* parallel transmission serves (helpers' links, mem/link.h) */
+	cr_assert_eq(sched_cold_mode_parse("pt", &mode), 0, "%s", err_msg(0));
+	cr_assert_eq(mode, PLAN_PT);
+	cr_assert_eq(sched_cold_mode_resolve(mode, &cpu_backend, false), PLAN_PT);
+	cr_assert_eq(sched_cold_mode_parse("pt+dha", &mode), 0, "%s", err_msg(0));
+	cr_assert_eq(mode, PLAN_PT_DHA);
 	cr_assert_eq(sched_cold_mode_parse("fast", &mode), -EINVAL);
 	cr_assert(strstr(err_msg(0), "'fast'"), "%s", err_msg(0));
+	cr_assert(strstr(err_msg(0), "pt, pt+dha"), "%s", err_msg(0));
 }

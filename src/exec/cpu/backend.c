@@ -45,6 +45,7 @@ struct exec_model {
 	void *dev;	       /* virtual device (device.c), or NULL */
 	uint64_t charged;      /* its device bytes for this model */
 	struct cpu_cold *cold; /* a cold model by plan, else NULL */
+	const void *hostw;     /* the host weight region */
 };
 
 static bool dt_is_float(uint8_t dt)
@@ -216,6 +217,7 @@ static int make_model(void *dev, const struct graph *g, const void *weights, uin
 	m->g = g;
 	m->dev = dev;
 	m->charged = charge;
+	m->hostw = weights;
 	ret = alloc_tables(m);
 	if (!ret)
 		ret = load_weights(m, weights);
@@ -252,11 +254,53 @@ int cpu_cold_model_create(void *dev, const struct graph *g, const void *weights,
 	return 0;
 }
 
+/* The layer whose range holds byte off of the weight region (layers lie
+ * in increasing offsets). */
+static uint32_t layer_at(const struct graph *g, uint64_t off)
+{
+	uint32_t lo = 0, hi = g->n_layers;
+
+	while (hi - lo > 1) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (g->layers[mid].offset <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Point the fp32 weights used in place at their layers' device copies
+ * while the cold model is resident, else at the host region; so runs
+ * compute from what the transfer moved. Converted weights stay. */
+static void bind_cold(struct exec_model *m)
+{
+	const struct graph *g = m->g;
+	const void *dst;
+	uint32_t t, l;
+
+	if (m->wcopy || !g->n_layers)
+		return;
+	for (t = 0; t < g->n_tensors; t++) {
+		const struct tensor *w = &g->tensors[t];
+
+		if (w->kind != TK_WEIGHT)
+			continue;
+		l = layer_at(g, w->offset);
+		dst = cpu_cold_layer(m->cold, l);
+		m->w[t] = dst ? (const float *)(const void *)((const char *)dst + w->offset -
+							      g->layers[l].offset) :
+				(const float *)(const void *)((const char *)m->hostw + w->offset);
+	}
+}
+
 int cpu_cold_model_evict(struct exec_model *m)
 {
 	if (!m->cold)
 		return err_set(-EINVAL, "%s: not a cold model", m->g->name);
 	cpu_cold_evict(m->dev, m->cold);
+	bind_cold(m);
 	return 0;
 }
 
@@ -755,6 +799,8 @@ int cpu_cold_model_run(struct exec_model *m, const struct tview *in, struct tvie
 		ret = cpu_cold_bring_in(m->dev, m->cold, info);
 		if (ret)
 			return ret;
+		if (info ? info->cold : true)
+			bind_cold(m);
 	}
 	return run(m, in, out);
 }

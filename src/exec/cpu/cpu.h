@@ -10,6 +10,8 @@
 #ifndef DPRT_EXEC_CPU_H
 #define DPRT_EXEC_CPU_H
 
+#include <stdatomic.h>
+
 #include "exec/exec.h"
 
 /* ---- models (backend.c) and virtual devices (device.c) ---- */
@@ -32,9 +34,33 @@ int cpu_cold_model_run(struct exec_model *m, const struct tview *in, struct tvie
 int cpu_dev_charge(void *dev, uint64_t bytes, const char *what);
 void cpu_dev_uncharge(void *dev, uint64_t bytes);
 
-/* A cold model's state: which layers its plan loads, and their device
- * copy while resident. */
-struct cpu_cold;
+struct link_table;
+
+/* A virtual device. */
+struct cpu_dev {
+	int id;
+	uint64_t cap; /* 0: no limit */
+	_Atomic uint64_t used;
+	char label[32];
+	struct link_table *lt; /* the links it lends and borrows, or NULL */
+	uint32_t li;	       /* its index in lt */
+};
+
+/* A cold model's state: which layers its plan loads and over which plan
+ * link, and their device copy while resident. */
+struct cpu_cold {
+	const struct graph *g;
+	const uint8_t *weights;
+	uint8_t *load;	     /* [n_layers]: 1 = LOAD by the plan */
+	uint8_t *slot;	     /* [n_layers]: plan link of a LOAD layer */
+	uint32_t width;	     /* plan links: the target's and helpers */
+	uint64_t *off;	     /* [n_layers]: a LOAD layer's offset in mem */
+	uint32_t *fbq;	     /* [n_layers]: transfers fallen back (scratch) */
+	uint64_t load_bytes; /* LOAD layers' bytes */
+	uint64_t span;	     /* bytes of mem (layers 64-byte aligned) */
+	uint64_t dha_bytes;
+	void *mem; /* the LOAD layers while resident; NULL when evicted */
+};
 int cpu_cold_init(struct cpu_cold **out, const struct graph *g, const void *weights,
 		  const struct plan *p);
 void cpu_cold_fini(void *dev, struct cpu_cold *c);
@@ -44,6 +70,21 @@ bool cpu_cold_resident(const struct cpu_cold *c);
 /* Copy the LOAD layers in if evicted (info: what moved; may be NULL). */
 int cpu_cold_bring_in(void *dev, struct cpu_cold *c, struct exec_cold_info *info);
 void cpu_cold_evict(void *dev, struct cpu_cold *c);
+/* Where layer l's weights are on the device while resident (NULL: in host
+ * memory only: DHA, or evicted). */
+const void *cpu_cold_layer(const struct cpu_cold *c, uint32_t l);
+
+/* ---- simulated transfer links (cold_pt.c) ---- */
+
+/* Join link table t as device i (exec_ops.dev_join_links). */
+int cpu_dev_join_links(void *dev, struct link_table *t, uint32_t i);
+/* Leave it (dev_close). */
+void cpu_dev_leave_links(struct cpu_dev *d);
+/* Copy c's LOAD layers into c->mem over the links: the target's own for
+ * its plan link 0, an idle helper's per transfer for the others (else the
+ * target's), each transfer holding its link for bytes / DPRT_CPU_LINK_MBS.
+ * Fills info's links and fallbacks. Owner thread. */
+void cpu_cold_transfer(struct cpu_dev *d, struct cpu_cold *c, struct exec_cold_info *info);
 
 /* ---- activation memory layout (layout.c) ---- */
 

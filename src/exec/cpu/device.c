@@ -17,23 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mem/link.h"
 #include "plan/plan.h"
-
-struct cpu_dev {
-	int id;
-	uint64_t cap; /* 0: no limit */
-	_Atomic uint64_t used;
-	char label[32];
-};
-
-struct cpu_cold {
-	const struct graph *g;
-	const uint8_t *weights;
-	uint8_t *load;	     /* [n_layers]: 1 = LOAD by the plan */
-	uint64_t load_bytes; /* LOAD layers' bytes */
-	uint64_t dha_bytes;
-	void *mem; /* the LOAD layers while resident; NULL when evicted */
-};
 
 static int cpu_dev_count(void)
 {
@@ -57,6 +42,8 @@ static int cpu_dev_open(int ordinal, void **out)
 
 static void cpu_dev_close(void *dev)
 {
+	if (dev)
+		cpu_dev_leave_links(dev);
 	free(dev);
 }
 
@@ -132,19 +119,27 @@ int cpu_cold_init(struct cpu_cold **out, const struct graph *g, const void *weig
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	c->load = calloc(g->n_layers ? g->n_layers : 1, 1);
-	if (!c->load) {
-		free(c);
+	c->load = calloc(g->n_layers + 1, 1);
+	c->slot = calloc(g->n_layers + 1, 1);
+	c->off = calloc(g->n_layers + 1, sizeof(*c->off));
+	c->fbq = calloc(g->n_layers + 1, sizeof(*c->fbq));
+	if (!c->load || !c->slot || !c->off || !c->fbq) {
+		cpu_cold_fini(NULL, c);
 		return -ENOMEM;
 	}
 	c->g = g;
 	c->weights = weights;
+	c->width = p->width ? p->width : 1;
 	for (i = 0; i < g->n_layers; i++) {
 		c->load[i] = p->rows[i].place == PLAN_LOAD;
-		if (c->load[i])
-			c->load_bytes += g->layers[i].nbytes;
-		else
+		if (!c->load[i]) {
 			c->dha_bytes += g->layers[i].nbytes;
+			continue;
+		}
+		c->slot[i] = (uint8_t)(p->rows[i].link < c->width ? p->rows[i].link : 0);
+		c->off[i] = c->span;
+		c->span += ALIGN_UP(g->layers[i].nbytes, 64);
+		c->load_bytes += g->layers[i].nbytes;
 	}
 	*out = c;
 	return 0;
@@ -165,6 +160,9 @@ void cpu_cold_fini(void *dev, struct cpu_cold *c)
 		return;
 	cpu_cold_evict(dev, c);
 	free(c->load);
+	free(c->slot);
+	free(c->off);
+	free(c->fbq);
 	free(c);
 }
 
@@ -178,37 +176,35 @@ bool cpu_cold_resident(const struct cpu_cold *c)
 	return c->mem != NULL;
 }
 
-/* The transfer: the LOAD layers' ranges into device memory, in order. */
+const void *cpu_cold_layer(const struct cpu_cold *c, uint32_t l)
+{
+	return c->mem && c->load[l] ? (const char *)c->mem + c->off[l] : NULL;
+}
+
+/* The transfer: the LOAD layers' ranges into device memory, over the
+ * links of the plan (cold_pt.c). */
 int cpu_cold_bring_in(void *dev, struct cpu_cold *c, struct exec_cold_info *info)
 {
 	const struct graph *g = c->g;
-	uint64_t off = 0;
-	uint32_t i;
+	struct exec_cold_info local;
 	int ret;
 
-	if (info)
-		*info = (struct exec_cold_info){.bytes_dha = c->dha_bytes};
+	if (!info)
+		info = &local;
+	*info = (struct exec_cold_info){.bytes_dha = c->dha_bytes};
 	if (c->mem)
 		return 0;
 	ret = cpu_dev_charge(dev, c->load_bytes, g->name);
 	if (ret)
 		return ret;
-	c->mem = malloc(c->load_bytes ? c->load_bytes : 1);
+	c->mem = aligned_alloc(64, c->span ? c->span : 64);
 	if (!c->mem) {
 		cpu_dev_uncharge(dev, c->load_bytes);
 		return err_set(-ENOMEM, "%s: out of memory for its device copy", g->name);
 	}
-	for (i = 0; i < g->n_layers; i++) {
-		if (!c->load[i])
-			continue;
-		memcpy((char *)c->mem + off, c->weights + g->layers[i].offset, g->layers[i].nbytes);
-		off += g->layers[i].nbytes;
-	}
-	if (info) {
-		info->cold = true;
-		info->links = c->load_bytes ? 1 : 0;
-		info->bytes_loaded = c->load_bytes;
-	}
+	cpu_cold_transfer(dev, c, info);
+	info->cold = true;
+	info->bytes_loaded = c->load_bytes;
 	return 0;
 }
 
@@ -229,4 +225,5 @@ const struct exec_ops cpu_backend = {
 	.cold_evict = cpu_cold_model_evict,
 	.cold_resident = cpu_cold_model_resident,
 	.cold_run = cpu_cold_model_run,
+	.dev_join_links = cpu_dev_join_links,
 };

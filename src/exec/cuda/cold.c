@@ -30,6 +30,7 @@
  * places change (promotion undone, another plan).
  */
 #include "cold_priv.h"
+#include "mem/link.h"
 #include "plan/plan.h"
 
 #include <errno.h>
@@ -408,9 +409,19 @@ int cuda_cold_run(struct exec_model *m, const struct tview *in, struct tview *ou
 	ret = cuda_dev_enter(m->d);
 	if (ret)
 		return ret;
-	cold_claim_links(c, st);
+	if (c->lt) { /* serving: no one borrows our link meanwhile */
+		link_want(c->lt, c->lt_i, true);
+		cold_claim_table(c, st);
+	} else {
+		cold_claim_links(c, st);
+	}
 	ret = cold_start(c, in, &pl, st);
-	cold_release_links(c);
+	if (c->lt) {
+		cold_release_table(c);
+		link_want(c->lt, c->lt_i, false);
+	} else {
+		cold_release_links(c);
+	}
 	if (ret) {
 		snprintf(why, sizeof(why), "%s", err_msg(ret));
 		return err_set(ret, "%s: cold start failed: %s", m->g->name, why);
@@ -592,7 +603,7 @@ static int alloc_cold(struct exec_model *m, struct cuda_link *const *helpers, ui
 }
 
 /* Access from a's context to b's memory; already enabled is fine. */
-static int enable_peer(struct cuda_dev *a, struct cuda_dev *b)
+int cold_enable_peer(struct cuda_dev *a, struct cuda_dev *b)
 {
 	CUresult r;
 	int ret;
@@ -620,7 +631,7 @@ static int setup_peers(struct cuda_cold *c)
 
 		ret = CU(cuDeviceCanAccessPeer(&can, x->dev, d->dev));
 		if (!ret && can)
-			ret = enable_peer(x, d) ?: enable_peer(d, x);
+			ret = cold_enable_peer(x, d) ?: cold_enable_peer(d, x);
 		all &= can != 0;
 	}
 	c->direct = all && knobs_get()->pt_direct;
@@ -722,6 +733,8 @@ int cuda_cold_model_create(struct cuda_dev *d, const struct graph *g, const void
 	ret = alloc_cold(m, helpers, n_helpers) ?: setup_peers(m->cold);
 	if (ret)
 		goto out_destroy;
+	if (!n_helpers)
+		cold_find_table(m->cold); /* serving: helpers from the link table */
 	take_plan(m->cold, p);
 	m->cold->use_graph = knobs_get()->cold_graph;
 	m->cold->auto_promote = knobs_get()->cold_promote;

@@ -69,6 +69,9 @@ struct cuda_cold {
 	CUevent fork, join;		/* graph capture of the copy stream */
 	struct cuda_link **helpers;
 	uint32_t n_helpers;
+	struct link_table *lt;			  /* serving's links (cold_serve.c), else NULL */
+	uint32_t lt_i;				  /* the target's index in lt */
+	uint32_t slot_i[CUDA_COLD_LINKS];	  /* lt index of each lent slot */
 	struct cuda_link *slot[CUDA_COLD_LINKS];  /* this run's lent links */
 	struct cuda_link *gslot[CUDA_COLD_LINKS]; /* links of the captured graphs */
 	uint64_t pt_ns[2];   /* with helpers: fastest cold start eager [0], graph [1] */
@@ -96,6 +99,16 @@ void cold_claim_links(struct cuda_cold *c, struct cuda_cold_stats *st);
 void cold_release_links(struct cuda_cold *c);
 /* After a failure: let every stream that took work finish. */
 void cold_quiesce(struct cuda_cold *c);
+
+/* ---- cold_serve.c: serving's link table ---- */
+
+/* c->lt and c->lt_i: the table the model's GPU joined, if any. */
+void cold_find_table(struct cuda_cold *c);
+/* Lend helper slots 1..width-1 idle links of the table (st->fallbacks
+ * counts those that found none) / give them back, counting what they
+ * carried as lent. */
+void cold_claim_table(struct cuda_cold *c, struct cuda_cold_stats *st);
+void cold_release_table(struct cuda_cold *c);
 
 /* ---- cold_copy.c ---- */
 
@@ -128,6 +141,9 @@ void cold_unpromote(struct cuda_cold *c, bool remake);
 
 /* ---- cold.c ---- */
 
+/* Access from a's context to b's memory; already enabled is fine. Leaves
+ * a's context current. */
+int cold_enable_peer(struct cuda_dev *a, struct cuda_dev *b);
 /* Give back every shape program of m (with its graphs). */
 void cold_drop_progs(struct exec_model *m);
 /* Give back the captured cold starts of m's shape programs. */

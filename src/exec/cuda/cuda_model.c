@@ -646,4 +646,5 @@ const struct exec_ops cuda_backend = {
 	.cold_run = cudadev_cold_run,
 	.model_tidy = cuda_model_tidy,
 	.cold_overlaps = cudadev_cold_overlaps,
+	.dev_join_links = cudadev_join_links,
 };

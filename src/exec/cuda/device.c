@@ -21,6 +21,7 @@ int cudadev_open(int ordinal, void **out)
 
 void cudadev_close(void *dev)
 {
+	cudadev_leave_links(dev);
 	cuda_device_close(dev);
 }
 
@@ -76,7 +77,8 @@ int cudadev_cold_run(struct exec_model *m, const struct tview *in, struct tview 
 						      .bytes_dha = st.bytes_dha,
 						      .moved = st.moved,
 						      .deferred = st.deferred,
-						      .fixup_ns = st.fixup_ns};
+						      .fixup_ns = st.fixup_ns,
+						      .fallbacks = st.fallbacks};
 	return ret;
 }
 

@@ -24,5 +24,10 @@ bool cudadev_cold_resident(const struct exec_model *m);
 int cudadev_cold_run(struct exec_model *m, const struct tview *in, struct tview *out,
 		     struct exec_cold_info *info);
 bool cudadev_cold_overlaps(const struct exec_model *m, const struct exec_model *other);
+/* Serving's link table (cold_serve.c): join as device i on d's thread
+ * (its link is made, peer access enabled with the GPUs that joined);
+ * leave before d is closed (waits out a borrower's claim). */
+int cudadev_join_links(void *dev, struct link_table *t, uint32_t i);
+void cudadev_leave_links(struct cuda_dev *d);
 
 #endif
