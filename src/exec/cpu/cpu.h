@@ -25,6 +25,7 @@ int cpu_cold_model_evict(struct exec_model *m);
 bool cpu_cold_model_resident(const struct exec_model *m);
 int cpu_cold_model_run(struct exec_model *m, const struct tview *in, struct tview *out,
 		       struct exec_cold_info *info);
+int cpu_cold_model_stream(struct exec_model *m, const _Atomic uint32_t *ready);
 
 /* Simulated device memory: take bytes (-ENOMEM with err_set naming what
  * beyond the device's capacity) or give them back. dev may be NULL (the
@@ -44,6 +45,8 @@ bool cpu_cold_resident(const struct cpu_cold *c);
 /* Copy the LOAD layers in if evicted (info: what moved; may be NULL). */
 int cpu_cold_bring_in(void *dev, struct cpu_cold *c, struct exec_cold_info *info);
 void cpu_cold_evict(void *dev, struct cpu_cold *c);
+/* Streaming (exec_ops.cold_stream): bring_in waits for each layer. */
+void cpu_cold_stream(struct cpu_cold *c, const _Atomic uint32_t *ready);
 
 /* ---- activation memory layout (layout.c) ---- */
 

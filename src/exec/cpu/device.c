@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "plan/plan.h"
 
@@ -32,7 +33,8 @@ struct cpu_cold {
 	uint8_t *load;	     /* [n_layers]: 1 = LOAD by the plan */
 	uint64_t load_bytes; /* LOAD layers' bytes */
 	uint64_t dha_bytes;
-	void *mem; /* the LOAD layers while resident; NULL when evicted */
+	void *mem;		       /* the LOAD layers while resident; NULL when evicted */
+	const _Atomic uint32_t *ready; /* streaming: the layers read (exec.h) */
 };
 
 static int cpu_dev_count(void)
@@ -178,6 +180,28 @@ bool cpu_cold_resident(const struct cpu_cold *c)
 	return c->mem != NULL;
 }
 
+void cpu_cold_stream(struct cpu_cold *c, const _Atomic uint32_t *ready)
+{
+	c->ready = ready;
+}
+
+/* Streaming: wait until layer i is read (runs read every layer in place,
+ * so DHA layers are waited for too). */
+static int wait_layer(const struct cpu_cold *c, uint32_t i)
+{
+	uint32_t v, spins = 0;
+
+	/* Acquire: pairs with the reader's release of the watermark. */
+	while ((v = atomic_load_explicit(c->ready, memory_order_acquire)) <= i) {
+		if (++spins > 64)
+			usleep(20);
+	}
+	if (v == EXEC_STREAM_FAILED)
+		return err_set(DPRT_EBADPKG, "%s: reading its weights failed at or before layer %u",
+			       c->g->name, i);
+	return 0;
+}
+
 /* The transfer: the LOAD layers' ranges into device memory, in order. */
 int cpu_cold_bring_in(void *dev, struct cpu_cold *c, struct exec_cold_info *info)
 {
@@ -199,6 +223,11 @@ int cpu_cold_bring_in(void *dev, struct cpu_cold *c, struct exec_cold_info *info
 		return err_set(-ENOMEM, "%s: out of memory for its device copy", g->name);
 	}
 	for (i = 0; i < g->n_layers; i++) {
+		ret = c->ready ? wait_layer(c, i) : 0;
+		if (ret) {
+			cpu_cold_evict(dev, c);
+			return ret;
+		}
 		if (!c->load[i])
 			continue;
 		memcpy((char *)c->mem + off, c->weights + g->layers[i].offset, g->layers[i].nbytes);
@@ -229,4 +258,5 @@ const struct exec_ops cpu_backend = {
 	.cold_evict = cpu_cold_model_evict,
 	.cold_resident = cpu_cold_model_resident,
 	.cold_run = cpu_cold_model_run,
+	.cold_stream = cpu_cold_model_stream,
 };
