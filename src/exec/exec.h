@@ -129,7 +129,7 @@ struct exec_ops {
 };
 
 /* The watermark of a failed read (mem.h's HOSTSTORE_WM_FAILED). */
-#define EXEC_STREAM_FAILED UINT32_MAX
+#define EXEC_STREAM_FAILED 0x7fffffffu
 
 /* The GPU backend of this build (&cuda_backend), or NULL in a build
  * without one. */

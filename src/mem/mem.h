@@ -82,7 +82,9 @@ struct hoststore *hoststore_get(struct hoststore *hs);
  * good. A store made by hoststore_create stays at 0; a loaded one is at
  * the package's layer count.
  */
-#define HOSTSTORE_WM_FAILED UINT32_MAX
+/* Above any layer count, and >= any as cuStreamWaitValue32 compares
+ * (cyclic: (int32_t)(word - value) >= 0). */
+#define HOSTSTORE_WM_FAILED 0x7fffffffu
 const _Atomic uint32_t *hoststore_watermark(const struct hoststore *hs);
 /* Bytes of the region below the watermark (acquire). Any thread. */
 uint64_t hoststore_bytes_ready(const struct hoststore *hs);

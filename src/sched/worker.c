@@ -805,6 +805,7 @@ struct hread {
 	bool stream;	    /* the cold start can stream (set before the read) */
 	bool kicked;	    /* reader: early was set */
 	bool taken;	    /* worker: the model took the reader's reference */
+	bool no_stream;	    /* worker: streaming failed, wait for done */
 	uint64_t lead_ns;   /* predicted cold start, 0 = unknown */
 	uint64_t min_lead_ns;
 	uint64_t size;
@@ -1048,8 +1049,10 @@ static int stream_cold(struct worker *w, struct wslot *sl, struct sched_req *req
 		return ret;
 	ret = sl->by_plan ? w->ops->cold_stream(sl->em, wm) : -EOPNOTSUPP;
 	if (ret) { /* made from weights not read yet: made again later */
+		log_debug("%s: '%s' v%u: the cold start waits for the whole read: %s", w->name,
+			  sl->e->name, sl->e->version, err_msg(ret));
 		unmake(w, sl);
-		return ret;
+		return -EOPNOTSUPP;
 	}
 	count_cold(w, sl, req, t0, 0);
 	/* Acquire: pairs with the reader's release of the watermark. */
@@ -1075,15 +1078,15 @@ static unsigned resume_stream(struct worker *w, struct wslot *sl, uint64_t now)
 	now = MAX(now, clock_ns());
 	r->t_queue = now > r->t_post ? now - r->t_post : 0;
 	ret = stream_cold(w, sl, r);
-	if (ret == -EOPNOTSUPP) { /* back to the head: it waits for the read */
+	if (ret == -EOPNOTSUPP) { /* parked again: it waits for the read */
 		err_clear();
 		r->next = sl->parked;
 		sl->parked = r;
 		if (!sl->parked_tail)
 			sl->parked_tail = r;
-		hread_wait(sl->hr);
+		sl->hr->no_stream = true;
 		set_busy(w, 0);
-		return resume(w, sl, now);
+		return 0;
 	}
 	complete(w, sl, r, ret);
 	hread_wait(sl->hr); /* done unless the model could not be made */
@@ -1104,7 +1107,8 @@ static unsigned resume_parked(struct worker *w, uint64_t now)
 		/* Acquire: pairs with the reader's releases of done and early. */
 		if (atomic_load_explicit(&sl->hr->done, memory_order_acquire))
 			done += resume(w, sl, now);
-		else if (atomic_load_explicit(&sl->hr->early, memory_order_acquire))
+		else if (!sl->hr->no_stream &&
+			 atomic_load_explicit(&sl->hr->early, memory_order_acquire))
 			done += resume_stream(w, sl, now);
 	}
 	return done;

@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -124,15 +125,38 @@ static void disk_counts(struct sched *s, uint64_t *cold, uint64_t *streamed, uin
  * take the host memory, which drops s's copy: s's next request reads it
  * from disk. lead_us: the reader's minimum lead (disk_lead_us).
  */
-static struct sched *disk_sched(uint32_t lead_us)
+/* trepo_add in fp16 */
+static void add_f16(const char *name, uint64_t seed)
+{
+	char path[PATH_MAX];
+	struct weight_source *ws;
+	struct graph *g;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/%s/1", dir, name);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/%s/1/model.dpk", dir, name);
+	cr_assert_eq(zoo_build("bert-tiny", DT_F16, &g), 0, "%s", err_msg(0));
+	ws = wsrc_random(seed);
+	cr_assert_eq(pkg_write(path, g, wsrc_fill, ws), 0, "%s", err_msg(0));
+	wsrc_destroy(ws);
+	graph_destroy(g);
+}
+
+static struct sched *disk_sched_of(uint32_t lead_us, bool f16)
 {
 	struct sched_opts o = topts(dir, "cpu:1");
+	const char *names[] = {"s", "a", "b"};
 	uint64_t sz;
 	struct sched *s;
+	unsigned i;
 
-	trepo_add(dir, "s", 1, "bert-tiny", 1);
-	trepo_add(dir, "a", 1, "bert-tiny", 2);
-	trepo_add(dir, "b", 1, "bert-tiny", 3);
+	for (i = 0; i < 3; i++)
+		if (f16)
+			add_f16(names[i], i + 1);
+		else
+			trepo_add(dir, names[i], 1, "bert-tiny", i + 1);
 	sz = trepo_wsize(dir, "s", 1);
 	o.explicit_load = true;
 	o.no_threads = false;
@@ -149,6 +173,11 @@ static struct sched *disk_sched(uint32_t lead_us)
 	WAIT_FOR(plans_made(s) >= 3);
 	cr_assert_null(repo_entry_host(find(s, "s"), NULL), "s's copy was not dropped");
 	return s;
+}
+
+static struct sched *disk_sched(uint32_t lead_us)
+{
+	return disk_sched_of(lead_us, false);
 }
 
 static void stop(struct sched *s, struct sched_chan *ch)
@@ -300,6 +329,46 @@ Test(disk, corrupt_layer_mid_stream_fails_the_requests)
 	cr_assert_eq(other->status, 0, "%s", other->msg);
 	for (i = 0; i < 3; i++)
 		treq_put(s, req[i]);
+	treq_put(s, other);
+	stop(s, ch);
+}
+
+/*
+ * A CPU model in fp16 converts its weights when made, so its cold start
+ * cannot stream: kicked early (lead 10 s) while the read is held, the
+ * worker parks the requests again instead of waiting, serves another
+ * model meanwhile, and answers them once the read is done.
+ */
+Test(disk, a_model_that_cannot_stream_waits_for_the_read)
+{
+	struct sched_req *req[2], *other, *done[2];
+	uint64_t cold, streamed, bytes;
+	struct sched_chan *ch;
+	struct sched *s = disk_sched_of(10000000, true);
+	unsigned i;
+
+	cr_assert_eq(sched_chan_create(s, &ch), 0);
+	gate_arm(2, 0);
+	for (i = 0; i < 2; i++) {
+		req[i] = treq(s, ch, "s", 0, 1, 0, 5);
+		cr_assert_eq(sched_submit(s, req[i]), 0);
+	}
+	WAIT_FOR(gate_waits == 1);
+	other = treq(s, ch, "a", 0, 1, 0, 6);
+	cr_assert_eq(sched_submit(s, other), 0);
+	collect(ch, done, 1);
+	cr_assert_eq(done[0], other, "the device waited for the read");
+	cr_assert_eq(other->status, 0, "%s", other->msg);
+	gate_open();
+	collect(ch, done, 2);
+	for (i = 0; i < 2; i++)
+		cr_assert_eq(done[i]->status, 0, "%s", done[i]->msg);
+	assert_same_outputs(req[0], req[1]);
+	disk_counts(s, &cold, &streamed, &bytes);
+	cr_assert_eq(cold, 1);
+	cr_assert_eq(streamed, 0);
+	treq_put(s, req[0]);
+	treq_put(s, req[1]);
 	treq_put(s, other);
 	stop(s, ch);
 }

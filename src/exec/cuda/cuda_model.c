@@ -623,4 +623,5 @@ const struct exec_ops cuda_backend = {
 	.cold_evict = cudadev_cold_evict,
 	.cold_resident = cudadev_cold_resident,
 	.cold_run = cudadev_cold_run,
+	.cold_stream = cuda_cold_stream,
 };
