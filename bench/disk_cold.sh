@@ -34,14 +34,21 @@ while [ $# -gt 0 ]; do
 	*) echo "disk_cold.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
-diskbw=$root/build/bench/diskbw
-[ -x "$diskbw" ] || { echo "disk_cold.sh: build $diskbw first (ninja)" >&2; exit 2; }
+# diskbw: $DISKBW, else ninja's, else compiled here (cc, liburing)
+diskbw=${DISKBW:-$root/build/bench/diskbw}
+if [ ! -x "$diskbw" ]; then
+	diskbw=${TMPDIR:-/tmp}/diskbw.$$
+	built_bw=$diskbw
+	cc -O2 -o "$diskbw" "$root/bench/diskbw.c" -luring -lpthread ||
+		{ echo "disk_cold.sh: cannot build bench/diskbw.c (liburing?)" >&2; exit 2; }
+fi
 [ -x "$dprt" ] || { echo "disk_cold.sh: no dprt at $dprt" >&2; exit 2; }
 case $gpus in cpu*) mode="--cold-mode dprt" ;; *) mode= ;; esac
 tmp=$(mktemp -d /var/tmp/dprt-disk.XXXXXX)
 pid=
 cleanup()
 {
+	[ -n "${built_bw:-}" ] && rm -f "$built_bw"
 	[ -n "$pid" ] && kill "$pid" 2>/dev/null
 	rm -rf "$tmp"
 }

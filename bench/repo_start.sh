@@ -40,14 +40,21 @@ while [ $# -gt 0 ]; do
 	*) break ;;
 	esac
 done
-diskbw=$root/build/bench/diskbw
-[ -x "$diskbw" ] || { echo "repo_start.sh: build $diskbw first (ninja)" >&2; exit 2; }
+# diskbw: $DISKBW, else ninja's, else compiled here (cc, liburing)
+diskbw=${DISKBW:-$root/build/bench/diskbw}
+if [ ! -x "$diskbw" ]; then
+	diskbw=${TMPDIR:-/tmp}/diskbw.$$
+	built_bw=$diskbw
+	cc -O2 -o "$diskbw" "$root/bench/diskbw.c" -luring -lpthread ||
+		{ echo "repo_start.sh: cannot build bench/diskbw.c (liburing?)" >&2; exit 2; }
+fi
 [ -x "$dprt" ] || { echo "repo_start.sh: no dprt at $dprt" >&2; exit 2; }
 made=
 if [ -z "$repo" ]; then
 	repo=$(mktemp -d /var/tmp/dprt-repo.XXXXXX)
 	made=$repo
 	if [ $tiny = 1 ]; then
+		# shellcheck disable=SC2048 # model names, no spaces
 		for m in ${*:-bert-tiny gpt2-tiny resnet-tiny roberta-tiny}; do
 			for i in 1 2 3 4 5 6 7 8; do
 				mkdir -p "$repo/$m-$i/1"
@@ -55,6 +62,7 @@ if [ -z "$repo" ]; then
 			done
 		done
 	else
+		# shellcheck disable=SC2048 # model names, no spaces
 		for m in ${*:-bert-base gpt2 resnet50}; do
 			"$dprt" zoo "$m" -o "$repo" >/dev/null || exit 1
 		done
@@ -62,6 +70,7 @@ if [ -z "$repo" ]; then
 fi
 cleanup()
 {
+	[ -n "${built_bw:-}" ] && rm -f "$built_bw"
 	[ -n "${pid:-}" ] && kill "$pid" 2>/dev/null
 	[ -n "$made" ] && rm -rf "$made"
 }
