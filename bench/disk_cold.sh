@@ -16,7 +16,8 @@
 # (CPU). GPUS: dprt's --gpus (default cpu:1; on a GPU machine e.g. 0 with
 # -d gpu/bin/dprt). CPU devices use --cold-mode dprt (cold starts by plan,
 # which stream); GPUs their default. RUNS: disk-cold answers per model
-# (default 3; the median is compared).
+# (default 3; the median is compared). DISKBW: the diskbw binary; KEEP=1:
+# keep the scratch directory (packages, server log).
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 dprt=$root/dprt
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
 	-n) runs=$2; shift 2 ;;
 	--tiny) models=bert-tiny; shift ;;
 	--large) models="$models bert-large"; shift ;;
-	-h|--help) sed -n '3,19p' "$0"; exit 0 ;;
+	-h|--help) sed -n '3,21p' "$0"; exit 0 ;;
 	*) echo "disk_cold.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -50,7 +51,7 @@ cleanup()
 {
 	[ -n "${built_bw:-}" ] && rm -f "$built_bw"
 	[ -n "$pid" ] && kill "$pid" 2>/dev/null
-	rm -rf "$tmp"
+	[ -n "${KEEP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
 port=$((20000 + $$ % 20000))
@@ -83,6 +84,11 @@ ask()
 }
 
 metric() { curl -sf "$url/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+host_bytes()
+{
+	curl -sf "$url/metrics" |
+		awk -v m="dprt_model_host_bytes{model=\"$1\",version=\"1\"}" '$1 == m {print $2}'
+}
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
 rc=0
@@ -113,7 +119,11 @@ for m in $models; do
 	tries=0
 	while [ $i -lt "$runs" ] && [ $tries -lt $((runs * 3)) ]; do
 		tries=$((tries + 1))
-		ask f1 >/dev/null && ask f2 >/dev/null || rc=1
+		# fillers until t's host copy is gone
+		for f in f1 f2 f1 f2 f1 f2; do
+			[ "$(host_bytes t)" = 0 ] && break
+			ask $f >/dev/null || rc=1
+		done
 		drop
 		"$diskbw" -t 1 "$pkg" | awk '{print $6}' >>"$tmp/raw"
 		drop

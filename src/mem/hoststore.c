@@ -207,6 +207,21 @@ bool hoststore_put_unless_last(struct hoststore *hs)
 	return put;
 }
 
+void hoststore_unshare(struct hoststore *hs)
+{
+	struct hoststore **pp;
+
+	pthread_mutex_lock(&share_lock);
+	if (hs->shared)
+		for (pp = &share_list; *pp; pp = &(*pp)->next)
+			if (*pp == hs) {
+				*pp = hs->next;
+				break;
+			}
+	hs->shared = false;
+	pthread_mutex_unlock(&share_lock);
+}
+
 void hoststore_destroy(struct hoststore *hs)
 {
 	hoststore_put(hs);

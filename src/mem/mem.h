@@ -64,6 +64,9 @@ bool hoststore_put(struct hoststore *hs);
 /* Drop a reference unless it is the last (which a caller then frees out
  * of its locks); whether it dropped one. */
 bool hoststore_put_unless_last(struct hoststore *hs);
+/* Take a copy off the shared list (hoststore_get_shared no longer finds
+ * it): one that is being dropped. Any thread. */
+void hoststore_unshare(struct hoststore *hs);
 /* hoststore_put, ignoring the result. */
 void hoststore_destroy(struct hoststore *hs);
 

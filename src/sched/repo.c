@@ -218,6 +218,9 @@ static void host_free(struct repo *r, struct repo_entry *e)
 	if (hoststore_put_unless_last(e->hs)) { /* another entry keeps the copy */
 		free(d);
 	} else if (d) {
+		/* Its last reference goes after the lock: no acquire may find
+		 * it meanwhile and keep it uncharged (over the limit). */
+		hoststore_unshare(e->hs);
 		ctr_add(&r->host_drops, 1);
 		atomic_fetch_sub(&r->host_used, e->host_size);
 		d->hs = e->hs;
