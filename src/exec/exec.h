@@ -142,7 +142,18 @@ struct exec_ops {
 	 * theirs. dev_close leaves the table. Owner thread, after dev_open,
 	 * before its first cold_create. 0 or an error with err_set. */
 	int (*dev_join_links)(void *dev, struct link_table *t, uint32_t i);
+	/* Optional (NULL: a cold start needs its whole weight region read).
+	 * Stream m's cold starts from a region still being read: before a
+	 * layer's weights are copied or read in place, wait until *ready
+	 * (acquire; a host weight store's watermark, mem.h, in the same
+	 * mapped allocation) exceeds the layer's index; EXEC_STREAM_FAILED
+	 * there fails the cold start. ready NULL: stop. -EOPNOTSUPP when m
+	 * read its weights when made (it must be made again). */
+	int (*cold_stream)(struct exec_model *m, const _Atomic uint32_t *ready);
 };
+
+/* The watermark of a failed read (mem.h's HOSTSTORE_WM_FAILED). */
+#define EXEC_STREAM_FAILED 0x7fffffffu
 
 /* The GPU backend of this build (&cuda_backend), or NULL in a build
  * without one. */

@@ -68,6 +68,7 @@
 	X(cuEventRecordWithFlags)                                                                  \
 	X(cuEventQuery)                                                                            \
 	X(cuStreamWaitEvent)                                                                       \
+	X(cuStreamWaitValue32)                                                                     \
 	X(cuEventSynchronize)                                                                      \
 	X(cuEventElapsedTime)                                                                      \
 	X(cuModuleLoadData)                                                                        \

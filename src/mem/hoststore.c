@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,9 @@ struct hoststore {
 	CUcontext ctx;
 #endif
 	struct hoststore_info info;
+	/* the watermark: in the page after the region (mapped with it) */
+	_Atomic uint32_t *wm;
+	_Atomic uint64_t bytes_ready;
 	/* sharing (hoststore_load_shared); under share_lock */
 	uint32_t refs;
 	bool shared;
@@ -55,6 +59,8 @@ struct hoststore {
  */
 static pthread_mutex_t share_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hoststore *share_list;
+
+_Atomic(void (*)(uint32_t)) hoststore_layer_hook;
 
 /* ------------------------------------------------------------ memory */
 
@@ -126,7 +132,7 @@ static void pinned_free(struct hoststore *hs)
 int hoststore_create(uint64_t size, struct hoststore **out)
 {
 	struct hoststore *hs = calloc(1, sizeof(*hs));
-	uint64_t bytes = ALIGN_UP(size ? size : 1, PAGE);
+	uint64_t bytes = ALIGN_UP(size, PAGE) + PAGE; /* + the watermark's page */
 	char b[32];
 	int ret;
 
@@ -150,6 +156,8 @@ int hoststore_create(uint64_t size, struct hoststore **out)
 	}
 	hs->info.size = size;
 	hs->info.mapped = hs->mapped;
+	hs->wm = (_Atomic uint32_t *)(void *)((char *)hs->base + ALIGN_UP(size, PAGE));
+	atomic_init(hs->wm, 0);
 	*out = hs;
 	return 0;
 }
@@ -199,6 +207,21 @@ bool hoststore_put_unless_last(struct hoststore *hs)
 	return put;
 }
 
+void hoststore_unshare(struct hoststore *hs)
+{
+	struct hoststore **pp;
+
+	pthread_mutex_lock(&share_lock);
+	if (hs->shared)
+		for (pp = &share_list; *pp; pp = &(*pp)->next)
+			if (*pp == hs) {
+				*pp = hs->next;
+				break;
+			}
+	hs->shared = false;
+	pthread_mutex_unlock(&share_lock);
+}
+
 void hoststore_destroy(struct hoststore *hs)
 {
 	hoststore_put(hs);
@@ -233,6 +256,12 @@ struct hoststore *hoststore_get_shared(const struct pkg *p)
 
 int hoststore_load_shared(struct pkg *p, struct hoststore **out, bool *made)
 {
+	return hoststore_load_shared_watched(p, NULL, out, made);
+}
+
+int hoststore_load_shared_watched(struct pkg *p, const struct hoststore_watch *wt,
+				  struct hoststore **out, bool *made)
+{
 	struct hoststore *hs, *other;
 	struct stat st;
 	int ret;
@@ -243,7 +272,7 @@ int hoststore_load_shared(struct pkg *p, struct hoststore **out, bool *made)
 	hs = hoststore_get_shared(p);
 	if (hs)
 		goto out;
-	ret = hoststore_load(p, &hs);
+	ret = hoststore_load_watched(p, wt, &hs);
 	if (ret)
 		return ret;
 	/* another thread may have filled the same package meanwhile */
@@ -259,8 +288,8 @@ int hoststore_load_shared(struct pkg *p, struct hoststore **out, bool *made)
 		*made = true;
 	}
 	pthread_mutex_unlock(&share_lock);
-	if (other) {
-		store_free(hs);
+	if (other) { /* a watcher may still hold a reference to ours */
+		hoststore_put(hs);
 		hs = other;
 	}
 out:
@@ -278,6 +307,24 @@ void hoststore_get_info(const struct hoststore *hs, struct hoststore_info *info)
 	*info = hs->info;
 }
 
+struct hoststore *hoststore_get(struct hoststore *hs)
+{
+	pthread_mutex_lock(&share_lock);
+	hs->refs++;
+	pthread_mutex_unlock(&share_lock);
+	return hs;
+}
+
+const _Atomic uint32_t *hoststore_watermark(const struct hoststore *hs)
+{
+	return hs->wm;
+}
+
+uint64_t hoststore_bytes_ready(const struct hoststore *hs)
+{
+	return atomic_load_explicit(&hs->bytes_ready, memory_order_acquire);
+}
+
 /* ------------------------------------------------------------ reading */
 
 struct req {
@@ -287,6 +334,9 @@ struct req {
 
 /* One load: the region [0, size) of the file at file_off goes to base. */
 struct reader {
+	struct hoststore *hs;
+	const struct hoststore_watch *wt;
+	uint64_t t0;
 	struct pkg *p;
 	const struct graph *g;
 	const char *path;
@@ -307,9 +357,32 @@ static int rd_error(const struct reader *r, uint64_t off, int err)
 		       (unsigned long long)(r->file_off + off), strerror(-err));
 }
 
+/*
+ * Layer next_layer is checked: pass the watermark over it. Release: the
+ * layer's bytes (read by io_uring, checked here) before the count; pairs
+ * with the acquire loads of whoever reads the layer once the count passed
+ * it (a device's wait on the mapped word orders the same way: the word is
+ * written after the bytes, both in host memory).
+ */
+static void rd_publish(struct reader *r)
+{
+	const struct layer *ly = &r->g->layers[r->next_layer];
+	uint64_t bytes = ALIGN_UP(ly->offset + ly->nbytes, LAYER_ALIGN);
+
+	r->next_layer++;
+	if (r->next_layer <= atomic_load_explicit(r->hs->wm, memory_order_relaxed))
+		return; /* a second pass (buffered after O_DIRECT) */
+	atomic_store_explicit(&r->hs->bytes_ready, MIN(bytes, r->size), memory_order_release);
+	atomic_store_explicit(r->hs->wm, r->next_layer, memory_order_release);
+	if (r->wt)
+		r->wt->fn(r->wt->arg, r->hs, r->next_layer, MIN(bytes, r->size),
+			  clock_ns() - r->t0);
+}
+
 /* Check every layer whose padded range now lies wholly below the front. */
 static int rd_verify(struct reader *r)
 {
+	void (*hook)(uint32_t) = atomic_load(&hoststore_layer_hook);
 	int ret;
 
 	while (r->front < r->size && r->done[r->front / CHUNK])
@@ -319,10 +392,12 @@ static int rd_verify(struct reader *r)
 
 		if (ALIGN_UP(ly->offset + ly->nbytes, LAYER_ALIGN) > r->front)
 			break;
+		if (hook)
+			hook(r->next_layer);
 		ret = pkg_verify_layer(r->p, r->next_layer, r->base);
 		if (ret)
 			return ret;
-		r->next_layer++;
+		rd_publish(r);
 	}
 	return 0;
 }
@@ -510,8 +585,13 @@ static int rd_all(struct reader *r, bool *direct)
 
 int hoststore_load(struct pkg *p, struct hoststore **out)
 {
+	return hoststore_load_watched(p, NULL, out);
+}
+
+int hoststore_load_watched(struct pkg *p, const struct hoststore_watch *wt, struct hoststore **out)
+{
 	const struct graph *g = pkg_graph(p);
-	struct reader r = {.p = p, .g = g, .path = pkg_path(p)};
+	struct reader r = {.p = p, .g = g, .path = pkg_path(p), .wt = wt};
 	struct hoststore *hs;
 	uint64_t t0 = clock_ns();
 	int ret;
@@ -519,6 +599,10 @@ int hoststore_load(struct pkg *p, struct hoststore **out)
 	ret = hoststore_create(g->weights_size, &hs);
 	if (ret)
 		return ret;
+	r.hs = hs;
+	r.t0 = t0;
+	if (wt)
+		wt->fn(wt->arg, hs, 0, 0, 0);
 	r.base = hs->base;
 	r.file_off = pkg_weights_offset(p);
 	r.size = g->weights_size;
@@ -539,6 +623,11 @@ int hoststore_load(struct pkg *p, struct hoststore **out)
 	*out = hs;
 	return 0;
 out_destroy:
+	/* Release: whoever waits on the watermark stops waiting and fails
+	 * (a watcher holds its own reference, so the memory stays). */
+	atomic_store_explicit(hs->wm, HOSTSTORE_WM_FAILED, memory_order_release);
+	if (wt)
+		wt->fn(wt->arg, hs, HOSTSTORE_WM_FAILED, 0, clock_ns() - t0);
 	hoststore_destroy(hs);
 	return ret;
 }

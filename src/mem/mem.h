@@ -64,11 +64,55 @@ bool hoststore_put(struct hoststore *hs);
 /* Drop a reference unless it is the last (which a caller then frees out
  * of its locks); whether it dropped one. */
 bool hoststore_put_unless_last(struct hoststore *hs);
+/* Take a copy off the shared list (hoststore_get_shared no longer finds
+ * it): one that is being dropped. Any thread. */
+void hoststore_unshare(struct hoststore *hs);
 /* hoststore_put, ignoring the result. */
 void hoststore_destroy(struct hoststore *hs);
 
 void *hoststore_base(const struct hoststore *hs);
 void hoststore_get_info(const struct hoststore *hs, struct hoststore_info *info);
+/* Take a reference (put it with hoststore_put). Any thread. */
+struct hoststore *hoststore_get(struct hoststore *hs);
+
+/*
+ * Streamed reads. A store's watermark is a 32-bit word in the page after
+ * its region (so in the same pinned, device-mapped allocation: a GPU can
+ * wait on it with cuStreamWaitValue32): the number of layers, in execution
+ * order, whose bytes are read and whose CRC is checked. A reader may use
+ * layer i once the word (loaded with acquire) exceeds i and is not
+ * HOSTSTORE_WM_FAILED, which a failed read leaves so that no one waits for
+ * good. A store made by hoststore_create stays at 0; a loaded one is at
+ * the package's layer count.
+ */
+/* Above any layer count, and >= any as cuStreamWaitValue32 compares
+ * (cyclic: (int32_t)(word - value) >= 0). */
+#define HOSTSTORE_WM_FAILED 0x7fffffffu
+const _Atomic uint32_t *hoststore_watermark(const struct hoststore *hs);
+/* Bytes of the region below the watermark (acquire). Any thread. */
+uint64_t hoststore_bytes_ready(const struct hoststore *hs);
+
+/* What a streamed read tells its caller, on the reading thread. */
+struct hoststore_watch {
+	/*
+	 * Called with layers == 0 once the store exists (before any read;
+	 * take a reference with hoststore_get to use it while it fills), then
+	 * each time the watermark passes a layer (bytes: below the watermark,
+	 * ns: since the read began), and with HOSTSTORE_WM_FAILED when the
+	 * read failed (the store is put after). Must be quick.
+	 */
+	void (*fn)(void *arg, struct hoststore *hs, uint32_t layers, uint64_t bytes, uint64_t ns);
+	void *arg;
+};
+
+/* hoststore_load and hoststore_load_shared with a watch (NULL: none; a
+ * listed copy found by load_shared is not read and calls nothing). */
+int hoststore_load_watched(struct pkg *p, const struct hoststore_watch *wt, struct hoststore **out);
+int hoststore_load_shared_watched(struct pkg *p, const struct hoststore_watch *wt,
+				  struct hoststore **out, bool *made);
+/* Tests: called on the reading thread before each layer is checked (it
+ * may sleep to slow the read down). */
+extern _Atomic(void (*)(uint32_t layer)) hoststore_layer_hook;
 
 /* ---- device pool ---- */
 struct devpool;

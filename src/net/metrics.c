@@ -282,6 +282,18 @@ static void server_metrics(struct sbuf *b, const struct sched_stats *st,
 	family(b, "dprt_host_drops_total", "counter",
 	       "Host copies dropped (least recently used under --host-mem-limit, unloads).");
 	sbuf_printf(b, "dprt_host_drops_total %llu\n", (unsigned long long)st->host_drops);
+	family(b, "dprt_disk_cold_starts_total", "counter",
+	       "Cold starts whose host copy was read from the package on disk.");
+	sbuf_printf(b, "dprt_disk_cold_starts_total %llu\n",
+		    (unsigned long long)st->disk_cold_starts);
+	family(b, "dprt_disk_streamed_cold_starts_total", "counter",
+	       "Disk cold starts that began before the read ended (layers waited for).");
+	sbuf_printf(b, "dprt_disk_streamed_cold_starts_total %llu\n",
+		    (unsigned long long)st->disk_streamed);
+	family(b, "dprt_disk_read_bytes_total", "counter",
+	       "Weight bytes read from packages (loads and disk cold starts).");
+	sbuf_printf(b, "dprt_disk_read_bytes_total %llu\n",
+		    (unsigned long long)st->disk_read_bytes);
 	family(b, "dprt_host_memory_limit_bytes", "gauge",
 	       "Host memory weights may use (--host-mem-limit); 0: no limit.");
 	sbuf_printf(b, "dprt_host_memory_limit_bytes %llu\n", (unsigned long long)st->host_limit);

@@ -197,7 +197,8 @@ struct repo {
 	_Atomic uint64_t host_used;
 	uint32_t host_reads;	      /* host copies being read (r->lock) */
 	_Atomic uint64_t host_wanted; /* bytes a read found no room for, 0 = none */
-	_Atomic uint64_t host_hits, host_misses, host_drops; /* see sched.h */
+	_Atomic uint64_t host_hits, host_misses, host_drops;	/* see sched.h */
+	_Atomic uint64_t disk_colds, disk_streamed, disk_bytes; /* see sched.h */
 	struct lnode host_lru; /* unreferenced host copies, most recent first */
 	struct pkg **retired;
 	uint32_t n_retired, cap_retired;
@@ -248,6 +249,11 @@ void repo_unload_entry(struct repo *r, struct repo_entry *e);
 /* A device instance starts using e's host copy (read from the package if
  * absent). 0 and *weights, or an error with err_set. Any worker. */
 int repo_acquire(struct repo *r, struct repo_entry *e, const void **weights);
+/* repo_acquire whose read of the package, if it reads one, is watched
+ * (mem.h: the watch sees the copy fill; it becomes e's copy, READY, only
+ * once wholly read and checked). Any thread. */
+int repo_acquire_watched(struct repo *r, struct repo_entry *e, const struct hoststore_watch *wt,
+			 const void **weights);
 void repo_release(struct repo *r, struct repo_entry *e);
 /* Whether a host copy waits for room that only copies held by device
  * models can give (workers drop idle ones then). Any thread. */

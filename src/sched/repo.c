@@ -198,13 +198,14 @@ _Atomic(void (*)(const struct repo_entry *)) repo_read_hook;
  * once: the entry whose read made it is charged, the last put gives it
  * back.
  */
-static int host_read(struct repo_entry *e, struct hoststore **out, bool *made)
+static int host_read(struct repo_entry *e, const struct hoststore_watch *wt, struct hoststore **out,
+		     bool *made)
 {
 	void (*hook)(const struct repo_entry *) = atomic_load(&repo_read_hook);
 
 	if (hook)
 		hook(e);
-	return hoststore_load_shared(e->pkg, out, made);
+	return hoststore_load_shared_watched(e->pkg, wt, out, made);
 }
 
 /* Under r->lock: drop e's host copy (nobody uses it); repo_unlock frees it. */
@@ -217,6 +218,9 @@ static void host_free(struct repo *r, struct repo_entry *e)
 	if (hoststore_put_unless_last(e->hs)) { /* another entry keeps the copy */
 		free(d);
 	} else if (d) {
+		/* Its last reference goes after the lock: no acquire may find
+		 * it meanwhile and keep it uncharged (over the limit). */
+		hoststore_unshare(e->hs);
 		ctr_add(&r->host_drops, 1);
 		atomic_fetch_sub(&r->host_used, e->host_size);
 		d->hs = e->hs;
@@ -299,7 +303,8 @@ bool repo_host_short(struct repo *r)
  * to host_used unless another entry's copy of the same package was made
  * meanwhile and taken instead.
  */
-static int host_read_new(struct repo *r, struct repo_entry *e, struct hoststore **hs)
+static int host_read_new(struct repo *r, struct repo_entry *e, const struct hoststore_watch *wt,
+			 struct hoststore **hs)
 {
 	uint64_t size = atomic_load(&e->g)->weights_size;
 	bool made = false;
@@ -311,7 +316,7 @@ static int host_read_new(struct repo *r, struct repo_entry *e, struct hoststore 
 	e->hstate = HOST_READING;
 	r->host_reads++;
 	pthread_mutex_unlock(&r->lock);
-	ret = host_read(e, hs, &made);
+	ret = host_read(e, wt, hs, &made);
 	pthread_mutex_lock(&r->lock);
 	r->host_reads--;
 	e->hstate = HOST_NONE;
@@ -319,6 +324,8 @@ static int host_read_new(struct repo *r, struct repo_entry *e, struct hoststore 
 		atomic_fetch_sub(&r->host_used, size);
 	if (!ret)
 		ctr_add(made ? &r->host_misses : &r->host_hits, 1);
+	if (made)
+		ctr_add(&r->disk_bytes, size);
 	return ret;
 }
 
@@ -326,7 +333,7 @@ static int host_read_new(struct repo *r, struct repo_entry *e, struct hoststore 
  * Under r->lock (released while reading): make sure e's weights are in
  * host memory. One reader per entry; others wait for it.
  */
-static int host_ensure(struct repo *r, struct repo_entry *e)
+static int host_ensure(struct repo *r, struct repo_entry *e, const struct hoststore_watch *wt)
 {
 	struct hoststore *hs;
 	int ret = 0;
@@ -341,7 +348,7 @@ static int host_ensure(struct repo *r, struct repo_entry *e)
 	if (hs)
 		ctr_add(&r->host_hits, 1);
 	else
-		ret = host_read_new(r, e, &hs);
+		ret = host_read_new(r, e, wt, &hs);
 	if (!ret) {
 		e->hs = hs;
 		e->host_size = atomic_load(&e->g)->weights_size;
@@ -845,6 +852,14 @@ uint64_t repo_host_limit(const struct repo *r)
 	return r->host_limit;
 }
 
+void repo_disk_counts(const struct repo *r, uint64_t *cold_starts, uint64_t *streamed,
+		      uint64_t *bytes)
+{
+	*cold_starts = ctr_get(&r->disk_colds);
+	*streamed = ctr_get(&r->disk_streamed);
+	*bytes = ctr_get(&r->disk_bytes);
+}
+
 void repo_host_counts(const struct repo *r, uint64_t *hits, uint64_t *misses, uint64_t *drops)
 {
 	*hits = ctr_get(&r->host_hits);
@@ -964,7 +979,7 @@ static int load_entry(struct repo *r, struct repo_entry *e, bool queued)
 	ret = entry_open(r, e);
 	pthread_mutex_lock(&r->lock);
 	if (!ret)
-		ret = host_ensure(r, e);
+		ret = host_ensure(r, e, NULL);
 	set_state(e, ret ? REPO_FAILED : REPO_READY, ret ? err_msg(ret) : NULL);
 	host_settle(r, e);
 	pthread_cond_broadcast(&r->cond);
@@ -1024,6 +1039,12 @@ static bool pkg_went_bad(int code)
 
 int repo_acquire(struct repo *r, struct repo_entry *e, const void **weights)
 {
+	return repo_acquire_watched(r, e, NULL, weights);
+}
+
+int repo_acquire_watched(struct repo *r, struct repo_entry *e, const struct hoststore_watch *wt,
+			 const void **weights)
+{
 	int ret;
 
 	pthread_mutex_lock(&r->lock);
@@ -1031,7 +1052,7 @@ int repo_acquire(struct repo *r, struct repo_entry *e, const void **weights)
 		ret = not_ready(e);
 		goto out_unlock;
 	}
-	ret = host_ensure(r, e);
+	ret = host_ensure(r, e, wt);
 	if (ret && pkg_went_bad(ret) && get_state(e) == REPO_READY)
 		set_state(e, REPO_FAILED, err_msg(ret));
 	if (!ret && get_state(e) != REPO_READY)

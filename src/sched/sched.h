@@ -133,6 +133,11 @@ int repo_register(struct repo *r, const char *name, const char *path);
  * in memory (hits), that read it from the package (misses), and copies
  * dropped (LRU, unload, failure). Any thread. */
 void repo_host_counts(const struct repo *r, uint64_t *hits, uint64_t *misses, uint64_t *drops);
+/* Disk tier counters since start: cold starts that read their host copy
+ * from the package, those of them that began before the read ended
+ * (streamed), and weight bytes read from packages (loads included). */
+void repo_disk_counts(const struct repo *r, uint64_t *cold_starts, uint64_t *streamed,
+		      uint64_t *bytes);
 
 /* ---- the scheduler ---- */
 struct sched;
@@ -182,6 +187,10 @@ struct sched_opts {
 				    * have (--max-batch-tokens), 0 = no limit */
 	uint64_t cpu_dev_capacity; /* simulated memory of each CPU device
 				    * (bytes, 0 = none; tests) */
+	uint32_t disk_lead_us;	   /* a cold start read from disk starts once
+				    * the read's remaining time is at most
+				    * max(its predicted cold start, this);
+				    * 0 = 2000 */
 	bool explicit_load;	   /* don't load every model at start */
 	bool load_async;	   /* load them on loader threads while
 				  * sched_create returns (sched_ready says
@@ -413,7 +422,8 @@ struct sched_model_stats {
 struct sched_stats {
 	uint32_t n_workers, n_models, n_models_total;
 	uint64_t in_flight, host_used, host_limit;
-	uint64_t host_hits, host_misses, host_drops; /* repo_host_counts */
+	uint64_t host_hits, host_misses, host_drops;		   /* repo_host_counts */
+	uint64_t disk_cold_starts, disk_streamed, disk_read_bytes; /* repo_disk_counts */
 	struct sched_worker_stats workers[SCHED_MAX_WORKERS];
 	struct sched_model_stats models[SCHED_STATS_MAX_MODELS];
 };

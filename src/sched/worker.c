@@ -97,8 +97,6 @@ static bool slot_in_use(const struct wslot *sl)
 	return atomic_load_explicit(&sl->wq, memory_order_acquire) > 0;
 }
 
-/* Destroy a model (resident or kept evicted) and drop its reference on
- * the host copy. */
 static void forget_untidy(struct worker *w, struct wslot *sl)
 {
 	if (sl->untidy) {
@@ -107,7 +105,8 @@ static void forget_untidy(struct worker *w, struct wslot *sl)
 	}
 }
 
-static void destroy(struct worker *w, struct wslot *sl)
+/* Destroy a model that is not resident (kept evicted, or never run). */
+static void destroy_model(struct worker *w, struct wslot *sl)
 {
 	ctr_add(&w->destroys, 1);
 	forget_untidy(w, sl);
@@ -118,6 +117,13 @@ static void destroy(struct worker *w, struct wslot *sl)
 	w->used -= sl->bytes;
 	sl->bytes = 0;
 	atomic_store_explicit(&w->resident_bytes, w->used, memory_order_relaxed);
+}
+
+/* Destroy a model (resident or kept evicted) and drop its reference on
+ * the host copy. */
+static void destroy(struct worker *w, struct wslot *sl)
+{
+	destroy_model(w, sl);
 	repo_release(w->repo, sl->e);
 }
 
@@ -847,14 +853,38 @@ static void set_busy(struct worker *w, uint64_t running)
  * which runs the parked requests. Should the read find host memory full
  * of copies held by models on this device, the requests run through the
  * worker's own path, which drops idle models first and reads here.
+ *
+ * Streamed: the read is the cold start's first stage. It fills the new
+ * copy layer by layer, passing its watermark (mem.h) over each layer once
+ * checked, and kicks the worker early, once the read's remaining time at
+ * the rate so far is at most the model's predicted cold-start time (its
+ * plan's; a quarter of the read when the plan predicts nothing; at least
+ * disk_lead_us). The worker then makes the cold model on the copy being
+ * filled, and its cold start waits for the watermark before each layer
+ * (exec_ops.cold_stream), so the device is taken for about the cold
+ * start, not the read. The copy becomes the entry's (READY) only once
+ * wholly read and checked; a failed read fails the cold start and the
+ * parked requests with the read's error.
  */
 struct hread {
 	struct worker *w;
 	struct wslot *sl;
 	int ret;
-	_Atomic bool done; /* ret and msg are written */
+	_Atomic bool done;  /* ret and msg are written */
+	_Atomic bool early; /* streamed: the cold start may begin */
+	bool stream;	    /* the cold start can stream (set before the read) */
+	bool kicked;	    /* reader: early was set */
+	bool taken;	    /* worker: the model took the reader's reference */
+	bool no_stream;	    /* worker: streaming failed, wait for done */
+	uint64_t lead_ns;   /* predicted cold start, 0 = unknown */
+	uint64_t min_lead_ns;
+	uint64_t size;
+	struct hoststore *hs; /* the copy being filled, a reference (reader) */
 	char msg[SCHED_MSG_LEN];
 };
+
+#define HREAD_LEAD_NS 2000000ull
+#define HREAD_UNKNOWN_FRACTION 0.25
 
 /* How long a reader waits for idle models to give host memory back. */
 #define HREAD_WAIT_NS 100000000ull
@@ -869,15 +899,45 @@ static void kick_others(struct worker *w, bool self)
 			worker_kick(w->s->w[i], KICK_HOST);
 }
 
-/* The host copy of e, for a reader: when host memory is full of copies
- * held by device models, every worker is asked to drop its idle ones
- * (KICK_HOST) and the read waits for them, a while. */
-static int host_wait_acquire(struct worker *w, struct repo_entry *e, const void **weights)
+/*
+ * The reader's watch (mem.h): keep a reference to the copy being filled,
+ * and kick the worker once the rest of the read takes no longer than the
+ * cold start that waits for it.
+ */
+static void hread_watch(void *arg, struct hoststore *hs, uint32_t layers, uint64_t bytes,
+			uint64_t ns)
 {
+	struct hread *hr = arg;
+	double left_ns, lead;
+
+	if (!layers) {
+		if (!hr->hs)
+			hr->hs = hoststore_get(hs); /* published by early or done */
+		return;
+	}
+	if (!hr->stream || hr->kicked || layers == HOSTSTORE_WM_FAILED || !bytes || hs != hr->hs)
+		return;
+	left_ns = (double)ns * (double)(hr->size - MIN(bytes, hr->size)) / (double)bytes;
+	lead = hr->lead_ns ? (double)hr->lead_ns : HREAD_UNKNOWN_FRACTION * ((double)ns + left_ns);
+	if (left_ns > MAX(lead, (double)hr->min_lead_ns))
+		return;
+	hr->kicked = true;
+	/* Release: hr->hs before early; pairs with resume_parked's acquire. */
+	atomic_store_explicit(&hr->early, true, memory_order_release);
+	worker_kick(hr->w, KICK_HREAD);
+}
+
+/* The host copy of e, for a reader, its read watched: when host memory
+ * is full of copies held by device models, every worker is asked to drop
+ * its idle ones (KICK_HOST) and the read waits for them, a while. */
+static int hread_acquire(struct hread *hr, const void **weights)
+{
+	struct hoststore_watch wt = {hread_watch, hr};
+	struct worker *w = hr->w;
 	int ret, i;
 
 	for (i = 0;; i++) {
-		ret = repo_acquire(w->repo, e, weights);
+		ret = repo_acquire_watched(w->repo, hr->sl->e, &wt, weights);
 		if (ret != DPRT_EOVERLOAD || i == HREAD_TRIES)
 			return ret;
 		err_clear();
@@ -893,7 +953,9 @@ static void *hread_main(void *arg)
 	const void *weights;
 	struct sched *s = w->s;
 
-	hr->ret = host_wait_acquire(w, hr->sl->e, &weights);
+	hr->ret = hread_acquire(hr, &weights);
+	if (hr->hs) /* read from the package: before done (completions) */
+		ctr_add(&w->repo->disk_colds, 1);
 	if (hr->ret)
 		snprintf(hr->msg, sizeof(hr->msg), "%s", err_msg(hr->ret));
 	/* Release: ret and msg before done; pairs with resume's acquire. */
@@ -917,6 +979,13 @@ static bool hread_start(struct worker *w, struct wslot *sl)
 		return false;
 	hr->w = w;
 	hr->sl = sl;
+	hr->size = repo_entry_graph(sl->e)->weights_size;
+	/* a cold model by a plan found before, on a backend that streams */
+	hr->stream = w->ops->cold_stream && w->cold_mode != WCOLD_LOAD && sl->prep == PREP_DONE &&
+		     sl->plan;
+	hr->lead_ns = hr->stream && sl->plan->total_ns > 0 ? (uint64_t)sl->plan->total_ns : 0;
+	hr->min_lead_ns = w->s->o.disk_lead_us ? (uint64_t)w->s->o.disk_lead_us * 1000 :
+						 HREAD_LEAD_NS;
 	sl->hr = hr;
 	atomic_fetch_add(&w->s->hreads, 1);
 	pthread_attr_init(&at);
@@ -967,7 +1036,7 @@ static unsigned resume(struct worker *w, struct wslot *sl, uint64_t now)
 	sl->parked = sl->parked_tail = NULL;
 	sl->hr = NULL;
 	sl->sync_load = hr->ret == DPRT_EOVERLOAD;
-	sl->held_ref = !hr->ret;
+	sl->held_ref = !hr->ret && !hr->taken;
 	for (; r; r = next, n++) {
 		next = r->next;
 		r->next = NULL;
@@ -982,8 +1051,117 @@ static unsigned resume(struct worker *w, struct wslot *sl, uint64_t now)
 	if (sl->held_ref) /* not taken by a model made here */
 		repo_release(w->repo, sl->e);
 	sl->held_ref = false;
+	hoststore_put(hr->hs);
 	free(hr);
 	return n;
+}
+
+/* Wait for the reader's result (streamed: the watermark has passed every
+ * layer, or failed, so what is left is bookkeeping). */
+static void hread_wait(struct hread *hr)
+{
+	unsigned spins = 0;
+
+	/* Acquire: pairs with the reader's release of done. */
+	while (!atomic_load_explicit(&hr->done, memory_order_acquire))
+		if (++spins > 64)
+			usleep(20);
+}
+
+/* Take a model made on a copy that did not become the entry's off the
+ * device (it holds no host reference). */
+static void unmake(struct worker *w, struct wslot *sl)
+{
+	if (atomic_load(&sl->resident)) {
+		lnode_del(&sl->lru);
+		atomic_store(&sl->resident, false);
+		publish_residency(w, -1);
+	}
+	destroy_model(w, sl);
+}
+
+/* The streamed cold start's end: the read's result decides the model's
+ * fate. Its reference on the copy is the reader's. */
+static int stream_end(struct worker *w, struct wslot *sl, int ret)
+{
+	struct hread *hr = sl->hr;
+
+	w->ops->cold_stream(sl->em, NULL);
+	hread_wait(hr);
+	if (hr->ret) {
+		unmake(w, sl);
+		return err_set(hr->ret, "%s", hr->msg);
+	}
+	hr->taken = true;
+	/* another entry's copy of the package was listed first: this model
+	 * reads a copy about to go, so it goes (the next request makes one) */
+	if (hoststore_base(hr->hs) != repo_entry_host(sl->e, NULL)) {
+		if (atomic_load(&sl->resident))
+			evict(w, sl);
+		if (sl->em)
+			destroy(w, sl);
+	}
+	return ret;
+}
+
+/* Cold-start req's model on the copy still being read (hr->hs). */
+static int stream_cold(struct worker *w, struct wslot *sl, struct sched_req *req)
+{
+	struct hread *hr = sl->hr;
+	const _Atomic uint32_t *wm = hoststore_watermark(hr->hs);
+	uint64_t t0 = clock_ns();
+	int ret;
+
+	ret = worker_open_device(w);
+	if (!ret)
+		ret = make_model(w, sl, hoststore_base(hr->hs));
+	if (ret)
+		return ret;
+	ret = sl->by_plan ? w->ops->cold_stream(sl->em, wm) : -EOPNOTSUPP;
+	if (ret) { /* made from weights not read yet: made again later */
+		log_debug("%s: '%s' v%u: the cold start waits for the whole read: %s", w->name,
+			  sl->e->name, sl->e->version, err_msg(ret));
+		unmake(w, sl);
+		return -EOPNOTSUPP;
+	}
+	count_cold(w, sl, req, t0, 0);
+	/* Acquire: pairs with the reader's release of the watermark. */
+	if (atomic_load_explicit(wm, memory_order_acquire) < repo_entry_graph(sl->e)->n_layers)
+		ctr_add(&w->repo->disk_streamed, 1);
+	touch(w, sl);
+	ret = run_one(w, sl, req);
+	return stream_end(w, sl, ret);
+}
+
+/* Early kick: the first parked request of sl starts the cold start while
+ * the read goes on; the others run once it is done. */
+static unsigned resume_stream(struct worker *w, struct wslot *sl, uint64_t now)
+{
+	struct sched_req *r = sl->parked;
+	int ret;
+
+	sl->parked = r->next;
+	r->next = NULL;
+	if (!sl->parked)
+		sl->parked_tail = NULL;
+	set_busy(w, 1);
+	now = MAX(now, clock_ns());
+	r->t_queue = now > r->t_post ? now - r->t_post : 0;
+	ret = stream_cold(w, sl, r);
+	if (ret == -EOPNOTSUPP) { /* parked again: it waits for the read */
+		err_clear();
+		r->next = sl->parked;
+		sl->parked = r;
+		if (!sl->parked_tail)
+			sl->parked_tail = r;
+		sl->hr->no_stream = true;
+		set_busy(w, 0);
+		return 0;
+	}
+	complete(w, sl, r, ret);
+	hread_wait(sl->hr); /* done unless the model could not be made */
+	set_busy(w, 0);
+	return 1 + resume(w, sl, now);
 }
 
 /* KICK_HREAD: run the requests whose host copies were read. */
@@ -996,9 +1174,12 @@ static unsigned resume_parked(struct worker *w, uint64_t now)
 		struct wslot *sl = container_of(n, struct wslot, park);
 
 		prev = n->prev;
-		/* Acquire: pairs with the reader's release of done. */
+		/* Acquire: pairs with the reader's releases of done and early. */
 		if (atomic_load_explicit(&sl->hr->done, memory_order_acquire))
 			done += resume(w, sl, now);
+		else if (!sl->hr->no_stream &&
+			 atomic_load_explicit(&sl->hr->early, memory_order_acquire))
+			done += resume_stream(w, sl, now);
 	}
 	return done;
 }

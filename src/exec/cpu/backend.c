@@ -295,6 +295,17 @@ static void bind_cold(struct exec_model *m)
 	}
 }
 
+int cpu_cold_model_stream(struct exec_model *m, const _Atomic uint32_t *ready)
+{
+	if (!m->cold)
+		return err_set(-EINVAL, "%s: not a cold model", m->g->name);
+	if (ready && m->wcopy) /* converted to fp32 when made */
+		return err_set(-EOPNOTSUPP, "%s: its weights were converted when it was made",
+			       m->g->name);
+	cpu_cold_stream(m->cold, ready);
+	return 0;
+}
+
 int cpu_cold_model_evict(struct exec_model *m)
 {
 	if (!m->cold)

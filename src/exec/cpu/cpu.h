@@ -27,6 +27,7 @@ int cpu_cold_model_evict(struct exec_model *m);
 bool cpu_cold_model_resident(const struct exec_model *m);
 int cpu_cold_model_run(struct exec_model *m, const struct tview *in, struct tview *out,
 		       struct exec_cold_info *info);
+int cpu_cold_model_stream(struct exec_model *m, const _Atomic uint32_t *ready);
 
 /* Simulated device memory: take bytes (-ENOMEM with err_set naming what
  * beyond the device's capacity) or give them back. dev may be NULL (the
@@ -60,6 +61,7 @@ struct cpu_cold {
 	uint64_t span;	     /* bytes of mem (layers 64-byte aligned) */
 	uint64_t dha_bytes;
 	void *mem; /* the LOAD layers while resident; NULL when evicted */
+	const _Atomic uint32_t *ready; /* streaming: the layers read (exec.h) */
 };
 int cpu_cold_init(struct cpu_cold **out, const struct graph *g, const void *weights,
 		  const struct plan *p);
@@ -85,6 +87,8 @@ void cpu_dev_leave_links(struct cpu_dev *d);
  * target's), each transfer holding its link for bytes / DPRT_CPU_LINK_MBS.
  * Fills info's links and fallbacks. Owner thread. */
 void cpu_cold_transfer(struct cpu_dev *d, struct cpu_cold *c, struct exec_cold_info *info);
+/* Streaming (exec_ops.cold_stream): bring_in waits for each layer. */
+void cpu_cold_stream(struct cpu_cold *c, const _Atomic uint32_t *ready);
 
 /* ---- activation memory layout (layout.c) ---- */
 

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mem/link.h"
 #include "plan/plan.h"
@@ -176,6 +177,28 @@ bool cpu_cold_resident(const struct cpu_cold *c)
 	return c->mem != NULL;
 }
 
+void cpu_cold_stream(struct cpu_cold *c, const _Atomic uint32_t *ready)
+{
+	c->ready = ready;
+}
+
+/* Streaming: wait until layer i is read (runs read every layer in place,
+ * so DHA layers are waited for too). */
+static int wait_layer(const struct cpu_cold *c, uint32_t i)
+{
+	uint32_t v, spins = 0;
+
+	/* Acquire: pairs with the reader's release of the watermark. */
+	while ((v = atomic_load_explicit(c->ready, memory_order_acquire)) <= i) {
+		if (++spins > 64)
+			usleep(20);
+	}
+	if (v == EXEC_STREAM_FAILED)
+		return err_set(DPRT_EBADPKG, "%s: reading its weights failed at or before layer %u",
+			       c->g->name, i);
+	return 0;
+}
+
 const void *cpu_cold_layer(const struct cpu_cold *c, uint32_t l)
 {
 	return c->mem && c->load[l] ? (const char *)c->mem + c->off[l] : NULL;
@@ -187,6 +210,7 @@ int cpu_cold_bring_in(void *dev, struct cpu_cold *c, struct exec_cold_info *info
 {
 	const struct graph *g = c->g;
 	struct exec_cold_info local;
+	uint32_t i;
 	int ret;
 
 	if (!info)
@@ -202,7 +226,21 @@ int cpu_cold_bring_in(void *dev, struct cpu_cold *c, struct exec_cold_info *info
 		cpu_dev_uncharge(dev, c->load_bytes);
 		return err_set(-ENOMEM, "%s: out of memory for its device copy", g->name);
 	}
-	cpu_cold_transfer(dev, c, info);
+	if (c->ready) { /* streamed from disk: in order, each layer once read */
+		for (i = 0; i < g->n_layers; i++) {
+			ret = wait_layer(c, i);
+			if (ret) {
+				cpu_cold_evict(dev, c);
+				return ret;
+			}
+			if (c->load[i])
+				memcpy((char *)c->mem + c->off[i], c->weights + g->layers[i].offset,
+				       g->layers[i].nbytes);
+		}
+		info->links = c->load_bytes ? 1 : 0;
+	} else {
+		cpu_cold_transfer(dev, c, info);
+	}
 	info->cold = true;
 	info->bytes_loaded = c->load_bytes;
 	return 0;
@@ -226,4 +264,5 @@ const struct exec_ops cpu_backend = {
 	.cold_resident = cpu_cold_model_resident,
 	.cold_run = cpu_cold_model_run,
 	.dev_join_links = cpu_dev_join_links,
+	.cold_stream = cpu_cold_model_stream,
 };

@@ -141,18 +141,29 @@ static int wait_group(struct cuda_cold *c, uint32_t gi)
 	return CU(cuStreamWaitEvent(c->m->d->stream, c->grp[gi].ev, flags));
 }
 
+int cold_wait_layers(struct cuda_cold *c, CUstream s, uint32_t n)
+{
+	if (!c->wm)
+		return 0;
+	return CU(cuStreamWaitValue32(s, c->wm, n, CU_STREAM_WAIT_VALUE_GEQ));
+}
+
 static int wait_inputs(struct cuda_cold *c, const struct node *nd)
 {
 	const struct exec_model *m = c->m;
-	uint32_t k, t;
+	uint32_t k, t, l;
 	int ret = 0;
 
 	for (k = 0; k < nd->n_in && !ret; k++) {
 		t = nd->in[k];
-		if (t == NO_TENSOR || m->g->tensors[t].kind != TK_WEIGHT ||
-		    m->place[m->g->tensors[t].layer] != PLACE_LOAD)
+		if (t == NO_TENSOR || m->g->tensors[t].kind != TK_WEIGHT)
 			continue;
-		ret = wait_group(c, c->lgrp[m->g->tensors[t].layer]);
+		l = m->g->tensors[t].layer;
+		/* streaming: a DHA kernel reads the layer in host memory */
+		if (m->place[l] != PLACE_LOAD)
+			ret = cold_wait_layers(c, m->d->stream, l + 1);
+		else
+			ret = wait_group(c, c->lgrp[l]);
 	}
 	return ret;
 }
@@ -181,6 +192,8 @@ static int cold_hook(void *ctx, uint32_t i)
 				ret = wait_group(c, c->tail[k] - 1);
 		return ret;
 	}
+	if (!ret && c->demand && !i) /* streaming: the DHA layers too */
+		ret = cold_wait_layers(c, c->m->d->stream, c->n_layers);
 	if (ret || c->demand)
 		return ret;
 	ret = wait_inputs(c, &g->nodes[i]);
@@ -238,9 +251,10 @@ static int capture_cold(struct cuda_cold *c, struct cuda_prog *pl, struct cuda_c
 	return 0;
 }
 
+/* Streamed cold starts run eagerly: a captured graph has no waits. */
 static bool graph_ok(const struct cuda_cold *c, const struct cuda_prog *pl)
 {
-	return c->use_graph && !c->graph_failed && !pl->no_graph && !c->m->no_graphs;
+	return c->use_graph && !c->graph_failed && !pl->no_graph && !c->m->no_graphs && !c->wm;
 }
 
 /*
@@ -436,6 +450,49 @@ int cuda_cold_run(struct exec_model *m, const struct tview *in, struct tview *ou
 		}
 	}
 	return cuda_model_finish(m, pl, in, out);
+}
+
+/* Whether the driver and device take cuStreamWaitValue32 on mapped host
+ * memory: one wait that is already met, on the idle copy stream. */
+static bool wait_works(struct cuda_cold *c, CUdeviceptr wm)
+{
+	CUstream s = c->m->d->copy;
+	int ret;
+
+	if (!c->wait_ok) {
+		ret = CU(cuStreamWaitValue32(s, wm, 0, CU_STREAM_WAIT_VALUE_GEQ)) ?:
+			      CU(cuStreamSynchronize(s));
+		c->wait_ok = ret ? -1 : 1;
+		if (ret) {
+			log_info("%s: no stream memory waits (%s): disk cold starts wait for "
+				 "the whole read",
+				 c->m->g->name, err_msg(0));
+			err_clear();
+		}
+	}
+	return c->wait_ok > 0;
+}
+
+int cuda_cold_stream(struct exec_model *m, const _Atomic uint32_t *ready)
+{
+	struct cuda_cold *c = m->cold;
+	CUdeviceptr wm;
+	int ret;
+
+	if (!c)
+		return err_set(-EINVAL, "%s: not a cold model", m->g->name);
+	c->wm = 0;
+	if (!ready)
+		return 0;
+	ret = cuda_dev_enter(m->d) ?:
+				     CU(cuMemHostGetDevicePointer(&wm, (void *)(uintptr_t)ready, 0));
+	if (ret)
+		return ret;
+	if (!wait_works(c, wm))
+		return err_set(-EOPNOTSUPP, "%s: the device cannot wait on host memory",
+			       m->g->name);
+	c->wm = wm;
+	return 0;
 }
 
 /* Give m's LOAD (and promoted) ranges back to the pool; see exec.h. */

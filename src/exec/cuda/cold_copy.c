@@ -165,7 +165,8 @@ static int copy_own(struct cuda_cold *c)
 		if (gr->link)
 			continue;
 		gr->ev = c->ev[i];
-		if (gr->bytes)
+		ret = cold_wait_layers(c, m->d->copy, gr->first + gr->n);
+		if (!ret && gr->bytes)
 			ret = CU(cuMemcpyHtoDAsync(gr->dev, m->host + g->layers[gr->first].offset,
 						   gr->bytes, m->d->copy));
 		if (!ret)
@@ -212,6 +213,9 @@ static int copy_helper(struct cuda_cold *c, uint32_t k)
 		if (gr->link != k)
 			continue;
 		gr->ev = lk->ev[j++];
+		ret = cold_wait_layers(c, lk->h2d, gr->first + gr->n);
+		if (ret)
+			break;
 		if (c->direct && gr->bytes)
 			ret = CU(cuMemcpyHtoDAsync(gr->dev, m->host + m->g->layers[gr->first].offset, gr->bytes, lk->h2d)) ?:
 				      CU(cuEventRecord(gr->ev, lk->h2d));

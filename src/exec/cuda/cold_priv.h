@@ -87,7 +87,12 @@ struct cuda_cold {
 	uint32_t n_pgrp;
 	CUevent promo_ev;	 /* recorded after the promotion's copies */
 	uint64_t bytes_promoted; /* DHA layers' bytes in the ranges */
+	CUdeviceptr wm;		 /* streaming: the watermark's address, 0 = none */
+	int8_t wait_ok;		 /* cuStreamWaitValue32 works: 0 unknown, 1, -1 */
 };
+
+/* Streaming: stream s waits until the first n layers are read. */
+int cold_wait_layers(struct cuda_cold *c, CUstream s, uint32_t n);
 
 /* ---- cold_link.c ---- */
 

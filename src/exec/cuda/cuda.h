@@ -138,6 +138,11 @@ bool cuda_cold_resident(const struct exec_model *m);
  */
 int cuda_cold_run(struct exec_model *m, const struct tview *in, struct tview *out,
 		  struct cuda_cold_stats *st);
+/* exec_ops.cold_stream: m's next cold starts wait for the watermark at
+ * ready (mapped host memory) before each group's copy and DHA kernel
+ * (cuStreamWaitValue32 GEQ) and run eagerly; -EOPNOTSUPP where the device
+ * cannot wait on host memory. Device's thread. */
+int cuda_cold_stream(struct exec_model *m, const _Atomic uint32_t *ready);
 /* Return m's LOAD layers' device memory to the pool (no-op if evicted).
  * 0 or an error with err_set (-EINVAL for a model without cold state). */
 int cuda_cold_evict(struct exec_model *m);

@@ -647,4 +647,5 @@ const struct exec_ops cuda_backend = {
 	.model_tidy = cuda_model_tidy,
 	.cold_overlaps = cudadev_cold_overlaps,
 	.dev_join_links = cudadev_join_links,
+	.cold_stream = cuda_cold_stream,
 };

@@ -1175,6 +1175,65 @@ def host_tier_under_limit(fx):
 
 
 @test
+def disk_cold_start(fx):
+    """--host-mem-limit of 2.5 models and --gpu-mem-limit of 1.5 on one
+    device with cold starts by plan: requests for two other models push
+    m0 off the device and its host copy out, so m0's next cold start
+    reads the package (streamed into the cold start when the read is
+    short): it answers what `dprt run` does, four concurrent requests
+    after the next push-out all do too, and /metrics counts the disk cold
+    starts and the bytes read."""
+    repo = make_repo(fx, "disk", 3)
+    srv = fx.server("disk", repo, "--gpus", "cpu:1", "--cold-mode", "dprt",
+                    "--host-mem-limit", str(2 * BERT_W + BERT_W // 2),
+                    "--gpu-mem-limit", str(BERT_W + BERT_W // 2))
+    p = srv.port
+    ins, want = fx.ref("bert-tiny")
+
+    def counts():
+        fams = metrics(p)
+        return [sample(fams, f, f + "_total") for f in
+                ("dprt_disk_cold_starts", "dprt_disk_streamed_cold_starts",
+                 "dprt_disk_read_bytes")]
+
+    def ask(m):
+        _, outs, h = infer(p, m, ins)
+        close_enough(outs["pooler_output"], want["pooler_output"], f"{m} output")
+        return h
+
+    ask("m0")
+    ask("m0")
+    c0 = counts()
+    ask("m1")
+    ask("m2")
+    h = ask("m0")
+    check(h.get("Dprt-Cold-Start") == "true", f"m0 was not a cold start: {h}")
+    c1 = counts()
+    check(c1[0] > c0[0], f"no disk cold start counted: {c0} -> {c1}")
+    check(c1[2] >= c0[2] + BERT_W, f"disk bytes grew by {c1[2] - c0[2]}")
+    ask("m1")
+    ask("m2")
+    errs = []
+
+    def one():
+        try:
+            ask("m0")
+        except AssertionError as e:
+            errs.append(str(e))
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(not errs, f"concurrent requests of a disk cold start: {errs}")
+    c2 = counts()
+    check(c2[0] > c1[0], f"the concurrent round read no copy: {c1} -> {c2}")
+    check(c2[1] <= c2[0], f"more streamed than disk cold starts: {c2}")
+    check(srv.stop() == 0, "exit status after SIGTERM")
+
+
+@test
 def demo_repository(fx):
     """No --models and no ./models: the demo repository is built and served."""
     cache = os.path.join(fx.tmp, "cache")
