@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 """wait_prepared.py URL N [TIMEOUT_S]: wait until a dprt server has made
 N models in the background (dprt_model_creations_total summed over its
-devices reaches N) or stopped making them (no change for 3 s), at most
+devices reaches N, then 1 s for the last one's warm-up run) or stopped making them (no change for 3 s), at most
 TIMEOUT_S seconds (default 180). Prints what it waited for; exit 0."""
 import re, sys, time, urllib.request
 
@@ -22,6 +22,8 @@ def main():
     while time.monotonic() - t0 < timeout:
         c = creations(url)
         if c >= n:
+            # the last model's warm-up run follows its creation: let it end
+            time.sleep(1.0)
             break
         if c != last:
             last, last_t = c, time.monotonic()
