@@ -65,6 +65,9 @@ int ox_tensor_const(struct ox *x, const Onnx__TensorProto *t, struct cval **out)
 /* The constant value of name, or NULL (not constant, or no such value). */
 struct cval *ox_const(struct ox *x, const char *name);
 void cval_free(struct cval *c);
+/* Fold node n from its inputs' values in[n->n_input] (NULL: unknown): a
+ * new value, or NULL if n cannot be folded. */
+struct cval *ox_fold(struct ox *x, const onode *n, struct cval *const *in);
 /* A float constant with one element equal to v (within rel 1e-3), or -1 if
  * not a scalar constant. */
 bool ox_is_scalar(struct ox *x, const char *name, double v);
