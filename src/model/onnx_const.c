@@ -70,8 +70,8 @@ static double cv_get(const struct cval *c, int64_t k)
 
 static void cv_set(struct cval *c, int64_t k, double v)
 {
-	if (c->is_int)
-		c->i[k] = (int64_t)v;
+	if (c->is_int) /* saturating: INT64_MAX (Slice's "to the end") stays */
+		c->i[k] = v >= 9.2e18 ? INT64_MAX : v <= -9.2e18 ? INT64_MIN : (int64_t)v;
 	else
 		c->f[k] = (float)v;
 }
@@ -361,7 +361,8 @@ static int axes_of(struct ox *x, const onode *n, int64_t *ax, int max, struct cv
 	return cnt;
 }
 
-static struct cval *fold_unsqueeze(struct ox *x, const onode *n, const struct cval *s, bool un, struct cval *const *in)
+static struct cval *fold_unsqueeze(struct ox *x, const onode *n, const struct cval *s, bool un,
+				   struct cval *const *in)
 {
 	int64_t ax[MAX_DIMS], dims[MAX_DIMS];
 	int na = axes_of(x, n, ax, MAX_DIMS, in), nd = un ? s->ndim + na : 0, d, k, src = 0;
@@ -414,7 +415,8 @@ static struct cval *fold_concat(struct ox *x, const onode *n, struct cval *const
 }
 
 /* Gather along axis 0 of a constant (shape vectors and small tables). */
-static struct cval *fold_gather(struct ox *x, const onode *n, const struct cval *s, struct cval *const *in)
+static struct cval *fold_gather(struct ox *x, const onode *n, const struct cval *s,
+				struct cval *const *in)
 {
 	struct cval *ix = cin(x, n, 1), *c;
 	int64_t dims[MAX_DIMS], row = 1, k, j;
@@ -476,8 +478,8 @@ static double binop(const char *op, double a, double b)
 
 static bool is_compare(const char *op)
 {
-	static const char *const cmp[] = {"Equal", "And", "Or", "Greater", "GreaterOrEqual",
-					  "Less", "LessOrEqual"};
+	static const char *const cmp[] = {"Equal",	    "And",  "Or",	  "Greater",
+					  "GreaterOrEqual", "Less", "LessOrEqual"};
 	size_t i;
 
 	for (i = 0; i < ARRAY_SIZE(cmp); i++)
@@ -622,7 +624,7 @@ static struct cval *fold_where(struct ox *x, const onode *n, struct cval *const 
 	for (k = 0; c && k < c->n; k++)
 		cv_set(c, k,
 		       cv_get(co, bcast_at(c, co, k)) != 0 ? cv_get(a, bcast_at(c, a, k)) :
-							      cv_get(b, bcast_at(c, b, k)));
+							     cv_get(b, bcast_at(c, b, k)));
 	return c;
 }
 
@@ -633,7 +635,8 @@ static struct cval *fold_expand(const struct cval *s, const struct cval *sh)
 	struct cval *c;
 	int nd;
 
-	if (!sh || !sh->is_int || sh->n > MAX_DIMS || (nd = bcast_dims(s, sh->i, (int)sh->n, dims)) < 0)
+	if (!sh || !sh->is_int || sh->n > MAX_DIMS ||
+	    (nd = bcast_dims(s, sh->i, (int)sh->n, dims)) < 0)
 		return NULL;
 	c = cval_new(s->is_int, nd, dims);
 	for (k = 0; c && k < c->n; k++)
@@ -801,10 +804,10 @@ static struct cval *fold_one(struct ox *x, const onode *n, const struct cval *s,
  */
 struct cval *ox_fold(struct ox *x, const onode *n, struct cval *const *in)
 {
-	static const char *const bin[] = {"Add",     "Sub",	       "Mul",  "Div",
-					  "Pow",     "Equal",	       "And",  "Or",
-					  "Greater", "GreaterOrEqual", "Less", "LessOrEqual",
-					  "Max",     "Min"};
+	static const char *const bin[] = {
+		"Add",	 "Sub",		"Mul", "Div",	  "Pow",
+		"Equal", "And",		"Or",  "Greater", "GreaterOrEqual",
+		"Less",	 "LessOrEqual", "Max", "Min"};
 	const char *op = n->op_type;
 	struct cval *s;
 
