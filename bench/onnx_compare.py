@@ -209,6 +209,12 @@ def check(name, args, rows):
     devs = [("cpu", [])] + ([] if args.no_cuda else [("cuda", ["--gpus", "0"])])
     for dt in dtypes:
         repo = os.path.join(wd, "repo-" + dt)
+        dt_in = ipath
+        if dt == "FP16":  # float inputs in the package's dtype
+            dt_in = os.path.join(wd, "in16.safetensors")
+            save_file({n: np.ascontiguousarray(v.astype(np.float16) if v.dtype ==
+                                               np.float32 else v)
+                       for n, v in feed.items()}, dt_in)
         shutil.rmtree(repo, ignore_errors=True)
         try:
             run([args.dprt, "import", "--dtype", dt, "-o",
@@ -221,10 +227,11 @@ def check(name, args, rows):
             opath = os.path.join(wd, "out-%s-%s.safetensors" % (dt, dev))
             what = "dprt %s %s" % (dev, dt)
             try:
-                run([args.dprt, "run", "--input", ipath, "--output", opath] + extra +
+                run([args.dprt, "run", "--input", dt_in, "--output", opath] + extra +
                     [os.path.join(repo, name)], log)
                 got = load_file(opath)
                 got = got["y"] if "y" in got else list(got.values())[0]
+                got = got.astype(np.float32)
             except (RuntimeError, OSError, KeyError, IndexError) as e:
                 rows.append((name, what, "-", float("inf"), TOL[dt], str(e)))
                 ok = False
