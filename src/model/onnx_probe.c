@@ -67,8 +67,8 @@ static struct cval *bind_input(struct probe *p, struct oval *v)
 	struct cval *c;
 	int64_t k;
 
-	if (v->tensor == NO_TENSOR || p->x->g->tensors[v->tensor].dtype != DT_I64 ||
-	    v->rank != 2 || (p->mask_in && strcmp(p->mask_in, v->name)))
+	if (v->tensor == NO_TENSOR || p->x->g->tensors[v->tensor].dtype != DT_I64 || v->rank != 2 ||
+	    (p->mask_in && strcmp(p->mask_in, v->name)))
 		return NULL;
 	c = calloc(1, sizeof(*c));
 	if (c)

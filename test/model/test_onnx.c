@@ -314,6 +314,73 @@ static void refused(const char *dir, const char *want)
 	cr_expect(!exists(out), "%s was written", out);
 }
 
+/* torch.onnx exports of transformers 5 (SDPA attention, its mask built
+ * from Range/Gather/And/Where), node for node. */
+Test(onnx, roberta_sdpa_cumsum_positions_padding_mask)
+{
+	char dir[64];
+	struct graph *g;
+
+	check_case("roberta_sdpa", DT_F32, TOL);
+	g = import_case("roberta_sdpa", dir);
+	cr_expect_eq(count_op(g, OP_ATTENTION), 1);
+	cr_expect_eq(count_op(g, OP_POSITION_IDS), 1);
+	for (uint32_t i = 0; i < g->n_nodes; i++) {
+		if (g->nodes[i].op == OP_POSITION_IDS)
+			cr_expect(g->nodes[i].ia[0] == 1 && g->nodes[i].ia[1] == 1,
+				  "RoBERTa's position ids with pad 1");
+		if (g->nodes[i].op == OP_ATTENTION)
+			cr_expect(g->nodes[i].n_in == 2 && g->nodes[i].ia[1] == 0,
+				  "padding mask, not causal");
+	}
+	cr_expect_eq(g->max_seq, 18);
+	graph_destroy(g);
+	rm_dir(dir);
+}
+
+Test(onnx, gpt2_sdpa_causal_split_qkv_addmm)
+{
+	char dir[64];
+	struct graph *g;
+	uint32_t i;
+
+	check_case("gpt2_sdpa", DT_F32, TOL);
+	check_case("gpt2_sdpa18", DT_F32, TOL);
+	g = import_case("gpt2_sdpa", dir);
+	cr_expect_eq(count_op(g, OP_ATTENTION), 1);
+	cr_expect_eq(count_op(g, OP_LINEAR), 4, "c_attn, c_proj, c_fc, mlp c_proj");
+	for (i = 0; i < g->n_nodes; i++)
+		if (g->nodes[i].op == OP_ATTENTION)
+			cr_expect(g->nodes[i].n_in == 2 && g->nodes[i].ia[1] == 1 &&
+					  g->nodes[i].ia[0] == 4,
+				  "4 heads, causal, padding mask");
+	graph_destroy(g);
+	rm_dir(dir);
+}
+
+Test(onnx, vit_sdpa_cls_positions)
+{
+	char dir[64];
+	struct graph *g;
+
+	check_case("vit_sdpa", DT_F32, TOL);
+	g = import_case("vit_sdpa", dir);
+	cr_expect_eq(count_op(g, OP_CLS_POS), 1);
+	cr_expect_eq(count_op(g, OP_ATTENTION), 1);
+	graph_destroy(g);
+	rm_dir(dir);
+}
+
+Test(onnx, refuses_unknown_attention_mask)
+{
+	char dir[64];
+
+	make_case("anticausal", dir);
+	refused(dir, "op Reshape (node \"h.0/Reshape_4\")");
+	refused(dir, "the attention mask is neither padding");
+	rm_dir(dir);
+}
+
 Test(onnx, refuses_unsupported_op)
 {
 	char dir[64], want[256];
