@@ -828,6 +828,8 @@ static int lower_pool(struct ox *x, const onode *n, bool avg, uint32_t *out)
 		return ox_bad(x, n,
 			      "only 2-D pools with symmetric pads, no dilation, "
 			      "floor mode and no indices are");
+	if (pd[0] > k[0] / 2 || pd[1] > k[1] / 2)
+		return ox_bad(x, n, "pads larger than half the kernel are not");
 	ret = ox_lower(x, in_name(n, 0), &t);
 	if (ret)
 		return ret;
@@ -855,6 +857,26 @@ static int lower_unary(struct ox *x, const onode *n, enum op op, uint32_t *out)
 	return 0;
 }
 
+/* 0 if tensors a and b have the same shape for two probe sizes, 1 if not
+ * (or unknown), < 0 on error. */
+static int same_shape(struct ox *x, uint32_t a, uint32_t b)
+{
+	static const int64_t ones[21] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+					 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+	struct probe p;
+	int k, same = 1;
+
+	for (k = 0; k < 2 && same; k++) {
+		if (ox_probe_init(x, &p, 2 + k, 5 + 2 * k, ones))
+			return -ENOMEM;
+		same = p.shapes && p.shapes[a].ndim == p.shapes[b].ndim &&
+		       !memcmp(p.shapes[a].dims, p.shapes[b].dims,
+			       sizeof(int64_t) * p.shapes[a].ndim);
+		ox_probe_fini(&p);
+	}
+	return same ? 0 : 1;
+}
+
 static int lower_add(struct ox *x, const onode *n, int64_t relu, uint32_t *out)
 {
 	uint32_t in[2];
@@ -865,6 +887,8 @@ static int lower_add(struct ox *x, const onode *n, int64_t relu, uint32_t *out)
 	ret = ox_lower(x, in_name(n, 0), &in[0]);
 	if (!ret)
 		ret = ox_lower(x, in_name(n, 1), &in[1]);
+	if (!ret && (ret = same_shape(x, in[0], in[1])) > 0)
+		ret = ox_bad(x, n, "only an Add of two same-shaped operands (no broadcasting) is");
 	if (ret)
 		return ret;
 	*out = graph_node(x->g, OP_ADD, in, 2, &relu, 1, NULL, 0);
@@ -889,9 +913,11 @@ static int lower_relu(struct ox *x, const onode *n, uint32_t *out)
 
 static int lower_flatten(struct ox *x, const onode *n, uint32_t *out)
 {
-	if (ox_attr_i(n, "axis", 1) != 1 || !ox_prod(x, in_name(n, 0), "GlobalAveragePool"))
+	const onode *gap = ox_prod(x, in_name(n, 0), "GlobalAveragePool");
+
+	if (ox_attr_i(n, "axis", 1) != 1 || !gap)
 		return ox_bad(x, n, "only Flatten(axis 1) of a GlobalAveragePool is");
-	return lower_unary(x, n, OP_NONE, out);
+	return lower_unary(x, gap, OP_GLOBAL_AVGPOOL, out); /* [N, C] */
 }
 
 static int lower_softmax(struct ox *x, const onode *n, uint32_t *out)
@@ -1078,7 +1104,7 @@ static int lower_node(struct ox *x, const onode *n, uint32_t *out)
 	if (is_op(n, "MaxPool") || is_op(n, "AveragePool"))
 		return lower_pool(x, n, is_op(n, "AveragePool"), out);
 	if (is_op(n, "GlobalAveragePool"))
-		return lower_unary(x, n, OP_GLOBAL_AVGPOOL, out);
+		return ox_bad(x, n, "only a GlobalAveragePool flattened after is");
 	if (is_op(n, "Flatten"))
 		return lower_flatten(x, n, out);
 	if (is_op(n, "Softmax"))

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -300,6 +301,32 @@ Test(onnx, pool_grouped_conv_batchnorm)
 Test(onnx, external_data)
 {
 	check_case("external", DT_F32, TOL);
+}
+
+/* ONNX's node tests (libonnx-testdata) of the ops dprt lowers, through
+ * 'dprt import' and 'dprt run' (test/model/onnx_nodes.py): every one
+ * imported must match its stored outputs; the refused ones are listed in
+ * build/test-logs/onnx_nodes.log with dprt's message. */
+Test(onnx, onnx_node_tests, .timeout = 300)
+{
+	const char *dprt = getenv("DPRT") ? getenv("DPRT") : "./dprt";
+	char cmd[600];
+	int rc;
+
+	need_onnx();
+	if (!have_python())
+		cr_skip_test("python3 onnx/onnxruntime/numpy not installed");
+	if (!exists(dprt))
+		cr_skip_test("no dprt binary at %s", dprt);
+	snprintf(cmd, sizeof(cmd),
+		 "mkdir -p build/test-logs && python3 test/model/onnx_nodes.py '%s' "
+		 ">build/test-logs/onnx_nodes.log 2>&1",
+		 dprt);
+	rc = system(cmd);
+	if (WIFEXITED(rc) && WEXITSTATUS(rc) == 77)
+		cr_skip_test("libonnx-testdata is not installed");
+	cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0,
+		  "node tests failed: see build/test-logs/onnx_nodes.log");
 }
 
 /* Import fails with a message holding want, and no package is left. */
