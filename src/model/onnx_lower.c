@@ -15,8 +15,16 @@
  *   Gather(x, i, axis 1)               -> TAKE_ROW
  *   Conv [+ BatchNormalization]        -> CONV2D (batch norm folded)
  *   BatchNormalization                 -> BATCHNORM; Relu(Add) -> ADD+relu
- *   Relu, MaxPool, AveragePool, GlobalAveragePool, Flatten (after the
- *   pool), Softmax (last axis), Tanh, Add, Identity, Dropout
+ *   Reshape(Gemm(Reshape(x, [-1, K])), [N, S, M]) (torch's 3-D addmm,
+ *   GPT-2's Conv1D)                    -> LINEAR
+ *   Gather(table, position ids) where the ids, evaluated on probe token
+ *   ids, are arange(S) or RoBERTa's    -> POSITION_IDS + EMBEDDING
+ *   Add(Concat([Expand(cls), Transpose(Reshape/Flatten(Conv))], 1), pos)
+ *                                      -> CLS_POS (ViT)
+ *   Reshape to its input's own shape (evaluated for two probe sizes),
+ *   Cast between float types           -> nothing
+ *   Relu, MaxPool, AveragePool, GlobalAveragePool + Flatten, Softmax
+ *   (last axis), Tanh, Add (same shapes), Identity, Dropout
  */
 #include "onnx_imp.h"
 
