@@ -12,8 +12,14 @@ resnet (Conv+BN+Relu, MaxPool, a residual block, GlobalAveragePool,
 Flatten, Gemm), mlp (Gemm transB 0, LayerNormalization, tanh GELU, MatMul
 without bias, Softmax, Tanh; opset 17), pool (AveragePool, grouped Conv
 with bias, BatchNormalization alone), external (mlp with its weights in
-model.data), and refusals: unsup (a Sin node), gemm_alpha (a Gemm with
-alpha 2), opset13, opset19.
+model.data); node for node like transformers' torch.onnx exports:
+roberta_sdpa (CumSum position ids, SDPA attention with transformers 5's
+padding mask), gpt2_sdpa / gpt2_sdpa18 (causal SDPA, c_attn split in
+three, addmm linears, Range positions, opsets 14 and 18), vit_sdpa (patch
+Conv, CLS concat, positions), gpt2_eager (Trilu causal Where + additive
+padding) and distilbert_eager (masked_fill); and refusals: unsup (a Sin
+node), gemm_alpha (a Gemm with alpha 2), opset13, opset19, anticausal (a
+mask that is neither padding nor causal).
 """
 import json
 import struct
@@ -388,6 +394,50 @@ def vit_sdpa(g):
         g.opset
 
 
+def eager_layer(g, causal):
+    """One encoder layer with transformers 4's eager attention as exported:
+    causal: GPT-2 style, a Trilu of ones from Shape selecting scores
+    (Where(tril, scores, lowest)) and (1 - mask) * lowest added, scores
+    divided by sqrt(d) after the MatMul; else DistilBERT style, q divided
+    by sqrt(d) first and masked_fill(mask == 0, lowest) (Where(cond,
+    lowest, scores))."""
+    h, heads, vocab = 32, 4, 50
+    d = h // heads
+    ids, mask = "input_ids", "attention_mask"
+    x = g.op("Gather", [g.w("emb.weight", vocab, h), ids])
+    split = g.op("Concat", [dim(g, x, 0), g.const([-1]), g.const([heads]), g.const([d])], axis=0)
+    heads_of = lambda n, perm: g.op("Transpose", [g.op("Reshape", [g.linear(x, n, h, h), split])],
+                                    perm=perm)
+    q = heads_of("q", [0, 2, 1, 3])
+    kt = g.op("Transpose", [heads_of("k", [0, 2, 1, 3])], perm=[0, 1, 3, 2])
+    v = heads_of("v", [0, 2, 1, 3])
+    low = g.const(float(np.finfo(np.float32).min), np.float32)
+    if causal:
+        sc = g.op("Div", [g.op("MatMul", [q, kt]), g.const(float(np.sqrt(d)), np.float32)])
+        s = g.op("Gather", [g.op("Shape", [x]), g.const([1])], axis=0)
+        ones = g.op("ConstantOfShape", [g.op("Concat", [s, s], axis=0)],
+                    value=numpy_helper.from_array(np.array([1], np.int64)))
+        tril = g.op("Cast", [g.op("Trilu", [ones], upper=0)], to=TensorProto.BOOL)
+        sc = g.op("Where", [tril, sc, low])
+        m = g.op("Cast", [g.op("Unsqueeze", [mask, g.const([1, 2])])], to=F)
+        sc = g.op("Add", [sc, g.op("Mul", [g.op("Sub", [g.const(1.0, np.float32), m]), low])])
+    else:
+        q = g.op("Div", [q, g.const(float(np.sqrt(d)), np.float32)])
+        sc = g.op("MatMul", [q, kt])
+        cond = g.op("Equal", [g.op("Unsqueeze", [mask, g.const([1, 2])]), g.const(0)])
+        sc = g.op("Where", [cond, low, sc])
+    c = g.op("Transpose", [g.op("MatMul", [g.op("Softmax", [sc], axis=-1), v])],
+             perm=[0, 2, 1, 3])
+    c = g.op("Reshape", [c, g.op("Concat", [dim(g, x, 0), g.const([-1]), g.const([h])],
+                                 axis=0)], "attn/Reshape_4")
+    g.nodes.append(helper.make_node("Identity", [g.linear(c, "o", h, h)], ["y"], name="out"))
+    tok = lambda n: helper.make_tensor_value_info(n, I64, ["batch", "sequence"])
+    m = np.ones((2, 6), np.int64)
+    m[1, 4:] = 0
+    outs = [helper.make_tensor_value_info("y", F, ["batch", "sequence", h])]
+    return [tok(ids), tok(mask)], outs, {ids: rng.integers(0, vocab, (2, 6)), mask: m}, g.opset
+
+
 def write_st(path, arrays):
     head, off, blobs = {}, 0, []
     for name, a in arrays.items():
@@ -408,7 +458,8 @@ def main():
     build = {"bert": bert, "bert18": bert, "resnet": resnet, "mlp": mlp, "pool": pool, "external": mlp,
              "unsup": unsup, "gemm_alpha": gemm_alpha, "opset13": mlp, "opset19": mlp,
              "roberta_sdpa": roberta_sdpa, "gpt2_sdpa": gpt2_sdpa, "gpt2_sdpa18": gpt2_sdpa,
-             "vit_sdpa": vit_sdpa, "anticausal": lambda g: gpt2_sdpa(g, bad=True)}[case]
+             "vit_sdpa": vit_sdpa, "gpt2_eager": lambda g: eager_layer(g, True),
+             "distilbert_eager": lambda g: eager_layer(g, False), "anticausal": lambda g: gpt2_sdpa(g, bad=True)}[case]
     g = G(18 if case.endswith("18") else 17 if case == "vit_sdpa" else 14)
     ins, outs, feed, opset = build(g)
     opset = {"opset13": 13, "opset19": 19}.get(case, opset)

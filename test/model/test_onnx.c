@@ -398,6 +398,30 @@ Test(onnx, vit_sdpa_cls_positions)
 	rm_dir(dir);
 }
 
+/* transformers 4's eager attention: a Trilu causal mask selecting scores
+ * plus an additive padding bias (GPT-2), q scaled before the MatMul and
+ * masked_fill by Where (DistilBERT). */
+Test(onnx, eager_trilu_causal_and_masked_fill)
+{
+	static const char *const cases[] = {"gpt2_eager", "distilbert_eager"};
+	char dir[64];
+	uint32_t i, k;
+
+	for (k = 0; k < 2; k++) {
+		struct graph *g;
+
+		check_case(cases[k], DT_F32, TOL);
+		g = import_case(cases[k], dir);
+		cr_expect_eq(count_op(g, OP_ATTENTION), 1);
+		for (i = 0; i < g->n_nodes; i++)
+			if (g->nodes[i].op == OP_ATTENTION)
+				cr_expect(g->nodes[i].n_in == 2 && g->nodes[i].ia[1] == (k == 0),
+					  "%s: padding mask, causal %u", cases[k], k == 0);
+		graph_destroy(g);
+		rm_dir(dir);
+	}
+}
+
 Test(onnx, refuses_unknown_attention_mask)
 {
 	char dir[64];
