@@ -327,9 +327,11 @@ static int add_input(struct ox *x, const Onnx__ValueInfoProto *vi)
 	tt = vi->type && vi->type->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE ?
 		     vi->type->tensor_type :
 		     NULL;
-	if (!tt || !tt->shape || tt->shape->n_dim > MAX_DIMS)
-		return err_set(DPRT_EUNSUP, "ONNX import: %s: input '%s' has no tensor shape",
-			       x->path, vi->name);
+	if (!tt || !tt->shape || tt->shape->n_dim > MAX_DIMS || !tt->shape->n_dim)
+		return err_set(
+			DPRT_EUNSUP,
+			"ONNX import: %s: input '%s' is not supported: no tensor shape of rank 1 to %d",
+			x->path, vi->name, MAX_DIMS);
 	dt = elem_dtype(tt->elem_type, (enum dtype)x->g->wdtype);
 	if (dt == DT_NONE)
 		return err_set(DPRT_EUNSUP, "ONNX import: %s: input '%s' has element type %d",
@@ -366,6 +368,11 @@ static int add_outputs(struct ox *x)
 		ret = ox_lower(x, x->gp->output[i]->name, &t);
 		if (ret)
 			return ret;
+		if (x->g->tensors[t].kind != TK_ACT)
+			return err_set(DPRT_EUNSUP,
+				       "ONNX import: %s: output '%s' is not supported: it is "
+				       "an input, not computed",
+				       x->path, x->gp->output[i]->name);
 		graph_output(x->g, x->gp->output[i]->name, t);
 	}
 	return 0;

@@ -70,8 +70,8 @@ static double cv_get(const struct cval *c, int64_t k)
 
 static void cv_set(struct cval *c, int64_t k, double v)
 {
-	if (c->is_int)
-		c->i[k] = (int64_t)v;
+	if (c->is_int) /* saturating: INT64_MAX (Slice's "to the end") stays */
+		c->i[k] = v >= 9.2e18 ? INT64_MAX : v <= -9.2e18 ? INT64_MIN : (int64_t)v;
 	else
 		c->f[k] = (float)v;
 }
@@ -286,10 +286,8 @@ int ox_tensor_const(struct ox *x, const Onnx__TensorProto *t, struct cval **out)
 /* ------------------------------------------------------------- folding */
 
 /* Constant input k of n, or NULL. */
-static struct cval *cin(struct ox *x, const onode *n, size_t k)
-{
-	return k < n->n_input ? ox_const(x, n->input[k]) : NULL;
-}
+/* Input k of n as folded (NULL: absent or not constant). */
+#define cin(x, n, k) ((void)(x), (size_t)(k) < (n)->n_input ? in[k] : NULL)
 
 static struct cval *fold_constant(struct ox *x, const onode *n)
 {
@@ -348,7 +346,7 @@ static struct cval *fold_reshape(const struct cval *s, const struct cval *sh)
 }
 
 /* Unsqueeze/Squeeze axes: attribute (opset < 13) or input 1. */
-static int axes_of(struct ox *x, const onode *n, int64_t *ax, int max)
+static int axes_of(struct ox *x, const onode *n, int64_t *ax, int max, struct cval *const *in)
 {
 	const Onnx__AttributeProto *a = ox_attr(n, "axes");
 	struct cval *c = cin(x, n, 1);
@@ -363,10 +361,11 @@ static int axes_of(struct ox *x, const onode *n, int64_t *ax, int max)
 	return cnt;
 }
 
-static struct cval *fold_unsqueeze(struct ox *x, const onode *n, const struct cval *s, bool un)
+static struct cval *fold_unsqueeze(struct ox *x, const onode *n, const struct cval *s, bool un,
+				   struct cval *const *in)
 {
 	int64_t ax[MAX_DIMS], dims[MAX_DIMS];
-	int na = axes_of(x, n, ax, MAX_DIMS), nd = un ? s->ndim + na : 0, d, k, src = 0;
+	int na = axes_of(x, n, ax, MAX_DIMS, in), nd = un ? s->ndim + na : 0, d, k, src = 0;
 
 	if (nd > MAX_DIMS)
 		return NULL;
@@ -392,7 +391,7 @@ static struct cval *fold_unsqueeze(struct ox *x, const onode *n, const struct cv
 }
 
 /* Concat of constants along axis (1-D: the usual shape vectors). */
-static struct cval *fold_concat(struct ox *x, const onode *n)
+static struct cval *fold_concat(struct ox *x, const onode *n, struct cval *const *in)
 {
 	int64_t total = 0, o = 0, k;
 	struct cval *c, *p;
@@ -416,7 +415,8 @@ static struct cval *fold_concat(struct ox *x, const onode *n)
 }
 
 /* Gather along axis 0 of a constant (shape vectors and small tables). */
-static struct cval *fold_gather(struct ox *x, const onode *n, const struct cval *s)
+static struct cval *fold_gather(struct ox *x, const onode *n, const struct cval *s,
+				struct cval *const *in)
 {
 	struct cval *ix = cin(x, n, 1), *c;
 	int64_t dims[MAX_DIMS], row = 1, k, j;
@@ -457,7 +457,35 @@ static double binop(const char *op, double a, double b)
 		return b != 0 ? a / b : NAN;
 	if (!strcmp(op, "Pow"))
 		return pow(a, b);
+	if (!strcmp(op, "And"))
+		return a != 0 && b != 0;
+	if (!strcmp(op, "Or"))
+		return a != 0 || b != 0;
+	if (!strcmp(op, "Greater"))
+		return a > b;
+	if (!strcmp(op, "GreaterOrEqual"))
+		return a >= b;
+	if (!strcmp(op, "Less"))
+		return a < b;
+	if (!strcmp(op, "LessOrEqual"))
+		return a <= b;
+	if (!strcmp(op, "Max"))
+		return fmax(a, b);
+	if (!strcmp(op, "Min"))
+		return fmin(a, b);
 	return a == b; /* Equal */
+}
+
+static bool is_compare(const char *op)
+{
+	static const char *const cmp[] = {"Equal",	    "And",  "Or",	  "Greater",
+					  "GreaterOrEqual", "Less", "LessOrEqual"};
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(cmp); i++)
+		if (!strcmp(op, cmp[i]))
+			return true;
+	return false;
 }
 
 /* Element-wise binary op with numpy broadcasting. */
@@ -465,7 +493,7 @@ static struct cval *fold_binary(const onode *n, const struct cval *a, const stru
 {
 	int64_t dims[MAX_DIMS], k;
 	int nd = MAX(a->ndim, b->ndim), d;
-	bool is_int = !strcmp(n->op_type, "Equal") || (a->is_int && b->is_int);
+	bool is_int = is_compare(n->op_type) || (a->is_int && b->is_int);
 	struct cval *c;
 
 	for (d = 0; d < nd; d++) {
@@ -526,16 +554,10 @@ static struct cval *fold_misc(struct ox *x, const onode *n, const struct cval *s
 		cval_free(v);
 		return c;
 	}
-	if (!strcmp(op, "Sqrt") || !strcmp(op, "Neg")) {
-		c = cv_copy(s, s->is_int, s->ndim, s->dims);
-		for (k = 0; c && k < c->n; k++)
-			cv_set(c, k, op[0] == 'S' ? sqrt(cv_get(s, k)) : -cv_get(s, k));
-		return c;
-	}
 	return NULL;
 }
 
-static struct cval *fold_range(struct ox *x, const onode *n)
+static struct cval *fold_range(struct ox *x, const onode *n, struct cval *const *in)
 {
 	struct cval *a = cin(x, n, 0), *b = cin(x, n, 1), *d = cin(x, n, 2), *c;
 	double st, lim, dl;
@@ -555,33 +577,250 @@ static struct cval *fold_range(struct ox *x, const onode *n)
 	return c;
 }
 
-static struct cval *fold_where(struct ox *x, const onode *n)
+/* The flat index into a (broadcast to c's dims) of c's element k. */
+static int64_t bcast_at(const struct cval *c, const struct cval *a, int64_t k)
+{
+	int64_t ia = 0, sa = 1;
+	int d;
+
+	for (d = c->ndim - 1; d >= 0; d--) {
+		int64_t idx = k % c->dims[d], ad = d - (c->ndim - a->ndim);
+
+		k /= c->dims[d];
+		if (ad >= 0) {
+			ia += (a->dims[ad] == 1 ? 0 : idx) * sa;
+			sa *= a->dims[ad];
+		}
+	}
+	return ia;
+}
+
+/* The broadcast of the dims of a and b into dims (ndim returned), or -1. */
+static int bcast_dims(const struct cval *a, const int64_t *bd, int bn, int64_t *dims)
+{
+	int nd = MAX(a->ndim, bn), d;
+
+	for (d = 0; d < nd; d++) {
+		int64_t da = d - (nd - a->ndim) >= 0 ? a->dims[d - (nd - a->ndim)] : 1;
+		int64_t db = d - (nd - bn) >= 0 ? bd[d - (nd - bn)] : 1;
+
+		if (da != db && da != 1 && db != 1)
+			return -1;
+		dims[d] = MAX(da, db);
+	}
+	return nd;
+}
+
+static struct cval *fold_where(struct ox *x, const onode *n, struct cval *const *in)
 {
 	struct cval *co = cin(x, n, 0), *a = cin(x, n, 1), *b = cin(x, n, 2), *c;
-	int64_t k;
+	int64_t d1[MAX_DIMS], dims[MAX_DIMS], k;
+	int nd;
 
-	if (!co || !a || !b || co->n != a->n || a->n != b->n)
+	if (!co || !a || !b || (nd = bcast_dims(co, a->dims, a->ndim, d1)) < 0 ||
+	    (nd = bcast_dims(b, d1, nd, dims)) < 0)
 		return NULL;
-	c = cv_copy(a, a->is_int, a->ndim, a->dims);
+	c = cval_new(a->is_int && b->is_int, nd, dims);
 	for (k = 0; c && k < c->n; k++)
-		cv_set(c, k, cv_get(co, k) != 0 ? cv_get(a, k) : cv_get(b, k));
+		cv_set(c, k,
+		       cv_get(co, bcast_at(c, co, k)) != 0 ? cv_get(a, bcast_at(c, a, k)) :
+							     cv_get(b, bcast_at(c, b, k)));
 	return c;
 }
 
-/* Fold node n (all of whose inputs that matter are constants), or NULL. */
-static struct cval *fold(struct ox *x, const onode *n)
+/* Expand(s, shape): s broadcast to shape (numpy rules, either way). */
+static struct cval *fold_expand(const struct cval *s, const struct cval *sh)
 {
+	int64_t dims[MAX_DIMS], k;
+	struct cval *c;
+	int nd;
+
+	if (!sh || !sh->is_int || sh->n > MAX_DIMS ||
+	    (nd = bcast_dims(s, sh->i, (int)sh->n, dims)) < 0)
+		return NULL;
+	c = cval_new(s->is_int, nd, dims);
+	for (k = 0; c && k < c->n; k++)
+		cv_set(c, k, cv_get(s, bcast_at(c, s, k)));
+	return c;
+}
+
+/* Flatten(s, axis) to 2-D. */
+static struct cval *fold_flatten(const onode *n, const struct cval *s)
+{
+	int64_t ax = ox_attr_i(n, "axis", 1), dims[2] = {1, 1};
+	int d;
+
+	if (ax < 0)
+		ax += s->ndim;
+	if (ax < 0 || ax > s->ndim)
+		return NULL;
+	for (d = 0; d < s->ndim; d++)
+		dims[d < ax ? 0 : 1] *= s->dims[d];
+	return cv_copy(s, s->is_int, 2, dims);
+}
+
+/* Slice(s, starts, ends[, axes[, steps]]) with steps 1. */
+static struct cval *fold_slice(struct ox *x, const onode *n, const struct cval *s,
+			       struct cval *const *in)
+{
+	struct cval *st = cin(x, n, 1), *en = cin(x, n, 2), *ax = cin(x, n, 3), *sp = cin(x, n, 4);
+	int64_t lo[MAX_DIMS] = {0}, dims[MAX_DIMS], k, j;
+	struct cval *c;
+	int d;
+
+	if (!st || !en || st->n != en->n || (ax && ax->n != st->n) || !s->ndim)
+		return NULL;
+	memcpy(dims, s->dims, sizeof(dims));
+	for (k = 0; k < st->n; k++) {
+		int64_t a = ax ? (int64_t)cv_get(ax, k) : k, b, e;
+
+		a += a < 0 ? s->ndim : 0;
+		if (a < 0 || a >= s->ndim || (sp && cv_get(sp, k) != 1))
+			return NULL;
+		b = (int64_t)fmax(fmin(cv_get(st, k), 9e18), -9e18);
+		e = (int64_t)fmax(fmin(cv_get(en, k), 9e18), -9e18);
+		b = b < 0 ? MAX(b + s->dims[a], 0) : MIN(b, s->dims[a]);
+		e = e < 0 ? MAX(e + s->dims[a], 0) : MIN(e, s->dims[a]);
+		lo[a] = b;
+		dims[a] = MAX(e - b, 0);
+	}
+	c = cval_new(s->is_int, s->ndim, dims);
+	for (k = 0; c && k < c->n; k++) {
+		int64_t r = k, src = 0, stride = 1;
+
+		for (d = s->ndim - 1; d >= 0; d--) {
+			j = r % dims[d];
+			r /= dims[d];
+			src += (j + lo[d]) * stride;
+			stride *= s->dims[d];
+		}
+		cv_set(c, k, cv_get(s, src));
+	}
+	return c;
+}
+
+/* CumSum along a constant axis (no exclusive or reverse). */
+static struct cval *fold_cumsum(struct ox *x, const onode *n, const struct cval *s,
+				struct cval *const *in)
+{
+	struct cval *ax = cin(x, n, 1), *c;
+	int64_t a, inner = 1, k;
+	int d;
+
+	if (!ax || ox_attr_i(n, "exclusive", 0) || ox_attr_i(n, "reverse", 0))
+		return NULL;
+	a = (int64_t)cv_get(ax, 0);
+	a += a < 0 ? s->ndim : 0;
+	if (a < 0 || a >= s->ndim)
+		return NULL;
+	for (d = (int)a + 1; d < s->ndim; d++)
+		inner *= s->dims[d];
+	c = cv_copy(s, s->is_int, s->ndim, s->dims);
+	for (k = 0; c && k < c->n; k++)
+		if ((k / inner) % s->dims[a])
+			cv_set(c, k, cv_get(c, k) + cv_get(c, k - inner));
+	return c;
+}
+
+/* Trilu(s[, k]): keep the lower (upper 0) or upper triangle. */
+static struct cval *fold_trilu(struct ox *x, const onode *n, const struct cval *s,
+			       struct cval *const *in)
+{
+	struct cval *kk = cin(x, n, 1), *c;
+	int64_t off = kk ? (int64_t)cv_get(kk, 0) : 0, k, r, col, rows, cols;
+	bool upper = ox_attr_i(n, "upper", 1);
+
+	if (s->ndim < 2 || (n->n_input > 1 && *n->input[1] && !kk))
+		return NULL;
+	rows = s->dims[s->ndim - 2];
+	cols = s->dims[s->ndim - 1];
+	c = cv_copy(s, s->is_int, s->ndim, s->dims);
+	for (k = 0; c && k < c->n; k++) {
+		r = (k / cols) % rows;
+		col = k % cols;
+		if (upper ? col - r < off : col - r > off)
+			cv_set(c, k, 0);
+	}
+	return c;
+}
+
+/* One-input element-wise ops. */
+static struct cval *fold_unary(const char *op, const struct cval *s)
+{
+	bool to_int = !strcmp(op, "Not") || !strcmp(op, "IsNaN");
+	struct cval *c = cv_copy(s, s->is_int || to_int, s->ndim, s->dims);
+	int64_t k;
+
+	for (k = 0; c && k < c->n; k++) {
+		double v = cv_get(s, k);
+
+		if (!strcmp(op, "Not"))
+			v = v == 0;
+		else if (!strcmp(op, "IsNaN"))
+			v = isnan(v);
+		else if (!strcmp(op, "Neg"))
+			v = -v;
+		else if (!strcmp(op, "Sqrt"))
+			v = sqrt(v);
+		cv_set(c, k, v);
+	}
+	return c;
+}
+
+static bool op_in(const char *op, const char *const *set, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!strcmp(op, set[i]))
+			return true;
+	return false;
+}
+
+static struct cval *fold_one(struct ox *x, const onode *n, const struct cval *s,
+			     struct cval *const *in)
+{
+	static const char *const un[] = {"Not", "IsNaN", "Neg", "Sqrt"};
+	const char *op = n->op_type;
+
+	if (op_in(op, un, ARRAY_SIZE(un)))
+		return fold_unary(op, s);
+	if (!strcmp(op, "Expand"))
+		return fold_expand(s, cin(x, n, 1));
+	if (!strcmp(op, "Flatten"))
+		return fold_flatten(n, s);
+	if (!strcmp(op, "Slice"))
+		return fold_slice(x, n, s, in);
+	if (!strcmp(op, "CumSum"))
+		return fold_cumsum(x, n, s, in);
+	if (!strcmp(op, "Trilu"))
+		return fold_trilu(x, n, s, in);
+	return fold_misc(x, n, s);
+}
+
+/*
+ * Fold node n given its inputs' values in[] (NULL where not known), or
+ * NULL. in has n->n_input entries. The result is new (cval_free).
+ */
+struct cval *ox_fold(struct ox *x, const onode *n, struct cval *const *in)
+{
+	static const char *const bin[] = {
+		"Add",	 "Sub",		"Mul", "Div",	  "Pow",
+		"Equal", "And",		"Or",  "Greater", "GreaterOrEqual",
+		"Less",	 "LessOrEqual", "Max", "Min"};
 	const char *op = n->op_type;
 	struct cval *s;
 
+	if (!op || n->n_output != 1)
+		return NULL;
 	if (!strcmp(op, "Constant"))
 		return fold_constant(x, n);
 	if (!strcmp(op, "Concat"))
-		return fold_concat(x, n);
+		return fold_concat(x, n, in);
 	if (!strcmp(op, "Range"))
-		return fold_range(x, n);
+		return fold_range(x, n, in);
 	if (!strcmp(op, "Where"))
-		return fold_where(x, n);
+		return fold_where(x, n, in);
 	if (!(s = cin(x, n, 0)))
 		return NULL;
 	if (!strcmp(op, "Identity"))
@@ -592,15 +831,28 @@ static struct cval *fold(struct ox *x, const onode *n)
 		return cv_copy(s, to != 1 && to != 10 && to != 11 && to != 16, s->ndim, s->dims);
 	}
 	if (!strcmp(op, "Unsqueeze") || !strcmp(op, "Squeeze"))
-		return fold_unsqueeze(x, n, s, op[0] == 'U');
+		return fold_unsqueeze(x, n, s, op[0] == 'U', in);
 	if (!strcmp(op, "Reshape"))
 		return cin(x, n, 1) ? fold_reshape(s, cin(x, n, 1)) : NULL;
 	if (!strcmp(op, "Gather"))
-		return fold_gather(x, n, s);
-	if (!strcmp(op, "Add") || !strcmp(op, "Sub") || !strcmp(op, "Mul") || !strcmp(op, "Div") ||
-	    !strcmp(op, "Pow") || !strcmp(op, "Equal"))
+		return fold_gather(x, n, s, in);
+	if (op_in(op, bin, ARRAY_SIZE(bin)))
 		return cin(x, n, 1) ? fold_binary(n, s, cin(x, n, 1)) : NULL;
-	return fold_misc(x, n, s);
+	return fold_one(x, n, s, in);
+}
+
+/* Fold n if all its inputs are constants. */
+static struct cval *fold_node(struct ox *x, const onode *n)
+{
+	struct cval *in[16] = {0};
+	size_t k;
+
+	if (n->n_input > ARRAY_SIZE(in))
+		return NULL;
+	for (k = 0; k < n->n_input; k++)
+		if (*n->input[k] && !(in[k] = ox_const(x, n->input[k])))
+			return strcmp(n->op_type, "Constant") ? NULL : ox_fold(x, n, in);
+	return ox_fold(x, n, in);
 }
 
 /* The constant value called name (memoized), or NULL. Errors decoding an
@@ -618,7 +870,7 @@ struct cval *ox_const(struct ox *x, const char *name)
 		if (ox_tensor_const(x, v->init, &v->c))
 			return NULL;
 	} else if (v->prod && v->prod->n_output == 1 && !(v->prod->domain && *v->prod->domain)) {
-		v->c = fold(x, v->prod);
+		v->c = fold_node(x, v->prod);
 	}
 	if (v->c)
 		v->cstate = 1;

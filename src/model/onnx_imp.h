@@ -65,6 +65,9 @@ int ox_tensor_const(struct ox *x, const Onnx__TensorProto *t, struct cval **out)
 /* The constant value of name, or NULL (not constant, or no such value). */
 struct cval *ox_const(struct ox *x, const char *name);
 void cval_free(struct cval *c);
+/* Fold node n from its inputs' values in[n->n_input] (NULL: unknown): a
+ * new value, or NULL if n cannot be folded. */
+struct cval *ox_fold(struct ox *x, const onode *n, struct cval *const *in);
 /* A float constant with one element equal to v (within rel 1e-3), or -1 if
  * not a scalar constant. */
 bool ox_is_scalar(struct ox *x, const char *name, double v);
@@ -80,6 +83,8 @@ const onode *ox_prod(struct ox *x, const char *name, const char *op);
 int ox_match_linear(struct ox *x, const char *name, const char **in, struct cval **w,
 		    struct cval **b, const onode **last);
 
+int ox_match_any_linear(struct ox *x, const char *name, const char **in, const char **wname,
+			float **w, int64_t *m, int64_t *k, float **b);
 /* A LINEAR layer lname: w [m, k] and b [m] (or NULL) FP32, taken over. */
 int ox_emit_linear(struct ox *x, const char *lname, const char *wname, uint32_t in_t, float *w,
 		   int64_t m, int64_t k, float *b, uint32_t *out);
@@ -87,5 +92,25 @@ int ox_emit_linear(struct ox *x, const char *lname, const char *wname, uint32_t 
 /* onnx_attn.c */
 /* 0 lowered, 1 not an attention pattern, else an error. */
 int ox_try_attention(struct ox *x, const onode *n, uint32_t *out);
+
+/* onnx_probe.c: a subgraph evaluated for a concrete batch, sequence and
+ * INT64 [N, S] mask input. */
+#define PROBE_MEMO 512
+struct probe {
+	struct ox *x;
+	int64_t n, s;
+	const int64_t *mask;
+	const char *mask_in; /* the graph input the mask bound, or NULL */
+	uint32_t mask_t;
+	struct shape *shapes; /* of the graph built so far, or NULL */
+	uint32_t n_memo;
+	int steps;
+	const char *name[PROBE_MEMO];
+	struct cval *val[PROBE_MEMO], *own[PROBE_MEMO];
+};
+int ox_probe_init(struct ox *x, struct probe *p, int64_t n, int64_t s, const int64_t *mask);
+void ox_probe_fini(struct probe *p);
+struct cval *ox_probe(struct probe *p, const char *name);
+double ox_probe_at4(const struct cval *c, int64_t b, int64_t h, int64_t i, int64_t j);
 
 #endif

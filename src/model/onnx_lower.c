@@ -15,8 +15,16 @@
  *   Gather(x, i, axis 1)               -> TAKE_ROW
  *   Conv [+ BatchNormalization]        -> CONV2D (batch norm folded)
  *   BatchNormalization                 -> BATCHNORM; Relu(Add) -> ADD+relu
- *   Relu, MaxPool, AveragePool, GlobalAveragePool, Flatten (after the
- *   pool), Softmax (last axis), Tanh, Add, Identity, Dropout
+ *   Reshape(Gemm(Reshape(x, [-1, K])), [N, S, M]) (torch's 3-D addmm,
+ *   GPT-2's Conv1D)                    -> LINEAR
+ *   Gather(table, position ids) where the ids, evaluated on probe token
+ *   ids, are arange(S) or RoBERTa's    -> POSITION_IDS + EMBEDDING
+ *   Add(Concat([Expand(cls), Transpose(Reshape/Flatten(Conv))], 1), pos)
+ *                                      -> CLS_POS (ViT)
+ *   Reshape to its input's own shape (evaluated for two probe sizes),
+ *   Cast between float types           -> nothing
+ *   Relu, MaxPool, AveragePool, GlobalAveragePool + Flatten, Softmax
+ *   (last axis), Tanh, Add (same shapes), Identity, Dropout
  */
 #include "onnx_imp.h"
 
@@ -146,6 +154,119 @@ int ox_emit_linear(struct ox *x, const char *lname, const char *wname, uint32_t 
 	}
 	*out = graph_node(x->g, OP_LINEAR, in, b ? 3 : 2, NULL, 0, NULL, 0);
 	return 0;
+}
+
+/* Unsqueeze(Gather(Shape(v), k)): dim k of v. */
+static bool is_dim_of(struct ox *x, const char *name, const char *v, int64_t k)
+{
+	const onode *u = ox_prod(x, name, "Unsqueeze"), *g, *sh;
+	double c;
+
+	return u && (g = ox_prod(x, in_name(u, 0), "Gather")) &&
+	       (sh = ox_prod(x, in_name(g, 0), "Shape")) && !strcmp(in_name(sh, 0), v) &&
+	       !ox_scalar(x, in_name(g, 1), &c) && c == (double)k && !ox_attr(sh, "start");
+}
+
+/*
+ * torch's addmm on a 3-D input: Reshape(Gemm(Reshape(v, [-1, K]), W, b),
+ * Concat(dim 0 of v, dim 1 of v, [M])) ending at value name. The Gemm n,
+ * v in *in; 0 if matched.
+ */
+static int match_gemm3d(struct ox *x, const char *name, const onode **gm, const char **in)
+{
+	const onode *r = ox_prod(x, name, "Reshape"), *r0, *cc, *c0;
+	struct cval *last, *first;
+	size_t k;
+
+	if (!r || !(*gm = ox_prod(x, in_name(r, 0), "Gemm")) ||
+	    !(r0 = ox_prod(x, in_name(*gm, 0), "Reshape")) ||
+	    !(cc = ox_prod(x, in_name(r, 1), "Concat")) || cc->n_input < 2)
+		return 1;
+	*in = in_name(r0, 0);
+	last = ox_const(x, cc->input[cc->n_input - 1]);
+	if (!last || !last->is_int || last->n != 1)
+		return 1;
+	for (k = 0; k + 1 < cc->n_input; k++)
+		if (!is_dim_of(x, cc->input[k], *in, (int64_t)k))
+			return 1;
+	first = ox_const(x, in_name(r0, 1));
+	c0 = ox_prod(x, in_name(r0, 1), "Concat");
+	if (first)
+		return first->is_int && first->n == 2 && first->i[0] == -1 ? 0 : 1;
+	first = c0 ? ox_const(x, in_name(c0, 0)) : NULL;
+	return first && first->is_int && first->n == 1 && first->i[0] == -1 ? 0 : 1;
+}
+
+/* Gemm gm's weight as [M, K] (new), bias [M] (new) or NULL; 0 if dprt can
+ * run it, else 1. */
+static int gemm_weights(struct ox *x, const onode *gm, float **w, int64_t *m, int64_t *k, float **b)
+{
+	struct cval *c = ox_const(x, in_name(gm, 1)), *cb = NULL;
+	bool tb = ox_attr_i(gm, "transB", 0);
+
+	if (!c || c->is_int || c->ndim != 2 || ox_attr_i(gm, "transA", 0) ||
+	    ox_attr_f(gm, "alpha", 1) != 1 || ox_attr_f(gm, "beta", 1) != 1)
+		return 1;
+	*m = tb ? c->dims[0] : c->dims[1];
+	*k = tb ? c->dims[1] : c->dims[0];
+	if (gm->n_input > 2 && *gm->input[2] && !(cb = bias_of(x, gm->input[2], *m)))
+		return 1;
+	*w = tb ? fdup(c) : transposed(c->f, c->dims[0], c->dims[1]);
+	*b = cb ? fdup(cb) : NULL;
+	if (!*w || (cb && !*b)) {
+		free(*w);
+		free(*b);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Any linear layer ending at value name: MatMul [+ Add] or torch's 3-D
+ * addmm (match_gemm3d). Its input, weight name, weight [m, k] and bias [m]
+ * (both new, bias NULL if none); 0 if matched, 1 if not.
+ */
+int ox_match_any_linear(struct ox *x, const char *name, const char **in, const char **wname,
+			float **w, int64_t *m, int64_t *k, float **b)
+{
+	struct cval *cw, *cb;
+	const onode *last;
+
+	if (!ox_match_linear(x, name, in, &cw, &cb, &last)) {
+		*wname = in_name(last, 1);
+		*m = cw->dims[1];
+		*k = cw->dims[0];
+		*w = transposed(cw->f, cw->dims[0], cw->dims[1]);
+		*b = cb ? fdup(cb) : NULL;
+		return *w ? 0 : 1;
+	}
+	if (match_gemm3d(x, name, &last, in))
+		return 1;
+	*wname = in_name(last, 1);
+	return gemm_weights(x, last, w, m, k, b);
+}
+
+static int lower_gemm3d(struct ox *x, const char *name, uint32_t *out)
+{
+	const char *in, *wname;
+	char lname[NAME_LEN];
+	int64_t m, k;
+	float *w, *b;
+	const onode *gm;
+	uint32_t t;
+	int ret;
+
+	if (match_gemm3d(x, name, &gm, &in) ||
+	    ox_match_any_linear(x, name, &in, &wname, &w, &m, &k, &b))
+		return 1;
+	ret = ox_lower(x, in, &t);
+	if (ret) {
+		free(w);
+		free(b);
+		return ret;
+	}
+	layer_name(lname, wname, gm);
+	return ox_emit_linear(x, lname, wname, t, w, m, k, b, out);
 }
 
 static int lower_linear(struct ox *x, const char *name, uint32_t *out)
@@ -432,6 +553,70 @@ static int lower_take_row(struct ox *x, const onode *n, uint32_t *out)
 	return 0;
 }
 
+/* Whether c, for probe (n, s) with token ids ids, holds position ids of
+ * mode 0 (arange) or mode 1 with pad (RoBERTa). */
+static bool positions_are(const struct cval *c, int64_t n, int64_t s, const int64_t *ids, int mode,
+			  int64_t pad)
+{
+	int64_t b, j, cum;
+
+	if (!c || !c->is_int || c->ndim != 2 || (c->dims[0] != n && c->dims[0] != 1) ||
+	    c->dims[1] != s || (mode && c->dims[0] != n))
+		return false;
+	for (b = 0; b < c->dims[0]; b++)
+		for (j = 0, cum = 0; j < s; j++) {
+			bool tok = ids[b * s + j] != pad;
+
+			cum += tok;
+			if (c->i[b * s + j] != (mode ? cum * tok + pad : j))
+				return false;
+		}
+	return true;
+}
+
+/* Evaluate index name for probe (n, s), ids with pad at the end of row 1;
+ * 1 if it is position ids of the given mode, 0 if not, < 0 on error. */
+static int probe_positions(struct ox *x, const char *name, int64_t n, int64_t s, int mode,
+			   int64_t pad, uint32_t *ids_t)
+{
+	int64_t ids[32], k;
+	struct probe p;
+	int yes;
+
+	for (k = 0; k < n * s; k++)
+		ids[k] = k >= s && k % s >= s - 2 ? pad : 4 + k % 7 + (pad >= 4 + k % 7);
+	if (ox_probe_init(x, &p, n, s, ids))
+		return -ENOMEM;
+	yes = positions_are(ox_probe(&p, name), n, s, ids, mode, pad);
+	*ids_t = p.mask_in ? p.mask_t : x->first_ids;
+	ox_probe_fini(&p);
+	return yes;
+}
+
+/* The index of a lookup, if it is position ids computed from the token
+ * ids (or the sequence length): POSITION_IDS's mode and offset in ia. */
+static int find_positions(struct ox *x, const char *name, int64_t *ia, uint32_t *ids_t)
+{
+	int mode, r1, r2;
+	int64_t pad;
+
+	if (ox_val(x, name) && !ox_val(x, name)->prod)
+		return 0;
+	for (mode = 0; mode < 2; mode++)
+		for (pad = 0; pad < (mode ? 4 : 1); pad++) {
+			r1 = probe_positions(x, name, 2, 5, mode, pad, ids_t);
+			r2 = r1 > 0 ? probe_positions(x, name, 3, 7, mode, pad, ids_t) : r1;
+			if (r2 < 0)
+				return r2;
+			if (r2 && *ids_t != NO_TENSOR) {
+				ia[0] = mode;
+				ia[1] = pad;
+				return 1;
+			}
+		}
+	return 0;
+}
+
 static int lower_gather(struct ox *x, const onode *n, uint32_t *out)
 {
 	struct cval *tb = ox_const(x, in_name(n, 0));
@@ -449,8 +634,11 @@ static int lower_gather(struct ox *x, const onode *n, uint32_t *out)
 			return ox_bad(x, n, "position ids need an INT64 input of token ids");
 		in[0] = graph_node(x->g, OP_POSITION_IDS, &x->first_ids, 1, ia, 2, NULL, 0);
 		x->g->max_seq = MIN(npos, tb->dims[0]);
+	} else if ((ret = find_positions(x, in_name(n, 1), ia, &in[1])) > 0) {
+		in[0] = graph_node(x->g, OP_POSITION_IDS, &in[1], 1, ia, 2, NULL, 0);
+		x->g->max_seq = ia[0] ? tb->dims[0] - ia[1] - 1 : tb->dims[0];
 	} else {
-		ret = ox_lower(x, in_name(n, 1), &in[0]);
+		ret = ret ? ret : ox_lower(x, in_name(n, 1), &in[0]);
 		if (ret)
 			return ret;
 	}
@@ -648,6 +836,8 @@ static int lower_pool(struct ox *x, const onode *n, bool avg, uint32_t *out)
 		return ox_bad(x, n,
 			      "only 2-D pools with symmetric pads, no dilation, "
 			      "floor mode and no indices are");
+	if (pd[0] > k[0] / 2 || pd[1] > k[1] / 2)
+		return ox_bad(x, n, "pads larger than half the kernel are not");
 	ret = ox_lower(x, in_name(n, 0), &t);
 	if (ret)
 		return ret;
@@ -675,6 +865,26 @@ static int lower_unary(struct ox *x, const onode *n, enum op op, uint32_t *out)
 	return 0;
 }
 
+/* 0 if tensors a and b have the same shape for two probe sizes, 1 if not
+ * (or unknown), < 0 on error. */
+static int same_shape(struct ox *x, uint32_t a, uint32_t b)
+{
+	static const int64_t ones[21] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+					 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+	struct probe p;
+	int k, same = 1;
+
+	for (k = 0; k < 2 && same; k++) {
+		if (ox_probe_init(x, &p, 2 + k, 5 + 2 * k, ones))
+			return -ENOMEM;
+		same = p.shapes && p.shapes[a].ndim == p.shapes[b].ndim &&
+		       !memcmp(p.shapes[a].dims, p.shapes[b].dims,
+			       sizeof(int64_t) * p.shapes[a].ndim);
+		ox_probe_fini(&p);
+	}
+	return same ? 0 : 1;
+}
+
 static int lower_add(struct ox *x, const onode *n, int64_t relu, uint32_t *out)
 {
 	uint32_t in[2];
@@ -685,6 +895,8 @@ static int lower_add(struct ox *x, const onode *n, int64_t relu, uint32_t *out)
 	ret = ox_lower(x, in_name(n, 0), &in[0]);
 	if (!ret)
 		ret = ox_lower(x, in_name(n, 1), &in[1]);
+	if (!ret && (ret = same_shape(x, in[0], in[1])) > 0)
+		ret = ox_bad(x, n, "only an Add of two same-shaped operands (no broadcasting) is");
 	if (ret)
 		return ret;
 	*out = graph_node(x->g, OP_ADD, in, 2, &relu, 1, NULL, 0);
@@ -709,9 +921,11 @@ static int lower_relu(struct ox *x, const onode *n, uint32_t *out)
 
 static int lower_flatten(struct ox *x, const onode *n, uint32_t *out)
 {
-	if (ox_attr_i(n, "axis", 1) != 1 || !ox_prod(x, in_name(n, 0), "GlobalAveragePool"))
+	const onode *gap = ox_prod(x, in_name(n, 0), "GlobalAveragePool");
+
+	if (ox_attr_i(n, "axis", 1) != 1 || !gap)
 		return ox_bad(x, n, "only Flatten(axis 1) of a GlobalAveragePool is");
-	return lower_unary(x, n, OP_NONE, out);
+	return lower_unary(x, gap, OP_GLOBAL_AVGPOOL, out); /* [N, C] */
 }
 
 static int lower_softmax(struct ox *x, const onode *n, uint32_t *out)
@@ -719,6 +933,123 @@ static int lower_softmax(struct ox *x, const onode *n, uint32_t *out)
 	if (ox_attr_i(n, "axis", -1) != -1)
 		return ox_bad(x, n, "only the last axis is");
 	return lower_unary(x, n, OP_SOFTMAX, out);
+}
+
+/* ------------------------------------------------------------- ViT */
+
+/* Reshape target t of v is [N, C, -1]: Concat(Slice(Shape(v), 0, 2), [-1])
+ * or the constant [0, 0, -1]. */
+static bool flattens2(struct ox *x, const char *t, const char *v)
+{
+	const onode *cc = ox_prod(x, t, "Concat"), *sl, *sh;
+	struct cval *c = ox_const(x, t), *a, *b;
+
+	if (c)
+		return c->is_int && c->n == 3 && c->i[0] == 0 && c->i[1] == 0 && c->i[2] == -1;
+	if (!cc || cc->n_input != 2 || !ox_is_scalar(x, cc->input[1], -1.0) ||
+	    !(sl = ox_prod(x, cc->input[0], "Slice")) ||
+	    !(sh = ox_prod(x, in_name(sl, 0), "Shape")) || strcmp(in_name(sh, 0), v) ||
+	    !(a = ox_const(x, in_name(sl, 1))) || !(b = ox_const(x, in_name(sl, 2))))
+		return false;
+	return a->n == 1 && b->n == 1 && a->i && b->i && a->i[0] == 0 && b->i[0] == 2 &&
+	       (sl->n_input < 4 || ox_is_scalar(x, in_name(sl, 3), 0.0));
+}
+
+/* Transpose(Reshape(conv, [N, H, -1]) or Flatten(conv, 2), perm 0,2,1). */
+static const char *patches_of(struct ox *x, const char *name)
+{
+	const onode *t = ox_prod(x, name, "Transpose"), *r, *f;
+	const Onnx__AttributeProto *p = t ? ox_attr(t, "perm") : NULL;
+	if (!p || p->n_ints != 3 || p->ints[0] != 0 || p->ints[1] != 2 || p->ints[2] != 1)
+		return NULL;
+	if ((f = ox_prod(x, in_name(t, 0), "Flatten")) && ox_attr_i(f, "axis", 1) == 2 &&
+	    ox_prod(x, in_name(f, 0), "Conv"))
+		return in_name(f, 0);
+	r = ox_prod(x, in_name(t, 0), "Reshape");
+	if (!r || !ox_prod(x, in_name(r, 0), "Conv"))
+		return NULL;
+	return flattens2(x, in_name(r, 1), in_name(r, 0)) ? in_name(r, 0) : NULL;
+}
+
+/* Add(Concat([Expand(cls), patches], axis 1), pos): CLS_POS. 0, 1 if not
+ * the pattern, or an error. */
+static int try_cls_pos(struct ox *x, const onode *add, uint32_t *out)
+{
+	struct cval *pos, *cls;
+	const onode *cc, *ex;
+	const char *other, *conv;
+	char lname[NAME_LEN];
+	uint32_t in[3];
+	int ret;
+
+	if (split_const(x, add, &pos, &other) || pos->is_int || pos->ndim != 3 ||
+	    !(cc = ox_prod(x, other, "Concat")) || cc->n_input != 2 ||
+	    ox_attr_i(cc, "axis", 0) != 1 || !(ex = ox_prod(x, cc->input[0], "Expand")) ||
+	    !(cls = ox_const(x, in_name(ex, 0))) || cls->is_int || cls->ndim != 3 ||
+	    cls->dims[0] != 1 || cls->dims[1] != 1 || cls->dims[2] != pos->dims[2] ||
+	    !(conv = patches_of(x, cc->input[1])))
+		return 1;
+	ret = ox_lower(x, conv, &in[0]);
+	if (ret)
+		return ret;
+	layer_name(lname, in_name(ex, 0), add);
+	graph_layer_begin(x->g, "embeddings");
+	in[1] = ox_weight(x, in_name(ex, 0), 3, cls->dims, fdup(cls));
+	in[2] = in[1] == NO_TENSOR ?
+			NO_TENSOR :
+			ox_weight(x, in_name(add, 0) == other ? in_name(add, 1) : in_name(add, 0),
+				  3, pos->dims, fdup(pos));
+	if (in[2] == NO_TENSOR)
+		return -ENOMEM;
+	*out = graph_node(x->g, OP_CLS_POS, in, 3, NULL, 0, NULL, 0);
+	return 0;
+}
+
+/* ---------------------------------------------------- no-op reshapes */
+
+/* Reshape(v, t) where t, evaluated for two probe sizes, is v's own
+ * shape (as GPT-2's output view): v. 0, 1 if not, or an error. */
+static int try_same_shape(struct ox *x, const onode *r, uint32_t *out)
+{
+	static const int64_t sz[2][2] = {{2, 5}, {3, 7}};
+	static const int64_t ones[21] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+					 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+	struct probe p;
+	uint32_t t;
+	int ret, k, d, same = 1;
+
+	ret = ox_lower(x, in_name(r, 0), &t);
+	if (ret)
+		return ret;
+	for (k = 0; k < 2 && same; k++) {
+		const struct shape *s;
+		struct cval *c;
+		int64_t known = 1, numel;
+		int neg = -1;
+
+		if (ox_probe_init(x, &p, sz[k][0], sz[k][1], ones))
+			return -ENOMEM;
+		s = p.shapes ? &p.shapes[t] : NULL;
+		c = s ? ox_probe(&p, in_name(r, 1)) : NULL;
+		same = c && c->is_int && c->n == s->ndim;
+		numel = s ? shape_numel(s) : 0;
+		for (d = 0; same && d < c->n; d++) {
+			int64_t v = c->i[d] == 0 ? s->dims[d] : c->i[d];
+
+			if (v == -1)
+				neg = d;
+			else
+				known *= v;
+			same = v == -1 || v == s->dims[d];
+		}
+		if (same && neg >= 0)
+			same = known && numel / known == s->dims[neg];
+		ox_probe_fini(&p);
+	}
+	if (!same)
+		return 1;
+	*out = t;
+	return 0;
 }
 
 /* ------------------------------------------------------------ dispatch */
@@ -729,6 +1060,9 @@ static int lower_binary(struct ox *x, const onode *n, uint32_t *out)
 
 	if (is_op(n, "Add")) {
 		ret = try_layernorm(x, n, out);
+		if (ret <= 0)
+			return ret;
+		ret = try_cls_pos(x, n, out);
 		if (ret <= 0)
 			return ret;
 		ret = lower_linear(x, n->output[0], out);
@@ -760,7 +1094,14 @@ static int lower_node(struct ox *x, const onode *n, uint32_t *out)
 	if (is_op(n, "Reshape")) {
 		int ret = ox_try_attention(x, n, out);
 
-		return ret <= 0 ? ret : ox_bad(x, n, "only the reshape ending self-attention is");
+		if (ret > 0)
+			ret = lower_gemm3d(x, n->output[0], out);
+		if (ret > 0)
+			ret = try_same_shape(x, n, out);
+		return ret <= 0 ? ret :
+				  ox_bad(x, n,
+					 "only the reshapes ending self-attention or a 3-D "
+					 "Gemm are");
 	}
 	if (is_op(n, "Conv"))
 		return lower_conv(x, n, NULL, out);
@@ -771,13 +1112,20 @@ static int lower_node(struct ox *x, const onode *n, uint32_t *out)
 	if (is_op(n, "MaxPool") || is_op(n, "AveragePool"))
 		return lower_pool(x, n, is_op(n, "AveragePool"), out);
 	if (is_op(n, "GlobalAveragePool"))
-		return lower_unary(x, n, OP_GLOBAL_AVGPOOL, out);
+		return ox_bad(x, n, "only a GlobalAveragePool flattened after is");
 	if (is_op(n, "Flatten"))
 		return lower_flatten(x, n, out);
 	if (is_op(n, "Softmax"))
 		return lower_softmax(x, n, out);
 	if (is_op(n, "Tanh"))
 		return lower_unary(x, n, OP_TANH, out);
+	if (is_op(n, "Cast") && !ox_const(x, in_name(n, 0))) {
+		int64_t to = ox_attr_i(n, "to", 0);
+
+		if (to != 1 && to != 10 && to != 16)
+			return ox_bad(x, n, "only casts between float types are");
+		return lower_unary(x, n, OP_NONE, out);
+	}
 	if (is_op(n, "Identity") || is_op(n, "Dropout"))
 		return lower_unary(x, n, OP_NONE, out);
 	return ox_unsup(x, n);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -302,6 +303,32 @@ Test(onnx, external_data)
 	check_case("external", DT_F32, TOL);
 }
 
+/* ONNX's node tests (libonnx-testdata) of the ops dprt lowers, through
+ * 'dprt import' and 'dprt run' (test/model/onnx_nodes.py): every one
+ * imported must match its stored outputs; the refused ones are listed in
+ * build/test-logs/onnx_nodes.log with dprt's message. */
+Test(onnx, onnx_node_tests, .timeout = 300)
+{
+	const char *dprt = getenv("DPRT") ? getenv("DPRT") : "./dprt";
+	char cmd[600];
+	int rc;
+
+	need_onnx();
+	if (!have_python())
+		cr_skip_test("python3 onnx/onnxruntime/numpy not installed");
+	if (!exists(dprt))
+		cr_skip_test("no dprt binary at %s", dprt);
+	snprintf(cmd, sizeof(cmd),
+		 "mkdir -p build/test-logs && python3 test/model/onnx_nodes.py '%s' "
+		 ">build/test-logs/onnx_nodes.log 2>&1",
+		 dprt);
+	rc = system(cmd);
+	if (WIFEXITED(rc) && WEXITSTATUS(rc) == 77)
+		cr_skip_test("libonnx-testdata is not installed");
+	cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0,
+		  "node tests failed: see build/test-logs/onnx_nodes.log");
+}
+
 /* Import fails with a message holding want, and no package is left. */
 static void refused(const char *dir, const char *want)
 {
@@ -312,6 +339,97 @@ static void refused(const char *dir, const char *want)
 	cr_expect(strstr(err_msg(ret), want), "message '%s' lacks '%s'", err_msg(ret), want);
 	snprintf(out, sizeof(out), "%s/model.dpk", dir);
 	cr_expect(!exists(out), "%s was written", out);
+}
+
+/* torch.onnx exports of transformers 5 (SDPA attention, its mask built
+ * from Range/Gather/And/Where), node for node. */
+Test(onnx, roberta_sdpa_cumsum_positions_padding_mask)
+{
+	char dir[64];
+	struct graph *g;
+
+	check_case("roberta_sdpa", DT_F32, TOL);
+	g = import_case("roberta_sdpa", dir);
+	cr_expect_eq(count_op(g, OP_ATTENTION), 1);
+	cr_expect_eq(count_op(g, OP_POSITION_IDS), 1);
+	for (uint32_t i = 0; i < g->n_nodes; i++) {
+		if (g->nodes[i].op == OP_POSITION_IDS)
+			cr_expect(g->nodes[i].ia[0] == 1 && g->nodes[i].ia[1] == 1,
+				  "RoBERTa's position ids with pad 1");
+		if (g->nodes[i].op == OP_ATTENTION)
+			cr_expect(g->nodes[i].n_in == 2 && g->nodes[i].ia[1] == 0,
+				  "padding mask, not causal");
+	}
+	cr_expect_eq(g->max_seq, 18);
+	graph_destroy(g);
+	rm_dir(dir);
+}
+
+Test(onnx, gpt2_sdpa_causal_split_qkv_addmm)
+{
+	char dir[64];
+	struct graph *g;
+	uint32_t i;
+
+	check_case("gpt2_sdpa", DT_F32, TOL);
+	check_case("gpt2_sdpa18", DT_F32, TOL);
+	g = import_case("gpt2_sdpa", dir);
+	cr_expect_eq(count_op(g, OP_ATTENTION), 1);
+	cr_expect_eq(count_op(g, OP_LINEAR), 4, "c_attn, c_proj, c_fc, mlp c_proj");
+	for (i = 0; i < g->n_nodes; i++)
+		if (g->nodes[i].op == OP_ATTENTION)
+			cr_expect(g->nodes[i].n_in == 2 && g->nodes[i].ia[1] == 1 &&
+					  g->nodes[i].ia[0] == 4,
+				  "4 heads, causal, padding mask");
+	graph_destroy(g);
+	rm_dir(dir);
+}
+
+Test(onnx, vit_sdpa_cls_positions)
+{
+	char dir[64];
+	struct graph *g;
+
+	check_case("vit_sdpa", DT_F32, TOL);
+	g = import_case("vit_sdpa", dir);
+	cr_expect_eq(count_op(g, OP_CLS_POS), 1);
+	cr_expect_eq(count_op(g, OP_ATTENTION), 1);
+	graph_destroy(g);
+	rm_dir(dir);
+}
+
+/* transformers 4's eager attention: a Trilu causal mask selecting scores
+ * plus an additive padding bias (GPT-2), q scaled before the MatMul and
+ * masked_fill by Where (DistilBERT). */
+Test(onnx, eager_trilu_causal_and_masked_fill)
+{
+	static const char *const cases[] = {"gpt2_eager", "distilbert_eager"};
+	char dir[64];
+	uint32_t i, k;
+
+	for (k = 0; k < 2; k++) {
+		struct graph *g;
+
+		check_case(cases[k], DT_F32, TOL);
+		g = import_case(cases[k], dir);
+		cr_expect_eq(count_op(g, OP_ATTENTION), 1);
+		for (i = 0; i < g->n_nodes; i++)
+			if (g->nodes[i].op == OP_ATTENTION)
+				cr_expect(g->nodes[i].n_in == 2 && g->nodes[i].ia[1] == (k == 0),
+					  "%s: padding mask, causal %u", cases[k], k == 0);
+		graph_destroy(g);
+		rm_dir(dir);
+	}
+}
+
+Test(onnx, refuses_unknown_attention_mask)
+{
+	char dir[64];
+
+	make_case("anticausal", dir);
+	refused(dir, "op Reshape (node \"h.0/Reshape_4\")");
+	refused(dir, "the attention mask is neither padding");
+	rm_dir(dir);
 }
 
 Test(onnx, refuses_unsupported_op)
