@@ -60,7 +60,7 @@ struct cpu_cold {
 	uint64_t load_bytes; /* LOAD layers' bytes */
 	uint64_t span;	     /* bytes of mem (layers 64-byte aligned) */
 	uint64_t dha_bytes;
-	void *mem; /* the LOAD layers while resident; NULL when evicted */
+	void *mem;		       /* the LOAD layers while resident; NULL when evicted */
 	const _Atomic uint32_t *ready; /* streaming: the layers read (exec.h) */
 };
 int cpu_cold_init(struct cpu_cold **out, const struct graph *g, const void *weights,
