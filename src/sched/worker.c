@@ -550,8 +550,9 @@ static void make_resident(struct worker *w, struct wslot *sl)
 #define PLACE_SLACK 4.0
 
 /*
- * A kept cold model comes back where its weights were last time when the
- * models now there are idle and not much dearer to lose than the cheapest
+ * A kept cold model that needs room made comes back where its weights were
+ * last time when the models now there are idle and not much dearer to lose
+ * than the cheapest
  * (evict_cost, within PLACE_SLACK): then its graphs need no re-recording.
  * Evicts them (cheap: ranges go back to the pool, nothing is destroyed).
  * Under the LRU policy, or without addresses (CPU devices), nothing.
@@ -566,6 +567,11 @@ static void make_place(struct worker *w, struct wslot *self)
 	bool any = false;
 
 	if (!w->evict_place || !w->ops->cold_overlaps || !self->by_plan || !self->em)
+		return;
+	/* With room elsewhere it lands there (its run goes eagerly, the graphs
+	 * are re-recorded when idle): evicting a model that fits would only
+	 * cost that model a cold start. */
+	if (w->mem_limit == UINT64_MAX || self->load <= w->mem_limit - MIN(w->used, w->mem_limit))
 		return;
 	for (n = w->lru.next; n != &w->lru; n = n->next) {
 		struct wslot *sl = container_of(n, struct wslot, lru);
