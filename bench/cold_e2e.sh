@@ -51,11 +51,8 @@ else
 	: "${models:=resnet50 resnet101 bert-base bert-large roberta-base roberta-large gpt2 gpt2-medium}"
 	gpus=$gpu
 fi
-bundle()
-{
-	[ -x gpu/bin/dprt ] || [ ! -f gpu/bundle.tar.xz ] || tar -xJf gpu/bundle.tar.xz -C gpu
-	export LD_LIBRARY_PATH="$root/gpu/lib"
-}
+# shellcheck source=bench/serve.inc
+. "$root/bench/serve.inc"
 pick()
 { # pick VAR DEFAULT: the build's binary, else the bundle's
 	eval "v=\${$1}"
@@ -121,15 +118,7 @@ start_server()
 	set -- --gpus "$gpus" --listen 127.0.0.1:0 --models "$work/repo-$1" --gpu-mem-limit "$3" \
 		--cold-mode "$2"
 	log "$dprt $*"
-	"$dprt" "$@" >"$slog" 2>&1 &
-	srv=$!
-	port= t=0
-	while [ -z "$port" ] && [ $t -lt 600 ] && kill -0 $srv 2>/dev/null; do
-		port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$slog")
-		[ -n "$port" ] || sleep 0.1
-		t=$((t + 1))
-	done
-	[ -n "$port" ]
+	serve_start "$slog" "$@"
 }
 
 for m in $models; do

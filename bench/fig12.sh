@@ -72,12 +72,8 @@ case $model in
 gpt2*) : "${seq:=1024}" ;;
 *) : "${seq:=384}" ;;
 esac
-# The GPU bundle (tools/gpu-bundle.sh) when this tree has no build.
-bundle()
-{
-	[ -x gpu/bin/dprt ] || [ ! -f gpu/bundle.tar.xz ] || tar -xJf gpu/bundle.tar.xz -C gpu
-	export LD_LIBRARY_PATH="$root/gpu/lib"
-}
+# shellcheck source=bench/serve.inc
+. "$root/bench/serve.inc"
 if [ -z "$dprt" ]; then
 	dprt=$root/dprt
 	[ -x "$dprt" ] || { bundle; dprt=$root/gpu/bin/dprt; }
@@ -152,17 +148,7 @@ start_server()
 		--cold-mode "$1"
 	[ -n "$hostmem" ] && set -- "$@" --host-mem-limit "$hostmem"
 	log "$dprt $*"
-	: >"$slog"
-	"$dprt" "$@" >"$slog" 2>&1 &
-	srv=$!
-	port=
-	t=0
-	while [ -z "$port" ] && [ $t -lt 600 ] && kill -0 $srv 2>/dev/null; do
-		port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$slog")
-		[ -n "$port" ] || sleep 0.1
-		t=$((t + 1))
-	done
-	[ -n "$port" ]
+	serve_start "$slog" "$@"
 }
 
 for n in $ns; do
