@@ -67,14 +67,7 @@ pick()
 pick dprt dprt
 pick loadgen build/bench/loadgen
 pick coldstart build/bench/coldstart
-if [ $tiny = 1 ]; then
-	gname=cpu machine=cpu
-else
-	machine=$(nvidia-smi -L 2>&1)
-	gname=$(nvidia-smi --query-gpu=name --format=csv,noheader -i "$gpu" 2>/dev/null |
-		head -n 1 | tr 'A-Z ' 'a-z-' | sed 's/^nvidia-//')
-	: "${gname:=gpu}"
-fi
+machine_of "$gpus"
 : "${out:=bench/results/cold-e2e-$gname-$(date -u +%Y-%m-%d)}"
 mkdir -p "$out/raw" || exit 1
 out=$(cd "$out" && pwd)

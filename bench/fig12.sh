@@ -85,16 +85,8 @@ fi
 for b in "$dprt" "$loadgen"; do
 	[ -x "$b" ] || { echo "fig12.sh: no $b (build with ninja)" >&2; exit 1; }
 done
-case $gpus in
-cpu*) machine=cpu gpu=cpu ;;
-*)
-	machine=$(nvidia-smi -L 2>&1)
-	gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader -i "${gpus%%[,-]*}" 2>/dev/null |
-		head -n 1 | tr 'A-Z ' 'a-z-' | sed 's/^nvidia-//')
-	: "${gpu:=gpu}"
-	;;
-esac
-: "${out:=bench/results/$name-$gpu-$(date -u +%Y-%m-%d)}"
+machine_of "$gpus"
+: "${out:=bench/results/$name-$gname-$(date -u +%Y-%m-%d)}"
 mkdir -p "$out/raw" || exit 1
 out=$(cd "$out" && pwd)
 echo "$machine" >"$out/machine.txt"

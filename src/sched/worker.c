@@ -575,18 +575,19 @@ static void make_place(struct worker *w, struct wslot *self)
 		return;
 	for (n = w->lru.next; n != &w->lru; n = n->next) {
 		struct wslot *sl = container_of(n, struct wslot, lru);
-		double c;
+		bool busy = slot_in_use(sl);
+		double c = 0;
 
 		if (sl == self || !sl->by_plan || !sl->em)
 			continue;
-		c = slot_in_use(sl) ? 0 : evict_cost(sl, now);
-		if (!slot_in_use(sl) && (!any || c < cheapest)) {
-			cheapest = c;
+		if (!busy) {
+			c = evict_cost(sl, now);
+			cheapest = any ? MIN(cheapest, c) : c;
 			any = true;
 		}
 		if (!w->ops->cold_overlaps(self->em, sl->em))
 			continue;
-		if (slot_in_use(sl) || k == ARRAY_SIZE(hit))
+		if (busy || k == ARRAY_SIZE(hit))
 			return; /* it lands elsewhere */
 		hit[k++] = sl;
 		worst = MAX(worst, c);

@@ -545,7 +545,7 @@ def test_nginx(env):
     if not ngx:
         raise Skip("no nginx binary (apt-get install nginx-light)")
     repo = os.path.join(env.tmp, "nginx-models")
-    names = [f"m{i}" for i in range(12)]
+    names = [f"m{i}" for i in range(32)]
     for n in names:
         os.makedirs(os.path.join(repo, n, "1"))
         shutil.copy(env.dpk, os.path.join(repo, n, "1", "model.dpk"))
