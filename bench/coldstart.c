@@ -72,7 +72,8 @@ static int usage(void)
 	fprintf(stderr,
 		"usage: coldstart -m MODEL[,MODEL...] [-e MODE[@K][,MODE[@K]...]|all] -d GPU "
 		"[GPU...] [-t fp32|fp16|bf16] [-w WARM] [-n RUNS] [-W WARM] [-N RUNS] "
-		"[-B BYTES] [-c CYCLES]\nmodes: " ALL_MODES "\n");
+		"[-B BYTES] [-c CYCLES]\nMODEL: a zoo name, or a package file (.dpk: its own dtype)\n"
+		"modes: " ALL_MODES "\n");
 	return 2;
 }
 

@@ -264,21 +264,24 @@ def main():
     if not args.workdir:
         tmp = args.workdir = tempfile.mkdtemp(prefix="dprt-onnx-cmp.")
     rows, ok = [], True
+    # rows print as each model finishes, so a run cut short keeps them
+    print("| model | run | reference | max rel err | threshold | result |")
+    print("|---|---|---|---|---|---|", flush=True)
     try:
         for m in names:
+            n0 = len(rows)
             try:
                 ok = check(m, args, rows) and ok
             except Exception as e:  # an export or runtime failure is a row
                 rows.append((m, "export", "-", float("inf"), 0, repr(e)[:120]))
                 ok = False
+            for m_, what, r, e, tol, note in rows[n0:]:
+                res = "ok" if e <= tol else "FAIL" + (" (%s)" % note if note else "")
+                print("| %s | %s | %s | %.3g | %.0e | %s |" % (m_, what, r, e, tol, res),
+                      flush=True)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    print("| model | run | reference | max rel err | threshold | result |")
-    print("|---|---|---|---|---|---|")
-    for m, what, r, e, tol, note in rows:
-        res = "ok" if e <= tol else "FAIL" + (" (%s)" % note if note else "")
-        print("| %s | %s | %s | %.3g | %.0e | %s |" % (m, what, r, e, tol, res))
     print("onnx_compare: %s (opset %d)" % ("all ok" if ok else "FAILED", args.opset))
     return 0 if ok else 1
 

@@ -246,6 +246,8 @@ struct pkg;
 int pkg_open(const char *path, struct pkg **out);
 void pkg_close(struct pkg *p);
 const struct graph *pkg_graph(const struct pkg *p);
+/* The decoded graph, now the caller's (graph_destroy); p keeps none. */
+struct graph *pkg_take_graph(struct pkg *p);
 const char *pkg_path(const struct pkg *p);
 /* 64-bit identity of the package: hash of header, tables, layer CRCs. */
 uint64_t pkg_checksum(const struct pkg *p);

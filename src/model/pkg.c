@@ -854,6 +854,14 @@ const struct graph *pkg_graph(const struct pkg *p)
 	return p->g;
 }
 
+struct graph *pkg_take_graph(struct pkg *p)
+{
+	struct graph *g = p->g;
+
+	p->g = NULL;
+	return g;
+}
+
 /* The path the package was opened with. */
 const char *pkg_path(const struct pkg *p)
 {

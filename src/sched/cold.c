@@ -69,12 +69,18 @@ int sched_evict_parse(const char *s, uint8_t *out)
 	return 0;
 }
 
+/* On GPUs a whole-model load is the engine's demand plan: every weight in
+ * a few large copies at link speed, then the run, and an evicted model
+ * keeps its shape programs and graphs like a planned one, instead of being
+ * made anew (descriptors, programs, graphs) on every cold start. */
 int sched_cold_mode_resolve(int mode, const struct exec_ops *be, bool gpu)
 {
 	if (!exec_has_cold(be))
 		return WCOLD_LOAD;
 	if (mode == WCOLD_DEFAULT)
 		return gpu ? (int)PLAN_DPRT : WCOLD_LOAD;
+	if (mode == WCOLD_LOAD && gpu)
+		return (int)PLAN_DEMAND;
 	return mode;
 }
 
@@ -168,6 +174,15 @@ int sched_find_plan(struct worker *w, struct repo_entry *e, const void *weights,
 	char dir[4096];
 	int ret;
 
+	/* a demand plan takes no timing: made from the layers, nothing to
+	 * measure or store */
+	if (mode == PLAN_DEMAND) {
+		struct plan_profile *pf;
+
+		ret = plan_profile_synthetic(g, sum, 1, &pf) ?: plan_build(pf, mode, 1, out);
+		plan_profile_destroy(pf);
+		return ret;
+	}
 	ret = plan_repo_dir(w->s->o.plans_dir, e->path, g->name, sum, dir, sizeof(dir));
 	if (ret)
 		return ret;

@@ -1602,41 +1602,62 @@ static int zero_inputs(const struct graph *g, struct tview *in)
 	return 0;
 }
 
+/* Device bytes a warm-up run of g on inputs in needs: the weights, the
+ * activations of that shape (graph_act_peak) and some slack for the
+ * programs; twice the weights if the shapes cannot be inferred. */
+static uint64_t warm_need(const struct graph *g, const struct tview *in)
+{
+	struct shape sin[SCHED_MAX_IO], *sh;
+	uint64_t act = g->weights_size;
+	uint32_t i;
+
+	memset(sin, 0, sizeof(sin));
+	for (i = 0; i < g->n_inputs && i < SCHED_MAX_IO; i++)
+		sin[i] = in[i].shape;
+	sh = calloc(g->n_tensors * 2u + 1u, sizeof(*sh));
+	if (sh && !graph_infer_shapes(g, sin, sh))
+		act = graph_act_peak(g, sh, (uint32_t *)(void *)(sh + g->n_tensors));
+	err_clear();
+	free(sh);
+	return g->weights_size + act + (32ull << 20);
+}
+
 /*
  * A model planned here and not made yet is made and run once on zero
  * inputs (its first cold start: shape plans, arenas and graphs of the
  * default shape), then evicted into standby, so that the first request
- * for it pays only for moving its weights. Only while it fits beside
- * everything else with room to spare: warming up never evicts.
+ * for it pays only for moving its weights. Only while its weights and
+ * the run's activations fit in the room free now: warming up never
+ * evicts.
  */
 static void prewarm(struct worker *w, struct wslot *sl)
 {
 	const void *weights;
 	const struct graph *g = repo_entry_graph(sl->e);
 	struct tview in[SCHED_MAX_IO], out[SCHED_MAX_IO];
-	uint64_t need = g->weights_size + MAX(w->headroom, g->weights_size);
 	uint32_t i;
 	int ret;
 
-	if (sl->prep != PREP_DONE || sl->em || need > w->mem_limit - w->used)
+	if (sl->prep != PREP_DONE || sl->em)
 		return;
+	ret = zero_inputs(g, in);
+	if (ret || warm_need(g, in) > w->mem_limit - MIN(w->used, w->mem_limit))
+		goto out_free;
 	if (repo_acquire(w->repo, sl->e, &weights))
-		goto out_clear;
+		goto out_free;
 	if (make_model(w, sl, weights)) {
 		repo_release(w->repo, sl->e);
-		goto out_clear;
+		goto out_free;
 	}
-	ret = zero_inputs(g, in);
 	memset(out, 0, sizeof(out));
-	if (!ret)
-		ret = run_model(w, sl, in, out);
-	for (i = 0; i < SCHED_MAX_IO; i++)
-		free(in[i].data);
+	ret = run_model(w, sl, in, out);
 	if (ret)
 		log_debug("%s: '%s' v%u: warm-up run: %s", w->name, sl->e->name, sl->e->version,
 			  err_msg(ret));
 	evict(w, sl);
-out_clear:
+out_free:
+	for (i = 0; i < SCHED_MAX_IO; i++)
+		free(in[i].data);
 	err_clear();
 }
 

@@ -123,6 +123,9 @@ Test(parse, cold_modes)
 	cr_assert_eq(sched_cold_mode_resolve(mode, &cpu_backend, true), PLAN_DPRT);
 	cr_assert_eq(sched_cold_mode_resolve(mode, &cpu_backend, false), -1, "CPU: whole");
 	cr_assert_eq(sched_cold_mode_resolve(PLAN_DEEPPLAN, &cpu_backend, false), PLAN_DEEPPLAN);
+	cr_assert_eq(sched_cold_mode_resolve(-1, &cpu_backend, true), PLAN_DEMAND,
+		     "load on a GPU: the engine's whole load (demand)");
+	cr_assert_eq(sched_cold_mode_resolve(-1, &cpu_backend, false), -1, "load on CPU: whole");
 	cr_assert_eq(sched_cold_mode_parse("load", &mode), 0);
 	cr_assert_eq(mode, -1);
 	cr_assert_eq(sched_cold_mode_parse("auto", &mode), 0);

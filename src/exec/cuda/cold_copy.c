@@ -4,7 +4,9 @@
  *
  * Groups: each link copies its layers in layer order; adjacent layers of
  * one link are copied as one group (one copy, one event) up to GROUP_BYTES,
- * so small layers (biases, norms) cost no copy each. A group gets one
+ * so small layers (biases, norms) cost no copy each; in demand mode, where
+ * nothing runs before the last group, up to DEMAND_GROUP_BYTES, so a whole
+ * load is a few copies at link speed. A group gets one
  * device range from the pool, laid out like its host range, so every layer
  * of it sits at the same offset as in the weight region. The exec stream
  * waits on a group's event before the first node that reads a weight of
@@ -37,12 +39,12 @@ static uint64_t span(const struct graph *g, uint32_t first, uint32_t last)
 }
 
 /* Layer l joins group open (the last of grp[*n], or NULL) if it follows
- * open's last layer and the span stays within GROUP_BYTES, else opens
+ * open's last layer and the span stays within limit, else opens
  * grp[(*n)++] on link k. Returns l's group. */
 struct cold_group *cold_add_layer(const struct graph *g, struct cold_group *grp, uint32_t *n,
-				  struct cold_group *open, uint32_t l, uint32_t k)
+				  struct cold_group *open, uint32_t l, uint32_t k, uint64_t limit)
 {
-	if (open && open->first + open->n == l && span(g, open->first, l) <= GROUP_BYTES) {
+	if (open && open->first + open->n == l && span(g, open->first, l) <= limit) {
 		open->n++;
 		open->bytes = span(g, open->first, l);
 		return open;
@@ -64,7 +66,8 @@ static void group_link(struct cuda_cold *c, uint32_t k)
 	for (l = 0; l < c->n_layers; l++) {
 		if (c->m->place[l] != PLACE_LOAD || eff_link(c, l) != k)
 			continue;
-		open = cold_add_layer(c->m->g, c->grp, &c->n_grp, open, l, k);
+		open = cold_add_layer(c->m->g, c->grp, &c->n_grp, open, l, k,
+				      c->demand ? DEMAND_GROUP_BYTES : GROUP_BYTES);
 		c->lgrp[l] = (uint32_t)(open - c->grp);
 	}
 	c->tail[k] = open ? (uint32_t)(open - c->grp) + 1 : 0;

@@ -20,6 +20,7 @@
 #define STAGE_BYTES (32ull << 20) /* one staging slot of a helper link */
 #define LINK_EVENTS 1024u	  /* group events of one helper link */
 #define GROUP_BYTES (2ull << 20)  /* adjacent layers copied as one, up to this */
+#define DEMAND_GROUP_BYTES (64ull << 20) /* the same in demand mode (run after all) */
 #define PT_TRIALS 2u		  /* cold starts with helpers timed eager, and graph */
 
 struct cuda_link {
@@ -118,10 +119,11 @@ void cold_release_table(struct cuda_cold *c);
 /* ---- cold_copy.c ---- */
 
 /* Layer l joins group open (the last of grp[*n], or NULL) if it follows
- * open's last layer and the span stays within GROUP_BYTES, else opens
- * grp[(*n)++] on link k. Returns l's group. */
+ * open's last layer and the span stays within limit bytes (GROUP_BYTES,
+ * or DEMAND_GROUP_BYTES when nothing runs before the last group), else
+ * opens grp[(*n)++] on link k. Returns l's group. */
 struct cold_group *cold_add_layer(const struct graph *g, struct cold_group *grp, uint32_t *n,
-				  struct cold_group *open, uint32_t l, uint32_t k);
+				  struct cold_group *open, uint32_t l, uint32_t k, uint64_t limit);
 /* This run's groups of LOAD layers, by link (the lent ones and link 0). */
 void cold_make_groups(struct cuda_cold *c);
 /* Take a range per group; lay the layers out in it; *moved: some layer

@@ -6,14 +6,40 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A package file (its own dtype and weights) instead of a zoo model. */
+static int pkg_model(const char *path, struct graph **g, struct hoststore **hs)
+{
+	struct pkg *p;
+	int ret;
+
+	*g = NULL;
+	ret = pkg_open(path, &p);
+	if (ret)
+		return ret;
+	ret = hoststore_create(pkg_graph(p)->weights_size, hs);
+	if (!ret)
+		ret = pkg_read_weights(p, hoststore_base(*hs));
+	if (!ret)
+		*g = pkg_take_graph(p);
+	pkg_close(p);
+	if (ret) {
+		hoststore_destroy(*hs);
+		*hs = NULL;
+	}
+	return ret;
+}
+
 int prog_model(const char *name, enum dtype dt, uint64_t seed, struct graph **g,
 	       struct hoststore **hs)
 {
 	struct weight_source *ws;
+	size_t len = strlen(name);
 	uint32_t t;
 	int ret;
 
 	*hs = NULL;
+	if (len > 4 && !strcmp(name + len - 4, ".dpk"))
+		return pkg_model(name, g, hs);
 	ret = zoo_build(name, dt, g);
 	if (ret)
 		return ret;

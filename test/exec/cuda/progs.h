@@ -15,7 +15,8 @@
 #define PROG_MAX_IO 4
 
 /* Build zoo model name in dtype dt with wsrc_random(seed) weights in a new
- * host weight store. 0 or an error with err_set. */
+ * host weight store; a name ending in .dpk is a package file, read with its
+ * own dtype and weights. 0 or an error with err_set. */
 int prog_model(const char *name, enum dtype dt, uint64_t seed, struct graph **g,
 	       struct hoststore **hs);
 
