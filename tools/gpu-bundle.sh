@@ -12,6 +12,7 @@
 #   bin/bandwidth      copy, DHA, peer and GEMM ceilings
 #   bin/coldstart      cold-start latency by engine mode (bench/coldstart.c)
 #   bin/loadgen        the serving load generator (bench/loadgen.c)
+#   bin/diskbw         raw read bandwidth of files (bench/diskbw.c, liburing)
 #   bin/dprt           the command line (liburing, libck, jansson and
 #                      OpenBLAS linked statically, like --static-deps)
 #   lib/               criterion and its shared libraries (the binaries'
@@ -169,6 +170,8 @@ echo "LINK coldstart"
 $CC -pthread -o "$stage/bin/coldstart" "$(cc_obj bench/coldstart.c)" $progs $libs $rpath
 echo "LINK loadgen"
 $CC -pthread -o "$stage/bin/loadgen" "$(cc_obj bench/loadgen.c)" "$(static_lib jansson)" -lm $rpath
+echo "LINK diskbw"
+$CC -pthread -o "$stage/bin/diskbw" "$(cc_obj bench/diskbw.c)" "$(static_lib uring)" $rpath
 
 # dprt itself: the rest of build.ninja's sources, without -Werror (a
 # warning there must not stop a GPU run), linked statically but for glibc

@@ -20,6 +20,7 @@
 struct import_opts {
 	const char *src, *out, *name;
 	enum dtype dtype;
+	long seq; /* --seq: the reference sequence length, 0: the default */
 };
 
 static bool ends_with(const char *s, const char *suffix)
@@ -58,6 +59,26 @@ static const char *entry_name(const struct import_opts *o)
 	if (o->name)
 		return o->name;
 	return s && s[1] ? s + 1 : o->out;
+}
+
+/* --seq: g's reference shape (graph_default_seq), which profiles,
+ * warm-ups and benchmarks use, for a model with a sequence axis. */
+static int set_seq(struct graph *g, long seq)
+{
+	bool has_seq = false;
+	uint32_t i;
+	int d;
+
+	for (i = 0; i < g->n_inputs; i++)
+		for (d = 0; d < g->inputs[i].ndim; d++)
+			has_seq |= g->inputs[i].dims[d] == DIM_SEQ;
+	if (!has_seq)
+		return err_set(-EINVAL, "--seq %ld: %s has no sequence axis", seq, g->name);
+	if (g->max_seq && seq > g->max_seq)
+		return err_set(-EINVAL, "--seq %ld: %s takes sequences up to %lld", seq, g->name,
+			       (long long)g->max_seq);
+	g->def_seq = seq;
+	return 0;
 }
 
 /* Write g to tmp/model.dpk, then rename tmp to dst. */
@@ -107,6 +128,12 @@ static int import_run(const struct import_opts *o)
 	ret = import_read(o, &g, &ws);
 	if (ret)
 		return cli_fail("import", ret);
+	snprintf(g->name, sizeof(g->name), "%s", entry_name(o));
+	if (o->seq) {
+		ret = set_seq(g, o->seq);
+		if (ret)
+			goto out_free;
+	}
 	made = stat(o->out, &st) != 0;
 	ret = mkdir_p(o->out);
 	if (ret)
@@ -134,6 +161,7 @@ int cmd_import(int argc, char **argv)
 		{"output", required_argument, 0, 'o'},
 		{"dtype", required_argument, 0, 'd'},
 		{"name", required_argument, 0, 'n'},
+		{"seq", required_argument, 0, 's'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -148,6 +176,16 @@ int cmd_import(int argc, char **argv)
 		case 'n':
 			o.name = optarg;
 			break;
+		case 's': {
+			char *end;
+
+			o.seq = strtol(optarg, &end, 10);
+			if (*end || o.seq < 1 || o.seq > 1000000) {
+				cli_usage_hint("import", "--seq must be a positive length");
+				return EXIT_USAGE;
+			}
+			break;
+		}
 		case 'h':
 			fputs(cli_usage_text, stdout);
 			return 0;
@@ -165,7 +203,7 @@ int cmd_import(int argc, char **argv)
 	}
 	if (optind != argc - 1 || !o.out || !*o.out || (o.name && !*o.name)) {
 		cli_usage_hint("import", "usage: dprt import PATH -o REPO/NAME [--dtype "
-					 "fp32|fp16|bf16] [--name NAME]");
+					 "fp32|fp16|bf16] [--name NAME] [--seq N]");
 		return EXIT_USAGE;
 	}
 	o.src = argv[optind];

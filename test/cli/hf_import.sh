@@ -188,6 +188,18 @@ for k, r in ref.items():
     assert err <= 1e-5, k
 PY
 	done
+	# the entry names the model; --seq sets the reference shape (BERT), and
+	# is refused for a model without a sequence axis (ResNet)
+	run info "$tmp/repo/onnx-bert/1/model.dpk"
+	expect_out "model: onnx-bert \(" "an ONNX import is named after its entry"
+	run import "$tmp/onnx-bert/model.onnx" -o "$tmp/repo/onnx-bert" --seq 8
+	expect_rc 0 "import ONNX bert --seq 8"
+	run info "$tmp/repo/onnx-bert/2/model.dpk"
+	expect_out "paper shape 8" "--seq sets the reference shape"
+	run import "$tmp/onnx-resnet/model.onnx" -o "$tmp/repo/onnx-resnet" --seq 8
+	expect_rc 1 "--seq without a sequence axis"
+	expect_err "no sequence axis" "--seq refusal names the reason"
+	[ ! -e "$tmp/repo/onnx-resnet/2" ] || fail "a refused --seq left version 2"
 else
 	echo "skipped: ONNX files through dprt import (no protobuf-c build or no onnx/onnxruntime)"
 fi
