@@ -31,6 +31,7 @@
 struct hoststore {
 	void *base;
 	uint64_t size;
+	uint64_t cap; /* bytes allocated at base (the region, its watermark page) */
 	bool mapped; /* cuMemHostAlloc'ed; ctx holds a primary-context reference */
 #if HAVE_CUDA
 	CUdevice dev;
@@ -129,10 +130,171 @@ static void pinned_free(struct hoststore *hs)
 }
 #endif
 
+/*
+ * Spare buffers. Pinning is slow (the driver faults, zeroes and locks
+ * every page: a few GB/s, as slow as a disk; plain memory is faulted and
+ * zeroed on first touch), so a dropped copy's buffer is kept for the next copy of about its size instead of being
+ * given back, as long as the owner's room function says host memory has
+ * room for it beside the copies it counts (hoststore_spare_room). A copy
+ * made takes the smallest spare that fits it within 1/8, then spares
+ * beyond the room left are freed, oldest first.
+ */
+struct spare {
+	void *base;
+	uint64_t cap;
+	bool mapped;
+#if HAVE_CUDA
+	CUdevice dev;
+	CUcontext ctx;
+#endif
+	struct spare *next; /* newest first */
+};
+
+static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct spare *spares;
+static uint64_t spare_bytes;
+static uint64_t (*spare_room_fn)(void *);
+static void *spare_room_arg;
+static _Atomic uint64_t spare_reuses;
+
+static void spare_free(struct spare *sp)
+{
+	struct hoststore hs = {.base = sp->base, .mapped = sp->mapped};
+
+#if HAVE_CUDA
+	hs.dev = sp->dev;
+	hs.ctx = sp->ctx;
+#endif
+	if (hs.mapped)
+		pinned_free(&hs);
+	else
+		free(hs.base);
+	free(sp);
+}
+
+/* Under spare_lock: unlink the spares beyond room, returned to be freed. */
+static struct spare *spare_trim(uint64_t room)
+{
+	struct spare **pp = &spares, *out = NULL, *sp;
+	uint64_t kept = 0;
+
+	while ((sp = *pp)) {
+		if (kept + sp->cap <= room) {
+			kept += sp->cap;
+			pp = &sp->next;
+			continue;
+		}
+		*pp = sp->next;
+		spare_bytes -= sp->cap;
+		sp->next = out;
+		out = sp;
+	}
+	return out;
+}
+
+static void spare_free_list(struct spare *sp)
+{
+	struct spare *next;
+
+	for (; sp; sp = next) {
+		next = sp->next;
+		spare_free(sp);
+	}
+}
+
+static uint64_t spare_room_now(void)
+{
+	return spare_room_fn ? spare_room_fn(spare_room_arg) : 0;
+}
+
+void hoststore_spare_room(uint64_t (*room)(void *arg), void *arg)
+{
+	struct spare *dead;
+
+	pthread_mutex_lock(&spare_lock);
+	spare_room_fn = room;
+	spare_room_arg = arg;
+	dead = spare_trim(spare_room_now());
+	pthread_mutex_unlock(&spare_lock);
+	spare_free_list(dead);
+}
+
+uint64_t hoststore_spare_reuses(void)
+{
+	return atomic_load(&spare_reuses);
+}
+
+/* A spare of cap in [bytes, bytes + bytes/8] for hs, the smallest; then
+ * the spares beyond the room left go. */
+static bool spare_take(struct hoststore *hs, uint64_t bytes, bool mapped)
+{
+	struct spare **pp, **best = NULL, *sp = NULL, *dead;
+
+	pthread_mutex_lock(&spare_lock);
+	for (pp = &spares; *pp; pp = &(*pp)->next)
+		if ((*pp)->mapped == mapped && (*pp)->cap >= bytes &&
+		    (*pp)->cap <= bytes + bytes / 8 &&
+		    (!best || (*pp)->cap < (*best)->cap))
+			best = pp;
+	if (best) {
+		sp = *best;
+		*best = sp->next;
+		spare_bytes -= sp->cap;
+	}
+	dead = spare_trim(spare_room_now());
+	pthread_mutex_unlock(&spare_lock);
+	spare_free_list(dead);
+	if (!sp)
+		return false;
+	hs->base = sp->base;
+	hs->cap = sp->cap;
+	hs->mapped = sp->mapped;
+#if HAVE_CUDA
+	hs->dev = sp->dev;
+	hs->ctx = sp->ctx;
+#endif
+	free(sp);
+	atomic_fetch_add(&spare_reuses, 1);
+	return true;
+}
+
+/* Keep hs's buffer as a spare if there is room for it (force: whatever
+ * the room, until the next create or trim). */
+static bool spare_keep(struct hoststore *hs, bool force)
+{
+	struct spare *sp;
+	bool kept = false;
+
+	if (!spare_room_fn)
+		return false;
+	sp = malloc(sizeof(*sp));
+	if (!sp)
+		return false;
+	pthread_mutex_lock(&spare_lock);
+	if (spare_room_fn && (force || spare_bytes + hs->cap <= spare_room_now())) {
+		sp->base = hs->base;
+		sp->cap = hs->cap;
+		sp->mapped = hs->mapped;
+#if HAVE_CUDA
+		sp->dev = hs->dev;
+		sp->ctx = hs->ctx;
+#endif
+		sp->next = spares;
+		spares = sp;
+		spare_bytes += hs->cap;
+		kept = true;
+	}
+	pthread_mutex_unlock(&spare_lock);
+	if (!kept)
+		free(sp);
+	return kept;
+}
+
 int hoststore_create(uint64_t size, struct hoststore **out)
 {
 	struct hoststore *hs = calloc(1, sizeof(*hs));
 	uint64_t bytes = ALIGN_UP(size, PAGE) + PAGE; /* + the watermark's page */
+	uint64_t t0 = clock_ns();
 	char b[32];
 	int ret;
 
@@ -140,7 +302,10 @@ int hoststore_create(uint64_t size, struct hoststore **out)
 		return -ENOMEM;
 	hs->size = size;
 	hs->refs = 1;
-	if (pinned_possible()) {
+	hs->cap = bytes;
+	if (spare_take(hs, bytes, pinned_possible())) {
+		hs->info.recycled = true;
+	} else if (pinned_possible()) {
 		ret = pinned_alloc(hs, bytes);
 		if (ret) {
 			free(hs);
@@ -156,22 +321,35 @@ int hoststore_create(uint64_t size, struct hoststore **out)
 	}
 	hs->info.size = size;
 	hs->info.mapped = hs->mapped;
+	hs->info.alloc_ms = clock_ms_since(t0);
 	hs->wm = (_Atomic uint32_t *)(void *)((char *)hs->base + ALIGN_UP(size, PAGE));
 	atomic_init(hs->wm, 0);
 	*out = hs;
 	return 0;
 }
 
-static void store_free(struct hoststore *hs)
+void hoststore_spare_trim(void)
 {
-	if (hs->mapped)
+	struct spare *dead;
+
+	pthread_mutex_lock(&spare_lock);
+	dead = spare_trim(spare_room_now());
+	pthread_mutex_unlock(&spare_lock);
+	spare_free_list(dead);
+}
+
+static void store_free(struct hoststore *hs, bool keep)
+{
+	if (spare_keep(hs, keep))
+		;
+	else if (hs->mapped)
 		pinned_free(hs);
 	else
 		free(hs->base);
 	free(hs);
 }
 
-bool hoststore_put(struct hoststore *hs)
+static bool put(struct hoststore *hs, bool keep)
 {
 	struct hoststore **pp;
 	bool last;
@@ -188,8 +366,18 @@ bool hoststore_put(struct hoststore *hs)
 			}
 	pthread_mutex_unlock(&share_lock);
 	if (last)
-		store_free(hs);
+		store_free(hs, keep);
 	return last;
+}
+
+bool hoststore_put(struct hoststore *hs)
+{
+	return put(hs, false);
+}
+
+bool hoststore_put_keep(struct hoststore *hs)
+{
+	return put(hs, true);
 }
 
 bool hoststore_put_unless_last(struct hoststore *hs)

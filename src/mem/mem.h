@@ -28,7 +28,9 @@ struct hoststore_info {
 	uint64_t size;	   /* bytes of the region */
 	bool mapped;	   /* pinned and device-mapped (DHA and fast copies) */
 	bool direct;	   /* read with O_DIRECT (hoststore_load only) */
-	double read_ms;	   /* reading and checking the file */
+	double read_ms;	   /* reading and checking the file (with alloc_ms) */
+	double alloc_ms;   /* getting the memory (pinning it, unless recycled) */
+	bool recycled;	   /* a dropped copy's pinned buffer (hoststore_spare_room) */
 	uint32_t verified; /* layers whose CRC was checked */
 };
 
@@ -69,6 +71,24 @@ bool hoststore_put_unless_last(struct hoststore *hs);
 void hoststore_unshare(struct hoststore *hs);
 /* hoststore_put, ignoring the result. */
 void hoststore_destroy(struct hoststore *hs);
+/*
+ * Recycle pinned buffers: a freed store's pinned buffer is kept as a spare
+ * while the spares fit in room(arg) bytes (the host memory its owner has
+ * left beside the copies it counts), and a new store takes the smallest
+ * spare that fits it within 1/8 instead of pinning memory anew. Asked on
+ * every create and free, any thread, so room must be cheap and lock-free.
+ * NULL (the default) keeps none and frees the spares. One owner at a time.
+ */
+void hoststore_spare_room(uint64_t (*room)(void *arg), void *arg);
+/* hoststore_put, and the last one keeps the buffer as a spare whatever
+ * the room: for a copy dropped to make room for one about to be made,
+ * which takes it (or trims it: room is checked on every create). */
+bool hoststore_put_keep(struct hoststore *hs);
+/* Free the spares beyond room(arg). */
+void hoststore_spare_trim(void);
+/* Stores made on a spare buffer so far (process-wide). Spares are pinned
+ * where stores are (hoststore_create), plain memory elsewhere. */
+uint64_t hoststore_spare_reuses(void);
 
 void *hoststore_base(const struct hoststore *hs);
 void hoststore_get_info(const struct hoststore *hs, struct hoststore_info *info);

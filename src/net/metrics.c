@@ -290,6 +290,10 @@ static void server_metrics(struct sbuf *b, const struct sched_stats *st,
 	       "Disk cold starts that began before the read ended (layers waited for).");
 	sbuf_printf(b, "dprt_disk_streamed_cold_starts_total %llu\n",
 		    (unsigned long long)st->disk_streamed);
+	family(b, "dprt_host_recycled_total", "counter",
+	       "Host copies made on a dropped copy's pinned buffer instead of pinning anew.");
+	sbuf_printf(b, "dprt_host_recycled_total %llu\n",
+		    (unsigned long long)st->host_recycled);
 	family(b, "dprt_disk_read_bytes_total", "counter",
 	       "Weight bytes read from packages (loads and disk cold starts).");
 	sbuf_printf(b, "dprt_disk_read_bytes_total %llu\n",

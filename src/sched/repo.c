@@ -310,13 +310,24 @@ static int host_read_new(struct repo *r, struct repo_entry *e, const struct host
 	bool made = false;
 	int ret;
 
+	struct repo_dead *d, *next;
+
 	ret = host_reserve(r, e, size);
 	if (ret)
 		return ret;
 	e->hstate = HOST_READING;
 	r->host_reads++;
+	d = r->dead; /* dropped for room: their buffers may serve this read */
+	r->dead = NULL;
 	pthread_mutex_unlock(&r->lock);
+	for (; d; d = next) {
+		next = d->next;
+		if (!hoststore_put_keep(d->hs)) /* see repo_unlock */
+			atomic_fetch_add(&r->host_used, d->size);
+		free(d);
+	}
 	ret = host_read(e, wt, hs, &made);
+	hoststore_spare_trim(); /* what the read did not take, beyond the room */
 	pthread_mutex_lock(&r->lock);
 	r->host_reads--;
 	e->hstate = HOST_NONE;
@@ -324,8 +335,18 @@ static int host_read_new(struct repo *r, struct repo_entry *e, const struct host
 		atomic_fetch_sub(&r->host_used, size);
 	if (!ret)
 		ctr_add(made ? &r->host_misses : &r->host_hits, 1);
-	if (made)
+	if (made) {
+		struct hoststore_info in;
+		char b[32];
+
+		hoststore_get_info(*hs, &in);
 		ctr_add(&r->disk_bytes, size);
+		log_info("'%s' v%u: %s read from disk in %.1f ms (%.2f GB/s), of which %.1f ms "
+			 "getting %s memory",
+			 e->name, e->version, fmt_bytes(size, b, sizeof(b)), in.read_ms,
+			 in.read_ms > 0 ? (double)size / (in.read_ms * 1e6) : 0.0, in.alloc_ms,
+			 in.recycled ? "recycled pinned" : in.mapped ? "pinned" : "host");
+	}
 	return ret;
 }
 
@@ -624,6 +645,16 @@ out_unlock:
 
 /* ------------------------------------------------------------ create */
 
+/* Host memory left under the limit beside the copies counted: the room
+ * for spare pinned buffers (hoststore_spare_room). */
+static uint64_t host_room(void *arg)
+{
+	struct repo *r = arg;
+	uint64_t used = atomic_load(&r->host_used);
+
+	return used < r->host_limit ? r->host_limit - used : 0;
+}
+
 int repo_create(const char *dir, uint32_t n_workers, uint64_t host_limit, struct repo **out)
 {
 	struct repo *r;
@@ -649,6 +680,8 @@ int repo_create(const char *dir, uint32_t n_workers, uint64_t host_limit, struct
 		repo_destroy(r);
 		return ret;
 	}
+	if (host_limit)
+		hoststore_spare_room(host_room, r);
 	*out = r;
 	return 0;
 }
@@ -659,6 +692,8 @@ void repo_destroy(struct repo *r)
 
 	if (!r)
 		return;
+	if (r->host_limit)
+		hoststore_spare_room(NULL, NULL);
 	for (i = 0; i < r->n; i++)
 		entry_free(r->ents[i]);
 	for (i = 0; i < r->n_retired; i++)

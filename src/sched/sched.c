@@ -902,4 +902,5 @@ void sched_stats(struct sched *s, struct sched_stats *st)
 	st->host_limit = s->o.host_mem_limit;
 	repo_host_counts(s->repo, &st->host_hits, &st->host_misses, &st->host_drops);
 	repo_disk_counts(s->repo, &st->disk_cold_starts, &st->disk_streamed, &st->disk_read_bytes);
+	st->host_recycled = hoststore_spare_reuses();
 }

@@ -424,6 +424,7 @@ struct sched_stats {
 	uint64_t in_flight, host_used, host_limit;
 	uint64_t host_hits, host_misses, host_drops;		   /* repo_host_counts */
 	uint64_t disk_cold_starts, disk_streamed, disk_read_bytes; /* repo_disk_counts */
+	uint64_t host_recycled; /* host copies made on a dropped copy's pinned buffer */
 	struct sched_worker_stats workers[SCHED_MAX_WORKERS];
 	struct sched_model_stats models[SCHED_STATS_MAX_MODELS];
 };

@@ -265,7 +265,7 @@ Test(repo, host_lru_under_limit)
 	struct sched_opts o;
 	struct sched *s;
 	struct repo_entry *a, *b, *c;
-	uint64_t sz;
+	uint64_t sz, reuses;
 	char why[SCHED_MSG_LEN];
 
 	trepo_add(dir, "a", 1, "bert-tiny", 1);
@@ -282,16 +282,21 @@ Test(repo, host_lru_under_limit)
 	c = find(s, "c", 0);
 	cr_assert_eq(sched_load(s, "a", 0), 0);
 	cr_assert_eq(sched_load(s, "b", 0), 0);
-	/* c needs room: a's copy (least recent, unused) goes; a stays READY. */
+	reuses = hoststore_spare_reuses();
+	/* c needs room: a's copy (least recent, unused) goes; a stays READY.
+	 * c's copy is made in a's buffer (same size), not allocated anew. */
 	cr_assert_eq(sched_load(s, "c", 0), 0);
+	cr_assert_eq(hoststore_spare_reuses(), reuses + 1);
 	cr_assert_null(repo_entry_host(a, NULL));
 	cr_assert_not_null(repo_entry_host(b, NULL));
 	cr_assert_not_null(repo_entry_host(c, NULL));
 	cr_assert_eq(repo_entry_state(a), REPO_READY);
 	cr_assert_eq(repo_host_used(sched_repo(s)), 2 * sz);
 
-	/* A request for a reads it again (dropping b, now least recent). */
+	/* A request for a reads it again (dropping b, now least recent),
+	 * into b's buffer. */
 	cr_assert_eq(run(s, ch, "a", 0), 0);
+	cr_assert_eq(hoststore_spare_reuses(), reuses + 2);
 	cr_assert_not_null(repo_entry_host(a, NULL));
 	cr_assert_null(repo_entry_host(b, NULL));
 	cr_assert_eq(repo_host_used(sched_repo(s)), 2 * sz);

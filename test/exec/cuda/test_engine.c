@@ -660,3 +660,52 @@ Test(cuda_engine, whole_load_one_copy)
 	tm_fini(&t);
 	cuda_device_close(d);
 }
+
+/* ------------------------------------------- spare pinned buffers */
+
+static uint64_t spare_room_bytes;
+
+static uint64_t test_room(void *arg)
+{
+	(void)arg;
+	return spare_room_bytes;
+}
+
+/* A freed store's pinned buffer is kept while there is room and taken by
+ * the next store of about its size (not one much smaller, not one larger);
+ * with no room left it is freed. The recycled buffer is still mapped. */
+Test(cuda_host, spare_pinned_buffers)
+{
+	struct cuda_dev *d = tgpu_open();
+	struct hoststore *a, *b, *c;
+	struct hoststore_info in;
+	const uint64_t mb = 1ull << 20;
+	uint64_t reuses = hoststore_spare_reuses();
+	void *base;
+
+	cr_assert_eq(hoststore_create(64 * mb, &a), 0, "%s", err_msg(0));
+	hoststore_get_info(a, &in);
+	cr_assert(in.mapped && !in.recycled);
+	base = hoststore_base(a);
+	spare_room_bytes = 256 * mb;
+	hoststore_spare_room(test_room, NULL);
+	hoststore_destroy(a); /* kept */
+	cr_assert_eq(hoststore_create(16 * mb, &b), 0, "%s", err_msg(0));
+	hoststore_get_info(b, &in);
+	cr_assert(!in.recycled, "a 64 MiB spare must not serve 16 MiB");
+	cr_assert_eq(hoststore_create(60 * mb, &c), 0, "%s", err_msg(0));
+	hoststore_get_info(c, &in);
+	cr_assert(in.recycled && in.mapped, "a 64 MiB spare serves 60 MiB");
+	cr_assert_eq(hoststore_base(c), base);
+	cr_assert_eq(hoststore_spare_reuses(), reuses + 1);
+	memset(hoststore_base(c), 0x5a, 60 * mb); /* still writable */
+	spare_room_bytes = 0;
+	hoststore_destroy(c); /* no room: freed */
+	hoststore_destroy(b);
+	cr_assert_eq(hoststore_create(60 * mb, &c), 0, "%s", err_msg(0));
+	hoststore_get_info(c, &in);
+	cr_assert(!in.recycled, "no room: nothing was kept");
+	hoststore_destroy(c);
+	hoststore_spare_room(NULL, NULL);
+	cuda_device_close(d);
+}
