@@ -133,11 +133,14 @@ static void pinned_free(struct hoststore *hs)
 /*
  * Spare buffers. Pinning is slow (the driver faults, zeroes and locks
  * every page: a few GB/s, as slow as a disk; plain memory is faulted and
- * zeroed on first touch), so a dropped copy's buffer is kept for the next copy of about its size instead of being
- * given back, as long as the owner's room function says host memory has
- * room for it beside the copies it counts (hoststore_spare_room). A copy
- * made takes the smallest spare that fits it within 1/8, then spares
- * beyond the room left are freed, oldest first.
+ * zeroed on first touch), so a dropped copy's buffer is kept for the next
+ * copy of about its size instead of being given back. Keeping one never
+ * raises what is held (the copies the owner counts plus the spares): the
+ * copy stops being counted as its buffer becomes a spare. A copy made
+ * takes the smallest spare that fits it within 1/8, then the spares beyond
+ * the room the owner has left beside the copies it counts
+ * (hoststore_spare_room) are freed, so what is held stays within the
+ * owner's limit but for the moment between a copy's charge and its making.
  */
 struct spare {
 	void *base;
@@ -258,9 +261,8 @@ static bool spare_take(struct hoststore *hs, uint64_t bytes, bool mapped)
 	return true;
 }
 
-/* Keep hs's buffer as a spare if there is room for it (force: whatever
- * the room, until the next create or trim). */
-static bool spare_keep(struct hoststore *hs, bool force)
+/* Keep hs's buffer as a spare (while an owner has set a room). */
+static bool spare_keep(struct hoststore *hs)
 {
 	struct spare *sp;
 	bool kept = false;
@@ -271,7 +273,7 @@ static bool spare_keep(struct hoststore *hs, bool force)
 	if (!sp)
 		return false;
 	pthread_mutex_lock(&spare_lock);
-	if (spare_room_fn && (force || spare_bytes + hs->cap <= spare_room_now())) {
+	if (spare_room_fn) {
 		sp->base = hs->base;
 		sp->cap = hs->cap;
 		sp->mapped = hs->mapped;
@@ -338,9 +340,9 @@ void hoststore_spare_trim(void)
 	spare_free_list(dead);
 }
 
-static void store_free(struct hoststore *hs, bool keep)
+static void store_free(struct hoststore *hs)
 {
-	if (spare_keep(hs, keep))
+	if (spare_keep(hs))
 		;
 	else if (hs->mapped)
 		pinned_free(hs);
@@ -349,7 +351,7 @@ static void store_free(struct hoststore *hs, bool keep)
 	free(hs);
 }
 
-static bool put(struct hoststore *hs, bool keep)
+bool hoststore_put(struct hoststore *hs)
 {
 	struct hoststore **pp;
 	bool last;
@@ -366,18 +368,8 @@ static bool put(struct hoststore *hs, bool keep)
 			}
 	pthread_mutex_unlock(&share_lock);
 	if (last)
-		store_free(hs, keep);
+		store_free(hs);
 	return last;
-}
-
-bool hoststore_put(struct hoststore *hs)
-{
-	return put(hs, false);
-}
-
-bool hoststore_put_keep(struct hoststore *hs)
-{
-	return put(hs, true);
 }
 
 bool hoststore_put_unless_last(struct hoststore *hs)

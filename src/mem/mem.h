@@ -72,18 +72,15 @@ void hoststore_unshare(struct hoststore *hs);
 /* hoststore_put, ignoring the result. */
 void hoststore_destroy(struct hoststore *hs);
 /*
- * Recycle pinned buffers: a freed store's pinned buffer is kept as a spare
- * while the spares fit in room(arg) bytes (the host memory its owner has
- * left beside the copies it counts), and a new store takes the smallest
- * spare that fits it within 1/8 instead of pinning memory anew. Asked on
- * every create and free, any thread, so room must be cheap and lock-free.
- * NULL (the default) keeps none and frees the spares. One owner at a time.
+ * Recycle pinned buffers: while room is set, a freed store's buffer is kept
+ * as a spare, a new store takes the smallest spare that fits it within 1/8
+ * instead of pinning memory anew, and then the spares beyond room(arg)
+ * bytes (the host memory the owner has left beside the copies it counts)
+ * are freed. Asked on every create, any thread: room must be cheap and
+ * lock-free. NULL (the default) keeps none and frees the spares. One owner
+ * at a time.
  */
 void hoststore_spare_room(uint64_t (*room)(void *arg), void *arg);
-/* hoststore_put, and the last one keeps the buffer as a spare whatever
- * the room: for a copy dropped to make room for one about to be made,
- * which takes it (or trims it: room is checked on every create). */
-bool hoststore_put_keep(struct hoststore *hs);
 /* Free the spares beyond room(arg). */
 void hoststore_spare_trim(void);
 /* Stores made on a spare buffer so far (process-wide). Spares are pinned

@@ -191,7 +191,22 @@ static int match(struct ox *x, const onode *r, struct attn *a)
 #define PB 2 /* probe batch and sequence */
 #define PS 5
 
-/* Which scores (b, i, j) the mask terms keep, for the probe's mask. */
+/* Whether mask term c of kind keeps every score (it masks nothing). */
+static bool keeps_all(int kind, const struct cval *c)
+{
+	int64_t k;
+
+	for (k = 0; k < c->n; k++) {
+		double v = c->is_int ? (double)c->i[k] : (double)c->f[k];
+
+		if (kind == TERM_KEEP_TRUE ? v == 0 : v != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Which scores (b, i, j) the mask terms keep, for the probe's mask; a term
+ * that keeps all of them, whatever its shape, is no mask. */
 static int probe_terms(struct ox *x, const struct attn *a, struct probe *p, bool keep[PB][PS][PS])
 {
 	int t, b, i, j, h;
@@ -203,6 +218,8 @@ static int probe_terms(struct ox *x, const struct attn *a, struct probe *p, bool
 
 		if (!c || c->ndim > 4)
 			return -1;
+		if (keeps_all(a->kind[t], c)) /* e.g. ViT's all-true mask of its own shape */
+			continue;
 		for (h = 0; h < c->ndim; h++)
 			if (c->dims[h] != 1 && want[h + 4 - c->ndim] &&
 			    c->dims[h] != want[h + 4 - c->ndim])

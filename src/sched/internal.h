@@ -100,6 +100,7 @@ struct wslot {
 	struct plan *plan; /* cold: its plan, found once (prepare or first use) */
 	uint8_t prep;	   /* enum slot_prep */
 	bool made_once;	   /* a model was made here before (re-creations) */
+	uint64_t make_ns;  /* how long making its model took last time */
 	/* requests waiting for the host copy (worker.c, "parking") */
 	struct sched_req *parked, *parked_tail;
 	struct lnode park; /* in the worker's parked list while reading */

@@ -322,7 +322,7 @@ static int host_read_new(struct repo *r, struct repo_entry *e, const struct host
 	pthread_mutex_unlock(&r->lock);
 	for (; d; d = next) {
 		next = d->next;
-		if (!hoststore_put_keep(d->hs)) /* see repo_unlock */
+		if (!hoststore_put(d->hs)) /* see repo_unlock */
 			atomic_fetch_add(&r->host_used, d->size);
 		free(d);
 	}

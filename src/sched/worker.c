@@ -633,10 +633,13 @@ static int make_model(struct worker *w, struct wslot *sl, const void *weights)
 	uint64_t held;
 	int ret;
 
+	uint64_t t0 = clock_ns();
+
 	ret = make_room(w, sl, g->weights_size);
 	if (ret)
 		return ret;
 	ret = create_evicting(w, sl, weights, &held);
+	sl->make_ns = clock_ns() - t0;
 	if (ret) {
 		snprintf(why, sizeof(why), "%s", err_msg(ret));
 		sl->em = NULL;
@@ -865,8 +868,8 @@ static void set_busy(struct worker *w, uint64_t running)
  * copy layer by layer, passing its watermark (mem.h) over each layer once
  * checked, and kicks the worker early, once the read's remaining time at
  * the rate so far is at most the model's predicted cold-start time (its
- * plan's; a quarter of the read when the plan predicts nothing; at least
- * disk_lead_us). The worker then makes the cold model on the copy being
+ * plan's, plus what making the model took last time; a quarter of the
+ * read when the plan predicts nothing; at least disk_lead_us). The worker then makes the cold model on the copy being
  * filled, and its cold start waits for the watermark before each layer
  * (exec_ops.cold_stream), so the device is taken for about the cold
  * start, not the read. The copy becomes the entry's (READY) only once
@@ -990,7 +993,10 @@ static bool hread_start(struct worker *w, struct wslot *sl)
 	/* a cold model by a plan found before, on a backend that streams */
 	hr->stream = w->ops->cold_stream && w->cold_mode != WCOLD_LOAD && sl->prep == PREP_DONE &&
 		     sl->plan;
-	hr->lead_ns = hr->stream && sl->plan->total_ns > 0 ? (uint64_t)sl->plan->total_ns : 0;
+	/* the cold start begins once the model is made (on the copy being
+	 * filled), so the kick leads by both */
+	hr->lead_ns = hr->stream && sl->plan->total_ns > 0 ?
+			      (uint64_t)sl->plan->total_ns + sl->make_ns : 0;
 	hr->min_lead_ns = w->s->o.disk_lead_us ? (uint64_t)w->s->o.disk_lead_us * 1000 :
 						 HREAD_LEAD_NS;
 	sl->hr = hr;

@@ -16,7 +16,7 @@ model.data); node for node like transformers' torch.onnx exports:
 roberta_sdpa (CumSum position ids, SDPA attention with transformers 5's
 padding mask), gpt2_sdpa / gpt2_sdpa18 (causal SDPA, c_attn split in
 three, addmm linears, Range positions, opsets 14 and 18), vit_sdpa (patch
-Conv, CLS concat, positions), gpt2_eager (Trilu causal Where + additive
+Conv, CLS concat, positions; vit_sdpa_mask with an all-true mask), gpt2_eager (Trilu causal Where + additive
 padding) and distilbert_eager (masked_fill); and refusals: unsup (a Sin
 node), gemm_alpha (a Gemm with alpha 2), opset13, opset19, anticausal (a
 mask that is neither padding nor causal).
@@ -363,10 +363,25 @@ def gpt2_sdpa(g, bad=False):
     return [tok(ids), tok(mask)], outs, {ids: rng.integers(0, vocab, (n, s)), mask: m}, g.opset
 
 
-def vit_sdpa(g):
+def vit_mask(g, x):
+    """The mask some transformers 5 releases give ViT: Range(0, S) >= 0 (all
+    true) expanded to [N, 1, S, S], as a Where(mask, 0, -inf) bias."""
+    s = g.op("Cast", [g.op("Gather", [g.op("Shape", [x]), g.const(1)], axis=0)], to=I64)
+    kv = g.op("Unsqueeze", [g.op("Range", [g.const(0), s, g.const(1)]), g.const([0, 1, 2])])
+    ok = g.op("GreaterOrEqual", [kv, g.const(0)])
+    n = g.op("Gather", [g.op("Shape", [x]), g.const(0)], axis=0)
+    shp = g.op("Concat", [g.op("Unsqueeze", [n, g.const([0])]), g.const([1]),
+                          g.op("Unsqueeze", [s, g.const([0])]),
+                          g.op("Unsqueeze", [s, g.const([0])])], axis=0)
+    ok = g.op("Expand", [ok, shp])
+    return g.op("Where", [ok, g.const(0.0, np.float32), g.const(-np.inf, np.float32)])
+
+
+def vit_sdpa(g, masked=False):
     """ViT's embeddings as exported (patch Conv, Reshape to [N, H, -1] from
     Shape, Transpose, Concat with the expanded CLS token, Add positions) and
-    one unmasked SDPA attention layer."""
+    one SDPA attention layer, unmasked or (masked) with vit_mask's
+    all-true mask."""
     h, heads, img, patch = 32, 4, 16, 4
     npatch = (img // patch) ** 2
     c = g.op("Conv", ["pixel_values", g.w("embeddings.patch_embeddings.projection.weight", h,
@@ -385,7 +400,8 @@ def vit_sdpa(g):
     p = "layers.0"
     y = g.layernorm(x, p + ".layernorm_before", h)
     lin = lambda nm: g.linear(y, "%s.attention.%s" % (p, nm), h, h)
-    a = sdpa_attention(g, y, lin("query"), lin("key"), lin("value"), None, h, heads, p)
+    bias = vit_mask(g, x) if masked else None
+    a = sdpa_attention(g, y, lin("query"), lin("key"), lin("value"), bias, h, heads, p)
     x = g.op("Add", [g.linear(a, p + ".output.dense", h, h), x])
     g.nodes.append(helper.make_node("Identity", [x], ["y"], name="out"))
     ins = [helper.make_tensor_value_info("pixel_values", F, ["batch", 3, img, img])]
@@ -458,9 +474,9 @@ def main():
     build = {"bert": bert, "bert18": bert, "resnet": resnet, "mlp": mlp, "pool": pool, "external": mlp,
              "unsup": unsup, "gemm_alpha": gemm_alpha, "opset13": mlp, "opset19": mlp,
              "roberta_sdpa": roberta_sdpa, "gpt2_sdpa": gpt2_sdpa, "gpt2_sdpa18": gpt2_sdpa,
-             "vit_sdpa": vit_sdpa, "gpt2_eager": lambda g: eager_layer(g, True),
+             "vit_sdpa": vit_sdpa, "vit_sdpa_mask": lambda g: vit_sdpa(g, True), "gpt2_eager": lambda g: eager_layer(g, True),
              "distilbert_eager": lambda g: eager_layer(g, False), "anticausal": lambda g: gpt2_sdpa(g, bad=True)}[case]
-    g = G(18 if case.endswith("18") else 17 if case == "vit_sdpa" else 14)
+    g = G(18 if case.endswith("18") else 17 if case.startswith("vit_sdpa") else 14)
     ins, outs, feed, opset = build(g)
     opset = {"opset13": 13, "opset19": 19}.get(case, opset)
     graph = helper.make_graph(g.nodes, case, ins, outs, g.inits)

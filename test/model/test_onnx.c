@@ -398,6 +398,25 @@ Test(onnx, vit_sdpa_cls_positions)
 	rm_dir(dir);
 }
 
+/* A ViT whose attention carries an all-true mask of its own shape (some
+ * transformers 5 releases): no mask, one single-input attention node. */
+Test(onnx, vit_sdpa_all_true_mask_is_none)
+{
+	char dir[64];
+	struct graph *g;
+	uint32_t i;
+
+	check_case("vit_sdpa_mask", DT_F32, TOL);
+	g = import_case("vit_sdpa_mask", dir);
+	cr_expect_eq(count_op(g, OP_ATTENTION), 1);
+	for (i = 0; i < g->n_nodes; i++)
+		if (g->nodes[i].op == OP_ATTENTION)
+			cr_expect(g->nodes[i].n_in == 1 && g->nodes[i].ia[1] == 0,
+				  "no mask input, not causal");
+	graph_destroy(g);
+	rm_dir(dir);
+}
+
 /* transformers 4's eager attention: a Trilu causal mask selecting scores
  * plus an additive padding bias (GPT-2), q scaled before the MatMul and
  * masked_fill by Where (DistilBERT). */

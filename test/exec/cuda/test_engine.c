@@ -699,13 +699,17 @@ Test(cuda_host, spare_pinned_buffers)
 	cr_assert_eq(hoststore_base(c), base);
 	cr_assert_eq(hoststore_spare_reuses(), reuses + 1);
 	memset(hoststore_base(c), 0x5a, 60 * mb); /* still writable */
+	hoststore_destroy(c); /* kept */
+	hoststore_destroy(b); /* kept */
 	spare_room_bytes = 0;
-	hoststore_destroy(c); /* no room: freed */
-	hoststore_destroy(b);
+	cr_assert_eq(hoststore_create(8 * mb, &b), 0, "%s", err_msg(0));
+	hoststore_get_info(b, &in);
+	cr_assert(!in.recycled); /* and with no room, both spares were freed */
 	cr_assert_eq(hoststore_create(60 * mb, &c), 0, "%s", err_msg(0));
 	hoststore_get_info(c, &in);
-	cr_assert(!in.recycled, "no room: nothing was kept");
+	cr_assert(!in.recycled, "no room: the spares were freed");
 	hoststore_destroy(c);
+	hoststore_destroy(b);
 	hoststore_spare_room(NULL, NULL);
 	cuda_device_close(d);
 }
