@@ -158,12 +158,9 @@ out_free:
 int cmd_import(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"output", required_argument, 0, 'o'},
-		{"dtype", required_argument, 0, 'd'},
-		{"name", required_argument, 0, 'n'},
-		{"seq", required_argument, 0, 's'},
-		{"help", no_argument, 0, 'h'},
-		{0, 0, 0, 0},
+		{"output", required_argument, 0, 'o'}, {"dtype", required_argument, 0, 'd'},
+		{"name", required_argument, 0, 'n'},   {"seq", required_argument, 0, 's'},
+		{"help", no_argument, 0, 'h'},	       {0, 0, 0, 0},
 	};
 	struct import_opts o = {.dtype = DT_F32};
 	int c;

@@ -32,7 +32,7 @@ struct hoststore {
 	void *base;
 	uint64_t size;
 	uint64_t cap; /* bytes allocated at base (the region, its watermark page) */
-	bool mapped; /* cuMemHostAlloc'ed; ctx holds a primary-context reference */
+	bool mapped;  /* cuMemHostAlloc'ed; ctx holds a primary-context reference */
 #if HAVE_CUDA
 	CUdevice dev;
 	CUcontext ctx;
@@ -236,8 +236,7 @@ static bool spare_take(struct hoststore *hs, uint64_t bytes, bool mapped)
 	pthread_mutex_lock(&spare_lock);
 	for (pp = &spares; *pp; pp = &(*pp)->next)
 		if ((*pp)->mapped == mapped && (*pp)->cap >= bytes &&
-		    (*pp)->cap <= bytes + bytes / 8 &&
-		    (!best || (*pp)->cap < (*best)->cap))
+		    (*pp)->cap <= bytes + bytes / 8 && (!best || (*pp)->cap < (*best)->cap))
 			best = pp;
 	if (best) {
 		sp = *best;

@@ -292,8 +292,7 @@ static void server_metrics(struct sbuf *b, const struct sched_stats *st,
 		    (unsigned long long)st->disk_streamed);
 	family(b, "dprt_host_recycled_total", "counter",
 	       "Host copies made on a dropped copy's pinned buffer instead of pinning anew.");
-	sbuf_printf(b, "dprt_host_recycled_total %llu\n",
-		    (unsigned long long)st->host_recycled);
+	sbuf_printf(b, "dprt_host_recycled_total %llu\n", (unsigned long long)st->host_recycled);
 	family(b, "dprt_disk_read_bytes_total", "counter",
 	       "Weight bytes read from packages (loads and disk cold starts).");
 	sbuf_printf(b, "dprt_disk_read_bytes_total %llu\n",

@@ -345,7 +345,9 @@ static int host_read_new(struct repo *r, struct repo_entry *e, const struct host
 			 "getting %s memory",
 			 e->name, e->version, fmt_bytes(size, b, sizeof(b)), in.read_ms,
 			 in.read_ms > 0 ? (double)size / (in.read_ms * 1e6) : 0.0, in.alloc_ms,
-			 in.recycled ? "recycled pinned" : in.mapped ? "pinned" : "host");
+			 in.recycled ? "recycled pinned" :
+			 in.mapped   ? "pinned" :
+				       "host");
 	}
 	return ret;
 }

@@ -996,7 +996,8 @@ static bool hread_start(struct worker *w, struct wslot *sl)
 	/* the cold start begins once the model is made (on the copy being
 	 * filled), so the kick leads by both */
 	hr->lead_ns = hr->stream && sl->plan->total_ns > 0 ?
-			      (uint64_t)sl->plan->total_ns + sl->make_ns : 0;
+			      (uint64_t)sl->plan->total_ns + sl->make_ns :
+			      0;
 	hr->min_lead_ns = w->s->o.disk_lead_us ? (uint64_t)w->s->o.disk_lead_us * 1000 :
 						 HREAD_LEAD_NS;
 	sl->hr = hr;

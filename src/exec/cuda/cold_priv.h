@@ -17,11 +17,11 @@
 
 #include <stdatomic.h>
 
-#define STAGE_BYTES (32ull << 20) /* one staging slot of a helper link */
-#define LINK_EVENTS 1024u	  /* group events of one helper link */
-#define GROUP_BYTES (2ull << 20)  /* adjacent layers copied as one, up to this */
+#define STAGE_BYTES (32ull << 20)	 /* one staging slot of a helper link */
+#define LINK_EVENTS 1024u		 /* group events of one helper link */
+#define GROUP_BYTES (2ull << 20)	 /* adjacent layers copied as one, up to this */
 #define DEMAND_GROUP_BYTES (64ull << 20) /* the same in demand mode (run after all) */
-#define PT_TRIALS 2u		  /* cold starts with helpers timed eager, and graph */
+#define PT_TRIALS 2u			 /* cold starts with helpers timed eager, and graph */
 
 struct cuda_link {
 	struct cuda_dev *d;

@@ -31,7 +31,8 @@ static void make_promo_groups(struct cuda_cold *c)
 	c->n_pgrp = 0;
 	for (l = 0; l < c->n_layers; l++)
 		if (c->m->place[l] == PLACE_DHA)
-			open = cold_add_layer(c->m->g, c->pgrp, &c->n_pgrp, open, l, 0, GROUP_BYTES);
+			open = cold_add_layer(c->m->g, c->pgrp, &c->n_pgrp, open, l, 0,
+					      GROUP_BYTES);
 }
 
 /* A range per promoted group; on failure none is kept. */

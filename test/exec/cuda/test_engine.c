@@ -699,8 +699,8 @@ Test(cuda_host, spare_pinned_buffers)
 	cr_assert_eq(hoststore_base(c), base);
 	cr_assert_eq(hoststore_spare_reuses(), reuses + 1);
 	memset(hoststore_base(c), 0x5a, 60 * mb); /* still writable */
-	hoststore_destroy(c); /* kept */
-	hoststore_destroy(b); /* kept */
+	hoststore_destroy(c);			  /* kept */
+	hoststore_destroy(b);			  /* kept */
 	spare_room_bytes = 0;
 	cr_assert_eq(hoststore_create(8 * mb, &b), 0, "%s", err_msg(0));
 	hoststore_get_info(b, &in);
