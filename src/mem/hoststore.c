@@ -210,16 +210,23 @@ static uint64_t spare_room_now(void)
 	return spare_room_fn ? spare_room_fn(spare_room_arg) : 0;
 }
 
-void hoststore_spare_room(uint64_t (*room)(void *arg), void *arg)
+void hoststore_spare_trim(void)
 {
 	struct spare *dead;
 
 	pthread_mutex_lock(&spare_lock);
-	spare_room_fn = room;
-	spare_room_arg = arg;
 	dead = spare_trim(spare_room_now());
 	pthread_mutex_unlock(&spare_lock);
 	spare_free_list(dead);
+}
+
+void hoststore_spare_room(uint64_t (*room)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&spare_lock);
+	spare_room_fn = room;
+	spare_room_arg = arg;
+	pthread_mutex_unlock(&spare_lock);
+	hoststore_spare_trim();
 }
 
 uint64_t hoststore_spare_reuses(void)
@@ -263,12 +270,9 @@ static bool spare_take(struct hoststore *hs, uint64_t bytes, bool mapped)
 /* Keep hs's buffer as a spare (while an owner has set a room). */
 static bool spare_keep(struct hoststore *hs)
 {
-	struct spare *sp;
+	struct spare *sp = malloc(sizeof(*sp));
 	bool kept = false;
 
-	if (!spare_room_fn)
-		return false;
-	sp = malloc(sizeof(*sp));
 	if (!sp)
 		return false;
 	pthread_mutex_lock(&spare_lock);
@@ -327,16 +331,6 @@ int hoststore_create(uint64_t size, struct hoststore **out)
 	atomic_init(hs->wm, 0);
 	*out = hs;
 	return 0;
-}
-
-void hoststore_spare_trim(void)
-{
-	struct spare *dead;
-
-	pthread_mutex_lock(&spare_lock);
-	dead = spare_trim(spare_room_now());
-	pthread_mutex_unlock(&spare_lock);
-	spare_free_list(dead);
 }
 
 static void store_free(struct hoststore *hs)

@@ -133,13 +133,11 @@ static int snap_publish(struct repo *r)
 	return 0;
 }
 
-/* Unlock r->lock, then free the host copies dropped under it. */
-static void repo_unlock(struct repo *r)
+/* Out of r->lock: put the host copies dropped under it (taken off r->dead). */
+static void free_dead(struct repo *r, struct repo_dead *d)
 {
-	struct repo_dead *d = r->dead, *next;
+	struct repo_dead *next;
 
-	r->dead = NULL;
-	pthread_mutex_unlock(&r->lock);
 	for (; d; d = next) {
 		next = d->next;
 		/* not the last after all: an entry of the same package took
@@ -148,6 +146,16 @@ static void repo_unlock(struct repo *r)
 			atomic_fetch_add(&r->host_used, d->size);
 		free(d);
 	}
+}
+
+/* Unlock r->lock, then free the host copies dropped under it. */
+static void repo_unlock(struct repo *r)
+{
+	struct repo_dead *d = r->dead;
+
+	r->dead = NULL;
+	pthread_mutex_unlock(&r->lock);
+	free_dead(r, d);
 }
 
 /* Under r->lock (or before e is published): new state and reason. */
@@ -307,27 +315,24 @@ static int host_read_new(struct repo *r, struct repo_entry *e, const struct host
 			 struct hoststore **hs)
 {
 	uint64_t size = atomic_load(&e->g)->weights_size;
+	struct repo_dead *d;
 	bool made = false;
 	int ret;
-
-	struct repo_dead *d, *next;
 
 	ret = host_reserve(r, e, size);
 	if (ret)
 		return ret;
 	e->hstate = HOST_READING;
 	r->host_reads++;
-	d = r->dead; /* dropped for room: their buffers may serve this read */
+	d = r->dead;
 	r->dead = NULL;
+	/* put before the read: the buffers of copies dropped for room may
+	 * serve it (hoststore_spare_room) */
 	pthread_mutex_unlock(&r->lock);
-	for (; d; d = next) {
-		next = d->next;
-		if (!hoststore_put(d->hs)) /* see repo_unlock */
-			atomic_fetch_add(&r->host_used, d->size);
-		free(d);
-	}
+	free_dead(r, d);
 	ret = host_read(e, wt, hs, &made);
-	hoststore_spare_trim(); /* what the read did not take, beyond the room */
+	if (!made) /* a made copy trimmed the spares already */
+		hoststore_spare_trim();
 	pthread_mutex_lock(&r->lock);
 	r->host_reads--;
 	e->hstate = HOST_NONE;

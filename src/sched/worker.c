@@ -630,10 +630,8 @@ static int make_model(struct worker *w, struct wslot *sl, const void *weights)
 	const struct repo_entry *e = sl->e;
 	const struct graph *g = repo_entry_graph(e);
 	char why[SCHED_MSG_LEN];
-	uint64_t held;
+	uint64_t held, t0 = clock_ns();
 	int ret;
-
-	uint64_t t0 = clock_ns();
 
 	ret = make_room(w, sl, g->weights_size);
 	if (ret)
@@ -869,10 +867,10 @@ static void set_busy(struct worker *w, uint64_t running)
  * checked, and kicks the worker early, once the read's remaining time at
  * the rate so far is at most the model's predicted cold-start time (its
  * plan's, plus what making the model took last time; a quarter of the
- * read when the plan predicts nothing; at least disk_lead_us). The worker then makes the cold model on the copy being
- * filled, and its cold start waits for the watermark before each layer
- * (exec_ops.cold_stream), so the device is taken for about the cold
- * start, not the read. The copy becomes the entry's (READY) only once
+ * read when the plan predicts nothing; at least disk_lead_us). The worker
+ * then makes the cold model on the copy being filled, and its cold start
+ * waits for the watermark before each layer (exec_ops.cold_stream), so
+ * the device is taken for about the cold start, not the read. The copy becomes the entry's (READY) only once
  * wholly read and checked; a failed read fails the cold start and the
  * parked requests with the read's error.
  */
