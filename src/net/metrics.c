@@ -249,6 +249,15 @@ static void device_metrics(struct sbuf *b, const struct sched_stats *st)
 		      "Evictions so that a cold model's weights land where they were "
 		      "(counted in dprt_evictions_total too).",
 		      WOFF(place_evictions));
+	device_metric(b, st, "dprt_room_waits_total", "counter",
+		      "Requests whose model found the device full of models with requests "
+		      "queued, and waited for those requests before its cold start.",
+		      WOFF(room_waits));
+	device_metric(b, st, "dprt_room_forced_total", "counter",
+		      "Of those, cold starts that evicted models with newer requests queued "
+		      "(which then cold-start again) once every request older than the wait "
+		      "had run.",
+		      WOFF(room_forced));
 	device_metric(b, st, "dprt_model_creations_total", "counter",
 		      "Models made on the device for the first time.", WOFF(creations));
 	device_metric(b, st, "dprt_model_recreations_total", "counter",

@@ -310,7 +310,13 @@ struct worker {
 	uint64_t pending_since;
 	uint32_t n_pending;
 	struct sched_req *held; /* dequeued; did not fit the last batch */
-	void *bbuf;		/* batch input staging buffer */
+	/* requests (batch heads, linked by ->wait) whose models found no room
+	 * on the device, oldest first; see defer_room() */
+	struct sched_req *room_wait, *room_wait_tail;
+	uint64_t taken;	 /* requests dequeued from the ring */
+	bool room_short; /* the last make_room failed for models in use */
+	bool room_force; /* this cold start may evict models in use */
+	void *bbuf;	 /* batch input staging buffer */
 	uint64_t bbuf_cap;
 
 	/* published: written by the owner only */
@@ -319,10 +325,12 @@ struct worker {
 	_Atomic uint64_t requests, failures, cold, bytes_loaded, evictions;
 	_Atomic uint64_t standby_hits, creations, recreations, destroys, plans_made;
 	_Atomic uint64_t cold_moved, cold_deferred, fixup_ns, place_evictions;
-	bool prep_pending;   /* owner: some slot may still need its plan */
-	uint32_t untidy;     /* owner: slots with work for model_tidy */
-	uint64_t headroom;   /* owner: the largest model made here (bytes) */
-	uint64_t shrink_due; /* owner: when idle models give back activation
+	_Atomic uint64_t room_waits, room_forced;
+	_Atomic uint32_t n_room_wait; /* requests in room_wait */
+	bool prep_pending;	      /* owner: some slot may still need its plan */
+	uint32_t untidy;	      /* owner: slots with work for model_tidy */
+	uint64_t headroom;	      /* owner: the largest model made here (bytes) */
+	uint64_t shrink_due;	      /* owner: when idle models give back activation
 			      * memory (clock_ns), 0 = nothing ran since */
 };
 

@@ -853,6 +853,8 @@ static void worker_stats(const struct sched *s, uint32_t i, struct sched_worker_
 	ws->cold_deferred = ctr_get(&w->cold_deferred);
 	ws->fixup_ns = ctr_get(&w->fixup_ns);
 	ws->place_evictions = ctr_get(&w->place_evictions);
+	ws->room_waits = ctr_get(&w->room_waits);
+	ws->room_forced = ctr_get(&w->room_forced);
 	ws->cold_mode = w->cold_mode;
 }
 

@@ -335,6 +335,8 @@ struct sched_req {
 	void *pool_buf;
 	uint64_t pool_cap;
 	struct sched_req *next; /* in a worker's batch */
+	struct sched_req *wait; /* in a worker's list waiting for room */
+	uint64_t room_mark;	/* waits for room until the worker dequeued this many */
 };
 
 /* A clean record from the pool, or NULL when every record is in use
@@ -368,7 +370,8 @@ int sched_req_prepare(struct sched_req *req);
  * max_batch_tokens), DPRT_EOVERLOAD (queue
  * full), DPRT_EDEVICE (fits no device), -ESHUTDOWN.
  * A request that was posted may still fail on its worker: DPRT_EOVERLOAD
- * (no room on the device: every resident model is in use), DPRT_EDEVICE
+ * (no room on the device or in host memory even after waiting for the
+ * requests queued ahead of it and evicting models in use), DPRT_EDEVICE
  * (the device could not load the model), or the backend's error.
  */
 int sched_submit(struct sched *s, struct sched_req *req);
@@ -406,6 +409,8 @@ struct sched_worker_stats {
 	uint64_t cold_deferred;	  /* of those, run eagerly (graphs re-recorded idle) */
 	uint64_t fixup_ns;	  /* time cold starts spent taking new addresses */
 	uint64_t place_evictions; /* evictions so a cold model lands where it was */
+	uint64_t room_waits;	  /* requests that waited for device room */
+	uint64_t room_forced;	  /* of those, run by evicting models with requests queued */
 	int32_t cold_mode;	  /* the worker's: an enum plan_mode, or < 0 */
 };
 

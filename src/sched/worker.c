@@ -191,6 +191,7 @@ static int no_room(struct worker *w, uint64_t busy)
 {
 	char a[32], b[32];
 
+	w->room_short = true; /* the request may wait for room (defer_room) */
 	return err_set(DPRT_EOVERLOAD, "no room on device %s: %s of %s held by models in use",
 		       w->name, fmt_bytes(busy, a, sizeof(a)),
 		       fmt_bytes(w->mem_limit, b, sizeof(b)));
@@ -204,15 +205,15 @@ static int no_room(struct worker *w, uint64_t busy)
  * pick this worker for a model just being evicted; its request then finds
  * the model gone and cold-starts it again: slower, still correct.)
  */
-static void count_bytes(const struct lnode *head, const struct wslot *self, uint64_t *busy,
-			uint64_t *freeable)
+static void count_bytes(const struct worker *w, const struct lnode *head, const struct wslot *self,
+			uint64_t *busy, uint64_t *freeable)
 {
 	const struct lnode *n;
 
 	for (n = head->next; n != head; n = n->next) {
 		const struct wslot *sl = container_of(n, struct wslot, lru);
 
-		if (sl == self || slot_in_use(sl))
+		if (sl == self || (slot_in_use(sl) && !w->room_force))
 			*busy += sl->bytes;
 		else
 			*freeable += sl->bytes;
@@ -254,8 +255,9 @@ static double evict_cost(const struct wslot *sl, uint64_t now)
 
 /* The idle resident model to evict (never self): the least recently used,
  * or under the cost policy the cheapest to lose (ties: the least recently
- * used). NULL if none is idle. */
-static struct wslot *pick_victim(struct worker *w, const struct wslot *self)
+ * used). NULL if none is idle. busy: pick among the models in use instead
+ * (a forced wait for room, see defer_room). */
+static struct wslot *pick_victim(struct worker *w, const struct wslot *self, bool busy)
 {
 	struct wslot *best = NULL;
 	double best_cost = 0;
@@ -266,7 +268,7 @@ static struct wslot *pick_victim(struct worker *w, const struct wslot *self)
 		struct wslot *sl = container_of(n, struct wslot, lru);
 		double c;
 
-		if (sl == self || slot_in_use(sl))
+		if (sl == self || slot_in_use(sl) != busy)
 			continue;
 		if (w->evict_policy == SCHED_EVICT_LRU)
 			return sl;
@@ -279,15 +281,9 @@ static struct wslot *pick_victim(struct worker *w, const struct wslot *self)
 	return best;
 }
 
-/*
- * Free one idle model's device memory (never self's): evict the least
- * recently used resident one (a cold model goes to standby, freeing its
- * weights), else destroy the least recently used kept cold model. count:
- * an eviction counts as one (for /metrics). false if there is none.
- */
-static bool drop_one(struct worker *w, const struct wslot *self, bool count)
+static bool drop_among(struct worker *w, const struct wslot *self, bool count, bool busy)
 {
-	struct wslot *victim = pick_victim(w, self);
+	struct wslot *victim = pick_victim(w, self, busy);
 	struct lnode *n;
 
 	if (victim) {
@@ -299,7 +295,7 @@ static bool drop_one(struct worker *w, const struct wslot *self, bool count)
 	for (n = w->standby.prev; n != &w->standby; n = n->prev) {
 		struct wslot *sl = container_of(n, struct wslot, lru);
 
-		if (sl == self || slot_in_use(sl))
+		if (sl == self || slot_in_use(sl) != busy)
 			continue;
 		destroy(w, sl);
 		return true;
@@ -308,11 +304,30 @@ static bool drop_one(struct worker *w, const struct wslot *self, bool count)
 }
 
 /*
+ * Free one idle model's device memory (never self's): evict the least
+ * recently used resident one (a cold model goes to standby, freeing its
+ * weights), else destroy the least recently used kept cold model. count:
+ * an eviction counts as one (for /metrics). false if there is none. In a
+ * forced wait for room, models in use go next, the same way (their queued
+ * requests cold-start them again).
+ */
+static bool drop_one(struct worker *w, const struct wslot *self, bool count)
+{
+	if (drop_among(w, self, count, false))
+		return true;
+	if (!w->room_force || !drop_among(w, self, count, true))
+		return false;
+	ctr_add(&w->room_forced, 1);
+	return true;
+}
+
+/*
  * Make room for need more bytes for self (a kept cold model coming back is
  * never dropped to make its own room): first check that evicting every
  * unused model would be enough (so nothing is evicted in vain), then evict
  * unused models least recently used first, then destroy kept cold models
  * (evicting a cold model frees its weights; destroying it, the rest).
+ * When models in use hold the room, the request waits (defer_room).
  */
 static int make_room(struct worker *w, const struct wslot *self, uint64_t need)
 {
@@ -328,8 +343,8 @@ static int make_room(struct worker *w, const struct wslot *self, uint64_t need)
 			       fmt_bytes(w->mem_limit, b, sizeof(b)));
 	if (need <= w->mem_limit - w->used)
 		return 0;
-	count_bytes(&w->lru, self, &busy, &freeable);
-	count_bytes(&w->standby, self, &busy, &freeable);
+	count_bytes(w, &w->lru, self, &busy, &freeable);
+	count_bytes(w, &w->standby, self, &busy, &freeable);
 	if (need > w->mem_limit - w->used + freeable)
 		return no_room(w, busy);
 	while (need > w->mem_limit - w->used && drop_one(w, self, true))
@@ -338,21 +353,24 @@ static int make_room(struct worker *w, const struct wslot *self, uint64_t need)
 }
 
 /* Whether sl's model here is one whose host copy an idle drop may free:
- * idle, not self, and (only) the only device instance when sole. */
-static bool host_holder(const struct wslot *sl, const struct wslot *self, bool sole)
+ * idle (or in a forced wait for room, any), not self, and (only) the only
+ * device instance when sole. */
+static bool host_holder(const struct worker *w, const struct wslot *sl, const struct wslot *self,
+			bool sole)
 {
-	return sl != self && sl->em && !slot_in_use(sl) &&
+	return sl != self && sl->em && (!slot_in_use(sl) || w->room_force) &&
 	       (!sole || atomic_load(&sl->e->users) == 1);
 }
 
-static struct wslot *pick_holder(struct lnode *head, const struct wslot *self, bool sole)
+static struct wslot *pick_holder(const struct worker *w, struct lnode *head,
+				 const struct wslot *self, bool sole)
 {
 	struct lnode *n;
 
 	for (n = head->prev; n != head; n = n->prev) {
 		struct wslot *sl = container_of(n, struct wslot, lru);
 
-		if (host_holder(sl, self, sole))
+		if (host_holder(w, sl, self, sole))
 			return sl;
 	}
 	return NULL;
@@ -371,9 +389,9 @@ static bool drop_host_holder(struct worker *w, const struct wslot *self)
 	int sole;
 
 	for (sole = 1; sole >= 0 && !sl; sole--) {
-		sl = pick_holder(&w->standby, self, sole);
+		sl = pick_holder(w, &w->standby, self, sole);
 		if (!sl)
-			sl = pick_holder(&w->lru, self, sole);
+			sl = pick_holder(w, &w->lru, self, sole);
 	}
 	if (!sl)
 		return false;
@@ -414,8 +432,10 @@ static int acquire_host(struct worker *w, struct wslot *sl, const void **weights
 			break;
 		err_clear();
 	}
-	if (ret == DPRT_EOVERLOAD)
+	if (ret == DPRT_EOVERLOAD) {
 		kick_others(w, false);
+		w->room_short = true; /* it may wait for room (defer_room) */
+	}
 	return ret;
 }
 
@@ -1035,7 +1055,7 @@ static bool park(struct worker *w, struct wslot *sl, struct sched_req *head, uin
 	return true;
 }
 
-static void handle(struct worker *w, struct sched_req *req, uint64_t now);
+static unsigned handle(struct worker *w, struct sched_req *req, uint64_t now);
 
 /* Run the parked requests of sl, whose read ended (one by one). */
 static unsigned resume(struct worker *w, struct wslot *sl, uint64_t now)
@@ -1057,7 +1077,7 @@ static unsigned resume(struct worker *w, struct wslot *sl, uint64_t now)
 			complete(w, sl, r, hr->ret);
 			continue;
 		}
-		handle(w, r, now); /* the wait for the read counts as queueing */
+		(void)handle(w, r, now); /* the wait for the read counts as queueing */
 	}
 	sl->sync_load = false;
 	if (sl->held_ref) /* not taken by a model made here */
@@ -1159,8 +1179,11 @@ static unsigned resume_stream(struct worker *w, struct wslot *sl, uint64_t now)
 	set_busy(w, 1);
 	now = MAX(now, clock_ns());
 	r->t_queue = now > r->t_post ? now - r->t_post : 0;
+	w->room_short = false;
 	ret = stream_cold(w, sl, r);
-	if (ret == -EOPNOTSUPP) { /* parked again: it waits for the read */
+	/* parked again: it waits for the read (and, with no room, goes on to
+	 * wait for room once read) */
+	if (ret == -EOPNOTSUPP || (ret == DPRT_EOVERLOAD && w->room_short)) {
 		err_clear();
 		r->next = sl->parked;
 		sl->parked = r;
@@ -1196,10 +1219,95 @@ static unsigned resume_parked(struct worker *w, uint64_t now)
 	return done;
 }
 
+/* ------------------------------------------------------------ room */
+
+static uint32_t list_len(const struct sched_req *head)
+{
+	uint32_t n = 0;
+
+	for (; head; head = head->next)
+		n++;
+	return n;
+}
+
+/*
+ * A cold start found the device (no_room) or host memory (acquire_host)
+ * full and the room held by models with requests queued: rather than fail,
+ * the request (or batch,
+ * head) waits in room_wait, oldest first, while those requests run; once
+ * the models are idle the retry evicts them as usual. So that a stream of
+ * requests for resident models cannot starve it, the wait is bounded: once
+ * every request queued when it began has been dequeued (room_mark), the
+ * retry may evict models in use too (room_force), whose requests then
+ * cold-start them again. false (the caller completes head with ret) for
+ * any other failure, or a forced retry that still found no room.
+ */
+static bool room_due(const struct worker *w, const struct sched_req *head)
+{
+	return w->taken + 1 >= head->room_mark;
+}
+
+static bool defer_room(struct worker *w, struct sched_req *head, int ret)
+{
+	bool again = head->room_mark != 0;
+	uint32_t n = list_len(head);
+
+	if (ret != DPRT_EOVERLOAD || !w->room_short || (again && room_due(w, head)))
+		return false;
+	err_clear();
+	if (!again) {
+		/* every request dequeued so far ran or is head's; those queued
+		 * now are dequeued by the time taken reaches the mark */
+		head->room_mark = w->taken + ck_ring_size(&w->ring) + 1;
+		ctr_add(&w->room_waits, n);
+		log_debug("%s: '%s' v%u waits for room held by models in use", w->name,
+			  head->model->name, head->model->version);
+	}
+	head->wait = NULL;
+	if (again) { /* retried from the front: it stays there */
+		head->wait = w->room_wait;
+		w->room_wait = head;
+		if (!w->room_wait_tail)
+			w->room_wait_tail = head;
+	} else {
+		if (w->room_wait_tail)
+			w->room_wait_tail->wait = head;
+		else
+			w->room_wait = head;
+		w->room_wait_tail = head;
+	}
+	atomic_fetch_add_explicit(&w->n_room_wait, n, memory_order_relaxed);
+	return true;
+}
+
+static unsigned handle_batch(struct worker *w, struct sched_req *head, uint64_t now);
+
+/* Retry the requests waiting for room, oldest first, until one waits on. */
+static unsigned retry_room(struct worker *w, uint64_t now)
+{
+	struct sched_req *head;
+	unsigned done = 0, n;
+
+	while ((head = w->room_wait)) {
+		w->room_wait = head->wait;
+		if (!w->room_wait)
+			w->room_wait_tail = NULL;
+		head->wait = NULL;
+		atomic_fetch_sub_explicit(&w->n_room_wait, list_len(head), memory_order_relaxed);
+		w->room_force = room_due(w, head);
+		n = head->next ? handle_batch(w, head, now) : handle(w, head, now);
+		w->room_force = false;
+		if (!n)
+			break; /* waits on, at the front */
+		done += n;
+	}
+	return done;
+}
+
 /* Run one request, cold-starting its model if it is not resident. now:
  * the poll's time; a request's wait ends when its handling starts, which
  * may be well after (earlier requests of the same poll ran). */
-static void handle(struct worker *w, struct sched_req *req, uint64_t now)
+static unsigned handle(struct worker *w, struct sched_req *req, uint64_t now)
 {
 	struct wslot *sl = &req->model->ws[w->id];
 	int ret = 0;
@@ -1207,18 +1315,24 @@ static void handle(struct worker *w, struct sched_req *req, uint64_t now)
 	now = MAX(now, clock_ns());
 	req->next = NULL;
 	if (park(w, sl, req, now))
-		return;
+		return 1;
 	set_busy(w, 1);
 	req->worker = w->id;
 	req->t_queue = now > req->t_post ? now - req->t_post : 0;
+	w->room_short = false;
 	if (!atomic_load(&sl->resident))
 		ret = load_model(w, sl, req);
+	if (ret && defer_room(w, req, ret)) {
+		set_busy(w, 0);
+		return 0;
+	}
 	if (!ret) {
 		touch(w, sl);
 		ret = run_one(w, sl, req);
 	}
 	complete(w, sl, req, ret);
 	set_busy(w, 0);
+	return 1;
 }
 
 /* ------------------------------------------------------------ batching */
@@ -1432,8 +1546,13 @@ static unsigned handle_batch(struct worker *w, struct sched_req *head, uint64_t 
 		r->worker = w->id;
 		r->t_queue = now > r->t_post ? now - r->t_post : 0;
 	}
+	w->room_short = false;
 	if (!atomic_load(&sl->resident))
 		ret = load_model(w, sl, head);
+	if (ret && defer_room(w, head, ret)) {
+		set_busy(w, 0);
+		return 0;
+	}
 	for (r = head->next; r && (head->flags & SCHED_F_COLD); r = r->next) {
 		r->flags |= SCHED_F_COLD;
 		r->t_load = head->t_load;
@@ -1464,6 +1583,7 @@ static struct sched_req *take(struct worker *w)
 	if (!ck_ring_dequeue_mpsc(&w->ring, w->rbuf, &req))
 		return NULL;
 	HANDOFF_ACQUIRE(req);
+	w->taken++;
 	return req;
 }
 
@@ -1520,6 +1640,8 @@ static unsigned poll_batched(struct worker *w, unsigned budget, uint64_t now)
 		w->pending = NULL;
 		w->n_pending = 0;
 		done += handle_batch(w, head, now);
+		if (w->room_wait)
+			done += retry_room(w, now);
 	}
 	set_busy(w, 0);
 	return done;
@@ -1548,11 +1670,14 @@ unsigned worker_poll(struct worker *w, unsigned budget, uint64_t now)
 		atomic_fetch_and(&w->kick, ~(uint32_t)KICK_PREPARE);
 		w->prep_pending = w->cold_mode != WCOLD_LOAD;
 	}
+	done += retry_room(w, now);
 	if (w->max_batch > 1)
 		return done + poll_batched(w, budget, now);
 	while (done < budget && (req = take(w))) {
-		handle(w, req, now);
+		(void)handle(w, req, now);
 		done++;
+		if (w->room_wait)
+			done += retry_room(w, now);
 	}
 	return done;
 }
@@ -1796,7 +1921,8 @@ void worker_kick(struct worker *w, uint32_t what)
 uint32_t worker_queue_depth(const struct worker *w)
 {
 	return ck_ring_size(&w->ring) +
-	       (uint32_t)atomic_load_explicit(&w->busy, memory_order_relaxed);
+	       (uint32_t)atomic_load_explicit(&w->busy, memory_order_relaxed) +
+	       atomic_load_explicit(&w->n_room_wait, memory_order_relaxed);
 }
 
 uint64_t worker_resident_bytes(const struct worker *w)
@@ -1824,7 +1950,7 @@ uint32_t worker_lru(const struct worker *w, struct repo_entry **out, uint32_t ca
 
 static bool has_work(struct worker *w)
 {
-	return ck_ring_size(&w->ring) || atomic_load(&w->kick);
+	return ck_ring_size(&w->ring) || atomic_load(&w->kick) || w->room_wait;
 }
 
 /* Sleep until a producer writes the eventfd, or until the open batch

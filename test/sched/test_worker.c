@@ -342,15 +342,12 @@ Test(worker, eviction_lru_in_use_and_size)
 	sched_destroy(s);
 }
 
-Test(worker, no_room_when_models_in_use)
+/* Three small models fill the device; g needs the room of two. */
+static struct sched *room_sched(struct sched_chan **ch, uint32_t max_batch)
 {
-	struct sched_req *g, *q[3], *done[4];
-	struct sched_chan *ch;
 	struct sched_opts o;
 	struct sched *s;
-	struct worker *w;
 	uint64_t small;
-	uint32_t i;
 
 	trepo_add(dir, "r1", 1, "resnet-tiny", 1);
 	trepo_add(dir, "r2", 1, "resnet-tiny", 2);
@@ -359,38 +356,109 @@ Test(worker, no_room_when_models_in_use)
 	small = trepo_wsize(dir, "r1", 1);
 	o = topts(dir, "cpu");
 	o.gpu_mem_limit = 3 * small + 4096;
+	o.max_batch = max_batch;
 	s = tsched(&o);
-	w = sched_worker(s, 0);
-	cr_assert_eq(sched_chan_create(s, &ch), 0);
-	run_put(s, ch, "r1", NULL, NULL);
-	run_put(s, ch, "r2", NULL, NULL);
-	run_put(s, ch, "r3", NULL, NULL);
+	cr_assert_eq(sched_chan_create(s, ch), 0);
+	run_put(s, *ch, "r1", NULL, NULL);
+	run_put(s, *ch, "r2", NULL, NULL);
+	run_put(s, *ch, "r3", NULL, NULL);
+	return s;
+}
 
-	/* r1 and r2 queued behind g; evicting r3 alone would not make room,
-	 * so g fails and r3 is not evicted in vain. */
-	g = post(s, ch, "g", 1);
-	q[0] = post(s, ch, "r1", 2);
-	q[1] = post(s, ch, "r2", 3);
-	cr_assert_eq(worker_poll(w, 1, clock_ns()), 1);
-	cr_assert_eq(sched_complete_poll(ch, done, 4), 1);
-	cr_assert_eq(g->status, DPRT_EOVERLOAD);
-	cr_assert(strstr(g->msg, "no room on device cpu0"), "%s", g->msg);
-	cr_assert(strstr(g->msg, "held by models in use"), "%s", g->msg);
-	cr_assert_eq(worker_lru(w, NULL, 0), 3);
-	cr_assert_eq(ctr_get(&w->evictions), 0);
-	tcollect(s, ch, done, 2);
-	for (i = 0; i < 2; i++) {
-		cr_assert_eq(q[i]->status, 0);
-		cr_assert_not(q[i]->flags & SCHED_F_COLD);
-		treq_put(s, q[i]);
-	}
-	treq_put(s, g);
-	/* Idle again: now g fits by evicting two of them. */
-	run_put(s, ch, "g", NULL, NULL);
-	cr_assert_eq(worker_lru(w, NULL, 0), 2);
+static void room_end(struct sched *s, struct sched_chan *ch, struct sched_req **r, uint32_t n)
+{
+	uint32_t i;
+
+	for (i = 0; i < n; i++)
+		treq_put(s, r[i]);
 	sched_stop(s);
 	sched_chan_destroy(ch);
 	sched_destroy(s);
+}
+
+Test(worker, waits_for_room_held_by_models_in_use)
+{
+	struct sched_req *q[3], *done[4];
+	struct sched_chan *ch;
+	struct sched *s = room_sched(&ch, 1);
+	struct worker *w = sched_worker(s, 0);
+	uint32_t i;
+
+	/* r1 and r2 queued behind g; evicting r3 alone would not make room,
+	 * so g waits (nothing is evicted in vain, nothing fails) ... */
+	q[0] = post(s, ch, "g", 1);
+	q[1] = post(s, ch, "r1", 2);
+	q[2] = post(s, ch, "r2", 3);
+	cr_assert_eq(worker_poll(w, 1, clock_ns()), 1);
+	cr_assert_eq(sched_complete_poll(ch, done, 4), 0);
+	cr_assert_eq(worker_lru(w, NULL, 0), 3);
+	cr_assert_eq(ctr_get(&w->evictions), 0);
+	cr_assert_eq(ctr_get(&w->room_waits), 1);
+	cr_assert_eq(worker_queue_depth(w), 3, "g counts as queued");
+	/* ... while r1 runs warm; then r1 and r3 are idle and make room, and
+	 * g runs before r2 (still resident). */
+	tcollect(s, ch, done, 3);
+	cr_assert_eq(done[0], q[1]);
+	cr_assert_eq(done[1], q[0]);
+	cr_assert_eq(done[2], q[2]);
+	for (i = 0; i < 3; i++)
+		cr_assert_eq(q[i]->status, 0, "%u: %s", i, q[i]->msg);
+	cr_assert_not(q[1]->flags & SCHED_F_COLD);
+	cr_assert_not(q[2]->flags & SCHED_F_COLD);
+	cr_assert(q[0]->flags & SCHED_F_COLD);
+	cr_assert_eq(worker_lru(w, NULL, 0), 2);
+	cr_assert_eq(ctr_get(&w->evictions), 2);
+	cr_assert_eq(ctr_get(&w->room_forced), 0);
+	cr_assert_eq(worker_queue_depth(w), 0);
+	room_end(s, ch, q, 3);
+}
+
+Test(worker, room_wait_is_bounded)
+{
+	struct sched_req *q[5], *done[8];
+	struct sched_chan *ch;
+	struct sched *s = room_sched(&ch, 1);
+	struct worker *w = sched_worker(s, 0);
+	uint32_t i;
+
+	q[0] = post(s, ch, "g", 1);
+	q[1] = post(s, ch, "r1", 2);
+	q[2] = post(s, ch, "r2", 3);
+	cr_assert_eq(worker_poll(w, 1, clock_ns()), 1); /* g waits */
+	/* Requests for r1 and r2 keep coming: once those queued when g began
+	 * to wait have run, g evicts them although they are in use. */
+	q[3] = post(s, ch, "r1", 4);
+	q[4] = post(s, ch, "r2", 5);
+	tcollect(s, ch, done, 5);
+	cr_assert_eq(done[0], q[1]);
+	cr_assert_eq(done[1], q[2]);
+	cr_assert_eq(done[2], q[0], "g runs before the later requests");
+	for (i = 0; i < 5; i++)
+		cr_assert_eq(q[i]->status, 0, "%u: %s", i, q[i]->msg);
+	cr_assert(q[0]->flags & SCHED_F_COLD);
+	cr_assert(ctr_get(&w->room_forced) >= 1);
+	cr_assert((q[3]->flags & SCHED_F_COLD) || (q[4]->flags & SCHED_F_COLD));
+	room_end(s, ch, q, 5);
+}
+
+Test(worker, batch_waits_for_room)
+{
+	struct sched_req *q[4], *done[4];
+	struct sched_chan *ch;
+	struct sched *s = room_sched(&ch, 4);
+	struct worker *w = sched_worker(s, 0);
+	uint32_t i;
+
+	q[0] = post(s, ch, "g", 1);
+	q[1] = post(s, ch, "g", 2);
+	q[2] = post(s, ch, "r1", 3);
+	q[3] = post(s, ch, "r2", 4);
+	tcollect(s, ch, done, 4);
+	for (i = 0; i < 4; i++)
+		cr_assert_eq(q[i]->status, 0, "%u: %s", i, q[i]->msg);
+	cr_assert_eq(ctr_get(&w->room_waits), 2, "both requests of g's batch waited");
+	cr_assert_eq(worker_queue_depth(w), 0);
+	room_end(s, ch, q, 4);
 }
 
 Test(worker, overload_when_queue_full)
