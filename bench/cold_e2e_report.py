@@ -9,11 +9,11 @@ import re
 import sys
 
 
-def isolated(raw):
+def isolated(raw, name="coldstart.log"):
     """coldstart.log: (model, mode) -> mean ms."""
     res = {}
     try:
-        with open(os.path.join(raw, "coldstart.log")) as f:
+        with open(os.path.join(raw, name)) as f:
             for line in f:
                 p = line.split()
                 if len(p) > 4 and re.match(r"^[a-z]+@\d+$", p[1]) and re.match(r"^\d+/\d+$", p[2]):
@@ -64,10 +64,11 @@ def main():
     out, models, modes = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
     raw = os.path.join(out, "raw")
     iso, tch = isolated(raw), torch_cold(raw)
-    print("| model | mode | isolated ms | cold request p50 / mean ms | server compute ms "
-          "| e2e - isolated | first request ms | first / cold p50 | PyTorch pinned ms "
-          "| moved / deferred | targets |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    paced = isolated(raw, "coldstart-paced.log")
+    print("| model | mode | isolated ms | paced ms | cold request p50 / mean ms | server compute ms "
+          "| e2e - isolated | e2e - paced | first request ms | first / cold p50 "
+          "| first after idle ms | PyTorch pinned ms | moved / deferred | targets |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for m in models:
         for md in modes:
             try:
@@ -78,6 +79,8 @@ def main():
                 continue
             s = j.get("all", j)
             i = iso.get((m, md)) if md != "load" else None
+            ip = paced.get((m, md)) if md != "load" else None
+            idle, _ = first_request(os.path.join(raw, "%s-%s-idle.txt" % (m, md)))
             p50, mean, comp = s.get("cold_p50_ms"), s.get("cold_mean_ms"), s.get("cold_compute_ms_mean")
             first, kind = first_request(os.path.join(raw, "%s-%s.txt" % (m, md)))
             mpath = os.path.join(raw, "metrics-%s-%s.txt" % (m, md))
@@ -94,11 +97,12 @@ def main():
             if s.get("errors") or s.get("wrong"):
                 notes.append("%d errors, %d wrong" % (s.get("errors", 0), s.get("wrong", 0)))
             cold = "%s/%s cold" % (s.get("cold_starts"), s.get("ok"))
-            print("| %s | %s | %s | %s / %s (%s) | %s | %s | %s%s | %s | %s | %s / %s | %s |" % (
-                m, md, fmt(i), fmt(p50), fmt(mean), cold, fmt(comp),
+            print("| %s | %s | %s | %s | %s / %s (%s) | %s | %s | %s | %s%s | %s | %s | %s | %s / %s | %s |" % (
+                m, md, fmt(i), fmt(ip), fmt(p50), fmt(mean), cold, fmt(comp),
                 fmt(p50 - i if i is not None and p50 is not None else None, "%+.3f"),
+                fmt(p50 - ip if ip is not None and p50 is not None else None, "%+.3f"),
                 fmt(first), " (%s)" % kind if kind else "",
-                fmt(first / p50 if first and p50 else None, "%.2f"), fmt(t),
+                fmt(first / p50 if first and p50 else None, "%.2f"), fmt(idle), fmt(t),
                 fmt(moved, "%d"), fmt(deferred, "%d"), ", ".join(notes) or "-"))
 
 

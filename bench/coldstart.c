@@ -31,12 +31,15 @@
  * how many remade their programs (weights landing elsewhere).
  * -c N: N more cold/evict cycles of the first mode of the first model,
  * checking that the pool and the GPU's free memory end where they began.
+ * -g MS: sleep MS milliseconds before each timed cold start (the pace of
+ * a server's requests: an idle GPU and CPU wake up slower than a busy one).
  */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../test/exec/cuda/progs.h"
 #include "mem/cudrv.h"
@@ -52,6 +55,7 @@ struct opts {
 	enum dtype dt;
 	int warm, runs, warm_big, runs_big, cycles;
 	uint64_t big;
+	uint32_t gap_ms; /* -g: idle time before each timed cold start */
 };
 
 struct bench {
@@ -72,7 +76,7 @@ static int usage(void)
 	fprintf(stderr,
 		"usage: coldstart -m MODEL[,MODEL...] [-e MODE[@K][,MODE[@K]...]|all] -d GPU "
 		"[GPU...] [-t fp32|fp16|bf16] [-w WARM] [-n RUNS] [-W WARM] [-N RUNS] "
-		"[-B BYTES] [-c CYCLES]\nMODEL: a zoo name, or a package file (.dpk: its own dtype)\n"
+		"[-B BYTES] [-c CYCLES] [-g GAP_MS]\nMODEL: a zoo name, or a package file (.dpk: its own dtype)\n"
 		"modes: " ALL_MODES "\n");
 	return 2;
 }
@@ -201,6 +205,10 @@ static int measure(struct bench *b, struct exec_model *m, int warm, int runs, st
 	if (!t)
 		return -ENOMEM;
 	for (i = -warm; i < runs && !ret; i++) {
+		if (i >= 0 && b->o->gap_ms) /* paced like requests at 1000/GAP per second */
+			nanosleep(&(struct timespec){b->o->gap_ms / 1000,
+						     (long)(b->o->gap_ms % 1000) * 1000000L},
+				  NULL);
 		t0 = clock_ns();
 		ret = cuda_cold_run(m, b->in, out, &st);
 		if (i < 0 || ret) {
@@ -414,7 +422,7 @@ static int parse(int argc, char **argv, struct opts *o)
 	o->warm_big = 10;
 	o->runs_big = 50;
 	o->big = 1000000000ull;
-	while ((c = getopt(argc, argv, "m:e:d:t:w:n:W:N:B:c:")) != -1) {
+	while ((c = getopt(argc, argv, "m:e:d:t:w:n:W:N:B:c:g:")) != -1) {
 		switch (c) {
 		case 'm':
 			snprintf(o->models, sizeof(o->models), "%s", optarg);
@@ -447,6 +455,9 @@ static int parse(int argc, char **argv, struct opts *o)
 			break;
 		case 'c':
 			o->cycles = atoi(optarg);
+			break;
+		case 'g':
+			o->gap_ms = (uint32_t)atoi(optarg);
 			break;
 		default:
 			return -EINVAL;

@@ -327,6 +327,7 @@ struct worker {
 	_Atomic uint64_t cold_moved, cold_deferred, fixup_ns, place_evictions;
 	_Atomic uint64_t room_waits, room_forced;
 	_Atomic uint32_t n_room_wait; /* requests in room_wait */
+	_Atomic bool dev_tried;	      /* the start-time device open is over */
 	bool prep_pending;	      /* owner: some slot may still need its plan */
 	uint32_t untidy;	      /* owner: slots with work for model_tidy */
 	uint64_t headroom;	      /* owner: the largest model made here (bytes) */

@@ -666,12 +666,20 @@ bool sched_ready(struct sched *s, char *why, size_t len)
 {
 	/* Acquire: pairs with the release increment in load_job. */
 	uint32_t done = atomic_load_explicit(&s->load.done, memory_order_acquire);
+	uint32_t i;
 
 	if (done < s->load.n) {
 		snprintf(why, len, "loading the repository: %u of %u models loaded", done,
 			 s->load.n);
 		return false;
 	}
+	/* A first request must not pay for initialising a GPU (tests that
+	 * step the workers themselves open the devices on their thread). */
+	for (i = 0; i < s->n_workers && !s->o.no_threads; i++)
+		if (!worker_dev_tried(s->w[i])) {
+			snprintf(why, len, "initialising device %s", s->w[i]->name);
+			return false;
+		}
 	return repo_unfit(s->repo, why, len) == NULL;
 }
 

@@ -281,6 +281,10 @@ int worker_start(struct worker *w, int cpu);
 bool worker_prepare(struct worker *w);
 /* Requests queued on the worker (ring + the one running). Any thread. */
 uint32_t worker_queue_depth(const struct worker *w);
+/* Whether the worker's thread is past opening its device at start (with
+ * or without success): its libraries and kernels are initialised. Any
+ * thread. */
+bool worker_dev_tried(const struct worker *w);
 /* Bytes of device memory held by resident models. Any thread. */
 uint64_t worker_resident_bytes(const struct worker *w);
 /* Whether entry e is resident on the worker. Any thread (a snapshot). */

@@ -1925,6 +1925,11 @@ uint32_t worker_queue_depth(const struct worker *w)
 	       atomic_load_explicit(&w->n_room_wait, memory_order_relaxed);
 }
 
+bool worker_dev_tried(const struct worker *w)
+{
+	return atomic_load_explicit(&w->dev_tried, memory_order_acquire);
+}
+
 uint64_t worker_resident_bytes(const struct worker *w)
 {
 	return atomic_load_explicit(&w->resident_bytes, memory_order_relaxed);
@@ -2014,6 +2019,8 @@ static void *worker_main(void *arg)
 	 * is logged; requests then fail with it and the next one retries. */
 	if (worker_open_device(w))
 		log_error("%s", err_msg(0));
+	/* Release: pairs with the acquire in worker_dev_tried (readiness). */
+	atomic_store_explicit(&w->dev_tried, true, memory_order_release);
 	while (!(atomic_load(&w->kick) & KICK_STOP)) {
 		now = clock_ns();
 		if (worker_poll(w, 64, now) || worker_prepare(w)) {

@@ -234,9 +234,11 @@ rc=$?
 last="bench/cold_e2e.sh --tiny"
 expect_rc 0 "cold_e2e.sh --tiny"
 cat "$tmp/out"
-grep -Eq '^\| bert-tiny \| load \| - \| [0-9.]+ / [0-9.]+ \(([0-9]+)/\1 cold\)' \
+grep -Eq '^\| bert-tiny \| load \| - \| - \| [0-9.]+ / [0-9.]+ \(([0-9]+)/\1 cold\)' \
 	"$tmp/ce2e/summary.md" || fail "cold_e2e row: every request a cold start"
 grep -Eq '^first request ms: [0-9.]+ \(cold' "$tmp/ce2e/raw/bert-tiny-load.txt" ||
 	fail "loadgen's first request line"
+grep -Eq '^\| bert-tiny \| load \|.*\| [0-9.]+ \| - \| 0 / 0 \|' "$tmp/ce2e/summary.md" ||
+	fail "cold_e2e row: the first request after idling"
 
 finish
