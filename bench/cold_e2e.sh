@@ -21,6 +21,8 @@
 #     --gpu G          the GPU (default 0)
 #     --requests N     cold requests per (model, mode) (default 40)
 #     --out DIR        results (default bench/results/cold-e2e-<gpu>-<date>)
+#     --server-args "..."  more options for every server (e.g. --gpu-keepalive off)
+#     --no-baseline    skip the isolated and PyTorch baselines
 #     --tiny           bert-tiny and resnet-tiny on --gpus cpu:1 (the CI check;
 #                      no isolated or PyTorch baseline)
 #     --dprt PATH, --loadgen PATH, --coldstart PATH  binaries (default ./dprt and
@@ -31,6 +33,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 root=$PWD
 models='' modes='dprt load' gpu=0 nreq=40 out='' tiny=0 dprt='' loadgen='' coldstart=''
+sargs='' baseline=1
 while [ $# -gt 0 ]; do
 	case $1 in
 	--models) models=$2; shift ;;
@@ -39,6 +42,8 @@ while [ $# -gt 0 ]; do
 	--requests) nreq=$2; shift ;;
 	--out) out=$2; shift ;;
 	--tiny) tiny=1 ;;
+	--server-args) sargs=$2; shift ;;
+	--no-baseline) baseline=0 ;;
 	--dprt) dprt=$2; shift ;;
 	--loadgen) loadgen=$2; shift ;;
 	--coldstart) coldstart=$2; shift ;;
@@ -95,7 +100,7 @@ seq_of()
 }
 
 # Baselines in the same run: the engine alone, and PyTorch.
-if [ $tiny = 0 ]; then
+if [ $tiny = 0 ] && [ $baseline = 1 ]; then
 	list=$(echo $models | tr ' ' ',')
 	log "$coldstart -m $list -e pipeline,deepplan,dprt -d $gpu -w 5 -n 30"
 	"$coldstart" -m "$list" -e pipeline,deepplan,dprt -d "$gpu" -w 5 -n 30 \
@@ -117,6 +122,8 @@ start_server()
 	slog=$out/raw/server-$1-$2.log
 	set -- --gpus "$gpus" --listen 127.0.0.1:0 --models "$work/repo-$1" --gpu-mem-limit "$3" \
 		--cold-mode "$2"
+	# shellcheck disable=SC2086 # word-split on purpose
+	[ -n "$sargs" ] && set -- "$@" $sargs
 	log "$dprt $*"
 	serve_start "$slog" "$@"
 }
@@ -161,9 +168,14 @@ for m in $models; do
 			rc=1
 		}
 		# after the same idle time as before the first request (wait_prepared's
-		# last second plus the client's start): what idling alone costs a cold one
+		# last second plus the client's start): what idling alone costs a cold
+		# one; first the instance not resident now, so that it is a cold start
+		first=$(python3 -c 'import re, sys, urllib.request
+m = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
+r = re.search(r"^dprt_model_resident\{model=\"a0\"[^}]*\} 1$", m, re.M)
+print("a1,a0" if r else "a0,a1")' "http://127.0.0.1:$port/metrics" 2>/dev/null) || first=a0,a1
 		sleep 1.5
-		set -- --url "http://127.0.0.1:$port" --model-prefix a --instances 2 --round-robin \
+		set -- --url "http://127.0.0.1:$port" --models "$first" --round-robin \
 			--rate 10 --uniform --warmup 0 --duration 0.5 --seq "$(seq_of "$m")" --check \
 			--json "$out/raw/$m-$md-idle.json"
 		log "$loadgen $*"

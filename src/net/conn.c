@@ -18,9 +18,11 @@
 #include "net/internal.h"
 
 #define RBUF_MIN 16384u
-#define RBUF_KEEP (64u << 10)	/* shrink the receive buffer above this */
-#define ARENA_KEEP (4u << 20)	/* free a decode arena above this */
-#define LINGER_NS 2000000000ull /* lingering close: drain input this long */
+#define RBUF_KEEP (64u << 10)	 /* shrink the receive buffer above this */
+#define ARENA_KEEP (4u << 20)	 /* free a decode arena above this */
+#define BIG_KEEP (64ull << 20)	 /* a larger receive or output buffer is not kept */
+#define CONN_KEEP (512ull << 20) /* the kept ones of all connections, at most */
+#define LINGER_NS 2000000000ull	 /* lingering close: drain input this long */
 #define MAX_REJECTING 64u
 
 static void conn_parse(struct conn *c);
@@ -180,7 +182,30 @@ static void conn_unlink(struct conn *c)
 		c->next->prev = c->prev;
 }
 
-/* Drop the request's resources: record, decode arena, big buffers. */
+/*
+ * Whether c keeps a receive or output buffer of cap bytes (above
+ * RBUF_KEEP) for its next request; *kept is what c had counted for it.
+ * A client that sends large tensors or gets large outputs again and again
+ * (an image model's input, a transformer's hidden states: MBs) would
+ * otherwise have the buffer allocated, and its pages faulted in by the
+ * worker copying outputs, on every request. Bounded: each at most
+ * BIG_KEEP, all connections' together at most CONN_KEEP.
+ */
+bool conn_keep_big(struct conn *c, uint64_t *kept, uint64_t cap)
+{
+	struct server_counters *n = &c->srv->cnt;
+
+	n->conn_kept -= *kept;
+	*kept = 0;
+	if (cap > BIG_KEEP || n->conn_kept + cap > CONN_KEEP)
+		return false;
+	*kept = cap;
+	n->conn_kept += cap;
+	return true;
+}
+
+/* Drop the request's resources: record, decode arena, big buffers (the
+ * output buffer may stay, conn_keep_big). */
 void conn_release_request(struct conn *c)
 {
 	if (c->sreq && !c->inflight) {
@@ -190,7 +215,7 @@ void conn_release_request(struct conn *c)
 	if (c->arena.size > ARENA_KEEP)
 		arena_fini(&c->arena);
 	arena_reset(&c->arena);
-	if (c->ocap > RBUF_KEEP) {
+	if (c->ocap > RBUF_KEEP && !conn_keep_big(c, &c->okept, c->ocap)) {
 		free(c->obuf);
 		c->obuf = NULL;
 		c->ocap = 0;
@@ -221,6 +246,8 @@ void conn_free(struct conn *c)
 	close(c->fd);
 	conn_release_request(c);
 	arena_fini(&c->arena);
+	conn_keep_big(c, &c->okept, UINT64_MAX); /* uncounted */
+	conn_keep_big(c, &c->rkept, UINT64_MAX);
 	free(c->rbuf);
 	free(c->wbuf);
 	free(c->obuf);
@@ -300,7 +327,8 @@ static void conn_response_sent(struct conn *c)
 	c->rlen -= c->req_len;
 	memmove(c->rbuf, c->rbuf + c->req_len, c->rlen);
 	c->req_len = 0;
-	if (c->rcap > RBUF_KEEP && c->rlen < RBUF_MIN && (p = malloc(RBUF_MIN))) {
+	if (c->rcap > RBUF_KEEP && c->rlen < RBUF_MIN && !conn_keep_big(c, &c->rkept, c->rcap) &&
+	    (p = malloc(RBUF_MIN))) {
 		memcpy(p, c->rbuf, c->rlen);
 		free(c->rbuf);
 		c->rbuf = p;

@@ -111,6 +111,7 @@ struct conn {
 	size_t zcap;
 	void *obuf; /* outputs too big for the record's buffer */
 	uint64_t ocap;
+	uint64_t okept, rkept; /* of ocap and rcap, counted in cnt.conn_kept */
 
 	/* the response */
 	char head[1024];
@@ -189,6 +190,9 @@ void conn_close(struct conn *c);
 void conn_free(struct conn *c);
 void conn_maybe_free(struct conn *c);
 void conn_release_request(struct conn *c);
+/* Whether c keeps a large buffer of cap bytes between requests (counted in
+ * cnt.conn_kept, replacing *kept); cap UINT64_MAX: only uncount it. */
+bool conn_keep_big(struct conn *c, uint64_t *kept, uint64_t cap);
 void conn_tick(struct conn *c, uint64_t now);
 void conn_on_recv(struct conn *c, int res);
 void conn_on_send(struct conn *c, int res);

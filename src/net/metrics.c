@@ -258,6 +258,9 @@ static void device_metrics(struct sbuf *b, const struct sched_stats *st)
 		      "(which then cold-start again) once every request older than the wait "
 		      "had run.",
 		      WOFF(room_forced));
+	device_metric(b, st, "dprt_keepalive_ticks_total", "counter",
+		      "Keep-alive work given to the idle device (--gpu-keepalive).",
+		      WOFF(keepalive_ticks));
 	device_metric(b, st, "dprt_model_creations_total", "counter",
 		      "Models made on the device for the first time.", WOFF(creations));
 	device_metric(b, st, "dprt_model_recreations_total", "counter",
@@ -318,6 +321,9 @@ static void server_metrics(struct sbuf *b, const struct sched_stats *st,
 				    (unsigned long long)c->http[code]);
 	family(b, "dprt_connections_open", "gauge", "Client connections open.");
 	sbuf_printf(b, "dprt_connections_open %llu\n", (unsigned long long)c->conns_open);
+	family(b, "dprt_connection_buffer_bytes", "gauge",
+	       "Large receive and output buffers connections keep between requests.");
+	sbuf_printf(b, "dprt_connection_buffer_bytes %llu\n", (unsigned long long)c->conn_kept);
 	family(b, "dprt_connections_total", "counter", "Client connections accepted.");
 	sbuf_printf(b, "dprt_connections_total %llu\n", (unsigned long long)c->conns_total);
 	family(b, "dprt_connections_rejected_total", "counter",

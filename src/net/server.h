@@ -121,6 +121,8 @@ struct server_counters {
 	uint64_t conns_total;	 /* connections accepted */
 	uint64_t conns_rejected; /* answered 503 for --max-conns */
 	uint64_t infer_rejected; /* infer requests refused before a worker */
+	uint64_t conn_kept;	 /* large receive and output buffers kept between
+				  * requests, all connections (conn_keep_big) */
 };
 
 /* A growable text buffer. */

@@ -55,6 +55,8 @@ int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev, str
 	w->max_batch = s->o.max_batch > 1 ? s->o.max_batch : 1;
 	w->batch_delay_ns = (uint64_t)s->o.batch_delay_us * 1000;
 	w->spin_ns = (uint64_t)(s->o.spin_us ? s->o.spin_us : 50) * 1000;
+	if (s->o.keepalive_ms != SCHED_KEEPALIVE_OFF && be->dev_tick)
+		w->tick_ns = (uint64_t)(s->o.keepalive_ms ?: SCHED_KEEPALIVE_MS) * 1000000;
 	w->cpu = -1;
 	lnode_init(&w->lru);
 	lnode_init(&w->standby);
@@ -1958,18 +1960,49 @@ static bool has_work(struct worker *w)
 	return ck_ring_size(&w->ring) || atomic_load(&w->kick) || w->room_wait;
 }
 
-/* Sleep until a producer writes the eventfd, or until the open batch
- * window closes. */
+/*
+ * Keep-alive: an idle GPU lowers its clocks within a second or so, and the
+ * next run (a cold start the user waits for) then takes milliseconds more
+ * while they come back. While idle, the worker gives its device a little
+ * work (exec_ops.dev_tick, a 64 KiB memset) every tick_ns
+ * (--gpu-keepalive), which keeps them up. Not before the device is open,
+ * never while a run is in progress (the worker's own thread).
+ */
+static bool ticking(const struct worker *w)
+{
+	return w->tick_ns && w->devh;
+}
+
+static void keepalive(struct worker *w)
+{
+	uint64_t now = clock_ns();
+	int ret;
+
+	if (!ticking(w) || now < w->next_tick)
+		return;
+	ret = w->ops->dev_tick(w->devh);
+	ctr_add(&w->keepalive_ticks, 1);
+	if (ret) {
+		log_debug("%s: keep-alive: %s", w->name, err_msg(ret));
+		err_clear();
+	}
+	w->next_tick = clock_ns() + w->tick_ns;
+}
+
+/* Sleep until a producer writes the eventfd, the open batch window
+ * closes, or the next keep-alive tick is due. */
 static void worker_idle(struct worker *w, uint64_t now)
 {
 	struct pollfd pfd = {.fd = w->efd, .events = POLLIN};
 	struct timespec ts, *tsp = NULL;
 	uint64_t v, left;
 
-	if (w->pending || w->shrink_due) {
+	if (w->pending || w->shrink_due || ticking(w)) {
 		left = w->pending ? w->pending_since + w->batch_delay_ns : UINT64_MAX;
 		if (w->shrink_due)
 			left = MIN(left, w->shrink_due);
+		if (ticking(w))
+			left = MIN(left, w->next_tick);
 		left = left > now ? left - now : 0;
 		ts.tv_sec = (time_t)(left / 1000000000u);
 		ts.tv_nsec = (long)(left % 1000000000u);
@@ -2025,6 +2058,7 @@ static void *worker_main(void *arg)
 		now = clock_ns();
 		if (worker_poll(w, 64, now) || worker_prepare(w)) {
 			idle_since = 0;
+			w->next_tick = clock_ns() + w->tick_ns; /* busy: clocks are up */
 			continue;
 		}
 		if (!idle_since)
@@ -2034,6 +2068,7 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		worker_idle(w, now);
+		keepalive(w);
 		idle_since = 0;
 	}
 	worker_release_device(w);

@@ -240,6 +240,55 @@ for req, want in cases:
         bad += 1
 sys.exit(1 if bad else 0)
 EOF
+# A connection that gets large outputs keeps its output buffer for the
+# next request (dprt_connection_buffer_bytes), and gives it back on close.
+last="python3 kept output buffer"
+echo "\$ $last"
+python3 - "$port" >"$tmp/out" 2>&1 <<'EOF' || { cat "$tmp/out"; fail "kept output buffer"; }
+import json, re, socket, sys, time
+port = int(sys.argv[1])
+rows = 64  # outputs over a record's own buffer (1 MiB): the connection's
+ids = [[(i * 7 + j) % 1000 for j in range(64)] for i in range(rows)]
+body = json.dumps({"inputs": [
+    {"name": "input_ids", "datatype": "INT64", "shape": [rows, 64], "data": sum(ids, [])},
+    {"name": "attention_mask", "datatype": "INT64", "shape": [rows, 64], "data": [1] * rows * 64},
+    {"name": "token_type_ids", "datatype": "INT64", "shape": [rows, 64], "data": [0] * rows * 64}]}).encode()
+
+def roundtrip(s, req):
+    s.sendall(req)
+    got = b""
+    while b"\r\n\r\n" not in got:
+        got += s.recv(65536)
+    head, rest = got.split(b"\r\n\r\n", 1)
+    n = int(re.search(rb"(?i)content-length: *([0-9]+)", head).group(1))
+    while len(rest) < n:
+        rest += s.recv(1 << 20)
+    return head.split(b"\r\n")[0].decode(), rest[:n].decode()
+
+def kept(s):
+    st, m = roundtrip(s, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    return int(re.search(r"^dprt_connection_buffer_bytes ([0-9]+)$", m, re.M).group(1))
+
+s = socket.create_connection(("127.0.0.1", port), timeout=20)
+infer = b"POST /v2/models/bert-tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+for i in range(2):
+    st, out = roundtrip(s, infer)
+    if "200" not in st:
+        sys.exit("infer %d: %s %s" % (i, st, out[:200]))
+k = kept(s)
+if k < rows * 64 * 64 * 4:
+    sys.exit("kept %d bytes after two large outputs, expected at least one output's" % k)
+s.close()
+for _ in range(50):
+    c = socket.create_connection(("127.0.0.1", port), timeout=20)
+    k = kept(c)
+    c.close()
+    if k == 0:
+        break
+    time.sleep(0.1)
+sys.exit(0 if k == 0 else "still %d bytes kept after the connection closed" % k)
+EOF
+
 kill $pid
 wait $pid 2>/dev/null
 finish

@@ -240,5 +240,7 @@ grep -Eq '^first request ms: [0-9.]+ \(cold' "$tmp/ce2e/raw/bert-tiny-load.txt" 
 	fail "loadgen's first request line"
 grep -Eq '^\| bert-tiny \| load \|.*\| [0-9.]+ \| - \| 0 / 0 \|' "$tmp/ce2e/summary.md" ||
 	fail "cold_e2e row: the first request after idling"
+grep -Eq '^first request ms: [0-9.]+ \(cold' "$tmp/ce2e/raw/bert-tiny-load-idle.txt" ||
+	fail "the first request after idling: a cold start (the instance not resident)"
 
 finish
