@@ -21,7 +21,7 @@
 #     --gpu G          the GPU (default 0)
 #     --requests N     cold requests per (model, mode) (default 40)
 #     --out DIR        results (default bench/results/cold-e2e-<gpu>-<date>)
-#     --server-args "..."  more options for every server (e.g. --gpu-keepalive off)
+#     --server-args "..."  more options for every server (e.g. -v: debug logs)
 #     --no-baseline    skip the isolated and PyTorch baselines
 #     --tiny           bert-tiny and resnet-tiny on --gpus cpu:1 (the CI check;
 #                      no isolated or PyTorch baseline)

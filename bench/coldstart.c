@@ -55,8 +55,7 @@ struct opts {
 	enum dtype dt;
 	int warm, runs, warm_big, runs_big, cycles;
 	uint64_t big;
-	uint32_t gap_ms;  /* -g: idle time before each timed cold start */
-	uint32_t tick_ms; /* -k: during it, a keep-alive tick this often */
+	uint32_t gap_ms; /* -g: idle time before each timed cold start */
 };
 
 struct bench {
@@ -77,7 +76,7 @@ static int usage(void)
 	fprintf(stderr,
 		"usage: coldstart -m MODEL[,MODEL...] [-e MODE[@K][,MODE[@K]...]|all] -d GPU "
 		"[GPU...] [-t fp32|fp16|bf16] [-w WARM] [-n RUNS] [-W WARM] [-N RUNS] "
-		"[-B BYTES] [-c CYCLES] [-g GAP_MS [-k TICK_MS]]\nMODEL: a zoo name, or a package file (.dpk: its own dtype)\n"
+		"[-B BYTES] [-c CYCLES] [-g GAP_MS]\nMODEL: a zoo name, or a package file (.dpk: its own dtype)\n"
 		"modes: " ALL_MODES "\n");
 	return 2;
 }
@@ -195,27 +194,6 @@ static int check_bits(struct bench *b, struct exec_model *m, struct row *r)
 	return ret ?: warm_p50(m, b->in, 50, &r->warm_mode) ?: cuda_cold_evict(m);
 }
 
-static void sleep_ms(uint32_t ms)
-{
-	nanosleep(&(struct timespec){ms / 1000, (long)(ms % 1000) * 1000000L}, NULL);
-}
-
-/* -g: idle GAP_MS, with -k a keep-alive tick (cuda_device_tick, as the
- * server's --gpu-keepalive) every TICK_MS of it. */
-static void idle(struct bench *b)
-{
-	uint32_t left = b->o->gap_ms, step;
-
-	while (b->o->tick_ms && left > b->o->tick_ms) {
-		step = b->o->tick_ms;
-		sleep_ms(step);
-		left -= step;
-		if (cuda_device_tick(b->devs[0]))
-			err_clear();
-	}
-	sleep_ms(left);
-}
-
 static int measure(struct bench *b, struct exec_model *m, int warm, int runs, struct row *r)
 {
 	struct tview out[PROG_MAX_IO];
@@ -228,7 +206,9 @@ static int measure(struct bench *b, struct exec_model *m, int warm, int runs, st
 		return -ENOMEM;
 	for (i = -warm; i < runs && !ret; i++) {
 		if (i >= 0 && b->o->gap_ms) /* paced like requests at 1000/GAP per second */
-			idle(b);
+			nanosleep(&(struct timespec){b->o->gap_ms / 1000,
+						     (long)(b->o->gap_ms % 1000) * 1000000L},
+				  NULL);
 		t0 = clock_ns();
 		ret = cuda_cold_run(m, b->in, out, &st);
 		if (i < 0 || ret) {
@@ -442,7 +422,7 @@ static int parse(int argc, char **argv, struct opts *o)
 	o->warm_big = 10;
 	o->runs_big = 50;
 	o->big = 1000000000ull;
-	while ((c = getopt(argc, argv, "m:e:d:t:w:n:W:N:B:c:g:k:")) != -1) {
+	while ((c = getopt(argc, argv, "m:e:d:t:w:n:W:N:B:c:g:")) != -1) {
 		switch (c) {
 		case 'm':
 			snprintf(o->models, sizeof(o->models), "%s", optarg);
@@ -478,9 +458,6 @@ static int parse(int argc, char **argv, struct opts *o)
 			break;
 		case 'g':
 			o->gap_ms = (uint32_t)atoi(optarg);
-			break;
-		case 'k':
-			o->tick_ms = (uint32_t)atoi(optarg);
 			break;
 		default:
 			return -EINVAL;

@@ -53,11 +53,7 @@ static int serve_num(int c, const char *arg, struct serve_opts *o)
 		return parse_secs(arg, &o->net.idle_timeout_ms);
 	if (c == 'r')
 		return parse_secs(arg, &o->net.request_timeout_ms);
-	if (c == 'K' && !strcmp(arg, "off")) {
-		o->sched.keepalive_ms = SCHED_KEEPALIVE_OFF;
-		return 0;
-	}
-	if (cli_parse_long(arg, c == 'd' ? 0 : 1, c == 'K' ? 60000 : 1L << 30, &v))
+	if (cli_parse_long(arg, c == 'd' ? 0 : 1, 1L << 30, &v))
 		return -EINVAL;
 	if (c == 'b')
 		o->sched.max_batch = (uint32_t)v;
@@ -67,8 +63,6 @@ static int serve_num(int c, const char *arg, struct serve_opts *o)
 		o->net.max_conns = (uint32_t)v;
 	else if (c == 'S')
 		o->sched.spin_us = (uint32_t)v;
-	else if (c == 'K')
-		o->sched.keepalive_ms = (uint32_t)v;
 	else if (c == 'T')
 		o->sched.max_batch_tokens = (uint64_t)v;
 	else
@@ -89,7 +83,6 @@ static int serve_opt(int c, const char *arg, struct serve_opts *o)
 		['C'] = "--max-conns takes a positive number",
 		['Q'] = "--queue-depth takes a power of two",
 		['S'] = "--spin-us takes a number of microseconds (1 or more)",
-		['K'] = "--gpu-keepalive takes milliseconds (1 to 60000) or off",
 		['T'] = "--max-batch-tokens takes a positive number",
 		['i'] = "--idle-timeout takes seconds (0.001 to 86400)",
 		['r'] = "--request-timeout takes seconds (0.001 to 86400)",
@@ -177,7 +170,6 @@ int cmd_serve(int argc, char **argv)
 		{"queue-depth", required_argument, 0, 'Q'},
 		{"load", required_argument, 0, 'L'},
 		{"spin-us", required_argument, 0, 'S'},
-		{"gpu-keepalive", required_argument, 0, 'K'},
 		{"max-batch-tokens", required_argument, 0, 'T'},
 		{"cold-mode", required_argument, 0, 'M'},
 		{"plans", required_argument, 0, 'p'},

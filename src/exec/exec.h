@@ -76,11 +76,6 @@ struct exec_ops {
 	const char *(*dev_model)(const void *dev);
 	/* Device bytes handed out to models now (any thread; a snapshot). */
 	uint64_t (*dev_used)(const void *dev);
-	/* Optional (NULL: nothing to keep up). A little work on the idle
-	 * device, done and waited for, so that its clocks stay up: an idle GPU
-	 * lowers them, and the first run after takes milliseconds more while
-	 * they come back. Owner thread, only while no run is in progress. */
-	int (*dev_tick)(void *dev);
 
 	/* ---- models ---- */
 	/* Make a runnable model on dev (NULL: the CPU backend's implicit

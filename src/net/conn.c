@@ -204,6 +204,59 @@ bool conn_keep_big(struct conn *c, uint64_t *kept, uint64_t cap)
 	return true;
 }
 
+/*
+ * The kept output buffer of a connection that closes waits, still counted,
+ * for the next connection whose outputs need one (a client that
+ * reconnects, a new client of the same model): its pages are faulted in
+ * already. At most ARRAY_SIZE(srv->spare); the rest are freed.
+ */
+static void conn_spare_put(struct conn *c)
+{
+	struct server *srv = c->srv;
+	uint32_t i;
+
+	if (!c->okept)
+		return;
+	for (i = 0; i < ARRAY_SIZE(srv->spare); i++)
+		if (!srv->spare[i].p) {
+			srv->spare[i].p = c->obuf;
+			srv->spare[i].cap = c->ocap;
+			c->obuf = NULL;
+			c->ocap = c->okept = 0;
+			return;
+		}
+}
+
+bool conn_spare_take(struct conn *c, uint64_t need)
+{
+	struct server *srv = c->srv;
+	uint32_t i, k = UINT32_MAX;
+
+	for (i = 0; i < ARRAY_SIZE(srv->spare); i++)
+		if (srv->spare[i].p && srv->spare[i].cap >= need &&
+		    (k == UINT32_MAX || srv->spare[i].cap < srv->spare[k].cap))
+			k = i;
+	if (k == UINT32_MAX)
+		return false;
+	conn_keep_big(c, &c->okept, UINT64_MAX); /* the old one, uncounted */
+	free(c->obuf);
+	c->obuf = srv->spare[k].p;
+	c->ocap = c->okept = srv->spare[k].cap; /* counted as a spare already */
+	srv->spare[k].p = NULL;
+	return true;
+}
+
+void server_free_spares(struct server *srv)
+{
+	uint32_t i;
+
+	for (i = 0; i < ARRAY_SIZE(srv->spare); i++) {
+		srv->cnt.conn_kept -= srv->spare[i].p ? srv->spare[i].cap : 0;
+		free(srv->spare[i].p);
+		srv->spare[i].p = NULL;
+	}
+}
+
 /* Drop the request's resources: record, decode arena, big buffers (the
  * output buffer may stay, conn_keep_big). */
 void conn_release_request(struct conn *c)
@@ -246,6 +299,7 @@ void conn_free(struct conn *c)
 	close(c->fd);
 	conn_release_request(c);
 	arena_fini(&c->arena);
+	conn_spare_put(c);
 	conn_keep_big(c, &c->okept, UINT64_MAX); /* uncounted */
 	conn_keep_big(c, &c->rkept, UINT64_MAX);
 	free(c->rbuf);

@@ -37,7 +37,7 @@ static int conn_obuf(struct conn *c, uint64_t need)
 	if (need > OBUF_LIMIT)
 		return err_set(-E2BIG, "the outputs need %llu bytes; at most %llu per request",
 			       (unsigned long long)need, (unsigned long long)OBUF_LIMIT);
-	if (need > c->ocap) {
+	if (need > c->ocap && !conn_spare_take(c, need)) {
 		p = aligned_alloc(64, ALIGN_UP(need, 64));
 		if (!p)
 			return err_set(-ENOMEM, "cannot allocate %llu bytes for the outputs",

@@ -171,6 +171,10 @@ struct server {
 	uint32_t index_cap;
 	char (*dev)[16];       /* worker names */
 	struct grpc_srv *grpc; /* NULL: no gRPC listener */
+	struct {
+		void *p;
+		uint64_t cap;
+	} spare[4]; /* closed connections' output buffers (conn_spare_put) */
 } __attribute__((aligned(64)));
 
 static inline uint64_t ud(const void *p, enum ud_tag t)
@@ -193,6 +197,11 @@ void conn_release_request(struct conn *c);
 /* Whether c keeps a large buffer of cap bytes between requests (counted in
  * cnt.conn_kept, replacing *kept); cap UINT64_MAX: only uncount it. */
 bool conn_keep_big(struct conn *c, uint64_t *kept, uint64_t cap);
+/* A spare output buffer of at least need bytes for c (its own, if any,
+ * freed), or false. */
+bool conn_spare_take(struct conn *c, uint64_t need);
+/* Free the spare output buffers (server_destroy). */
+void server_free_spares(struct server *srv);
 void conn_tick(struct conn *c, uint64_t now);
 void conn_on_recv(struct conn *c, int res);
 void conn_on_send(struct conn *c, int res);

@@ -614,6 +614,7 @@ void server_destroy(struct server *srv)
 	grpc_destroy(srv);
 	while (srv->conns)
 		conn_free(srv->conns);
+	server_free_spares(srv);
 	sched_chan_destroy(srv->chan);
 	if (srv->lfd >= 0)
 		close(srv->lfd);

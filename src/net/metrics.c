@@ -258,9 +258,6 @@ static void device_metrics(struct sbuf *b, const struct sched_stats *st)
 		      "(which then cold-start again) once every request older than the wait "
 		      "had run.",
 		      WOFF(room_forced));
-	device_metric(b, st, "dprt_keepalive_ticks_total", "counter",
-		      "Keep-alive work given to the idle device (--gpu-keepalive).",
-		      WOFF(keepalive_ticks));
 	device_metric(b, st, "dprt_model_creations_total", "counter",
 		      "Models made on the device for the first time.", WOFF(creations));
 	device_metric(b, st, "dprt_model_recreations_total", "counter",

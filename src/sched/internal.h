@@ -286,11 +286,9 @@ struct worker {
 	uint32_t max_batch;
 	uint64_t batch_delay_ns;
 	uint64_t spin_ns;
-	uint64_t tick_ns;   /* keep-alive period while idle, 0: none */
-	uint64_t next_tick; /* when the idle device gets its next tick */
-	int cold_mode;	    /* WCOLD_* or an enum plan_mode */
-	int evict_policy;   /* enum sched_evict */
-	bool evict_place;   /* evict where a cold model's weights were */
+	int cold_mode;	  /* WCOLD_* or an enum plan_mode */
+	int evict_policy; /* enum sched_evict */
+	bool evict_place; /* evict where a cold model's weights were */
 	int efd;
 	int cpu;
 	pthread_t thread;
@@ -328,7 +326,6 @@ struct worker {
 	_Atomic uint64_t standby_hits, creations, recreations, destroys, plans_made;
 	_Atomic uint64_t cold_moved, cold_deferred, fixup_ns, place_evictions;
 	_Atomic uint64_t room_waits, room_forced;
-	_Atomic uint64_t keepalive_ticks;
 	_Atomic uint32_t n_room_wait; /* requests in room_wait */
 	_Atomic bool dev_tried;	      /* the start-time device open is over */
 	bool prep_pending;	      /* owner: some slot may still need its plan */

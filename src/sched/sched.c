@@ -863,7 +863,6 @@ static void worker_stats(const struct sched *s, uint32_t i, struct sched_worker_
 	ws->place_evictions = ctr_get(&w->place_evictions);
 	ws->room_waits = ctr_get(&w->room_waits);
 	ws->room_forced = ctr_get(&w->room_forced);
-	ws->keepalive_ticks = ctr_get(&w->keepalive_ticks);
 	ws->cold_mode = w->cold_mode;
 }
 

@@ -153,10 +153,6 @@ enum sched_evict {
 /* "cost" or "lru" -> enum sched_evict; else -EINVAL with err_set. */
 int sched_evict_parse(const char *s, uint8_t *out);
 
-/* sched_opts.keepalive_ms: the default, and off. */
-#define SCHED_KEEPALIVE_MS 20u
-#define SCHED_KEEPALIVE_OFF UINT32_MAX
-
 struct sched_opts {
 	const char *models_dir;	   /* repository root (required) */
 	const char *gpus;	   /* --gpus, NULL = "cpu" */
@@ -169,9 +165,6 @@ struct sched_opts {
 	uint32_t max_batch;	   /* requests fused into one run, 0 or 1 = off */
 	uint32_t batch_delay_us;   /* wait this long for a batch to fill */
 	uint32_t spin_us;	   /* idle spin before sleeping, 0 = 50 */
-	uint32_t keepalive_ms;	   /* an idle GPU gets a little work this often
-				    * (exec_ops.dev_tick), 0 = SCHED_KEEPALIVE_MS,
-				    * SCHED_KEEPALIVE_OFF = never */
 	uint32_t spill_depth;	   /* queue depth at which a model also starts on
 				  * an idle device with free memory, 0 = 4 */
 	const char *cold_mode;	   /* cold starts: a plan mode (dprt, deepplan,
@@ -422,7 +415,6 @@ struct sched_worker_stats {
 	uint64_t place_evictions; /* evictions so a cold model lands where it was */
 	uint64_t room_waits;	  /* requests that waited for device room */
 	uint64_t room_forced;	  /* of those, run by evicting models with requests queued */
-	uint64_t keepalive_ticks; /* idle device kept up (--gpu-keepalive) */
 	int32_t cold_mode;	  /* the worker's: an enum plan_mode, or < 0 */
 };
 

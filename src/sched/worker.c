@@ -55,8 +55,6 @@ int worker_create(struct sched *s, uint32_t id, const struct sched_dev *dev, str
 	w->max_batch = s->o.max_batch > 1 ? s->o.max_batch : 1;
 	w->batch_delay_ns = (uint64_t)s->o.batch_delay_us * 1000;
 	w->spin_ns = (uint64_t)(s->o.spin_us ? s->o.spin_us : 50) * 1000;
-	if (s->o.keepalive_ms != SCHED_KEEPALIVE_OFF && be->dev_tick)
-		w->tick_ns = (uint64_t)(s->o.keepalive_ms ?: SCHED_KEEPALIVE_MS) * 1000000;
 	w->cpu = -1;
 	lnode_init(&w->lru);
 	lnode_init(&w->standby);
@@ -763,7 +761,7 @@ static void charge_load(struct worker *w, struct wslot *sl, uint64_t load)
 static int run_model(struct worker *w, struct wslot *sl, const struct tview *in, struct tview *out)
 {
 	struct exec_cold_info info;
-	uint64_t used0;
+	uint64_t used0, t0;
 	bool cold;
 	int ret;
 
@@ -772,8 +770,16 @@ static int run_model(struct worker *w, struct wslot *sl, const struct tview *in,
 	for (;;) {
 		cold = !w->ops->cold_resident(sl->em);
 		used0 = w->ops->dev_used(w->devh);
+		t0 = clock_ns();
 		ret = w->ops->cold_run(sl->em, in, out, &info);
 		if (!ret && cold) {
+			log_debug("%s: '%s' v%u: cold run %.3f ms: %.1f MB loaded over %u link%s, "
+				  "%.1f MB read in place%s%s, fix-up %.3f ms",
+				  w->name, sl->e->name, sl->e->version, (clock_ns() - t0) / 1e6,
+				  info.bytes_loaded / 1e6, info.links, info.links == 1 ? "" : "s",
+				  info.bytes_dha / 1e6, info.moved ? ", moved" : "",
+				  info.deferred ? ", eager (graphs re-recorded later)" : "",
+				  info.fixup_ns / 1e6);
 			sched_cold_count(w, sl->plan, &info);
 			charge_load(w, sl, w->ops->dev_used(w->devh) - used0);
 			ctr_add(&w->bytes_loaded, info.bytes_loaded);
@@ -797,14 +803,18 @@ static int run_one(struct worker *w, struct wslot *sl, struct sched_req *req)
 {
 	const struct graph *g = repo_entry_graph(sl->e);
 	struct tview out[SCHED_MAX_IO];
-	uint64_t t0 = clock_ns();
+	uint64_t t0 = clock_ns(), t1;
 	int ret;
 
 	memset(out, 0, sizeof(out));
 	ret = run_model(w, sl, req->in, out);
+	t1 = clock_ns();
 	if (!ret)
 		ret = copy_outputs(g, req, out);
 	req->t_exec = clock_ns() - t0;
+	if (req->t_exec - (t1 - t0) > 100000) /* over 0.1 ms */
+		log_debug("%s: '%s' v%u: outputs copied in %.3f ms", w->name, sl->e->name,
+			  sl->e->version, (req->t_exec - (t1 - t0)) / 1e6);
 	w->shrink_due = t0 + req->t_exec + SHRINK_IDLE_NS;
 	return ret;
 }
@@ -1716,7 +1726,9 @@ static struct repo_entry *next_unprepared(struct worker *w)
 	return found;
 }
 
-/* Zero inputs at g's default shape (batch 1), for a warm-up run. */
+/* Zero inputs at g's default shape (batch 1), for a warm-up run: every
+ * input, the optional ones too (attention_mask, token_type_ids), as most
+ * clients send them; the program without them is made with the model. */
 static int zero_inputs(const struct graph *g, struct tview *in)
 {
 	int64_t seq = graph_default_seq(g);
@@ -1724,8 +1736,6 @@ static int zero_inputs(const struct graph *g, struct tview *in)
 
 	memset(in, 0, sizeof(*in) * SCHED_MAX_IO);
 	for (i = 0; i < g->n_inputs && i < SCHED_MAX_IO; i++) {
-		if (g->inputs[i].flags & IO_OPTIONAL)
-			continue;
 		in[i].nbytes = io_shape(&g->inputs[i], 1, seq, &in[i].shape);
 		in[i].data = calloc(1, in[i].nbytes ? in[i].nbytes : 1);
 		if (!in[i].data)
@@ -1767,14 +1777,23 @@ static void prewarm(struct worker *w, struct wslot *sl)
 	const void *weights;
 	const struct graph *g = repo_entry_graph(sl->e);
 	struct tview in[SCHED_MAX_IO], out[SCHED_MAX_IO];
+	uint64_t t0 = clock_ns(), need;
+	char a[32], b[32];
 	uint32_t i;
 	int ret;
 
 	if (sl->prep != PREP_DONE || sl->em)
 		return;
 	ret = zero_inputs(g, in);
-	if (ret || warm_need(g, in) > w->mem_limit - MIN(w->used, w->mem_limit))
+	if (ret)
 		goto out_free;
+	need = warm_need(g, in);
+	if (need > w->mem_limit - MIN(w->used, w->mem_limit)) {
+		log_debug("%s: '%s' v%u: no warm-up run: it needs %s, %s free", w->name,
+			  sl->e->name, sl->e->version, fmt_bytes(need, a, sizeof(a)),
+			  fmt_bytes(w->mem_limit - MIN(w->used, w->mem_limit), b, sizeof(b)));
+		goto out_free;
+	}
 	if (repo_acquire(w->repo, sl->e, &weights))
 		goto out_free;
 	if (make_model(w, sl, weights)) {
@@ -1787,6 +1806,8 @@ static void prewarm(struct worker *w, struct wslot *sl)
 		log_debug("%s: '%s' v%u: warm-up run: %s", w->name, sl->e->name, sl->e->version,
 			  err_msg(ret));
 	evict(w, sl);
+	log_debug("%s: '%s' v%u: made and run once in %.1f ms (warm-up)", w->name, sl->e->name,
+		  sl->e->version, (clock_ns() - t0) / 1e6);
 out_free:
 	for (i = 0; i < SCHED_MAX_IO; i++)
 		free(in[i].data);
@@ -1960,49 +1981,18 @@ static bool has_work(struct worker *w)
 	return ck_ring_size(&w->ring) || atomic_load(&w->kick) || w->room_wait;
 }
 
-/*
- * Keep-alive: an idle GPU lowers its clocks within a second or so, and the
- * next run (a cold start the user waits for) then takes milliseconds more
- * while they come back. While idle, the worker gives its device a little
- * work (exec_ops.dev_tick, a 64 KiB memset) every tick_ns
- * (--gpu-keepalive), which keeps them up. Not before the device is open,
- * never while a run is in progress (the worker's own thread).
- */
-static bool ticking(const struct worker *w)
-{
-	return w->tick_ns && w->devh;
-}
-
-static void keepalive(struct worker *w)
-{
-	uint64_t now = clock_ns();
-	int ret;
-
-	if (!ticking(w) || now < w->next_tick)
-		return;
-	ret = w->ops->dev_tick(w->devh);
-	ctr_add(&w->keepalive_ticks, 1);
-	if (ret) {
-		log_debug("%s: keep-alive: %s", w->name, err_msg(ret));
-		err_clear();
-	}
-	w->next_tick = clock_ns() + w->tick_ns;
-}
-
-/* Sleep until a producer writes the eventfd, the open batch window
- * closes, or the next keep-alive tick is due. */
+/* Sleep until a producer writes the eventfd, or until the open batch
+ * window closes. */
 static void worker_idle(struct worker *w, uint64_t now)
 {
 	struct pollfd pfd = {.fd = w->efd, .events = POLLIN};
 	struct timespec ts, *tsp = NULL;
 	uint64_t v, left;
 
-	if (w->pending || w->shrink_due || ticking(w)) {
+	if (w->pending || w->shrink_due) {
 		left = w->pending ? w->pending_since + w->batch_delay_ns : UINT64_MAX;
 		if (w->shrink_due)
 			left = MIN(left, w->shrink_due);
-		if (ticking(w))
-			left = MIN(left, w->next_tick);
 		left = left > now ? left - now : 0;
 		ts.tv_sec = (time_t)(left / 1000000000u);
 		ts.tv_nsec = (long)(left % 1000000000u);
@@ -2058,7 +2048,6 @@ static void *worker_main(void *arg)
 		now = clock_ns();
 		if (worker_poll(w, 64, now) || worker_prepare(w)) {
 			idle_since = 0;
-			w->next_tick = clock_ns() + w->tick_ns; /* busy: clocks are up */
 			continue;
 		}
 		if (!idle_since)
@@ -2068,7 +2057,6 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		worker_idle(w, now);
-		keepalive(w);
 		idle_since = 0;
 	}
 	worker_release_device(w);

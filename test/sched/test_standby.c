@@ -243,6 +243,42 @@ Test(standby, loaded_models_are_planned_and_warmed_up)
 	sched_destroy(s);
 }
 
+/* The warm-up run feeds every input, the optional ones too (clients send
+ * attention_mask and token_type_ids; a first request with them must not
+ * make its programs). */
+static uint32_t warm_given, warm_fewest = UINT32_MAX;
+
+static int run_counting(struct exec_model *m, const struct tview *in, struct tview *out,
+			struct exec_cold_info *info)
+{
+	uint32_t i, n = 0;
+
+	for (i = 0; i < SCHED_MAX_IO; i++)
+		n += in[i].data != NULL;
+	warm_fewest = n < warm_fewest ? n : warm_fewest;
+	warm_given++;
+	return cpu_backend.cold_run(m, in, out, info);
+}
+
+Test(standby, warm_up_feeds_the_optional_inputs_too)
+{
+	static struct exec_ops ops;
+	struct sched *s = cold_sched(0);
+
+	ops = cpu_backend;
+	ops.cold_run = run_counting;
+	wk->ops = &ops;
+	cr_assert_eq(worker_poll(wk, 1, clock_ns()), 0);
+	prepare_all(wk);
+	cr_assert_eq(warm_given, 2, "two models, %u warm-up runs", warm_given);
+	/* bert-tiny: input_ids, attention_mask, token_type_ids; gpt2-tiny:
+	 * input_ids, attention_mask; without the optional ones, one each */
+	cr_assert_geq(warm_fewest, 2, "a warm-up run had only %u inputs", warm_fewest);
+	sched_stop(s);
+	wk->ops = &cpu_backend;
+	sched_destroy(s);
+}
+
 /* auto mode with nothing stored: no plan, models load whole, no warm-up. */
 Test(standby, auto_without_stored_plans_loads_whole)
 {

@@ -38,9 +38,6 @@ const char *cuda_device_model(const struct cuda_dev *d);
 /* Bytes of device memory the device's pool has reserved / handed out. */
 uint64_t cuda_device_reserved(const struct cuda_dev *d);
 uint64_t cuda_device_used(const struct cuda_dev *d);
-/* A 64 KiB memset on the device's stream, waited for (exec_ops.dev_tick):
- * keeps an idle GPU's clocks up. Owner thread, no run in progress. */
-int cuda_device_tick(struct cuda_dev *d);
 
 /* ---- cold starts on the CUDA backend (src/exec/cuda/cold*.c) ----
  *

@@ -267,10 +267,3 @@ uint64_t cuda_device_used(const struct cuda_dev *d)
 {
 	return devpool_used(d->pool);
 }
-
-int cuda_device_tick(struct cuda_dev *d)
-{
-	/* the cuBLAS workspace: no run is in progress, nothing else uses it */
-	return CU(cuMemsetD8Async(cudrv_ptr(d->blas_ws), 0, 64u << 10, d->stream)) ?:
-		       CU(cuStreamSynchronize(d->stream));
-}

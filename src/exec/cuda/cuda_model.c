@@ -635,7 +635,6 @@ const struct exec_ops cuda_backend = {
 	.dev_label = cudadev_label,
 	.dev_model = cudadev_model,
 	.dev_used = cudadev_used,
-	.dev_tick = cudadev_tick,
 	.model_create = cuda_model_create,
 	.model_destroy = cuda_model_destroy,
 	.model_run = cuda_model_run,

@@ -40,11 +40,6 @@ uint64_t cudadev_used(const void *dev)
 	return dev ? cuda_device_used(dev) : 0;
 }
 
-int cudadev_tick(void *dev)
-{
-	return cuda_device_tick(dev);
-}
-
 int cudadev_profile(void *const *devs, uint32_t n_devs, const struct graph *g, const void *weights,
 		    uint64_t pkg_checksum, struct plan_profile **out)
 {

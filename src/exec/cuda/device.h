@@ -15,7 +15,6 @@ void cudadev_close(void *dev);
 const char *cudadev_label(const void *dev);
 const char *cudadev_model(const void *dev);
 uint64_t cudadev_used(const void *dev);
-int cudadev_tick(void *dev);
 int cudadev_profile(void *const *devs, uint32_t n_devs, const struct graph *g, const void *weights,
 		    uint64_t pkg_checksum, struct plan_profile **out);
 int cudadev_cold_create(void *dev, const struct graph *g, const void *weights, const struct plan *p,
