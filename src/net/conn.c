@@ -191,12 +191,17 @@ static void conn_unlink(struct conn *c)
  * worker copying outputs, on every request. Bounded: each at most
  * BIG_KEEP, all connections' together at most CONN_KEEP.
  */
+void conn_unkeep(struct conn *c, uint64_t *kept)
+{
+	c->srv->cnt.conn_kept -= *kept;
+	*kept = 0;
+}
+
 bool conn_keep_big(struct conn *c, uint64_t *kept, uint64_t cap)
 {
 	struct server_counters *n = &c->srv->cnt;
 
-	n->conn_kept -= *kept;
-	*kept = 0;
+	conn_unkeep(c, kept);
 	if (cap > BIG_KEEP || n->conn_kept + cap > CONN_KEEP)
 		return false;
 	*kept = cap;
@@ -238,7 +243,7 @@ bool conn_spare_take(struct conn *c, uint64_t need)
 			k = i;
 	if (k == UINT32_MAX)
 		return false;
-	conn_keep_big(c, &c->okept, UINT64_MAX); /* the old one, uncounted */
+	conn_unkeep(c, &c->okept); /* the old one */
 	free(c->obuf);
 	c->obuf = srv->spare[k].p;
 	c->ocap = c->okept = srv->spare[k].cap; /* counted as a spare already */
@@ -300,8 +305,8 @@ void conn_free(struct conn *c)
 	conn_release_request(c);
 	arena_fini(&c->arena);
 	conn_spare_put(c);
-	conn_keep_big(c, &c->okept, UINT64_MAX); /* uncounted */
-	conn_keep_big(c, &c->rkept, UINT64_MAX);
+	conn_unkeep(c, &c->okept);
+	conn_unkeep(c, &c->rkept);
 	free(c->rbuf);
 	free(c->wbuf);
 	free(c->obuf);

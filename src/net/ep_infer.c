@@ -42,7 +42,7 @@ static int conn_obuf(struct conn *c, uint64_t need)
 		if (!p)
 			return err_set(-ENOMEM, "cannot allocate %llu bytes for the outputs",
 				       (unsigned long long)need);
-		conn_keep_big(c, &c->okept, UINT64_MAX); /* the old one, uncounted */
+		conn_unkeep(c, &c->okept); /* the old one */
 		free(c->obuf);
 		c->obuf = p;
 		c->ocap = ALIGN_UP(need, 64);

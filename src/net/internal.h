@@ -195,8 +195,10 @@ void conn_free(struct conn *c);
 void conn_maybe_free(struct conn *c);
 void conn_release_request(struct conn *c);
 /* Whether c keeps a large buffer of cap bytes between requests (counted in
- * cnt.conn_kept, replacing *kept); cap UINT64_MAX: only uncount it. */
+ * cnt.conn_kept, replacing *kept). */
 bool conn_keep_big(struct conn *c, uint64_t *kept, uint64_t cap);
+/* The buffer *kept counted is no longer kept (freed, or replaced). */
+void conn_unkeep(struct conn *c, uint64_t *kept);
 /* A spare output buffer of at least need bytes for c (its own, if any,
  * freed), or false. */
 bool conn_spare_take(struct conn *c, uint64_t need);

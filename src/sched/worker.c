@@ -565,6 +565,12 @@ static void make_resident(struct worker *w, struct wslot *sl)
 	publish_residency(w, 1);
 }
 
+/* Device bytes free under the memory limit now (0 when over it). */
+static uint64_t room_free(const struct worker *w)
+{
+	return w->mem_limit - MIN(w->used, w->mem_limit);
+}
+
 /* An idle model whose eviction costs more than this many times the
  * cheapest one's is not evicted to keep a cold model's addresses. */
 #define PLACE_SLACK 4.0
@@ -591,7 +597,7 @@ static void make_place(struct worker *w, struct wslot *self)
 	/* With room elsewhere it lands there (its run goes eagerly, the graphs
 	 * are re-recorded when idle): evicting a model that fits would only
 	 * cost that model a cold start. */
-	if (w->mem_limit == UINT64_MAX || self->load <= w->mem_limit - MIN(w->used, w->mem_limit))
+	if (w->mem_limit == UINT64_MAX || self->load <= room_free(w))
 		return;
 	for (n = w->lru.next; n != &w->lru; n = n->next) {
 		struct wslot *sl = container_of(n, struct wslot, lru);
@@ -1777,7 +1783,7 @@ static void prewarm(struct worker *w, struct wslot *sl)
 	const void *weights;
 	const struct graph *g = repo_entry_graph(sl->e);
 	struct tview in[SCHED_MAX_IO], out[SCHED_MAX_IO];
-	uint64_t t0 = clock_ns(), need;
+	uint64_t t0 = clock_ns(), need, room;
 	char a[32], b[32];
 	uint32_t i;
 	int ret;
@@ -1788,10 +1794,11 @@ static void prewarm(struct worker *w, struct wslot *sl)
 	if (ret)
 		goto out_free;
 	need = warm_need(g, in);
-	if (need > w->mem_limit - MIN(w->used, w->mem_limit)) {
+	room = room_free(w);
+	if (need > room) {
 		log_debug("%s: '%s' v%u: no warm-up run: it needs %s, %s free", w->name,
 			  sl->e->name, sl->e->version, fmt_bytes(need, a, sizeof(a)),
-			  fmt_bytes(w->mem_limit - MIN(w->used, w->mem_limit), b, sizeof(b)));
+			  fmt_bytes(room, b, sizeof(b)));
 		goto out_free;
 	}
 	if (repo_acquire(w->repo, sl->e, &weights))
@@ -1821,7 +1828,7 @@ out_free:
 static bool reclaim(struct worker *w)
 {
 	if (w->mem_limit == UINT64_MAX || w->mem_limit / 4 < w->headroom ||
-	    w->mem_limit - MIN(w->used, w->mem_limit) >= w->headroom)
+	    room_free(w) >= w->headroom)
 		return false;
 	return drop_one(w, NULL, true);
 }
