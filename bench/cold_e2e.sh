@@ -134,8 +134,12 @@ for m in $models; do
 	if [ $tiny = 0 ]; then
 		for md in $modes; do
 			[ "$md" = load ] && continue
-			"$dprt" plan "$work/base/$m" --gpus "$gpu" --mode "$md" >>"$out/setup.log" 2>&1 ||
+			"$dprt" plan "$work/base/$m" --gpus "$gpu" --mode "$md" >"$work/plan.txt" 2>&1 ||
 				echo "cold_e2e.sh: dprt plan $m --mode $md failed (the server will plan)" >&2
+			cat "$work/plan.txt" >>"$out/setup.log"
+			# the share of bytes the plan leaves on the host (DHA): not on the device
+			dha=$(sed -n 's/.*DHA [^(]*(\([0-9.]*\)% of bytes.*/\1/p' "$work/plan.txt" | head -n 1)
+			eval "dha_$(echo "$md" | tr -c 'a-z0-9\n' _)=\${dha:-0}"
 		done
 	fi
 	r=$work/repo-$m
@@ -144,10 +148,13 @@ for m in $models; do
 		ln -s "$base/model.dpk" "$r/a$i/1/model.dpk"
 		[ -d "$base/plans" ] && cp -r "$base/plans" "$r/a$i/1/plans"
 	done
-	# room for one instance with some to spare, not for two
 	size=$(stat -L -c %s "$base/model.dpk")
-	limit=$((size * 3 / 2 / 1024 + 64))K
 	for md in $modes; do
+		# room for one instance's device bytes (the package less what its
+		# plan reads in place) and what the other keeps while evicted, not
+		# for two instances' device bytes
+		eval "dha=\${dha_$(echo "$md" | tr -c 'a-z0-9\n' _):-0}"
+		limit=$(awk -v s="$size" -v d="$dha" 'BEGIN { printf "%dK", s * (1 - d / 100) * 1.9 / 1024 }')
 		if ! start_server "$m" "$md" "$limit"; then
 			echo "cold_e2e.sh: server ($m, $md) did not start:" >&2
 			tail -n 20 "$out/raw/server-$m-$md.log" >&2

@@ -13,6 +13,7 @@
 #   bin/coldstart      cold-start latency by engine mode (bench/coldstart.c)
 #   bin/loadgen        the serving load generator (bench/loadgen.c)
 #   bin/diskbw         raw read bandwidth of files (bench/diskbw.c, liburing)
+#   bin/pinbw          how fast host memory gets pinned, by method (bench/pinbw.c)
 #   bin/dprt           the command line (liburing, libck, jansson and
 #                      OpenBLAS linked statically, like --static-deps)
 #   lib/               criterion and its shared libraries (the binaries'
@@ -170,6 +171,8 @@ echo "LINK coldstart"
 $CC -pthread -o "$stage/bin/coldstart" "$(cc_obj bench/coldstart.c)" $progs $libs $rpath
 echo "LINK loadgen"
 $CC -pthread -o "$stage/bin/loadgen" "$(cc_obj bench/loadgen.c)" "$(static_lib jansson)" -lm $rpath
+echo "LINK pinbw"
+$CC -pthread -o "$stage/bin/pinbw" "$(cc_obj bench/pinbw.c)" $libs $rpath
 echo "LINK diskbw"
 $CC -pthread -o "$stage/bin/diskbw" "$(cc_obj bench/diskbw.c)" "$(static_lib uring)" $rpath
 

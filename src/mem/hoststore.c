@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,8 +32,9 @@
 struct hoststore {
 	void *base;
 	uint64_t size;
-	uint64_t cap; /* bytes allocated at base (the region, its watermark page) */
-	bool mapped;  /* cuMemHostAlloc'ed; ctx holds a primary-context reference */
+	uint64_t cap;	 /* bytes allocated at base (the region, its watermark page) */
+	bool mapped;	 /* pinned and device-mapped; ctx holds a primary-context reference */
+	bool registered; /* mapped by pinned_map (else cuMemHostAlloc'ed) */
 #if HAVE_CUDA
 	CUdevice dev;
 	CUcontext ctx;
@@ -71,6 +73,95 @@ _Atomic(void (*)(uint32_t)) hoststore_layer_hook;
  * without CUDA), where DHA is impossible and nothing needs pinning.
  */
 #if HAVE_CUDA
+#define HUGE (2ull << 20)
+#define TOUCH_SLICE (32ull << 20)
+#define TOUCH_THREADS 8u
+
+struct touch {
+	char *base;
+	uint64_t bytes;
+};
+
+static void *touch_main(void *arg)
+{
+	struct touch *t = arg;
+
+	/* fault the slice in (zeroed by the kernel), one write per page
+	 * where MADV_POPULATE_WRITE is missing */
+	if (madvise(t->base, t->bytes, MADV_POPULATE_WRITE))
+		for (uint64_t o = 0; o < t->bytes; o += PAGE)
+			((volatile char *)t->base)[o] = 0;
+	return NULL;
+}
+
+/*
+ * Fault [base, base + bytes) in on up to TOUCH_THREADS threads at once:
+ * the kernel zeroes every page it hands out, at a few GB/s per thread,
+ * which is most of what pinning costs.
+ */
+static void touch_parallel(char *base, uint64_t bytes)
+{
+	pthread_t th[TOUCH_THREADS];
+	struct touch t[TOUCH_THREADS];
+	unsigned n =
+		(unsigned)MIN((uint64_t)TOUCH_THREADS, (bytes + TOUCH_SLICE - 1) / TOUCH_SLICE);
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	uint64_t per, off = 0;
+	unsigned started = 0;
+
+	if (cpus > 0 && (long)n > cpus)
+		n = (unsigned)cpus;
+	if (n < 1)
+		n = 1;
+	per = ALIGN_UP((bytes + n - 1) / n, HUGE);
+	for (unsigned i = 0; i < n && off < bytes; i++, off += per) {
+		t[i] = (struct touch){.base = base + off, .bytes = MIN(per, bytes - off)};
+		if (i + 1 < n && off + per < bytes &&
+		    !pthread_create(&th[started], NULL, touch_main, &t[i])) {
+			started++;
+			continue;
+		}
+		touch_main(&t[i]); /* the last slice (or a thread not started) here */
+	}
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+}
+
+/*
+ * Memory in 2 MiB-aligned anonymous pages (transparent huge pages where
+ * the kernel gives them), faulted in by several threads, then registered
+ * with the driver (device-mapped, portable). cuMemHostAlloc makes the
+ * same kind of memory but faults and zeroes it on one thread in 4 KiB
+ * pages: 1.8-2.0 GB/s on an H200 host against 15-20 GB/s this way
+ * (bench/pinbw.c). *cap becomes the length mapped.
+ */
+static int pinned_map(uint64_t bytes, void **out, uint64_t *cap)
+{
+	uint64_t len = ALIGN_UP(bytes, HUGE);
+	char *m, *base;
+	int ret;
+
+	m = mmap(NULL, len + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return -ENOMEM;
+	base = (char *)ALIGN_UP((uintptr_t)m, HUGE);
+	if (base > m)
+		munmap(m, (size_t)(base - m));
+	if (base + len < m + len + HUGE)
+		munmap(base + len, (size_t)(m + len + HUGE - (base + len)));
+	madvise(base, len, MADV_HUGEPAGE); /* advice: fine if refused */
+	touch_parallel(base, len);
+	ret = CU(cuMemHostRegister(base, len,
+				   CU_MEMHOSTREGISTER_DEVICEMAP | CU_MEMHOSTREGISTER_PORTABLE));
+	if (ret) {
+		munmap(base, len);
+		return ret;
+	}
+	*out = base;
+	*cap = len;
+	return 0;
+}
+
 static int pinned_alloc(struct hoststore *hs, uint64_t bytes)
 {
 	CUcontext prev;
@@ -84,8 +175,20 @@ static int pinned_alloc(struct hoststore *hs, uint64_t bytes)
 	ret = CU(cuCtxPushCurrent(hs->ctx));
 	if (ret)
 		goto out_release;
-	ret = CU(cuMemHostAlloc(&hs->base, bytes,
-				CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_PORTABLE));
+	ret = pinned_map(bytes, &hs->base, &hs->cap);
+	if (ret == -ENOMEM) {
+		CU(cuCtxPopCurrent(&prev));
+		goto out_release;
+	}
+	if (ret) { /* registration refused: the driver's own allocation */
+		log_debug("host weight store: %s; using cuMemHostAlloc", err_msg(ret));
+		hs->cap = bytes;
+		hs->registered = false;
+		ret = CU(cuMemHostAlloc(&hs->base, bytes,
+					CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_PORTABLE));
+	} else {
+		hs->registered = true;
+	}
 	CU(cuCtxPopCurrent(&prev));
 	if (ret)
 		goto out_release;
@@ -106,7 +209,12 @@ static void pinned_free(struct hoststore *hs)
 	CUcontext prev;
 
 	if (!CU(cuCtxPushCurrent(hs->ctx))) {
-		CU(cuMemFreeHost(hs->base));
+		if (hs->registered) {
+			CU(cuMemHostUnregister(hs->base));
+			munmap(hs->base, hs->cap);
+		} else {
+			CU(cuMemFreeHost(hs->base));
+		}
 		CU(cuCtxPopCurrent(&prev));
 	}
 	CU(cuDevicePrimaryCtxRelease(hs->dev));
@@ -145,7 +253,7 @@ static void pinned_free(struct hoststore *hs)
 struct spare {
 	void *base;
 	uint64_t cap;
-	bool mapped;
+	bool mapped, registered;
 #if HAVE_CUDA
 	CUdevice dev;
 	CUcontext ctx;
@@ -162,7 +270,10 @@ static _Atomic uint64_t spare_reuses;
 
 static void spare_free(struct spare *sp)
 {
-	struct hoststore hs = {.base = sp->base, .mapped = sp->mapped};
+	struct hoststore hs = {.base = sp->base,
+			       .cap = sp->cap,
+			       .mapped = sp->mapped,
+			       .registered = sp->registered};
 
 #if HAVE_CUDA
 	hs.dev = sp->dev;
@@ -258,6 +369,7 @@ static bool spare_take(struct hoststore *hs, uint64_t bytes, bool mapped)
 	hs->base = sp->base;
 	hs->cap = sp->cap;
 	hs->mapped = sp->mapped;
+	hs->registered = sp->registered;
 #if HAVE_CUDA
 	hs->dev = sp->dev;
 	hs->ctx = sp->ctx;
@@ -280,6 +392,7 @@ static bool spare_keep(struct hoststore *hs)
 		sp->base = hs->base;
 		sp->cap = hs->cap;
 		sp->mapped = hs->mapped;
+		sp->registered = hs->registered;
 #if HAVE_CUDA
 		sp->dev = hs->dev;
 		sp->ctx = hs->ctx;
