@@ -905,10 +905,10 @@ static uint64_t rel_now(void)
 	return now_ns() - t0;
 }
 
-static void ev_finish(struct ev *e, enum kind k)
+static void ev_finish(struct ev *e, enum kind k, uint64_t done)
 {
 	e->kind = (uint8_t)k;
-	e->done = rel_now();
+	e->done = done;
 }
 
 static void note_err(enum kind k, const char *fmt, const char *detail)
@@ -1039,7 +1039,7 @@ static void conn_fail(struct conn *c, enum kind k, const char *why)
 		return;
 	}
 	note_err(k, "%s", why);
-	ev_finish(e, k);
+	ev_finish(e, k, rel_now());
 }
 
 static void conn_write(struct conn *c)
@@ -1205,8 +1205,15 @@ static void conn_read(struct conn *c)
 			}
 			c->have_head = true;
 		}
+		if (c->have_head && c->rcap < c->r.head_len + (size_t)c->r.clen + 1)
+			/* the whole answer's room at once, not by doubling */
+			c->rbuf = xrealloc(c->rbuf,
+					   c->rcap = c->r.head_len + (size_t)c->r.clen + 65536);
 		if (c->have_head && c->rlen >= c->r.head_len + (size_t)c->r.clen) {
-			ev_finish(c->ev, judge(c));
+			/* answered now: checking the outputs is the client's time */
+			uint64_t done = rel_now();
+
+			ev_finish(c->ev, judge(c), done);
 			c->served++;
 			if (c->r.close || c->rlen > c->r.head_len + (size_t)c->r.clen) {
 				c->ev = NULL;
@@ -1263,7 +1270,7 @@ static void dispatch(struct ev *e)
 			return;
 		}
 		if (!n_open) {
-			ev_finish(e, K_CONNECT);
+			ev_finish(e, K_CONNECT, rel_now());
 			return;
 		}
 	}
@@ -1290,7 +1297,7 @@ static void expire(uint64_t now)
 	}
 	while (q_head != q_tail && now > queue[q_head]->t + tmo) {
 		note_err(K_TIMEOUT, "%s", "no connection within --timeout");
-		ev_finish(queue[q_head++], K_TIMEOUT);
+		ev_finish(queue[q_head++], K_TIMEOUT, rel_now());
 	}
 }
 

@@ -76,16 +76,20 @@ static void *touch_main(void *arg)
 }
 
 /* touch (and with reg, register) [base, base + size) in seg-byte pieces on nthreads threads */
-static int touch(CUcontext ctx, char *base, uint64_t size, uint64_t seg, unsigned nthreads,
-		 int reg)
+static int touch(CUcontext ctx, char *base, uint64_t size, uint64_t seg, unsigned nthreads, int reg)
 {
 	pthread_t th[64];
 	struct job jobs[64];
 	int failed = 0;
 
 	for (unsigned i = 0; i < nthreads; i++) {
-		jobs[i] = (struct job){.base = base, .size = size, .seg = seg,
-				       .nthreads = nthreads, .idx = i, .reg = reg, .ctx = ctx};
+		jobs[i] = (struct job){.base = base,
+				       .size = size,
+				       .seg = seg,
+				       .nthreads = nthreads,
+				       .idx = i,
+				       .reg = reg,
+				       .ctx = ctx};
 		pthread_create(&th[i], NULL, touch_main, &jobs[i]);
 	}
 	for (unsigned i = 0; i < nthreads; i++) {
@@ -123,12 +127,21 @@ int main(int argc, char **argv)
 
 	while ((c = getopt(argc, argv, "s:t:g:r:")) != -1) {
 		switch (c) {
-		case 's': size = strtoull(optarg, NULL, 0) << 20; break;
-		case 't': threads = (unsigned)atoi(optarg); break;
-		case 'g': seg = strtoull(optarg, NULL, 0) << 20; break;
-		case 'r': repeats = (unsigned)atoi(optarg); break;
+		case 's':
+			size = strtoull(optarg, NULL, 0) << 20;
+			break;
+		case 't':
+			threads = (unsigned)atoi(optarg);
+			break;
+		case 'g':
+			seg = strtoull(optarg, NULL, 0) << 20;
+			break;
+		case 'r':
+			repeats = (unsigned)atoi(optarg);
+			break;
 		default:
-			fprintf(stderr, "usage: pinbw [-s MiB] [-t threads] [-g seg MiB] [-r repeats]\n");
+			fprintf(stderr,
+				"usage: pinbw [-s MiB] [-t threads] [-g seg MiB] [-r repeats]\n");
 			return 2;
 		}
 	}

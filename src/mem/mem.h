@@ -4,7 +4,7 @@
  *
  * Host weight store: ONE copy of a model's weight region (package layout,
  * g->weights_size bytes) in pinned, device-mapped host memory
- * (cuMemHostAlloc with DEVICEMAP | PORTABLE), so any GPU can copy from it at
+ * (huge-page memory registered with DEVICEMAP | PORTABLE), so any GPU can copy from it at
  * full PCIe speed or read it in place (DHA). Filled from the package file
  * with io_uring reads (O_DIRECT where the file system allows it) and checked
  * layer by layer against the package's CRCs. On a machine without a CUDA
