@@ -245,7 +245,7 @@ static void pinned_free(struct hoststore *hs)
  * copy of about its size instead of being given back. Keeping one never
  * raises what is held (the copies the owner counts plus the spares): the
  * copy stops being counted as its buffer becomes a spare. A copy made
- * takes the smallest spare that fits it within 1/8, then the spares beyond
+ * takes the smallest spare that fits it within 1/8 (2 MiB for small ones), then the spares beyond
  * the room the owner has left beside the copies it counts
  * (hoststore_spare_room) are freed, so what is held stays within the
  * owner's limit but for the moment between a copy's charge and its making.
@@ -345,7 +345,10 @@ uint64_t hoststore_spare_reuses(void)
 	return atomic_load(&spare_reuses);
 }
 
-/* A spare of cap in [bytes, bytes + bytes/8] for hs, the smallest; then
+/* pinned_map rounds a copy up to 2 MiB: a small copy's own buffer fits it again */
+#define SPARE_SLACK (2ull << 20)
+
+/* A spare of cap in [bytes, bytes + max(bytes/8, 2 MiB)] for hs, the smallest; then
  * the spares beyond the room left go. */
 static bool spare_take(struct hoststore *hs, uint64_t bytes, bool mapped)
 {
@@ -354,7 +357,8 @@ static bool spare_take(struct hoststore *hs, uint64_t bytes, bool mapped)
 	pthread_mutex_lock(&spare_lock);
 	for (pp = &spares; *pp; pp = &(*pp)->next)
 		if ((*pp)->mapped == mapped && (*pp)->cap >= bytes &&
-		    (*pp)->cap <= bytes + bytes / 8 && (!best || (*pp)->cap < (*best)->cap))
+		    (*pp)->cap <= bytes + MAX(bytes / 8, SPARE_SLACK) &&
+		    (!best || (*pp)->cap < (*best)->cap))
 			best = pp;
 	if (best) {
 		sp = *best;
