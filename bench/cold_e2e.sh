@@ -134,12 +134,9 @@ for m in $models; do
 	if [ $tiny = 0 ]; then
 		for md in $modes; do
 			[ "$md" = load ] && continue
-			"$dprt" plan "$work/base/$m" --gpus "$gpu" --mode "$md" >"$work/plan.txt" 2>&1 ||
+			"$dprt" plan "$work/base/$m" --gpus "$gpu" --mode "$md" >"$work/plan-$md.txt" 2>&1 ||
 				echo "cold_e2e.sh: dprt plan $m --mode $md failed (the server will plan)" >&2
-			cat "$work/plan.txt" >>"$out/setup.log"
-			# the share of bytes the plan leaves on the host (DHA): not on the device
-			dha=$(sed -n 's/.*DHA [^(]*(\([0-9.]*\)% of bytes.*/\1/p' "$work/plan.txt" | head -n 1)
-			eval "dha_$(echo "$md" | tr -c 'a-z0-9\n' _)=\${dha:-0}"
+			cat "$work/plan-$md.txt" >>"$out/setup.log"
 		done
 	fi
 	r=$work/repo-$m
@@ -150,10 +147,12 @@ for m in $models; do
 	done
 	size=$(stat -L -c %s "$base/model.dpk")
 	for md in $modes; do
-		# room for one instance's device bytes (the package less what its
-		# plan reads in place) and what the other keeps while evicted, not
-		# for two instances' device bytes
-		eval "dha=\${dha_$(echo "$md" | tr -c 'a-z0-9\n' _):-0}"
+		# room for one instance's device bytes (the package less the share
+		# its plan reads in place, DHA) and what the other keeps while
+		# evicted, not for two instances' device bytes
+		dha=$(sed -n 's/.*DHA [^(]*(\([0-9.]*\)% of bytes.*/\1/p' "$work/plan-$md.txt" 2>/dev/null |
+			head -n 1)
+		dha=${dha:-0}
 		limit=$(awk -v s="$size" -v d="$dha" 'BEGIN { printf "%dK", s * (1 - d / 100) * 1.9 / 1024 }')
 		if ! start_server "$m" "$md" "$limit"; then
 			echo "cold_e2e.sh: server ($m, $md) did not start:" >&2

@@ -29,9 +29,9 @@
 #define QD 16u
 #define PAGE 4096u
 
-struct hoststore {
+/* A copy's memory: what a spare keeps of it (a dropped copy's buffer). */
+struct hostmem {
 	void *base;
-	uint64_t size;
 	uint64_t cap;	 /* bytes allocated at base (the region, its watermark page) */
 	bool mapped;	 /* pinned and device-mapped; ctx holds a primary-context reference */
 	bool registered; /* mapped by pinned_map (else cuMemHostAlloc'ed) */
@@ -39,6 +39,11 @@ struct hoststore {
 	CUdevice dev;
 	CUcontext ctx;
 #endif
+};
+
+struct hoststore {
+	struct hostmem mem;
+	uint64_t size;
 	struct hoststore_info info;
 	/* the watermark: in the page after the region (mapped with it) */
 	_Atomic uint32_t *wm;
@@ -102,29 +107,26 @@ static void *touch_main(void *arg)
 static void touch_parallel(char *base, uint64_t bytes)
 {
 	pthread_t th[TOUCH_THREADS];
+	bool started[TOUCH_THREADS] = {false};
 	struct touch t[TOUCH_THREADS];
-	unsigned n =
-		(unsigned)MIN((uint64_t)TOUCH_THREADS, (bytes + TOUCH_SLICE - 1) / TOUCH_SLICE);
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	uint64_t per, off = 0;
-	unsigned started = 0;
+	uint64_t n = MIN((uint64_t)TOUCH_THREADS, (bytes + TOUCH_SLICE - 1) / TOUCH_SLICE);
+	uint64_t per;
 
-	if (cpus > 0 && (long)n > cpus)
-		n = (unsigned)cpus;
-	if (n < 1)
-		n = 1;
+	n = MAX(1, MIN(n, cpus > 0 ? (uint64_t)cpus : 1));
 	per = ALIGN_UP((bytes + n - 1) / n, HUGE);
-	for (unsigned i = 0; i < n && off < bytes; i++, off += per) {
-		t[i] = (struct touch){.base = base + off, .bytes = MIN(per, bytes - off)};
-		if (i + 1 < n && off + per < bytes &&
-		    !pthread_create(&th[started], NULL, touch_main, &t[i])) {
-			started++;
-			continue;
-		}
-		touch_main(&t[i]); /* the last slice (or a thread not started) here */
-	}
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(th[i], NULL);
+	n = (bytes + per - 1) / per; /* rounding per up may leave fewer slices */
+	for (uint64_t i = 0; i < n; i++)
+		t[i] = (struct touch){.base = base + i * per, .bytes = MIN(per, bytes - i * per)};
+	/* slice 0 here, the others on threads (here too if one cannot start) */
+	for (uint64_t i = 1; i < n; i++)
+		started[i] = !pthread_create(&th[i], NULL, touch_main, &t[i]);
+	for (uint64_t i = 0; i < n; i++)
+		if (!started[i])
+			touch_main(&t[i]);
+	for (uint64_t i = 1; i < n; i++)
+		if (started[i])
+			pthread_join(th[i], NULL);
 }
 
 /*
@@ -162,40 +164,34 @@ static int pinned_map(uint64_t bytes, void **out, uint64_t *cap)
 	return 0;
 }
 
-static int pinned_alloc(struct hoststore *hs, uint64_t bytes)
+static int pinned_alloc(struct hostmem *m, uint64_t bytes)
 {
 	CUcontext prev;
 	int ret;
 
-	ret = CU(cuDeviceGet(&hs->dev, 0));
+	ret = CU(cuDeviceGet(&m->dev, 0));
 	if (!ret)
-		ret = CU(cuDevicePrimaryCtxRetain(&hs->ctx, hs->dev));
+		ret = CU(cuDevicePrimaryCtxRetain(&m->ctx, m->dev));
 	if (ret)
 		return ret;
-	ret = CU(cuCtxPushCurrent(hs->ctx));
+	ret = CU(cuCtxPushCurrent(m->ctx));
 	if (ret)
 		goto out_release;
-	ret = pinned_map(bytes, &hs->base, &hs->cap);
-	if (ret == -ENOMEM) {
-		CU(cuCtxPopCurrent(&prev));
-		goto out_release;
-	}
-	if (ret) { /* registration refused: the driver's own allocation */
+	ret = pinned_map(bytes, &m->base, &m->cap);
+	m->registered = !ret;
+	if (ret && ret != -ENOMEM) { /* registration refused: the driver's own allocation */
 		log_debug("host weight store: %s; using cuMemHostAlloc", err_msg(ret));
-		hs->cap = bytes;
-		hs->registered = false;
-		ret = CU(cuMemHostAlloc(&hs->base, bytes,
+		m->cap = bytes;
+		ret = CU(cuMemHostAlloc(&m->base, bytes,
 					CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_PORTABLE));
-	} else {
-		hs->registered = true;
 	}
 	CU(cuCtxPopCurrent(&prev));
 	if (ret)
 		goto out_release;
-	hs->mapped = true;
+	m->mapped = true;
 	return 0;
 out_release:
-	CU(cuDevicePrimaryCtxRelease(hs->dev));
+	CU(cuDevicePrimaryCtxRelease(m->dev));
 	return ret;
 }
 
@@ -204,20 +200,20 @@ static bool pinned_possible(void)
 	return cudrv_load() == 0;
 }
 
-static void pinned_free(struct hoststore *hs)
+static void pinned_free(struct hostmem *m)
 {
 	CUcontext prev;
 
-	if (!CU(cuCtxPushCurrent(hs->ctx))) {
-		if (hs->registered) {
-			CU(cuMemHostUnregister(hs->base));
-			munmap(hs->base, hs->cap);
+	if (!CU(cuCtxPushCurrent(m->ctx))) {
+		if (m->registered) {
+			CU(cuMemHostUnregister(m->base));
+			munmap(m->base, m->cap);
 		} else {
-			CU(cuMemFreeHost(hs->base));
+			CU(cuMemFreeHost(m->base));
 		}
 		CU(cuCtxPopCurrent(&prev));
 	}
-	CU(cuDevicePrimaryCtxRelease(hs->dev));
+	CU(cuDevicePrimaryCtxRelease(m->dev));
 }
 #else
 static bool pinned_possible(void)
@@ -225,18 +221,26 @@ static bool pinned_possible(void)
 	return false;
 }
 
-static int pinned_alloc(struct hoststore *hs, uint64_t bytes)
+static int pinned_alloc(struct hostmem *m, uint64_t bytes)
 {
-	UNUSED(hs);
+	UNUSED(m);
 	UNUSED(bytes);
 	return -ENODEV;
 }
 
-static void pinned_free(struct hoststore *hs)
+static void pinned_free(struct hostmem *m)
 {
-	UNUSED(hs);
+	UNUSED(m);
 }
 #endif
+
+static void hostmem_free(struct hostmem *m)
+{
+	if (m->mapped)
+		pinned_free(m);
+	else
+		free(m->base);
+}
 
 /*
  * Spare buffers. Pinning is not free (pages are faulted, zeroed and locked:
@@ -251,13 +255,7 @@ static void pinned_free(struct hoststore *hs)
  * owner's limit but for the moment between a copy's charge and its making.
  */
 struct spare {
-	void *base;
-	uint64_t cap;
-	bool mapped, registered;
-#if HAVE_CUDA
-	CUdevice dev;
-	CUcontext ctx;
-#endif
+	struct hostmem mem;
 	struct spare *next; /* newest first */
 };
 
@@ -270,19 +268,7 @@ static _Atomic uint64_t spare_reuses;
 
 static void spare_free(struct spare *sp)
 {
-	struct hoststore hs = {.base = sp->base,
-			       .cap = sp->cap,
-			       .mapped = sp->mapped,
-			       .registered = sp->registered};
-
-#if HAVE_CUDA
-	hs.dev = sp->dev;
-	hs.ctx = sp->ctx;
-#endif
-	if (hs.mapped)
-		pinned_free(&hs);
-	else
-		free(hs.base);
+	hostmem_free(&sp->mem);
 	free(sp);
 }
 
@@ -293,13 +279,13 @@ static struct spare *spare_trim(uint64_t room)
 	uint64_t kept = 0;
 
 	while ((sp = *pp)) {
-		if (kept + sp->cap <= room) {
-			kept += sp->cap;
+		if (kept + sp->mem.cap <= room) {
+			kept += sp->mem.cap;
 			pp = &sp->next;
 			continue;
 		}
 		*pp = sp->next;
-		spare_bytes -= sp->cap;
+		spare_bytes -= sp->mem.cap;
 		sp->next = out;
 		out = sp;
 	}
@@ -356,28 +342,21 @@ static bool spare_take(struct hoststore *hs, uint64_t bytes, bool mapped)
 
 	pthread_mutex_lock(&spare_lock);
 	for (pp = &spares; *pp; pp = &(*pp)->next)
-		if ((*pp)->mapped == mapped && (*pp)->cap >= bytes &&
-		    (*pp)->cap <= bytes + MAX(bytes / 8, SPARE_SLACK) &&
-		    (!best || (*pp)->cap < (*best)->cap))
+		if ((*pp)->mem.mapped == mapped && (*pp)->mem.cap >= bytes &&
+		    (*pp)->mem.cap <= bytes + MAX(bytes / 8, SPARE_SLACK) &&
+		    (!best || (*pp)->mem.cap < (*best)->mem.cap))
 			best = pp;
 	if (best) {
 		sp = *best;
 		*best = sp->next;
-		spare_bytes -= sp->cap;
+		spare_bytes -= sp->mem.cap;
 	}
 	dead = spare_trim(spare_room_now());
 	pthread_mutex_unlock(&spare_lock);
 	spare_free_list(dead);
 	if (!sp)
 		return false;
-	hs->base = sp->base;
-	hs->cap = sp->cap;
-	hs->mapped = sp->mapped;
-	hs->registered = sp->registered;
-#if HAVE_CUDA
-	hs->dev = sp->dev;
-	hs->ctx = sp->ctx;
-#endif
+	hs->mem = sp->mem;
 	free(sp);
 	atomic_fetch_add(&spare_reuses, 1);
 	return true;
@@ -393,17 +372,10 @@ static bool spare_keep(struct hoststore *hs)
 		return false;
 	pthread_mutex_lock(&spare_lock);
 	if (spare_room_fn) {
-		sp->base = hs->base;
-		sp->cap = hs->cap;
-		sp->mapped = hs->mapped;
-		sp->registered = hs->registered;
-#if HAVE_CUDA
-		sp->dev = hs->dev;
-		sp->ctx = hs->ctx;
-#endif
+		sp->mem = hs->mem;
 		sp->next = spares;
 		spares = sp;
-		spare_bytes += hs->cap;
+		spare_bytes += hs->mem.cap;
 		kept = true;
 	}
 	pthread_mutex_unlock(&spare_lock);
@@ -424,27 +396,27 @@ int hoststore_create(uint64_t size, struct hoststore **out)
 		return -ENOMEM;
 	hs->size = size;
 	hs->refs = 1;
-	hs->cap = bytes;
+	hs->mem.cap = bytes;
 	if (spare_take(hs, bytes, pinned_possible())) {
 		hs->info.recycled = true;
 	} else if (pinned_possible()) {
-		ret = pinned_alloc(hs, bytes);
+		ret = pinned_alloc(&hs->mem, bytes);
 		if (ret) {
 			free(hs);
 			return ret;
 		}
 	} else {
 		err_clear();
-		if (posix_memalign(&hs->base, PAGE, bytes)) {
+		if (posix_memalign(&hs->mem.base, PAGE, bytes)) {
 			free(hs);
 			return err_set(-ENOMEM, "host weight store: cannot allocate %s",
 				       fmt_bytes(bytes, b, sizeof(b)));
 		}
 	}
 	hs->info.size = size;
-	hs->info.mapped = hs->mapped;
+	hs->info.mapped = hs->mem.mapped;
 	hs->info.alloc_ms = clock_ms_since(t0);
-	hs->wm = (_Atomic uint32_t *)(void *)((char *)hs->base + ALIGN_UP(size, PAGE));
+	hs->wm = (_Atomic uint32_t *)(void *)((char *)hs->mem.base + ALIGN_UP(size, PAGE));
 	atomic_init(hs->wm, 0);
 	*out = hs;
 	return 0;
@@ -452,12 +424,8 @@ int hoststore_create(uint64_t size, struct hoststore **out)
 
 static void store_free(struct hoststore *hs)
 {
-	if (spare_keep(hs))
-		;
-	else if (hs->mapped)
-		pinned_free(hs);
-	else
-		free(hs->base);
+	if (!spare_keep(hs))
+		hostmem_free(&hs->mem);
 	free(hs);
 }
 
@@ -589,7 +557,7 @@ out:
 
 void *hoststore_base(const struct hoststore *hs)
 {
-	return hs->base;
+	return hs->mem.base;
 }
 
 void hoststore_get_info(const struct hoststore *hs, struct hoststore_info *info)
@@ -893,7 +861,7 @@ int hoststore_load_watched(struct pkg *p, const struct hoststore_watch *wt, stru
 	r.t0 = t0;
 	if (wt)
 		wt->fn(wt->arg, hs, 0, 0, 0);
-	r.base = hs->base;
+	r.base = hs->mem.base;
 	r.file_off = pkg_weights_offset(p);
 	r.size = g->weights_size;
 	if (g->n_layers)
